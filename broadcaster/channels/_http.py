@@ -1,0 +1,152 @@
+"""Shared HTTP plumbing for adapters: the client, the one transport-error boundary, and the
+parsing of rate-limit signals (``Retry-After``, reset headers).
+
+``request()`` performs exactly one HTTP exchange and turns every ``httpx`` exception into a
+``DeliveryError``: failures before the request could have reached the provider are plain
+``TransientError``; failures after it may have been received are ``AmbiguousDelivery``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+import httpx
+
+from ..errors import AmbiguousDelivery, AuthError, PermanentError, RateLimited, TransientError
+
+USER_AGENT = "broadcaster/0.1 (+https://github.com/broadcaster)"
+
+#: httpx exception → (our class, may the request have been received?)
+TRANSPORT_ERRORS: tuple[tuple[type[Exception], type[Exception]], ...] = (
+    (httpx.ConnectTimeout, TransientError),
+    (httpx.ConnectError, TransientError),
+    (httpx.PoolTimeout, TransientError),
+    (httpx.UnsupportedProtocol, PermanentError),
+    (httpx.LocalProtocolError, PermanentError),
+    (httpx.InvalidURL, PermanentError),
+    (httpx.TooManyRedirects, PermanentError),
+    (httpx.ReadTimeout, AmbiguousDelivery),
+    (httpx.WriteTimeout, AmbiguousDelivery),
+    (httpx.ReadError, AmbiguousDelivery),
+    (httpx.WriteError, AmbiguousDelivery),
+    (httpx.RemoteProtocolError, AmbiguousDelivery),
+    (httpx.CloseError, AmbiguousDelivery),
+    (httpx.ProxyError, TransientError),
+    (httpx.TimeoutException, AmbiguousDelivery),
+    (httpx.NetworkError, AmbiguousDelivery),
+    (httpx.TransportError, AmbiguousDelivery),
+    (httpx.HTTPError, AmbiguousDelivery),
+)
+
+
+def make_client(timeout: float = 10.0, **kw: Any) -> httpx.Client:
+    """One pooled client per channel per worker; redirects are not followed (a 3xx is an error)."""
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        **kw,
+    )
+
+
+def map_transport_error(exc: Exception, what: str) -> Exception:
+    for foreign, ours in TRANSPORT_ERRORS:
+        if isinstance(exc, foreign):
+            verb = "may have been received" if ours is AmbiguousDelivery else "was not sent"
+            return ours(f"{what}: {type(exc).__name__}; the request {verb}")
+    return AmbiguousDelivery(f"{what}: {type(exc).__name__}")
+
+
+def request(client: httpx.Client, method: str, url: str, *, what: str = "request", **kw: Any) -> httpx.Response:
+    """One HTTP exchange with every transport failure mapped to our error tree."""
+    try:
+        return client.request(method, url, **kw)
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc, what) from exc
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), or None."""
+    if value is None or not str(value).strip():
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def parse_reset(value: str | None, *, now: float | None = None) -> float | None:
+    """A reset header → seconds from now. Accepts epoch seconds (X, Bluesky, Discord) and
+    ISO-8601 times (Mastodon); small numbers are taken as seconds-from-now."""
+    if value is None or not str(value).strip():
+        return None
+    now = time.time() if now is None else now
+    value = str(value).strip()
+    try:
+        n = float(value)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return max(0.0, when.timestamp() - now)
+    if n > 1e9:  # an epoch timestamp
+        return max(0.0, n - now)
+    return max(0.0, n)
+
+
+def short(response: httpx.Response, limit: int = 300) -> str:
+    """A short, printable excerpt of a response for the attempt log."""
+    try:
+        body = response.text
+    except Exception:  # noqa: BLE001 - undecodable body: show nothing rather than fail
+        body = ""
+    body = " ".join(body.split())
+    return f"HTTP {response.status_code} {body[:limit]}".strip()
+
+
+def raise_for_status(
+    response: httpx.Response,
+    what: str,
+    *,
+    now: Callable[[], float] = time.time,
+    reset_headers: tuple[str, ...] = ("retry-after",),
+) -> None:
+    """The generic HTTP classification: 2xx ok; 429 rate limited; 401/403 auth; 408/425/5xx
+    transient; other 4xx (and 3xx, which we never follow) permanent."""
+    code = response.status_code
+    if 200 <= code < 300:
+        return
+    excerpt = short(response)
+    if code == 429:
+        wait = None
+        for header in reset_headers:
+            raw = response.headers.get(header)
+            wait = parse_retry_after(raw, now=now()) if header == "retry-after" else parse_reset(raw, now=now())
+            if wait is not None:
+                break
+        raise RateLimited(f"{what}: rate limited (HTTP 429)", retry_after=wait, response=excerpt, status=code)
+    if code in (401, 403):
+        raise AuthError(f"{what}: credentials refused (HTTP {code})", response=excerpt, status=code)
+    if code in (408, 425) or code >= 500:
+        raise TransientError(f"{what}: provider error (HTTP {code})", response=excerpt, status=code)
+    raise PermanentError(f"{what}: request refused (HTTP {code})", response=excerpt, status=code)
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -1,0 +1,122 @@
+"""The channel contract every adapter follows.
+
+An adapter is built with its settings and injected I/O (an ``httpx.Client``, an SMTP
+connection factory, a clock) and offers:
+
+- ``render(message) -> Post`` — pure; applies the provider's length rule, thread split and the
+  per-channel variant; raises ``ContentRejected`` when the text cannot fit.
+- ``send(post, *, key) -> Receipt`` — exactly one remote attempt: no loops, no sleeping. ``key``
+  is stable for the delivery (the same on every retry) and is the provider idempotency key where
+  one exists. Raises only ``DeliveryError`` subclasses.
+- ``lookup(post, *, key) -> Receipt | None`` — where ``can_lookup``: did an earlier attempt with
+  this key land? ``None`` means "certainly not"; raise ``TransientError`` when it cannot tell.
+- ``check() -> str`` — verify credentials without posting; returns what was verified.
+- ``retract(receipt)`` — delete the remote post where the provider allows it.
+
+Class metadata tells the delivery policy how careful to be: ``idempotent`` (re-sending with the
+same key cannot create a second post), ``can_lookup``, ``can_retract``, ``public``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, ClassVar
+
+import httpx
+
+from .. import render
+from ..config import ChannelSettings
+from ..errors import ContentRejected, PermanentError
+from ..models import Message, Post, Receipt
+
+
+class Channel:
+    kind: ClassVar[str] = ""
+    Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
+    #: re-sending with the same key is safe (provider dedupes, or receiver is told the key)
+    idempotent: ClassVar[bool] = False
+    can_lookup: ClassVar[bool] = False
+    can_retract: ClassVar[bool] = False
+    #: a public channel must never see a post twice (PRODUCT.md guarantee 2)
+    public: ClassVar[bool] = True
+    #: maximum length of one part, in the unit of ``count``; None = no limit
+    max_length: ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        name: str,
+        settings: ChannelSettings,
+        *,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 10.0,
+        on_too_long: str = "thread",
+        **io: Any,
+    ):
+        self.name = name
+        self.settings = settings
+        self.clock = clock
+        self.timeout = timeout
+        self.on_too_long = on_too_long
+        self._http = http
+        self._owns_http = http is None
+        self.io = io
+
+    # -- I/O seams
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            from ._http import make_client
+
+            self._http = make_client(self.timeout)
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None and self._owns_http:
+            self._http.close()
+            self._http = None
+
+    def __repr__(self) -> str:  # settings hold Secrets, which mask themselves anyway
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- the contract
+
+    def count(self, text: str) -> int:
+        """Length of ``text`` by this provider's rule (characters by default)."""
+        return len(text)
+
+    def render(self, message: Message) -> Post:
+        """Default rendering: plain text (title, body, link) split to ``max_length`` if set."""
+        title, body = render.title_and_body(message, self.name)
+        text = render.plain_text(title, body, message)
+        parts: tuple[str, ...] = (text,)
+        if self.max_length is not None:
+            parts = tuple(render.fit(text, self.max_length, self.count, self.on_too_long, self.name))
+        return Post(
+            channel=self.name,
+            kind=message.announcement.kind,
+            title=title,
+            text=text,
+            parts=parts,
+            html=render.html_body(body),
+            url=message.announcement.url,
+            reply_to=message.thread[-1] if message.thread else None,
+            meta={"status": message.status, "update": message.is_update},
+        )
+
+    def send(self, post: Post, *, key: str) -> Receipt:
+        raise NotImplementedError
+
+    def lookup(self, post: Post, *, key: str) -> Receipt | None:
+        raise NotImplementedError(f"{self.kind} cannot look up earlier posts")
+
+    def check(self) -> str:
+        return "no credential check available for this kind"
+
+    def retract(self, receipt: Receipt) -> None:
+        raise PermanentError(f"{self.kind} posts cannot be deleted remotely")
+
+
+def too_long(channel: str, length: int, limit: int) -> ContentRejected:
+    return ContentRejected(f"{channel}: text is {length} long, the limit is {limit}")

@@ -1,0 +1,425 @@
+"""YAML → validated, frozen settings.
+
+Read once at start. ``${VAR}`` / ``${VAR:-default}`` pull values from the environment; values
+that name secrets become :class:`Secret`, which never shows itself in a repr, log or error.
+Every problem is reported as ``key.path: plain sentence`` — all of them at once, no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .models import KINDS
+
+DEFAULT_CONFIG_PATHS = ("config/broadcaster.yaml",)
+
+
+# ---------------------------------------------------------------- secrets and scalar types
+
+
+class Secret:
+    """A credential. Its repr and str are masked; ask for ``.reveal()`` at the point of use."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = str(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        from pydantic_core import core_schema
+
+        def to_secret(v: Any) -> Secret:
+            if isinstance(v, Secret):
+                return v
+            if isinstance(v, (str, int)) and not isinstance(v, bool):
+                return cls(str(v))
+            raise ValueError("must be a string")
+
+        return core_schema.no_info_plain_validator_function(
+            to_secret, serialization=core_schema.plain_serializer_function_ser_schema(lambda s: "**********")
+        )
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """``"30s"``, ``"5m"``, ``"2h"``, ``"1d"``, ``"250ms"`` or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("not a duration (use e.g. 30s, 5m, 2h)")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_rate(value: Any) -> tuple[int, float]:
+    """``"300/5m"`` → (300 requests, 300 seconds); ``"1/s"`` → (1, 1.0)."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return int(value[0]), float(value[1])
+    m = re.match(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$", str(value))
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"not a rate: {value!r} (use e.g. 300/5m, 1/s)")
+    per = float(m.group(2) or 1) * _UNITS[m.group(3)]
+    if per <= 0:
+        raise ValueError(f"not a rate: {value!r}")
+    return int(m.group(1)), per
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+", value):
+        raise ValueError("not a URL")
+    return value.rstrip("/") if value.count("/") > 3 and value.endswith("/") else value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Rate = Annotated[tuple[int, float], BeforeValidator(parse_rate)]
+Url = Annotated[str, BeforeValidator(_url)]
+#: a URL that is itself a credential (chat webhook URLs): validated, then masked
+SecretUrl = Annotated[Secret, BeforeValidator(_url)]
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+# ---------------------------------------------------------------- sections
+
+
+class Backoff(Strict):
+    base: Duration = 2.0
+    max: Duration = 300.0
+
+
+class BreakerPolicy(Strict):
+    failures: int = Field(5, ge=1)
+    cooldown: Duration = 30.0
+
+
+class ChannelPolicy(Strict):
+    """How deliveries to one channel are tried. Every field has a sane default."""
+
+    attempts: int = Field(8, ge=1, le=1000)
+    backoff: Backoff = Backoff()
+    deadline: Duration = 24 * 3600.0
+    timeout: Duration = 10.0
+    rate_limit: Rate | None = None
+    breaker: BreakerPolicy = BreakerPolicy()
+    fallback: tuple[str, ...] = ()
+    fallback_after: Duration | None = None
+    on_too_long: Literal["thread", "truncate", "reject"] = "thread"
+
+
+_POLICY_FIELDS = set(ChannelPolicy.model_fields)
+
+
+class PolicyOverride(Strict):
+    """A partial :class:`ChannelPolicy`; unset keys inherit from ``policy.defaults``."""
+
+    attempts: int | None = Field(None, ge=1, le=1000)
+    backoff: Backoff | None = None
+    deadline: Duration | None = None
+    timeout: Duration | None = None
+    rate_limit: Rate | None = None
+    breaker: BreakerPolicy | None = None
+    fallback: tuple[str, ...] | None = None
+    fallback_after: Duration | None = None
+    on_too_long: Literal["thread", "truncate", "reject"] | None = None
+
+
+class Policy(Strict):
+    defaults: ChannelPolicy = ChannelPolicy()
+    channels: dict[str, PolicyOverride] = {}
+    #: per-kind deadline: nothing is delivered later than this after it was due
+    deadlines: dict[str, Duration] = {}
+
+    @field_validator("deadlines")
+    @classmethod
+    def _known_kinds(cls, v: dict[str, float]) -> dict[str, float]:
+        for kind in v:
+            if kind not in KINDS:
+                raise ValueError(f"unknown kind {kind!r} (one of {', '.join(KINDS)})")
+        return v
+
+
+class SchedulerSettings(Strict):
+    interval: Duration = 1.0  # how often due work is enqueued and leases are checked
+    requeue_after: Duration = 10.0  # an enqueued-but-unclaimed delivery is enqueued again after this
+    lease: Duration = 30.0  # extra time a worker holds a claimed delivery beyond the channel timeout
+
+
+class ApiSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    rate_limit: Rate = (120, 60.0)  # per token
+    anonymous_rate_limit: Rate = (30, 60.0)  # per address, unauthenticated
+
+
+class WorkerSettings(Strict):
+    concurrency: int = Field(8, ge=1, le=256)
+    pool: Literal["threads", "prefork", "solo"] = "threads"
+
+
+class StaticToken(Strict):
+    name: str
+    hash: str  # "sha256:<hex>"
+    kinds: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    admin: bool = False
+
+
+class ChannelSettings(Strict):
+    """Fields every channel has; each kind extends this with its own (see ``channels/``)."""
+
+    kind: str
+    enabled: bool = True
+    description: str | None = None
+
+
+class Settings(Strict):
+    ledger: str = "sqlite:///var/broadcaster.db"
+    broker: str | None = None  # Redis URL; None → $REDIS_URL or the local Redis
+    public_url: Url = "http://127.0.0.1:8080"
+    channels: dict[str, Any] = {}
+    routes: dict[str, tuple[str, ...]] = {}
+    policy: Policy = Policy()
+    tokens: tuple[StaticToken, ...] = ()
+    quiet_during_incidents: tuple[str, ...] = ()
+    quiet_action: Literal["hold", "cancel"] = "hold"
+    scheduler: SchedulerSettings = SchedulerSettings()
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
+    source: str | None = None  # path the settings were read from
+
+    # -- derived look-ups (plain functions of the frozen data)
+
+    def channel(self, name: str) -> ChannelSettings:
+        return self.channels[name]
+
+    def policy_for(self, channel: str) -> ChannelPolicy:
+        override = self.policy.channels.get(channel)
+        if override is None:
+            return self.policy.defaults
+        changes = {k: getattr(override, k) for k in override.model_fields_set if getattr(override, k) is not None}
+        return self.policy.defaults.model_copy(update=changes)
+
+    def deadline_for(self, kind: str, channel: str) -> float:
+        if kind in self.policy.deadlines:
+            return self.policy.deadlines[kind]
+        return self.policy_for(channel).deadline
+
+    def route(self, kind: str) -> tuple[str, ...]:
+        return tuple(c for c in self.routes.get(kind, ()) if self.channels[c].enabled)
+
+
+# ---------------------------------------------------------------- environment interpolation
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_KEYS = re.compile(r"(secret|password|token|api_key|apikey|app_password|access|private)", re.I)
+
+
+def interpolate(node: Any, env: dict[str, str], path: str = "", problems: list | None = None) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; missing VARs are problems."""
+    if problems is None:
+        problems = []
+    if isinstance(node, dict):
+        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            problems.append((path, f"environment variable {name} is not set"))
+            return ""
+
+        return _VAR.sub(sub, node)
+    return node
+
+
+# ---------------------------------------------------------------- loading and error wording
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith("function-") or part in ("tagged-union",):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _wording(err: dict) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind in ("int_parsing", "int_type"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    if kind in ("string_type",):
+        return "must be a string"
+    if kind in ("dict_type", "model_type"):
+        return "must be a mapping (key: value)"
+    if kind in ("list_type", "tuple_type"):
+        return "must be a list"
+    if kind == "literal_error":
+        return "must be " + msg.removeprefix("Input should be ")
+    return msg[0].lower() + msg[1:] if msg else kind
+
+
+def problems_of(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        path = _loc(err["loc"])
+        full = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        out.append((full, _wording(err)))
+    return out
+
+
+def _validate_channels(raw: dict[str, Any], problems: list) -> dict[str, ChannelSettings]:
+    from .channels import registry  # channel kinds register their settings models
+
+    out: dict[str, ChannelSettings] = {}
+    if not isinstance(raw, dict):
+        problems.append(("channels", "must be a mapping of channel name to settings"))
+        return out
+    for name, body in raw.items():
+        path = f"channels.{name}"
+        if not re.match(r"^[a-z0-9][a-z0-9_-]{0,62}$", str(name)):
+            problems.append((path, "channel names use lowercase letters, digits, - and _"))
+            continue
+        if not isinstance(body, dict):
+            problems.append((path, "must be a mapping (key: value)"))
+            continue
+        kind = body.get("kind")
+        if kind is None:
+            problems.append((f"{path}.kind", "required key is missing"))
+            continue
+        cls = registry.channel_class(kind)
+        if cls is None:
+            problems.append((f"{path}.kind", f"unknown channel kind {kind!r} (one of {', '.join(registry.kinds())})"))
+            continue
+        try:
+            out[name] = cls.Settings.model_validate(body)
+        except ValidationError as exc:
+            problems.extend(problems_of(exc, path))
+    return out
+
+
+def _cross_check(settings: Settings, problems: list) -> None:
+    names = set(settings.channels)
+    for kind, channels in settings.routes.items():
+        if kind not in KINDS:
+            problems.append((f"routes.{kind}", f"unknown kind (one of {', '.join(KINDS)})"))
+        for i, ch in enumerate(channels):
+            if ch not in names:
+                problems.append((f"routes.{kind}[{i}]", f"no channel named {ch!r}"))
+    for ch in settings.policy.channels:
+        if ch not in names:
+            problems.append((f"policy.channels.{ch}", "no channel by that name"))
+    for ch in names:
+        for i, fb in enumerate(settings.policy_for(ch).fallback):
+            if fb not in names:
+                problems.append((f"policy.channels.{ch}.fallback[{i}]", f"no channel named {fb!r}"))
+            elif fb == ch:
+                problems.append((f"policy.channels.{ch}.fallback[{i}]", "a channel cannot fall back to itself"))
+    for i, kind in enumerate(settings.quiet_during_incidents):
+        if kind not in KINDS:
+            problems.append((f"quiet_during_incidents[{i}]", f"unknown kind (one of {', '.join(KINDS)})"))
+
+
+def load_settings(data: dict[str, Any], *, env: dict[str, str] | None = None, source: str | None = None) -> Settings:
+    """Validate a parsed YAML document. Raises :class:`ConfigError` listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("", "the configuration must be a mapping of keys (ledger, broker, channels, ...)")])
+    problems: list[tuple[str, str]] = []
+    data = interpolate(data, dict(os.environ) if env is None else env, problems=problems)
+    raw_channels = data.pop("channels", {}) or {}
+    channels = _validate_channels(raw_channels, problems)
+    try:
+        settings = Settings.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems.extend(problems_of(exc))
+        raise ConfigError(problems) from None
+    settings = settings.model_copy(update={"channels": channels})
+    _cross_check(settings, problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def read_settings(path: str | os.PathLike | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    """Read the config file: ``path``, else ``$BROADCASTER_CONFIG``, else ``config/broadcaster.yaml``."""
+    env = dict(os.environ) if env is None else env
+    candidates = [path] if path else ([env["BROADCASTER_CONFIG"]] if env.get("BROADCASTER_CONFIG") else list(DEFAULT_CONFIG_PATHS))
+    for candidate in candidates:
+        p = Path(candidate)
+        if p.is_file():
+            try:
+                data = yaml.safe_load(p.read_text(encoding="utf-8"))
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+                raise ConfigError([(str(p), f"not valid YAML at {where}: {getattr(exc, 'problem', exc)}")]) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError([(str(p), f"cannot read the file: {exc}")]) from None
+            return load_settings(data, env=env, source=str(p.resolve()))
+        if path or env.get("BROADCASTER_CONFIG"):
+            raise ConfigError([(str(p), "no such file")])
+    raise ConfigError(
+        [("", "no configuration found: pass --config PATH, set BROADCASTER_CONFIG, or create config/broadcaster.yaml "
+              "(config/demo.yaml is a working example)")]
+    )
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEYS.search(key))

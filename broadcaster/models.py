@@ -1,0 +1,153 @@
+"""Plain data shared by the ledger, the delivery engine and the channels.
+
+No I/O here: these are the nouns of PRODUCT.md (announcement, update, delivery, post, receipt).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("incident", "maintenance", "promotion", "deploy", "notice")
+SEVERITIES = ("minor", "major", "critical")
+INCIDENT_STATUSES = ("investigating", "identified", "monitoring", "resolved")
+MAINTENANCE_STATUSES = ("scheduled", "in_progress", "completed", "cancelled")
+
+
+class DeliveryState(str, enum.Enum):
+    SCHEDULED = "scheduled"  # waiting for publish_at (or held while an incident is open)
+    PENDING = "pending"  # due, waiting for a worker
+    SENDING = "sending"  # claimed by a worker under a lease
+    RETRYING = "retrying"  # an attempt failed transiently; due again at due_at
+    DELIVERED = "delivered"
+    UNKNOWN = "unknown"  # may have landed; shown to operators, never re-posted blindly
+    FAILED = "failed"
+    FALLEN_BACK = "fallen_back"  # failed, and its fallback channels took over
+    CANCELLED = "cancelled"
+    RETRACTED = "retracted"
+
+    def __str__(self) -> str:  # so f-strings show "delivered", not "DeliveryState.DELIVERED"
+        return self.value
+
+
+#: states from which a worker may claim a delivery
+CLAIMABLE = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
+#: states nothing moves out of by itself (an operator retry or a retraction can)
+SETTLED = frozenset(
+    {
+        DeliveryState.DELIVERED,
+        DeliveryState.UNKNOWN,
+        DeliveryState.FAILED,
+        DeliveryState.FALLEN_BACK,
+        DeliveryState.CANCELLED,
+        DeliveryState.RETRACTED,
+    }
+)
+#: states still in flight
+ACTIVE = frozenset(set(DeliveryState) - SETTLED)
+
+
+@dataclass(frozen=True)
+class Window:
+    starts_at: float
+    ends_at: float
+
+
+@dataclass(frozen=True)
+class Announcement:
+    id: str
+    kind: str
+    title: str
+    body: str = ""
+    url: str | None = None
+    severity: str | None = None
+    components: tuple[str, ...] = ()
+    publish_at: float | None = None
+    window: Window | None = None
+    channels: tuple[str, ...] = ()
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    status: str | None = None
+    author: str | None = None
+    created_at: float = 0.0
+    retracted_at: float | None = None
+
+    def variant(self, channel: str) -> tuple[str, str]:
+        """Title and body as ``channel`` should see them (per-channel variant wins)."""
+        v = self.variants.get(channel) or {}
+        return v.get("title") or self.title, v.get("body") if v.get("body") is not None else self.body
+
+
+@dataclass(frozen=True)
+class Update:
+    id: str
+    announcement_id: str
+    status: str
+    body: str
+    title: str | None = None
+    author: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a provider answered: enough to link, thread under, look up and retract."""
+
+    remote_id: str | None = None
+    url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"remote_id": self.remote_id, "url": self.url, "extra": dict(self.extra)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Receipt | None:
+        if not data:
+            return None
+        return cls(remote_id=data.get("remote_id"), url=data.get("url"), extra=dict(data.get("extra") or {}))
+
+
+@dataclass(frozen=True)
+class Message:
+    """One thing to deliver to one channel: an announcement, or an update of it.
+
+    ``thread`` holds the receipts of earlier deliveries of the same announcement on the same
+    channel (oldest first), so an update can reply under the original post.
+    """
+
+    announcement: Announcement
+    update: Update | None = None
+    thread: tuple[Receipt, ...] = ()
+    public_url: str | None = None  # link to the announcement on our status page, if any
+
+    @property
+    def is_update(self) -> bool:
+        return self.update is not None
+
+    @property
+    def status(self) -> str | None:
+        return self.update.status if self.update else self.announcement.status
+
+
+@dataclass(frozen=True)
+class Post:
+    """A message rendered for one channel: exactly what would be sent.
+
+    ``parts`` is the thread of texts for microblogs (one part when it fits); ``title``,
+    ``text`` and ``html`` serve channels with a subject and a body (email, status pages, chat).
+    ``reply_to`` is the receipt to thread under; ``meta`` carries channel-specific extras.
+    """
+
+    channel: str
+    kind: str
+    title: str
+    text: str
+    parts: tuple[str, ...] = ()
+    html: str | None = None
+    url: str | None = None
+    reply_to: Receipt | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def lengths(self, counter=len) -> list[int]:
+        return [counter(p) for p in (self.parts or (self.text,))]
