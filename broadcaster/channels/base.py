@@ -5,9 +5,11 @@ connection factory, a clock) and offers:
 
 - ``render(message) -> Post`` — pure; applies the provider's length rule, thread split and the
   per-channel variant; raises ``ContentRejected`` when the text cannot fit.
-- ``send(post, *, key) -> Receipt`` — exactly one remote attempt: no loops, no sleeping. ``key``
-  is stable for the delivery (the same on every retry) and is the provider idempotency key where
-  one exists. Raises only ``DeliveryError`` subclasses.
+- ``send(post, *, key, progress=None) -> Receipt`` — one remote attempt (one request, or one
+  pass over a thread's parts / a mailing's recipients): no retry loops, no sleeping. ``key`` is
+  stable for the delivery (the same on every retry) and is the provider idempotency key where
+  one exists. ``progress`` (a :class:`Progress`) durably records per-item state (thread parts,
+  recipients) so a later attempt skips what already landed. Raises only ``DeliveryError``.
 - ``lookup(post, *, key) -> Receipt | None`` — where ``can_lookup``: did an earlier attempt with
   this key land? ``None`` means "certainly not"; raise ``TransientError`` when it cannot tell.
 - ``check() -> str`` — verify credentials without posting; returns what was verified.
@@ -20,7 +22,7 @@ same key cannot create a second post), ``can_lookup``, ``can_retract``, ``public
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable, Protocol
 
 import httpx
 
@@ -28,6 +30,35 @@ from .. import render
 from ..config import ChannelSettings
 from ..errors import ContentRejected, PermanentError
 from ..models import Message, Post, Receipt
+
+
+class Progress(Protocol):
+    """Durable per-item progress of one delivery (backed by the ledger; in-memory in tests).
+
+    Items are strings chosen by the channel (``"part:0"``, an e-mail address); states are
+    ``"sending"`` (attempt started, outcome not yet known), ``"done"``, ``"refused"``, ``"failed"``.
+    ``detail`` keeps what a later attempt needs (a part's remote id, an SMTP reply).
+    """
+
+    def states(self) -> dict[str, tuple[str, str | None]]:
+        """item → (state, detail) for every item recorded so far."""
+
+    def mark(self, items: Iterable[str], state: str, detail: str | None = None) -> None:
+        """Record (durably, before returning) that ``items`` are now in ``state``."""
+
+
+class MemoryProgress:
+    """In-memory :class:`Progress` for unit tests and previews."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[str, str | None]] = {}
+
+    def states(self) -> dict[str, tuple[str, str | None]]:
+        return dict(self._items)
+
+    def mark(self, items: Iterable[str], state: str, detail: str | None = None) -> None:
+        for item in items:
+            self._items[item] = (state, detail)
 
 
 class Channel:
@@ -105,7 +136,7 @@ class Channel:
             meta={"status": message.status, "update": message.is_update},
         )
 
-    def send(self, post: Post, *, key: str) -> Receipt:
+    def send(self, post: Post, *, key: str, progress: Progress | None = None) -> Receipt:
         raise NotImplementedError
 
     def lookup(self, post: Post, *, key: str) -> Receipt | None:

@@ -122,7 +122,7 @@ class Webhook(Channel):
 
     # -- one attempt
 
-    def send(self, post: Post, *, key: str) -> Receipt:
+    def send(self, post: Post, *, key: str, progress=None) -> Receipt:
         body = json.dumps(self.payload(post, key), separators=(",", ":"), ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", **self.settings.headers}
         msg_id = f"msg_{key}"
