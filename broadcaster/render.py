@@ -3,13 +3,21 @@
 No I/O. Channels call these from ``render``; ``POST /preview`` shows exactly their output.
 The Markdown subset is: paragraphs, ``[text](url)`` links, bare URLs, ``*em*``/``_em_``,
 ``**strong**``, ``- `` / ``* `` / ``1. `` lists. Everything else is shown as written.
+
+Length rules differ per provider (characters, grapheme clusters, UTF-8 bytes, X's weighted
+count, links at a fixed weight), so every fitting function takes the counter as an argument and
+the counters live here as pure functions.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import re
+import unicodedata
 from typing import Callable
+
+import regex
 
 from .errors import ContentRejected
 from .models import Message
@@ -129,25 +137,124 @@ def plain_text(title: str, body: str, message: Message) -> str:
     return text
 
 
-def fit(text: str, limit: int, count: Callable[[str], int], mode: str, channel: str) -> list[str]:
+# ---------------------------------------------------------------- counting
+
+Counter = Callable[[str], int]
+
+_GRAPHEME = regex.compile(r"\X")
+#: ``@user@domain`` counts as ``@user`` on Mastodon (the domain is not shown to local readers)
+_REMOTE_MENTION = re.compile(r"(?<![\w@])(@\w+)@[\w.-]+\.\w+")
+#: bare domains X turns into t.co links (a short list of common TLDs: an approximation)
+_BARE_DOMAIN = re.compile(
+    r"(?<![\w@./:-])(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+"
+    r"(?:com|org|net|io|dev|app|co|ai|gov|edu|info|me|ly|uk|de|fr|eu|us|ca|nl|be|ch|jp|social|page|cloud)"
+    r"(?:/[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"])?(?![\w-])",
+    re.I,
+)
+#: code points X weighs as one character; everything else weighs two (twitter-text v3)
+_X_LIGHT = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
+_EMOJI_CLUSTER = regex.compile(r"\p{Emoji_Presentation}|\p{Extended_Pictographic}\uFE0F|\u20E3|\p{Regional_Indicator}")
+
+
+def graphemes(text: str) -> list[str]:
+    """User-perceived characters (extended grapheme clusters): 👍🏽, é and 🇺🇸 are one each."""
+    return _GRAPHEME.findall(text)
+
+
+def grapheme_len(text: str) -> int:
+    return len(graphemes(text))
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def url_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` string indices of every http(s) URL, in order."""
+    return [m.span() for m in URL_RE.finditer(text)]
+
+
+def with_urls_as(weight: int, counter: Counter, spans: Callable[[str], list[tuple[int, int]]] = url_spans) -> Counter:
+    """A counter where each URL weighs ``weight`` and the rest is measured by ``counter``."""
+
+    def count(text: str) -> int:
+        total, pos = 0, 0
+        for start, end in spans(text):
+            total += counter(text[pos:start]) + weight
+            pos = end
+        return total + counter(text[pos:])
+
+    return count
+
+
+def mastodon_length(text: str, url_weight: int = 23) -> int:
+    """Mastodon's rule: grapheme clusters; a URL is ``url_weight``; ``@user@domain`` is ``@user``."""
+    return with_urls_as(url_weight, grapheme_len)(_REMOTE_MENTION.sub(r"\1", text))
+
+
+def _x_plain(text: str) -> int:
+    total = 0
+    for cluster in graphemes(text):
+        if _EMOJI_CLUSTER.search(cluster):
+            total += 2  # an emoji sequence (ZWJ family, skin tone, flag, keycap) counts as one emoji
+            continue
+        for ch in cluster:
+            cp = ord(ch)
+            total += 1 if any(lo <= cp <= hi for lo, hi in _X_LIGHT) else 2
+    return total
+
+
+def _x_url_spans(text: str) -> list[tuple[int, int]]:
+    spans = url_spans(text)
+    for m in _BARE_DOMAIN.finditer(text):
+        if not any(s <= m.start() < e for s, e in spans):
+            spans.append(m.span())
+    return sorted(spans)
+
+
+def x_length(text: str, url_weight: int = 23) -> int:
+    """X's weighted length (twitter-text v3), NFC-normalised: light code points 1, others 2,
+    any emoji sequence 2, any URL (including a bare ``example.com``) ``url_weight``."""
+    return with_urls_as(url_weight, _x_plain, _x_url_spans)(unicodedata.normalize("NFC", text))
+
+
+def bluesky_length(text: str) -> int:
+    """Bluesky's two limits (300 graphemes and 3000 UTF-8 bytes) as one number against 300:
+    the larger of the grapheme count and a tenth of the byte count, rounded up."""
+    return max(grapheme_len(text), math.ceil(utf8_len(text) / 10))
+
+
+# ---------------------------------------------------------------- fitting
+
+
+def fit(text: str, limit: int, count: Counter, mode: str, channel: str) -> list[str]:
     """Make ``text`` fit ``limit``: one part if it does; else thread, truncate or reject."""
-    if count(text) <= limit:
+    length = count(text)
+    if length <= limit:
         return [text]
     if mode == "reject":
-        raise ContentRejected(f"{channel}: text is {count(text)} long, the limit is {limit}")
+        raise ContentRejected(f"{channel}: text is {length} long, the limit is {limit}")
     if mode == "truncate":
         return [truncate(text, limit, count)]
     return split_thread(text, limit, count)
 
 
-def truncate(text: str, limit: int, count: Callable[[str], int], ellipsis: str = "…") -> str:
-    words = _tokens(text)
+def truncate(text: str, limit: int, count: Counter, ellipsis: str = "…") -> str:
+    """Cut at a word boundary and add ``ellipsis``; a first word too long is cut by grapheme."""
+    if count(text) <= limit:
+        return text
     out = ""
-    for w in words:
-        if count(out + w + ellipsis) > limit:
+    for w in _tokens(text):
+        if count((out + w).rstrip() + ellipsis) > limit:
             break
         out += w
-    return out.rstrip() + ellipsis
+    if out.strip():
+        return out.rstrip() + ellipsis
+    for g in graphemes(text):  # no whole word fits: fall back to cutting inside it
+        if count(out + g + ellipsis) > limit:
+            break
+        out += g
+    return out + ellipsis
 
 
 def _tokens(text: str) -> list[str]:
@@ -155,46 +262,52 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
-def split_thread(text: str, limit: int, count: Callable[[str], int]) -> list[str]:
+def _ends_sentence(token: str) -> bool:
+    return "\n" in token or bool(re.search(r"[.!?…:]$", token.rstrip()))
+
+
+def split_thread(text: str, limit: int, count: Counter) -> list[str]:
     """Split into numbered parts ``" (i/n)"`` at sentence or word boundaries, never mid-word.
 
     Prefers a sentence end when it leaves the part at least half full. A single word longer
-    than the limit (a giant URL) cannot be split and is refused with ``ContentRejected``.
+    than the room left beside the numbering (a giant URL) is refused with ``ContentRejected``.
     """
-    for n_guess in (9, 99, 999):
-        suffix_room = len(f" ({n_guess}/{n_guess})")
-        parts = _pack(text, limit - suffix_room, count)
-        if len(parts) <= n_guess:
+    for width in (1, 2, 3):
+        biggest = "9" * width
+        room = limit - count(f" ({biggest}/{biggest})")
+        parts = _pack(text.strip(), room, count)
+        if len(parts) <= int(biggest):
             n = len(parts)
-            return [f"{p} ({i}/{n})" for i, p in enumerate(parts, 1)]
+            out = [f"{p} ({i}/{n})" for i, p in enumerate(parts, 1)]
+            for part in out:  # a safety net for counters that are not additive
+                if count(part) > limit:
+                    raise ContentRejected(f"a thread part is {count(part)} long, the limit is {limit}")
+            return out
     raise ContentRejected("text too long to thread")
 
 
-def _pack(text: str, room: int, count: Callable[[str], int]) -> list[str]:
+def _pack(text: str, room: int, count: Counter) -> list[str]:
+    """Greedy packing of whole tokens into parts of at most ``room``."""
     if room <= 0:
         raise ContentRejected("limit too small to thread")
     tokens = _tokens(text)
-    parts: list[str] = []
-    current = ""
-    last_sentence_end = -1  # index in current where a sentence ended
     for tok in tokens:
         if count(tok.strip()) > room:
-            raise ContentRejected(f"a single word or link is longer than the limit ({room})")
-        candidate = current + tok
-        if count(candidate.rstrip()) <= room:
-            current = candidate
-            if re.search(r"[.!?…]\s*$", tok) or "\n" in tok:
-                last_sentence_end = len(current)
-            continue
-        if last_sentence_end > 0 and count(current[:last_sentence_end].rstrip()) >= room // 2:
-            head, tail = current[:last_sentence_end], current[last_sentence_end:]
-            parts.append(head.rstrip())
-            current = tail + tok
-        else:
-            parts.append(current.rstrip())
-            current = tok
-        current = current.lstrip()
-        last_sentence_end = -1
-    if current.strip():
-        parts.append(current.rstrip())
-    return [p for p in parts if p]
+            raise ContentRejected(f"a single word or link is longer than the limit ({room}): {tok.strip()[:40]}…")
+    parts: list[str] = []
+    i = 0
+    while i < len(tokens):
+        j = i  # tokens[i:j] is the current part
+        while j < len(tokens) and count("".join(tokens[i : j + 1]).rstrip()) <= room:
+            j += 1
+        j = max(j, i + 1)  # never stall: an unfittable token is caught by the caller's check
+        if j < len(tokens):  # overflow: step back to a sentence end if that keeps the part half full
+            for k in range(j - 1, i, -1):
+                if _ends_sentence(tokens[k]) and count("".join(tokens[i : k + 1]).rstrip()) >= room // 2:
+                    j = k + 1
+                    break
+        part = "".join(tokens[i:j]).strip()
+        if part:
+            parts.append(part)
+        i = j
+    return parts
