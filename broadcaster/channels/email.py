@@ -1,0 +1,331 @@
+"""Email: one message per recipient over SMTP or the Postmark HTTP API.
+
+Why one message per recipient: each carries its own unsubscribe link and Message-ID, and each
+address gets its own durable progress mark, so a retry mails only those not yet accepted.
+
+A pass (one ``send``): for every address not yet ``done``/``refused`` — mark ``sending``, hand
+the message over, then mark ``done`` (accepted), ``refused`` (5yz, or Postmark 406) or
+``failed`` (4yz: tried again on the next attempt). A connection lost after the message body was
+sent leaves the address ``sending``: it may have been accepted, so the pass stops with
+``AmbiguousDelivery`` and a later attempt re-sends it with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import email.utils
+import smtplib
+import ssl
+from typing import Any, Callable, Iterable, Iterator, Literal
+
+from pydantic import Field, model_validator
+
+from .. import render
+from ..config import ChannelSettings, Duration, Secret, Strict, Url
+from ..errors import (
+    AmbiguousDelivery,
+    AuthError,
+    DeliveryError,
+    PermanentError,
+    RateLimited,
+    RecipientsRefused,
+    TransientError,
+)
+from ..models import Message, Post, Receipt
+from . import _http, _mail
+from .base import Channel, MemoryProgress, Progress
+from .registry import register
+
+log = logging.getLogger(__name__)
+
+Subscribers = Callable[[tuple[str, ...], Post], Iterable[tuple[str, str | None]]]
+
+
+class SmtpSettings(Strict):
+    host: str
+    port: int | None = Field(None, ge=1, le=65535)  # default by security: 587, 465, 25
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: Secret | None = None
+    timeout: Duration = 30.0
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+class PostmarkSettings(Strict):
+    base_url: Url = "https://api.postmarkapp.com"
+    server_token: Secret
+    message_stream: str = "outbound"
+
+
+class EmailSettings(ChannelSettings):
+    kind: Literal["email"] = "email"
+    transport: Literal["smtp", "postmark"] = "smtp"
+    smtp: SmtpSettings | None = None
+    postmark: PostmarkSettings | None = None
+    from_address: str
+    reply_to: str | None = None
+    recipients: tuple[str, ...] = ()
+    lists: tuple[str, ...] = ()  # subscriber list names, resolved by the injected source
+    batch_size: int = Field(100, ge=1, le=10_000)  # messages per SMTP connection
+    marketing_kinds: tuple[str, ...] = ("promotion",)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmailSettings:
+        if getattr(self, self.transport) is None:
+            raise ValueError(f"transport is {self.transport!r} but the {self.transport!r} section is missing")
+        if not _mail.valid_address(email.utils.parseaddr(self.from_address)[1]):
+            raise ValueError("from_address is not an email address")
+        bad = [i for i, a in enumerate(self.recipients) if not _mail.valid_address(a)]
+        if bad:
+            raise ValueError(f"recipients[{bad[0]}] is not an email address")
+        if not self.recipients and not self.lists:
+            raise ValueError("give recipients, lists, or both")
+        return self
+
+
+# ---------------------------------------------------------------- transports
+
+
+class SmtpSender:
+    """One SMTP connection for a batch; ``deliver`` runs MAIL/RCPT/DATA for one message."""
+
+    def __init__(self, settings: SmtpSettings, from_address: str, factory: Callable[..., Any] | None, what: str):
+        self.s = settings
+        self.envelope_from = email.utils.parseaddr(from_address)[1]
+        self.factory = factory or connect_smtp
+        self.what = what
+        self.conn: Any = None
+
+    def open(self) -> None:
+        try:
+            conn = self.factory(self.s)
+            conn.ehlo()
+            if self.s.security == "starttls":
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if self.s.username:
+                conn.login(self.s.username, self.s.password.reveal() if self.s.password else "")
+        except smtplib.SMTPAuthenticationError as exc:
+            if 400 <= exc.smtp_code < 500:
+                raise TransientError(f"{self.what}: login deferred ({exc.smtp_code})") from exc
+            raise AuthError(f"{self.what}: login refused ({exc.smtp_code})", status=exc.smtp_code) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise PermanentError(f"{self.what}: server lacks a required extension (STARTTLS or AUTH)") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise PermanentError(f"{self.what}: TLS certificate not trusted") from exc
+        except (smtplib.SMTPException, OSError) as exc:  # refused, DNS, timeout, bad greeting
+            raise TransientError(f"{self.what}: cannot connect ({type(exc).__name__})") from exc
+        self.conn = conn
+
+    def close(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.conn.quit()
+        except (smtplib.SMTPException, OSError):
+            try:
+                self.conn.close()
+            except OSError:
+                pass
+        self.conn = None
+
+    def deliver(self, mail: _mail.Mail, msg: Any) -> tuple[str, str | None]:
+        conn = self.conn
+        try:  # nothing can have been accepted before the body is sent: lost connection = retry
+            for command, arg in (("mail", self.envelope_from), ("rcpt", email.utils.parseaddr(mail.to)[1])):
+                code, text = getattr(conn, command)(arg)
+                if code not in (250, 251):
+                    return self._negative(code, text)
+            code, text = conn.docmd("data")
+            if code != 354:
+                return self._negative(code, text)
+        except (smtplib.SMTPException, OSError) as exc:
+            self.conn = None
+            raise TransientError(f"{self.what}: connection lost before the message was sent ({type(exc).__name__})") from exc
+        try:
+            conn.send(_mail.smtp_payload(msg))
+            code, text = conn.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self.conn = None
+            raise AmbiguousDelivery(
+                f"{self.what}: connection lost after the message was sent; it may have been accepted"
+            ) from exc
+        if code != 250:
+            return self._negative(code, text)
+        return _mail.DONE, _mail.reply_text(code, text)
+
+    def _negative(self, code: int, text: Any) -> tuple[str, str]:
+        detail = _mail.reply_text(code, text)
+        if code == 421:  # the server is closing the connection
+            self.conn = None
+            raise TransientError(f"{self.what}: server closing the connection ({code})", status=code)
+        try:
+            self.conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self.conn = None
+        return _mail.reply_outcome(code), detail
+
+
+def connect_smtp(s: SmtpSettings) -> smtplib.SMTP:
+    if s.security == "tls":
+        return smtplib.SMTP_SSL(s.host, s.effective_port, timeout=s.timeout, context=ssl.create_default_context())
+    return smtplib.SMTP(s.host, s.effective_port, timeout=s.timeout)
+
+
+class PostmarkSender:
+    """``POST /email`` per message; errors classified per Postmark's HTTP and ErrorCode tables."""
+
+    def __init__(self, settings: PostmarkSettings, channel: Email, what: str):
+        self.s = settings
+        self.channel = channel
+        self.what = what
+        self.conn = True
+
+    def open(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept": "application/json", "X-Postmark-Server-Token": self.s.server_token.reveal()}
+
+    def deliver(self, mail: _mail.Mail, msg: Any) -> tuple[str, str | None]:
+        st = self.channel.settings
+        body = _mail.to_postmark(mail, from_address=st.from_address, reply_to=st.reply_to,
+                                 stream=self.s.message_stream, tag=self.channel.name)
+        resp = _http.request(self.channel.http, "POST", f"{self.s.base_url}/email", json=body,
+                             headers=self.headers(), what=self.what)
+        return postmark_outcome(resp, self.what, now=self.channel.clock)
+
+
+def postmark_outcome(resp, what: str, *, now: Callable[[], float]) -> tuple[str, str | None]:
+    data = _http.json_or_none(resp)
+    data = data if isinstance(data, dict) else {}
+    code = resp.status_code
+    if code == 200 and data.get("ErrorCode", 0) == 0:
+        return _mail.DONE, str(data.get("MessageID") or "") or None
+    error_code = data.get("ErrorCode")
+    if code == 422 and error_code == 406:
+        return _mail.REFUSED, f"postmark 406 {str(data.get('Message', ''))[:150]}"
+    if code == 401:
+        raise AuthError(f"{what}: server token refused (HTTP 401)", response=_http.short(resp), status=401)
+    if code == 429:
+        wait = _http.parse_retry_after(resp.headers.get("retry-after"), now=now())
+        raise RateLimited(f"{what}: rate limited (HTTP 429)", retry_after=wait, response=_http.short(resp), status=429)
+    if code == 422:
+        raise PermanentError(f"{what}: Postmark ErrorCode {error_code}", response=_http.short(resp), status=422)
+    if code >= 500:
+        raise TransientError(f"{what}: provider error (HTTP {code})", response=_http.short(resp), status=code)
+    _http.raise_for_status(resp, what, now=now)
+    raise PermanentError(f"{what}: unexpected answer (HTTP {code})", response=_http.short(resp), status=code)
+
+
+# ---------------------------------------------------------------- the channel
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@register
+class Email(Channel):
+    kind = "email"
+    Settings = EmailSettings
+    public = False  # private mail, guarded per address by progress rather than by lookup
+    idempotent = False
+
+    def render(self, message: Message) -> Post:
+        post = super().render(message)
+        subject = render.status_prefix(message) + post.title
+        meta = {**post.meta, "announcement_id": message.announcement.id,
+                "update_id": message.update.id if message.update else None}
+        return Post(channel=post.channel, kind=post.kind, title=subject, text=post.text, parts=(post.text,),
+                    html=post.html, url=post.url, reply_to=post.reply_to, meta=meta)
+
+    def sender(self):
+        st = self.settings
+        if st.transport == "postmark":
+            return PostmarkSender(st.postmark, self, f"{self.name} (postmark)")
+        return SmtpSender(st.smtp, st.from_address, self.io.get("smtp_factory"), f"{self.name} (smtp)")
+
+    def audience(self, post: Post) -> dict[str, tuple[str, str | None]]:
+        """item → (address, unsubscribe URL): static recipients, then subscribers, deduplicated."""
+        out = {_mail.normalize(a): (a.strip(), None) for a in self.settings.recipients}
+        source: Subscribers | None = self.io.get("subscribers")
+        if self.settings.lists and source is None:
+            log.warning("%s: lists configured but no subscriber source; static recipients only", self.name)
+        if self.settings.lists and source is not None:
+            for address, unsubscribe in source(tuple(self.settings.lists), post):
+                if _mail.valid_address(address):
+                    out.setdefault(_mail.normalize(address), (address.strip(), unsubscribe))
+        return out
+
+    def send(self, post: Post, *, key: str, progress: Progress | None = None) -> Receipt:
+        progress = progress if progress is not None else MemoryProgress()
+        everyone = self.audience(post)
+        before = progress.states()
+        todo = [(item, *everyone[item]) for item in everyone if before.get(item, ("",))[0] not in ("done", "refused")]
+        marketing = post.kind in self.settings.marketing_kinds
+        domain = _mail.domain_of(self.settings.from_address)
+        sent = 0
+        for batch in chunks(todo, self.settings.batch_size):
+            sender = self.sender()
+            sender.open()
+            try:
+                for item, address, unsubscribe in batch:
+                    mail = _mail.build(post, key=key, to=address, domain=domain,
+                                       unsubscribe_url=unsubscribe, marketing=marketing)
+                    msg = _mail.to_mime(mail, from_address=self.settings.from_address,
+                                        reply_to=self.settings.reply_to, date=self.clock())
+                    progress.mark([item], "sending")
+                    try:
+                        outcome, detail = sender.deliver(mail, msg)
+                    except AmbiguousDelivery:
+                        raise  # stays "sending": re-sent with the same Message-ID next time
+                    except DeliveryError as exc:
+                        progress.mark([item], "failed", str(exc)[:200])
+                        raise
+                    state = {"done": "done", "refused": "refused"}.get(outcome, "failed")
+                    progress.mark([item], state, detail)
+                    sent += state == "done"
+                    if sender.conn is None:  # the server dropped us: stop, retry later
+                        raise TransientError(f"{self.name}: connection closed by the server")
+            finally:
+                sender.close()
+        return self._settle(post, key, everyone, progress.states(), sent, len(everyone) - len(todo))
+
+    def _settle(self, post: Post, key: str, everyone: dict, states: dict, sent: int, skipped: int) -> Receipt:
+        refused = {i: states[i][1] for i in everyone if states.get(i, ("",))[0] == "refused"}
+        done = sum(1 for i in everyone if states.get(i, ("",))[0] == "done")
+        pending = len(everyone) - done - len(refused)
+        counts = f"{done} accepted, {len(refused)} refused, {pending} deferred"
+        if pending:
+            raise TransientError(f"{self.name}: {counts}; deferred recipients are tried again later")
+        if everyone and not done:
+            raise RecipientsRefused(f"{self.name}: every recipient was refused ({len(refused)})", refused=refused)
+        root, parent = _mail.thread_keys(post.reply_to)
+        domain = _mail.domain_of(self.settings.from_address)
+        return Receipt(
+            remote_id=_mail.message_id(key, "", domain),
+            extra={"message_id_key": key, "root_key": root or key, "sent": sent,
+                   "refused": len(refused), "skipped": skipped},
+        )
+
+    def check(self) -> str:
+        st = self.settings
+        if st.transport == "postmark":
+            what = f"{self.name} (postmark check)"
+            resp = _http.request(self.http, "GET", f"{st.postmark.base_url}/server",
+                                 headers=PostmarkSender(st.postmark, self, what).headers(), what=what)
+            _http.raise_for_status(resp, what, now=self.clock)
+            return "Postmark server token accepted"
+        sender = self.sender()
+        sender.open()
+        sender.close()
+        login = " and login" if st.smtp.username else ""
+        return f"SMTP {st.smtp.host}:{st.smtp.effective_port} accepted EHLO{login}"

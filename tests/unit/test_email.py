@@ -1,0 +1,388 @@
+"""Email channel: message shape, per-recipient progress, SMTP reply and exception mapping,
+Postmark request shape and error table. No network: a scripted SMTP connection and
+``httpx.MockTransport``."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import smtplib
+import ssl
+
+import httpx
+import pytest
+
+from broadcaster.channels import _mail
+from broadcaster.channels.base import MemoryProgress
+from broadcaster.channels.email import Email, EmailSettings
+from broadcaster.errors import (
+    AmbiguousDelivery,
+    AuthError,
+    PermanentError,
+    RateLimited,
+    RecipientsRefused,
+    TransientError,
+)
+from broadcaster.models import Announcement, Message, Receipt, Update
+
+T0 = 1_700_000_000.0
+
+
+class FakeSMTP:
+    """Speaks the smtplib calls the sender uses; ``script`` maps an address to what happens."""
+
+    def __init__(self, script: dict | None = None, *, login_error: Exception | None = None):
+        self.script = script or {}
+        self.login_error = login_error
+        self.accepted: list[tuple[str, bytes]] = []
+        self.calls: list[str] = []
+        self.rcpt_to: str | None = None
+        self.closed = False
+        self.dead = False
+
+    def ehlo(self):
+        self.calls.append("ehlo")
+        return 250, b"ok"
+
+    def starttls(self, context=None):
+        self.calls.append("starttls")
+        return 220, b"go"
+
+    def login(self, user, password):
+        self.calls.append(f"login {user}")
+        if self.login_error:
+            raise self.login_error
+        return 235, b"ok"
+
+    def _check(self):
+        if self.dead:
+            raise smtplib.SMTPServerDisconnected("gone")
+
+    def mail(self, sender):
+        self._check()
+        return 250, b"ok"
+
+    def rcpt(self, to):
+        self._check()
+        self.rcpt_to = to
+        what = self.script.get(to)
+        if isinstance(what, int):
+            return what, b"scripted"
+        if what == "drop_before_data":
+            self.dead = True
+            raise smtplib.SMTPServerDisconnected("dropped")
+        return 250, b"ok"
+
+    def docmd(self, cmd):
+        self._check()
+        return 354, b"go ahead"
+
+    def send(self, data):
+        self._check()
+        self.data = data
+        if self.script.get(self.rcpt_to) == "drop_after_data":
+            self.dead = True
+            raise smtplib.SMTPServerDisconnected("dropped")
+
+    def getreply(self):
+        final = self.script.get(("data", self.rcpt_to), 250)
+        if final == 250:
+            self.accepted.append((self.rcpt_to, self.data))
+        return final, b"queued"
+
+    def rset(self):
+        return 250, b"ok"
+
+    def quit(self):
+        self.closed = True
+
+    def close(self):
+        self.closed = True
+
+
+def settings(**kw):
+    base = {
+        "kind": "email",
+        "transport": "smtp",
+        "smtp": {"host": "mx.test", "security": "none"},
+        "from_address": "Status <status@example.com>",
+        "recipients": ["a@x.test", "b@x.test", "c@x.test"],
+    }
+    base.update(kw)
+    return EmailSettings.model_validate(base)
+
+
+def channel(fake=None, **kw):
+    fakes = [fake or FakeSMTP()]
+    io = {"smtp_factory": lambda s: fakes[0]}
+    io.update(kw.pop("io", {}))
+    return Email("mail", settings(**kw), clock=lambda: T0, **io), fakes[0]
+
+
+def message(kind="incident", update=None, thread=()):
+    a = Announcement(id="a1", kind=kind, title="Login <script>alert(1)</script> down",
+                     body="We are **on it**. <b>x</b>", url="https://status.example.com/a1")
+    return Message(announcement=a, update=update, thread=thread)
+
+
+def parsed(data: bytes) -> email.message.EmailMessage:
+    raw = data.removesuffix(b".\r\n").replace(b"\r\n..", b"\r\n.")
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+# ---------------------------------------------------------------- shape
+
+
+def test_message_shape_escapes_and_stable_ids():
+    ch, fake = channel()
+    post = ch.render(message())
+    receipt = ch.send(post, key="k1")
+    assert receipt.extra == {"message_id_key": "k1", "root_key": "k1", "sent": 3, "refused": 0, "skipped": 0}
+    assert [to for to, _ in fake.accepted] == ["a@x.test", "b@x.test", "c@x.test"]
+    msg = parsed(fake.accepted[0][1])
+    assert msg["Message-ID"] == _mail.message_id("k1", "a@x.test", "example.com")
+    assert msg["Message-ID"].endswith("@example.com>")
+    assert msg["Subject"] == "Login <script>alert(1)</script> down"
+    assert "List-Unsubscribe" not in msg  # incidents are not marketing
+    html = msg.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<b>x</b>" not in html and "<strong>on it</strong>" in html
+    text = msg.get_body(("plain",)).get_content()
+    assert "We are on it." in text
+    # ids differ per recipient and are stable per (key, recipient)
+    ids = {parsed(d)["Message-ID"] for _, d in fake.accepted}
+    assert len(ids) == 3
+    assert _mail.message_id("k1", "A@X.test ", "example.com") == _mail.message_id("k1", "a@x.test", "example.com")
+
+
+def test_update_threads_under_the_original_per_recipient():
+    ch, fake = channel(recipients=["a@x.test"])
+    first = ch.send(ch.render(message()), key="k1")
+    upd = Update(id="u1", announcement_id="a1", status="identified", body="Found it")
+    post = ch.render(message(update=upd, thread=(first,)))
+    second = ch.send(post, key="k2")
+    msg = parsed(fake.accepted[-1][1])
+    original = _mail.message_id("k1", "a@x.test", "example.com")
+    assert msg["In-Reply-To"] == original and msg["References"] == original
+    assert msg["Subject"].startswith("[Identified] ")
+    assert second.extra["root_key"] == "k1"
+    upd2 = Update(id="u2", announcement_id="a1", status="resolved", body="Fixed")
+    ch.send(ch.render(message(update=upd2, thread=(first, second))), key="k3")
+    third = parsed(fake.accepted[-1][1])
+    assert third["In-Reply-To"] == _mail.message_id("k2", "a@x.test", "example.com")
+    assert third["References"].split() == [original, _mail.message_id("k2", "a@x.test", "example.com")]
+
+
+def test_marketing_mail_gets_one_click_unsubscribe_only_with_https():
+    subs = [("s1@x.test", "https://ex.com/u/1"), ("s2@x.test", "http://ex.com/u/2"), ("bad", None)]
+    seen = {}
+
+    def source(lists, post):
+        seen["lists"], seen["kind"] = lists, post.kind
+        return subs
+
+    ch, fake = channel(recipients=[], lists=["news"], io={"subscribers": source})
+    receipt = ch.send(ch.render(message(kind="promotion")), key="p1")
+    assert seen == {"lists": ("news",), "kind": "promotion"}
+    assert receipt.extra["sent"] == 2
+    m1, m2 = (parsed(d) for _, d in fake.accepted)
+    assert m1["List-Unsubscribe"] == "<https://ex.com/u/1>"
+    assert m1["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "https://ex.com/u/1" in m1.get_body(("plain",)).get_content()
+    assert "List-Unsubscribe" not in m2  # http links are not offered as one-click
+
+
+# ---------------------------------------------------------------- progress and replies
+
+
+def test_4xx_deferred_5xx_refused_and_retry_skips_done():
+    fake = FakeSMTP({"a@x.test": 450, "b@x.test": 550})
+    ch, _ = channel(fake)
+    progress = MemoryProgress()
+    post = ch.render(message())
+    with pytest.raises(TransientError) as err:
+        ch.send(post, key="k", progress=progress)
+    assert "1 accepted, 1 refused, 1 deferred" in str(err.value)
+    states = progress.states()
+    assert states["a@x.test"][0] == "failed" and states["a@x.test"][1].startswith("450")
+    assert states["b@x.test"][0] == "refused" and states["c@x.test"][0] == "done"
+    fake.script = {}
+    fake.accepted.clear()
+    receipt = ch.send(post, key="k", progress=progress)
+    assert [to for to, _ in fake.accepted] == ["a@x.test"]
+    assert receipt.extra == {"message_id_key": "k", "root_key": "k", "sent": 1, "refused": 1, "skipped": 2}
+
+
+def test_every_recipient_refused():
+    fake = FakeSMTP({"a@x.test": 550, "b@x.test": 553, ("data", "c@x.test"): 554})
+    ch, _ = channel(fake)
+    with pytest.raises(RecipientsRefused) as err:
+        ch.send(ch.render(message()), key="k")
+    assert set(err.value.refused) == {"a@x.test", "b@x.test", "c@x.test"}
+    assert "a@x.test" not in str(err.value)  # counts in the message, not addresses
+
+
+def test_drop_after_data_is_ambiguous_and_resent_with_same_message_id():
+    fake = FakeSMTP({"b@x.test": "drop_after_data"})
+    fakes = iter([fake, FakeSMTP()])
+    ch = Email("mail", settings(), clock=lambda: T0, smtp_factory=lambda s: next(fakes))
+    progress = MemoryProgress()
+    post = ch.render(message())
+    with pytest.raises(AmbiguousDelivery):
+        ch.send(post, key="k", progress=progress)
+    assert progress.states()["b@x.test"][0] == "sending"
+    assert "c@x.test" not in progress.states()
+    first_id = parsed(fake.data)["Message-ID"]
+    second = FakeSMTP()
+    fakes = iter([second])
+    ch.send(post, key="k", progress=progress)
+    assert [to for to, _ in second.accepted] == ["b@x.test", "c@x.test"]
+    assert parsed(second.accepted[0][1])["Message-ID"] == first_id
+
+
+def test_drop_before_data_is_plain_transient():
+    ch, fake = channel(FakeSMTP({"a@x.test": "drop_before_data"}))
+    progress = MemoryProgress()
+    with pytest.raises(TransientError) as err:
+        ch.send(ch.render(message()), key="k", progress=progress)
+    assert not isinstance(err.value, AmbiguousDelivery)
+    assert progress.states()["a@x.test"][0] == "failed"
+
+
+def test_421_stops_the_pass():
+    ch, fake = channel(FakeSMTP({"b@x.test": 421}))
+    progress = MemoryProgress()
+    with pytest.raises(TransientError):
+        ch.send(ch.render(message()), key="k", progress=progress)
+    assert {k: v[0] for k, v in progress.states().items()} == {"a@x.test": "done", "b@x.test": "failed"}
+
+
+def test_batches_use_one_connection_each():
+    made = []
+
+    def factory(s):
+        made.append(FakeSMTP())
+        return made[-1]
+
+    ch = Email("mail", settings(batch_size=2), clock=lambda: T0, smtp_factory=factory)
+    ch.send(ch.render(message()), key="k")
+    assert [len(f.accepted) for f in made] == [2, 1] and all(f.closed for f in made)
+
+
+@pytest.mark.parametrize(
+    "exc, cls",
+    [
+        (smtplib.SMTPAuthenticationError(535, b"bad creds"), AuthError),
+        (smtplib.SMTPAuthenticationError(454, b"try later"), TransientError),
+        (smtplib.SMTPNotSupportedError("no auth"), PermanentError),
+        (ssl.SSLCertVerificationError("bad cert"), PermanentError),
+        (ConnectionRefusedError("refused"), TransientError),
+        (smtplib.SMTPConnectError(554, b"go away"), TransientError),
+    ],
+)
+def test_connection_and_login_errors(exc, cls):
+    s = settings(smtp={"host": "mx.test", "security": "starttls", "username": "u", "password": "hunter2"})
+    ch = Email("mail", s, smtp_factory=lambda _: FakeSMTP(login_error=exc))
+    with pytest.raises(cls) as err:
+        ch.send(ch.render(message()), key="k")
+    assert type(err.value) is cls
+    assert "hunter2" not in str(err.value) and "hunter2" not in repr(s)
+    assert err.value.__cause__ is exc
+
+
+def test_check_logs_in_without_sending():
+    fake = FakeSMTP()
+    s = settings(smtp={"host": "mx.test", "username": "u", "password": "p"})
+    ch = Email("mail", s, smtp_factory=lambda _: fake)
+    assert "login" in ch.check()
+    assert fake.calls == ["ehlo", "starttls", "ehlo", "login u"] and fake.accepted == []
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError, match="postmark"):
+        settings(transport="postmark")
+    with pytest.raises(ValueError, match="recipients"):
+        settings(recipients=["nope"])
+    with pytest.raises(ValueError, match="lists"):
+        settings(recipients=[])
+    assert settings(smtp={"host": "h", "security": "tls"}).smtp.effective_port == 465
+
+
+# ---------------------------------------------------------------- Postmark
+
+
+def postmark_channel(handler, **kw):
+    s = settings(transport="postmark", smtp=None, postmark={"server_token": "tok-secret", "message_stream": "broadcast"}, **kw)
+    return Email("mail", s, http=httpx.Client(transport=httpx.MockTransport(handler)), clock=lambda: T0)
+
+
+def test_postmark_request_shape():
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        return httpx.Response(200, json={"ErrorCode": 0, "Message": "OK", "MessageID": "pm-1"})
+
+    ch = postmark_channel(handler, recipients=["a@x.test"])
+    receipt = ch.send(ch.render(message()), key="k")
+    (req,) = seen
+    assert req.method == "POST" and str(req.url) == "https://api.postmarkapp.com/email"
+    assert req.headers["X-Postmark-Server-Token"] == "tok-secret"
+    assert req.headers["Accept"] == "application/json"
+    body = json.loads(req.content)
+    assert body["From"] == "Status <status@example.com>" and body["To"] == "a@x.test"
+    assert body["MessageStream"] == "broadcast" and body["Tag"] == "mail"
+    assert {"Name": "Message-ID", "Value": _mail.message_id("k", "a@x.test", "example.com")} in body["Headers"]
+    assert "&lt;script&gt;" in body["HtmlBody"] and "<script>" not in body["HtmlBody"]
+    assert receipt.extra["sent"] == 1
+
+
+@pytest.mark.parametrize(
+    "status, body, headers, cls",
+    [
+        (401, {"ErrorCode": 10, "Message": "bad token"}, {}, AuthError),
+        (422, {"ErrorCode": 300, "Message": "Invalid email request"}, {}, PermanentError),
+        (422, {"ErrorCode": 400, "Message": "Sender signature not found"}, {}, PermanentError),
+        (429, {}, {"Retry-After": "7"}, RateLimited),
+        (500, {}, {}, TransientError),
+        (503, {}, {}, TransientError),
+        (413, {}, {}, PermanentError),
+    ],
+)
+def test_postmark_error_table(status, body, headers, cls):
+    ch = postmark_channel(lambda r: httpx.Response(status, json=body, headers=headers), recipients=["a@x.test"])
+    progress = MemoryProgress()
+    with pytest.raises(cls) as err:
+        ch.send(ch.render(message()), key="k", progress=progress)
+    assert type(err.value) is cls
+    assert progress.states()["a@x.test"][0] == "failed"
+    assert "tok-secret" not in str(err.value)
+    if cls is RateLimited:
+        assert err.value.retry_after == 7
+
+
+def test_postmark_406_refuses_one_address_and_timeout_is_ambiguous():
+    def handler(request):
+        to = json.loads(request.content)["To"]
+        if to == "a@x.test":
+            return httpx.Response(422, json={"ErrorCode": 406, "Message": "inactive recipient"})
+        if to == "c@x.test":
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(200, json={"ErrorCode": 0, "MessageID": "x"})
+
+    ch = postmark_channel(handler)
+    progress = MemoryProgress()
+    with pytest.raises(AmbiguousDelivery):
+        ch.send(ch.render(message()), key="k", progress=progress)
+    assert {k: v[0] for k, v in progress.states().items()} == {
+        "a@x.test": "refused", "b@x.test": "done", "c@x.test": "sending"}
+
+
+def test_postmark_check():
+    ch = postmark_channel(lambda r: httpx.Response(200, json={"Name": "srv"}) if r.url.path == "/server"
+                          and r.headers["X-Postmark-Server-Token"] == "tok-secret" else httpx.Response(404))
+    assert "accepted" in ch.check()
+    bad = postmark_channel(lambda r: httpx.Response(401, json={"ErrorCode": 10}))
+    with pytest.raises(AuthError):
+        bad.check()
