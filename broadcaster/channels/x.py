@@ -1,0 +1,167 @@
+"""X (Twitter API v2): ``POST /2/tweets`` with a user-context Bearer token.
+
+X has no idempotency key. Its only dedupe signal is the 403 "duplicate content" refusal of an
+identical recent text, which we read as "an earlier attempt already posted this" — it does not
+tell us the id, so such a part is recorded without one and the thread continues under the last
+part whose id we know. Lengths follow twitter-text v3 weighting (``render.x_length``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import httpx
+
+from .. import render
+from ..config import ChannelSettings, Secret, Url
+from ..errors import AmbiguousDelivery, AuthError, ContentRejected, PermanentError, RateLimited
+from ..models import Post, Receipt
+from . import _http
+from .base import Channel, Progress
+from .registry import register
+
+
+class XSettings(ChannelSettings):
+    kind: Literal["x"] = "x"
+    base_url: Url = "https://api.x.com"
+    access_token: Secret  # OAuth 2.0 user token (app-only tokens cannot post)
+    username: str | None = None  # for permalinks; x.com/i/status/<id> works without it
+
+
+# ---------------------------------------------------------------- pure pieces
+
+
+def tweet_body(text: str, in_reply_to: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": text}
+    if in_reply_to:
+        body["reply"] = {"in_reply_to_tweet_id": in_reply_to}
+    return body
+
+
+def is_duplicate(response: httpx.Response) -> bool:
+    return response.status_code == 403 and "duplicate content" in response.text.lower()
+
+
+def rate_limit_wait(headers: httpx.Headers, now: float) -> float | None:
+    """Seconds until the tightest exhausted window resets: a spent 24-hour quota beats the
+    15-minute window (the 24-hour headers are seen in practice, not documented)."""
+    waits = []
+    for prefix in ("x-user-limit-24hour", "x-app-limit-24hour"):
+        if headers.get(f"{prefix}-remaining") == "0":
+            waits.append(_http.parse_reset(headers.get(f"{prefix}-reset"), now=now))
+    waits.append(_http.parse_reset(headers.get("x-rate-limit-reset"), now=now))
+    waits = [w for w in waits if w is not None]
+    return max(waits) if waits else None
+
+
+def classify(response: httpx.Response, what: str, now) -> None:
+    code = response.status_code
+    if 200 <= code < 300:
+        return
+    excerpt = _http.short(response)
+    if code == 429:
+        raise RateLimited(f"{what}: rate limited or usage capped", retry_after=rate_limit_wait(response.headers, now()), response=excerpt, status=code)
+    if code == 401:
+        raise AuthError(f"{what}: token refused (HTTP 401)", response=excerpt, status=code)
+    if code == 403:
+        raise PermanentError(f"{what}: not allowed (HTTP 403)", response=excerpt, status=code)
+    if code == 400 and "length" in response.text.lower():
+        raise ContentRejected(f"{what}: text refused (HTTP 400)", response=excerpt, status=code)
+    _http.raise_for_status(response, what, now=now)
+
+
+def parse_tweet_id(response: httpx.Response, what: str) -> str:
+    data = _http.json_or_none(response)
+    tweet = data.get("data") if isinstance(data, dict) else None
+    if isinstance(tweet, dict) and tweet.get("id"):
+        return str(tweet["id"])
+    if isinstance(data, dict) and data.get("errors"):
+        raise PermanentError(f"{what}: refused", response=_http.short(response), status=response.status_code)
+    raise AmbiguousDelivery(f"{what}: success status without a post id", response=_http.short(response))
+
+
+def reply_target(receipt: Receipt | None) -> str | None:
+    if receipt is None:
+        return None
+    return receipt.extra.get("last_id") or receipt.remote_id
+
+
+def done_parts(progress: Progress | None) -> dict[int, str | None]:
+    if progress is None:
+        return {}
+    return {
+        int(item.split(":", 1)[1]): detail
+        for item, (state, detail) in progress.states().items()
+        if state == "done" and item.startswith("part:")
+    }
+
+
+@register
+class X(Channel):
+    kind = "x"
+    Settings = XSettings
+    idempotent = False
+    can_retract = True
+    max_length = 280
+
+    @property
+    def base(self) -> str:
+        return self.settings.base_url.rstrip("/")
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.settings.access_token.reveal()}"}
+
+    def count(self, text: str) -> int:
+        return render.x_length(text)
+
+    def permalink(self, tweet_id: str) -> str:
+        return f"https://x.com/{self.settings.username or 'i'}/status/{tweet_id}"
+
+    def send(self, post: Post, *, key: str, progress: Progress | None = None) -> Receipt:
+        parts = post.parts or (post.text,)
+        done = done_parts(progress)
+        parent = reply_target(post.reply_to)
+        ids: list[str] = []
+        duplicates: list[int] = []
+        for i, text in enumerate(parts):
+            if i in done:  # detail "" marks a part X called a duplicate
+                tweet_id = done[i] or None
+            else:
+                if progress is not None:
+                    progress.mark([f"part:{i}"], "sending")
+                tweet_id = self._create(text, parent, f"{self.name} (part {i + 1}/{len(parts)})")
+                if progress is not None:
+                    progress.mark([f"part:{i}"], "done", tweet_id or "")
+            if tweet_id is None:
+                duplicates.append(i)
+            else:
+                ids.append(tweet_id)
+                parent = tweet_id
+        extra: dict[str, Any] = {"ids": ids, "last_id": ids[-1] if ids else None}
+        if duplicates:
+            extra.update(duplicate=True, duplicate_parts=duplicates)
+        first = ids[0] if ids and 0 not in duplicates else None
+        return Receipt(remote_id=first, url=self.permalink(first) if first else None, extra=extra)
+
+    def _create(self, text: str, parent: str | None, what: str) -> str | None:
+        """The new post's id, or None when X says this exact text was already posted."""
+        resp = _http.request(self.http, "POST", f"{self.base}/2/tweets", json=tweet_body(text, parent), headers=self._auth(), what=what)
+        if is_duplicate(resp):
+            return None
+        classify(resp, what, self.clock)
+        return parse_tweet_id(resp, what)
+
+    def check(self) -> str:
+        what = f"{self.name} (users/me)"
+        resp = _http.request(self.http, "GET", f"{self.base}/2/users/me", headers=self._auth(), what=what)
+        classify(resp, what, self.clock)
+        data = (_http.json_or_none(resp) or {}).get("data") or {}
+        return f"@{data.get('username', '?')} (id {data.get('id', '?')})"
+
+    def retract(self, receipt: Receipt) -> None:
+        ids = receipt.extra.get("ids") or ([receipt.remote_id] if receipt.remote_id else [])
+        for tweet_id in reversed(ids):
+            what = f"{self.name} (delete {tweet_id})"
+            resp = _http.request(self.http, "DELETE", f"{self.base}/2/tweets/{tweet_id}", headers=self._auth(), what=what)
+            if resp.status_code != 404:
+                classify(resp, what, self.clock)
