@@ -211,7 +211,8 @@ class ChannelSettings(Strict):
 
 class Settings(Strict):
     ledger: str = "sqlite:///var/broadcaster.db"
-    broker: str | None = None  # Redis URL; None → $REDIS_URL or the local Redis
+    broker: str | None = None  # Redis (or amqp://) URL; None → $REDIS_URL or the local Redis
+    redis: str | None = None  # shared breaker/rate-limit state; None → the broker when it is Redis
     public_url: Url = "http://127.0.0.1:8080"
     channels: dict[str, Any] = {}
     routes: dict[str, tuple[str, ...]] = {}

@@ -151,3 +151,46 @@ class Post:
 
     def lengths(self, counter=len) -> list[int]:
         return [counter(p) for p in (self.parts or (self.text,))]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One announcement (or update) to one channel, as the ledger holds it."""
+
+    id: str
+    announcement_id: str
+    channel: str
+    state: DeliveryState
+    update_id: str | None = None
+    attempts: int = 0
+    due_at: float | None = None
+    deadline_at: float | None = None
+    lease_until: float | None = None
+    lease_owner: str | None = None
+    maybe_sent: bool = False
+    remote_id: str | None = None
+    remote_url: str | None = None
+    receipt: Receipt | None = None
+    last_error: str | None = None
+    fallback_of: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    settled_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        """The stable idempotency key sent to the provider on every attempt."""
+        return self.id
+
+
+@dataclass(frozen=True)
+class DeliveryEvent:
+    """One recorded state change: the attempt log operators read."""
+
+    delivery_id: str
+    at: float
+    from_state: str | None
+    to_state: str
+    attempt: int
+    reason: str
+    response: str | None = None

@@ -1,0 +1,194 @@
+"""One delivery attempt, end to end: claim → deadline → breaker → rate limit → render →
+(look up) → send → record. Celery's ``deliver`` task is a thin wrapper around :func:`attempt`.
+
+The ledger row, not the broker message, decides whether a send already happened: a duplicate
+or late task finds the row settled or leased and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from . import delivery as policy_mod
+from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
+from .ledger.repository import default_owner
+from .models import Delivery, DeliveryState, Message, Post, Receipt
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+S = DeliveryState
+
+
+class LedgerProgress:
+    """:class:`~broadcaster.channels.base.Progress` on the ledger; each mark also renews the lease,
+    so a long mailing is not mistaken for a dead worker."""
+
+    def __init__(self, runtime: Runtime, delivery: Delivery, owner: str, lease: float):
+        self.ledger = runtime.ledger
+        self.delivery_id = delivery.id
+        self.owner = owner
+        self.lease = lease
+
+    def states(self):
+        return self.ledger.item_states(self.delivery_id)
+
+    def mark(self, items, state, detail=None):
+        self.ledger.mark_items(self.delivery_id, items, state, detail)
+        self.ledger.extend_lease(self.delivery_id, self.owner, self.lease)
+
+
+def build_message(runtime: Runtime, d: Delivery) -> Message:
+    ledger = runtime.ledger
+    ann = ledger.get_announcement(d.announcement_id)
+    upd = ledger.get_update(d.update_id) if d.update_id else None
+    thread: tuple[Receipt, ...] = ()
+    if upd is not None:
+        thread = tuple(ledger.thread_receipts(d.announcement_id, d.channel, before=d.created_at))
+    public = f"{runtime.settings.public_url.rstrip('/')}/a/{ann.id}"
+    return Message(announcement=ann, update=upd, thread=thread, public_url=public)
+
+
+def render_post(channel, message: Message, d: Delivery) -> Post:
+    post = channel.render(message)
+    meta = {**post.meta, "announcement_id": d.announcement_id, "update_id": d.update_id, "delivery_id": d.id,
+            "created_at": message.update.created_at if message.update else message.announcement.created_at}
+    return replace(post, meta=meta)
+
+
+def lease_for(runtime: Runtime, channel: str) -> float:
+    return runtime.settings.policy_for(channel).timeout * 2 + runtime.settings.scheduler.lease
+
+
+def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None) -> str:
+    """Try delivery ``delivery_id`` once. Returns a word for logs: the new state or ``skipped``."""
+    owner = owner or default_owner()
+    ledger = runtime.ledger
+    d0 = _peek(runtime, delivery_id)
+    if d0 is None:
+        return "skipped"
+    lease = lease_for(runtime, d0.channel)
+    d = ledger.claim(delivery_id, owner, lease)
+    if d is None:
+        return "skipped"
+    settings = runtime.settings
+    pol = settings.policy_for(d.channel)
+    now = runtime.clock()
+
+    def finish(state, reason, **kw) -> str:
+        fallbacks = None
+        if kw.pop("fall_back", False):
+            fallbacks = [{"channel": fb, "fallback_of": d.id, "deadline_at": d.deadline_at,
+                          "reason": f"fallback for {d.channel} ({d.id})"} for fb in pol.fallback]
+        ok = ledger.transition(d, state, reason, owner=owner, fallbacks=fallbacks, **kw)
+        if not ok:
+            log.warning("delivery %s: lease lost before recording %s", d.id, state)
+            return "lease_lost"
+        if fallbacks:
+            _enqueue_new_fallbacks(runtime, d)
+        due = kw.get("due_at")
+        if state in (S.RETRYING, S.PENDING) and due is not None and due - runtime.clock() <= policy_mod.SHORT_WAIT:
+            runtime.enqueue([(d.id, d.channel)], countdown=max(0.0, due - runtime.clock()))
+        return str(state)
+
+    if d.deadline_at is not None and now > d.deadline_at:
+        return finish(S.FAILED, "deadline passed before it could be sent; not delivered late")
+    if runtime.ledger.get_announcement(d.announcement_id).retracted_at:
+        return finish(S.CANCELLED, "announcement was retracted before this was sent")
+    if d.channel not in settings.channels or not settings.channels[d.channel].enabled:
+        return finish(S.FAILED, f"channel {d.channel!r} is no longer configured or is disabled")
+
+    # breaker: do not even try a channel that is down; fall back once it has been down too long
+    permit = runtime.breaker.allow(d.channel, pol.breaker.failures, pol.breaker.cooldown)
+    if not permit.allowed:
+        if policy_mod.breaker_fallback_due(permit.opened_at, now, pol):
+            return finish(S.FALLEN_BACK, f"circuit breaker open for {now - permit.opened_at:.0f}s "
+                                         f"(fallback_after {pol.fallback_after:.0f}s)", fall_back=True)
+        dec = policy_mod.decide(ChannelUnavailable(retry_after=permit.retry_after), attempt=d.attempts, now=now,
+                                deadline_at=d.deadline_at, policy=pol, idempotent=False, can_lookup=False)
+        return finish(dec.state, dec.reason, due_at=dec.due_at, fall_back=dec.fall_back)
+
+    # shared rate limit: wait in the ledger, not in the worker
+    if pol.rate_limit:
+        wait = runtime.limiter.acquire(d.channel, *pol.rate_limit)
+        if wait > 0:
+            return finish(S.RETRYING if d.attempts else S.PENDING, f"rate limit {pol.rate_limit[0]} per "
+                          f"{pol.rate_limit[1]:.0f}s reached; waiting {wait:.2f}s", due_at=now + wait)
+
+    channel = runtime.channel(d.channel)
+    try:
+        message = build_message(runtime, d)
+        post = render_post(channel, message, d)
+    except PermanentError as exc:
+        return finish(S.FAILED, f"cannot be rendered for {d.channel}: {exc}", error=str(exc))
+    except DeliveryError as exc:
+        return _after_error(runtime, d, exc, pol, channel, finish)
+
+    progress = LedgerProgress(runtime, d, owner, lease)
+    try:
+        if d.maybe_sent:
+            if channel.can_lookup:
+                found = channel.lookup(post, key=d.key)
+                if found is not None:
+                    runtime.breaker.success(d.channel)
+                    return finish(S.DELIVERED, "found on the channel by look-up: the earlier attempt had landed",
+                                  receipt=found, attempted=True, maybe_sent=False)
+            elif not channel.idempotent:
+                return finish(S.UNKNOWN, "an earlier attempt may have been posted and this channel offers no way "
+                                         "to check; not re-sent — check the channel", maybe_sent=True)
+        receipt = channel.send(post, key=d.key, progress=progress)
+    except DeliveryError as exc:
+        return _after_error(runtime, d, exc, pol, channel, finish)
+    except Exception as exc:  # noqa: BLE001 - an adapter bug: the request may have gone out
+        log.exception("delivery %s: unexpected error in %s adapter", d.id, d.channel)
+        err = AmbiguousDelivery(f"internal error in the {channel.kind} adapter ({type(exc).__name__})")
+        return _after_error(runtime, d, err, pol, channel, finish)
+    runtime.breaker.success(d.channel)
+    note = "delivered" + (" (provider reported an identical earlier post)" if receipt.extra.get("duplicate") else "")
+    return finish(S.DELIVERED, note, receipt=receipt, attempted=True, maybe_sent=False)
+
+
+def _after_error(runtime: Runtime, d: Delivery, exc: DeliveryError, pol, channel, finish) -> str:
+    if policy_mod.counts_against_breaker(exc):
+        runtime.breaker.failure(d.channel, pol.breaker.failures, pol.breaker.cooldown)
+    dec = policy_mod.decide(exc, attempt=d.attempts + 1, now=runtime.clock(), deadline_at=d.deadline_at, policy=pol,
+                            idempotent=bool(channel.idempotent), can_lookup=bool(channel.can_lookup))
+    log.info("delivery %s to %s: %s → %s", d.id, d.channel, type(exc).__name__, dec.state)
+    return finish(dec.state, dec.reason, due_at=dec.due_at, attempted=dec.attempted, response=exc.response,
+                  error=str(exc), maybe_sent=dec.maybe_sent, fall_back=dec.fall_back)
+
+
+def _peek(runtime: Runtime, delivery_id: str) -> Delivery | None:
+    from .errors import NotFound
+
+    try:
+        return runtime.ledger.get_delivery(delivery_id)
+    except NotFound:
+        log.warning("task for unknown delivery %s ignored", delivery_id)
+        return None
+
+
+def _enqueue_new_fallbacks(runtime: Runtime, original: Delivery) -> None:
+    fresh = [x for x in runtime.ledger.deliveries_of(original.announcement_id)
+             if x.fallback_of == original.id and x.state == S.PENDING]
+    runtime.enqueue([(x.id, x.channel) for x in fresh])
+
+
+def retract_one(runtime: Runtime, delivery_id: str) -> str:
+    """Delete one delivered post where the channel can; mark it retracted either way."""
+    ledger = runtime.ledger
+    d = ledger.get_delivery(delivery_id)
+    if d.state not in (S.DELIVERED, S.UNKNOWN):
+        return "skipped"
+    channel = runtime.channel(d.channel)
+    note = "retracted"
+    if d.receipt is not None and channel.can_retract:
+        try:
+            channel.retract(d.receipt)
+            note = "deleted on the channel"
+        except DeliveryError as exc:
+            note = f"could not delete on the channel ({exc}); marked retracted"
+    else:
+        note = "this channel cannot delete posts; marked retracted — remove it by hand if needed"
+    ledger.force(d.id, S.RETRACTED, note, actor="worker", from_states=[S.DELIVERED, S.UNKNOWN])
+    return "retracted"

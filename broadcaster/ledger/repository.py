@@ -1,0 +1,553 @@
+"""The ledger: the only source of truth for announcements and deliveries.
+
+Every write that changes a delivery's state goes through :meth:`Ledger.transition` or one of
+the sweeps, and records a ``delivery_events`` row in the same transaction. Claims are single
+conditional UPDATEs, so two workers can never both own a delivery.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from ..errors import IdempotencyConflict, LedgerUnavailable, NotFound
+from ..models import (
+    CLAIMABLE,
+    Announcement,
+    Delivery,
+    DeliveryEvent,
+    DeliveryState,
+    Receipt,
+    Update,
+    Window,
+)
+from . import schema as t
+from .engine import make_engine, migrate
+
+S = DeliveryState
+
+
+def new_id(prefix: str) -> str:
+    """Short, roughly time-sortable ids: ``ann_18c2f0a1b2c_3f9a1c2e``."""
+    return f"{prefix}_{int(time.time() * 1000):x}{secrets.token_hex(5)}"
+
+
+def _announcement(row: Row) -> Announcement:
+    m = row._mapping
+    window = None
+    if m["window_starts_at"] is not None and m["window_ends_at"] is not None:
+        window = Window(m["window_starts_at"], m["window_ends_at"])
+    return Announcement(
+        id=m["id"], kind=m["kind"], title=m["title"], body=m["body"] or "", url=m["url"], severity=m["severity"],
+        components=tuple(m["components"] or ()), publish_at=m["publish_at"], window=window,
+        channels=tuple(m["channels"] or ()), variants=dict(m["variants"] or {}), tags=tuple(m["tags"] or ()),
+        status=m["status"], author=m["author"], created_at=m["created_at"], retracted_at=m["retracted_at"],
+    )
+
+
+def _update(row: Row) -> Update:
+    m = row._mapping
+    return Update(id=m["id"], announcement_id=m["announcement_id"], status=m["status"], body=m["body"] or "",
+                  title=m["title"], author=m["author"], created_at=m["created_at"])
+
+
+def _delivery(row: Row) -> Delivery:
+    m = row._mapping
+    return Delivery(
+        id=m["id"], announcement_id=m["announcement_id"], channel=m["channel"], state=S(m["state"]),
+        update_id=m["update_id"], attempts=m["attempts"], due_at=m["due_at"], deadline_at=m["deadline_at"],
+        lease_until=m["lease_until"], lease_owner=m["lease_owner"], maybe_sent=bool(m["maybe_sent"]),
+        remote_id=m["remote_id"], remote_url=m["remote_url"], receipt=Receipt.from_dict(m["receipt"]),
+        last_error=m["last_error"], fallback_of=m["fallback_of"], created_at=m["created_at"],
+        updated_at=m["updated_at"], settled_at=m["settled_at"],
+    )
+
+
+class Ledger:
+    def __init__(self, engine: Engine, *, clock=time.time):
+        self.engine = engine
+        self.clock = clock
+
+    @classmethod
+    def open(cls, url: str, *, migrate_schema: bool = True, clock=time.time) -> "Ledger":
+        engine = make_engine(url)
+        ledger = cls(engine, clock=clock)
+        if migrate_schema:
+            with ledger._unavailable_as_error():
+                migrate(engine)
+        return ledger
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        try:
+            yield
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, IntegrityError):
+                raise
+            if getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError):
+                raise LedgerUnavailable(f"the ledger database is unavailable ({type(exc.orig).__name__})") from exc
+            raise
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        with self._unavailable_as_error(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self._unavailable_as_error(), self.engine.connect() as conn:
+            yield conn
+
+    def ping(self) -> None:
+        with self.read() as conn:
+            conn.execute(select(1))
+
+    # ------------------------------------------------------------ events and audit
+
+    def _event(self, conn: Connection, delivery_id: str, frm: str | None, to: str, attempt: int, reason: str,
+               response: str | None = None, at: float | None = None) -> None:
+        conn.execute(insert(t.delivery_events).values(
+            delivery_id=delivery_id, at=self.clock() if at is None else at, from_state=frm, to_state=to,
+            attempt=attempt, reason=reason[:2000], response=(response or None) and response[:1000]))
+
+    def audit(self, actor: str, action: str, target: str | None = None, details: dict | None = None,
+              conn: Connection | None = None) -> None:
+        stmt = insert(t.audit_log).values(at=self.clock(), actor=actor, action=action, target=target, details=details or {})
+        if conn is not None:
+            conn.execute(stmt)
+        else:
+            with self.tx() as c:
+                c.execute(stmt)
+
+    def audit_entries(self, *, limit: int = 100, since_id: int = 0) -> list[dict]:
+        with self.read() as conn:
+            rows = conn.execute(select(t.audit_log).where(t.audit_log.c.id > since_id).order_by(t.audit_log.c.id).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    # ------------------------------------------------------------ announcements
+
+    def create_announcement(
+        self,
+        fields: dict[str, Any],
+        deliveries: list[dict[str, Any]],
+        *,
+        actor: str,
+        idempotency: tuple[str, str, str] | None = None,
+    ) -> tuple[str, bool]:
+        """Write an announcement and its deliveries in one transaction.
+
+        ``idempotency`` is ``(scope, key, request_hash)``. Returns ``(id, created)``; a replay of
+        the same key and body returns the first id with ``created=False``.
+        """
+        now = self.clock()
+        if idempotency:
+            existing = self._replay(*idempotency)
+            if existing:
+                return existing, False
+        ann_id = fields.get("id") or new_id("ann")
+        try:
+            with self.tx() as conn:
+                if idempotency:
+                    scope, key, digest = idempotency
+                    conn.execute(insert(t.idempotency_keys).values(scope=scope, key=key, request_hash=digest,
+                                                                   target_id=ann_id, created_at=now))
+                conn.execute(insert(t.announcements).values(id=ann_id, created_at=now, updated_at=now, author=actor, **fields))
+                self._insert_deliveries(conn, ann_id, None, deliveries, now)
+                self.audit(actor, "announcement.create", ann_id, {"kind": fields.get("kind"),
+                                                                  "channels": [d["channel"] for d in deliveries]}, conn)
+        except IntegrityError:
+            if idempotency:
+                existing = self._replay(*idempotency)
+                if existing:
+                    return existing, False
+            raise
+        return ann_id, True
+
+    def _replay(self, scope: str, key: str, digest: str) -> str | None:
+        with self.read() as conn:
+            row = conn.execute(select(t.idempotency_keys).where(
+                t.idempotency_keys.c.scope == scope, t.idempotency_keys.c.key == key)).first()
+        if row is None:
+            return None
+        if row.request_hash != digest:
+            raise IdempotencyConflict(
+                "this Idempotency-Key was already used with a different request body; use a new key")
+        return row.target_id
+
+    def remember_idempotent(self, scope: str, key: str, digest: str, target_id: str,
+                            conn: Connection | None = None) -> None:
+        stmt = insert(t.idempotency_keys).values(scope=scope, key=key, request_hash=digest, target_id=target_id,
+                                                 created_at=self.clock())
+        if conn is not None:
+            conn.execute(stmt)
+        else:
+            with self.tx() as c:
+                c.execute(stmt)
+
+    def replay(self, scope: str, key: str, digest: str) -> str | None:
+        """Public form of the idempotency check for other POSTs (updates, retracts)."""
+        return self._replay(scope, key, digest)
+
+    def prune_idempotency(self, older_than: float) -> int:
+        with self.tx() as conn:
+            return conn.execute(delete(t.idempotency_keys).where(t.idempotency_keys.c.created_at < older_than)).rowcount
+
+    def _insert_deliveries(self, conn: Connection, ann_id: str, update_id: str | None, deliveries: list[dict], now: float) -> list[str]:
+        ids = []
+        for d in deliveries:
+            did = d.get("id") or new_id("dlv")
+            state = d.get("state", S.PENDING)
+            conn.execute(insert(t.deliveries).values(
+                id=did, announcement_id=ann_id, update_id=update_id, channel=d["channel"], state=str(state),
+                attempts=0, due_at=d.get("due_at", now), deadline_at=d.get("deadline_at"), maybe_sent=False,
+                fallback_of=d.get("fallback_of"), created_at=now, updated_at=now))
+            self._event(conn, did, None, str(state), 0, d.get("reason", "accepted"), at=now)
+            ids.append(did)
+        return ids
+
+    def get_announcement(self, ann_id: str) -> Announcement:
+        with self.read() as conn:
+            row = conn.execute(select(t.announcements).where(t.announcements.c.id == ann_id)).first()
+        if row is None:
+            raise NotFound(f"no announcement {ann_id!r}")
+        return _announcement(row)
+
+    def list_announcements(self, *, kind: str | None = None, status: str | None = None, state: str | None = None,
+                           since: float | None = None, until: float | None = None, before: str | None = None,
+                           open_only: bool = False, limit: int = 50) -> list[Announcement]:
+        a = t.announcements
+        q = select(a).order_by(a.c.created_at.desc(), a.c.id.desc()).limit(limit)
+        if kind:
+            q = q.where(a.c.kind == kind)
+        if status:
+            q = q.where(a.c.status == status)
+        if since is not None:
+            q = q.where(a.c.created_at >= since)
+        if until is not None:
+            q = q.where(a.c.created_at < until)
+        if open_only:
+            q = q.where(a.c.resolved_at.is_(None), a.c.retracted_at.is_(None))
+        if before:
+            q = q.where(a.c.id < before)
+        if state:
+            q = q.where(a.c.id.in_(select(t.deliveries.c.announcement_id).where(t.deliveries.c.state == state)))
+        with self.read() as conn:
+            return [_announcement(r) for r in conn.execute(q)]
+
+    def set_announcement(self, ann_id: str, conn: Connection | None = None, **values: Any) -> None:
+        stmt = update(t.announcements).where(t.announcements.c.id == ann_id).values(updated_at=self.clock(), **values)
+        if conn is not None:
+            conn.execute(stmt)
+        else:
+            with self.tx() as c:
+                c.execute(stmt)
+
+    def add_update(self, ann_id: str, fields: dict[str, Any], deliveries: list[dict], *, actor: str,
+                   announcement_values: dict | None = None,
+                   idempotency: tuple[str, str, str] | None = None) -> tuple[str, bool]:
+        if idempotency:
+            existing = self._replay(*idempotency)
+            if existing:
+                return existing, False
+        now = self.clock()
+        upd_id = new_id("upd")
+        with self.tx() as conn:
+            if idempotency:
+                self.remember_idempotent(*idempotency, upd_id, conn=conn)
+            conn.execute(insert(t.updates).values(id=upd_id, announcement_id=ann_id, created_at=now, author=actor, **fields))
+            if announcement_values:
+                self.set_announcement(ann_id, conn, **announcement_values)
+            self._insert_deliveries(conn, ann_id, upd_id, deliveries, now)
+            self.audit(actor, "announcement.update", ann_id, {"update": upd_id, "status": fields.get("status")}, conn)
+        return upd_id, True
+
+    def updates_of(self, ann_id: str) -> list[Update]:
+        with self.read() as conn:
+            rows = conn.execute(select(t.updates).where(t.updates.c.announcement_id == ann_id).order_by(t.updates.c.created_at, t.updates.c.id))
+            return [_update(r) for r in rows]
+
+    def get_update(self, upd_id: str) -> Update:
+        with self.read() as conn:
+            row = conn.execute(select(t.updates).where(t.updates.c.id == upd_id)).first()
+        if row is None:
+            raise NotFound(f"no update {upd_id!r}")
+        return _update(row)
+
+    # ------------------------------------------------------------ deliveries: reading
+
+    def get_delivery(self, delivery_id: str) -> Delivery:
+        with self.read() as conn:
+            row = conn.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).first()
+        if row is None:
+            raise NotFound(f"no delivery {delivery_id!r}")
+        return _delivery(row)
+
+    def deliveries_of(self, ann_id: str) -> list[Delivery]:
+        with self.read() as conn:
+            rows = conn.execute(select(t.deliveries).where(t.deliveries.c.announcement_id == ann_id)
+                                .order_by(t.deliveries.c.created_at, t.deliveries.c.id))
+            return [_delivery(r) for r in rows]
+
+    def deliveries_for(self, ann_ids: list[str]) -> dict[str, list[Delivery]]:
+        out: dict[str, list[Delivery]] = {a: [] for a in ann_ids}
+        if not ann_ids:
+            return out
+        with self.read() as conn:
+            rows = conn.execute(select(t.deliveries).where(t.deliveries.c.announcement_id.in_(ann_ids))
+                                .order_by(t.deliveries.c.created_at, t.deliveries.c.id))
+            for r in rows:
+                out[r.announcement_id].append(_delivery(r))
+        return out
+
+    def events_of(self, delivery_id: str) -> list[DeliveryEvent]:
+        with self.read() as conn:
+            rows = conn.execute(select(t.delivery_events).where(t.delivery_events.c.delivery_id == delivery_id)
+                                .order_by(t.delivery_events.c.id))
+            return [DeliveryEvent(r.delivery_id, r.at, r.from_state, r.to_state, r.attempt, r.reason, r.response) for r in rows]
+
+    def thread_receipts(self, ann_id: str, channel: str, before: float | None = None) -> list[Receipt]:
+        """Receipts of delivered posts of this announcement on this channel, oldest first."""
+        d = t.deliveries
+        q = select(d.c.receipt, d.c.remote_id, d.c.remote_url).where(
+            d.c.announcement_id == ann_id, d.c.channel == channel, d.c.state == str(S.DELIVERED)
+        ).order_by(d.c.created_at, d.c.id)
+        if before is not None:
+            q = q.where(d.c.created_at <= before)
+        with self.read() as conn:
+            out = []
+            for r in conn.execute(q):
+                rec = Receipt.from_dict(r.receipt) or Receipt(remote_id=r.remote_id, url=r.remote_url)
+                out.append(rec)
+            return out
+
+    def channel_stats(self) -> dict[str, dict[str, Any]]:
+        """Per channel: backlog (active deliveries), last success, counts by state."""
+        d = t.deliveries
+        stats: dict[str, dict[str, Any]] = {}
+        with self.read() as conn:
+            for r in conn.execute(select(d.c.channel, d.c.state, func.count()).group_by(d.c.channel, d.c.state)):
+                s = stats.setdefault(r[0], {"states": {}, "backlog": 0, "last_success": None, "oldest_due": None})
+                s["states"][r[1]] = r[2]
+                if r[1] in ("pending", "retrying", "sending"):
+                    s["backlog"] += r[2]
+            for r in conn.execute(select(d.c.channel, func.max(d.c.settled_at)).where(d.c.state == "delivered").group_by(d.c.channel)):
+                stats.setdefault(r[0], {"states": {}, "backlog": 0, "last_success": None, "oldest_due": None})["last_success"] = r[1]
+            for r in conn.execute(select(d.c.channel, func.min(d.c.due_at)).where(d.c.state.in_(["pending", "retrying"])).group_by(d.c.channel)):
+                stats.setdefault(r[0], {"states": {}, "backlog": 0, "last_success": None, "oldest_due": None})["oldest_due"] = r[1]
+        return stats
+
+    def count_by_state(self) -> dict[str, int]:
+        with self.read() as conn:
+            return {r[0]: r[1] for r in conn.execute(select(t.deliveries.c.state, func.count()).group_by(t.deliveries.c.state))}
+
+    # ------------------------------------------------------------ deliveries: the worker's writes
+
+    def claim(self, delivery_id: str, owner: str, lease: float) -> Delivery | None:
+        """pending/retrying and due → sending, leased to ``owner``. None if someone else has it,
+        it is settled, or it is not yet due."""
+        now = self.clock()
+        d = t.deliveries
+        with self.tx() as conn:
+            row = conn.execute(select(d.c.state, d.c.attempts).where(d.c.id == delivery_id)).first()
+            if row is None or S(row.state) not in CLAIMABLE:
+                return None
+            res = conn.execute(update(d).where(
+                d.c.id == delivery_id, d.c.state.in_([str(s) for s in CLAIMABLE]),
+                or_(d.c.due_at.is_(None), d.c.due_at <= now + 0.05),
+            ).values(state=str(S.SENDING), lease_owner=owner, lease_until=now + lease, updated_at=now))
+            if res.rowcount != 1:
+                return None
+            self._event(conn, delivery_id, row.state, str(S.SENDING), row.attempts + 1, f"claimed by {owner}", at=now)
+            fresh = conn.execute(select(d).where(d.c.id == delivery_id)).first()
+        return _delivery(fresh)
+
+    def extend_lease(self, delivery_id: str, owner: str, lease: float) -> bool:
+        now = self.clock()
+        d = t.deliveries
+        with self.tx() as conn:
+            res = conn.execute(update(d).where(d.c.id == delivery_id, d.c.lease_owner == owner, d.c.state == str(S.SENDING))
+                               .values(lease_until=now + lease))
+            return res.rowcount == 1
+
+    def transition(
+        self,
+        delivery: Delivery,
+        to: DeliveryState,
+        reason: str,
+        *,
+        owner: str | None = None,
+        attempted: bool = False,
+        due_at: float | None = None,
+        receipt: Receipt | None = None,
+        response: str | None = None,
+        error: str | None = None,
+        maybe_sent: bool | None = None,
+        fallbacks: list[dict] | None = None,
+    ) -> bool:
+        """Move ``delivery`` to ``to`` and log it. With ``owner``, only if that worker still holds
+        the lease (a worker whose lease expired must not overwrite a newer outcome)."""
+        now = self.clock()
+        d = t.deliveries
+        values: dict[str, Any] = {"state": str(to), "updated_at": now, "lease_owner": None, "lease_until": None}
+        if attempted:
+            values["attempts"] = d.c.attempts + 1
+        if due_at is not None:
+            values["due_at"] = due_at
+            values["enqueued_at"] = None
+        if receipt is not None:
+            values.update(receipt=receipt.to_dict(), remote_id=receipt.remote_id, remote_url=receipt.url)
+        if error is not None:
+            values["last_error"] = error[:2000]
+        if maybe_sent is not None:
+            values["maybe_sent"] = maybe_sent
+        if to in (S.DELIVERED, S.FAILED, S.FALLEN_BACK, S.UNKNOWN, S.CANCELLED, S.RETRACTED):
+            values["settled_at"] = now
+        with self.tx() as conn:
+            cond = [d.c.id == delivery.id]
+            if owner is not None:
+                cond += [d.c.lease_owner == owner, d.c.state == str(S.SENDING)]
+            res = conn.execute(update(d).where(*cond).values(**values))
+            if res.rowcount != 1:
+                return False
+            attempt = delivery.attempts + (1 if attempted else 0)
+            self._event(conn, delivery.id, str(delivery.state), str(to), attempt, reason, response, at=now)
+            if fallbacks:
+                self._insert_deliveries(conn, delivery.announcement_id, delivery.update_id, fallbacks, now)
+        return True
+
+    def force(self, delivery_id: str, to: DeliveryState, reason: str, *, actor: str, from_states: Iterable[DeliveryState],
+              due_at: float | None = None, maybe_sent: bool | None = None) -> bool:
+        """Operator actions (retry, cancel, retract-mark): move only from ``from_states``."""
+        now = self.clock()
+        d = t.deliveries
+        values: dict[str, Any] = {"state": str(to), "updated_at": now, "lease_owner": None, "lease_until": None}
+        if due_at is not None:
+            values.update(due_at=due_at, enqueued_at=None)
+        if maybe_sent is not None:
+            values["maybe_sent"] = maybe_sent
+        if to in (S.CANCELLED, S.RETRACTED):
+            values["settled_at"] = now
+        elif to in (S.PENDING, S.RETRYING):
+            values["settled_at"] = None
+        with self.tx() as conn:
+            row = conn.execute(select(d.c.state, d.c.attempts).where(d.c.id == delivery_id)).first()
+            if row is None:
+                raise NotFound(f"no delivery {delivery_id!r}")
+            res = conn.execute(update(d).where(d.c.id == delivery_id, d.c.state.in_([str(s) for s in from_states])).values(**values))
+            if res.rowcount != 1:
+                return False
+            self._event(conn, delivery_id, row.state, str(to), row.attempts, f"{reason} (by {actor})", at=now)
+        return True
+
+    def release(self, delivery: Delivery, owner: str, to: DeliveryState, due_at: float, reason: str) -> bool:
+        """Give a claimed delivery back without an attempt (rate limit, breaker open)."""
+        return self.transition(delivery, to, reason, owner=owner, due_at=due_at)
+
+    # ------------------------------------------------------------ sweeps (the scheduler's writes)
+
+    def take_due(self, requeue_after: float, limit: int = 500) -> list[tuple[str, str, float]]:
+        """Claimable deliveries that are due and not recently enqueued; marks them enqueued.
+        Returns ``(delivery_id, channel, due_at)``."""
+        now = self.clock()
+        d = t.deliveries
+        with self.tx() as conn:
+            rows = conn.execute(select(d.c.id, d.c.channel, d.c.due_at).where(
+                d.c.state.in_([str(s) for s in CLAIMABLE]),
+                or_(d.c.due_at.is_(None), d.c.due_at <= now),
+                or_(d.c.enqueued_at.is_(None), d.c.enqueued_at < now - requeue_after),
+            ).order_by(d.c.due_at).limit(limit)).all()
+            if rows:
+                conn.execute(update(d).where(d.c.id.in_([r.id for r in rows])).values(enqueued_at=now))
+        return [(r.id, r.channel, r.due_at or now) for r in rows]
+
+    def mark_enqueued(self, delivery_ids: list[str]) -> None:
+        if not delivery_ids:
+            return
+        with self.tx() as conn:
+            conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(delivery_ids)).values(enqueued_at=self.clock()))
+
+    def expire_leases(self) -> list[str]:
+        """sending past its lease → retrying with ``maybe_sent`` (the worker died mid-send)."""
+        now = self.clock()
+        d = t.deliveries
+        with self.tx() as conn:
+            rows = conn.execute(select(d.c.id, d.c.attempts, d.c.lease_owner).where(
+                d.c.state == str(S.SENDING), d.c.lease_until < now)).all()
+            for r in rows:
+                res = conn.execute(update(d).where(d.c.id == r.id, d.c.state == str(S.SENDING), d.c.lease_until < now).values(
+                    state=str(S.RETRYING), maybe_sent=True, lease_owner=None, lease_until=None, due_at=now,
+                    enqueued_at=None, updated_at=now, attempts=d.c.attempts + 1))
+                if res.rowcount == 1:
+                    self._event(conn, r.id, str(S.SENDING), str(S.RETRYING), r.attempts + 1,
+                                f"lease of {r.lease_owner} expired: worker lost mid-send; outcome will be checked", at=now)
+        return [r.id for r in rows]
+
+    def promote_scheduled(self, *, hold_kinds: Iterable[str] = (), limit: int = 500) -> list[str]:
+        """scheduled and due → pending, except kinds held while an incident is open."""
+        now = self.clock()
+        d, a = t.deliveries, t.announcements
+        with self.tx() as conn:
+            q = select(d.c.id, d.c.attempts).where(d.c.state == str(S.SCHEDULED), d.c.due_at <= now).limit(limit)
+            hold = list(hold_kinds)
+            if hold:
+                q = q.where(d.c.announcement_id.in_(select(a.c.id).where(a.c.kind.not_in(hold))))
+            rows = conn.execute(q).all()
+            for r in rows:
+                conn.execute(update(d).where(d.c.id == r.id, d.c.state == str(S.SCHEDULED))
+                             .values(state=str(S.PENDING), updated_at=now, enqueued_at=None))
+                self._event(conn, r.id, str(S.SCHEDULED), str(S.PENDING), r.attempts, "publish time reached", at=now)
+        return [r.id for r in rows]
+
+    def open_incidents(self) -> int:
+        a = t.announcements
+        with self.read() as conn:
+            return conn.execute(select(func.count()).select_from(a).where(
+                a.c.kind == "incident", a.c.resolved_at.is_(None), a.c.retracted_at.is_(None),
+                a.c.status != "resolved")).scalar() or 0
+
+    # ------------------------------------------------------------ per-item progress
+
+    def item_states(self, delivery_id: str) -> dict[str, tuple[str, str | None]]:
+        with self.read() as conn:
+            rows = conn.execute(select(t.delivery_items.c.item, t.delivery_items.c.state, t.delivery_items.c.detail)
+                                .where(t.delivery_items.c.delivery_id == delivery_id))
+            return {r.item: (r.state, r.detail) for r in rows}
+
+    def mark_items(self, delivery_id: str, items: Iterable[str], state: str, detail: str | None = None) -> None:
+        items = list(items)
+        if not items:
+            return
+        now = self.clock()
+        di = t.delivery_items
+        with self.tx() as conn:
+            existing = set(conn.execute(select(di.c.item).where(di.c.delivery_id == delivery_id, di.c.item.in_(items))).scalars())
+            if existing:
+                conn.execute(update(di).where(di.c.delivery_id == delivery_id, di.c.item.in_(list(existing)))
+                             .values(state=state, detail=detail, at=now))
+            new = [i for i in items if i not in existing]
+            if new:
+                conn.execute(insert(di), [{"delivery_id": delivery_id, "item": i, "state": state, "detail": detail, "at": now} for i in new])
+
+    def prune_events(self, older_than: float) -> int:
+        """Retention: drop attempt history of settled deliveries older than ``older_than``."""
+        d, e = t.deliveries, t.delivery_events
+        with self.tx() as conn:
+            settled = select(d.c.id).where(d.c.settled_at.is_not(None), d.c.settled_at < older_than)
+            return conn.execute(delete(e).where(e.c.at < older_than, e.c.delivery_id.in_(settled))).rowcount
+
+
+def default_owner() -> str:
+    import socket
+    import threading
+
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"

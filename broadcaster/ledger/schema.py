@@ -1,0 +1,176 @@
+"""The ledger's tables (SQLAlchemy Core). The same schema runs on SQLite and PostgreSQL.
+
+Times are epoch seconds (double precision): cheap to compare in SQL on both engines and free
+of time-zone ambiguity. JSON columns hold small lists and maps only.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+announcements = Table(
+    "announcements",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False, default=""),
+    Column("url", Text),
+    Column("severity", String(20)),
+    Column("components", JSON, nullable=False, default=list),
+    Column("tags", JSON, nullable=False, default=list),
+    Column("channels", JSON, nullable=False, default=list),
+    Column("variants", JSON, nullable=False, default=dict),
+    Column("status", String(20)),
+    Column("publish_at", Float),
+    Column("window_starts_at", Float),
+    Column("window_ends_at", Float),
+    Column("author", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("retracted_at", Float),
+    Column("resolved_at", Float),
+    Index("ix_announcements_created", "created_at"),
+    Index("ix_announcements_kind_status", "kind", "status"),
+)
+
+updates = Table(
+    "updates",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("announcement_id", String(40), ForeignKey("announcements.id"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("title", Text),
+    Column("body", Text, nullable=False, default=""),
+    Column("author", String(200)),
+    Column("created_at", Float, nullable=False),
+    Index("ix_updates_announcement", "announcement_id", "created_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("announcement_id", String(40), ForeignKey("announcements.id"), nullable=False),
+    Column("update_id", String(40), ForeignKey("updates.id")),
+    Column("channel", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", Float),
+    Column("deadline_at", Float),
+    Column("lease_until", Float),
+    Column("lease_owner", String(80)),
+    Column("enqueued_at", Float),
+    Column("maybe_sent", Boolean, nullable=False, default=False),
+    Column("remote_id", Text),
+    Column("remote_url", Text),
+    Column("receipt", JSON),
+    Column("last_error", Text),
+    Column("fallback_of", String(40)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("settled_at", Float),
+    Index("ix_deliveries_due", "state", "due_at"),
+    Index("ix_deliveries_announcement", "announcement_id"),
+    Index("ix_deliveries_channel_state", "channel", "state"),
+)
+
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), ForeignKey("deliveries.id"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("reason", Text, nullable=False, default=""),
+    Column("response", Text),
+    Index("ix_delivery_events_delivery", "delivery_id", "id"),
+    Index("ix_delivery_events_at", "at"),
+)
+
+delivery_items = Table(
+    "delivery_items",
+    metadata,
+    Column("delivery_id", String(40), ForeignKey("deliveries.id"), primary_key=True),
+    Column("item", String(320), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("detail", Text),
+    Column("at", Float, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("target_id", String(40)),
+    Column("response", JSON),
+    Column("created_at", Float, nullable=False),
+    Index("ix_idempotency_created", "created_at"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("hash", String(100), nullable=False, unique=True),
+    Column("kinds", JSON, nullable=False, default=list),
+    Column("channels", JSON, nullable=False, default=list),
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(80)),
+    Column("details", JSON),
+    Index("ix_audit_at", "at"),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("list", String(100), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("name", Text),
+    Column("components", JSON, nullable=False, default=list),
+    Column("state", String(16), nullable=False),  # pending | confirmed | unsubscribed | bounced
+    Column("marketing", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+    Column("confirmed_at", Float),
+    Column("unsubscribed_at", Float),
+    Index("ux_subscribers_list_address", "list", "address", unique=True),
+)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)

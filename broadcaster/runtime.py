@@ -1,0 +1,144 @@
+"""Everything a process needs at run time, built once from the settings: the ledger, the shared
+Redis state (breakers, rate limits), the channel instances and how to wake a worker.
+
+Tests build a Runtime with in-memory twins and their own clock; processes use ``from_settings``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Callable, Iterable
+
+from .config import Settings
+from .errors import ConfigError
+from .ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def broker_url(settings: Settings, env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return settings.broker or env.get("REDIS_URL") or DEFAULT_REDIS
+
+
+def state_redis_url(settings: Settings, env: dict[str, str] | None = None) -> str:
+    if settings.redis:
+        return settings.redis
+    broker = broker_url(settings, env)
+    if broker.startswith(("redis://", "rediss://", "unix://")):
+        return broker
+    env = os.environ if env is None else env
+    return env.get("REDIS_URL") or DEFAULT_REDIS
+
+
+def queue_name(channel: str) -> str:
+    """Each channel has its own queue (a bulkhead)."""
+    return f"bc.ch.{channel}"
+
+
+DEFAULT_QUEUE = "bc.default"
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ledger: Ledger,
+        breaker,
+        limiter,
+        clock: Callable[[], float] = time.time,
+        channel_io: dict | None = None,
+        redis=None,
+    ):
+        self.settings = settings
+        self.ledger = ledger
+        self.breaker = breaker
+        self.limiter = limiter
+        self.clock = clock
+        self.redis = redis
+        self.channel_io = dict(channel_io or {})
+        self._channels: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self.enqueuer: Callable[[str, str, float | None], None] | None = None
+        self.retract_enqueuer: Callable[[str, str], None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, migrate: bool = True) -> "Runtime":
+        import redis as redis_lib
+
+        from .resilience import RedisBreaker, RedisRateLimiter
+
+        ledger = Ledger.open(settings.ledger, migrate_schema=migrate)
+        url = state_redis_url(settings)
+        try:
+            client = redis_lib.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
+        except ValueError as exc:
+            raise ConfigError([("redis", f"not a Redis URL: {exc}")]) from None
+        rt = cls(settings, ledger=ledger, breaker=RedisBreaker(client), limiter=RedisRateLimiter(client), redis=client)
+        rt.channel_io.setdefault("subscribers", rt._subscribers)
+        return rt
+
+    # -- channels, built lazily and kept for the life of the process (connection reuse)
+
+    def channel(self, name: str):
+        with self._lock:
+            ch = self._channels.get(name)
+            if ch is None:
+                ch = self.build_channel(name)
+                self._channels[name] = ch
+            return ch
+
+    def build_channel(self, name: str, **extra_io):
+        from .channels import channel_class
+
+        cfg = self.settings.channels.get(name)
+        if cfg is None:
+            raise KeyError(name)
+        cls = channel_class(cfg.kind)
+        policy = self.settings.policy_for(name)
+        io = {**self.channel_io, **extra_io}
+        return cls(name, cfg, clock=self.clock, timeout=policy.timeout, on_too_long=policy.on_too_long, **io)
+
+    def _subscribers(self, lists, announcement):
+        fn = getattr(self.ledger, "subscribers_for", None)
+        return fn(lists, announcement) if fn else []
+
+    def close(self) -> None:
+        for ch in self._channels.values():
+            try:
+                ch.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self._channels.clear()
+
+    # -- waking workers: the broker is only a signal, the ledger is the truth
+
+    def enqueue(self, items: Iterable[tuple[str, str]], countdown: float | None = None) -> int:
+        """Tell the broker about deliveries. Failures are logged, never raised: the scheduler's
+        sweep finds anything the broker did not get."""
+        sent = 0
+        if self.enqueuer is None:
+            return 0
+        for delivery_id, channel in items:
+            try:
+                self.enqueuer(delivery_id, channel, countdown)
+                sent += 1
+            except Exception as exc:  # noqa: BLE001 - broker trouble must not fail a submit
+                log.warning("could not enqueue delivery %s (%s: %s); the sweeper will pick it up",
+                            delivery_id, type(exc).__name__, exc)
+                break
+        return sent
+
+    def enqueue_retract(self, delivery_id: str, channel: str) -> None:
+        if self.retract_enqueuer is None:
+            return
+        try:
+            self.retract_enqueuer(delivery_id, channel)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not enqueue retraction of %s: %s", delivery_id, exc)

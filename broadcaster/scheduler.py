@@ -1,0 +1,97 @@
+"""The scheduler's sweep: the safety net that makes the broker a mere wake-up signal.
+
+Every ``scheduler.interval`` seconds: expire dead workers' leases, release scheduled work that
+became due (holding quiet kinds while an incident is open), and enqueue every due delivery the
+broker has not been told about recently. A lost message or an emptied Redis therefore costs at
+most ``requeue_after`` seconds, never a delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .errors import LedgerUnavailable
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEEP = 48 * 3600.0  # PRODUCT.md promises at least 24 h
+
+
+@dataclass
+class TickReport:
+    expired: int = 0
+    promoted: int = 0
+    enqueued: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+#: hooks other features add (maintenance windows, retention); each gets the runtime
+TICK_HOOKS: list = []
+
+
+def tick(runtime: Runtime) -> TickReport:
+    ledger, settings = runtime.ledger, runtime.settings
+    report = TickReport()
+    report.expired = len(ledger.expire_leases())
+    hold = settings.quiet_during_incidents if settings.quiet_during_incidents and ledger.open_incidents() else ()
+    if hold and settings.quiet_action == "cancel":
+        report.extra["cancelled_quiet"] = _cancel_quiet(runtime, hold)
+    report.promoted = len(ledger.promote_scheduled(hold_kinds=hold))
+    due = ledger.take_due(settings.scheduler.requeue_after)
+    if due:
+        report.enqueued = runtime.enqueue([(d, ch) for d, ch, _ in due])
+    for hook in TICK_HOOKS:
+        try:
+            hook(runtime, report)
+        except LedgerUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - one feature's hook must not stop the sweep
+            log.exception("scheduler hook %s failed", getattr(hook, "__name__", hook))
+    return report
+
+
+def _cancel_quiet(runtime: Runtime, kinds) -> int:
+    from .models import DeliveryState as S
+
+    n = 0
+    for ann in runtime.ledger.list_announcements(limit=500, state="scheduled"):
+        if ann.kind not in kinds:
+            continue
+        for d in runtime.ledger.deliveries_of(ann.id):
+            if d.state == S.SCHEDULED and runtime.ledger.force(
+                    d.id, S.CANCELLED, "cancelled: an incident is open (quiet_during_incidents)", actor="scheduler",
+                    from_states=[S.SCHEDULED]):
+                n += 1
+    return n
+
+
+def run(runtime: Runtime, stop: threading.Event | None = None) -> None:
+    """Loop until ``stop`` is set. Survives ledger and broker outages, logging once per outage."""
+    stop = stop or threading.Event()
+    interval = runtime.settings.scheduler.interval
+    failing = False
+    last_prune = 0.0
+    log.info("scheduler running every %.1fs", interval)
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            report = tick(runtime)
+            if report.expired or report.promoted or report.enqueued:
+                log.info("sweep: %d leases expired, %d released, %d enqueued", report.expired, report.promoted, report.enqueued)
+            if time.time() - last_prune > 3600:
+                runtime.ledger.prune_idempotency(time.time() - IDEMPOTENCY_KEEP)
+                last_prune = time.time()
+            if failing:
+                log.warning("scheduler: ledger reachable again")
+            failing = False
+        except LedgerUnavailable as exc:
+            if not failing:
+                log.error("scheduler: %s; will keep trying", exc)
+            failing = True
+        except Exception:  # noqa: BLE001 - never let the safety net die
+            log.exception("scheduler sweep failed; will retry")
+        stop.wait(max(0.05, interval - (time.monotonic() - started)))

@@ -1,0 +1,372 @@
+"""Use cases shared by the API, the CLI and the web page: submit, update, retract, retry, cancel.
+
+Each validates its input, checks what the caller may do, writes the ledger in one transaction,
+and only then wakes the workers (a failed wake-up is logged, never fatal: the sweep covers it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import Forbidden, InvalidRequest
+from .models import (
+    ACTIVE,
+    INCIDENT_STATUSES,
+    KINDS,
+    MAINTENANCE_STATUSES,
+    SEVERITIES,
+    DeliveryState,
+)
+from .runtime import Runtime
+
+S = DeliveryState
+
+
+# ---------------------------------------------------------------- who is asking
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a token's name and what it may post. Empty kinds/channels mean "any"."""
+
+    name: str
+    kinds: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    admin: bool = False
+
+    def check_post(self, kind: str, channels: list[str]) -> None:
+        if self.admin:
+            return
+        if self.kinds and kind not in self.kinds:
+            raise Forbidden(f"token {self.name!r} may not post {kind!r} announcements (allowed: {', '.join(self.kinds)})")
+        if self.channels:
+            denied = [c for c in channels if c not in self.channels]
+            if denied:
+                raise Forbidden(f"token {self.name!r} may not post to {', '.join(denied)}")
+
+    def check_admin(self, action: str) -> None:
+        if not self.admin:
+            raise Forbidden(f"{action} needs an admin token; {self.name!r} is not one")
+
+
+SYSTEM = Principal("system", admin=True)
+
+
+# ---------------------------------------------------------------- request shapes
+
+
+def _epoch(v: Any) -> float | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, datetime):
+        return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(v, str):
+        try:
+            dt = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("not a date-time (use ISO 8601, e.g. 2026-11-22T14:00:00Z)") from None
+        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    raise ValueError("not a date-time")
+
+
+class WindowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    starts_at: float | str
+    ends_at: float | str
+
+    @field_validator("starts_at", "ends_at", mode="before")
+    @classmethod
+    def _time(cls, v):
+        return _epoch(v)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.ends_at <= self.starts_at:
+            raise ValueError("window.ends_at must be after window.starts_at")
+        return self
+
+
+class VariantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(None, max_length=300)
+    body: str | None = Field(None, max_length=20000)
+
+
+class AnnouncementIn(BaseModel):
+    """What a user submits once. ``channels`` empty → the route for ``kind``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    kind: str
+    title: str = Field(..., min_length=1, max_length=300)
+    body: str = Field("", max_length=20000)
+    url: str | None = Field(None, max_length=2000)
+    severity: str | None = None
+    status: str | None = None
+    components: list[str] = Field(default_factory=list, max_length=50)
+    publish_at: float | str | None = None
+    window: WindowIn | None = None
+    channels: list[str] = Field(default_factory=list, max_length=100)
+    variants: dict[str, VariantIn] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v):
+        if v not in KINDS:
+            raise ValueError(f"must be one of {', '.join(KINDS)}")
+        return v
+
+    @field_validator("severity")
+    @classmethod
+    def _severity(cls, v):
+        if v is not None and v not in SEVERITIES:
+            raise ValueError(f"must be one of {', '.join(SEVERITIES)}")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v):
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v or None
+
+    @field_validator("publish_at", mode="before")
+    @classmethod
+    def _publish(cls, v):
+        return _epoch(v)
+
+    @model_validator(mode="after")
+    def _status(self):
+        allowed = {"incident": INCIDENT_STATUSES, "maintenance": MAINTENANCE_STATUSES}.get(self.kind)
+        if self.status is not None and (allowed is None or self.status not in allowed):
+            raise ValueError(f"status {self.status!r} is not valid for a {self.kind}"
+                             + (f" (one of {', '.join(allowed)})" if allowed else ""))
+        if self.kind == "maintenance" and self.window is None:
+            pass  # a maintenance notice without a window is allowed (e.g. "maintenance completed")
+        return self
+
+
+class UpdateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    status: str
+    body: str = Field(..., min_length=1, max_length=20000)
+    title: str | None = Field(None, max_length=300)
+    components: list[str] | None = None
+
+
+def validation_problem(exc: ValidationError) -> InvalidRequest:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return InvalidRequest(f"{loc}: {msg}" if loc else msg, field=loc or None)
+
+
+def request_hash(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- use cases
+
+
+@dataclass
+class Submitted:
+    id: str
+    created: bool
+    deliveries: list[str] = field(default_factory=list)
+
+
+def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principal,
+           idempotency_key: str | None = None) -> Submitted:
+    """Accept an announcement: one transaction writes it and a delivery per channel."""
+    try:
+        req = data if isinstance(data, AnnouncementIn) else AnnouncementIn.model_validate(data)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+    settings = runtime.settings
+    channels = list(dict.fromkeys(req.channels)) or list(settings.route(req.kind))
+    if not channels:
+        raise InvalidRequest(f"no channels given and no route configured for {req.kind!r} announcements", field="channels")
+    unknown = [c for c in channels if c not in settings.channels]
+    if unknown:
+        raise InvalidRequest(f"unknown channel(s): {', '.join(unknown)}", field="channels")
+    disabled = [c for c in channels if not settings.channels[c].enabled]
+    if disabled:
+        raise InvalidRequest(f"channel(s) disabled in the configuration: {', '.join(disabled)}", field="channels")
+    bad_variants = [c for c in req.variants if c not in channels]
+    if bad_variants:
+        raise InvalidRequest(f"variants for channels this announcement does not go to: {', '.join(bad_variants)}",
+                             field="variants")
+    principal.check_post(req.kind, channels)
+
+    now = runtime.clock()
+    due = req.publish_at if req.publish_at and req.publish_at > now else now
+    scheduled = due > now
+    status = req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind)
+    fields = {
+        "kind": req.kind, "title": req.title, "body": req.body, "url": req.url, "severity": req.severity,
+        "components": req.components, "tags": req.tags, "channels": channels,
+        "variants": {k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
+        "status": status, "publish_at": req.publish_at,
+        "window_starts_at": req.window.starts_at if req.window else None,
+        "window_ends_at": req.window.ends_at if req.window else None,
+    }
+    quiet = req.kind in settings.quiet_during_incidents and runtime.ledger.open_incidents() > 0
+    rows = []
+    for ch in channels:
+        state = S.SCHEDULED if (scheduled or quiet) else S.PENDING
+        reason = "accepted; scheduled for publish_at" if scheduled else (
+            "accepted; held while an incident is open (quiet_during_incidents)" if quiet else "accepted")
+        rows.append({"channel": ch, "state": state, "due_at": due, "reason": reason,
+                     "deadline_at": due + settings.deadline_for(req.kind, ch)})
+    idem = None
+    if idempotency_key:
+        idem = (principal.name, idempotency_key, request_hash(req.model_dump(mode="json")))
+    ann_id, created = runtime.ledger.create_announcement(fields, rows, actor=principal.name, idempotency=idem)
+    deliveries = runtime.ledger.deliveries_of(ann_id)
+    if created:
+        runtime.enqueue([(d.id, d.channel) for d in deliveries if d.state == S.PENDING])
+    return Submitted(ann_id, created, [d.id for d in deliveries])
+
+
+def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principal: Principal,
+               idempotency_key: str | None = None) -> Submitted:
+    """Post a follow-up to every channel the original went to (threaded where the channel can)."""
+    try:
+        req = data if isinstance(data, UpdateIn) else UpdateIn.model_validate(data)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+    ledger = runtime.ledger
+    ann = ledger.get_announcement(ann_id)
+    if ann.retracted_at:
+        raise InvalidRequest("this announcement was retracted; updates are no longer possible")
+    allowed = {"incident": INCIDENT_STATUSES, "maintenance": MAINTENANCE_STATUSES}.get(ann.kind)
+    if allowed and req.status not in allowed:
+        raise InvalidRequest(f"status {req.status!r} is not valid for a {ann.kind} (one of {', '.join(allowed)})",
+                             field="status")
+    originals = [d for d in ledger.deliveries_of(ann_id) if d.update_id is None]
+    channels = list(dict.fromkeys(d.channel for d in originals
+                                  if d.state not in (S.FALLEN_BACK, S.CANCELLED, S.RETRACTED)))
+    channels = [c for c in channels if c in runtime.settings.channels and runtime.settings.channels[c].enabled]
+    principal.check_post(ann.kind, channels)
+    if not channels:
+        raise InvalidRequest("no channel of this announcement can take an update")
+    now = runtime.clock()
+    # an update of a scheduled announcement waits for it; otherwise it goes now
+    first_due = max([d.due_at or now for d in originals] + [now])
+    rows = [{"channel": ch, "state": S.SCHEDULED if first_due > now else S.PENDING, "due_at": first_due,
+             "deadline_at": first_due + runtime.settings.deadline_for(ann.kind, ch), "reason": f"update: {req.status}"}
+            for ch in channels]
+    ann_values: dict[str, Any] = {"status": req.status}
+    if req.status in ("resolved", "completed", "cancelled"):
+        ann_values["resolved_at"] = now
+    if req.components is not None:
+        ann_values["components"] = req.components
+    idem = (principal.name, f"update:{ann_id}:{idempotency_key}", request_hash(req.model_dump(mode="json"))) \
+        if idempotency_key else None
+    upd_id, created = ledger.add_update(ann_id, {"status": req.status, "body": req.body, "title": req.title}, rows,
+                                        actor=principal.name, announcement_values=ann_values, idempotency=idem)
+    if created:
+        fresh = [d for d in ledger.deliveries_of(ann_id) if d.update_id == upd_id]
+        runtime.enqueue([(d.id, d.channel) for d in fresh if d.state == S.PENDING])
+    return Submitted(upd_id, created)
+
+
+def retract(runtime: Runtime, ann_id: str, *, principal: Principal, reason: str = "") -> dict[str, int]:
+    """Stop what has not gone out; delete what has, where the channel allows (a task per post)."""
+    ledger = runtime.ledger
+    ann = ledger.get_announcement(ann_id)
+    principal.check_post(ann.kind, list(ann.channels))
+    counts = {"cancelled": 0, "retracting": 0, "already": 0}
+    if not ann.retracted_at:
+        ledger.set_announcement(ann_id, retracted_at=runtime.clock())
+        ledger.audit(principal.name, "announcement.retract", ann_id, {"reason": reason})
+    for d in ledger.deliveries_of(ann_id):
+        if d.state in (S.SCHEDULED, S.PENDING, S.RETRYING):
+            if ledger.force(d.id, S.CANCELLED, "cancelled: announcement retracted", actor=principal.name,
+                            from_states=[S.SCHEDULED, S.PENDING, S.RETRYING]):
+                counts["cancelled"] += 1
+        elif d.state in (S.DELIVERED, S.UNKNOWN):
+            counts["retracting"] += 1
+            runtime.enqueue_retract(d.id, d.channel)
+        else:
+            counts["already"] += 1
+    return counts
+
+
+def retry_delivery(runtime: Runtime, delivery_id: str, *, principal: Principal) -> None:
+    """Operator retry of a failed / unknown / fallen-back delivery: the operator has checked the
+    channel, so the 'maybe sent' doubt is cleared and it is sent again."""
+    ledger = runtime.ledger
+    d = ledger.get_delivery(delivery_id)
+    ann = ledger.get_announcement(d.announcement_id)
+    principal.check_post(ann.kind, [d.channel])
+    if ann.retracted_at:
+        raise InvalidRequest("this announcement was retracted")
+    if d.state in ACTIVE:
+        raise InvalidRequest(f"delivery is {d.state}; it is still being worked on")
+    if d.state in (S.DELIVERED, S.CANCELLED, S.RETRACTED):
+        raise InvalidRequest(f"delivery is {d.state}; nothing to retry")
+    now = runtime.clock()
+    ok = ledger.force(d.id, S.PENDING, f"operator retry from {d.state}", actor=principal.name,
+                      from_states=[S.FAILED, S.UNKNOWN, S.FALLEN_BACK], due_at=now, maybe_sent=False)
+    if not ok:
+        raise InvalidRequest("delivery changed state meanwhile; reload and try again")
+    # a fresh deadline: the operator decided it is still worth sending
+    with ledger.tx() as conn:
+        from .ledger.schema import deliveries as dt
+        from sqlalchemy import update as sa_update
+
+        conn.execute(sa_update(dt).where(dt.c.id == d.id).values(
+            deadline_at=now + runtime.settings.deadline_for(ann.kind, d.channel)))
+    ledger.audit(principal.name, "delivery.retry", d.id, {"from": str(d.state)})
+    runtime.enqueue([(d.id, d.channel)])
+
+
+def cancel_scheduled(runtime: Runtime, ann_id: str, *, principal: Principal) -> int:
+    ledger = runtime.ledger
+    ann = ledger.get_announcement(ann_id)
+    principal.check_post(ann.kind, list(ann.channels))
+    n = 0
+    for d in ledger.deliveries_of(ann_id):
+        if d.state == S.SCHEDULED and ledger.force(d.id, S.CANCELLED, "cancelled before publish time",
+                                                   actor=principal.name, from_states=[S.SCHEDULED]):
+            n += 1
+    ledger.audit(principal.name, "announcement.cancel", ann_id, {"cancelled": n})
+    return n
+
+
+def status_of(runtime: Runtime, ann_id: str) -> dict[str, Any]:
+    """The announcement with every delivery and its attempt log (what the API and CLI show)."""
+    ledger = runtime.ledger
+    ann = ledger.get_announcement(ann_id)
+    deliveries = ledger.deliveries_of(ann_id)
+    return {"announcement": ann, "updates": ledger.updates_of(ann_id), "deliveries": deliveries,
+            "events": {d.id: ledger.events_of(d.id) for d in deliveries}}
+
+
+def overall(states: list[str]) -> str:
+    """One word for a set of delivery states: delivered / failed / in_progress / scheduled."""
+    if not states:
+        return "empty"
+    if any(s in ("pending", "sending", "retrying") for s in states):
+        return "in_progress"
+    if all(s == "scheduled" for s in states):
+        return "scheduled"
+    if any(s in ("failed", "unknown") for s in states):
+        return "attention"
+    return "delivered" if all(s in ("delivered", "fallen_back", "cancelled", "retracted") for s in states) else "in_progress"
+
+
+def now_iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+

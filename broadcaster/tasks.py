@@ -1,0 +1,112 @@
+"""The Celery app and its thin tasks.
+
+``celery -A broadcaster.tasks worker`` works as any Celery user expects: the module-level ``app``
+is built on first access from ``$BROADCASTER_CONFIG`` (or ``config/broadcaster.yaml``) and
+declares one queue per channel plus ``bc.default``; ``-Q bc.ch.<name>,…`` picks a group.
+
+Reliability settings (see docs/architecture.md, "traps"): late acks with reject-on-worker-lost and
+prefetch 1, so a killed worker's message is redelivered; a bounded broker pool acquire timeout, so
+a submit never blocks on a dead broker; a visibility timeout well above any task's run time; and
+no long countdowns — long waits live in the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from kombu import Queue
+
+from . import engine
+from .config import Settings, read_settings
+from .errors import LedgerUnavailable
+from .runtime import DEFAULT_QUEUE, Runtime, broker_url, queue_name
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
+    app = Celery("broadcaster", broker=broker_url(settings), set_as_current=False)
+    queues = [Queue(DEFAULT_QUEUE)] + [Queue(queue_name(name)) for name in settings.channels]
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=DEFAULT_QUEUE,
+        task_queues=queues,
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_pool_limit=20,
+        broker_connection_timeout=3,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 900, "socket_timeout": 5, "socket_connect_timeout": 3},
+        broker_pool_acquire_timeout=5,
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    holder = {"runtime": runtime}
+    lock = threading.Lock()
+
+    def get_runtime() -> Runtime:
+        # built lazily so a prefork child opens its own connections after the fork
+        with lock:
+            if holder["runtime"] is None:
+                rt = Runtime.from_settings(settings)
+                rt.enqueuer = enqueuer
+                rt.retract_enqueuer = retract_enqueuer
+                holder["runtime"] = rt
+            return holder["runtime"]
+
+    @app.task(name="broadcaster.deliver", ignore_result=True)
+    def deliver(delivery_id: str) -> str:
+        try:
+            return engine.attempt(get_runtime(), delivery_id)
+        except LedgerUnavailable as exc:
+            # nothing was claimed; the row is still due and the sweeper re-enqueues it
+            log.warning("delivery %s postponed: %s", delivery_id, exc)
+            return "ledger_unavailable"
+
+    @app.task(name="broadcaster.retract", ignore_result=True)
+    def retract(delivery_id: str) -> str:
+        try:
+            return engine.retract_one(get_runtime(), delivery_id)
+        except LedgerUnavailable as exc:
+            log.warning("retraction of %s postponed: %s", delivery_id, exc)
+            raise
+
+    def retract_enqueuer(delivery_id: str, channel: str) -> None:
+        retract.apply_async((delivery_id,), queue=queue_name(channel))
+
+    def enqueuer(delivery_id: str, channel: str, countdown: float | None) -> None:
+        opts = {"queue": queue_name(channel)}
+        if countdown:
+            opts["countdown"] = countdown
+        deliver.apply_async((delivery_id,), **opts)
+
+    if runtime is not None:
+        runtime.enqueuer = enqueuer
+        runtime.retract_enqueuer = retract_enqueuer
+    app.bc_settings = settings
+    app.bc_runtime = get_runtime
+    app.bc_enqueuer = enqueuer
+    return app
+
+
+_app: Celery | None = None
+
+
+def __getattr__(name: str):
+    """``broadcaster.tasks.app`` is built on first use, from the configured file."""
+    global _app
+    if name in ("app", "celery"):
+        if _app is None:
+            _app = create_app(read_settings())
+        return _app
+    raise AttributeError(name)
