@@ -193,6 +193,13 @@ class WorkerSettings(Strict):
     pool: Literal["threads", "prefork", "solo"] = "threads"
 
 
+class SandboxSettings(Strict):
+    autostart: bool = False  # `broadcaster up` also runs the provider stand-ins (demo)
+    host: str = "127.0.0.1"
+    port: int = Field(8099, ge=1, le=65535)
+    smtp_port: int = Field(8025, ge=1, le=65535)
+
+
 class StaticToken(Strict):
     name: str
     hash: str  # "sha256:<hex>"
@@ -223,6 +230,7 @@ class Settings(Strict):
     scheduler: SchedulerSettings = SchedulerSettings()
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
+    sandbox: SandboxSettings = SandboxSettings()
     source: str | None = None  # path the settings were read from
 
     # -- derived look-ups (plain functions of the frozen data)

@@ -1,0 +1,182 @@
+"""Server-side commands: up, api, worker, scheduler, check, migrate."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from . import EXIT_USAGE, load, main
+
+
+def setup_logging(level: str = "INFO") -> None:
+    from ..logs import configure
+
+    configure(level)
+
+
+@main.command()
+@click.option("--host", default=None, help="API address (default from config: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="API port (default from config: 8080).")
+@click.option("--sandbox/--no-sandbox", "with_sandbox", default=None,
+              help="Also run the provider sandbox (default: when the config's sandbox.autostart is true).")
+@click.pass_context
+def up(ctx, host, port, with_sandbox):
+    """Run everything on this machine: API + worker + scheduler (Ctrl-C stops all)."""
+    from ..supervise import Supervisor, child_env, find_or_start_redis
+
+    settings = load(ctx)
+    var = Path(os.environ.get("BROADCASTER_VAR", "var"))
+    try:
+        choice = find_or_start_redis(settings.broker, var, dict(os.environ))
+    except RuntimeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_USAGE)
+    from ..ledger import Ledger
+
+    ledger = Ledger.open(settings.ledger)  # migrate once, before the children start
+    ledger.close()
+    host = host or settings.api.host
+    port = port or settings.api.port
+    cfg = ["--config", settings.source] if settings.source else []
+    sup = Supervisor(child_env(choice.url))
+    sandbox_on = settings.sandbox.autostart if with_sandbox is None else with_sandbox
+    if sandbox_on:
+        sup.add("sandbox", *cfg, "sandbox", "--host", settings.sandbox.host, "--port", str(settings.sandbox.port),
+                "--smtp-port", str(settings.sandbox.smtp_port))
+    sup.add("api", *cfg, "api", "--host", host, "--port", str(port))
+    sup.add("worker", *cfg, "worker")
+    sup.add("scheduler", *cfg, "scheduler")
+
+    def ready():
+        click.echo(f"broadcaster is up (Redis: {choice.how}; ledger: {_safe_db(settings.ledger)})")
+        click.echo(f"  web page:  http://{host}:{port}/")
+        click.echo(f"  API:       http://{host}:{port}/api/v1   (docs: http://{host}:{port}/docs)")
+        if sandbox_on:
+            click.echo(f"  sandbox:   http://{settings.sandbox.host}:{settings.sandbox.port}/_sandbox/")
+        click.echo("  Ctrl-C stops everything.")
+
+    try:
+        sup.run(on_ready=ready)
+    finally:
+        if choice.process is not None:
+            choice.process.terminate()
+    click.echo("broadcaster stopped.")
+
+
+def _safe_db(url: str) -> str:
+    from ..supervise import _safe
+
+    return _safe(url)
+
+
+@main.command()
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@click.pass_context
+def api(ctx, host, port):
+    """Run the HTTP API and web page (uvicorn)."""
+    import uvicorn
+
+    settings = load(ctx)
+    setup_logging()
+    from ..api.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, log_level="warning",
+                timeout_keep_alive=5, timeout_graceful_shutdown=5, proxy_headers=False)
+
+
+@main.command()
+@click.option("-Q", "--queues", default=None, help="Comma-separated queues (default: every channel's + bc.default).")
+@click.option("-c", "--concurrency", type=int, default=None)
+@click.option("--pool", type=click.Choice(["threads", "prefork", "solo"]), default=None)
+@click.option("--loglevel", default="INFO")
+@click.pass_context
+def worker(ctx, queues, concurrency, pool, loglevel):
+    """Run a Celery worker for the channel queues."""
+    from ..tasks import create_app
+
+    settings = load(ctx)
+    setup_logging(loglevel)
+    app = create_app(settings)
+    argv = ["worker", f"--loglevel={loglevel}", f"--pool={pool or settings.worker.pool}",
+            f"--concurrency={concurrency or settings.worker.concurrency}",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if queues:
+        argv.append(f"--queues={queues}")
+    app.worker_main(argv=argv)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one sweep and exit (for cron or debugging).")
+@click.pass_context
+def scheduler(ctx, once):
+    """Run the scheduler: releases due work, re-enqueues what the broker lost."""
+    from .. import scheduler as sched
+    from ..runtime import Runtime
+    from ..tasks import create_app
+
+    settings = load(ctx)
+    setup_logging()
+    runtime = Runtime.from_settings(settings)
+    create_app(settings, runtime)
+    if once:
+        r = sched.tick(runtime)
+        click.echo(f"expired {r.expired}, released {r.promoted}, enqueued {r.enqueued}")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sched.run(runtime, stop)
+
+
+@main.command()
+@click.option("--offline", is_flag=True, help="Only validate the file; do not contact any channel.")
+@click.pass_context
+def check(ctx, offline):
+    """Validate the configuration and verify channel credentials without posting."""
+    from ..errors import DeliveryError
+    from ..runtime import Runtime
+
+    settings = load(ctx)
+    click.echo(f"configuration OK: {settings.source or '(inline)'} — {len(settings.channels)} channels, "
+               f"{len(settings.routes)} routes")
+    if offline:
+        return
+    failed = 0
+    rt = Runtime(settings, ledger=None, breaker=None, limiter=None)  # type: ignore[arg-type]
+    for name, cfg in settings.channels.items():
+        if not cfg.enabled:
+            click.echo(f"  {name:24} {cfg.kind:22} disabled")
+            continue
+        ch = rt.build_channel(name)
+        try:
+            what = ch.check()
+            click.echo(f"  {name:24} {cfg.kind:22} ok: {what}")
+        except DeliveryError as exc:
+            failed += 1
+            click.echo(f"  {name:24} {cfg.kind:22} FAILED: {exc}")
+        finally:
+            ch.close()
+    if failed:
+        ctx.exit(1)
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx):
+    """Bring the ledger schema up to date (safe to run on every upgrade)."""
+    from ..ledger import LATEST, current_version, make_engine
+    from ..ledger import migrate as do_migrate
+
+    settings = load(ctx)
+    engine = make_engine(settings.ledger)
+    before = current_version(engine)
+    applied = do_migrate(engine, log=click.echo)
+    click.echo(f"ledger schema at version {LATEST} (was {before}; applied {len(applied)})")
+    logging.shutdown()
