@@ -1,0 +1,58 @@
+"""The sandbox ASGI app: every provider under its own prefix, the control API under
+``/_sandbox``, one shared :class:`SandboxState`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from .control import control_routes
+from .drop import DropConnections
+from .providers import PROVIDERS, Provider
+from .state import SandboxState
+
+SMTP = "smtp"
+
+
+class SandboxApp:
+    """ASGI callable. ``providers[prefix]`` lists the stand-ins mounted at ``/{prefix}``."""
+
+    def __init__(self, state: SandboxState | None = None, *, rate_limits: bool = True,
+                 settings: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time):
+        self.state = state or SandboxState(clock=clock)
+        self.providers: dict[str, list[Provider]] = {}
+        for prefix, classes in PROVIDERS.items():
+            self.providers[prefix] = [cls(self.state) for cls in classes]
+            if not rate_limits:
+                self.configure(prefix, {"rate_limits": False})
+        for prefix, values in (settings or {}).items():
+            self.configure(prefix, values)
+        mounts = [Mount("/_sandbox", routes=control_routes(self))]
+        for prefix, instances in self.providers.items():
+            mounts.append(Mount(f"/{prefix}", routes=[r for p in instances for r in p.routes()]))
+        self.starlette = Starlette(routes=mounts)
+        self.asgi = DropConnections(self.starlette)
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.asgi(scope, receive, send)
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.providers, SMTP]
+
+    def configure(self, prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Merge settings into every stand-in under ``prefix``; KeyError if there is none."""
+        instances = self.providers[prefix]
+        for provider in instances:
+            provider.settings.update(values)
+        return dict(instances[0].settings)
+
+    def provider(self, prefix: str) -> Provider:
+        return self.providers[prefix][0]
+
+
+def create_app(**kw: Any) -> SandboxApp:
+    return SandboxApp(**kw)

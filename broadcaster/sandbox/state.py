@@ -1,0 +1,136 @@
+"""What the sandbox has seen and created, shared by the HTTP app, the SMTP sink and tests.
+
+Requests are recorded as received (credentials masked); "posts" are the objects a provider
+actually created, so a test can assert that a channel never posted twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from typing import Any, Callable, Iterable, Protocol
+from urllib.parse import parse_qsl, urlencode
+
+from .faults import FaultBook
+
+SECRET_HEADERS = {"authorization", "x-cachet-token", "x-postmark-server-token", "cookie", "proxy-authorization"}
+SECRET_PARAMS = {"access_token", "api_key", "password"}
+MAX_BODY = 64_000
+
+
+class Resettable(Protocol):
+    def reset(self) -> None: ...
+
+
+def mask(value: str) -> str:
+    """Keep the scheme word (``Bearer``, ``OAuth``) so tests can check it; hide the secret."""
+    scheme, sep, _ = value.partition(" ")
+    return f"{scheme} ***" if sep else "***"
+
+
+def mask_query(query: str) -> str:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(k, "***" if k in SECRET_PARAMS else v) for k, v in pairs])
+
+
+class SandboxState:
+    def __init__(self, clock: Callable[[], float] = time.time, max_records: int = 10_000):
+        self.clock = clock
+        self.max_records = max_records
+        self.faults = FaultBook()
+        self.lock = threading.RLock()
+        self._seq = itertools.count(1)
+        self._records: list[dict[str, Any]] = []
+        self._posts: dict[str, list[dict[str, Any]]] = {}
+        self._resettables: list[Resettable] = []
+
+    def next_id(self) -> int:
+        return next(self._seq)
+
+    def register(self, thing: Resettable) -> None:
+        self._resettables.append(thing)
+
+    # -- requests
+
+    def record(self, provider: str, method: str, path: str, query: str, headers: Iterable[tuple[str, str]], body: bytes) -> dict[str, Any]:
+        text = body[:MAX_BODY].decode("utf-8", "replace")
+        parsed: Any = None
+        if text[:1] in "{[":
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+        rec = {
+            "seq": self.next_id(),
+            "provider": provider,
+            "time": self.clock(),
+            "method": method,
+            "path": path,
+            "query": mask_query(query),
+            "headers": {k.lower(): (mask(v) if k.lower() in SECRET_HEADERS else v) for k, v in headers},
+            "body": text,
+            "json": parsed,
+            "status": None,
+            "outcome": None,
+        }
+        with self.lock:
+            self._records.append(rec)
+            del self._records[: max(0, len(self._records) - self.max_records)]
+        return rec
+
+    def requests(self, provider: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self._records if provider is None or r["provider"] == provider]
+
+    def clear_requests(self, provider: str | None = None) -> None:
+        with self.lock:
+            self._records = [r for r in self._records if provider is not None and r["provider"] != provider]
+
+    # -- created objects
+
+    def add_post(self, provider: str, *, id: str, text: str = "", key: str | None = None, reply_to: str | None = None, **extra: Any) -> dict[str, Any]:
+        post = {"provider": provider, "id": str(id), "text": text, "key": key, "reply_to": reply_to,
+                "created_at": self.clock(), "deleted": False, **extra}
+        with self.lock:
+            self._posts.setdefault(provider, []).append(post)
+        return post
+
+    def mark_deleted(self, provider: str, id: str) -> bool:
+        with self.lock:
+            for post in self._posts.get(provider, []):
+                if post["id"] == str(id) and not post["deleted"]:
+                    post["deleted"] = True
+                    return True
+        return False
+
+    def posts(self, provider: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            if provider is not None:
+                return [dict(p) for p in self._posts.get(provider, [])]
+            return [dict(p) for ps in self._posts.values() for p in ps]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per provider: requests received, posts created, and texts created more than once."""
+        with self.lock:
+            names = {r["provider"] for r in self._records} | set(self._posts)
+            out = {}
+            for name in sorted(names):
+                posts = self._posts.get(name, [])
+                texts = [p["text"] for p in posts]
+                out[name] = {
+                    "requests": sum(1 for r in self._records if r["provider"] == name),
+                    "posts": len(posts),
+                    "duplicate_texts": len(texts) - len(set(texts)),
+                }
+            return out
+
+    def reset(self) -> None:
+        """Forget requests, posts, faults and every provider's stored objects and sessions."""
+        with self.lock:
+            self._records.clear()
+            self._posts.clear()
+        self.faults.clear()
+        for thing in self._resettables:
+            thing.reset()
