@@ -129,12 +129,15 @@ class FaultBook:
         with self._lock:
             return [f for f in self._faults if provider is None or f.provider == provider]
 
-    def take(self, provider: str, path: str = "", *, create: bool = False, recipient: str | None = None) -> list[Fault]:
+    def take(self, provider: str, path: str = "", *, create: bool = False, recipient: str | None = None,
+             modes: frozenset[str] | set[str] | None = None) -> list[Fault]:
         """Every fault that hits this request, consuming one use of each counted one."""
         hit: list[Fault] = []
         with self._lock:
             for fault in list(self._faults):
                 if fault.provider != provider or not fault.applies(path, create=create, recipient=recipient):
+                    continue
+                if modes is not None and fault.mode not in modes:
                     continue
                 fault.hits += 1
                 hit.append(fault)
