@@ -117,6 +117,13 @@ def thread_refs(receipt: Receipt | None) -> tuple[dict | None, dict | None]:
     return receipt.extra.get("root") or own, receipt.extra.get("last") or own
 
 
+def reply_refs(root: dict | None, parent: dict | None, done: list[dict]) -> dict | None:
+    """The ``reply`` of the next part: under our previous part, else under the earlier thread."""
+    if done:
+        return {"root": root or done[0], "parent": done[-1]}
+    return {"root": root, "parent": parent} if parent else None
+
+
 def created_at_of(message: Message) -> float:
     """When the post says it was written: the update's time, else the announcement's publication."""
     if message.update is not None and message.update.created_at:
@@ -304,7 +311,7 @@ class Bluesky(Channel):
             if done.get(i):
                 ref = json.loads(done[i])
             else:
-                reply = {"root": root or refs[0], "parent": refs[-1]} if refs else ({"root": root, "parent": parent} if parent else None)
+                reply = reply_refs(root, parent, refs)
                 record = post_record(text, created + i / 1000, reply=reply, langs=self.settings.langs)
                 if progress is not None:
                     progress.mark([f"part:{i}"], "sending")

@@ -14,7 +14,6 @@ from broadcaster.errors import (
     AmbiguousDelivery,
     AuthError,
     ContentRejected,
-    DeliveryError,
     PermanentError,
     RateLimited,
     TransientError,
