@@ -1,0 +1,1 @@
+"""HTTP API: ``create_app(settings, runtime=None)`` builds the FastAPI application."""

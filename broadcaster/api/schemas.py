@@ -1,0 +1,270 @@
+"""The JSON shapes of the HTTP API — a contract the CLI client and the web page rely on.
+
+Rules: times are ISO 8601 UTC strings ending in ``Z`` (or null); ids are opaque strings; lists
+are paged as ``{"items": [...], "next": cursor|null}``; every error is
+``{"error": {"code", "message", "details"}}``. Add fields freely; never rename or remove one.
+
+Request bodies are the service's own models (``AnnouncementIn``, ``UpdateIn``) so the API
+validates exactly what the CLI and the web page submit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import Announcement, Delivery, DeliveryEvent, Update
+from ..service import AnnouncementIn, now_iso, overall
+
+iso = now_iso  # epoch seconds → "2026-01-02T03:04:05.678Z"
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ErrorBody(Out):
+    code: str = Field(description="stable machine-readable code, e.g. not_found, forbidden, idempotency_conflict")
+    message: str = Field(description="a plain sentence for people")
+    details: dict[str, Any] = Field(default_factory=dict, description="e.g. {'field': 'title'} for validation errors")
+
+
+class ErrorOut(Out):
+    error: ErrorBody
+
+
+# ---------------------------------------------------------------- deliveries
+
+
+class EventOut(Out):
+    """One recorded state change of a delivery (the attempt log)."""
+
+    at: str | None
+    from_: str | None = Field(None, alias="from", serialization_alias="from")
+    to: str
+    attempt: int
+    reason: str
+    response: str | None = None
+
+
+class DeliveryOut(Out):
+    id: str
+    announcement_id: str
+    update_id: str | None = Field(None, description="null for the announcement itself, else the update it carries")
+    channel: str
+    state: str = Field(description="scheduled pending sending retrying delivered unknown failed fallen_back cancelled retracted")
+    attempts: int
+    due_at: str | None
+    deadline_at: str | None
+    remote_id: str | None
+    remote_url: str | None
+    last_error: str | None
+    fallback_of: str | None = Field(None, description="id of the delivery this one stands in for")
+    maybe_sent: bool = Field(False, description="an earlier attempt may have landed; being checked, never re-posted")
+    created_at: str | None
+    updated_at: str | None
+    settled_at: str | None
+    events: list[EventOut] = Field(default_factory=list)
+
+
+def event_out(e: DeliveryEvent) -> EventOut:
+    return EventOut(at=iso(e.at), from_=e.from_state, to=e.to_state, attempt=e.attempt, reason=e.reason,
+                    response=e.response)
+
+
+def delivery_out(d: Delivery, events: list[DeliveryEvent] | None = None) -> DeliveryOut:
+    return DeliveryOut(
+        id=d.id, announcement_id=d.announcement_id, update_id=d.update_id, channel=d.channel, state=str(d.state),
+        attempts=d.attempts, due_at=iso(d.due_at), deadline_at=iso(d.deadline_at), remote_id=d.remote_id,
+        remote_url=d.remote_url, last_error=d.last_error, fallback_of=d.fallback_of, maybe_sent=d.maybe_sent,
+        created_at=iso(d.created_at), updated_at=iso(d.updated_at), settled_at=iso(d.settled_at),
+        events=[event_out(e) for e in events or ()],
+    )
+
+
+# ---------------------------------------------------------------- announcements
+
+
+class UpdateOut(Out):
+    id: str
+    announcement_id: str
+    status: str
+    title: str | None
+    body: str
+    author: str | None
+    created_at: str | None
+
+
+def update_out(u: Update) -> UpdateOut:
+    return UpdateOut(id=u.id, announcement_id=u.announcement_id, status=u.status, title=u.title, body=u.body,
+                     author=u.author, created_at=iso(u.created_at))
+
+
+class WindowOut(Out):
+    starts_at: str | None
+    ends_at: str | None
+
+
+class AnnouncementOut(Out):
+    """An announcement as listed: its fields plus a one-word summary of its deliveries."""
+
+    id: str
+    kind: str
+    title: str
+    body: str
+    url: str | None
+    severity: str | None
+    status: str | None
+    components: list[str]
+    tags: list[str]
+    channels: list[str]
+    variants: dict[str, dict[str, str]]
+    publish_at: str | None
+    window: WindowOut | None
+    author: str | None
+    created_at: str | None
+    retracted_at: str | None
+    overall: str = Field(description="delivered | in_progress | scheduled | attention | empty")
+    counts: dict[str, int] = Field(description="number of deliveries per state")
+
+
+class AnnouncementDetail(AnnouncementOut):
+    """One announcement with every delivery (and its attempt log) and every update."""
+
+    deliveries: list[DeliveryOut]
+    updates: list[UpdateOut]
+
+
+def _counts(deliveries: list[Delivery]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in deliveries:
+        out[str(d.state)] = out.get(str(d.state), 0) + 1
+    return out
+
+
+def _fields(a: Announcement, deliveries: list[Delivery]) -> dict[str, Any]:
+    return dict(
+        id=a.id, kind=a.kind, title=a.title, body=a.body, url=a.url, severity=a.severity, status=a.status,
+        components=list(a.components), tags=list(a.tags), channels=list(a.channels), variants=dict(a.variants),
+        publish_at=iso(a.publish_at),
+        window=WindowOut(starts_at=iso(a.window.starts_at), ends_at=iso(a.window.ends_at)) if a.window else None,
+        author=a.author, created_at=iso(a.created_at), retracted_at=iso(a.retracted_at),
+        overall=overall([str(d.state) for d in deliveries]), counts=_counts(deliveries),
+    )
+
+
+def announcement_out(a: Announcement, deliveries: list[Delivery]) -> AnnouncementOut:
+    return AnnouncementOut(**_fields(a, deliveries))
+
+
+def announcement_detail(status: dict[str, Any]) -> AnnouncementDetail:
+    """From ``service.status_of``'s dict."""
+    a, deliveries, events = status["announcement"], status["deliveries"], status["events"]
+    return AnnouncementDetail(
+        **_fields(a, deliveries),
+        deliveries=[delivery_out(d, events.get(d.id)) for d in deliveries],
+        updates=[update_out(u) for u in status["updates"]],
+    )
+
+
+class AnnouncementPage(Out):
+    items: list[AnnouncementOut]
+    next: str | None = Field(None, description="pass as ?before= to get the next (older) page; null at the end")
+
+
+class UpdateAccepted(Out):
+    id: str = Field(description="the update's id")
+    announcement_id: str
+    status: str
+    deliveries: list[DeliveryOut] = Field(description="one per channel the update goes to")
+
+
+# ---------------------------------------------------------------- actions
+
+
+class RetractIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: str = Field("", max_length=2000)
+
+
+class RetractOut(Out):
+    id: str
+    cancelled: int = Field(description="deliveries stopped before they went out")
+    retracting: int = Field(description="posts being deleted on their channel")
+    already: int = Field(description="deliveries already settled otherwise")
+
+
+class CancelOut(Out):
+    id: str
+    cancelled: int
+
+
+class RetryOut(Out):
+    id: str
+    announcement_id: str
+    channel: str
+    state: str
+
+
+# ---------------------------------------------------------------- preview
+
+
+class PreviewIn(AnnouncementIn):
+    """Same fields as a submission; the title may be empty while someone is still typing."""
+
+    title: str = Field("", max_length=300)
+
+
+class PreviewChannel(Out):
+    channel: str
+    kind: str = Field(description="the channel's kind (mastodon, email, webhook, ...)")
+    parts: list[str] = Field(description="the thread as it would be posted (one part when it fits)")
+    lengths: list[int] = Field(description="length of each part by the channel's own counting rule")
+    limit: int | None = Field(description="maximum length of one part; null when the channel has none")
+    title: str | None
+    text: str | None
+    error: str | None = Field(None, description="why this channel would refuse the text, else null")
+
+
+class PreviewOut(Out):
+    channels: list[PreviewChannel]
+
+
+# ---------------------------------------------------------------- channels and health
+
+
+class BreakerOut(Out):
+    state: str = Field(description="closed | open | half_open | unknown (shared state unreachable)")
+    failures: int = 0
+    opened_at: str | None = None
+    retry_at: str | None = None
+
+
+class ChannelOut(Out):
+    name: str
+    kind: str
+    enabled: bool
+    description: str | None
+    queue: str
+    breaker: BreakerOut
+    last_success: str | None
+    backlog: int = Field(description="deliveries pending, sending or retrying")
+    oldest_due: str | None
+    counts: dict[str, int] = Field(description="number of deliveries per state")
+
+
+class ChannelList(Out):
+    items: list[ChannelOut]
+
+
+class Health(Out):
+    status: str = "ok"
+
+
+class Ready(Out):
+    status: str = Field(description="ok | unavailable")
+    checks: dict[str, str] = Field(description="per dependency: ok, unavailable (reason) or skipped")
