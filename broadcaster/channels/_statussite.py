@@ -48,6 +48,11 @@ def default_status(kind: str) -> str:
     return {"incident": "investigating", "maintenance": "scheduled"}.get(kind, "resolved")
 
 
+def status_of(post: Post) -> str:
+    """The status a post announces (a Post rendered elsewhere may not carry one)."""
+    return post.meta.get("status") or default_status(post.kind)
+
+
 def impact_of(kind: str, severity: str | None) -> str:
     if kind == "maintenance":
         return "maintenance"

@@ -40,10 +40,10 @@ def iso(ts: float) -> str:
 def incident_body(post: Post, key: str, components: dict[str, str], notify: bool) -> dict[str, Any]:
     """The ``{"incident": ...}`` JSON for a create (``key`` set) or an update (``key`` None)."""
     meta = post.meta
-    status = meta["status"]
+    status = site.status_of(post)
     if post.kind == "maintenance":
         status = MAINTENANCE.get(status, status)
-    comp_status = site.component_status(post.kind, meta["status"], meta.get("severity"))
+    comp_status = site.component_status(post.kind, site.status_of(post), meta.get("severity"))
     ids = [components[c] for c in meta.get("components") or [] if c in components]
     body: dict[str, Any] = {"status": status, "body": (post.text or post.title)[:25_000],
                             "deliver_notifications": notify}

@@ -48,7 +48,7 @@ def incident_json(post: Post, key: str, version: int, visible: bool, notify: boo
     body: dict[str, Any] = {
         "name": post.title[:255],
         "message": post.meta.get("body") or post.text or post.title,
-        "status": INCIDENT_STATUS.get(post.meta["status"], 1),
+        "status": INCIDENT_STATUS.get(site.status_of(post), 1),
     }
     if version == 2:
         body.update(visible=1 if visible else 0, notify=notify)
@@ -58,11 +58,11 @@ def incident_json(post: Post, key: str, version: int, visible: bool, notify: boo
 
 
 def update_json(post: Post) -> dict[str, Any]:
-    return {"status": INCIDENT_STATUS.get(post.meta["status"], 1), "message": post.meta.get("body") or post.text}
+    return {"status": INCIDENT_STATUS.get(site.status_of(post), 1), "message": post.meta.get("body") or post.text}
 
 
 def component_changes(post: Post, components: dict[str, int], version: int) -> list[tuple[int, int]]:
-    status = site.component_status(post.kind, post.meta["status"], post.meta.get("severity"))
+    status = site.component_status(post.kind, site.status_of(post), post.meta.get("severity"))
     return [(components[c], COMPONENT_STATUS[version][status]) for c in post.meta.get("components") or []
             if c in components]
 

@@ -6,8 +6,9 @@ address gets its own durable progress mark, so a retry mails only those not yet 
 A pass (one ``send``): for every address not yet ``done``/``refused`` — mark ``sending``, hand
 the message over, then mark ``done`` (accepted), ``refused`` (5yz, or Postmark 406) or
 ``failed`` (4yz: tried again on the next attempt). A connection lost after the message body was
-sent leaves the address ``sending``: it may have been accepted, so the pass stops with
-``AmbiguousDelivery`` and a later attempt re-sends it with the same Message-ID.
+sent leaves the address ``sending`` (it may have been accepted); the pass goes on over a new
+connection, ends with ``AmbiguousDelivery``, and a later attempt re-sends only that address,
+with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..errors import (
     RecipientsRefused,
     TransientError,
 )
-from ..models import Message, Post, Receipt
+from ..models import KINDS, Message, Post, Receipt
 from . import _http, _mail
 from .base import Channel, MemoryProgress, Progress
 from .registry import register
@@ -70,7 +71,7 @@ class EmailSettings(ChannelSettings):
     recipients: tuple[str, ...] = ()
     lists: tuple[str, ...] = ()  # subscriber list names, resolved by the injected source
     batch_size: int = Field(100, ge=1, le=10_000)  # messages per SMTP connection
-    marketing_kinds: tuple[str, ...] = ("promotion",)
+    marketing_kinds: tuple[str, ...] = ("promotion",)  # these get List-Unsubscribe one-click
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailSettings:
@@ -81,6 +82,9 @@ class EmailSettings(ChannelSettings):
         bad = [i for i, a in enumerate(self.recipients) if not _mail.valid_address(a)]
         if bad:
             raise ValueError(f"recipients[{bad[0]}] is not an email address")
+        unknown = [k for k in self.marketing_kinds if k not in KINDS]
+        if unknown:
+            raise ValueError(f"marketing_kinds: unknown kind {unknown[0]!r} (one of {', '.join(KINDS)})")
         if not self.recipients and not self.lists:
             raise ValueError("give recipients, lists, or both")
         return self
@@ -278,32 +282,43 @@ class Email(Channel):
             sender.open()
             try:
                 for item, address, unsubscribe in batch:
-                    mail = _mail.build(post, key=key, to=address, domain=domain,
-                                       unsubscribe_url=unsubscribe, marketing=marketing)
-                    msg = _mail.to_mime(mail, from_address=self.settings.from_address,
-                                        reply_to=self.settings.reply_to, date=self.clock())
-                    progress.mark([item], "sending")
-                    try:
-                        outcome, detail = sender.deliver(mail, msg)
-                    except AmbiguousDelivery:
-                        raise  # stays "sending": re-sent with the same Message-ID next time
-                    except DeliveryError as exc:
-                        progress.mark([item], "failed", str(exc)[:200])
-                        raise
-                    state = {"done": "done", "refused": "refused"}.get(outcome, "failed")
-                    progress.mark([item], state, detail)
-                    sent += state == "done"
-                    if sender.conn is None:  # the server dropped us: stop, retry later
-                        raise TransientError(f"{self.name}: connection closed by the server")
+                    if sender.conn is None:  # lost after an ambiguous send: the others still go out
+                        sender.open()
+                    sent += self._one(sender, progress, post, key, item, address, unsubscribe, marketing, domain)
             finally:
                 sender.close()
         return self._settle(post, key, everyone, progress.states(), sent, len(everyone) - len(todo))
 
+    def _one(self, sender, progress: Progress, post: Post, key: str, item: str, address: str,
+             unsubscribe: str | None, marketing: bool, domain: str) -> bool:
+        """Hand one message over; True when the server accepted it."""
+        mail = _mail.build(post, key=key, to=address, domain=domain, unsubscribe_url=unsubscribe, marketing=marketing)
+        msg = _mail.to_mime(mail, from_address=self.settings.from_address, reply_to=self.settings.reply_to,
+                            date=self.clock())
+        progress.mark([item], "sending")
+        try:
+            outcome, detail = sender.deliver(mail, msg)
+        except AmbiguousDelivery:
+            return False  # stays "sending": re-sent with the same Message-ID by a later attempt
+        except DeliveryError as exc:
+            progress.mark([item], "failed", str(exc)[:200])
+            raise
+        state = {"done": "done", "refused": "refused"}.get(outcome, "failed")
+        progress.mark([item], state, detail)
+        if sender.conn is None:  # the server dropped us without ambiguity: stop, retry later
+            raise TransientError(f"{self.name}: connection closed by the server")
+        return state == "done"
+
     def _settle(self, post: Post, key: str, everyone: dict, states: dict, sent: int, skipped: int) -> Receipt:
+        def count(state: str) -> int:
+            return sum(1 for i in everyone if states.get(i, ("",))[0] == state)
+
         refused = {i: states[i][1] for i in everyone if states.get(i, ("",))[0] == "refused"}
-        done = sum(1 for i in everyone if states.get(i, ("",))[0] == "done")
-        pending = len(everyone) - done - len(refused)
-        counts = f"{done} accepted, {len(refused)} refused, {pending} deferred"
+        done, unsure = count("done"), count("sending")
+        pending = len(everyone) - done - len(refused) - unsure
+        counts = f"{done} accepted, {len(refused)} refused, {pending} deferred, {unsure} uncertain"
+        if unsure:
+            raise AmbiguousDelivery(f"{self.name}: {counts}; the connection was lost after a message was sent")
         if pending:
             raise TransientError(f"{self.name}: {counts}; deferred recipients are tried again later")
         if everyone and not done:

@@ -73,14 +73,14 @@ def apply(state: dict, post: Post, key: str, now: float) -> tuple[dict, str, str
     state = copy.deepcopy(state)
     incidents = state.setdefault("incidents", {})
     meta = post.meta
-    update = {"id": site.short_id(f"update:{key}"), "key": key, "status": meta["status"],
+    update = {"id": site.short_id(f"update:{key}"), "key": key, "status": site.status_of(post),
               "body": meta.get("body") or post.text, "created_at": now}
     target = post.reply_to.remote_id if meta.get("update") and post.reply_to else None
     if target not in incidents:  # first post (or an update whose incident is unknown here)
         inc_id = site.short_id(key)
         if inc_id not in incidents:
             incidents[inc_id] = {
-                "id": inc_id, "key": key, "kind": post.kind, "name": post.title, "status": meta["status"],
+                "id": inc_id, "key": key, "kind": post.kind, "name": post.title, "status": site.status_of(post),
                 "severity": meta.get("severity"), "impact": site.impact_of(post.kind, meta.get("severity")),
                 "components": list(meta.get("components") or []), "window": meta.get("window"),
                 "url": post.url, "created_at": now, "updated_at": now, "retracted_at": None, "updates": [update],
