@@ -125,11 +125,13 @@ def test_cli_starts_and_applies_launch_faults(tmp_path):
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("sandbox CLI did not start")
+                    proc.kill()
+                    pytest.fail("sandbox CLI did not start:\n" + proc.communicate(timeout=5)[0])
                 time.sleep(0.1)
         url = base + "/mastodon/api/v1/statuses"
         assert httpx.post(url, json={"status": "a"}, headers=AUTH).status_code == 500
         assert httpx.post(url, json={"status": "a"}, headers=AUTH).status_code == 200
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate(timeout=10)
