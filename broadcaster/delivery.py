@@ -9,7 +9,8 @@ sent                        delivered
 RateLimited(retry_after)    retrying, due exactly ``retry_after`` later (not counted as a failure)
 ChannelUnavailable          retrying when the breaker lets a probe through — or fallen_back once
                             the breaker has been open longer than ``fallback_after``
-AmbiguousDelivery           idempotent channel or one that can look up → retrying (checked first)
+AmbiguousDelivery           idempotent channel or one that can look up → retrying (checked first);
+                            a private channel (email) → retrying, re-sending only uncertain items;
                             otherwise → unknown (never re-posted blindly)
 TransientError              retrying after exponential backoff with full jitter
 PermanentError              failed → fallen_back when the channel has fallbacks
@@ -77,6 +78,7 @@ def decide(
     policy: ChannelPolicy,
     idempotent: bool,
     can_lookup: bool,
+    public: bool = True,
     rng: random.Random | None = None,
 ) -> Decision:
     """What to do after attempt number ``attempt`` raised ``exc``."""
@@ -95,12 +97,13 @@ def decide(
     if isinstance(exc, PermanentError):
         return _give_up(message, policy)
     if isinstance(exc, AmbiguousDelivery):
-        if not (idempotent or can_lookup):
+        if public and not (idempotent or can_lookup):
             return Decision(S.UNKNOWN, f"{message}; it may have been posted, so it is not re-sent — check the channel",
                             maybe_sent=True)
         if attempt >= policy.attempts:
             return Decision(S.UNKNOWN, f"{message}; out of attempts and the outcome could not be confirmed", maybe_sent=True)
-        how = "re-sent with the same idempotency key" if idempotent else "looked up before any re-send"
+        how = ("re-sent with the same idempotency key" if idempotent else "looked up before any re-send"
+               if can_lookup else "re-sent (a private channel: at-least-once for the uncertain items only)")
         return retry_at(now + backoff(attempt, policy, rng), f"{message}; will be {how}", maybe_sent=True)
     if isinstance(exc, TransientError):
         if attempt >= policy.attempts:

@@ -133,7 +133,7 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None) -> str
                     runtime.breaker.success(d.channel)
                     return finish(S.DELIVERED, "found on the channel by look-up: the earlier attempt had landed",
                                   receipt=found, attempted=True, maybe_sent=False)
-            elif not channel.idempotent:
+            elif not channel.idempotent and channel.public:
                 return finish(S.UNKNOWN, "an earlier attempt may have been posted and this channel offers no way "
                                          "to check; not re-sent — check the channel", maybe_sent=True)
         receipt = channel.send(post, key=d.key, progress=progress)
@@ -152,7 +152,8 @@ def _after_error(runtime: Runtime, d: Delivery, exc: DeliveryError, pol, channel
     if policy_mod.counts_against_breaker(exc):
         runtime.breaker.failure(d.channel, pol.breaker.failures, pol.breaker.cooldown)
     dec = policy_mod.decide(exc, attempt=d.attempts + 1, now=runtime.clock(), deadline_at=d.deadline_at, policy=pol,
-                            idempotent=bool(channel.idempotent), can_lookup=bool(channel.can_lookup))
+                            idempotent=bool(channel.idempotent), can_lookup=bool(channel.can_lookup),
+                            public=bool(channel.public))
     log.info("delivery %s to %s: %s → %s", d.id, d.channel, type(exc).__name__, dec.state)
     return finish(dec.state, dec.reason, due_at=dec.due_at, attempted=dec.attempted, response=exc.response,
                   error=str(exc), maybe_sent=dec.maybe_sent, fall_back=dec.fall_back)

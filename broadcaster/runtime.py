@@ -105,9 +105,10 @@ class Runtime:
         io = {**self.channel_io, **extra_io}
         return cls(name, cfg, clock=self.clock, timeout=policy.timeout, on_too_long=policy.on_too_long, **io)
 
-    def _subscribers(self, lists, announcement):
+    def _subscribers(self, lists, post):
+        """Subscriber source for e-mail channels: ``(address, unsubscribe_url)`` pairs."""
         fn = getattr(self.ledger, "subscribers_for", None)
-        return fn(lists, announcement) if fn else []
+        return fn(lists, post, public_url=self.settings.public_url) if fn else []
 
     def close(self) -> None:
         for ch in self._channels.values():

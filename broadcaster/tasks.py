@@ -64,7 +64,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
                 holder["runtime"] = rt
             return holder["runtime"]
 
-    @app.task(name="broadcaster.deliver", ignore_result=True)
+    @app.task(name="broadcaster.deliver", ignore_result=True, shared=False)
     def deliver(delivery_id: str) -> str:
         try:
             return engine.attempt(get_runtime(), delivery_id)
@@ -73,7 +73,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
             log.warning("delivery %s postponed: %s", delivery_id, exc)
             return "ledger_unavailable"
 
-    @app.task(name="broadcaster.retract", ignore_result=True)
+    @app.task(name="broadcaster.retract", ignore_result=True, shared=False)
     def retract(delivery_id: str) -> str:
         try:
             return engine.retract_one(get_runtime(), delivery_id)

@@ -305,7 +305,7 @@ def post(ctx, kind, title, body, body_file, severity, ann_status, components, ch
             code, final = wait_for(api, ann_id, timeout=timeout, interval=interval, as_json=as_json,
                                    only=lambda d: not d.get("update_id"))
         if as_json:
-            emit_json({**created, "idempotency_key": key, **({"status": final} if final is not None else {}),
+            emit_json({**created, "idempotency_key": key, **({"final": final} if final is not None else {}),
                        **({"exit_code": code} if wait else {})})
         elif final is not None:
             click.echo(f"overall: {'delivered' if code == EXIT_OK else 'not all delivered'}")
@@ -349,7 +349,7 @@ def update(ctx, announcement_id, upd_status, body, body_file, title, idempotency
             code, final = wait_for(api, announcement_id, timeout=timeout, interval=interval, as_json=as_json,
                                    only=lambda d: d.get("update_id") == upd_id if "update_id" in d else True)
         if as_json:
-            emit_json({**(res or {}), "idempotency_key": key, **({"status": final} if final is not None else {})})
+            emit_json({**(res or {}), "idempotency_key": key, **({"final": final} if final is not None else {})})
         return code
 
     run(ctx, api_url, token, action)

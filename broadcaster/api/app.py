@@ -1,0 +1,125 @@
+"""The ASGI application: ``create_app(settings, runtime=None) -> FastAPI``.
+
+Layers, outermost first: CatchAll (no traceback ever reaches a client) → metrics (latency of
+every request) → IntakeGuard (size limit, token, rate limits — before any body is read) →
+FastAPI routing with JSON error handlers. The API lives under ``/api/v1``; health and metrics
+at the root; the web page (``broadcaster/web``, when present) at ``/``.
+
+Other routers reach shared state through ``request.app.state``: ``runtime`` (ledger, settings,
+channels), ``tokens`` (a :class:`~broadcaster.tokens.TokenStore`, e.g. to sign in with a
+token) and ``public_paths`` (append a prefix under ``/api`` that must work without a token).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from importlib import metadata
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+
+from ..config import Settings
+from ..errors import LedgerUnavailable
+from ..runtime import Runtime
+from ..tokens import TokenStore
+from . import errors
+from .auth import Unauthenticated
+from .intake import DEFAULT_PUBLIC, IntakeGuard, Limiter
+from .metrics import ApiMetrics, MetricsMiddleware
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+DESCRIPTION = """Submit an announcement once; broadcaster delivers it to every channel and keeps trying.
+
+Every `/api/v1` route needs `Authorization: Bearer <token>` (create one with
+`broadcaster tokens create`). Every POST accepts an `Idempotency-Key` header: a retried request
+with the same key and body returns the first result; the same key with a different body is
+refused with 422 `idempotency_conflict`. Errors are always
+`{"error": {"code", "message", "details"}}`. Times are ISO 8601 UTC.
+"""
+
+
+def default_runtime(settings: Settings) -> Runtime:
+    """The process runtime, with Celery wired in so submits wake the workers."""
+    try:
+        rt = Runtime.from_settings(settings)
+    except LedgerUnavailable:
+        # start anyway: /readyz says 503 and requests answer 503 until the database is back
+        log.warning("the ledger is unreachable at start; serving 503 until it is back")
+        rt = Runtime.from_settings(settings, migrate=False)
+    from ..tasks import create_app as create_celery
+
+    create_celery(settings, rt)
+    return rt
+
+
+def _version() -> str:
+    try:
+        return metadata.version("broadcaster")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def _routers() -> APIRouter:
+    from . import routes_announcements, routes_channels, routes_deliveries, routes_preview
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (routes_announcements, routes_deliveries, routes_preview, routes_channels):
+        api.include_router(module.router)
+    return api
+
+
+def _web(app: FastAPI) -> None:
+    """The web page, written separately; the API works without it."""
+    try:
+        from ..web.routes import router as web_router
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("broadcaster.web", "broadcaster.web.routes"):
+            raise
+        web_router = None
+    if web_router is not None:
+        app.include_router(web_router)
+    static = Path(__file__).resolve().parent.parent / "web" / "static"
+    if static.is_dir():
+        app.mount("/static", StaticFiles(directory=static), name="static")
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    owned = runtime is None
+    rt = default_runtime(settings) if runtime is None else runtime
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        if owned:
+            rt.close()
+            rt.ledger.close()
+
+    app = FastAPI(title="broadcaster", version=_version(), description=DESCRIPTION, docs_url="/docs",
+                  redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
+    app.state.runtime = rt
+    app.state.tokens = TokenStore(rt.ledger, settings, clock=rt.clock)
+    app.state.metrics = ApiMetrics(rt)
+    app.state.public_paths = list(DEFAULT_PUBLIC)
+
+    errors.install(app)
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(request: Request, exc: Unauthenticated):
+        return errors.error_response(401, "unauthorized", "an Authorization: Bearer <token> header is required")
+
+    from .routes_health import router as health
+
+    app.include_router(health)
+    app.include_router(_routers())
+    _web(app)
+
+    limiter = Limiter(rt.limiter, clock=rt.clock)
+    app.add_middleware(IntakeGuard, settings=settings, tokens=app.state.tokens, limiter=limiter,
+                       public=app.state.public_paths)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(errors.CatchAll)
+    return app

@@ -1,0 +1,173 @@
+"""Protection of the intake (PRODUCT.md guarantee 7), as one ASGI middleware in front of routing.
+
+The order is chosen so junk costs as little as possible and real posts keep flowing:
+
+1. a declared ``Content-Length`` over the limit → 413, before anything else;
+2. on protected paths, no ``Authorization: Bearer`` → 401 at once (no I/O at all);
+3. the token is verified (one indexed look-up) — unknown/revoked → the caller's *address* is
+   charged against ``api.anonymous_rate_limit`` (429 when over) and gets 401;
+   a valid token is charged against ``api.rate_limit`` under its own name, so one busy token or
+   one noisy address never slows the others down;
+4. only then is the body read — counted while it streams (a lying or missing Content-Length
+   changes nothing) and under a time limit (slow senders get 408).
+
+Limits live in Redis (shared by every API process). When Redis is unreachable the limiter
+falls back to an in-process twin: limits stay roughly right and posts are not refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import anyio
+from anyio import to_thread
+
+from ..errors import BroadcasterError
+from ..resilience import MemoryRateLimiter
+from ..service import Principal
+from .errors import error_response, from_broadcaster_error
+
+log = logging.getLogger(__name__)
+
+#: seconds a client gets to send its whole request body
+BODY_TIMEOUT = 15.0
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: under /api but reachable without a token: health, and the subscriber endpoints (issue 5)
+DEFAULT_PUBLIC = ("/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics", "/api/v1/public/",
+                  "/api/v1/subscribe", "/api/v1/unsubscribe", "/api/v1/subscribers/confirm")
+UNLIMITED = ("/healthz", "/readyz", "/metrics", "/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics")
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value or " " in value:
+        return None
+    return value
+
+
+class Limiter:
+    """The shared (Redis) limiter with a local twin for when Redis is away."""
+
+    def __init__(self, shared, clock=time.time):
+        self.shared = shared
+        self.local = MemoryRateLimiter(clock)
+        self._warned = 0.0
+
+    def wait(self, key: str, rate: tuple[int, float]) -> float:
+        limit, per = rate
+        if self.shared is not None:
+            try:
+                return float(self.shared.acquire(key, limit, per))
+            except Exception as exc:  # noqa: BLE001 - Redis trouble must not refuse posts
+                now = time.monotonic()
+                if now - self._warned > 60:
+                    self._warned = now
+                    log.warning("API rate limits are process-local: shared state unreachable (%s)", type(exc).__name__)
+        return self.local.acquire(key, limit, per)
+
+
+class IntakeGuard:
+    def __init__(self, app, *, settings, tokens, limiter: Limiter, public: list[str] | None = None):
+        self.app = app
+        self.settings = settings
+        self.tokens = tokens
+        self.limiter = limiter
+        #: a list so other routers (subscribers) can add public paths at start-up
+        self.public = public if public is not None else list(DEFAULT_PUBLIC)
+
+    def protected(self, path: str) -> bool:
+        return path.startswith("/api/") and not path.startswith(tuple(self.public))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.settings.api.max_body_bytes
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                return await error_response(400, "bad_request", "Content-Length is not a number")(scope, receive, send)
+            if int(declared) > limit:
+                return await self._too_large(scope, receive, send)
+        path = scope.get("path", "")
+        ip = (scope.get("client") or ("unknown", 0))[0]
+        if self.protected(path):
+            raw = bearer(headers.get("authorization"))
+            if raw is None:
+                return await self._unauthorized(scope, receive, send, "an Authorization: Bearer <token> header is required")
+            try:
+                verdict = await to_thread.run_sync(self._admit, raw, ip)
+            except BroadcasterError as exc:
+                return await from_broadcaster_error(exc)(scope, receive, send)
+            if isinstance(verdict, Principal):
+                scope.setdefault("state", {})["principal"] = verdict
+            elif verdict is None:
+                return await self._unauthorized(scope, receive, send, "unknown or revoked token")
+            else:
+                return await self._limited(scope, receive, send, verdict)
+        elif path.startswith("/api/") and not path.startswith(UNLIMITED):
+            wait = await to_thread.run_sync(self.limiter.wait, f"api:addr:{ip}", self.settings.api.anonymous_rate_limit)
+            if wait > 0:
+                return await self._limited(scope, receive, send, wait)
+        if scope.get("method") not in BODY_METHODS:
+            return await self.app(scope, receive, send)
+        body = bytearray()
+        try:
+            with anyio.fail_after(BODY_TIMEOUT):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return  # the client went away; nobody to answer
+                    body += message.get("body", b"")
+                    if len(body) > limit:
+                        return await self._too_large(scope, receive, send)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            return await error_response(408, "request_timeout",
+                                        f"the request body did not arrive within {BODY_TIMEOUT:g} seconds")(scope, receive, send)
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    # -- the decision that needs I/O, done in one worker thread
+
+    def _admit(self, raw: str, ip: str) -> Principal | float | None:
+        """A Principal (go on), None (401), or seconds to wait (429)."""
+        principal = self.tokens.verify(raw)
+        if principal is None:
+            wait = self.limiter.wait(f"api:addr:{ip}", self.settings.api.anonymous_rate_limit)
+            return wait if wait > 0 else None
+        wait = self.limiter.wait(f"api:token:{principal.name}", self.settings.api.rate_limit)
+        return wait if wait > 0 else principal
+
+    # -- answers
+
+    async def _unauthorized(self, scope, receive, send, message: str):
+        resp = error_response(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'})
+        await resp(scope, receive, send)
+
+    async def _limited(self, scope, receive, send, wait: float):
+        seconds = max(1, math.ceil(wait))
+        resp = error_response(429, "rate_limited", f"too many requests; retry in {seconds} s",
+                              {"retry_after": seconds}, headers={"Retry-After": str(seconds)})
+        await resp(scope, receive, send)
+
+    async def _too_large(self, scope, receive, send):
+        limit = self.settings.api.max_body_bytes
+        resp = error_response(413, "payload_too_large", f"the request body is larger than {limit} bytes",
+                              {"limit": limit}, headers={"Connection": "close"})
+        await resp(scope, receive, send)

@@ -1,0 +1,157 @@
+"""Prometheus metrics for ``GET /metrics``.
+
+Two sources. This process counts what it sees (announcements accepted, request latency). The
+delivery picture — states, backlog, retries, delivery latency, breakers — is read from the
+ledger and Redis at scrape time, because workers on other machines do the delivering and the
+ledger is the one place that knows it all. Every app gets its own registry, so tests and
+several apps in one process never collide.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from sqlalchemy import case, func, select
+
+from ..ledger import schema as t
+from ..models import DeliveryState
+from ..runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+#: seconds from due to delivered
+LATENCY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+
+class ApiMetrics:
+    def __init__(self, runtime: Runtime):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._accepted = Counter("broadcaster_announcements_accepted", "Announcements accepted by this API process",
+                                 ["kind"], registry=self.registry)
+        self.requests = Counter("broadcaster_api_requests", "HTTP requests answered", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("broadcaster_api_request_duration_seconds", "Time to answer an HTTP request",
+                                 ["method", "route"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.registry.register(LedgerCollector(runtime))
+
+    def accepted(self, kind: str) -> None:
+        self._accepted.labels(kind).inc()
+
+
+class LedgerCollector:
+    """Reads the delivery picture at scrape time; a dead ledger shows as ``broadcaster_ledger_up 0``."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        up = GaugeMetricFamily("broadcaster_ledger_up", "1 when the ledger answered this scrape")
+        try:
+            families = list(self._from_ledger())
+        except Exception as exc:  # noqa: BLE001 - a scrape must never fail
+            log.warning("metrics: ledger unavailable (%s)", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+        else:
+            up.add_metric([], 1)
+            yield up
+            yield from families
+        yield self._breakers()
+
+    def _from_ledger(self):
+        ledger = self.rt.ledger
+        counts = ledger.count_by_state()
+        states = GaugeMetricFamily("broadcaster_deliveries", "Deliveries per state (delivered, failed, unknown, ...)",
+                                   labels=["state"])
+        for s in DeliveryState:
+            states.add_metric([s.value], counts.get(s.value, 0))
+        yield states
+        stats = ledger.channel_stats()
+        backlog = GaugeMetricFamily("broadcaster_channel_backlog", "Deliveries pending, sending or retrying",
+                                    labels=["channel"])
+        oldest = GaugeMetricFamily("broadcaster_channel_oldest_due_age_seconds",
+                                   "Age of the oldest due delivery still waiting", labels=["channel"])
+        now = self.rt.clock()
+        for name in self.rt.settings.channels:
+            s = stats.get(name, {})
+            backlog.add_metric([name], s.get("backlog", 0))
+            due = s.get("oldest_due")
+            oldest.add_metric([name], max(0.0, now - due) if due else 0.0)
+        yield backlog
+        yield oldest
+        with ledger.read() as conn:
+            yield self._retries(conn)
+            yield self._latency(conn)
+
+    def _retries(self, conn):
+        d, e = t.deliveries, t.delivery_events
+        fam = CounterMetricFamily("broadcaster_delivery_retries", "Attempts that ended in a retry", labels=["channel"])
+        rows = dict(conn.execute(select(d.c.channel, func.count()).select_from(e.join(d, e.c.delivery_id == d.c.id))
+                                 .where(e.c.to_state == DeliveryState.RETRYING.value).group_by(d.c.channel)).all())
+        for name in self.rt.settings.channels:
+            fam.add_metric([name], rows.get(name, 0))
+        return fam
+
+    def _latency(self, conn):
+        """Cumulative histogram of due → delivered per channel, straight from the ledger."""
+        d, a = t.deliveries, t.announcements
+        start = case((a.c.publish_at > d.c.created_at, a.c.publish_at), else_=d.c.created_at)
+        lat = d.c.settled_at - start
+        cols = [d.c.channel, func.count(), func.coalesce(func.sum(lat), 0.0)]
+        cols += [func.sum(case((lat <= b, 1), else_=0)) for b in LATENCY_BUCKETS]
+        q = (select(*cols).select_from(d.join(a, d.c.announcement_id == a.c.id))
+             .where(d.c.state == DeliveryState.DELIVERED.value, d.c.settled_at.is_not(None)).group_by(d.c.channel))
+        fam = HistogramMetricFamily("broadcaster_delivery_latency_seconds", "From due to delivered, per channel",
+                                    labels=["channel"])
+        for row in conn.execute(q):
+            channel, count, total, *cum = row
+            buckets = [(str(float(b)), int(c or 0)) for b, c in zip(LATENCY_BUCKETS, cum)] + [("+Inf", int(count))]
+            fam.add_metric([channel], buckets, float(total or 0.0))
+        return fam
+
+    def _breakers(self):
+        fam = GaugeMetricFamily("broadcaster_channel_breaker_state",
+                                "Circuit breaker: 0 closed, 1 half-open, 2 open, -1 unknown", labels=["channel"])
+        for name in self.rt.settings.channels:
+            try:
+                st = self.rt.breaker.state(name, self.rt.settings.policy_for(name).breaker.cooldown).state
+                fam.add_metric([name], BREAKER_VALUE.get(st, -1))
+            except Exception:  # noqa: BLE001
+                fam.add_metric([name], -1)
+        return fam
+
+
+class MetricsMiddleware:
+    """Times every HTTP request, labelled by route template (not the raw path: bounded labels)."""
+
+    def __init__(self, app, metrics: ApiMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def watch(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or ("static" if scope.get("path", "").startswith("/static") else "unmatched")
+            method = scope.get("method", "")
+            self.metrics.latency.labels(method, label).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(method, label, str(status["code"])).inc()

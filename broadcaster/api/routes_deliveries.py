@@ -1,0 +1,37 @@
+"""Operator actions on one delivery."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from .. import service
+from ..runtime import Runtime
+from ..service import Principal
+from . import idempotency
+from .auth import principal
+from .deps import idempotency_key, runtime
+from .routes_announcements import ERRORS
+from .schemas import RetryOut
+
+router = APIRouter(tags=["deliveries"], responses=ERRORS)
+
+
+@router.post("/deliveries/{delivery_id}/retry", status_code=202, response_model=RetryOut,
+             responses={200: {"model": RetryOut, "description": "a replay of an earlier Idempotency-Key"}})
+def retry(delivery_id: str, response: Response, who: Annotated[Principal, Depends(principal)],
+          rt: Annotated[Runtime, Depends(runtime)], key: Annotated[str | None, Depends(idempotency_key)]):
+    """Send a failed, unknown or fallen-back delivery again (the operator has checked the channel)."""
+
+    def run():
+        service.retry_delivery(rt, delivery_id, principal=who)
+        d = rt.ledger.get_delivery(delivery_id)
+        return RetryOut(id=d.id, announcement_id=d.announcement_id, channel=d.channel, state=str(d.state)).model_dump()
+
+    out, replayed = idempotency.once(rt.ledger, scope=who.name, key=key, action="retry", target=delivery_id,
+                                     request={}, run=run)
+    if replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return out

@@ -1,0 +1,77 @@
+"""Preview: how each channel would render an announcement — nothing is sent or stored.
+
+Rendering is the channels' own pure ``render``, the same one the workers use, so lengths and
+thread splits shown here are the ones that will be posted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from ..errors import DeliveryError, InvalidRequest
+from ..models import Announcement, Message, Window
+from ..runtime import Runtime
+from ..service import Principal
+from .auth import principal
+from .deps import runtime
+from .routes_announcements import ERRORS
+from .schemas import PreviewChannel, PreviewIn, PreviewOut
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["preview"], responses=ERRORS)
+
+#: same length as a real id, so the status-page link counts as it will
+PREVIEW_ID = "ann_preview" + "0" * 14
+
+
+def transient(body: PreviewIn, author: str, now: float) -> Announcement:
+    window = Window(body.window.starts_at, body.window.ends_at) if body.window else None
+    status = body.status or {"incident": "investigating", "maintenance": "scheduled"}.get(body.kind)
+    return Announcement(
+        id=PREVIEW_ID, kind=body.kind, title=body.title, body=body.body, url=body.url, severity=body.severity,
+        components=tuple(body.components), publish_at=body.publish_at, window=window, channels=tuple(body.channels),
+        variants={k: v.model_dump(exclude_none=True) for k, v in body.variants.items()}, tags=tuple(body.tags),
+        status=status, author=author, created_at=now,
+    )
+
+
+def render_one(rt: Runtime, name: str, message: Message) -> PreviewChannel:
+    kind = rt.settings.channels[name].kind
+    try:
+        ch = rt.channel(name)
+        limit = ch.max_length
+    except Exception as exc:  # noqa: BLE001 - a broken channel must not break the whole preview
+        log.warning("preview: channel %s could not be built (%s)", name, type(exc).__name__)
+        return PreviewChannel(channel=name, kind=kind, parts=[], lengths=[], limit=None, title=None, text=None,
+                              error="this channel could not be prepared; see the server log")
+    try:
+        post = ch.render(message)
+    except DeliveryError as exc:
+        return PreviewChannel(channel=name, kind=kind, parts=[], lengths=[], limit=limit, title=None, text=None,
+                              error=str(exc))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("preview: channel %s failed to render (%s)", name, type(exc).__name__)
+        return PreviewChannel(channel=name, kind=kind, parts=[], lengths=[], limit=limit, title=None, text=None,
+                              error="this channel could not render the text; see the server log")
+    parts = list(post.parts or (post.text,))
+    return PreviewChannel(channel=name, kind=kind, parts=parts, lengths=post.lengths(ch.count), limit=limit,
+                          title=post.title, text=post.text)
+
+
+@router.post("/preview", response_model=PreviewOut)
+def preview(body: PreviewIn, who: Annotated[Principal, Depends(principal)], rt: Annotated[Runtime, Depends(runtime)]):
+    """Render per channel (explicit ``channels``, else the route for ``kind``) without sending."""
+    settings = rt.settings
+    channels = list(dict.fromkeys(body.channels)) or list(settings.route(body.kind))
+    if not channels:
+        raise InvalidRequest(f"no channels given and no route configured for {body.kind!r} announcements",
+                             field="channels")
+    unknown = [c for c in channels if c not in settings.channels]
+    if unknown:
+        raise InvalidRequest(f"unknown channel(s): {', '.join(unknown)}", field="channels")
+    public = f"{settings.public_url.rstrip('/')}/a/{PREVIEW_ID}"
+    message = Message(announcement=transient(body, who.name, rt.clock()), public_url=public)
+    return PreviewOut(channels=[render_one(rt, name, message) for name in channels])

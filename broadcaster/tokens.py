@@ -1,0 +1,168 @@
+"""API tokens: created once and shown once, stored only as ``sha256:<hex>``.
+
+A token is 32 random bytes, so a plain SHA-256 is enough (no salt or slow hash is needed for
+high-entropy secrets) and lets the ledger find it by an indexed equality on the hash. The final
+comparison is still constant-time, and every verification does the same work whether the token
+exists or not, so response times say nothing about which tokens exist.
+
+Static tokens from the configuration (``tokens:``, already hashed) work even when the ledger is
+down, so CI and ops keep a way in during an incident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .config import Settings
+from .errors import InvalidRequest, NotFound
+from .ledger import Ledger
+from .ledger import schema as t
+from .ledger.repository import new_id
+from .models import KINDS
+from .service import Principal
+
+PREFIX = "bct_"
+#: hash compared against when a token is unknown, so both paths do one compare_digest
+_DUMMY = "sha256:" + "0" * 64
+#: last_used_at is written at most this often per token (a write per request would be wasteful)
+TOUCH_EVERY = 60.0
+
+
+def hash_token(raw: str) -> str:
+    return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def generate() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What may be shown about a token: never the token itself, never its hash."""
+
+    name: str
+    kinds: tuple[str, ...]
+    channels: tuple[str, ...]
+    admin: bool
+    source: str  # "ledger" | "config"
+    created_at: float | None = None
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+    def principal(self) -> Principal:
+        return Principal(self.name, self.kinds, self.channels, self.admin)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kinds": list(self.kinds), "channels": list(self.channels), "admin": self.admin,
+                "source": self.source, "created_at": self.created_at, "revoked_at": self.revoked_at,
+                "last_used_at": self.last_used_at}
+
+
+class TokenStore:
+    def __init__(self, ledger: Ledger | None, settings: Settings, clock=time.time):
+        self.ledger = ledger
+        self.settings = settings
+        self.clock = clock
+        self._touched: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # -- verification (every request)
+
+    def verify(self, raw: str | None) -> Principal | None:
+        """The principal of a presented token, or None if it is unknown or revoked.
+
+        Raises ``LedgerUnavailable`` only when the token is not a static one and the ledger
+        cannot be asked (the API answers 503 then, not a misleading 401)."""
+        if not raw or len(raw) > 512:
+            return None
+        digest = hash_token(raw)
+        found = None
+        for st in self.settings.tokens:  # every static token is compared, match or not
+            if hmac.compare_digest(st.hash.encode(), digest.encode()) and found is None:
+                found = Principal(st.name, tuple(st.kinds), tuple(st.channels), st.admin)
+        if found is not None or self.ledger is None:
+            return found
+        with self.ledger.read() as conn:
+            row = conn.execute(select(t.tokens).where(t.tokens.c.hash == digest)).first()
+        stored = row.hash if row is not None else _DUMMY
+        ok = hmac.compare_digest(stored.encode(), digest.encode()) and row is not None and row.revoked_at is None
+        if not ok:
+            return None
+        self._touch(row.id)
+        return Principal(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin))
+
+    def _touch(self, token_id: str) -> None:
+        now = self.clock()
+        with self._lock:
+            if now - self._touched.get(token_id, 0.0) < TOUCH_EVERY:
+                return
+            self._touched[token_id] = now
+        try:
+            with self.ledger.tx() as conn:
+                conn.execute(update(t.tokens).where(t.tokens.c.id == token_id).values(last_used_at=now))
+        except Exception:  # noqa: BLE001 - bookkeeping must never refuse a valid token
+            pass
+
+    # -- administration (CLI)
+
+    def create(self, name: str, *, kinds: Iterable[str] = (), channels: Iterable[str] = (), admin: bool = False,
+               actor: str) -> tuple[str, TokenInfo]:
+        """Create a token; returns ``(raw_token, info)``. The raw token is never stored."""
+        name = (name or "").strip()
+        if not name or len(name) > 200 or any(c.isspace() for c in name):
+            raise InvalidRequest("a token name is 1-200 characters without spaces", field="name")
+        kinds, channels = tuple(dict.fromkeys(kinds)), tuple(dict.fromkeys(channels))
+        bad = [k for k in kinds if k not in KINDS]
+        if bad:
+            raise InvalidRequest(f"unknown kind(s): {', '.join(bad)} (one of {', '.join(KINDS)})", field="kinds")
+        bad = [c for c in channels if c not in self.settings.channels]
+        if bad:
+            raise InvalidRequest(f"unknown channel(s): {', '.join(bad)}", field="channels")
+        if any(st.name == name for st in self.settings.tokens):
+            raise InvalidRequest(f"a token named {name!r} is defined in the configuration", field="name")
+        raw, now = generate(), self.clock()
+        try:
+            with self.ledger.tx() as conn:
+                conn.execute(insert(t.tokens).values(id=new_id("tok"), name=name, hash=hash_token(raw), kinds=list(kinds),
+                                                     channels=list(channels), admin=admin, created_at=now))
+                self.ledger.audit(actor, "token.create", name,
+                                  {"kinds": list(kinds), "channels": list(channels), "admin": admin}, conn)
+        except IntegrityError:
+            raise InvalidRequest(f"a token named {name!r} already exists (revoked tokens keep their name); "
+                                 "pick another name", field="name") from None
+        return raw, TokenInfo(name, kinds, channels, admin, "ledger", created_at=now)
+
+    def list(self, *, include_revoked: bool = True) -> list[TokenInfo]:
+        out = [TokenInfo(st.name, tuple(st.kinds), tuple(st.channels), st.admin, "config") for st in self.settings.tokens]
+        if self.ledger is not None:
+            with self.ledger.read() as conn:
+                rows = conn.execute(select(t.tokens).order_by(t.tokens.c.created_at, t.tokens.c.name)).all()
+            for r in rows:
+                if r.revoked_at is not None and not include_revoked:
+                    continue
+                out.append(TokenInfo(r.name, tuple(r.kinds or ()), tuple(r.channels or ()), bool(r.admin), "ledger",
+                                     created_at=r.created_at, revoked_at=r.revoked_at, last_used_at=r.last_used_at))
+        return out
+
+    def revoke(self, name: str, *, actor: str) -> TokenInfo:
+        if any(st.name == name for st in self.settings.tokens):
+            raise InvalidRequest(f"token {name!r} is defined in the configuration file; remove it there", field="name")
+        now = self.clock()
+        with self.ledger.tx() as conn:
+            row = conn.execute(select(t.tokens).where(t.tokens.c.name == name)).first()
+            if row is None:
+                raise NotFound(f"no token named {name!r}")
+            if row.revoked_at is None:
+                conn.execute(update(t.tokens).where(t.tokens.c.id == row.id).values(revoked_at=now))
+                self.ledger.audit(actor, "token.revoke", name, {}, conn)
+        return TokenInfo(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin), "ledger",
+                         created_at=row.created_at, revoked_at=row.revoked_at or now, last_used_at=row.last_used_at)

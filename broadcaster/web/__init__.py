@@ -1,0 +1,1 @@
+"""The web page at ``/`` (``routes.router``), included by the API app so both share one Runtime."""

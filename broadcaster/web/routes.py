@@ -1,0 +1,353 @@
+"""The web page at ``/``: sign in, compose with live preview, list, timeline, actions, health.
+
+Server-rendered (Jinja2, autoescape on) so it works on a phone and without JavaScript; the JS
+only adds the live preview and the live timeline, both from the ``/ui/...`` JSON routes below.
+Every action calls the same service functions as the API, as the signed-in token's principal.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .. import service
+from ..errors import BroadcasterError, Forbidden, InvalidRequest, LedgerUnavailable, NotFound
+from ..models import KINDS, SEVERITIES
+from . import session, views
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml", ".png": "image/png"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+DONE = {  # fixed messages, so a crafted link cannot put words on the page
+    "created": "Accepted: every channel has a delivery in the ledger.",
+    "update": "Update accepted.",
+    "retract": "Retraction started.",
+    "cancel": "Scheduled deliveries cancelled.",
+    "retry": "Delivery queued again.",
+}
+
+env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(default=True),
+                  trim_blocks=True, lstrip_blocks=True)
+env.filters["when"] = views.when
+env.filters["safe_link"] = views.safe_link
+
+router = APIRouter(include_in_schema=False)
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    html = env.get_template(template).render(request=request, kinds=KINDS, severities=SEVERITIES, **ctx)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def signed_in(request: Request):
+    """(token, principal) or None; the runtime must be there (set by the API's create_app)."""
+    return session.current(request)
+
+
+def error_page(request: Request, who, exc: Exception) -> HTMLResponse:
+    status = {NotFound: 404, Forbidden: 403, InvalidRequest: 400, LedgerUnavailable: 503}
+    code = next((v for k, v in status.items() if isinstance(exc, k)), 400)
+    return page(request, "error.html", status=code, message=str(exc), **_ctx(who))
+
+
+def _ctx(who) -> dict[str, Any]:
+    if not who:
+        return {"principal": None, "csrf": ""}
+    token, principal = who
+    return {"principal": principal, "csrf": session.csrf_for(token)}
+
+
+async def checked_form(request: Request, who) -> dict | None:
+    """The posted form if its CSRF token matches the session, else None."""
+    form = await request.form()
+    return dict(form.multi_items()) | {"_multi": form} if session.csrf_ok(who[0], form.get("csrf")) else None
+
+
+def refused(request: Request, who) -> HTMLResponse:
+    return page(request, "error.html", status=403,
+                message="This form has expired or did not come from this page. Reload and try again.", **_ctx(who))
+
+
+# ---------------------------------------------------------------- static files
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    path = STATIC / name
+    if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    return FileResponse(path, media_type=STATIC_TYPES[path.suffix],
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+
+# ---------------------------------------------------------------- sign in / out
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_form(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
+    pre = session.new_presign()
+    resp = page(request, "signin.html", status=status, presign=pre, error=error, principal=None, csrf="")
+    resp.set_cookie(session.PRESIGN_COOKIE, pre, max_age=3600, **session.cookie_args(request))
+    return resp
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    form = await request.form()
+    if not session.presign_ok(request, form.get("csrf")):
+        return signin_form(request, "The sign-in form expired. Please try again.", 403)
+    token = str(form.get("token") or "").strip()
+    if session.authenticate(request, token) is None:
+        return signin_form(request, "That token is not valid (or was revoked).", 401)
+    resp = redirect("/")
+    resp.set_cookie(session.SESSION_COOKIE, token, max_age=12 * 3600, **session.cookie_args(request))
+    resp.delete_cookie(session.PRESIGN_COOKIE, path="/")
+    return resp
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    who = signed_in(request)
+    if who and await checked_form(request, who) is None:
+        return refused(request, who)
+    resp = redirect("/signin")
+    resp.delete_cookie(session.SESSION_COOKIE, path="/")
+    return resp
+
+
+# ---------------------------------------------------------------- list, compose
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, kind: str | None = None, done: str | None = None) -> Response:
+    who = signed_in(request)
+    if not who:
+        return redirect("/signin")
+    rt = session.runtime_of(request)
+    try:
+        items = views.listing(rt, kind=kind if kind in KINDS else None)
+    except BroadcasterError as exc:
+        return error_page(request, who, exc)
+    return page(request, "list.html", items=items, kind=kind, notice=DONE.get(done or ""), **_ctx(who))
+
+
+def compose_ctx(rt, values: dict) -> dict:
+    settings = rt.settings
+    kind = values.get("kind") if values.get("kind") in KINDS else "incident"
+    chosen = values.get("channels")
+    routes = {k: list(settings.route(k)) for k in KINDS}
+    return {
+        "values": {**values, "kind": kind},
+        "channels": [{"name": n, "kind": c.kind, "description": c.description,
+                      "checked": n in (chosen if chosen is not None else routes[kind])}
+                     for n, c in settings.channels.items() if c.enabled],
+        "routes": routes,
+        "idempotency_key": values.get("idempotency_key") or str(uuid.uuid4()),
+    }
+
+
+@router.get("/compose", response_class=HTMLResponse)
+def compose_form(request: Request, kind: str = "incident") -> Response:
+    who = signed_in(request)
+    if not who:
+        return redirect("/signin")
+    return page(request, "compose.html", **compose_ctx(session.runtime_of(request), {"kind": kind}), **_ctx(who))
+
+
+def announcement_data(form) -> dict:
+    """The compose form → the service's AnnouncementIn fields."""
+    get = lambda k: (form.get(k) or "").strip()  # noqa: E731
+    channels = [c for c in form.getlist("channels") if c]
+    data: dict[str, Any] = {"kind": get("kind"), "title": get("title"), "body": form.get("body") or "",
+                            "channels": channels}
+    if get("url"):
+        data["url"] = get("url")
+    if get("severity") and data["kind"] == "incident":
+        data["severity"] = get("severity")
+    comps = [c.strip() for c in get("components").split(",") if c.strip()]
+    if comps:
+        data["components"] = comps
+    if get("publish_at"):
+        p = get("publish_at")
+        data["publish_at"] = p if ("Z" in p or "+" in p[10:]) else p + "Z"  # datetime-local is shown as UTC
+    variants = {}
+    for ch in channels:
+        title, body = get(f"variant_title__{ch}"), get(f"variant_body__{ch}")
+        if title or body:
+            variants[ch] = {k: v for k, v in (("title", title), ("body", body)) if v}
+    if variants:
+        data["variants"] = variants
+    return data
+
+
+@router.post("/compose")
+async def compose(request: Request) -> Response:
+    who = signed_in(request)
+    if not who:
+        return redirect("/signin")
+    form = await request.form()
+    if not session.csrf_ok(who[0], form.get("csrf")):
+        return refused(request, who)
+    rt = session.runtime_of(request)
+    data = announcement_data(form)
+    key = (form.get("idempotency_key") or "")[:200] or None
+    try:
+        res = service.submit(rt, data, principal=who[1], idempotency_key=key and f"web:{key}")
+    except BroadcasterError as exc:
+        values = {**{k: form.get(k) for k in ("kind", "title", "body", "url", "severity", "components",
+                                               "publish_at")}, "channels": data["channels"],
+                  "idempotency_key": key, "variants": data.get("variants", {})}
+        status = 403 if isinstance(exc, Forbidden) else 400
+        return page(request, "compose.html", status=status, error=str(exc), **compose_ctx(rt, values), **_ctx(who))
+    return redirect(f"/announcements/{quote(res.id)}?done=created")
+
+
+# ---------------------------------------------------------------- one announcement
+
+
+@router.get("/announcements/{ann_id}", response_class=HTMLResponse)
+def announcement(request: Request, ann_id: str, done: str | None = None) -> Response:
+    who = signed_in(request)
+    if not who:
+        return redirect("/signin")
+    try:
+        data = views.detail(session.runtime_of(request), ann_id)
+    except BroadcasterError as exc:
+        return error_page(request, who, exc)
+    return page(request, "announcement.html", a=data, groups=views.groups(data), notice=DONE.get(done or ""),
+                statuses=views.UPDATE_STATUSES.get(data["kind"], ()), retryable=views.RETRYABLE,
+                update_key=str(uuid.uuid4()), **_ctx(who))
+
+
+async def _action(request: Request, ann_id: str, fn) -> Response:
+    who = signed_in(request)
+    if not who:
+        return redirect("/signin")
+    form = await request.form()
+    if not session.csrf_ok(who[0], form.get("csrf")):
+        return refused(request, who)
+    try:
+        done = fn(session.runtime_of(request), form, who[1])
+    except BroadcasterError as exc:
+        return error_page(request, who, exc)
+    return redirect(f"/announcements/{quote(ann_id)}?done={done}")
+
+
+@router.post("/announcements/{ann_id}/updates")
+async def post_update(request: Request, ann_id: str) -> Response:
+    def act(rt, form, principal):
+        data = {"status": (form.get("status") or "").strip(), "body": form.get("body") or ""}
+        key = (form.get("idempotency_key") or "")[:200] or None
+        service.add_update(rt, ann_id, data, principal=principal, idempotency_key=key and f"web:{key}")
+        return "update"
+
+    return await _action(request, ann_id, act)
+
+
+@router.post("/announcements/{ann_id}/retract")
+async def retract(request: Request, ann_id: str) -> Response:
+    def act(rt, form, principal):
+        if form.get("confirm") != "yes":
+            raise InvalidRequest("tick the box to confirm the retraction")
+        service.retract(rt, ann_id, principal=principal, reason=(form.get("reason") or "")[:2000])
+        return "retract"
+
+    return await _action(request, ann_id, act)
+
+
+@router.post("/announcements/{ann_id}/cancel")
+async def cancel(request: Request, ann_id: str) -> Response:
+    return await _action(request, ann_id, lambda rt, form, p: service.cancel_scheduled(rt, ann_id, principal=p)
+                         and "cancel" or "cancel")
+
+
+@router.post("/deliveries/{delivery_id}/retry")
+async def retry(request: Request, delivery_id: str) -> Response:
+    rt = session.runtime_of(request)
+    try:
+        ann_id = rt.ledger.get_delivery(delivery_id).announcement_id
+    except BroadcasterError as exc:
+        return error_page(request, signed_in(request), exc)
+
+    def act(rt, form, principal):
+        service.retry_delivery(rt, delivery_id, principal=principal)
+        return "retry"
+
+    return await _action(request, ann_id, act)
+
+
+# ---------------------------------------------------------------- channel health
+
+
+@router.get("/channels", response_class=HTMLResponse)
+def channels(request: Request) -> Response:
+    who = signed_in(request)
+    if not who:
+        return redirect("/signin")
+    return page(request, "channels.html", rows=views.board(session.runtime_of(request)), **_ctx(who))
+
+
+# ---------------------------------------------------------------- JSON for the page's scripts
+
+
+def _json_error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "details": {}}}, status_code=status,
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/announcements/{ann_id}")
+def ui_announcement(request: Request, ann_id: str) -> Response:
+    who = signed_in(request)
+    if not who:
+        return _json_error(401, "unauthorized", "sign in again")
+    try:
+        data = views.detail(session.runtime_of(request), ann_id)
+    except NotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    except LedgerUnavailable as exc:
+        return _json_error(503, "unavailable", str(exc))
+    data["groups"] = [{"id": g["id"], "label": g["label"], "deliveries": [d["id"] for d in g["deliveries"]]}
+                      for g in views.groups(data)]
+    return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/ui/preview")
+async def ui_preview(request: Request) -> Response:
+    who = signed_in(request)
+    if not who:
+        return _json_error(401, "unauthorized", "sign in again")
+    if not session.csrf_ok(who[0], request.headers.get("x-csrf-token")):
+        return _json_error(403, "csrf", "reload the page")
+    try:
+        body = await request.json()
+    except ValueError:
+        return _json_error(400, "bad_request", "send JSON")
+    if not isinstance(body, dict):
+        return _json_error(400, "bad_request", "send a JSON object")
+    try:
+        rows = views.preview(session.runtime_of(request), body)
+    except InvalidRequest as exc:
+        return JSONResponse({"error": {"code": "invalid_request", "message": str(exc),
+                                       "details": {"field": exc.field}}}, status_code=422)
+    return JSONResponse({"channels": rows}, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,128 @@
+"""Data the web page shows, shaped from the ledger and the channels (no HTML here).
+
+The preview calls each channel's own ``render`` — the very code a worker runs before sending —
+so what the page counts is what will be posted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import service
+from ..errors import DeliveryError
+from ..models import Announcement, Message
+
+UPDATE_STATUSES = {"incident": ("investigating", "identified", "monitoring", "resolved"),
+                   "maintenance": ("scheduled", "in_progress", "completed", "cancelled")}
+RETRYABLE = {"failed", "unknown", "fallen_back"}
+
+
+def when(value: float | str | None) -> str:
+    """Compact UTC time for people: ``2026-01-02 03:04:05Z``."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        return value.replace("T", " ").split(".")[0].removesuffix("Z") + "Z"
+    return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def safe_link(url: str | None) -> str | None:
+    """Only http(s) links become clickable (a ``javascript:`` URL from a provider must not)."""
+    return url if url and url.startswith(("http://", "https://")) else None
+
+
+# ---------------------------------------------------------------- preview
+
+
+def preview(runtime, data: dict) -> list[dict[str, Any]]:
+    """Render ``data`` (an unsent announcement) for each of its channels."""
+    from ..api.schemas import PreviewIn
+
+    try:
+        req = PreviewIn.model_validate(data)
+    except ValidationError as exc:
+        raise service.validation_problem(exc) from None
+    settings = runtime.settings
+    channels = [c for c in dict.fromkeys(req.channels) if c in settings.channels] or list(settings.route(req.kind))
+    ann = Announcement(
+        id="preview", kind=req.kind, title=req.title or "", body=req.body, url=req.url, severity=req.severity,
+        components=tuple(req.components), channels=tuple(channels),
+        variants={k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
+        status=req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind),
+    )
+    message = Message(announcement=ann, public_url=f"{settings.public_url.rstrip('/')}/a/preview")
+    return [_render_one(runtime, name, message) for name in channels]
+
+
+def _render_one(runtime, name: str, message: Message) -> dict[str, Any]:
+    cfg = runtime.settings.channels[name]
+    out: dict[str, Any] = {"channel": name, "kind": cfg.kind, "parts": [], "lengths": [], "limit": None,
+                           "error": None}
+    try:
+        ch = runtime.channel(name)
+        out["limit"] = ch.max_length
+        post = ch.render(message)
+        parts = list(post.parts or (post.text,))
+        out.update(parts=parts, lengths=[ch.count(p) for p in parts])
+    except DeliveryError as exc:
+        out["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a broken adapter must not break the page; no details leak
+        out["error"] = f"cannot render for this channel ({type(exc).__name__})"
+    return out
+
+
+# ---------------------------------------------------------------- announcement page and lists
+
+
+def detail(runtime, ann_id: str) -> dict[str, Any]:
+    """The announcement with deliveries and events, in the API's own JSON shape."""
+    from ..api.schemas import announcement_detail
+
+    return announcement_detail(service.status_of(runtime, ann_id)).model_dump(mode="json", by_alias=True)
+
+
+def groups(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Deliveries grouped per post: the announcement first, then each update in order."""
+    labels = {None: "Announcement"}
+    for u in data.get("updates", []):
+        labels[u["id"]] = f"Update: {u['status']}"
+    out: dict[Any, dict] = {}
+    for d in data.get("deliveries", []):
+        g = out.setdefault(d.get("update_id"), {"id": d.get("update_id"), "label": labels.get(d.get("update_id"),
+                                                                                            "Update"),
+                                                "deliveries": []})
+        g["deliveries"].append(d)
+    return list(out.values())
+
+
+def listing(runtime, *, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    anns = runtime.ledger.list_announcements(kind=kind or None, limit=limit)
+    deliveries = runtime.ledger.deliveries_for([a.id for a in anns])
+    return [{"id": a.id, "kind": a.kind, "title": a.title, "status": a.status, "severity": a.severity,
+             "created": when(a.created_at), "retracted": bool(a.retracted_at),
+             "overall": service.overall([str(d.state) for d in deliveries[a.id]])} for a in anns]
+
+
+def board(runtime) -> list[dict[str, Any]]:
+    """Channel health: breaker state (shared Redis; 'unknown' if unreachable), backlog, last success."""
+    settings = runtime.settings
+    try:
+        stats = runtime.ledger.channel_stats()
+    except Exception:  # noqa: BLE001 - show the board even if the ledger hiccups
+        stats = {}
+    rows = []
+    for name, cfg in settings.channels.items():
+        s = stats.get(name, {})
+        try:
+            br = runtime.breaker.state(name, settings.policy_for(name).breaker.cooldown)
+            breaker, failures = br.state, br.failures
+        except Exception:  # noqa: BLE001
+            breaker, failures = "unknown", None
+        rows.append({"name": name, "kind": cfg.kind, "enabled": cfg.enabled, "description": cfg.description,
+                     "breaker": breaker, "failures": failures, "backlog": s.get("backlog", 0),
+                     "last_success": when(s.get("last_success")), "oldest_due": when(s.get("oldest_due")),
+                     "counts": s.get("states", {})})
+    return rows

@@ -1,0 +1,147 @@
+"""The core promises with real parts: a Celery worker, Redis, SQLite and PostgreSQL, and an HTTP
+receiver on loopback speaking Standard Webhooks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from broadcaster import service
+from broadcaster.channels.webhook import verify
+from tests.support.receiver import Reply
+from tests.support.system import System, settings_for
+
+pytestmark = pytest.mark.slow
+SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXdlYmhvb2tzLTEyMzQ1Ng=="
+
+
+def hook(url: str) -> dict:
+    return {"kind": "webhook", "format": "generic", "url": url, "secret": SECRET}
+
+
+@pytest.fixture
+def system_factory(private_redis):
+    systems = []
+
+    def make(ledger_url, channels, **kw):
+        s = System(settings_for(ledger_url, private_redis.url, channels, **kw))
+        systems.append(s)
+        return s
+
+    yield make
+    for s in systems:
+        s.stop()
+
+
+def submit(system, **fields):
+    data = {"kind": "incident", "title": "API errors", "body": "We are **investigating**.", **fields}
+    return service.submit(system.runtime, data, principal=service.SYSTEM).id
+
+
+def test_receiver_failing_three_times_gets_it_exactly_once(system_factory, ledger_url, receiver):
+    system = system_factory(ledger_url, {"hook": hook(receiver.url + "/hook")})
+    receiver.script(503, 503, 503)
+    with system.worker():
+        system.start_scheduler()
+        ann = submit(system)
+        [d] = system.wait_settled(ann)
+    assert str(d.state) == "delivered"
+    assert d.attempts == 4
+    assert [r.status for r in receiver.requests] == [503, 503, 503, 200]
+    assert len(receiver.unique_ids()) == 1 and len(receiver.ok()) == 1
+    ok = receiver.ok()[0]
+    assert verify(SECRET, ok.headers, ok.body), "Standard Webhooks signature must verify"
+    assert ok.json()["data"]["title"] == "API errors"
+    reasons = [e.to_state for e in system.runtime.ledger.events_of(d.id)]
+    assert reasons.count("retrying") == 3 and reasons[-1] == "delivered"
+
+
+def test_retry_after_is_honoured(system_factory, ledger_url, receiver):
+    system = system_factory(ledger_url, {"hook": hook(receiver.url + "/hook")})
+    receiver.script(Reply(429, {"Retry-After": "2"}))
+    with system.worker():
+        system.start_scheduler()
+        ann = submit(system)
+        [d] = system.wait_settled(ann)
+    assert str(d.state) == "delivered"
+    first, second = receiver.requests[0], receiver.requests[1]
+    assert first.status == 429 and second.status == 200
+    assert second.at - first.at >= 2.0, f"retried after {second.at - first.at:.2f}s, provider asked for 2s"
+
+
+def test_permanent_error_goes_straight_to_fallback(system_factory, ledger_url, receiver):
+    channels = {"primary": hook(receiver.url + "/primary"), "backup": hook(receiver.url + "/backup")}
+    policy = {"defaults": {"attempts": 5, "backoff": {"base": 0.2, "max": 1}},
+              "channels": {"primary": {"fallback": ["backup"]}}}
+    system = system_factory(ledger_url, channels, routes={"incident": ["primary"]}, policy=policy)
+    receiver.script(Reply(400, body=b'{"error":"bad payload"}'))
+    with system.worker():
+        system.start_scheduler()
+        ann = submit(system)
+        ds = system.wait_settled(ann, count=2)
+    by_channel = {d.channel: d for d in ds}
+    assert str(by_channel["primary"].state) == "fallen_back"
+    assert by_channel["primary"].attempts == 1, "a permanent error must not be retried"
+    assert str(by_channel["backup"].state) == "delivered"
+    assert by_channel["backup"].fallback_of == by_channel["primary"].id
+    assert [r.path for r in receiver.requests] == ["/primary", "/backup"]
+
+
+def test_flushall_mid_run_loses_nothing(system_factory, sqlite_url, receiver, private_redis):
+    system = system_factory(sqlite_url, {"hook": hook(receiver.url + "/hook")})
+    system.start_scheduler()
+    ids = [submit(system, title=f"notice {i}") for i in range(20)]  # queued, no worker yet
+    private_redis.client().flushall()
+    with system.worker():
+        for ann in ids:
+            system.wait_settled(ann, timeout=40)
+    assert all(str(d.state) == "delivered" for a in ids for d in system.runtime.ledger.deliveries_of(a))
+    assert len(receiver.unique_ids()) == 20
+
+
+def _worker_process(config_path: str) -> subprocess.Popen:
+    env = {**os.environ, "BROADCASTER_LOG_FORMAT": "text"}
+    return subprocess.Popen([sys.executable, "-m", "broadcaster", "--config", config_path, "worker", "--pool", "threads",
+                             "-c", "2", "--loglevel", "WARNING"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def test_worker_killed_mid_send_settles_exactly_once(ledger_url, private_redis, receiver, tmp_path):
+    settings = settings_for(ledger_url, private_redis.url, {"hook": hook(receiver.url + "/hook")})
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "ledger": ledger_url, "broker": private_redis.url,
+        "channels": {"hook": hook(receiver.url + "/hook")}, "routes": {"incident": ["hook"]},
+        "policy": {"defaults": {"attempts": 5, "backoff": {"base": 0.2, "max": 1}, "timeout": 5}},
+        "scheduler": {"interval": 0.2, "requeue_after": 2, "lease": 3}}))
+    system = System(settings)
+    try:
+        system.start_scheduler()
+        receiver.hold()
+        first = _worker_process(str(cfg))
+        ann = submit(system)
+        assert receiver.arrived.wait(30), "the worker never reached the receiver"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        receiver.release()  # the receiver finishes the request the dead worker had sent
+        second = _worker_process(str(cfg))
+        try:
+            [d] = system.wait_settled(ann, timeout=60)
+        finally:
+            os.killpg(second.pid, signal.SIGTERM)
+            second.wait(20)
+        events = system.runtime.ledger.events_of(d.id)
+        assert str(d.state) == "delivered"
+        assert any("expired" in e.reason for e in events), "the lost lease must be visible in the log"
+        assert [e.to_state for e in events].count("delivered") == 1
+        assert len(receiver.unique_ids()) == 1, "the receiver must see one webhook-id only"
+    finally:
+        receiver.release()
+        system.stop()
+        time.sleep(0.1)
