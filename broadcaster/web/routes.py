@@ -346,7 +346,7 @@ async def ui_preview(request: Request) -> Response:
     if not isinstance(body, dict):
         return _json_error(400, "bad_request", "send a JSON object")
     try:
-        rows = views.preview(session.runtime_of(request), body)
+        rows = views.preview(session.runtime_of(request), body, who[1].name)
     except InvalidRequest as exc:
         return JSONResponse({"error": {"code": "invalid_request", "message": str(exc),
                                        "details": {"field": exc.field}}}, status_code=422)

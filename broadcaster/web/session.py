@@ -14,17 +14,12 @@ import secrets
 import time
 
 from fastapi import Request
-from sqlalchemy import select
 
 from ..service import Principal
 
 SESSION_COOKIE = "bc_session"
 PRESIGN_COOKIE = "bc_presign"
 _CSRF_LABEL = b"broadcaster-web-csrf-v1"
-
-
-def token_hash(token: str) -> str:
-    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def runtime_of(request: Request):
@@ -35,32 +30,20 @@ def runtime_of(request: Request):
 
 
 def authenticate(request: Request, token: str | None) -> Principal | None:
-    """The principal a token stands for, or None. Prefers the API's own authenticator (one
-    source of truth for hashing and revocation); falls back to static and ledger tokens."""
+    """The principal a token stands for, or None — checked by the API's own TokenStore (one
+    source of truth for hashing, static tokens and revocation)."""
     if not token or len(token) > 512:
         return None
     store = getattr(request.app.state, "tokens", None)
-    api_auth = getattr(store, "verify", None) or getattr(request.app.state, "authenticate", None)
-    if callable(api_auth):
-        try:
-            return api_auth(token)
-        except Exception:  # noqa: BLE001 - an unknown/revoked token is simply "not signed in"
-            return None
-    return _fallback_authenticate(runtime_of(request), token)
+    if store is None:
+        from ..tokens import TokenStore
 
-
-def _fallback_authenticate(runtime, token: str) -> Principal | None:
-    digest = token_hash(token)
-    for st in runtime.settings.tokens:
-        if hmac.compare_digest(st.hash, digest):
-            return Principal(st.name, tuple(st.kinds), tuple(st.channels), st.admin)
-    from ..ledger import schema as t
-
-    with runtime.ledger.read() as conn:
-        row = conn.execute(select(t.tokens).where(t.tokens.c.hash == digest, t.tokens.c.revoked_at.is_(None))).first()
-    if row is None:
+        rt = runtime_of(request)
+        store = request.app.state.tokens = TokenStore(rt.ledger, rt.settings, clock=rt.clock)
+    try:
+        return store.verify(token)
+    except Exception:  # noqa: BLE001 - ledger trouble: treat as signed out, never leak details
         return None
-    return Principal(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin))
 
 
 def current(request: Request) -> tuple[str, Principal] | None:

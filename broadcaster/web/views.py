@@ -12,8 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import service
-from ..errors import DeliveryError
-from ..models import Announcement, Message
+from ..models import Message
 
 UPDATE_STATUSES = {"incident": ("investigating", "identified", "monitoring", "resolved"),
                    "maintenance": ("scheduled", "in_progress", "completed", "cancelled")}
@@ -37,8 +36,9 @@ def safe_link(url: str | None) -> str | None:
 # ---------------------------------------------------------------- preview
 
 
-def preview(runtime, data: dict) -> list[dict[str, Any]]:
-    """Render ``data`` (an unsent announcement) for each of its channels."""
+def preview(runtime, data: dict, author: str) -> list[dict[str, Any]]:
+    """Render ``data`` (an unsent announcement) for each of its channels, via the API's preview."""
+    from ..api.routes_preview import PREVIEW_ID, render_one, transient
     from ..api.schemas import PreviewIn
 
     try:
@@ -47,31 +47,9 @@ def preview(runtime, data: dict) -> list[dict[str, Any]]:
         raise service.validation_problem(exc) from None
     settings = runtime.settings
     channels = [c for c in dict.fromkeys(req.channels) if c in settings.channels] or list(settings.route(req.kind))
-    ann = Announcement(
-        id="preview", kind=req.kind, title=req.title or "", body=req.body, url=req.url, severity=req.severity,
-        components=tuple(req.components), channels=tuple(channels),
-        variants={k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
-        status=req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind),
-    )
-    message = Message(announcement=ann, public_url=f"{settings.public_url.rstrip('/')}/a/preview")
-    return [_render_one(runtime, name, message) for name in channels]
-
-
-def _render_one(runtime, name: str, message: Message) -> dict[str, Any]:
-    cfg = runtime.settings.channels[name]
-    out: dict[str, Any] = {"channel": name, "kind": cfg.kind, "parts": [], "lengths": [], "limit": None,
-                           "error": None}
-    try:
-        ch = runtime.channel(name)
-        out["limit"] = ch.max_length
-        post = ch.render(message)
-        parts = list(post.parts or (post.text,))
-        out.update(parts=parts, lengths=[ch.count(p) for p in parts])
-    except DeliveryError as exc:
-        out["error"] = str(exc)
-    except Exception as exc:  # noqa: BLE001 - a broken adapter must not break the page; no details leak
-        out["error"] = f"cannot render for this channel ({type(exc).__name__})"
-    return out
+    public = f"{settings.public_url.rstrip('/')}/a/{PREVIEW_ID}"
+    message = Message(announcement=transient(req, author, runtime.clock()), public_url=public)
+    return [render_one(runtime, name, message).model_dump(mode="json") for name in channels]
 
 
 # ---------------------------------------------------------------- announcement page and lists
