@@ -1,0 +1,213 @@
+"""The CLI client against a real API over HTTP: exit codes 0/1/2/3, --json, stdin bodies, --wait."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from broadcaster.cli import main
+from tests.cli.live import settle
+from tests.conftest import free_port
+
+
+def cli(api, *args, input=None, **env):
+    return CliRunner().invoke(main, list(args), env=api.env(**env), input=input, catch_exceptions=False)
+
+
+def post_json(api, *args, input=None):
+    res = cli(api, "post", "--json", *args, input=input)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+# ---------------------------------------------------------------- post
+
+
+def test_post_json_is_durable_and_carries_a_generated_idempotency_key(api):
+    out = post_json(api, "--kind", "incident", "--title", "Checkout errors", "--body", "We are looking.",
+                    "--severity", "major", "--component", "checkout")
+    assert out["idempotency_key"] and len(out["idempotency_key"]) == 36
+    ann = api.runtime.ledger.get_announcement(out["id"])
+    assert (ann.title, ann.severity, ann.components) == ("Checkout errors", "major", ("checkout",))
+    assert sorted(c for _, c in api.enqueued) == ["hook-a", "hook-b"]
+
+
+def test_body_from_stdin(api):
+    out = post_json(api, "--kind", "notice", "--title", "Read me", "--body-file", "-",
+                    input="line one\n\n- a *list*\n")
+    assert api.runtime.ledger.get_announcement(out["id"]).body == "line one\n\n- a *list*"
+
+
+def test_body_from_file(api, tmp_path):
+    f = tmp_path / "body.md"
+    f.write_text("from a file", encoding="utf-8")
+    out = post_json(api, "--kind", "notice", "--title", "File", "--body-file", str(f))
+    assert api.runtime.ledger.get_announcement(out["id"]).body == "from a file"
+
+
+def test_same_idempotency_key_posts_once(api):
+    first = post_json(api, "--kind", "deploy", "--title", "v1.2.3", "--idempotency-key", "pipeline-42")
+    again = post_json(api, "--kind", "deploy", "--title", "v1.2.3", "--idempotency-key", "pipeline-42")
+    assert first["id"] == again["id"]
+    assert len(api.runtime.ledger.list_announcements()) == 1
+
+
+def test_human_output_names_the_announcement(api):
+    res = cli(api, "post", "--kind", "notice", "--title", "Hello")
+    assert res.exit_code == 0
+    assert res.stdout.startswith("accepted ann_")
+
+
+# ---------------------------------------------------------------- --wait and exit codes 0 / 1
+
+
+def test_wait_all_delivered_exits_0_with_progress_lines(api):
+    api.outcomes.update({"hook-a": "delivered", "hook-b": "delivered"})
+    res = cli(api, "post", "--kind", "incident", "--title", "DB down", "--wait", "--timeout", "20",
+              "--interval", "0.1")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert any("hook-a" in line and "pending" in line for line in lines)
+    assert any("hook-a" in line and "delivered" in line and "https://example.test/hook-a/" in line for line in lines)
+    assert any("hook-b" in line and "delivered" in line for line in lines)
+    assert lines[-1] == "overall: delivered"
+
+
+def test_wait_with_a_failed_channel_exits_1(api):
+    api.outcomes.update({"hook-a": "delivered", "hook-b": "failed"})
+    res = cli(api, "post", "--kind", "incident", "--title", "DB down", "--wait", "--timeout", "20",
+              "--interval", "0.1", "--json")
+    assert res.exit_code == 1, res.output
+    out = json.loads(res.stdout)
+    states = {d["channel"]: d["state"] for d in out["final"]["deliveries"]}
+    assert states == {"hook-a": "delivered", "hook-b": "failed"}
+    assert out["exit_code"] == 1
+
+
+def test_wait_with_an_unknown_channel_exits_1(api):
+    api.outcomes.update({"hook-a": "unknown", "hook-b": "delivered"})
+    res = cli(api, "post", "--kind", "incident", "--title", "x", "--wait", "--timeout", "20", "--interval", "0.1")
+    assert res.exit_code == 1
+    assert "unknown" in res.stdout
+
+
+def test_wait_timeout_exits_1_and_names_the_stragglers(api):
+    res = cli(api, "post", "--kind", "incident", "--title", "x", "--wait", "--timeout", "0.5", "--interval", "0.1")
+    assert res.exit_code == 1
+    assert "timed out" in res.stderr and "hook-a" in res.stderr
+
+
+def test_status_reports_failed_channel_with_exit_1(api):
+    out = post_json(api, "--kind", "incident", "--title", "x")
+    for d in api.runtime.ledger.deliveries_of(out["id"]):
+        settle(api.runtime, d.id, "failed" if d.channel == "hook-b" else "delivered", error="nope")
+    res = cli(api, "status", out["id"])
+    assert res.exit_code == 1
+    assert "hook-b" in res.stdout and "failed" in res.stdout and "overall: attention" in res.stdout
+    res = cli(api, "status", out["id"], "--json")
+    assert json.loads(res.stdout)["id"] == out["id"]
+
+
+# ---------------------------------------------------------------- exit code 2
+
+
+def test_missing_token_is_a_usage_error(api):
+    res = CliRunner().invoke(main, ["list"], env={"BROADCASTER_URL": api.url, "BROADCASTER_TOKEN": ""})
+    assert res.exit_code == 2
+    assert "BROADCASTER_TOKEN" in res.stderr
+
+
+def test_bad_flag_is_a_usage_error(api):
+    assert cli(api, "post", "--kind", "party", "--title", "x").exit_code == 2
+    assert cli(api, "post", "--kind", "notice", "--title", "x", "--body", "a", "--body-file", "-",
+               input="b").exit_code == 2
+
+
+def test_validation_error_from_the_api_is_exit_2_and_names_the_field(api):
+    res = cli(api, "post", "--kind", "incident", "--title", "x", "--channel", "nope")
+    assert res.exit_code == 2
+    assert "422" in res.stderr and "nope" in res.stderr
+
+
+def test_bad_token_is_exit_2(api):
+    res = cli(api, "list", BROADCASTER_TOKEN="bct_wrong")
+    assert res.exit_code == 2
+    assert "401" in res.stderr
+    assert "bct_wrong" not in res.output
+
+
+def test_scoped_token_refused_is_exit_2(api):
+    res = cli(api, "post", "--kind", "incident", "--title", "x", BROADCASTER_TOKEN=api.deploy_token)
+    assert res.exit_code == 2
+    assert "403" in res.stderr
+
+
+# ---------------------------------------------------------------- exit code 3
+
+
+def test_unreachable_server_is_exit_3():
+    url = f"http://127.0.0.1:{free_port()}"
+    res = CliRunner().invoke(main, ["post", "--kind", "notice", "--title", "x", "--api-url", url, "--token", "t"])
+    assert res.exit_code == 3
+    assert "cannot reach" in res.stderr
+
+
+def test_503_is_exit_3(api, monkeypatch):
+    from broadcaster.errors import LedgerUnavailable
+
+    def down(*a, **k):
+        raise LedgerUnavailable("the ledger database is unavailable")
+
+    monkeypatch.setattr(api.runtime.ledger, "list_announcements", down)
+    res = cli(api, "list")
+    assert res.exit_code == 3
+    assert "503" in res.stderr
+
+
+# ---------------------------------------------------------------- the other commands
+
+
+def test_update_list_retry_retract_and_preview(api):
+    out = post_json(api, "--kind", "incident", "--title", "Search is slow")
+    ann_id = out["id"]
+    failed = next(d for d in api.runtime.ledger.deliveries_of(ann_id) if d.channel == "hook-a")
+    settle(api.runtime, failed.id, "failed", error="boom")
+
+    res = cli(api, "update", ann_id, "--status", "resolved", "--body-file", "-", input="All good now.")
+    assert res.exit_code == 0, res.output
+    assert api.runtime.ledger.get_announcement(ann_id).status == "resolved"
+    assert [u.body for u in api.runtime.ledger.updates_of(ann_id)] == ["All good now."]
+
+    res = cli(api, "list", "--kind", "incident")
+    assert res.exit_code == 0 and ann_id in res.stdout and "Search is slow" in res.stdout
+    listed = json.loads(cli(api, "list", "--json").stdout)
+    assert [i["id"] for i in listed["items"]] == [ann_id]
+
+    res = cli(api, "retry", failed.id)
+    assert res.exit_code == 0, res.output
+    assert str(api.runtime.ledger.get_delivery(failed.id).state) == "pending"
+
+    res = cli(api, "retract", ann_id, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["id"] == ann_id
+    assert api.runtime.ledger.get_announcement(ann_id).retracted_at is not None
+
+    res = cli(api, "preview", "--kind", "incident", "--title", "Hello", "--body", "World", "--json")
+    assert res.exit_code == 0, res.output
+    chans = {c["channel"]: c for c in json.loads(res.stdout)["channels"]}
+    assert chans["hook-a"]["lengths"] == [len("Hello\n\nWorld")]
+    human = cli(api, "preview", "--kind", "incident", "--title", "Hello")
+    assert "== hook-a" in human.stdout
+
+
+def test_update_of_unknown_announcement_is_exit_2(api):
+    res = cli(api, "update", "ann_nope", "--status", "resolved", "--body", "x")
+    assert res.exit_code == 2
+    assert "404" in res.stderr
+
+
+@pytest.mark.parametrize("args", [["update", "x", "--status", "resolved"]])
+def test_update_needs_text(api, args):
+    assert cli(api, *args).exit_code == 2
