@@ -39,6 +39,7 @@ def up(ctx, host, port, with_sandbox):
     from ..ledger import Ledger
 
     ledger = Ledger.open(settings.ledger)  # migrate once, before the children start
+    token_note = _first_admin_token(ledger, settings, var)
     ledger.close()
     host = host or settings.api.host
     port = port or settings.api.port
@@ -58,6 +59,8 @@ def up(ctx, host, port, with_sandbox):
         click.echo(f"  API:       http://{host}:{port}/api/v1   (docs: http://{host}:{port}/docs)")
         if sandbox_on:
             click.echo(f"  sandbox:   http://{settings.sandbox.host}:{settings.sandbox.port}/_sandbox/")
+        if token_note:
+            click.echo(f"  {token_note}")
         click.echo("  Ctrl-C stops everything.")
 
     try:
@@ -66,6 +69,23 @@ def up(ctx, host, port, with_sandbox):
         if choice.process is not None:
             choice.process.terminate()
     click.echo("broadcaster stopped.")
+
+
+def _first_admin_token(ledger, settings, var: Path) -> str | None:
+    """On a brand-new ledger with no tokens at all, create an admin token so the system can be
+    used at once. The raw token goes to ``var/admin-token`` (mode 600), never to the ledger or logs."""
+    from ..tokens import TokenStore
+
+    store = TokenStore(ledger, settings)
+    path = var / "admin-token"
+    if store.list():
+        return f"admin token: in {path}" if path.exists() else None
+    raw, _ = store.create("admin", admin=True, actor="broadcaster up")
+    var.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(raw + "\n")
+    return f"admin token created: export BROADCASTER_TOKEN=$(cat {path})"
 
 
 def _safe_db(url: str) -> str:
