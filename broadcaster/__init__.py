@@ -1,0 +1,116 @@
+"""broadcaster — submit an announcement once; deliver it everywhere, even on a bad day.
+
+The names below are the curated public surface (``__all__``, checked by
+``tests/unit/test_public_api.py``). They are resolved lazily on first access, so
+``import broadcaster`` stays cheap and never drags in Celery, FastAPI or SQLAlchemy, and
+submodules (``broadcaster.errors``, ``broadcaster.config`` …) import without cycles.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+try:
+    from importlib.metadata import PackageNotFoundError, version as _version
+
+    try:
+        __version__ = _version("broadcaster")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        __version__ = "0.0.0+unknown"
+except ImportError:  # pragma: no cover - importlib.metadata is in every supported Python
+    __version__ = "0.0.0+unknown"
+
+#: public name → submodule that defines it
+_EXPORTS: dict[str, str] = {
+    # configuration
+    "Settings": "config",
+    "ChannelPolicy": "config",
+    "Secret": "config",
+    "load_settings": "config",
+    "read_settings": "config",
+    "parse_duration": "config",
+    "parse_rate": "config",
+    # plain data
+    "Announcement": "models",
+    "Update": "models",
+    "Delivery": "models",
+    "DeliveryEvent": "models",
+    "DeliveryState": "models",
+    "Message": "models",
+    "Post": "models",
+    "Receipt": "models",
+    "Window": "models",
+    # channels
+    "Channel": "channels.base",
+    # errors
+    "BroadcasterError": "errors",
+    "ConfigError": "errors",
+    "LedgerError": "errors",
+    "LedgerUnavailable": "errors",
+    "NotFound": "errors",
+    "Conflict": "errors",
+    "IdempotencyConflict": "errors",
+    "Forbidden": "errors",
+    "InvalidRequest": "errors",
+    "DeliveryError": "errors",
+    "TransientError": "errors",
+    "RateLimited": "errors",
+    "AmbiguousDelivery": "errors",
+    "ChannelUnavailable": "errors",
+    "PermanentError": "errors",
+    "AuthError": "errors",
+    "ContentRejected": "errors",
+    "RecipientsRefused": "errors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # cache: later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .channels.base import Channel
+    from .config import ChannelPolicy, Secret, Settings, load_settings, parse_duration, parse_rate, read_settings
+    from .errors import (
+        AmbiguousDelivery,
+        AuthError,
+        BroadcasterError,
+        ChannelUnavailable,
+        ConfigError,
+        Conflict,
+        ContentRejected,
+        DeliveryError,
+        Forbidden,
+        IdempotencyConflict,
+        InvalidRequest,
+        LedgerError,
+        LedgerUnavailable,
+        NotFound,
+        PermanentError,
+        RateLimited,
+        RecipientsRefused,
+        TransientError,
+    )
+    from .models import (
+        Announcement,
+        Delivery,
+        DeliveryEvent,
+        DeliveryState,
+        Message,
+        Post,
+        Receipt,
+        Update,
+        Window,
+    )
