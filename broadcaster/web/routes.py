@@ -78,10 +78,10 @@ def _ctx(who) -> dict[str, Any]:
     return {"principal": principal, "csrf": session.csrf_for(token)}
 
 
-async def checked_form(request: Request, who) -> dict | None:
+async def checked_form(request: Request, who):
     """The posted form if its CSRF token matches the session, else None."""
     form = await request.form()
-    return dict(form.multi_items()) | {"_multi": form} if session.csrf_ok(who[0], form.get("csrf")) else None
+    return form if session.csrf_ok(who[0], form.get("csrf")) else None
 
 
 def refused(request: Request, who) -> HTMLResponse:
@@ -278,8 +278,11 @@ async def retract(request: Request, ann_id: str) -> Response:
 
 @router.post("/announcements/{ann_id}/cancel")
 async def cancel(request: Request, ann_id: str) -> Response:
-    return await _action(request, ann_id, lambda rt, form, p: service.cancel_scheduled(rt, ann_id, principal=p)
-                         and "cancel" or "cancel")
+    def act(rt, form, principal):
+        service.cancel_scheduled(rt, ann_id, principal=principal)
+        return "cancel"
+
+    return await _action(request, ann_id, act)
 
 
 @router.post("/deliveries/{delivery_id}/retry")
