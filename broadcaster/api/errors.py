@@ -128,6 +128,11 @@ def install(app: FastAPI) -> None:
 
 
 
+def frames(exc: BaseException) -> str:
+    """Where it happened — file, line, function — without source lines or the message."""
+    return "\n".join(f"  {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__))
+
+
 class CatchAll:
     """Outermost of our middlewares: a bug becomes a generic JSON 500, never a traceback.
 
@@ -151,7 +156,7 @@ class CatchAll:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # noqa: BLE001 - this is the last line of defence
-            stack = "".join(traceback.format_tb(exc.__traceback__))
+            stack = frames(exc)
             log.error("unhandled %s on %s %s\n%s", type(exc).__name__, scope.get("method"), scope.get("path"), stack)
             if not started:
                 response = error_response(500, "internal_error", "something went wrong on our side; it was logged")

@@ -150,8 +150,18 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, watch)
         finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or ("static" if scope.get("path", "").startswith("/static") else "unmatched")
+            label = route_label(scope)
             method = scope.get("method", "")
             self.metrics.latency.labels(method, label).observe(time.perf_counter() - start)
             self.metrics.requests.labels(method, label, str(status["code"])).inc()
+
+
+def route_label(scope) -> str:
+    """The matched route's template with its prefix (``/api/v1/announcements/{ann_id}``)."""
+    ctx = (scope.get("fastapi") or {}).get("effective_route_context")  # FastAPI ≥ 0.16x keeps the full path here
+    path = getattr(ctx, "path", None)
+    if path is None:
+        path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return "static" if scope.get("path", "").startswith("/static") else "unmatched"
+    return path

@@ -99,6 +99,15 @@ def env(tmp_path) -> Env:
     e.ledger.close()
 
 
+@pytest.fixture(scope="module")
+def shared_env(tmp_path_factory) -> Env:
+    """One app for read-mostly checks that do not care about each other's data (fast matrices)."""
+    e = Env(tmp_path_factory.mktemp("shared"))
+    yield e
+    e.client.close()
+    e.ledger.close()
+
+
 @pytest.fixture
 def make_env(tmp_path):
     made = []
