@@ -34,7 +34,9 @@ class RedisChoice:
     process: subprocess.Popen | None = None
 
 
-def find_or_start_redis(configured: str | None, var_dir: Path, env: dict[str, str]) -> RedisChoice:
+def find_or_start_redis(configured: str | None, var_dir: Path, env: dict[str, str], *,
+                        local: str = "redis://127.0.0.1:6379/0", private_port: int = PRIVATE_REDIS_PORT,
+                        binary: str | None = None) -> RedisChoice:
     """The config's broker, else $REDIS_URL, else local 6379, else a private redis-server under
     ``var/``. Raises RuntimeError with one line saying how to get Redis."""
     if configured:
@@ -45,26 +47,25 @@ def find_or_start_redis(configured: str | None, var_dir: Path, env: dict[str, st
         if redis_reachable(env["REDIS_URL"]):
             return RedisChoice(env["REDIS_URL"], "from REDIS_URL")
         raise RuntimeError(f"Redis at {_safe(env['REDIS_URL'])} (REDIS_URL) is not reachable")
-    local = "redis://127.0.0.1:6379/0"
     if redis_reachable(local):
         return RedisChoice(local, "the local Redis on 6379")
-    binary = shutil.which("redis-server")
+    binary = binary if binary is not None else shutil.which("redis-server")
     if not binary:
         raise RuntimeError("no Redis found: install it (e.g. 'apt-get install redis-server' or 'brew install redis') "
                            "or set REDIS_URL=redis://host:6379/0")
     data = var_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [binary, "--port", str(PRIVATE_REDIS_PORT), "--bind", "127.0.0.1", "--dir", str(data),
+        [binary, "--port", str(private_port), "--bind", "127.0.0.1", "--dir", str(data),
          "--appendonly", "yes", "--save", "", "--logfile", str(data / "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"redis://127.0.0.1:{PRIVATE_REDIS_PORT}/0"
+    url = f"redis://127.0.0.1:{private_port}/0"
     for _ in range(50):
         if redis_reachable(url, 0.2):
             return RedisChoice(url, f"a private redis-server under {data}", proc)
         time.sleep(0.1)
     proc.terminate()
-    raise RuntimeError(f"started redis-server but it did not answer on port {PRIVATE_REDIS_PORT}; see {data}/redis.log")
+    raise RuntimeError(f"started redis-server but it did not answer on port {private_port}; see {data}/redis.log")
 
 
 def _safe(url: str) -> str:
