@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from typing import IO, Any, Iterable, Iterator
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from . import subscribers as subs
 from .errors import Conflict, InvalidRequest
@@ -175,6 +176,17 @@ def import_lines(ledger, lines: Iterable[str], *, batch: int = PAGE) -> dict[str
     targets = {"announcement": t.announcements, "update": t.updates, "delivery": t.deliveries,
                "event": t.delivery_events, "item": t.delivery_items, "subscriber": t.subscribers,
                "audit": t.audit_log}
+    try:
+        return _restore(ledger, lines, batch, counts, pending, targets)
+    except IntegrityError:
+        raise InvalidRequest("the file's rows do not fit together (a duplicate id, or a reference to a row the "
+                             "file does not hold); nothing was imported") from None
+    except StatementError as exc:
+        raise InvalidRequest(f"the database refused a row of the file ({type(getattr(exc, 'orig', exc)).__name__}); "
+                             "nothing was imported") from None
+
+
+def _restore(ledger, lines, batch, counts, pending, targets) -> dict[str, int]:
     seen_meta = seen_end = False
 
     def flush(conn) -> None:

@@ -1,0 +1,267 @@
+"""Export everything as JSON Lines and restore it into an empty ledger (SQLite and PostgreSQL);
+subscribers CSV that round-trips and reports bad rows by line number."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from broadcaster import export, service, subscribers as subs
+from broadcaster.config import load_settings
+from broadcaster.errors import Conflict, InvalidRequest
+from broadcaster.ledger import Ledger
+from broadcaster.models import DeliveryState as S, Receipt
+from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
+from broadcaster.runtime import Runtime
+
+T0 = 1_800_000_000.123456
+
+
+class Clock:
+    def __init__(self, t: float = T0):
+        self.t = t
+
+    def __call__(self) -> float:
+        self.t += 0.001234567  # distinct, non-round times: float precision must survive the trip
+        return self.t
+
+
+def populate(url: str) -> Ledger:
+    clock = Clock()
+    settings = load_settings({"ledger": url, "channels": {
+        "hook": {"kind": "webhook", "url": "https://hooks.example.test/a"},
+        "chat": {"kind": "webhook", "format": "slack", "url": "https://hooks.example.test/b"}},
+        "routes": {"incident": ["hook", "chat"], "notice": ["hook"], "maintenance": ["chat"]}}, env={})
+    ledger = Ledger.open(url, clock=clock)
+    rt = Runtime(settings, ledger=ledger, breaker=MemoryBreaker(), limiter=MemoryRateLimiter(), clock=clock)
+    inc = service.submit(rt, {"kind": "incident", "title": "Datenbank »down« 🔥", "body": "Line 1\n\nLine \"2\"",
+                              "severity": "critical", "components": ["db", "api"], "tags": ["ops"],
+                              "variants": {"chat": {"title": "DB down"}}}, principal=service.SYSTEM,
+                         idempotency_key="k1").id
+    for status in ("identified", "monitoring", "resolved"):
+        service.add_update(rt, inc, {"status": status, "body": f"now {status}"}, principal=service.SYSTEM)
+    for i, d in enumerate(ledger.deliveries_of(inc)):
+        claimed = ledger.claim(d.id, "worker-1", 30)
+        if i % 3 == 0:
+            ledger.transition(claimed, S.RETRYING, "HTTP 503", owner="worker-1", attempted=True, due_at=clock.t + 5,
+                              error="provider error (HTTP 503)", response='{"error":"unavailable"}')
+        else:
+            ledger.transition(claimed, S.DELIVERED, "delivered", owner="worker-1", attempted=True,
+                              receipt=Receipt("remote-" + d.id, f"https://example.test/p/{i}", {"n": i, "x": [1, 2]}))
+        ledger.mark_items(d.id, ["a@example.test", "b@example.test"], "done", "250 ok")
+    service.submit(rt, {"kind": "maintenance", "title": "Window", "window": {"starts_at": T0 + 3600,
+                                                                            "ends_at": T0 + 7200},
+                        "publish_at": T0 + 60}, principal=service.SYSTEM)
+    note = service.submit(rt, {"kind": "notice", "title": "Retracted"}, principal=service.SYSTEM).id
+    service.retract(rt, note, principal=service.SYSTEM, reason="oops")
+    subs.add(ledger, "news", "alice@example.test", name="Alice, \"A\"", components=["db"], state="confirmed",
+             actor="test")
+    subs.add(ledger, "news", "bob@example.test", marketing=False, actor="test")
+    sub, _ = subs.add(ledger, "ops", "carol@example.test", state="confirmed", actor="test")
+    subs.set_state(ledger, sub.id, "opted_out", actor="test")
+    return ledger
+
+
+def export_text(ledger, page: int = export.PAGE) -> str:
+    return "".join(export.export_lines(ledger, page=page))
+
+
+# ---------------------------------------------------------------- JSON Lines
+
+
+def test_export_import_export_is_identical(ledger_url, tmp_path):
+    source = populate(f"sqlite:///{tmp_path}/source.db")
+    first = export_text(source, page=3)  # several pages of every table
+    assert first == export_text(source)  # paging changes nothing
+    target = Ledger.open(ledger_url)
+    counts = export.import_lines(target, io.StringIO(first))
+    assert counts == {"announcement": 3, "update": 3, "delivery": 10, "subscriber": 3,
+                      "audit": counts["audit"]} and counts["audit"] > 10
+    second = export_text(target, page=2)
+    assert second == first
+    # and the restored ledger works as a ledger
+    inc = next(a for a in target.list_announcements() if a.kind == "incident")
+    assert inc.title == "Datenbank »down« 🔥" and inc.variants == {"chat": {"title": "DB down"}}
+    ds = target.deliveries_of(inc.id)
+    assert sum(d.state == S.DELIVERED for d in ds) == 5
+    assert target.events_of(ds[0].id)[-1].attempt >= 1
+    assert target.item_states(ds[0].id) == {"a@example.test": ("done", "250 ok"), "b@example.test": ("done", "250 ok")}
+    target.audit("after-import", "test.action")  # the audit log's id sequence still works (PostgreSQL)
+    source.close()
+    target.close()
+
+
+def test_export_lines_have_a_stable_shape(tmp_path):
+    ledger = populate(f"sqlite:///{tmp_path}/l.db")
+    lines = [json.loads(x) for x in export_text(ledger).splitlines()]
+    assert lines[0] == {"type": "meta", "format": "broadcaster-export", "version": 1}
+    assert lines[-1]["type"] == "end"
+    types = [x["type"] for x in lines[1:-1]]
+    assert types == sorted(types, key=["announcement", "update", "delivery", "subscriber", "audit"].index)
+    delivery = next(x for x in lines if x["type"] == "delivery")
+    assert {"events", "items", "state", "attempts", "receipt", "last_error"} <= set(delivery)
+    assert delivery["events"][0]["to_state"] == "pending"
+    assert lines[-1]["counts"]["delivery"] == types.count("delivery")
+    assert not any(x["type"] in ("token", "idempotency_key") for x in lines)
+    ledger.close()
+
+
+def test_import_refuses_a_ledger_that_is_not_empty(tmp_path):
+    data = export_text(populate(f"sqlite:///{tmp_path}/a.db"))
+    target = Ledger.open(f"sqlite:///{tmp_path}/b.db")
+    subs.add(target, "news", "someone@example.test", actor="test")
+    with pytest.raises(Conflict, match="not empty"):
+        export.import_lines(target, io.StringIO(data))
+    assert export.export_lines(target) is not None and len(target.list_announcements()) == 0
+
+
+@pytest.mark.parametrize("mangle, message", [
+    (lambda lines: lines[:-1], "without its end line"),
+    (lambda lines: lines[: len(lines) // 2], "without its end line"),
+    (lambda lines: lines[1:], "not a broadcaster export"),
+    (lambda lines: lines[:3] + ["{not json\n"] + lines[3:], "line 4: not JSON"),
+    (lambda lines: lines[:2] + [json.dumps({"type": "martian"}) + "\n"] + lines[2:], "unknown type"),
+    (lambda lines: [lines[0].replace('"version":1', '"version":99')] + lines[1:], "version 99"),
+    (lambda lines: lines[:-2] + lines[-1:], "end line counts"),
+    (lambda lines: lines[:1] + lines[2:-1] + [lines[-1].replace('"announcement":3', '"announcement":2')],
+     "do not fit together"),
+])
+def test_a_damaged_file_imports_nothing(tmp_path, mangle, message):
+    data = export_text(populate(f"sqlite:///{tmp_path}/a.db")).splitlines(keepends=True)
+    target = Ledger.open(f"sqlite:///{tmp_path}/b.db")
+    with pytest.raises(InvalidRequest, match=message):
+        export.import_lines(target, mangle(data), batch=2)
+    assert export.is_empty(target)  # all or nothing, even after several batches were written
+
+
+# ---------------------------------------------------------------- subscribers CSV
+
+
+def csv_with_bad_rows(n: int, bad_every: int, seed: int = 7) -> tuple[str, list[int]]:
+    """``n`` data rows; every ``bad_every``-th is wrong in some way. Returns (text, bad line numbers)."""
+    rnd = random.Random(seed)
+    lines = ["address,name,components,marketing"]
+    bad: list[int] = []
+    problems = ["not-an-address,X,,true", "ok{i}@example.test,X,,maybe", "ok{i}@example.test,X,a;b",  # 3 fields
+                "ok{i}@example.test,\"x\"\"y\",,true,extra", "dup@example.test,,,true"]
+    lines.append("dup@example.test,,,true")
+    for i in range(1, n):
+        line_no = len(lines) + 1
+        if (i + 1) % bad_every == 0:
+            lines.append(rnd.choice(problems).format(i=i))
+            bad.append(line_no)
+        else:
+            comps = ";".join(rnd.sample(["api", "db", "web", "cdn"], rnd.randint(0, 2)))
+            lines.append(f"user{i}@example.test,User {i},{comps},{rnd.choice(['true', 'false'])}")
+    return "\n".join(lines) + "\n", bad
+
+
+def test_ten_thousand_rows_with_twenty_bad_ones(tmp_path):
+    text, bad = csv_with_bad_rows(10_000, 500)
+    assert len(bad) == 20
+    ledger = Ledger.open(f"sqlite:///{tmp_path}/l.db")
+    report = export.import_subscribers_csv(ledger, io.StringIO(text), list_name="news")
+    assert report.inserted == 9_980 and report.updated == 0
+    assert [line for line, _ in report.errors] == bad
+    assert len(subs.list_subscribers(ledger, list_name="news", limit=20_000)) == 9_980
+
+    # export → import into a fresh ledger → export gives identical files
+    out1 = io.StringIO()
+    export.export_subscribers_csv(ledger, out1, list_name="news")
+    fresh = Ledger.open(f"sqlite:///{tmp_path}/fresh.db")
+    again = export.import_subscribers_csv(fresh, io.StringIO(out1.getvalue()), list_name="news")
+    assert again.errors == [] and again.inserted == 9_980
+    out2 = io.StringIO()
+    export.export_subscribers_csv(fresh, out2, list_name="news")
+    assert out2.getvalue() == out1.getvalue()
+    ledger.close()
+    fresh.close()
+
+
+def test_csv_round_trip_keeps_every_field(tmp_path):
+    ledger = populate(f"sqlite:///{tmp_path}/a.db")
+    out1 = io.StringIO()
+    export.export_subscribers_csv(ledger, out1)
+    fresh = Ledger.open(f"sqlite:///{tmp_path}/b.db")
+    assert export.import_subscribers_csv(fresh, io.StringIO(out1.getvalue())).errors == []
+    before = {(s.list, s.address): s for s in subs.list_subscribers(ledger)}
+    after = {(s.list, s.address): s for s in subs.list_subscribers(fresh)}
+    assert set(before) == set(after)
+    for key, s in before.items():
+        a = after[key]
+        assert (a.name, a.components, a.state, a.marketing) == (s.name, s.components, s.state, s.marketing)
+        for f in ("created_at", "confirmed_at", "unsubscribed_at"):
+            x, y = getattr(s, f), getattr(a, f)
+            assert (x is None and y is None) or abs(x - y) < 1e-6
+    out2 = io.StringIO()
+    export.export_subscribers_csv(fresh, out2)
+    assert out2.getvalue() == out1.getvalue()
+
+
+def test_line_numbers_count_multi_line_fields_and_blank_lines(tmp_path):
+    text = ('address,name\n'
+            'a@example.test,"two\nlines"\n'
+            '\n'
+            'broken,x\n'
+            'b@example.test,"three\n\nlines"\n'
+            'also broken,y\n')
+    ledger = Ledger.open(f"sqlite:///{tmp_path}/l.db")
+    report = export.import_subscribers_csv(ledger, io.StringIO(text), list_name="news")
+    assert [line for line, _ in report.errors] == [5, 9]
+    assert report.inserted == 2
+    assert subs.find(ledger, "news", "b@example.test").name == "three\n\nlines"
+
+
+def test_import_updates_existing_rows_and_checks_the_list(tmp_path):
+    ledger = Ledger.open(f"sqlite:///{tmp_path}/l.db")
+    subs.add(ledger, "news", "a@example.test", state="pending", actor="test")
+    text = "list,address,state\nnews,A@example.test,confirmed\nother,b@example.test,confirmed\n,c@example.test,\n"
+    report = export.import_subscribers_csv(ledger, io.StringIO(text), list_name="news")
+    assert (report.inserted, report.updated) == (1, 1)
+    assert report.errors == [(3, "list is 'other' but --list is 'news'")]
+    assert subs.find(ledger, "news", "a@example.test").state == "confirmed"
+    assert subs.find(ledger, "news", "c@example.test").state == "confirmed"
+    no_list = export.import_subscribers_csv(ledger, io.StringIO("address\nd@example.test\n"))
+    assert no_list.errors == [(2, "no list: give a list column or --list")]
+    with pytest.raises(InvalidRequest, match="unknown: email"):
+        export.import_subscribers_csv(ledger, io.StringIO("email\nx@example.test\n"), list_name="news")
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def test_cli_commands(tmp_path):
+    import broadcaster.cli.data  # noqa: F401 - registers the commands on main
+    from broadcaster.cli import main
+
+    src = f"sqlite:///{tmp_path}/src.db"
+    populate(src).close()
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(f"ledger: {src}\n")
+    runner = CliRunner()
+    dump = tmp_path / "all.jsonl"
+    r = runner.invoke(main, ["--config", str(cfg), "export", "--output", str(dump)])
+    assert r.exit_code == 0, r.output
+    cfg2 = tmp_path / "b.yaml"
+    cfg2.write_text(f"ledger: sqlite:///{tmp_path}/dst.db\n")
+    r = runner.invoke(main, ["--config", str(cfg2), "import", str(dump)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["--config", str(cfg2), "export"])
+    assert r.exit_code == 0 and r.stdout == dump.read_text()
+    r = runner.invoke(main, ["--config", str(cfg2), "import", str(dump)])
+    assert r.exit_code == 1 and "not empty" in r.stderr
+
+    csv_file = tmp_path / "in.csv"
+    csv_file.write_text("address,name\nnew@example.test,New\nbad-address,X\n")
+    r = runner.invoke(main, ["--config", str(cfg2), "subscribers", "import", str(csv_file), "--list", "news"])
+    assert r.exit_code == 1
+    assert f"{csv_file}:3: address: not an email address" in r.stderr and "1 stored" in r.stderr
+    r = runner.invoke(main, ["--config", str(cfg2), "subscribers", "export", "--list", "news"])
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[0] == ",".join(export.CSV_FIELDS)
+    assert [ln.split(",")[1] for ln in r.stdout.splitlines()[1:]] == [
+        "alice@example.test", "bob@example.test", "new@example.test"]
