@@ -26,6 +26,7 @@ from ..runtime import Runtime
 from ..tokens import TokenStore
 from . import errors
 from .auth import Unauthenticated
+from .deps import lenient_json
 from .intake import DEFAULT_PUBLIC, IntakeGuard, Limiter
 from .metrics import ApiMetrics, MetricsMiddleware
 
@@ -63,13 +64,31 @@ def _version() -> str:
         return "0"
 
 
-def _routers() -> APIRouter:
+def _routers(public: list[str]) -> APIRouter:
     from . import routes_announcements, routes_channels, routes_deliveries, routes_preview
 
-    api = APIRouter(prefix=API_PREFIX)
-    for module in (routes_announcements, routes_deliveries, routes_preview, routes_channels):
+    api = APIRouter(prefix=API_PREFIX, **lenient_json())
+    for module in (routes_announcements, routes_deliveries, routes_preview, routes_channels, *_optional()):
         api.include_router(module.router)
+        public.extend(p for p in getattr(module, "PUBLIC_PATHS", ()) if p not in public)
     return api
+
+
+#: routers written for other issues (subscribers, export); the API works without them
+OPTIONAL = ("routes_subscribers", "routes_export")
+
+
+def _optional() -> list:
+    import importlib
+
+    found = []
+    for name in OPTIONAL:
+        try:
+            found.append(importlib.import_module(f"{__package__}.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
+    return found
 
 
 def _web(app: FastAPI) -> None:
@@ -99,7 +118,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             rt.ledger.close()
 
     app = FastAPI(title="broadcaster", version=_version(), description=DESCRIPTION, docs_url="/docs",
-                  redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
+                  redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan, **lenient_json())
     app.state.runtime = rt
     app.state.tokens = TokenStore(rt.ledger, settings, clock=rt.clock)
     app.state.metrics = ApiMetrics(rt)
@@ -114,7 +133,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     from .routes_health import router as health
 
     app.include_router(health)
-    app.include_router(_routers())
+    app.include_router(_routers(app.state.public_paths))
     _web(app)
 
     limiter = Limiter(rt.limiter, clock=rt.clock)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Header, Request
+import inspect
+
+from fastapi import APIRouter, FastAPI, Header, Request
 
 from ..runtime import Runtime
 from .idempotency import check_key
@@ -42,3 +44,14 @@ def parse_time(name: str, value: str | None) -> float | None:
     except ValueError:
         raise InvalidRequest(f"{name}: not a date-time (use ISO 8601, e.g. 2026-11-22T14:00:00Z)", field=name) from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def lenient_json() -> dict:
+    """Read JSON bodies whatever their Content-Type: ``curl -d '{...}'`` without ``-H`` sends
+    form-encoded, and refusing the one-liner every CI recipe starts from helps nobody. (Only
+    newer FastAPI checks the type at all; older ones are lenient already.)"""
+    return {"strict_content_type": False} if "strict_content_type" in inspect.signature(FastAPI).parameters else {}
+
+
+def make_router(**kw) -> APIRouter:
+    return APIRouter(**kw, **(lenient_json() if "strict_content_type" in inspect.signature(APIRouter).parameters else {}))

@@ -94,12 +94,22 @@ def from_validation_error(exc: RequestValidationError) -> JSONResponse:
         return error_response(400, "invalid_json", "the request body is not valid JSON")
     field = _field(tuple(first.get("loc", ())))
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    if first.get("type") == "missing" and field == "":
-        msg = "a JSON request body is required"
+    if field == "":
+        msg = "a JSON request body is required" if first.get("type") == "missing" else \
+            "the request body must be a JSON object"
     problems = [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", "")).removeprefix("Value error, ")}
                 for e in errors[:20]]
     return error_response(422, "invalid_request", f"{field}: {msg}" if field else msg,
                           {"field": field or None, "problems": problems})
+
+
+def not_json(request: Request, exc: RequestValidationError) -> bool:
+    """A body was sent with a non-JSON Content-Type (e.g. ``curl -d`` without ``-H``)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not ctype or ctype == "application/json" or ctype.endswith("+json"):
+        return False
+    errors = exc.errors()
+    return bool(errors) and tuple(errors[0].get("loc", ())) == ("body",) and errors[0].get("type") != "missing"
 
 
 def wants_json(request: Request) -> bool:
@@ -113,6 +123,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if not_json(request, exc):
+            return error_response(415, "unsupported_media_type",
+                                  "send the request body as JSON, with Content-Type: application/json")
         return from_validation_error(exc)
 
     @app.exception_handler(StarletteHTTPException)

@@ -40,6 +40,15 @@ DEFAULT_PUBLIC = ("/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics", "/api/
 UNLIMITED = ("/healthz", "/readyz", "/metrics", "/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics")
 
 
+def matches(path: str, prefixes) -> bool:
+    """Whole path segments only: ``/api/v1/subscribe`` covers ``/api/v1/subscribe/confirm`` but
+    not ``/api/v1/subscribers`` (an admin route). An entry ending in ``/`` covers everything below."""
+    for p in prefixes:
+        if path == p or path.startswith(p if p.endswith("/") else p + "/"):
+            return True
+    return False
+
+
 def bearer(header: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, else None."""
     if not header:
@@ -82,7 +91,7 @@ class IntakeGuard:
         self.public = public if public is not None else list(DEFAULT_PUBLIC)
 
     def protected(self, path: str) -> bool:
-        return path.startswith("/api/") and not path.startswith(tuple(self.public))
+        return path.startswith("/api/") and not matches(path, self.public)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -111,7 +120,7 @@ class IntakeGuard:
                 return await self._unauthorized(scope, receive, send, "unknown or revoked token")
             else:
                 return await self._limited(scope, receive, send, verdict)
-        elif path.startswith("/api/") and not path.startswith(UNLIMITED):
+        elif path.startswith("/api/") and not matches(path, UNLIMITED):
             wait = await to_thread.run_sync(self.limiter.wait, f"api:addr:{ip}", self.settings.api.anonymous_rate_limit)
             if wait > 0:
                 return await self._limited(scope, receive, send, wait)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import Body, Depends, Query, Request, Response
 
 from .. import service
 from ..errors import InvalidRequest
@@ -13,7 +13,7 @@ from ..runtime import Runtime
 from ..service import AnnouncementIn, Principal, UpdateIn
 from . import idempotency
 from .auth import principal
-from .deps import idempotency_key, location, parse_time, runtime
+from .deps import make_router, idempotency_key, location, parse_time, runtime
 from .schemas import (
     AnnouncementDetail,
     AnnouncementPage,
@@ -29,7 +29,7 @@ from .schemas import (
 
 ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut},
           429: {"model": ErrorOut}, 503: {"model": ErrorOut}}
-router = APIRouter(tags=["announcements"], responses=ERRORS)
+router = make_router(tags=["announcements"], responses=ERRORS)
 
 Who = Annotated[Principal, Depends(principal)]
 Rt = Annotated[Runtime, Depends(runtime)]

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from ..runtime import Runtime, queue_name
 from ..service import Principal
 from .auth import principal
-from .deps import runtime
+from .deps import make_router, runtime
 from .routes_announcements import ERRORS
 from .schemas import BreakerOut, ChannelList, ChannelOut, iso
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["channels"], responses=ERRORS)
+router = make_router(tags=["channels"], responses=ERRORS)
 
 
 def breaker_of(rt: Runtime, name: str) -> BreakerOut:

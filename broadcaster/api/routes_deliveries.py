@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import Depends, Response
 
 from .. import service
 from ..runtime import Runtime
 from ..service import Principal
 from . import idempotency
 from .auth import principal
-from .deps import idempotency_key, runtime
+from .deps import make_router, idempotency_key, runtime
 from .routes_announcements import ERRORS
 from .schemas import RetryOut
 
-router = APIRouter(tags=["deliveries"], responses=ERRORS)
+router = make_router(tags=["deliveries"], responses=ERRORS)
 
 
 @router.post("/deliveries/{delivery_id}/retry", status_code=202, response_model=RetryOut,

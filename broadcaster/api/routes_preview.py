@@ -9,19 +9,19 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from ..errors import DeliveryError, InvalidRequest
 from ..models import Announcement, Message, Window
 from ..runtime import Runtime
 from ..service import Principal
 from .auth import principal
-from .deps import runtime
+from .deps import make_router, runtime
 from .routes_announcements import ERRORS
 from .schemas import PreviewChannel, PreviewIn, PreviewOut
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["preview"], responses=ERRORS)
+router = make_router(tags=["preview"], responses=ERRORS)
 
 #: same length as a real id, so the status-page link counts as it will
 PREVIEW_ID = "ann_preview" + "0" * 14

@@ -246,3 +246,43 @@ def test_static_token_works_when_the_ledger_is_down(make_env, tmp_path):
     r = e.client.get("/api/v1/announcements", headers={"Authorization": f"Bearer {STATIC_TOKEN}"})
     err = assert_error(r, 503, "ledger_unavailable")  # authenticated, then the ledger is unreachable
     assert "retry" in err["message"] and r.headers["retry-after"] == "5"
+
+
+# ---------------------------------------------------------------- which paths are public
+
+
+def test_public_paths_match_whole_segments_only(env):
+    guard_public = env.app.state.public_paths
+    from broadcaster.api.intake import matches
+
+    assert matches("/api/v1/subscribe", guard_public) and matches("/api/v1/subscribe/confirm", guard_public)
+    assert matches("/api/v1/public/anything", guard_public)
+    assert not matches("/api/v1/subscribers", guard_public)  # the admin list is not public
+    assert not matches("/api/v1/subscribe-all", guard_public)
+    assert not matches("/api/v1/announcements", guard_public)
+
+
+def test_the_subscriber_admin_list_needs_a_token(env):
+    r = env.client.get("/api/v1/subscribers")
+    assert_error(r, 401, "unauthorized")
+
+
+# ---------------------------------------------------------------- content types
+
+
+def test_json_without_a_content_type_is_accepted(env):
+    r = env.client.post("/api/v1/announcements", content=json.dumps(BODY).encode(), headers=env.admin)
+    assert r.status_code == 202, r.text
+
+
+def test_a_form_encoded_body_gets_a_clear_415(env):
+    r = env.client.post("/api/v1/announcements", content=json.dumps(BODY).encode(),
+                        headers={**env.admin, "Content-Type": "application/x-www-form-urlencoded"})
+    err = assert_error(r, 415, "unsupported_media_type")
+    assert "application/json" in err["message"]
+
+
+def test_a_json_array_is_not_an_announcement(env):
+    r = env.client.post("/api/v1/announcements", json=[1, 2], headers=env.admin)
+    err = assert_error(r, 422, "invalid_request")
+    assert err["message"] == "the request body must be a JSON object"
