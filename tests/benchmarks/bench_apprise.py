@@ -58,7 +58,7 @@ def run(quick: bool = False, n: int | None = None, k: int = 4, workers: int = 1,
         print(f"\n== against Apprise: {msg}", flush=True)
         write_json(NAME, {"skipped": msg})
         return {"skipped": msg}
-    n = n or (40 if quick else 300)
+    n = n or (40 if quick else 200)
     timeout = 15 if quick else 40
     print(f"\n== against Apprise {apprise.__version__}: {n} announcements × {k} json:// posts, same stand-in ==",
           flush=True)

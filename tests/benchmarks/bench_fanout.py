@@ -61,7 +61,7 @@ class Rig:
     """The services of one fan-out run: Redis, stand-in, ledger, driver runtime, workers."""
 
     def __init__(self, bench: Bench, k: int, workers: int, concurrency: int, ledger: str | None = None,
-                 policy: dict | None = None, channels: dict | None = None):
+                 policy: dict | None = None, channels: dict | None = None, extra: dict | None = None):
         from broadcaster.runtime import Runtime
         from broadcaster.tasks import create_app
 
@@ -75,7 +75,7 @@ class Rig:
         self.standin = StandIn(bench)
         self.channels = channels or webhook_channels(self.standin, k)
         data = settings_data(ledger or f"sqlite:///{bench.dir}/ledger.db", bench.redis_url, self.channels,
-                             policy=policy)
+                             policy=policy, **(extra or {}))
         self.settings_path = bench.write_settings(data)
         self.settings = load(self.settings_path)
         self.rt = Runtime.from_settings(self.settings)
@@ -224,8 +224,8 @@ def _lat(first: list[float], allc: list[float], sub: list[float]) -> dict[str, A
 
 def run(quick: bool = False, n: int | None = None, k: int = 4, workers: int = 1, concurrency: int = 8,
         profile: bool = True) -> dict[str, Any]:
-    n = n or (40 if quick else 300)
-    m = 10 if quick else 40
+    n = n or (40 if quick else 200)
+    m = 10 if quick else 30
     rounds = 1 if quick else 2
     timeout = 15 if quick else 40
     print(f"\n== fan-out: {n} announcements × {k} webhook channels, {workers} worker process(es) × "

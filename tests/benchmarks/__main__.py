@@ -1,0 +1,81 @@
+"""``python -m tests.benchmarks [--quick] [--only NAME]``: run the benchmarks one after the other
+(each in its own private Redis, stand-ins and worker processes) and print a summary of the
+targets. ``make bench`` runs this."""
+
+from __future__ import annotations
+
+import argparse
+import time
+import traceback
+
+from . import bench_apprise, bench_email, bench_fanout, bench_intake, bench_recovery
+from .common import machine, table, write_json
+
+BENCHMARKS = {
+    "fanout": lambda quick: bench_fanout.run(quick),
+    "apprise": lambda quick: bench_apprise.run(quick),
+    "email": lambda quick: bench_email.run(quick),
+    "intake": lambda quick: bench_intake.run(quick),
+    "recovery": lambda quick: bench_recovery.run(quick),
+}
+
+
+def summary_rows(name: str, r: dict) -> list[list]:
+    if r.get("skipped"):
+        return [[name, "skipped", r["skipped"][:60], "-"]]
+    t = r.get("targets", {})
+    if name == "fanout":
+        lat = r["latency_system"]
+        return [[name, "ratio system ÷ bare Celery+httpx ≥ 0.9", r["ratio_median"], t.get("ratio>=0.9")],
+                [name, "p99 submit → first delivered ≤ 250 ms", f"{(lat['first_p99'] or 0) * 1000:.0f} ms",
+                 t.get("p99_first<=250ms")]]
+    if name == "apprise":
+        return [[name, "deliveries/s ≥ Apprise's (sequential notify)",
+                 f"{r['broadcaster']['deliveries_per_s']} vs {r['apprise_sequential']['deliveries_per_s']} "
+                 f"(×{r['ratio_vs_sequential']})", t.get(">=apprise")]]
+    if name == "email":
+        o = r["broadcaster"]
+        return [[name, "100,000 recipients ≤ 60 s", f"{o['time_for_all_s']} s for {r['params']['recipients']}"
+                 + (" (extrapolated)" if o.get("extrapolated") else ""), t.get("<=60s_for_100k")],
+                [name, "peak RSS ≤ 300 MB per worker", f"{o['rss_peak_mb']} MB", t.get("<=300MB_rss")],
+                [name, "≥ 0.7× the bare smtplib loop", f"×{r['ratio_vs_bare']}", t.get(">=0.7x_bare")]]
+    if name == "intake":
+        runs = r["runs"]
+        acc = ", ".join(f"{k}: {v.get('accepted_per_s')}" for k, v in runs.items() if k in ("sqlite", "postgresql"))
+        return [[name, "≥ 500 accepted/s (SQLite, PostgreSQL)", acc, t.get(">=500_accepted_per_s")],
+                [name, "junk refused ≥ 5,000/s", f"{runs['junk_no_auth']['refused_per_s']}/s",
+                 t.get("junk_refused>=5000_per_s")]]
+    if name == "recovery":
+        return [[name, "backlog drains at the rate limit", f"{r['drain_s']} s (ideal {r['ideal_drain_s']} s)",
+                 t.get("drains_at_rate_limit")],
+                [name, "no 1-s window above the bucket", f"max {r['max_in_any_window_of_per']} (bucket {r['bucket']})",
+                 t.get("no_burst_above_bucket")]]
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes: each benchmark well under a minute")
+    p.add_argument("--only", choices=sorted(BENCHMARKS), action="append", help="run only this one (repeatable)")
+    a = p.parse_args(argv)
+    names = a.only or list(BENCHMARKS)
+    results, rows, took = {}, [], {}
+    for name in names:
+        t0 = time.monotonic()
+        try:
+            results[name] = BENCHMARKS[name](a.quick)
+            rows += summary_rows(name, results[name])
+        except Exception as exc:  # noqa: BLE001 - report and go on with the next one
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            rows.append([name, "error", f"{type(exc).__name__}: {exc}"[:80], False])
+        took[name] = round(time.monotonic() - t0, 1)
+    print()
+    table(f"summary ({'quick' if a.quick else 'full'} run; seconds per benchmark: "
+          + ", ".join(f"{k} {v}" for k, v in took.items()) + ")", ["benchmark", "target", "measured", "met"], rows)
+    write_json("summary", {"quick": a.quick, "seconds": took, "rows": rows, "machine_at_end": machine()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,258 @@
+"""Intake: authenticated ``POST /api/v1/announcements`` with unique Idempotency-Keys against the
+real API (uvicorn, one process, exactly what ``broadcaster api`` runs) on SQLite and on
+PostgreSQL — accepted/s and p99 — and the rate at which unauthenticated junk is refused
+(no ``Authorization`` header at all, and a wrong bearer token).
+
+The load generator is ``wrk`` (``apt-get install wrk``) with a Lua script that gives every
+request its own Idempotency-Key; without wrk a bounded Python generator (httpx in threads) is
+used instead and the table says so. The token is created with ``broadcaster.tokens.TokenStore``;
+the token rate limit is lifted for the run (``api.rate_limit``), the anonymous one is left as
+configured. No worker runs: deliveries wait in the private Redis.
+
+    python -m tests.benchmarks.bench_intake [--quick] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import threading
+import time
+from typing import Any
+
+from .common import (
+    Bench,
+    free_port,
+    log,
+    ms,
+    pct,
+    pg_create,
+    print_profile,
+    pyspy_record,
+    pyspy_wait,
+    settings_data,
+    table,
+    top_frames,
+    wait_port,
+    write_json,
+)
+
+NAME = "intake"
+PAYLOAD = {"kind": "incident", "title": "Elevated API errors", "severity": "minor",
+           "body": "We are investigating elevated error rates on the public API; next update in 30 minutes."}
+
+WRK_SCRIPT = r"""
+local threads = {}
+local tcount = 0
+function setup(thread)
+  tcount = tcount + 1
+  thread:set("tid", tcount)
+  table.insert(threads, thread)
+end
+function init(args)
+  tid = wrk.thread:get("tid")
+  run = args[1] or "run"
+  mode = args[2] or "post"
+  token = args[3] or ""
+  n = 0
+  statuses = {}
+end
+function request()
+  n = n + 1
+  if mode == "post" then
+    return wrk.format("POST", "/api/v1/announcements",
+      {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json",
+       ["Idempotency-Key"] = run .. "-" .. tid .. "-" .. n}, BODY)
+  elseif mode == "badtoken" then
+    return wrk.format("POST", "/api/v1/announcements",
+      {["Authorization"] = "Bearer bct_not-a-real-token-" .. n, ["Content-Type"] = "application/json"}, BODY)
+  else
+    return wrk.format("POST", "/api/v1/announcements", {["Content-Type"] = "application/json"}, BODY)
+  end
+end
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local agg = {}
+  for _, t in ipairs(threads) do
+    local s = t:get("statuses")
+    for k, v in pairs(s) do agg[tostring(k)] = (agg[tostring(k)] or 0) + v end
+  end
+  local parts = {}
+  for k, v in pairs(agg) do table.insert(parts, string.format('"%s":%d', k, v)) end
+  io.write(string.format('BENCHJSON {"duration_us":%d,"requests":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},"statuses":{%s}}\n',
+    summary.duration, summary.requests, latency:percentile(50), latency:percentile(99), latency.max,
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
+    summary.errors.timeout, table.concat(parts, ",")))
+end
+"""
+
+
+def wrk_run(bench: Bench, port: int, mode: str, token: str, seconds: int, conns: int, run: str) -> dict[str, Any]:
+    script = bench.dir / "intake.lua"
+    script.write_text(f"BODY = {json.dumps(json.dumps(PAYLOAD))}\n" + WRK_SCRIPT)
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
+           f"http://127.0.0.1:{port}", "--", run, mode, token]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCHJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result: {out.stdout[-1000:]} {out.stderr[-1000:]}")
+    r = json.loads(line[len("BENCHJSON "):])
+    dur = r["duration_us"] / 1e6
+    st = {int(k): v for k, v in r["statuses"].items()}
+    return {"tool": "wrk", "seconds": round(dur, 2), "connections": conns, "requests": r["requests"], "statuses": st,
+            "req_per_s": round(r["requests"] / dur, 1), "p50_s": r["p50_us"] / 1e6, "p99_s": r["p99_us"] / 1e6,
+            "socket_errors": r["errors"]}
+
+
+def py_run(port: int, mode: str, token: str, seconds: int, conns: int, run: str) -> dict[str, Any]:
+    """The fallback generator: ``conns`` threads, one keep-alive httpx client each, bounded in time."""
+    import httpx
+
+    body = json.dumps(PAYLOAD)
+    stop = time.monotonic() + seconds
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def loop(tid: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            i = 0
+            while time.monotonic() < stop:
+                i += 1
+                h = {"Content-Type": "application/json"}
+                if mode == "post":
+                    h.update({"Authorization": f"Bearer {token}", "Idempotency-Key": f"{run}-{tid}-{i}"})
+                elif mode == "badtoken":
+                    h["Authorization"] = f"Bearer bct_not-a-real-token-{i}"
+                t = time.perf_counter()
+                code = c.post("/api/v1/announcements", content=body, headers=h).status_code
+                d = time.perf_counter() - t
+                with lock:
+                    lat.append(d)
+                    statuses[code] = statuses.get(code, 0) + 1
+
+    t0 = time.monotonic()
+    ths = [threading.Thread(target=loop, args=(i,)) for i in range(conns)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    dur = time.monotonic() - t0
+    return {"tool": "python", "seconds": round(dur, 2), "connections": conns, "requests": len(lat),
+            "statuses": statuses, "req_per_s": round(len(lat) / dur, 1), "p50_s": pct(lat, 50), "p99_s": pct(lat, 99)}
+
+
+def start_api(bench: Bench, ledger: str, name: str, k: int) -> tuple[Any, int, str]:
+    from broadcaster.ledger import Ledger
+    from broadcaster.tokens import TokenStore
+
+    from .common import load
+
+    channels = {f"wh{i}": {"kind": "webhook", "format": "generic", "url": f"http://127.0.0.1:9/hook/wh{i}"}
+                for i in range(k)}
+    data = settings_data(ledger, bench.redis_url, channels, api={"rate_limit": "10000000/1s"})
+    path = bench.write_settings(data, f"settings-{name}")
+    settings = load(path)
+    led = Ledger.open(settings.ledger)
+    raw, _info = TokenStore(led, settings).create(f"bench-{name}", actor="bench")
+    led.close()
+    port = free_port()
+    proc = bench.procs.py(f"api-{name}", "api", str(path), str(port))
+    wait_port(port, timeout=30, proc=proc)
+    return proc, port, raw
+
+
+def run(quick: bool = False, postgres: bool = True, k: int = 4, profile: bool = True) -> dict[str, Any]:
+    seconds = 5 if quick else 15
+    conns = 16
+    have_wrk = shutil.which("wrk") is not None
+    gen = "wrk" if have_wrk else "python (httpx threads; wrk not installed)"
+    print(f"\n== intake: POST /api/v1/announcements ({k} channels each), {seconds} s per run, {conns} connections, "
+          f"generator: {gen} ==", flush=True)
+
+    def load_run(bench, port, mode, token, secs, tag):
+        if have_wrk:
+            return wrk_run(bench, port, mode, token, secs, conns, tag)
+        return py_run(port, mode, token, secs, conns, tag)
+
+    res: dict[str, Any] = {"params": {"seconds": seconds, "connections": conns, "channels": k, "generator": gen,
+                                      "api_processes": 1}, "runs": {}}
+    prof = None
+    with Bench(NAME) as bench:
+        bench.start_redis()
+        backends = [("sqlite", f"sqlite:///{bench.dir}/ledger.db")]
+        if postgres:
+            try:
+                url, drop = pg_create()
+                bench.on_close(drop)
+                backends.append(("postgresql", url))
+            except Exception as exc:  # noqa: BLE001
+                msg = f"PostgreSQL unavailable ({type(exc).__name__}: {exc}); skipped"
+                print(msg, flush=True)
+                res["runs"]["postgresql"] = {"skipped": msg}
+        for name, url in backends:
+            proc, port, token = start_api(bench, url, name, k)
+            log(f"{name}: warm-up")
+            load_run(bench, port, "post", token, 1, f"warm-{name}")
+            log(f"{name}: authenticated posts with unique Idempotency-Keys")
+            spy, out = (None, None)
+            if profile and name == "sqlite":
+                spy, out = pyspy_record(bench, proc.pid, max(1, seconds - 2), f"intake-api-{name}")
+            r = load_run(bench, port, "post", token, seconds, f"run-{name}-{time.time():.0f}")
+            pyspy_wait(spy)
+            if out is not None:
+                prof = top_frames(out, 20)
+            r["accepted"] = r["statuses"].get(202, 0)
+            r["accepted_per_s"] = round(r["accepted"] / r["seconds"], 1)
+            res["runs"][name] = r
+            if name == "sqlite":
+                log("junk: no Authorization header")
+                j1 = load_run(bench, port, "noauth", "", seconds, "junk1")
+                log("junk: wrong bearer token")
+                j2 = load_run(bench, port, "badtoken", "", seconds, "junk2")
+                for j in (j1, j2):
+                    j["refused"] = sum(v for c, v in j["statuses"].items() if c in (401, 429))
+                    j["refused_per_s"] = round(j["refused"] / j["seconds"], 1)
+                res["runs"]["junk_no_auth"] = j1
+                res["runs"]["junk_bad_token"] = j2
+            bench.procs.stop(proc)
+    res["profile_api_sqlite"] = prof
+    runs = res["runs"]
+    acc = [runs[n].get("accepted_per_s") for n in ("sqlite", "postgresql") if "accepted_per_s" in runs.get(n, {})]
+    res["targets"] = {">=500_accepted_per_s": bool(acc and min(acc) >= 500),
+                      "junk_refused>=5000_per_s": runs["junk_no_auth"]["refused_per_s"] >= 5000}
+    rows = []
+    for label, key, what in (("accepted, SQLite", "sqlite", "accepted"), ("accepted, PostgreSQL", "postgresql", "accepted"),
+                             ("junk: no token", "junk_no_auth", "refused"), ("junk: wrong token", "junk_bad_token", "refused")):
+        r = runs.get(key)
+        if not r or "skipped" in r:
+            rows.append([label, "skipped", "-", "-", "-", "-"])
+            continue
+        rows.append([label, r[f"{what}_per_s"], r["req_per_s"], ms(r["p50_s"]), ms(r["p99_s"]),
+                     ", ".join(f"{c}×{v}" for c, v in sorted(r["statuses"].items()))])
+    table("intake", ["load", "good/s", "requests/s", "p50", "p99", "statuses"], rows)
+    print(f"targets: ≥ 500 accepted/s → {res['targets']['>=500_accepted_per_s']}; junk refused ≥ 5,000/s → "
+          f"{res['targets']['junk_refused>=5000_per_s']}", flush=True)
+    if prof:
+        print_profile("API profile, accepted posts on SQLite (py-spy)", prof)
+    write_json(NAME, res)
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("-k", type=int, default=4)
+    p.add_argument("--no-profile", action="store_true")
+    a = p.parse_args(argv)
+    run(a.quick, not a.no_postgres, a.k, not a.no_profile)
+
+
+if __name__ == "__main__":
+    main()
