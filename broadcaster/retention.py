@@ -34,7 +34,7 @@ def settings_of(settings: Settings | None) -> RetentionSettings:
         return RetentionSettings()
     if isinstance(raw, RetentionSettings):
         return raw
-    return RetentionSettings.model_validate(raw if isinstance(raw, dict) else raw.model_dump())
+    return RetentionSettings.model_validate(raw if isinstance(raw, dict) else {k: getattr(raw, k) for k in type(raw).model_fields})
 
 
 @dataclass

@@ -74,7 +74,7 @@ def settings_of(settings: Settings | None) -> SubscriberSettings:
     if isinstance(raw, SubscriberSettings):
         return raw
     try:
-        return SubscriberSettings.model_validate(raw if isinstance(raw, dict) else raw.model_dump())
+        return SubscriberSettings.model_validate(raw if isinstance(raw, dict) else {k: getattr(raw, k) for k in type(raw).model_fields})
     except ValidationError as exc:
         from .config import problems_of
 

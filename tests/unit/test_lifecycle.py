@@ -251,3 +251,18 @@ def test_retention_hook_runs_at_most_every_period(rt, clock):
     assert hook(rt) is None
     clock.t += 3600
     assert hook(rt) is not None
+
+
+def test_a_scheduler_acting_on_a_stale_read_replays_instead_of_posting_twice(tmp_path, clock, monkeypatch):
+    url = f"sqlite:///{tmp_path}/l.db"
+    first, second = make_runtime(url, clock), make_runtime(url, clock)
+    ann = maintenance(first, T0 + 10, T0 + 20)
+    stale = second.ledger.get_announcement(ann)  # read while the status still said "scheduled"
+    clock.t = T0 + 10
+    assert lifecycle.advance(first, ann, "in_progress") == "posted"
+    real = second.ledger.get_announcement
+    monkeypatch.setattr(second.ledger, "get_announcement", lambda i: stale if i == ann else real(i))
+    assert lifecycle.advance(second, ann, "in_progress") == "replayed"
+    assert statuses(first, ann) == ["in_progress"]
+    first.ledger.close()
+    second.ledger.close()

@@ -356,3 +356,21 @@ def test_admin_listing_pages_by_id(rt):
     rest = subs.list_subscribers(rt.ledger, limit=3, after=first[-1].id)
     assert len(first) == 3 and len(rest) == 2
     assert len({s.id for s in first + rest}) == 5
+
+
+def test_a_settings_section_from_config_keeps_its_secret(tmp_path):
+    from broadcaster.config import Secret, Strict
+
+    class FromConfig(Strict):  # what config.Settings.subscribers will hold
+        secret_key: Secret | None = None
+        critical_overrides_optout: bool = False
+
+    rt = make_runtime(tmp_path)
+    rt.settings = rt.settings.model_copy(update={"subscribers": FromConfig(secret_key=SECRET,
+                                                                          critical_overrides_optout=True)})
+    cfg = subs.settings_of(rt.settings)
+    assert cfg.secret_key.reveal() == SECRET and cfg.critical_overrides_optout
+    token = subs.unsubscribe_token(rt.settings, "sub_x")
+    assert subs.verify(rt.settings, token, "unsubscribe") == ["sub_x", "list"]
+    assert SECRET not in repr(cfg) and SECRET not in token
+    rt.ledger.close()
