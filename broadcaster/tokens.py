@@ -87,7 +87,7 @@ class TokenStore:
         digest = hash_token(raw)
         found = None
         for st in self.settings.tokens:  # every static token is compared, match or not
-            if hmac.compare_digest(st.hash.encode(), digest.encode()) and found is None:
+            if hmac.compare_digest(st.hash.strip().lower().encode(), digest.encode()) and found is None:
                 found = Principal(st.name, tuple(st.kinds), tuple(st.channels), st.admin)
         if found is not None or self.ledger is None:
             return found
