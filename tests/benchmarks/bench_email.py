@@ -28,6 +28,7 @@ from .common import (
     PY,
     Bench,
     free_port,
+    inclusive_of,
     log,
     print_profile,
     pyspy_record,
@@ -183,6 +184,10 @@ def run(quick: bool = False, recipients: int | None = None, profile: bool = True
                 "time_for_all_s": round(wall if done_at else n / per_s, 1) if per_s else None,
                 "extrapolated": done_at is None, "timeline": timeline[-10:]}
         prof = top_frames(prof_out, 20) if prof_out else None
+        if prof:
+            prof["breakdown"] = inclusive_of(prof_out, [
+                "Email.send", "Email._one", "build", "to_mime", "smtp_payload", "LedgerProgress.mark",
+                "Ledger.mark_items", "Ledger.extend_lease", "SmtpSender.deliver", "Email.audience"])
 
     ratio = ours["per_s"] / fixed["per_s"] if fixed["per_s"] else None
     ratio_mime = ours["per_s"] / mime["per_s"] if mime["per_s"] else None

@@ -25,6 +25,7 @@ from typing import Any
 from .common import (
     Bench,
     free_port,
+    inclusive_of,
     log,
     ms,
     pct,
@@ -207,6 +208,10 @@ def run(quick: bool = False, postgres: bool = True, k: int = 4, profile: bool = 
             pyspy_wait(spy)
             if out is not None:
                 prof = top_frames(out, 20)
+                prof["breakdown"] = inclusive_of(out, [
+                    "IntakeGuard._admit", "TokenStore.verify", "Limiter.wait", "submit", "AnnouncementIn.model_validate",
+                    "Ledger._replay", "Ledger.create_announcement", "Ledger.deliveries_of", "Runtime.enqueue",
+                    "status_of", "Ledger.events_of", "announcement_detail", "DefaultDialect.do_execute"])
             r["accepted"] = r["statuses"].get(202, 0)
             r["accepted_per_s"] = round(r["accepted"] / r["seconds"], 1)
             res["runs"][name] = r

@@ -529,7 +529,9 @@ def wait_consumers(bench: Bench, n: int, procs: list[subprocess.Popen], timeout:
 
 def pyspy_record(bench: Bench, pid: int, seconds: float, name: str) -> tuple[subprocess.Popen | None, Path]:
     """Start sampling ``pid`` for ``seconds`` (collapsed stacks); returns (process, output)."""
-    out = bench.dir / f"{name}.collapsed"
+    (OUT / "profiles").mkdir(parents=True, exist_ok=True)
+    out = OUT / "profiles" / f"{name}.collapsed"
+    out.unlink(missing_ok=True)
     binary = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
     if not Path(binary).exists():
         return None, out
@@ -584,11 +586,36 @@ def top_frames(collapsed: Path, n: int = 15, focus: str | None = None) -> dict[s
     return {"samples": total, "self": share(self_c), "inclusive": share(incl_c)}
 
 
+def inclusive_of(collapsed: Path | None, names: Iterable[str]) -> dict[str, float]:
+    """Share of samples (in %) whose stack contains a frame of each named function
+    (``Class.method`` or ``function``, matched exactly on the function part of the frame)."""
+    if collapsed is None or not collapsed.exists():
+        return {}
+    names = list(names)
+    hits = collections.Counter()
+    total = 0
+    for line in collapsed.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        c = int(count)
+        total += c
+        funcs = {f.partition(" (")[0] for f in stack.split(";")}
+        for n in names:
+            if n in funcs:
+                hits[n] += c
+    return {n: round(100.0 * hits[n] / total, 1) if total else 0.0 for n in names}
+
+
 def print_profile(title: str, prof: dict[str, Any], n: int = 12) -> None:
     print(f"{title}: {prof.get('samples', 0)} samples", flush=True)
     for label in ("self", "inclusive"):
         print(f"  top {label}:", flush=True)
         for name, share in prof.get(label, [])[:n]:
+            print(f"    {share:5.1f}%  {name}", flush=True)
+    if prof.get("breakdown"):
+        print("  inclusive share of selected functions:", flush=True)
+        for name, share in prof["breakdown"].items():
             print(f"    {share:5.1f}%  {name}", flush=True)
 
 
