@@ -227,7 +227,7 @@ def test_extend_lease_only_for_the_owner(ledger, clock):
     assert ledger.get_delivery(d.id).lease_until == NOW + 9
 
 
-def test_force_moves_only_from_the_given_states(ledger):
+def test_force_moves_only_from_the_given_states_and_missing_rows_are_not_found(ledger):
     _, [d, _] = create(ledger)
     assert ledger.force(d.id, S.CANCELLED, "stop", actor="op", from_states=[S.FAILED]) is False
     assert ledger.force(d.id, S.CANCELLED, "stop", actor="op", from_states=[S.PENDING]) is True
@@ -235,6 +235,12 @@ def test_force_moves_only_from_the_given_states(ledger):
     assert ledger.events_of(d.id)[-1].reason == "stop (by op)"
     with pytest.raises(NotFound):
         ledger.force("dlv_missing", S.CANCELLED, "x", actor="op", from_states=[S.PENDING])
+    with pytest.raises(NotFound):
+        ledger.get_announcement("ann_missing")
+    with pytest.raises(NotFound):
+        ledger.get_delivery("dlv_missing")
+    with pytest.raises(NotFound):
+        ledger.get_update("upd_missing")
 
 
 # ---------------------------------------------------------------- sweeps
@@ -394,11 +400,3 @@ def test_migrations_are_idempotent_and_reach_latest(ledger_url):
     finally:
         lg.close()
 
-
-def test_get_missing_rows_raise_not_found(ledger):
-    with pytest.raises(NotFound):
-        ledger.get_announcement("ann_missing")
-    with pytest.raises(NotFound):
-        ledger.get_delivery("dlv_missing")
-    with pytest.raises(NotFound):
-        ledger.get_update("upd_missing")

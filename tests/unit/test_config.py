@@ -389,7 +389,7 @@ TOP = st.fixed_dictionaries({}, optional={
 }) | DOCS
 
 
-@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(TOP)
 def test_load_settings_raises_only_config_error(data):
     try:
