@@ -234,7 +234,9 @@ def test_facebook_update_is_a_comment_on_the_page_post(env):
     assert str(update.state) == "delivered", update.last_error
     comment = [r for r in env.box.requests("facebook") if r["method"] == "POST" and r["path"].endswith("/comments")]
     assert len(comment) == 1 and comment[0]["path"] == f"/facebook/v19.0/{post.remote_id}/comments"
-    assert len(live_posts(env.box, "facebook")) == 1, "the update must not become a second page post"
+    feed = [r for r in env.box.requests("facebook") if r["method"] == "POST" and r["path"].endswith("/feed")]
+    assert len(feed) == 1, "the update must not become a second page post"
+    assert [p["id"] for p in live_posts(env.box, "facebook") if not p.get("reply_to")] == [post.remote_id]
 
 
 # ---------------------------------------------------------------- fault modes
@@ -341,6 +343,15 @@ def test_email_dropped_after_data_resends_only_that_address_with_the_same_messag
     dropped, other = MAIL_TO  # the first mail of the pass is the one dropped
     assert len(got[other]) == 1
     assert len(got[dropped]) == 2 and got[dropped][0] == got[dropped][1]
+
+
+def test_email_server_down_for_a_while_then_everyone_gets_one_mail(env):
+    env.box.set_fault("smtp", "down", count=3)  # 421 at MAIL on the next three transactions
+    ann = submit(env.system, ["email"])
+    [d] = env.settle(ann)
+    assert str(d.state) == "delivered", reasons(env.system, d.id)
+    assert d.attempts == 4
+    assert sorted(r for m in env.box.messages() for r in m["rcpt_tos"]) == sorted(MAIL_TO)
 
 
 @pytest.mark.parametrize("channel", ["x", "facebook"])
