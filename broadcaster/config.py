@@ -186,6 +186,8 @@ class ApiSettings(Strict):
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     rate_limit: Rate = (120, 60.0)  # per token
     anonymous_rate_limit: Rate = (30, 60.0)  # per address, unauthenticated
+    #: addresses of reverse proxies whose X-Forwarded-For is believed (e.g. ["127.0.0.1"])
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class WorkerSettings(Strict):
@@ -198,6 +200,21 @@ class SandboxSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8099, ge=1, le=65535)
     smtp_port: int = Field(8025, ge=1, le=65535)
+
+
+class SubscribersSettings(Strict):
+    secret_key: Secret | None = None  # signs confirmation and unsubscribe links; else $BROADCASTER_SECRET_KEY
+    confirmation_channel: str | None = None  # an email channel that sends double opt-in mails
+    critical_overrides_optout: bool = False
+    confirm_within: Duration = 7 * 86400.0
+    lists: tuple[str, ...] = ()
+    promotion_kinds: tuple[str, ...] = ("promotion",)
+
+
+class RetentionSettings(Strict):
+    keep_events: Duration | None = 90 * 86400.0  # delivery-attempt history
+    keep_announcements: Duration | None = None  # never pruned unless set
+    every: Duration = 3600.0
 
 
 class StaticToken(Strict):
@@ -231,6 +248,8 @@ class Settings(Strict):
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    subscribers: SubscribersSettings = SubscribersSettings()
+    retention: RetentionSettings = RetentionSettings()
     source: str | None = None  # path the settings were read from
 
     # -- derived look-ups (plain functions of the frozen data)
@@ -379,6 +398,9 @@ def _cross_check(settings: Settings, problems: list) -> None:
                 problems.append((f"policy.channels.{ch}.fallback[{i}]", f"no channel named {fb!r}"))
             elif fb == ch:
                 problems.append((f"policy.channels.{ch}.fallback[{i}]", "a channel cannot fall back to itself"))
+    conf = settings.subscribers.confirmation_channel
+    if conf is not None and (conf not in names or settings.channels[conf].kind != "email"):
+        problems.append(("subscribers.confirmation_channel", f"no email channel named {conf!r}"))
     for i, kind in enumerate(settings.quiet_during_incidents):
         if kind not in KINDS:
             problems.append((f"quiet_during_incidents[{i}]", f"unknown kind (one of {', '.join(KINDS)})"))

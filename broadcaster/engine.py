@@ -82,8 +82,9 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None) -> str
                           "reason": f"fallback for {d.channel} ({d.id})"} for fb in pol.fallback]
         ok = ledger.transition(d, state, reason, owner=owner, fallbacks=fallbacks, **kw)
         if not ok:
-            log.warning("delivery %s: lease lost before recording %s", d.id, state)
+            log.warning("delivery %s: lease lost before recording %s", d.id, state, extra=_ids(d, state))
             return "lease_lost"
+        log.info("delivery %s to %s: %s (%s)", d.id, d.channel, state, reason[:200], extra=_ids(d, state))
         if fallbacks:
             _enqueue_new_fallbacks(runtime, d)
         due = kw.get("due_at")
@@ -140,7 +141,7 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None) -> str
     except DeliveryError as exc:
         return _after_error(runtime, d, exc, pol, channel, finish)
     except Exception as exc:  # noqa: BLE001 - an adapter bug: the request may have gone out
-        log.exception("delivery %s: unexpected error in %s adapter", d.id, d.channel)
+        log.exception("delivery %s: unexpected error in %s adapter", d.id, d.channel, extra=_ids(d))
         err = AmbiguousDelivery(f"internal error in the {channel.kind} adapter ({type(exc).__name__})")
         return _after_error(runtime, d, err, pol, channel, finish)
     runtime.breaker.success(d.channel)
@@ -154,9 +155,16 @@ def _after_error(runtime: Runtime, d: Delivery, exc: DeliveryError, pol, channel
     dec = policy_mod.decide(exc, attempt=d.attempts + 1, now=runtime.clock(), deadline_at=d.deadline_at, policy=pol,
                             idempotent=bool(channel.idempotent), can_lookup=bool(channel.can_lookup),
                             public=bool(channel.public))
-    log.info("delivery %s to %s: %s → %s", d.id, d.channel, type(exc).__name__, dec.state)
     return finish(dec.state, dec.reason, due_at=dec.due_at, attempted=dec.attempted, response=exc.response,
                   error=str(exc), maybe_sent=dec.maybe_sent, fall_back=dec.fall_back)
+
+
+def _ids(d: Delivery, state=None) -> dict:
+    """Structured log fields (see broadcaster.logs)."""
+    out = {"delivery_id": d.id, "announcement_id": d.announcement_id, "channel": d.channel}
+    if state is not None:
+        out["state"] = str(state)
+    return out
 
 
 def _peek(runtime: Runtime, delivery_id: str) -> Delivery | None:

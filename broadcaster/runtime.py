@@ -107,8 +107,9 @@ class Runtime:
 
     def _subscribers(self, lists, post):
         """Subscriber source for e-mail channels: ``(address, unsubscribe_url)`` pairs."""
-        fn = getattr(self.ledger, "subscribers_for", None)
-        return fn(lists, post, public_url=self.settings.public_url) if fn else []
+        from .subscribers import subscribers_for
+
+        return subscribers_for(self.ledger, lists, post, public_url=self.settings.public_url, settings=self.settings)
 
     def close(self) -> None:
         for ch in self._channels.values():

@@ -19,6 +19,7 @@ from .runtime import Runtime
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEEP = 48 * 3600.0  # PRODUCT.md promises at least 24 h
+HEARTBEAT_KEY = "bc:scheduler:last_tick"  # exported by /metrics for the "scheduler not running" alert
 
 
 @dataclass
@@ -69,9 +70,27 @@ def _cancel_quiet(runtime: Runtime, kinds) -> int:
     return n
 
 
+def _heartbeat(runtime: Runtime) -> None:
+    if runtime.redis is None:
+        return
+    try:
+        runtime.redis.set(HEARTBEAT_KEY, f"{time.time():.3f}", ex=3600)
+    except Exception:  # noqa: BLE001 - Redis down: the sweep itself still ran
+        pass
+
+
+def install_feature_hooks() -> None:
+    """Maintenance windows, bounce marking and retention run inside the sweep (once per process)."""
+    from . import lifecycle, retention, subscribers
+
+    if not any(getattr(h, "__name__", "") == "maintenance_hook" for h in TICK_HOOKS):
+        TICK_HOOKS.extend([lifecycle.maintenance_hook, subscribers.BounceWatcher(), retention.RetentionHook()])
+
+
 def run(runtime: Runtime, stop: threading.Event | None = None) -> None:
     """Loop until ``stop`` is set. Survives ledger and broker outages, logging once per outage."""
     stop = stop or threading.Event()
+    install_feature_hooks()
     interval = runtime.settings.scheduler.interval
     failing = False
     last_prune = 0.0
@@ -85,6 +104,7 @@ def run(runtime: Runtime, stop: threading.Event | None = None) -> None:
             if time.time() - last_prune > 3600:
                 runtime.ledger.prune_idempotency(time.time() - IDEMPOTENCY_KEEP)
                 last_prune = time.time()
+            _heartbeat(runtime)
             if failing:
                 log.warning("scheduler: ledger reachable again")
             failing = False

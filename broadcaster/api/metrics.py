@@ -65,6 +65,17 @@ class LedgerCollector:
             yield up
             yield from families
         yield self._breakers()
+        yield self._scheduler()
+
+    def _scheduler(self):
+        fam = GaugeMetricFamily("broadcaster_scheduler_last_tick_timestamp_seconds",
+                                "When a scheduler last finished a sweep (Unix time; 0 = never or unknown)")
+        try:
+            raw = self.rt.redis.get(SCHEDULER_HEARTBEAT) if self.rt.redis is not None else None
+            fam.add_metric([], float(raw or 0))
+        except Exception:  # noqa: BLE001 - a scrape must never fail
+            fam.add_metric([], 0.0)
+        return fam
 
     def _from_ledger(self):
         ledger = self.rt.ledger
@@ -127,6 +138,9 @@ class LedgerCollector:
             except Exception:  # noqa: BLE001
                 fam.add_metric([name], -1)
         return fam
+
+
+from ..scheduler import HEARTBEAT_KEY as SCHEDULER_HEARTBEAT  # noqa: E402
 
 
 class MetricsMiddleware:

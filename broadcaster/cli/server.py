@@ -108,7 +108,9 @@ def api(ctx, host, port):
 
     app = create_app(settings)
     uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, log_level="warning",
-                timeout_keep_alive=5, timeout_graceful_shutdown=5, proxy_headers=False)
+                timeout_keep_alive=5, timeout_graceful_shutdown=5,
+                proxy_headers=bool(settings.api.trusted_proxies),
+                forwarded_allow_ips=",".join(settings.api.trusted_proxies) or None)
 
 
 @main.command()
