@@ -263,7 +263,9 @@ def run(quick: bool = False, n: int | None = None, k: int = 4, workers: int = 1,
 
         ratios = [x["ratio"] for x in results["rounds"] if x["ratio"]]
         best = max(results["rounds"], key=lambda x: x["ratio"] or 0)
-        results["ratio_median"] = sorted(ratios)[len(ratios) // 2] if ratios else None
+        import statistics
+
+        results["ratio_median"] = round(statistics.median(ratios), 3) if ratios else None
         results["ratio_best"] = best["ratio"]
         lat = results["latency_system"]
         results["targets"] = {

@@ -169,7 +169,7 @@ def start_api(bench: Bench, ledger: str, name: str, k: int) -> tuple[Any, int, s
 
 
 def run(quick: bool = False, postgres: bool = True, k: int = 4, profile: bool = True) -> dict[str, Any]:
-    seconds = 5 if quick else 15
+    seconds = 3 if quick else 15
     conns = 16
     have_wrk = shutil.which("wrk") is not None
     gen = "wrk" if have_wrk else "python (httpx threads; wrk not installed)"
