@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_serializer, field_validator
 
 from .errors import ConfigError
 from .models import KINDS
@@ -74,6 +74,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("not a duration (use e.g. 30s, 5m, 2h)")
     if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite duration (use e.g. 30s, 5m, 2h)")
         if value < 0:
             raise ValueError("must not be negative")
         return float(value)
@@ -86,7 +88,13 @@ def parse_duration(value: Any) -> float:
 def parse_rate(value: Any) -> tuple[int, float]:
     """``"300/5m"`` → (300 requests, 300 seconds); ``"1/s"`` → (1, 1.0)."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        return int(value[0]), float(value[1])
+        try:
+            limit, per = int(value[0]), float(value[1])
+        except (TypeError, ValueError):
+            raise ValueError(f"not a rate: {value!r} (use e.g. 300/5m, 1/s)") from None
+        if limit <= 0 or not (0 < per < float("inf")):
+            raise ValueError(f"not a rate: {value!r} (a positive count per a positive time)")
+        return limit, per
     m = re.match(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$", str(value))
     if not m or int(m.group(1)) <= 0:
         raise ValueError(f"not a rate: {value!r} (use e.g. 300/5m, 1/s)")
@@ -94,6 +102,11 @@ def parse_rate(value: Any) -> tuple[int, float]:
     if per <= 0:
         raise ValueError(f"not a rate: {value!r}")
     return int(m.group(1)), per
+
+
+def mask_url_password(url: str) -> str:
+    """``scheme://user:secret@host`` → ``scheme://user:***@host`` for anything shown to people."""
+    return re.sub(r"(//[^:/@\s]*):[^@/\s]*@", r"\1:***@", str(url))
 
 
 def _url(value: Any) -> str:
@@ -252,6 +265,14 @@ class Settings(Strict):
     retention: RetentionSettings = RetentionSettings()
     source: str | None = None  # path the settings were read from
 
+    @field_serializer("ledger", "broker", "redis")
+    def _mask_urls(self, value: str | None) -> str | None:
+        return mask_url_password(value) if value else value
+
+    def __repr_args__(self):
+        for key, value in super().__repr_args__():
+            yield key, (mask_url_password(value) if key in ("ledger", "broker", "redis") and value else value)
+
     # -- derived look-ups (plain functions of the frozen data)
 
     def channel(self, name: str) -> ChannelSettings:
@@ -261,8 +282,16 @@ class Settings(Strict):
         override = self.policy.channels.get(channel)
         if override is None:
             return self.policy.defaults
-        changes = {k: getattr(override, k) for k in override.model_fields_set if getattr(override, k) is not None}
-        return self.policy.defaults.model_copy(update=changes)
+        base = self.policy.defaults
+        changes = {}
+        for key in override.model_fields_set:
+            value = getattr(override, key)
+            if value is None:
+                continue
+            if isinstance(value, BaseModel):  # nested: only the keys the override names
+                value = getattr(base, key).model_copy(update={k: getattr(value, k) for k in value.model_fields_set})
+            changes[key] = value
+        return base.model_copy(update=changes)
 
     def deadline_for(self, kind: str, channel: str) -> float:
         if kind in self.policy.deadlines:
@@ -370,6 +399,9 @@ def _validate_channels(raw: dict[str, Any], problems: list) -> dict[str, Channel
         if kind is None:
             problems.append((f"{path}.kind", "required key is missing"))
             continue
+        if not isinstance(kind, str):
+            problems.append((f"{path}.kind", f"must be a string (one of {', '.join(registry.kinds())})"))
+            continue
         cls = registry.channel_class(kind)
         if cls is None:
             problems.append((f"{path}.kind", f"unknown channel kind {kind!r} (one of {', '.join(registry.kinds())})"))
@@ -420,6 +452,13 @@ def load_settings(data: dict[str, Any], *, env: dict[str, str] | None = None, so
         settings = Settings.model_validate({**data, "source": source})
     except ValidationError as exc:
         problems.extend(problems_of(exc))
+        # drop the broken sections and cross-check the rest, so every problem shows in one run
+        broken = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        try:
+            partial = Settings.model_validate({k: v for k, v in data.items() if k not in broken})
+            _cross_check(partial.model_copy(update={"channels": channels}), problems)
+        except ValidationError:
+            pass
         raise ConfigError(problems) from None
     settings = settings.model_copy(update={"channels": channels})
     _cross_check(settings, problems)

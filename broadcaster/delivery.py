@@ -102,9 +102,13 @@ def decide(
                             maybe_sent=True)
         if attempt >= policy.attempts:
             return Decision(S.UNKNOWN, f"{message}; out of attempts and the outcome could not be confirmed", maybe_sent=True)
+        due = now + backoff(attempt, policy, rng)
+        if deadline_at is not None and due > deadline_at:
+            return Decision(S.UNKNOWN, f"{message}; the deadline passes before it could be confirmed — check the "
+                                       "channel", maybe_sent=True)
         how = ("re-sent with the same idempotency key" if idempotent else "looked up before any re-send"
                if can_lookup else "re-sent (a private channel: at-least-once for the uncertain items only)")
-        return retry_at(now + backoff(attempt, policy, rng), f"{message}; will be {how}", maybe_sent=True)
+        return retry_at(due, f"{message}; will be {how}", maybe_sent=True)
     if isinstance(exc, TransientError):
         if attempt >= policy.attempts:
             return _give_up(f"{message}; gave up after {attempt} attempts", policy)

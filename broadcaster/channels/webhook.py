@@ -27,7 +27,7 @@ class WebhookSettings(ChannelSettings):
     url: SecretUrl  # chat webhook URLs are credentials: never logged
     format: Literal["generic", "slack", "discord", "teams"] = "generic"
     secret: Secret | None = None  # generic: "whsec_<base64>" (or any string)
-    headers: dict[str, str] = {}
+    headers: dict[str, Secret] = {}  # extra headers often carry credentials
     username: str | None = None  # discord display name
 
 
@@ -124,7 +124,7 @@ class Webhook(Channel):
 
     def send(self, post: Post, *, key: str, progress=None) -> Receipt:
         body = json.dumps(self.payload(post, key), separators=(",", ":"), ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json", **self.settings.headers}
+        headers = {"Content-Type": "application/json", **{k: v.reveal() for k, v in self.settings.headers.items()}}
         msg_id = f"msg_{key}"
         if self.fmt == "generic":
             ts = int(self.clock())

@@ -154,7 +154,8 @@ class Ledger:
             existing = self._replay(*idempotency)
             if existing:
                 return existing, False
-        ann_id = fields.get("id") or new_id("ann")
+        fields = dict(fields)
+        ann_id = fields.pop("id", None) or new_id("ann")
         try:
             with self.tx() as conn:
                 if idempotency:
@@ -238,7 +239,12 @@ class Ledger:
         if open_only:
             q = q.where(a.c.resolved_at.is_(None), a.c.retracted_at.is_(None))
         if before:
-            q = q.where(a.c.id < before)
+            with self.read() as conn:
+                cursor = conn.execute(select(a.c.created_at).where(a.c.id == before)).scalar()
+            if cursor is None:
+                q = q.where(a.c.id < before)
+            else:  # the same order as the listing: (created_at, id) descending
+                q = q.where(or_(a.c.created_at < cursor, and_(a.c.created_at == cursor, a.c.id < before)))
         if state:
             q = q.where(a.c.id.in_(select(t.deliveries.c.announcement_id).where(t.deliveries.c.state == state)))
         with self.read() as conn:

@@ -108,8 +108,6 @@ def test_idempotency_keys_are_pruned_by_age(ledger, clock):
     assert ledger.replay("ci", "old", "h") is None and ledger.replay("ci", "new", "h") is not None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ledger/repository.py create_announcement reads fields['id'] but also "
-                                       "passes **fields to .values(id=...) → TypeError 'multiple values for id'")
 def test_create_announcement_accepts_a_chosen_id(ledger):
     ann_id, _ = ledger.create_announcement(fields(id="ann_chosen"), [{"channel": "a"}], actor="t")
     assert ann_id == "ann_chosen"
@@ -363,9 +361,6 @@ def test_list_filters(ledger, clock):
     assert ledger.list_announcements(kind="maintenance") == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ledger/repository.py list_announcements orders by (created_at, id) but "
-                                       "pages with `id < before` alone; when id order and created_at order differ "
-                                       "(clock skew between servers, same-millisecond ids) a page skips rows")
 def test_before_paging_follows_the_list_order_even_when_ids_disagree(ledger, clock):
     first, _ = create(ledger, title="on a server whose clock runs ahead")
     time.sleep(0.002)

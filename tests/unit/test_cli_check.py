@@ -109,8 +109,6 @@ def test_every_server_command_reports_config_errors_the_same_way(tmp_path, args)
     assert "Traceback" not in output_of(result)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config._validate_channels hashes `kind`; `kind: [webhook]` raises "
-                                       "TypeError, so `check` dies with a traceback instead of exit 2")
 def test_list_valued_channel_kind_is_a_config_error_not_a_crash(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("channels:\n  hook: {kind: [webhook], url: 'https://h.example/x'}\n")

@@ -140,16 +140,12 @@ def test_fallback_in_defaults_to_a_channel_itself_is_refused_for_that_channel():
     assert found == {"policy.channels.b.fallback[0]": "a channel cannot fall back to itself"}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config.load_settings returns early when Settings validation fails, "
-                                       "so cross-checks (routes/fallbacks) are not reported with the other problems")
 def test_type_errors_and_cross_check_problems_are_reported_in_the_same_error():
     found = problems({"channels": {"hook": HOOK}, "routes": {"incident": ["ghost"]}, "api": {"port": "x"}})
     assert "api.port" in found
     assert "routes.incident[0]" in found
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config._validate_channels passes an unhashable `kind` to "
-                                       "registry.channel_class → TypeError instead of ConfigError")
 @pytest.mark.parametrize("kind", [["webhook"], {"a": 1}])
 def test_non_string_channel_kind_is_a_config_error(kind):
     found = problems({"channels": {"x": {"kind": kind, "url": "https://x.example"}}})
@@ -173,15 +169,12 @@ def test_bad_durations(bad):
         parse_duration(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config.parse_duration accepts float nan/inf (YAML .nan/.inf)")
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_durations_are_refused(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config.parse_duration accepts float nan/inf (YAML .nan/.inf): "
-                                       "a nan deadline never expires, comparisons are always false")
 def test_nan_deadline_is_refused_by_load_settings():
     problems({"policy": {"defaults": {"deadline": float("nan")}}})
 
@@ -200,8 +193,6 @@ def test_bad_rates(bad):
         parse_rate(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config.parse_rate accepts a [limit, per] list without checking it: "
-                                       "[1, 0] or [0, 1] pass validation and later divide by zero in the limiter")
 @pytest.mark.parametrize("bad", [[1, 0], [0, 1], [-1, -1]])
 def test_list_rates_are_validated_like_strings(bad):
     found = problems({"policy": {"defaults": {"rate_limit": bad}}})
@@ -238,9 +229,6 @@ def test_policy_for_merges_overrides_over_defaults():
     assert s.policy.defaults.attempts == 4, "overrides never change the defaults"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Settings.policy_for merges shallowly: a partial nested override "
-                                       "(backoff.base, breaker.failures) resets its siblings to the class defaults "
-                                       "instead of inheriting policy.defaults")
 def test_policy_for_merges_nested_sections_too():
     s = load_settings({"channels": {"a": HOOK},
                        "policy": {"defaults": {"backoff": {"base": "1s", "max": "60s"}, "breaker": {"cooldown": "2m"}},
@@ -303,16 +291,12 @@ def test_secrets_never_appear_in_repr_str_or_dumps():
         assert SECRET_VALUE not in text
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: channels/webhook.py WebhookSettings.headers is dict[str, str]: an "
-                                       "Authorization header (a credential) shows in repr/model_dump of the settings")
 def test_webhook_credential_headers_are_masked():
     s = load_settings({"channels": {"h": {**HOOK, "headers": {"Authorization": "Bearer ${TOKEN}"}}}},
                       env={"TOKEN": SECRET_VALUE})
     assert SECRET_VALUE not in repr(s.channels["h"]) + s.channels["h"].model_dump_json()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config.Settings.ledger/broker/redis are plain str: a password in the "
-                                       "database or Redis URL shows in repr(settings) and model_dump (guarantee 8)")
 def test_passwords_in_service_urls_are_masked():
     s = load_settings({"ledger": "postgresql://bc:${TOKEN}@db/bc", "broker": "redis://:${TOKEN}@redis:6379/0"},
                       env={"TOKEN": SECRET_VALUE})
@@ -391,7 +375,7 @@ SCALARS = (st.none() | st.booleans() | st.integers(-10**6, 10**6)
            | st.sampled_from(["webhook", "mastodon", "slack", "generic", "1/s", "300/5m", "5m", "250ms", "-1s",
                               "https://x.example", "not a url", "${NOPE}", "${X:-1s}", "", "hook", "incident"])
            | st.text(max_size=12))
-# channel kind is drawn from scalars only: the unhashable-kind bug has its own xfail test above
+# channel kind is drawn from scalars only: unhashable kinds have their own test above
 DOCS = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=5),
                     max_leaves=25)
 CHANNEL = st.fixed_dictionaries({"kind": st.sampled_from(["webhook", "mastodon", "email", "nope", 3, None])},
@@ -418,7 +402,6 @@ def test_load_settings_raises_only_config_error(data):
         assert isinstance(s, Settings)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config._validate_channels: unhashable `kind` raises TypeError")
 @hsettings(max_examples=50, deadline=None)
 @given(st.dictionaries(st.just("x"), st.fixed_dictionaries({"kind": DOCS}), min_size=1))
 @example({"x": {"kind": ["webhook"]}})

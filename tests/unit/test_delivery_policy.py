@@ -168,9 +168,6 @@ def test_ambiguous_out_of_attempts_is_unknown_never_failed():
     assert d.state == S.UNKNOWN and d.maybe_sent is True and not d.fall_back
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: delivery.decide: an AmbiguousDelivery whose retry would fall after "
-                                       "the deadline ends failed/fallen_back (maybe_sent=True) instead of unknown "
-                                       "although it may have landed; the out-of-attempts branch says unknown")
 def test_ambiguous_past_the_deadline_is_unknown():
     d = run(AmbiguousDelivery("timeout"), attempt=1, idempotent=True, deadline_at=NOW - 1)
     assert d.maybe_sent is True
