@@ -1,0 +1,194 @@
+"""Schemathesis against our own OpenAPI, in-process over ASGI (no network), with an admin token.
+
+Every operation in ``/openapi.json`` gets schema-valid ("positive") and schema-violating
+("negative") requests generated from the spec. Promise checked (PRODUCT.md, Interfaces): no
+request, however odd, gets a 5xx; every error is ``{"error": {"code", "message", "details"}}``;
+every 2xx answer matches its documented schema and content type. Hypothesis is derandomized,
+so a run is reproducible; at least 1,000 cases are generated overall (figures printed at the end).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+import warnings
+
+import pytest
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+schemathesis = pytest.importorskip("schemathesis")
+
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from schemathesis import GenerationMode  # noqa: E402
+from schemathesis import checks as sc  # noqa: E402
+
+from .conftest import Env, config  # noqa: E402
+
+#: examples per operation and generation mode; 21 operations, most in both modes: ≈ 1,300 cases
+EXAMPLES = 45
+MIN_CASES = 1000
+#: documented-schema checks that must hold for every answer (status codes are checked apart:
+#: see test_openapi_documents_the_generic_error_statuses)
+CHECKS = [sc.not_a_server_error, sc.content_type_conformance, sc.response_schema_conformance,
+          sc.response_headers_conformance]
+
+STATS: dict = {"cases": 0, "by_status": collections.Counter(), "seconds": 0.0, "operations": 0}
+
+
+def _env(tmp_path_factory) -> Env:
+    # generous limits: the fuzzer is one client making a thousand requests
+    return Env(tmp_path_factory.mktemp("fuzz"),
+               config(api={"max_body_bytes": 64 * 1024, "rate_limit": "1000000/m",
+                           "anonymous_rate_limit": "1000000/m"}))
+
+
+@pytest.fixture(scope="module")
+def fuzz_env(tmp_path_factory):
+    e = _env(tmp_path_factory)
+    yield e
+    e.client.close()
+    e.ledger.close()
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzz_env):
+    schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_env.app)
+    # the token is ours to choose (always a valid admin one); fuzz everything else
+    schema.config.generation.update(with_security_parameters=False)
+    return schema
+
+
+def repaired(data, body):
+    """Half of the schema-valid bodies get the few values the spec cannot express (``kind`` and
+    ``severity`` are plain strings there, checked in code; channels must exist), so generated
+    text also travels the success path — ledger write, 202 — not only the 422 one."""
+    from broadcaster.models import KINDS
+
+    if not isinstance(body, dict) or "kind" not in body or not data.draw(st.booleans(), label="repair"):
+        return body
+    body = dict(body, kind=data.draw(st.sampled_from(KINDS), label="kind"))
+    for key in ("severity", "status", "window", "publish_at"):
+        body.pop(key, None)
+    body["channels"] = data.draw(st.lists(st.sampled_from(["hook", "ops-chat", "discord"]), max_size=3,
+                                          unique=True), label="channels")
+    body["variants"] = {}
+    if isinstance(body.get("url"), str):
+        body["url"] = "https://example.test/" + body["url"][:100]
+    return body
+
+
+def _operations():
+    # collected at import: a throw-away app, only to learn the operation labels
+    import tempfile
+    from pathlib import Path
+
+    class _Factory:
+        def mktemp(self, name):
+            return Path(tempfile.mkdtemp(prefix=f"bc-{name}-"))
+
+    e = _env(_Factory())
+    try:
+        schema = schemathesis.openapi.from_asgi("/openapi.json", e.app)
+        return [(r.ok().method.upper(), r.ok().path) for r in schema.get_all_operations()]
+    finally:
+        e.client.close()
+        e.ledger.close()
+
+
+OPERATIONS = _operations()
+
+
+def assert_json_error(response, label: str) -> None:
+    ctype = response.headers.get("content-type", "")
+    ctype = ctype[0] if isinstance(ctype, list) else ctype  # schemathesis keeps every value of a header
+    assert ctype.startswith("application/json"), (label, response.status_code, ctype, response.text[:300])
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == {"error"}, (label, body)
+    err = body["error"]
+    assert set(err) == {"code", "message", "details"}, (label, err)
+    assert isinstance(err["code"], str) and err["code"], (label, err)
+    assert isinstance(err["message"], str) and err["message"], (label, err)
+    assert isinstance(err["details"], dict), (label, err)
+    assert "Traceback" not in response.text, label
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
+@pytest.mark.parametrize("method, path", OPERATIONS)
+def test_generated_requests(api_schema, fuzz_env, method, path, mode):
+    op = api_schema[path][method]
+    op = op.ok() if hasattr(op, "ok") else op
+    admin = fuzz_env.admin
+    label = f"{method} {path} [{mode.value}]"
+    ran = []
+
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def one(data):
+        case = data.draw(op.as_strategy(generation_mode=mode))
+        if mode is GenerationMode.POSITIVE:
+            body = repaired(data, case.body)
+            if body is not case.body:  # repaired: a fresh key too (generated ones are often blank)
+                case.body = body
+                case.headers = {**(case.headers or {}), "Idempotency-Key": f"fuzz-{STATS['cases']}"}
+        # a valid admin token always: the point is what the API does with the rest of the request
+        case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+        started = time.perf_counter()
+        response = case.call(headers=admin)
+        STATS["seconds"] += time.perf_counter() - started
+        STATS["cases"] += 1
+        STATS["by_status"][response.status_code] += 1
+        ran.append(response.status_code)
+        assert response.status_code < 500, (label, response.status_code, response.text[:500])
+        if response.status_code >= 400:
+            assert_json_error(response, label)
+        case.validate_response(response, checks=CHECKS, headers=admin)
+
+    try:
+        one()
+    except Exception as exc:  # an operation without negative inputs (no parameters at all)
+        from hypothesis.errors import Unsatisfiable
+
+        if isinstance(exc, Unsatisfiable) and mode is GenerationMode.NEGATIVE:
+            pytest.skip(f"{label}: nothing in the schema to violate")
+        raise
+    STATS["operations"] += 1
+    assert ran, label
+
+
+@pytest.mark.slow
+def test_at_least_a_thousand_cases_and_no_5xx():
+    """Runs after the generated tests of this module (same file, defined later)."""
+    if STATS["cases"] == 0:
+        pytest.skip("the generated tests did not run (selected alone)")
+    statuses = dict(sorted(STATS["by_status"].items()))
+    print(f"\nschemathesis: {STATS['cases']} cases over {len(OPERATIONS)} operations "
+          f"({STATS['operations']} operation×mode runs), statuses {statuses}, "
+          f"{STATS['seconds']:.1f} s inside the app")
+    assert STATS["cases"] >= MIN_CASES
+    assert not [s for s in statuses if s >= 500]
+
+
+def test_openapi_lists_every_operation_we_fuzz():
+    paths = {p for _, p in OPERATIONS}
+    assert {"/api/v1/announcements", "/api/v1/announcements/{ann_id}/updates", "/api/v1/preview",
+            "/api/v1/deliveries/{delivery_id}/retry", "/api/v1/channels", "/api/v1/subscribe"} <= paths
+    assert len(OPERATIONS) >= 20
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (docs): POST operations answer 400 invalid_json / bad_request, "
+                                       "413 payload_too_large and 415 unsupported_media_type, but the OpenAPI "
+                                       "spec does not document them (schemathesis ST103 'Undocumented status code')")
+def test_openapi_documents_the_generic_error_statuses(api_schema, fuzz_env):
+    spec = fuzz_env.client.get("/openapi.json").json()
+    missing = []
+    for path, item in spec["paths"].items():
+        op = item.get("post")
+        if op is None or not path.startswith("/api/"):
+            continue
+        for status in ("400", "413", "415"):
+            if status not in op.get("responses", {}):
+                missing.append(f"POST {path} {status}")
+    assert not missing, missing
