@@ -284,16 +284,24 @@ def verdict_code(deliveries: list[dict]) -> int:
 @main.command()
 @compose_options
 @click.option("--idempotency-key", default=None, help="Key that makes a retried post safe (default: a new UUID).")
+@click.option("--direct", is_flag=True,
+              help="Break glass: API/broker/ledger down — send straight to the channels in --config and journal it "
+                   "for `broadcaster reconcile`.")
+@click.option("--journal", default=None, help=f"Break-glass journal file (default $BROADCASTER_JOURNAL or var/breakglass.jsonl).")
 @wait_options
 @json_option
 @connection_options
 @click.pass_context
 def post(ctx, kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at, tags,
-         idempotency_key, wait, timeout, interval, as_json, api_url, token):
+         idempotency_key, direct, journal, wait, timeout, interval, as_json, api_url, token):
     """Submit an announcement once; the workers deliver it to every channel."""
     payload = build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link,
                             publish_at, tags)
     key = idempotency_key or str(uuid.uuid4())
+    if direct:
+        from .breakglass_cmd import post_direct
+
+        ctx.exit(post_direct(ctx, payload, key, journal, as_json))
 
     def action(api: Api) -> int:
         created = api.call("POST", "/announcements", json_body=payload, headers={"Idempotency-Key": key})

@@ -136,7 +136,7 @@ def env(shared):
 # ---------------------------------------------------------------- every kind delivers and threads
 # (first in the module, so its own worker never runs next to the shared one)
 
-THREADED = [c for c in PROVIDER if c != "facebook"]  # facebook: see the xfail test below
+THREADED = [c for c in PROVIDER if c != "facebook"]  # facebook threads as comments: its own test below
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -221,9 +221,6 @@ def test_every_kind_delivers_and_threads_the_update(backend, box, private_redis,
         assert len(texts) == 2 and "[Resolved]" in texts[1] and "[Resolved]" not in texts[0], (provider, texts)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the Facebook stand-in has no POST /{version}/{object_id}/comments "
-                                       "route (broadcaster/sandbox/providers/facebook.py routes()), so the "
-                                       "adapter's update-as-comment gets a 404 and the update delivery fails")
 def test_facebook_update_is_a_comment_on_the_page_post(env):
     ann = submit(env.system, ["facebook"])
     [post] = env.settle(ann)

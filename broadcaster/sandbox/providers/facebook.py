@@ -34,6 +34,7 @@ class Facebook(Provider):
     def routes(self):
         return [
             self.route("/{version}/{page_id}/feed", self.create, create=True),
+            self.route("/{version}/{object_id}/comments", self.comment, create=True),
             self.route("/{version}/{object_id}", self.get, ("GET",)),
             self.route("/{version}/{object_id}", self.delete, ("DELETE",)),
         ]
@@ -98,6 +99,22 @@ class Facebook(Provider):
             self.last_message[page] = message or ""
         self.state.add_post(self.name, id=post_id, text=message or "", link=link)
         return self.json({"id": post_id})
+
+    def comment(self, call: Call) -> Response:
+        """A comment under a post (or under another comment): how the adapter threads updates."""
+        parent = call.params["object_id"]
+        message = call.field("message")
+        if not message:
+            return self.graph_error(400, 100, "(#100) Missing message")
+        with self.state.lock:
+            target = self.posts.get(parent)
+            if target is None or target.get("deleted"):
+                return self.graph_error(400, 100, f"Unsupported post request. Object with ID '{parent}' does not exist",
+                                        "GraphMethodException", error_subcode=33)
+            comment_id = f"{parent.split('_')[0]}_{int(self.state.clock() * 1000)}{self.state.next_id():04d}"
+            self.posts[comment_id] = {"message": message, "page": target.get("page"), "parent": parent}
+        self.state.add_post(self.name, id=comment_id, text=message, reply_to=parent)
+        return self.json({"id": comment_id})
 
     def get(self, call: Call) -> Response:
         oid = call.params["object_id"]

@@ -1,0 +1,236 @@
+"""Break-glass publishing: when our own API, broker or ledger is down, ``broadcaster post --direct``
+sends straight from the CLI to the configured channels — same adapters, rendering and
+idempotency keys — and appends every outcome to a local journal. ``broadcaster reconcile``
+later imports the journal into the ledger without re-posting anything that landed; whatever
+did not land becomes pending, so the recovered system finishes the job.
+
+Ids are derived from the Idempotency-Key, so re-running the same ``--direct`` command after a
+crash reuses the same provider keys (Mastodon Idempotency-Key, Bluesky record keys, webhook-id)
+and skips channels the journal already shows as delivered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .channels import channel_class
+from .channels.base import MemoryProgress
+from .config import Settings
+from .errors import AmbiguousDelivery, DeliveryError, InvalidRequest, PermanentError, RateLimited
+from .models import Announcement, DeliveryState, Message, Receipt, Window
+from .service import AnnouncementIn, validation_problem
+
+S = DeliveryState
+DEFAULT_JOURNAL = "var/breakglass.jsonl"
+MAX_WAIT = 30.0  # longest provider wait honoured inline; longer ones are left for reconcile
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
+
+
+@dataclass
+class DirectOutcome:
+    channel: str
+    delivery_id: str
+    state: str
+    attempts: int = 0
+    receipt: Receipt | None = None
+    error: str | None = None
+
+
+@dataclass
+class DirectResult:
+    announcement_id: str
+    outcomes: list[DirectOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.state == str(S.DELIVERED) for o in self.outcomes)
+
+
+class Journal:
+    """Append-only JSON Lines, fsynced per record: it must survive the crash it is there for."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise InvalidRequest(f"{self.path}: line {n} is not valid JSON (a torn write?)") from None
+        return out
+
+    def delivered(self) -> set[str]:
+        return {r["delivery_id"] for r in self.records() if r.get("type") == "delivery" and r.get("state") == "delivered"}
+
+
+def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Journal, author: str = "break-glass",
+                   clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                   channel_io: dict | None = None, attempts: int = 3,
+                   on_progress: Callable[[DirectOutcome], None] | None = None) -> DirectResult:
+    try:
+        req = AnnouncementIn.model_validate(payload)
+    except Exception as exc:  # pydantic ValidationError
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise validation_problem(exc) from None
+        raise
+    channels = list(dict.fromkeys(req.channels)) or list(settings.route(req.kind))
+    unknown = [c for c in channels if c not in settings.channels]
+    if not channels or unknown:
+        raise InvalidRequest(f"unknown channel(s): {', '.join(unknown)}" if unknown else
+                             f"no channels given and no route for {req.kind!r}", field="channels")
+    now = clock()
+    ann_id = "ann_direct_" + _digest("ann", key)
+    ann = Announcement(
+        id=ann_id, kind=req.kind, title=req.title, body=req.body, url=req.url, severity=req.severity,
+        components=tuple(req.components), channels=tuple(channels), tags=tuple(req.tags),
+        variants={k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
+        status=req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind),
+        window=Window(req.window.starts_at, req.window.ends_at) if req.window else None,
+        author=author, created_at=now,
+    )
+    already = journal.delivered()
+    journal.append({"type": "announcement", "id": ann_id, "key": key, "at": now, "author": author,
+                    "request": req.model_dump(mode="json"), "channels": channels, "status": ann.status})
+    result = DirectResult(ann_id)
+    message = Message(announcement=ann, public_url=f"{settings.public_url.rstrip('/')}/a/{ann_id}")
+    for name in channels:
+        delivery_id = "dlv_direct_" + _digest("dlv", key, name)
+        if delivery_id in already:
+            outcome = DirectOutcome(name, delivery_id, "delivered", error="already delivered (journal)")
+        else:
+            outcome = _send_one(settings, name, delivery_id, message, attempts, clock, sleep, channel_io or {})
+            journal.append({"type": "delivery", "announcement_id": ann_id, "delivery_id": delivery_id, "channel": name,
+                            "state": outcome.state, "attempts": outcome.attempts, "at": clock(),
+                            "receipt": outcome.receipt.to_dict() if outcome.receipt else None, "error": outcome.error})
+        result.outcomes.append(outcome)
+        if on_progress:
+            on_progress(outcome)
+    return result
+
+
+def _send_one(settings: Settings, name: str, delivery_id: str, message: Message, attempts: int,
+              clock, sleep, channel_io: dict) -> DirectOutcome:
+    cfg = settings.channels[name]
+    policy = settings.policy_for(name)
+    channel = channel_class(cfg.kind)(name, cfg, clock=clock, timeout=policy.timeout, on_too_long=policy.on_too_long,
+                                      **channel_io)
+    progress = MemoryProgress()
+    maybe_sent = False
+    try:
+        post = channel.render(message)
+        post = type(post)(**{**post.__dict__, "meta": {**post.meta, "announcement_id": message.announcement.id,
+                                                        "delivery_id": delivery_id,
+                                                        "created_at": message.announcement.created_at}})
+        for attempt in range(1, attempts + 1):
+            try:
+                if maybe_sent and channel.can_lookup:
+                    found = channel.lookup(post, key=delivery_id)
+                    if found is not None:
+                        return DirectOutcome(name, delivery_id, "delivered", attempt, found)
+                receipt = channel.send(post, key=delivery_id, progress=progress)
+                return DirectOutcome(name, delivery_id, "delivered", attempt, receipt)
+            except PermanentError as exc:
+                return DirectOutcome(name, delivery_id, "failed", attempt, error=str(exc))
+            except AmbiguousDelivery as exc:
+                if channel.public and not (channel.idempotent or channel.can_lookup):
+                    return DirectOutcome(name, delivery_id, "unknown", attempt, error=str(exc))
+                maybe_sent = True
+                last = str(exc)
+                wait = min(MAX_WAIT, 2.0 ** attempt)
+            except RateLimited as exc:
+                last = str(exc)
+                wait = exc.retry_after if exc.retry_after is not None else 2.0 ** attempt
+                if wait > MAX_WAIT:
+                    break
+            except DeliveryError as exc:
+                last = str(exc)
+                wait = min(MAX_WAIT, 2.0 ** attempt)
+            if attempt < attempts:
+                sleep(wait)
+        return DirectOutcome(name, delivery_id, "unknown" if maybe_sent else "failed", attempts, error=last)
+    except DeliveryError as exc:
+        return DirectOutcome(name, delivery_id, "failed", 0, error=str(exc))
+    finally:
+        channel.close()
+
+
+def reconcile(ledger, settings: Settings, journal: Journal, *, actor: str = "reconcile") -> dict[str, int]:
+    """Import journal records into the ledger. Delivered stays delivered (never re-posted);
+    unknown stays unknown for an operator; failed becomes pending so the workers finish it.
+    Running it twice changes nothing the second time."""
+    from sqlalchemy import select, update
+
+    from .errors import NotFound
+    from .ledger import schema as t
+
+    records = journal.records()
+    anns = {r["id"]: r for r in records if r.get("type") == "announcement"}
+    latest: dict[str, dict] = {}
+    for r in records:
+        if r.get("type") == "delivery":
+            prev = latest.get(r["delivery_id"])
+            if prev is None or prev.get("state") != "delivered":  # delivered is final
+                latest[r["delivery_id"]] = r
+    counts = {"announcements": 0, "delivered": 0, "unknown": 0, "pending": 0, "skipped": 0}
+    now = ledger.clock()
+    for ann_id, rec in anns.items():
+        try:
+            ledger.get_announcement(ann_id)
+            counts["skipped"] += 1
+            continue
+        except NotFound:
+            pass
+        req = rec["request"]
+        fields = {"id": ann_id, "kind": req["kind"], "title": req["title"], "body": req.get("body") or "",
+                  "url": req.get("url"), "severity": req.get("severity"), "components": req.get("components") or [],
+                  "tags": req.get("tags") or [], "channels": rec["channels"], "variants": req.get("variants") or {},
+                  "status": rec.get("status"), "publish_at": None,
+                  "window_starts_at": (req.get("window") or {}).get("starts_at"),
+                  "window_ends_at": (req.get("window") or {}).get("ends_at")}
+        rows = []
+        for d in (x for x in latest.values() if x["announcement_id"] == ann_id):
+            state = {"delivered": S.DELIVERED, "unknown": S.UNKNOWN}.get(d["state"], S.PENDING)
+            rows.append({"id": d["delivery_id"], "channel": d["channel"], "state": state, "due_at": now,
+                         "deadline_at": now + settings.deadline_for(req["kind"], d["channel"])
+                         if d["channel"] in settings.channels else now,
+                         "reason": f"published directly (break-glass) at {d['at']:.0f}: {d['state']}"
+                                   + (f" — {d['error']}" if d.get("error") else "")})
+            counts[state.value] += 1
+        ledger.create_announcement(fields, rows, actor=rec.get("author") or actor)
+        with ledger.tx() as conn:
+            for d in (x for x in latest.values() if x["announcement_id"] == ann_id and x.get("receipt")):
+                r = d["receipt"]
+                conn.execute(update(t.deliveries).where(t.deliveries.c.id == d["delivery_id"]).values(
+                    receipt=r, remote_id=r.get("remote_id"), remote_url=r.get("url"), attempts=d.get("attempts", 1),
+                    settled_at=d["at"]))
+            conn.execute(select(1))
+        ledger.audit(actor, "announcement.reconcile", ann_id, {"journal": str(journal.path)})
+        counts["announcements"] += 1
+    return counts
