@@ -38,9 +38,9 @@ class LedgerProgress:
         self.ledger.extend_lease(self.delivery_id, self.owner, self.lease)
 
 
-def build_message(runtime: Runtime, d: Delivery) -> Message:
+def build_message(runtime: Runtime, d: Delivery, ann=None) -> Message:
     ledger = runtime.ledger
-    ann = ledger.get_announcement(d.announcement_id)
+    ann = ann if ann is not None else ledger.get_announcement(d.announcement_id)
     upd = ledger.get_update(d.update_id) if d.update_id else None
     thread: tuple[Receipt, ...] = ()
     if upd is not None:
@@ -60,14 +60,17 @@ def lease_for(runtime: Runtime, channel: str) -> float:
     return runtime.settings.policy_for(channel).timeout * 2 + runtime.settings.scheduler.lease
 
 
-def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None) -> str:
-    """Try delivery ``delivery_id`` once. Returns a word for logs: the new state or ``skipped``."""
+def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channel: str | None = None) -> str:
+    """Try delivery ``delivery_id`` once. Returns a word for logs: the new state or ``skipped``.
+    ``channel`` (carried by the task message) saves a read before the claim."""
     owner = owner or default_owner()
     ledger = runtime.ledger
-    d0 = _peek(runtime, delivery_id)
-    if d0 is None:
-        return "skipped"
-    lease = lease_for(runtime, d0.channel)
+    if channel is None or channel not in runtime.settings.channels:
+        d0 = _peek(runtime, delivery_id)
+        if d0 is None:
+            return "skipped"
+        channel = d0.channel
+    lease = lease_for(runtime, channel)
     d = ledger.claim(delivery_id, owner, lease)
     if d is None:
         return "skipped"
@@ -94,7 +97,8 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None) -> str
 
     if d.deadline_at is not None and now > d.deadline_at:
         return finish(S.FAILED, "deadline passed before it could be sent; not delivered late")
-    if runtime.ledger.get_announcement(d.announcement_id).retracted_at:
+    ann = runtime.ledger.get_announcement(d.announcement_id)
+    if ann.retracted_at:
         return finish(S.CANCELLED, "announcement was retracted before this was sent")
     if d.channel not in settings.channels or not settings.channels[d.channel].enabled:
         return finish(S.FAILED, f"channel {d.channel!r} is no longer configured or is disabled")
@@ -118,7 +122,7 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None) -> str
 
     channel = runtime.channel(d.channel)
     try:
-        message = build_message(runtime, d)
+        message = build_message(runtime, d, ann)
         post = render_post(channel, message, d)
     except PermanentError as exc:
         return finish(S.FAILED, f"cannot be rendered for {d.channel}: {exc}", error=str(exc))
@@ -144,7 +148,8 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None) -> str
         log.exception("delivery %s: unexpected error in %s adapter", d.id, d.channel, extra=_ids(d))
         err = AmbiguousDelivery(f"internal error in the {channel.kind} adapter ({type(exc).__name__})")
         return _after_error(runtime, d, err, pol, channel, finish)
-    runtime.breaker.success(d.channel)
+    if permit.failures or permit.probe or permit.opened_at is not None:
+        runtime.breaker.success(d.channel)  # a healthy closed breaker needs no reset round trip
     note = "delivered" + (" (provider reported an identical earlier post)" if receipt.extra.get("duplicate") else "")
     return finish(S.DELIVERED, note, receipt=receipt, attempted=True, maybe_sent=False)
 

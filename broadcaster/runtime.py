@@ -67,6 +67,8 @@ class Runtime:
         self._lock = threading.Lock()
         self.enqueuer: Callable[[str, str, float | None], None] | None = None
         self.retract_enqueuer: Callable[[str, str], None] | None = None
+        #: optional: publishes many over one broker connection (set by tasks.create_app)
+        self.batch_enqueuer: Callable[[list[tuple[str, str]], float | None], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> "Runtime":
@@ -125,8 +127,17 @@ class Runtime:
         """Tell the broker about deliveries. Failures are logged, never raised: the scheduler's
         sweep finds anything the broker did not get."""
         sent = 0
-        if self.enqueuer is None:
+        items = list(items)
+        if self.enqueuer is None or not items:
             return 0
+        if self.batch_enqueuer is not None and len(items) > 1:
+            try:
+                self.batch_enqueuer(items, countdown)
+                return len(items)
+            except Exception as exc:  # noqa: BLE001 - broker trouble must not fail a submit
+                log.warning("could not enqueue %d deliveries (%s: %s); the sweeper will pick them up",
+                            len(items), type(exc).__name__, exc)
+                return 0
         for delivery_id, channel in items:
             try:
                 self.enqueuer(delivery_id, channel, countdown)

@@ -345,11 +345,8 @@ def cancel_scheduled(runtime: Runtime, ann_id: str, *, principal: Principal) -> 
 
 def status_of(runtime: Runtime, ann_id: str) -> dict[str, Any]:
     """The announcement with every delivery and its attempt log (what the API and CLI show)."""
-    ledger = runtime.ledger
-    ann = ledger.get_announcement(ann_id)
-    deliveries = ledger.deliveries_of(ann_id)
-    return {"announcement": ann, "updates": ledger.updates_of(ann_id), "deliveries": deliveries,
-            "events": {d.id: ledger.events_of(d.id) for d in deliveries}}
+    ann, updates, deliveries, events = runtime.ledger.snapshot(ann_id)
+    return {"announcement": ann, "updates": updates, "deliveries": deliveries, "events": events}
 
 
 def overall(states: list[str]) -> str:

@@ -60,14 +60,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
             if holder["runtime"] is None:
                 rt = Runtime.from_settings(settings)
                 rt.enqueuer = enqueuer
+                rt.batch_enqueuer = batch_enqueuer
                 rt.retract_enqueuer = retract_enqueuer
                 holder["runtime"] = rt
             return holder["runtime"]
 
     @app.task(name="broadcaster.deliver", ignore_result=True, shared=False)
-    def deliver(delivery_id: str) -> str:
+    def deliver(delivery_id: str, channel: str | None = None) -> str:
         try:
-            return engine.attempt(get_runtime(), delivery_id)
+            return engine.attempt(get_runtime(), delivery_id, channel=channel)
         except LedgerUnavailable as exc:
             # nothing was claimed; the row is still due and the sweeper re-enqueues it
             log.warning("delivery %s postponed: %s", delivery_id, exc)
@@ -84,14 +85,24 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     def retract_enqueuer(delivery_id: str, channel: str) -> None:
         retract.apply_async((delivery_id,), queue=queue_name(channel))
 
+    def batch_enqueuer(items: list[tuple[str, str]], countdown: float | None) -> None:
+        # one pooled connection and producer for the whole batch (an announcement's K deliveries)
+        with app.producer_or_acquire() as producer:
+            for delivery_id, channel in items:
+                opts = {"queue": queue_name(channel), "producer": producer}
+                if countdown:
+                    opts["countdown"] = countdown
+                deliver.apply_async((delivery_id, channel), **opts)
+
     def enqueuer(delivery_id: str, channel: str, countdown: float | None) -> None:
         opts = {"queue": queue_name(channel)}
         if countdown:
             opts["countdown"] = countdown
-        deliver.apply_async((delivery_id,), **opts)
+        deliver.apply_async((delivery_id, channel), **opts)
 
     if runtime is not None:
         runtime.enqueuer = enqueuer
+        runtime.batch_enqueuer = batch_enqueuer
         runtime.retract_enqueuer = retract_enqueuer
     app.bc_settings = settings
     app.bc_runtime = get_runtime

@@ -30,6 +30,7 @@ class Permit:
     retry_after: float = 0.0
     opened_at: float | None = None
     probe: bool = False
+    failures: int = 0  # consecutive failures so far; 0 lets a success skip the reset round trip
 
 
 class MemoryBreaker:
@@ -45,7 +46,7 @@ class MemoryBreaker:
         with self._lock:
             s = self._data.get(channel)
             if not s or s.get("opened_at") is None:
-                return Permit(True)
+                return Permit(True, failures=int(s["failures"]) if s else 0)
             retry_at = s["opened_at"] + cooldown if s.get("probe_at") is None else s["probe_at"] + cooldown
             if now >= retry_at:
                 s["probe_at"] = now  # one probe per cooldown period
@@ -91,15 +92,15 @@ def _describe(s: dict | None, cooldown: float, now: float) -> BreakerState:
 _ALLOW = """
 local now = redis.call('TIME'); now = tonumber(now[1]) + tonumber(now[2]) / 1e6
 local opened = redis.call('HGET', KEYS[1], 'opened_at')
-if not opened then return {1, '0', ''} end
+if not opened then return {1, '0', '', tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')} end
 local probe = redis.call('HGET', KEYS[1], 'probe_at')
 local cooldown = tonumber(ARGV[1])
 local retry_at = tonumber(probe or opened) + cooldown
 if now >= retry_at then
   redis.call('HSET', KEYS[1], 'probe_at', tostring(now))
-  return {2, '0', opened}
+  return {2, '0', opened, 0}
 end
-return {0, tostring(retry_at - now), opened}
+return {0, tostring(retry_at - now), opened, 0}
 """
 
 _FAILURE = """
@@ -124,9 +125,9 @@ class RedisBreaker:
         self._failure = redis.register_script(_FAILURE)
 
     def allow(self, channel: str, failures: int, cooldown: float) -> Permit:
-        code, wait, opened = self._allow(keys=[self.prefix + channel], args=[cooldown])
+        code, wait, opened, failures = self._allow(keys=[self.prefix + channel], args=[cooldown])
         opened_at = float(opened) if opened else None
-        return Permit(code != 0, retry_after=float(wait), opened_at=opened_at, probe=code == 2)
+        return Permit(code != 0, retry_after=float(wait), opened_at=opened_at, probe=code == 2, failures=int(failures))
 
     def success(self, channel: str) -> None:
         self.redis.delete(self.prefix + channel)
