@@ -7,6 +7,7 @@ PostgreSQL is reached through psycopg 3 with pre-ping, so a restarted server hea
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -53,10 +54,33 @@ def _sqlite_engine(parsed) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
+    # Writers in one process queue on a lock instead of SQLite's busy handler (which sleeps up to
+    # 100 ms between polls); readers take a deferred BEGIN and never block anyone in WAL mode.
+    write_lock = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("bc_readonly"):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if not write_lock.acquire(timeout=30):
+            import sqlite3
 
+            raise sqlite3.OperationalError("database is locked (waited 30 s for another writer in this process)")
+        conn.info["bc_write_lock"] = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            conn.info.pop("bc_write_lock", None)
+            write_lock.release()
+            raise
+
+    def _release(conn):
+        if conn.info.pop("bc_write_lock", None):
+            write_lock.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
     return engine
 
 

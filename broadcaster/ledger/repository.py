@@ -106,7 +106,7 @@ class Ledger:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self._unavailable_as_error(), self.engine.connect() as conn:
-            yield conn
+            yield conn.execution_options(bc_readonly=True)
 
     def ping(self) -> None:
         with self.read() as conn:
