@@ -61,6 +61,17 @@ class MemoryProgress:
             self._items[item] = (state, detail)
 
 
+def done_parts(progress: Progress | None) -> dict[int, str | None]:
+    """Thread parts an earlier attempt already posted: ``{index: detail}`` from ``"part:<i>"`` items."""
+    if progress is None:
+        return {}
+    return {
+        int(item.split(":", 1)[1]): detail
+        for item, (state, detail) in progress.states().items()
+        if state == "done" and item.startswith("part:")
+    }
+
+
 class Channel:
     kind: ClassVar[str] = ""
     Settings: ClassVar[type[ChannelSettings]] = ChannelSettings

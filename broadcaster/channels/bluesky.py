@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..models import Message, Post, Receipt
 from . import _http
-from .base import Channel, Progress
+from .base import Channel, Progress, done_parts
 from .registry import register
 
 COLLECTION = "app.bsky.feed.post"
@@ -157,16 +157,6 @@ def classify(response: httpx.Response, what: str, now) -> None:
     if code >= 500 and code != 501:
         raise TransientError(f"{what}: provider error (HTTP {code})", response=excerpt, status=code)
     raise PermanentError(f"{what}: request refused ({name or f'HTTP {code}'})", response=excerpt, status=code)
-
-
-def done_parts(progress: Progress | None) -> dict[int, str | None]:
-    if progress is None:
-        return {}
-    return {
-        int(item.split(":", 1)[1]): detail
-        for item, (state, detail) in progress.states().items()
-        if state == "done" and item.startswith("part:")
-    }
 
 
 @register

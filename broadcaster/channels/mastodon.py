@@ -20,7 +20,7 @@ from ..config import ChannelSettings, Secret, Url
 from ..errors import AmbiguousDelivery, ContentRejected, DeliveryError
 from ..models import Post, Receipt
 from . import _http
-from .base import Channel, Progress
+from .base import Channel, Progress, done_parts
 from .registry import register
 
 #: seconds before a failed instance look-up is tried again (config values are used meanwhile)
@@ -80,16 +80,6 @@ def parse_status(response, what: str) -> tuple[str, str | None]:
         # a 2xx without a status: it may have been created; the idempotency key makes a retry safe
         raise AmbiguousDelivery(f"{what}: success status without a status id", response=_http.short(response))
     return str(data["id"]), data.get("url")
-
-
-def done_parts(progress: Progress | None) -> dict[int, str | None]:
-    if progress is None:
-        return {}
-    return {
-        int(item.split(":", 1)[1]): detail
-        for item, (state, detail) in progress.states().items()
-        if state == "done" and item.startswith("part:")
-    }
 
 
 @register

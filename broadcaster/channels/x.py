@@ -17,7 +17,7 @@ from ..config import ChannelSettings, Secret, Url
 from ..errors import AmbiguousDelivery, AuthError, ContentRejected, PermanentError, RateLimited
 from ..models import Post, Receipt
 from . import _http
-from .base import Channel, Progress
+from .base import Channel, Progress, done_parts
 from .registry import register
 
 
@@ -84,16 +84,6 @@ def reply_target(receipt: Receipt | None) -> str | None:
     if receipt is None:
         return None
     return receipt.extra.get("last_id") or receipt.remote_id
-
-
-def done_parts(progress: Progress | None) -> dict[int, str | None]:
-    if progress is None:
-        return {}
-    return {
-        int(item.split(":", 1)[1]): detail
-        for item, (state, detail) in progress.states().items()
-        if state == "done" and item.startswith("part:")
-    }
 
 
 @register
