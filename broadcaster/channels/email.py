@@ -5,7 +5,10 @@ address gets its own durable progress mark, so a retry mails only those not yet 
 
 A pass (one ``send``): for every address not yet ``done``/``refused`` — mark ``sending``, hand
 the message over, then mark ``done`` (accepted), ``refused`` (5yz, or Postmark 406) or
-``failed`` (4yz: tried again on the next attempt). A connection lost after the message body was
+``failed`` (4yz: tried again on the next attempt); that outcome is written together with the next
+address's ``sending`` (:class:`Marks`). The message body is built once per pass
+(:class:`~broadcaster.channels._mail.Template`); only the per-recipient headers are written per
+address. A connection lost after the message body was
 sent leaves the address ``sending`` (it may have been accepted); the pass goes on over a new
 connection, ends with ``AmbiguousDelivery``, and a later attempt re-sends only that address,
 with the same Message-ID.
@@ -136,10 +139,13 @@ class SmtpSender:
                 pass
         self.conn = None
 
-    def deliver(self, mail: _mail.Mail, msg: Any) -> tuple[str, str | None]:
+    def message(self, template: _mail.Template, to: str, unsubscribe: str | None) -> bytes:
+        return template.payload(to, unsubscribe)
+
+    def deliver(self, to: str, payload: bytes) -> tuple[str, str | None]:
         conn = self.conn
         try:  # nothing can have been accepted before the body is sent: lost connection = retry
-            for command, arg in (("mail", self.envelope_from), ("rcpt", email.utils.parseaddr(mail.to)[1])):
+            for command, arg in (("mail", self.envelope_from), ("rcpt", _mail.envelope_address(to))):
                 code, text = getattr(conn, command)(arg)
                 if code not in (250, 251):
                     return self._negative(code, text)
@@ -150,7 +156,7 @@ class SmtpSender:
             self.conn = None
             raise TransientError(f"{self.what}: connection lost before the message was sent ({type(exc).__name__})") from exc
         try:
-            conn.send(_mail.smtp_payload(msg))
+            conn.send(payload)
             code, text = conn.getreply()
         except (smtplib.SMTPException, OSError) as exc:
             self.conn = None
@@ -197,7 +203,10 @@ class PostmarkSender:
     def headers(self) -> dict[str, str]:
         return {"Accept": "application/json", "X-Postmark-Server-Token": self.s.server_token.reveal()}
 
-    def deliver(self, mail: _mail.Mail, msg: Any) -> tuple[str, str | None]:
+    def message(self, template: _mail.Template, to: str, unsubscribe: str | None) -> _mail.Mail:
+        return template.mail(to, unsubscribe)
+
+    def deliver(self, to: str, mail: _mail.Mail) -> tuple[str, str | None]:
         st = self.channel.settings
         body = _mail.to_postmark(mail, from_address=st.from_address, reply_to=st.reply_to,
                                  stream=self.s.message_stream, tag=self.channel.name)
@@ -229,6 +238,47 @@ def postmark_outcome(resp, what: str, *, now: Callable[[], float]) -> tuple[str,
 
 
 # ---------------------------------------------------------------- the channel
+
+
+Mark = tuple[list[str], str, str | None]  # (items, state, detail)
+
+
+class Marks:
+    """The progress writes of one pass, two per address folded into one.
+
+    An address's outcome (``done``/``refused``/``failed``) is held back and written together with
+    the next address's ``sending`` mark — one ledger transaction per message when the progress
+    offers ``mark_all`` (:class:`~broadcaster.engine.LedgerProgress` does), else one ``mark``
+    after the other. Still only one address is ever in flight: its ``sending`` is durable before
+    its message goes out, and the previous outcome is durable no later than that. A crash
+    between an acceptance and the next write leaves that address ``sending`` — the one in-flight
+    address, re-sent with the same Message-ID. :meth:`flush` writes a held outcome; ``send``
+    calls it however the pass ends."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.many = getattr(progress, "mark_all", None)
+        self.held: Mark | None = None
+
+    def hold(self, mark: Mark) -> None:
+        if self.held is not None:
+            self.flush()
+        self.held = mark
+
+    def write(self, *marks: Mark) -> None:
+        if self.held is not None:
+            marks = (self.held, *marks)
+            self.held = None  # cleared first: a failed write is not tried again by flush
+        if self.many is not None:
+            self.many(list(marks))
+            return
+        for items, state, detail in marks:
+            self.progress.mark(items, state, detail)
+
+    def flush(self) -> None:
+        if self.held is not None:
+            self.write()
+
 
 
 def chunks(items: list, size: int) -> Iterator[list]:
@@ -274,37 +324,42 @@ class Email(Channel):
         everyone = self.audience(post)
         before = progress.states()
         todo = [(item, *everyone[item]) for item in everyone if before.get(item, ("",))[0] not in ("done", "refused")]
-        marketing = post.kind in self.settings.marketing_kinds
-        domain = _mail.domain_of(self.settings.from_address)
+        st = self.settings
+        template = _mail.Template(post, key=key, domain=_mail.domain_of(st.from_address), from_address=st.from_address,
+                                  reply_to=st.reply_to, date=self.clock(),
+                                  marketing=post.kind in st.marketing_kinds)
+        marks = Marks(progress)
         sent = 0
-        for batch in chunks(todo, self.settings.batch_size):
-            sender = self.sender()
-            sender.open()
-            try:
-                for item, address, unsubscribe in batch:
-                    if sender.conn is None:  # lost after an ambiguous send: the others still go out
-                        sender.open()
-                    sent += self._one(sender, progress, post, key, item, address, unsubscribe, marketing, domain)
-            finally:
-                sender.close()
+        try:
+            for batch in chunks(todo, st.batch_size):
+                sender = self.sender()
+                sender.open()
+                try:
+                    for item, address, unsubscribe in batch:
+                        if sender.conn is None:  # lost after an ambiguous send: the others still go out
+                            sender.open()
+                        sent += self._one(sender, marks, template, item, address, unsubscribe)
+                finally:
+                    sender.close()
+        finally:
+            marks.flush()  # the last outcome, and the one held when a pass stops early
         return self._settle(post, key, everyone, progress.states(), sent, len(everyone) - len(todo))
 
-    def _one(self, sender, progress: Progress, post: Post, key: str, item: str, address: str,
-             unsubscribe: str | None, marketing: bool, domain: str) -> bool:
-        """Hand one message over; True when the server accepted it."""
-        mail = _mail.build(post, key=key, to=address, domain=domain, unsubscribe_url=unsubscribe, marketing=marketing)
-        msg = _mail.to_mime(mail, from_address=self.settings.from_address, reply_to=self.settings.reply_to,
-                            date=self.clock())
-        progress.mark([item], "sending")
+    def _one(self, sender, marks: Marks, template: _mail.Template, item: str, address: str,
+             unsubscribe: str | None) -> bool:
+        """Hand one message over; True when the server accepted it. Its outcome is held and
+        recorded with the next address's ``sending`` mark (see :class:`Marks`)."""
+        msg = sender.message(template, address, unsubscribe)
+        marks.write(([item], "sending", None))
         try:
-            outcome, detail = sender.deliver(mail, msg)
+            outcome, detail = sender.deliver(address, msg)
         except AmbiguousDelivery:
             return False  # stays "sending": re-sent with the same Message-ID by a later attempt
         except DeliveryError as exc:
-            progress.mark([item], "failed", str(exc)[:200])
+            marks.write(([item], "failed", str(exc)[:200]))
             raise
         state = {"done": "done", "refused": "refused"}.get(outcome, "failed")
-        progress.mark([item], state, detail)
+        marks.hold(([item], state, detail))
         if sender.conn is None:  # the server dropped us without ambiguity: stop, retry later
             raise TransientError(f"{self.name}: connection closed by the server")
         return state == "done"
