@@ -7,6 +7,7 @@ from .bluesky import Bluesky
 from .cachet import CachetV2, CachetV3
 from .chat import Discord, Slack, Teams
 from .facebook import Facebook
+from .linkedin import LinkedIn
 from .mastodon import Mastodon
 from .statuspage import Statuspage
 from .webhook import Webhook
@@ -24,6 +25,7 @@ PROVIDERS: dict[str, tuple[type[Provider], ...]] = {
     "discord": (Discord,),
     "teams": (Teams,),
     "webhook": (Webhook,),
+    "linkedin": (LinkedIn,),
 }
 
 __all__ = ["PROVIDERS", "Provider"]
