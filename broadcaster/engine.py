@@ -21,21 +21,36 @@ S = DeliveryState
 
 
 class LedgerProgress:
-    """:class:`~broadcaster.channels.base.Progress` on the ledger; each mark also renews the lease,
-    so a long mailing is not mistaken for a dead worker."""
+    """:class:`~broadcaster.channels.base.Progress` on the ledger. Marks also renew the lease, so
+    a long mailing is not mistaken for a dead worker — in the same transaction, and at most every
+    ``RENEW_EVERY`` seconds (and at least four times per lease), not on every mark."""
+
+    RENEW_EVERY = 2.0
 
     def __init__(self, runtime: Runtime, delivery: Delivery, owner: str, lease: float):
+        import time
+
+        self._clock = time.monotonic  # paces renewals only; the lease itself is on the ledger's clock
         self.ledger = runtime.ledger
         self.delivery_id = delivery.id
         self.owner = owner
         self.lease = lease
+        self.renew_every = min(self.RENEW_EVERY, lease / 4)
+        self._renewed_at: float | None = None  # time.monotonic() of the last renewal
 
     def states(self):
         return self.ledger.item_states(self.delivery_id)
 
     def mark(self, items, state, detail=None):
-        self.ledger.mark_items(self.delivery_id, items, state, detail)
-        self.ledger.extend_lease(self.delivery_id, self.owner, self.lease)
+        self.mark_all([(items, state, detail)])
+
+    def mark_all(self, marks):
+        """Several marks (``(items, state, detail)``, applied in order) in one durable write."""
+        now = self._clock()
+        renew = self._renewed_at is None or now - self._renewed_at >= self.renew_every
+        self.ledger.mark_items_and_extend(self.delivery_id, self.owner, marks, self.lease if renew else None)
+        if renew:
+            self._renewed_at = now
 
 
 def build_message(runtime: Runtime, d: Delivery, ann=None) -> Message:

@@ -550,19 +550,62 @@ class Ledger:
             return {r.item: (r.state, r.detail) for r in rows}
 
     def mark_items(self, delivery_id: str, items: Iterable[str], state: str, detail: str | None = None) -> None:
-        items = list(items)
-        if not items:
-            return
+        self.mark_items_and_extend(delivery_id, None, [(items, state, detail)])
+
+    def mark_items_and_extend(self, delivery_id: str, owner: str | None,
+                              marks: Iterable[tuple[Iterable[str], str, str | None]],
+                              lease: float | None = None) -> bool | None:
+        """Record item marks ``(items, state, detail)`` — later marks of an item win, as if written
+        one after another — and, when ``lease`` is given, renew ``owner``'s lease on the delivery
+        (as :meth:`extend_lease`), all in ONE transaction. Returns whether the lease was renewed,
+        or None when no renewal was asked for.
+
+        Items are upserted with one executemany of ``INSERT … ON CONFLICT (delivery_id, item) DO
+        UPDATE`` — the same statement and outcome on SQLite and PostgreSQL (any other database:
+        look up, then update or insert). The statements are built once per ledger: per-recipient
+        progress of a large mailing calls this once per message."""
         now = self.clock()
-        di = t.delivery_items
+        rows: dict[str, dict[str, Any]] = {}
+        for items, state, detail in marks:
+            for item in items:
+                rows[item] = {"delivery_id": delivery_id, "item": item, "state": state, "detail": detail, "at": now}
+        if not rows and lease is None:
+            return None
+        d, di = t.deliveries, t.delivery_items
+        stmts = self.__dict__.get("_mark_statements")
+        if stmts is None:
+            from sqlalchemy import bindparam
+
+            upsert = None
+            if self.engine.dialect.name in ("sqlite", "postgresql"):
+                if self.engine.dialect.name == "sqlite":
+                    from sqlalchemy.dialects.sqlite import insert as dialect_insert
+                else:
+                    from sqlalchemy.dialects.postgresql import insert as dialect_insert
+                upsert = dialect_insert(di)
+                upsert = upsert.on_conflict_do_update(index_elements=[di.c.delivery_id, di.c.item], set_={
+                    "state": upsert.excluded.state, "detail": upsert.excluded.detail, "at": upsert.excluded.at})
+            renew = (update(d).where(d.c.id == bindparam("d_id"), d.c.lease_owner == bindparam("d_owner"),
+                                     d.c.state == str(S.SENDING)).values(lease_until=bindparam("d_until")))
+            stmts = self._mark_statements = (upsert, renew)
+        upsert, renew = stmts
         with self.tx() as conn:
-            existing = set(conn.execute(select(di.c.item).where(di.c.delivery_id == delivery_id, di.c.item.in_(items))).scalars())
-            if existing:
-                conn.execute(update(di).where(di.c.delivery_id == delivery_id, di.c.item.in_(list(existing)))
-                             .values(state=state, detail=detail, at=now))
-            new = [i for i in items if i not in existing]
-            if new:
-                conn.execute(insert(di), [{"delivery_id": delivery_id, "item": i, "state": state, "detail": detail, "at": now} for i in new])
+            if rows and upsert is not None:
+                conn.execute(upsert, list(rows.values()))
+            elif rows:
+                existing = set(conn.execute(select(di.c.item).where(
+                    di.c.delivery_id == delivery_id, di.c.item.in_(list(rows)))).scalars())
+                for item in existing:
+                    r = rows[item]
+                    conn.execute(update(di).where(di.c.delivery_id == delivery_id, di.c.item == item)
+                                 .values(state=r["state"], detail=r["detail"], at=now))
+                new = [r for item, r in rows.items() if item not in existing]
+                if new:
+                    conn.execute(insert(di), new)
+            if lease is None:
+                return None
+            res = conn.execute(renew, {"d_id": delivery_id, "d_owner": owner, "d_until": now + lease})
+            return res.rowcount == 1
 
     def prune_events(self, older_than: float) -> int:
         """Retention: drop attempt history of settled deliveries older than ``older_than``."""
