@@ -392,3 +392,254 @@ def test_postmark_check():
     bad = postmark_channel(lambda r: httpx.Response(401, json={"ErrorCode": 10}))
     with pytest.raises(AuthError):
         bad.check()
+
+
+# ---------------------------------------------------------------- one mailing, built once
+
+
+def _slow_payload(post, *, key, to, unsubscribe, marketing, reply_to=None, date=T0):
+    """What the adapter sent before Template: the email package, once per recipient."""
+    mail = _mail.build(post, key=key, to=to, domain="example.com", unsubscribe_url=unsubscribe, marketing=marketing)
+    return _mail.smtp_payload(_mail.to_mime(mail, from_address="Status <status@example.com>", reply_to=reply_to,
+                                            date=date))
+
+
+def _same_bytes(a: bytes, b: bytes) -> bool:
+    import re
+
+    boundary = re.compile(rb"===============\d+==")  # random per serialization
+    return boundary.sub(b"B", a) == boundary.sub(b"B", b)
+
+
+@pytest.mark.parametrize("marketing", [False, True])
+@pytest.mark.parametrize("reply_to", [None, "ops@example.com"])
+@pytest.mark.parametrize("body", [
+    "We are **on it**. <b>x</b>",
+    "Line one\n.leading dot\n..two dots\nünïcödé Å … " + "x" * 120 + "\ntrailing space \nend\t",
+    "=" * 150 + "\n\n\n",
+])
+def test_template_payload_is_what_the_email_package_builds(body, reply_to, marketing):
+    a = Announcement(id="a1", kind="promotion", title="Ünïcode and a rather long subject " + "word " * 12, body=body,
+                     url="https://status.example.com/a1")
+    upd = Update(id="u1", announcement_id="a1", status="identified", body=body)
+    thread = (Receipt(remote_id="r", extra={"message_id_key": "k0", "root_key": "kr"}),)
+    for msg in (message(), Message(announcement=a), Message(announcement=a, update=upd, thread=thread)):
+        ch, _ = channel()
+        post = ch.render(msg)
+        tpl = _mail.Template(post, key="k1", domain="example.com", from_address="Status <status@example.com>",
+                             reply_to=reply_to, date=T0, marketing=marketing)
+        for to, unsub in [("a@x.test", None), ("b@x.test", "https://ex.com/u/b?t=1&x=.y"),
+                          ("c@x.test", "http://ex.com/u/c"), ("ünï@x.test", None), ("d,e@x.test", None)]:
+            fast = tpl.payload(to, unsub)
+            slow = _slow_payload(post, key="k1", to=to, unsubscribe=unsub, marketing=marketing, reply_to=reply_to)
+            assert _same_bytes(fast, slow), (to, unsub)
+            assert fast.endswith(b"\r\n.\r\n") and b"\n" not in fast.replace(b"\r\n", b"")
+            assert all(len(line) <= 78 for line in fast.split(b"\r\n"))
+
+
+def test_template_shares_the_body_and_differs_only_in_recipient_headers():
+    ch, _ = channel()
+    tpl = _mail.Template(ch.render(message()), key="k1", domain="example.com",
+                         from_address="Status <status@example.com>", reply_to=None, date=T0, marketing=False)
+    one, two = parsed(tpl.payload("a@x.test")), parsed(tpl.payload("b@x.test"))
+    assert one["To"] == "a@x.test" and two["To"] == "b@x.test"
+    assert one["Message-ID"] == _mail.message_id("k1", "a@x.test", "example.com") != two["Message-ID"]
+    assert one["Date"] == two["Date"] and one["Date"].datetime.timestamp() == T0
+    for part in ("plain", "html"):
+        assert one.get_body((part,)).get_content() == two.get_body((part,)).get_content()
+    assert tpl.bodies(None) is tpl.bodies(None), "the plain body is encoded once per mailing"
+
+
+def test_long_unsubscribe_url_stays_one_unencoded_line():
+    """The email package would RFC 2047-encode a List-Unsubscribe longer than 78 characters,
+    which mail clients cannot use; an unfoldable ASCII value may run to 998 characters."""
+    url = "https://ex.com/unsubscribe?token=" + "t" * 120
+    ch, _ = channel()
+    tpl = _mail.Template(ch.render(message(kind="promotion")), key="k1", domain="example.com",
+                         from_address="status@example.com", reply_to=None, date=T0, marketing=True)
+    data = tpl.payload("a@x.test", url)
+    assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in data
+    msg = parsed(data)
+    assert msg["List-Unsubscribe"] == f"<{url}>"
+    assert url in msg.get_body(("plain",)).get_content() and "=?" not in msg["List-Unsubscribe"]
+
+
+def test_header_line_folds_plain_values_at_spaces_and_encodes_the_rest():
+    refs = " ".join(_mail.message_id(k, "a@x.test", "example.com") for k in ("k1", "k2", "k3"))
+    folded = _mail.header_line("References", refs)
+    lines = folded.split(b"\r\n")
+    assert lines[-1] == b"" and all(len(x) <= 78 for x in lines)
+    assert all(x.startswith(b" ") for x in lines[1:-1])
+    assert b" ".join(x.strip() for x in lines).removeprefix(b"References: ").strip() == refs.encode()
+    assert _mail.header_line("To", "a@x.test") == b"To: a@x.test\r\n"
+    assert _mail.header_line("To", "ünï@x.test") == _mail.POLICY.fold_binary(
+        *_mail.POLICY.header_store_parse("To", "ünï@x.test"))
+    with pytest.raises(ValueError):
+        _mail.header_line("To", "a@x.test\r\nBcc: everyone@x.test")
+    assert _mail.envelope_address("a@x.test") == "a@x.test"
+    assert _mail.envelope_address("A <a@x.test>") == "a@x.test"
+
+
+# ---------------------------------------------------------------- progress writes per message
+
+
+class RecordingProgress(MemoryProgress):
+    """A progress with ``mark_all`` (as LedgerProgress): records each durable write."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[list[tuple]] = []
+
+    def mark_all(self, marks):
+        self.writes.append([(list(items), state) for items, state, _ in marks])
+        for items, state, detail in marks:
+            self.mark(items, state, detail)
+
+
+def test_one_write_per_message_carrying_the_previous_outcome():
+    ch, fake = channel(recipients=["a@x.test", "b@x.test", "c@x.test", "d@x.test"])
+    fake.script = {"b@x.test": 550}
+    progress = RecordingProgress()
+    snapshots = []
+    send = fake.send
+
+    def send_and_look(data):  # what is durable at the moment each message goes out
+        snapshots.append((fake.rcpt_to, {k: v[0] for k, v in progress.states().items()}))
+        send(data)
+
+    fake.send = send_and_look
+    ch.send(ch.render(message()), key="k", progress=progress)
+    assert progress.writes == [
+        [(["a@x.test"], "sending")],
+        [(["a@x.test"], "done"), (["b@x.test"], "sending")],
+        [(["b@x.test"], "refused"), (["c@x.test"], "sending")],
+        [(["c@x.test"], "done"), (["d@x.test"], "sending")],
+        [(["d@x.test"], "done")],
+    ]
+    # one address in flight; everyone before it already recorded
+    assert snapshots == [
+        ("a@x.test", {"a@x.test": "sending"}),
+        ("c@x.test", {"a@x.test": "done", "b@x.test": "refused", "c@x.test": "sending"}),
+        ("d@x.test", {"a@x.test": "done", "b@x.test": "refused", "c@x.test": "done", "d@x.test": "sending"}),
+    ]
+
+
+def test_a_held_outcome_is_written_when_the_pass_stops():
+    # 421 on c: b's "done" is held when the pass raises; it must still be recorded
+    ch, fake = channel(FakeSMTP({"c@x.test": 421}))
+    progress = RecordingProgress()
+    with pytest.raises(TransientError):
+        ch.send(ch.render(message()), key="k", progress=progress)
+    assert {k: v[0] for k, v in progress.states().items()} == {
+        "a@x.test": "done", "b@x.test": "done", "c@x.test": "failed"}
+    # the next batch's connection fails: the last outcome of the previous batch is kept
+    made = [FakeSMTP()]
+
+    def factory(s):
+        if not made:
+            raise ConnectionRefusedError("refused")
+        return made.pop()
+
+    ch = Email("mail", settings(batch_size=2), clock=lambda: T0, smtp_factory=factory)
+    progress = RecordingProgress()
+    with pytest.raises(TransientError, match="cannot connect"):
+        ch.send(ch.render(message()), key="k", progress=progress)
+    assert {k: v[0] for k, v in progress.states().items()} == {"a@x.test": "done", "b@x.test": "done"}
+
+
+def test_a_crash_mid_message_leaves_only_that_address_uncertain():
+    """kill -9 while the server holds c's message: nothing after the write of c's "sending"
+    runs. Everyone before c is recorded; a later pass re-sends c alone, same Message-ID."""
+    ch, fake = channel()
+    progress = RecordingProgress()
+
+    class Killed(BaseException):
+        pass
+
+    def die(data):
+        if fake.rcpt_to == "c@x.test":
+            fake.data = data
+            raise Killed
+
+    send = fake.send
+    fake.send = lambda data: die(data) or send(data)
+    durable = {}
+
+    def mark_all(marks):  # what a killed process leaves in the ledger: writes up to the kill
+        RecordingProgress.mark_all(progress, marks)
+        durable.update(progress.states())
+
+    progress.mark_all = mark_all
+    with pytest.raises(Killed):
+        ch.send(ch.render(message()), key="k", progress=progress)
+    assert {k: v[0] for k, v in durable.items()} == {"a@x.test": "done", "b@x.test": "done", "c@x.test": "sending"}
+    first_id = parsed(fake.data)["Message-ID"]
+    after = MemoryProgress()
+    for item, (state, detail) in durable.items():
+        after.mark([item], state, detail)
+    again = FakeSMTP()
+    ch2, _ = channel(again)
+    receipt = ch2.send(ch2.render(message()), key="k", progress=after)
+    assert [to for to, _ in again.accepted] == ["c@x.test"]
+    assert parsed(again.accepted[0][1])["Message-ID"] == first_id
+    assert receipt.extra["sent"] == 1 and receipt.extra["skipped"] == 2
+
+
+# ---------------------------------------------------------------- the ledger side
+
+
+def test_ledger_marks_and_lease_in_one_transaction(ledger_url):
+    from broadcaster.ledger.repository import Ledger
+
+    now = [T0]
+    ledger = Ledger.open(ledger_url, clock=lambda: now[0])
+    try:
+        ann, _ = ledger.create_announcement({"kind": "incident", "title": "t", "body": "b"},
+                                            [{"channel": "mail", "state": "pending"}], actor="test")
+        [d] = ledger.deliveries_of(ann)
+        assert ledger.claim(d.id, "w", 5) is not None
+        assert ledger.mark_items_and_extend(d.id, "w", [(["a@x"], "sending", None)]) is None
+        now[0] += 4
+        renewed = ledger.mark_items_and_extend(
+            d.id, "w", [(["a@x"], "done", "250 ok"), (["b@x"], "sending", None), (["c@x", "c@x"], "failed", "450")], 5)
+        assert renewed is True and ledger.get_delivery(d.id).lease_until == T0 + 9
+        assert ledger.mark_items_and_extend(d.id, "other", [], 500) is False
+        assert ledger.get_delivery(d.id).lease_until == T0 + 9
+        # later marks of an item win, as if written one after the other
+        assert ledger.mark_items_and_extend(d.id, "w", [(["b@x"], "done", "250"), (["b@x"], "refused", "550")]) is None
+        assert ledger.item_states(d.id) == {"a@x": ("done", "250 ok"), "b@x": ("refused", "550"),
+                                            "c@x": ("failed", "450")}
+        assert ledger.mark_items_and_extend(d.id, "w", []) is None
+    finally:
+        ledger.close()
+
+
+def test_ledger_progress_renews_the_lease_at_most_every_few_seconds(monkeypatch):
+    from broadcaster.engine import LedgerProgress
+
+    calls = []
+
+    class FakeLedger:
+        def mark_items_and_extend(self, delivery_id, owner, marks, lease=None):
+            calls.append((delivery_id, owner, [(list(i), s, x) for i, s, x in marks], lease))
+            return None if lease is None else True
+
+    class Rt:
+        ledger = FakeLedger()
+
+    class D:
+        id = "dlv_1"
+
+    t = [100.0]
+    progress = LedgerProgress(Rt(), D(), "w", 60.0)
+    progress._clock = lambda: t[0]
+    assert progress.renew_every == 2.0
+    progress.mark(["a"], "sending")
+    t[0] += 1.0
+    progress.mark_all([(["a"], "done", "250"), (["b"], "sending", None)])
+    t[0] += 1.5
+    progress.mark(["b"], "done", "250")
+    assert calls == [("dlv_1", "w", [(["a"], "sending", None)], 60.0),
+                     ("dlv_1", "w", [(["a"], "done", "250"), (["b"], "sending", None)], None),
+                     ("dlv_1", "w", [(["b"], "done", "250")], 60.0)]
+    assert LedgerProgress(Rt(), D(), "w", 5.0).renew_every == 1.25, "at least four renewals per lease"
