@@ -149,8 +149,9 @@ async def _flood(url: str, seconds: float) -> dict:
     stop_at = time.monotonic() + seconds
 
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    legit_limits = httpx.Limits(max_connections=int(seconds) + 5)
     async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as junk_client, \
-            httpx.AsyncClient(base_url=url, timeout=10) as legit_client:
+            httpx.AsyncClient(base_url=url, timeout=30, limits=legit_limits) as legit_client:
 
         async def attacker(i: int) -> None:
             n = i
@@ -164,24 +165,28 @@ async def _flood(url: str, seconds: float) -> dict:
                     junk["errors"] += 1
                 junk["sent"] += 1
 
+        async def post_once(i: int) -> None:
+            started = time.perf_counter()
+            try:
+                r = await legit_client.post("/api/v1/announcements",
+                                            json={"kind": "incident", "title": f"Real incident {i}",
+                                                  "body": "Still investigating."},
+                                            headers={"Authorization": f"Bearer {LEGIT_TOKEN}",
+                                                     "Idempotency-Key": f"legit-{i}"})
+                legit["latencies"].append(time.perf_counter() - started)
+                legit["statuses"].append(r.status_code)
+            except httpx.HTTPError as exc:
+                legit["errors"].append(type(exc).__name__)
+
         async def legitimate() -> None:
-            i = 0
-            next_at = time.monotonic()
-            while time.monotonic() < stop_at:
+            """One post a second, on the clock: a slow answer does not delay the next post."""
+            posts, i, next_at = [], 0, time.monotonic()
+            while next_at < stop_at:
                 i += 1
-                started = time.perf_counter()
-                try:
-                    r = await legit_client.post("/api/v1/announcements",
-                                                json={"kind": "incident", "title": f"Real incident {i}",
-                                                      "body": "Still investigating."},
-                                                headers={"Authorization": f"Bearer {LEGIT_TOKEN}",
-                                                         "Idempotency-Key": f"legit-{i}"})
-                    legit["latencies"].append(time.perf_counter() - started)
-                    legit["statuses"].append(r.status_code)
-                except httpx.HTTPError as exc:
-                    legit["errors"].append(type(exc).__name__)
+                posts.append(asyncio.create_task(post_once(i)))
                 next_at += 1.0
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await asyncio.gather(*posts)
 
         started = time.monotonic()
         await asyncio.gather(legitimate(), *(attacker(i) for i in range(CONCURRENCY)))
@@ -232,9 +237,10 @@ def test_legitimate_posts_flow_while_junk_floods_the_intake(server):
           f"peak {peak / 1024:.1f} MB (+{(peak - baseline) / 1024:.1f} MB)")
 
     assert not legit["errors"], legit["errors"]
-    assert len(legit["statuses"]) >= int(SECONDS) - 1
+    assert len(legit["statuses"]) >= int(SECONDS)
     assert set(legit["statuses"]) == {202}, legit["statuses"]
-    assert junk["sent"] > 20 * SECONDS, "the flood was too thin to prove anything"
+    # the flood must outnumber the real posts many times over (its rate depends on the machine)
+    assert junk["sent"] > 10 * len(legit["statuses"]), "the flood was too thin to prove anything"
     assert not [s for s in junk["by_status"] if s >= 500], junk["by_status"]
     assert set(junk["by_status"]) <= {401, 429, 200, 202}, junk["by_status"]
     # the noisy token gets its 120/min (a full bucket, then the refill), then 429; other junk is refused
