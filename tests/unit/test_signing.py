@@ -274,3 +274,101 @@ def test_signature_argument_parsing():
     assert signing.parse_signature_arg("k1:abc") == ("k1", "abc")
     with pytest.raises(signing.SigningError):
         signing.parse_signature_arg("abc")
+
+
+# ---------------------------------------------------------------- the CLI: keys and verify
+
+
+def cli(args, input=None, env=None):
+    from click.testing import CliRunner
+
+    import broadcaster.cli.keys  # noqa: F401 - registers its commands on `main`
+    from broadcaster.cli import main
+
+    return CliRunner().invoke(main, args, input=input, env={"BROADCASTER_CONFIG": "", **(env or {})})
+
+
+def publish(ring, tmp_path, *messages):
+    """A status-site output directory as the statuspage channel would write it."""
+    from broadcaster import official
+
+    site = tmp_path / "site"
+    s = settings_with(ring)
+    state: dict = {}
+    for m in messages:
+        official.remember_signature(state, signing.sign_message(s, m))
+    for rel, data in official.site_files(s, state).items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_bytes(data)
+    return site
+
+
+def test_cli_keys_create_list_rotate_revoke(tmp_path):
+    kd = str(tmp_path / "keys")
+    first = cli(["keys", "create", "--id", "k1", "--key-dir", kd])
+    assert first.exit_code == 0, first.output
+    assert first.stdout.strip() == "k1"
+    assert cli(["keys", "create", "--id", "k2", "--key-dir", kd]).exit_code == 0
+    listed = cli(["keys", "list", "--key-dir", kd]).stdout
+    assert "k1\tretired" in listed and "k2\tactive" in listed and "private key here" in listed
+    published = json.loads(cli(["keys", "list", "--json", "--key-dir", kd]).stdout)
+    assert [k["id"] for k in published["keys"]] == ["k1", "k2"] and "PRIVATE" not in json.dumps(published)
+    assert cli(["keys", "create", "--id", "k1", "--key-dir", kd]).exit_code == 2
+    assert cli(["keys", "revoke", "k1", "--key-dir", kd]).exit_code == 0
+    assert "k1\trevoked" in cli(["keys", "list", "--key-dir", kd]).stdout
+
+
+def test_cli_keys_without_configuration_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli(["keys", "list"]).exit_code == 2
+
+
+def test_cli_verify_by_id_and_by_pasted_text_across_rotation(ring, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ring.create("k1")
+    m1 = Message(ann())
+    site = publish(ring, tmp_path, m1)
+    ring.create("k2")
+    site = publish(ring, tmp_path, m1, Message(ann(), update=upd()))  # re-signs the first with k2 too
+    records = json.loads((site / ".well-known/broadcaster/signatures" / f"{ann().id}.json").read_text())["entries"]
+    assert {r["key_id"] for r in records} == {"k2"}
+    # a record signed with the retired key still verifies
+    old = signing.sign_document(signing.announcement_document(ann(id="ann_old")), ring.private("k1"), "k1")
+    sigdir = site / ".well-known/broadcaster/signatures"
+    (sigdir / "ann_old.json").write_text(json.dumps(signing.signatures_document("ann_old", [old])))
+    url = site.as_uri()
+    # --site as a file:// URL is not fetched over HTTP: use the keyring and a local copy instead
+    monkeypatch.setattr("broadcaster.cli.keys._fetch_json",
+                        lambda s, l, rel: json.loads((site / rel).read_text()) if (site / rel).is_file() else None)
+    ok = cli(["verify", "--id", ann().id, "--site", url])
+    assert ok.exit_code == 0, ok.output
+    assert "VALID   announcement" in ok.stdout and "VALID   update" in ok.stdout
+    assert cli(["verify", "--id", "ann_old", "--site", url]).exit_code == 0
+    assert cli(["verify", "--id", "ann_old", "--site", url, "--key-dir", str(ring.dir)]).exit_code == 0
+    pasted = ("Login errors\n\nWe are investigating failed logins.\n\n• EU\n• US\n\n"
+              f"Verify: https://status.example.com/verify.html?id={ann().id}\n")
+    good = cli(["verify", "--text", "-", "--site", url], input=pasted)
+    assert good.exit_code == 0 and "TEXT OK" in good.stdout, good.output
+    bad = cli(["verify", "--text", "-", "--site", url], input=pasted.replace("failed", "fai1ed"))
+    assert bad.exit_code == 1 and "TEXT MISMATCH" in bad.stdout
+    assert cli(["verify", "--id", "ann_nope", "--site", url]).exit_code == 1
+    assert cli(["verify", "--text", "-", "--site", url], input="no link here").exit_code == 2
+    # tampering with the published record fails
+    rec = json.loads((sigdir / f"{ann().id}.json").read_text())
+    rec["entries"][0]["canonical"] = rec["entries"][0]["canonical"].replace("Login", "Logon")
+    (sigdir / f"{ann().id}.json").write_text(json.dumps(rec))
+    tampered = cli(["verify", "--id", ann().id, "--site", url])
+    assert tampered.exit_code == 1 and "INVALID" in tampered.stdout
+
+
+def test_cli_verify_a_canonical_document_with_signature(ring, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ring.create("k1")
+    record = signing.sign_document(signing.announcement_document(ann()), ring.private("k1"), "k1")
+    sig = f"k1:{record['signature']}"
+    ok = cli(["verify", "--text", "-", "--signature", sig, "--key-dir", str(ring.dir)], input=record["canonical"] + "\n")
+    assert ok.exit_code == 0 and ok.stdout.startswith("VALID"), ok.output
+    changed = record["canonical"].replace("investigating", "investigatinG")
+    bad = cli(["verify", "--text", "-", "--signature", sig, "--key-dir", str(ring.dir)], input=changed)
+    assert bad.exit_code == 1 and bad.stdout.startswith("INVALID")
+    assert cli(["verify", "--text", "-", "--signature", "nocolon", "--key-dir", str(ring.dir)], input="x").exit_code == 1

@@ -1,0 +1,243 @@
+"""Signing keys and verification: ``broadcaster keys create|list|revoke`` and ``broadcaster verify``.
+
+Keys live in ``signing.key_dir`` (or ``--key-dir`` / ``$BROADCASTER_KEY_DIR``), never in the
+ledger. ``verify`` checks an announcement the way a reader would: the signature records the
+status site publishes, against our public keys (the local keyring when there is one — the
+strongest check — else the site's ``keys.json``).
+
+Exit codes: 0 valid (and the text matches), 1 invalid, tampered, revoked or not found,
+2 usage or configuration error, 3 the status site could not be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, load, main
+
+KEY_DIR_HELP = "Key directory (default: signing.key_dir from the config; env BROADCASTER_KEY_DIR)."
+
+
+def _settings_or_none(ctx: click.Context):
+    from ..errors import ConfigError
+
+    try:
+        return load(ctx)
+    except ConfigError:
+        return None
+
+
+def _key_dir(ctx: click.Context, key_dir: str | None) -> str:
+    from .. import signing
+
+    if key_dir:
+        return key_dir
+    settings = load(ctx)  # a config error here exits 2 with its key paths
+    cfg = signing.config_of(settings)
+    if cfg is None:
+        click.echo("error: signing is not configured: add `signing: {key_dir: ...}` to the config, "
+                   "or pass --key-dir", err=True)
+        ctx.exit(EXIT_USAGE)
+    return cfg.key_dir
+
+
+@main.group()
+def keys():
+    """Ed25519 keys that sign announcements: create (rotate), list, revoke."""
+
+
+@keys.command("create")
+@click.option("--id", "key_id", metavar="ID", help="Key id (default: k<YYYYMMDD>-<random>).")
+@click.option("--key-dir", envvar="BROADCASTER_KEY_DIR", metavar="DIR", help=KEY_DIR_HELP)
+@click.pass_context
+def create(ctx, key_id, key_dir):
+    """Create a key and make it the active one; the previous key is retired (its signatures stay valid)."""
+    from .. import signing
+
+    ring = signing.Keyring(_key_dir(ctx, key_dir))
+    try:
+        previous = [k.id for k in ring.keys().values() if k.status == "active"]
+        info = ring.create(key_id)
+    except signing.SigningError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_USAGE)
+    click.echo(f"created key {info.id} (fingerprint {signing.fingerprint(info.public)}); it signs from now on.", err=True)
+    if previous:
+        click.echo(f"retired: {', '.join(previous)} (still published; old signatures keep verifying)", err=True)
+    click.echo(f"private key: {ring.private_path(info.id)} — keep it off the ledger host's backups and "
+               "copy it only to the workers that publish the status page.", err=True)
+    click.echo(info.id)
+
+
+@keys.command("list")
+@click.option("--key-dir", envvar="BROADCASTER_KEY_DIR", metavar="DIR", help=KEY_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="The public key list as published (keys.json).")
+@click.pass_context
+def list_(ctx, key_dir, as_json):
+    """List keys: id, status, created, fingerprint, whether the private key is on this machine."""
+    from .. import signing
+
+    ring = signing.Keyring(_key_dir(ctx, key_dir))
+    try:
+        found = ring.keys()
+    except signing.SigningError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_USAGE)
+    if as_json:
+        click.echo(json.dumps(signing.keys_document(found.values()), indent=1))
+        return
+    if not found:
+        click.echo(f"no keys in {ring.dir} (run `broadcaster keys create`)", err=True)
+        return
+    for k in sorted(found.values(), key=lambda k: k.created_at):
+        private = "private key here" if ring.private_path(k.id).exists() else "public only"
+        click.echo(f"{k.id}\t{k.status}\t{k.created_at}\t{signing.fingerprint(k.public)}\t{private}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--key-dir", envvar="BROADCASTER_KEY_DIR", metavar="DIR", help=KEY_DIR_HELP)
+@click.pass_context
+def revoke(ctx, key_id, key_dir):
+    """Mark a leaked key revoked: everything it signed stops verifying. Create a new key first."""
+    from .. import signing
+
+    ring = signing.Keyring(_key_dir(ctx, key_dir))
+    try:
+        ring.set_status(key_id, "revoked")
+    except signing.SigningError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_USAGE)
+    click.echo(f"revoked {key_id}; republish the status page so readers see it", err=True)
+
+
+# ---------------------------------------------------------------- verify
+
+
+class Unreachable(Exception):
+    pass
+
+
+def _site_base(settings: Any) -> str | None:
+    from .. import signing
+
+    page = signing.verify_page_url(settings) if settings is not None else None
+    return page.rsplit("/", 1)[0] if page else None
+
+
+def _local_site(settings: Any) -> Path | None:
+    for ch in (getattr(settings, "channels", None) or {}).values():
+        if getattr(ch, "kind", None) == "statuspage" and getattr(ch, "enabled", True):
+            return Path(ch.output_dir)
+    return None
+
+
+def _fetch_json(site: str | None, local: Path | None, rel: str) -> Any | None:
+    """``rel`` from the local status-site output, else from the site over HTTP; None if absent."""
+    if local is not None and (local / rel).is_file():
+        return json.loads((local / rel).read_text(encoding="utf-8"))
+    if not site:
+        return None
+    import httpx
+
+    try:
+        resp = httpx.get(f"{site.rstrip('/')}/{rel}", timeout=10, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"{site}: {type(exc).__name__}") from exc
+    if resp.status_code == 404:
+        return None
+    if resp.status_code != 200:
+        raise Unreachable(f"{site}/{rel}: HTTP {resp.status_code}")
+    return resp.json()
+
+
+def _read_text(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    return Path(source).read_text(encoding="utf-8")
+
+
+@main.command()
+@click.option("--id", "ann_id", metavar="ANN_ID", help="The announcement id (a post's Verify link carries it).")
+@click.option("--text", "text_source", metavar="FILE|-", help="A post's text as you saw it (or, with --signature, "
+              "the exact signed canonical document).")
+@click.option("--signature", metavar="KEYID:SIG", help="Check --text as a canonical document against this signature.")
+@click.option("--site", metavar="URL", help="The status site (default: from the config).")
+@click.option("--key-dir", envvar="BROADCASTER_KEY_DIR", metavar="DIR",
+              help="Trust the keys in this keyring instead of the site's keys.json.")
+@click.pass_context
+def verify(ctx, ann_id, text_source, signature, site, key_dir):
+    """Check that an announcement (or a pasted post) is signed by us and unaltered."""
+    from .. import signing
+
+    if not ann_id and not text_source:
+        click.echo("error: give --id ANN_ID or --text FILE|-", err=True)
+        ctx.exit(EXIT_USAGE)
+    settings = _settings_or_none(ctx)
+    try:
+        text = _read_text(text_source) if text_source else None
+    except OSError as exc:
+        click.echo(f"error: cannot read {text_source}: {exc.strerror or exc}", err=True)
+        ctx.exit(EXIT_USAGE)
+    local = None if site else _local_site(settings)  # an explicit --site is the only source
+    site = site or _site_base(settings)
+    cfg = signing.config_of(settings) if settings is not None else None
+    key_dir = key_dir or (cfg.key_dir if cfg else None)
+    try:
+        if key_dir and signing.Keyring(key_dir).keys():
+            keys, where = signing.Keyring(key_dir).keys(), f"keyring {key_dir}"
+        else:
+            published = _fetch_json(site, local, "/".join((signing.WELL_KNOWN, "keys.json")))
+            if published is None:
+                click.echo("error: no public keys found (give --key-dir or --site)", err=True)
+                ctx.exit(EXIT_USAGE)
+            keys, where = signing.keys_from_json(published), f"{site or local} keys.json"
+        if signature:
+            key_id, sig = signing.parse_signature_arg(signature)
+            if text is None:
+                click.echo("error: --signature needs --text (the signed document)", err=True)
+                ctx.exit(EXIT_USAGE)
+            record = {"canonical": text.rstrip("\n"), "key_id": key_id, "signature": sig, "alg": signing.ALG}
+            verdict = signing.verify_record(record, keys)
+            click.echo(("VALID: " if verdict.ok else "INVALID: ") + verdict.reason)
+            ctx.exit(EXIT_OK if verdict.ok else EXIT_FAILED)
+        ann_id = ann_id or (signing.id_from_text(text) if text else None)
+        if not ann_id:
+            click.echo("error: the text has no Verify link; give --id ANN_ID", err=True)
+            ctx.exit(EXIT_USAGE)
+        if not signing.KEY_ID_RE.match(ann_id):
+            click.echo(f"error: {ann_id!r} is not an announcement id", err=True)
+            ctx.exit(EXIT_USAGE)
+        doc = _fetch_json(site, local, f"{signing.WELL_KNOWN}/signatures/{ann_id}.json")
+    except Unreachable as exc:
+        click.echo(f"error: status site unreachable: {exc}", err=True)
+        ctx.exit(EXIT_UNREACHABLE)
+    except (signing.SigningError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_FAILED)
+    if doc is None or not doc.get("entries"):
+        click.echo(f"NOT FOUND: no signed announcement {ann_id} is published — treat it as not from us")
+        ctx.exit(EXIT_FAILED)
+    good, failed = [], 0
+    for entry in doc["entries"]:
+        verdict = signing.verify_record(entry, keys)
+        label = f"{entry.get('type')} {entry.get('id')}"
+        if verdict.ok:
+            good.append(verdict.document)
+            status = verdict.document.get("status")
+            click.echo(f"VALID   {label}{f' ({status})' if status else ''}: {verdict.document.get('title')!r} — {verdict.reason}")
+        else:
+            failed += 1
+            click.echo(f"INVALID {label}: {verdict.reason}")
+    click.echo(f"(keys from {where})", err=True)
+    if text is not None:
+        match = signing.match_text(text, good)
+        click.echo(("TEXT OK: " if match.ok else "TEXT MISMATCH: ") + match.reason)
+        if not match.ok:
+            ctx.exit(EXIT_FAILED)
+    ctx.exit(EXIT_FAILED if failed or not good else EXIT_OK)
