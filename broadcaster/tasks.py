@@ -16,7 +16,7 @@ import logging
 import threading
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from . import engine
 from .config import Settings, read_settings
@@ -28,13 +28,19 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     app = Celery("broadcaster", broker=broker_url(settings), set_as_current=False)
-    queues = [Queue(DEFAULT_QUEUE)] + [Queue(queue_name(name)) for name in settings.channels]
+    # one direct exchange; each queue bound by its own name, so a message reaches only its queue
+    exchange = Exchange("bc", type="direct")
+    names = [DEFAULT_QUEUE] + [queue_name(name) for name in settings.channels]
+    queues = [Queue(n, exchange, routing_key=n) for n in names]
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         task_default_queue=DEFAULT_QUEUE,
+        task_default_exchange="bc",
+        task_default_exchange_type="direct",
+        task_default_routing_key=DEFAULT_QUEUE,
         task_queues=queues,
         task_ignore_result=True,
         result_backend=None,

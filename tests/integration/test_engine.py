@@ -145,3 +145,25 @@ def test_worker_killed_mid_send_settles_exactly_once(ledger_url, private_redis, 
         receiver.release()
         system.stop()
         time.sleep(0.1)
+
+
+def test_each_message_reaches_only_its_channel_queue(shared_redis_url):
+    """Bulkheads: a delivery for one channel must not also land in every other channel's queue."""
+    import redis
+
+    from broadcaster.config import load_settings
+    from broadcaster.tasks import create_app
+
+    url = shared_redis_url.rsplit("/", 1)[0] + "/13"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    settings = load_settings({"broker": url, "channels": {
+        "a": {"kind": "webhook", "url": "http://127.0.0.1:9/a"},
+        "b": {"kind": "webhook", "url": "http://127.0.0.1:9/b"}}}, env={})
+    app = create_app(settings)
+    try:
+        app.bc_enqueuer("dlv_only_a", "a", None)
+        lists = {k.decode(): client.llen(k) for k in client.keys("bc*") if client.type(k) == b"list"}
+        assert lists == {"bc.ch.a": 1}
+    finally:
+        client.flushdb()
