@@ -491,5 +491,36 @@ def read_settings(path: str | os.PathLike | None = None, *, env: dict[str, str] 
     )
 
 
+def secret_values(node: Any) -> set[str]:
+    """Every revealed Secret inside a settings object (nested models, dicts, lists included)."""
+    out: set[str] = set()
+    if isinstance(node, Secret):
+        if len(node.reveal()) >= 4:
+            out.add(node.reveal())
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            out |= secret_values(getattr(node, name))
+    elif isinstance(node, dict):
+        for v in node.values():
+            out |= secret_values(v)
+    elif isinstance(node, (list, tuple, set)):
+        for v in node:
+            out |= secret_values(v)
+    return out
+
+
+_BEARER = re.compile(r"(?i)\b(bearer|token|oauth)\s+[A-Za-z0-9._~+/=-]{8,}")
+
+
+def redact(text: str | None, secrets: set[str]) -> str | None:
+    """Remove secret values (and anything shaped like a bearer token) from text we store or show:
+    providers sometimes echo the request back in their error bodies."""
+    if not text:
+        return text
+    for value in sorted(secrets, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return _BEARER.sub(lambda m: m.group(1) + " ***", text)
+
+
 def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEYS.search(key))

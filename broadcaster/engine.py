@@ -11,6 +11,7 @@ import logging
 from dataclasses import replace
 
 from . import delivery as policy_mod
+from .config import redact, secret_values
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
 from .ledger.repository import default_owner
 from .models import Delivery, DeliveryState, Message, Post, Receipt
@@ -140,7 +141,7 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
         message = build_message(runtime, d, ann)
         post = render_post(channel, message, d)
     except PermanentError as exc:
-        return finish(S.FAILED, f"cannot be rendered for {d.channel}: {exc}", error=str(exc))
+        return finish(S.FAILED, f"cannot be rendered for {d.channel}: {exc}", error=str(exc))  # our own words
     except DeliveryError as exc:
         return _after_error(runtime, d, exc, pol, channel, finish)
 
@@ -172,11 +173,13 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
 def _after_error(runtime: Runtime, d: Delivery, exc: DeliveryError, pol, channel, finish) -> str:
     if policy_mod.counts_against_breaker(exc):
         runtime.breaker.failure(d.channel, pol.breaker.failures, pol.breaker.cooldown)
+    secrets = secret_values(runtime.settings.channels.get(d.channel))
     dec = policy_mod.decide(exc, attempt=d.attempts + 1, now=runtime.clock(), deadline_at=d.deadline_at, policy=pol,
                             idempotent=bool(channel.idempotent), can_lookup=bool(channel.can_lookup),
                             public=bool(channel.public))
-    return finish(dec.state, dec.reason, due_at=dec.due_at, attempted=dec.attempted, response=exc.response,
-                  error=str(exc), maybe_sent=dec.maybe_sent, fall_back=dec.fall_back)
+    return finish(dec.state, redact(dec.reason, secrets), due_at=dec.due_at, attempted=dec.attempted,
+                  response=redact(exc.response, secrets), error=redact(str(exc), secrets),
+                  maybe_sent=dec.maybe_sent, fall_back=dec.fall_back)
 
 
 def _ids(d: Delivery, state=None) -> dict:

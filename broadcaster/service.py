@@ -7,6 +7,7 @@ and only then wakes the workers (a failed wake-up is logged, never fatal: the sw
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -61,10 +62,31 @@ SYSTEM = Principal("system", admin=True)
 # ---------------------------------------------------------------- request shapes
 
 
+#: times a datetime can hold and people mean: 1970 … 9999
+_EARLIEST, _LATEST = 0.0, 253402300799.0
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _plain(v: Any) -> Any:
+    """Refuse control characters (NUL, ANSI escapes, BEL, C1) in user text; tabs and newlines are text."""
+    if isinstance(v, str) and _CONTROL.search(v):
+        raise ValueError("contains control characters (only tab and newlines are allowed)")
+    if isinstance(v, list):
+        for item in v:
+            _plain(item)
+    return v
+
+
+def _check_text(cls, v: Any) -> Any:
+    return _plain(v)
+
+
 def _epoch(v: Any) -> float | None:
     if v is None or v == "":
         return None
     if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if not (_EARLIEST <= float(v) <= _LATEST):  # also refuses NaN and ±Infinity
+            raise ValueError("not a time between 1970 and 9999 (Unix seconds or ISO 8601)")
         return float(v)
     if isinstance(v, datetime):
         return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).timestamp()
@@ -73,7 +95,10 @@ def _epoch(v: Any) -> float | None:
             dt = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
         except ValueError:
             raise ValueError("not a date-time (use ISO 8601, e.g. 2026-11-22T14:00:00Z)") from None
-        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+        ts = (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+        if not (_EARLIEST <= ts <= _LATEST):
+            raise ValueError("not a time between 1970 and 9999")
+        return ts
     raise ValueError("not a date-time")
 
 
@@ -99,6 +124,8 @@ class VariantIn(BaseModel):
     title: str | None = Field(None, max_length=300)
     body: str | None = Field(None, max_length=20000)
 
+    _text = field_validator("title", "body")(classmethod(_check_text))
+
 
 class AnnouncementIn(BaseModel):
     """What a user submits once. ``channels`` empty → the route for ``kind``."""
@@ -116,6 +143,8 @@ class AnnouncementIn(BaseModel):
     channels: list[str] = Field(default_factory=list, max_length=100)
     variants: dict[str, VariantIn] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list, max_length=20)
+
+    _text = field_validator("title", "body", "url", "components", "channels", "tags")(classmethod(_check_text))
 
     @field_validator("kind")
     @classmethod
@@ -160,6 +189,8 @@ class UpdateIn(BaseModel):
     body: str = Field(..., min_length=1, max_length=20000)
     title: str | None = Field(None, max_length=300)
     components: list[str] | None = None
+
+    _text = field_validator("status", "body", "title", "components")(classmethod(_check_text))
 
 
 def validation_problem(exc: ValidationError) -> InvalidRequest:
@@ -365,5 +396,8 @@ def overall(states: list[str]) -> str:
 def now_iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):  # a corrupt stored time must not break every listing
+        return None
 

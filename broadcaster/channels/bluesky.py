@@ -11,6 +11,7 @@ rate-limited) and refreshed when the access token expires — which arrives as H
 from __future__ import annotations
 
 import dataclasses
+import re
 import hashlib
 import json
 import threading
@@ -133,8 +134,11 @@ def created_at_of(message: Message) -> float:
 
 
 def xrpc_error(response: httpx.Response) -> str | None:
+    """The XRPC error name — only when it looks like one (a hostile or echoing server could put
+    anything there, including our own credentials)."""
     data = _http.json_or_none(response)
-    return data.get("error") if isinstance(data, dict) else None
+    name = data.get("error") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and re.fullmatch(r"[A-Za-z]{1,64}", name) else None
 
 
 def classify(response: httpx.Response, what: str, now) -> None:

@@ -181,8 +181,10 @@ def check(ctx, offline):
             what = ch.check()
             click.echo(f"  {name:24} {cfg.kind:22} ok: {what}")
         except DeliveryError as exc:
+            from ..config import redact, secret_values
+
             failed += 1
-            click.echo(f"  {name:24} {cfg.kind:22} FAILED: {exc}")
+            click.echo(f"  {name:24} {cfg.kind:22} FAILED: {redact(str(exc), secret_values(cfg))}")
         finally:
             ch.close()
     if failed:

@@ -285,11 +285,6 @@ def test_a_connect_error_leaves_no_secret_in_the_ledger(tmp_path, logs):
     assert not leaks(out["ledger"], (out["raw"],))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the attempt log keeps the provider's answer verbatim "
-                                       "(channels/_http.py:110 short() → DeliveryError.response → "
-                                       "delivery_events.response), so a provider that quotes the request back puts the "
-                                       "webhook URL, Mastodon token, Bluesky app password and Postmark token into the "
-                                       "ledger, GET /api/v1/announcements/{id} (events[].response) and GET /api/v1/export")
 def test_provider_answers_that_quote_credentials_are_redacted_in_the_attempt_log(tmp_path, logs):
     out = run_flows(tmp_path, echo_handler)
     assert not leaks(out["ledger"], (out["raw"],)), "a secret was written to the ledger"
@@ -382,10 +377,6 @@ def test_cli_check_output_is_secret_free(tmp_path, mode, logs):
     assert not leaks(log_text(logs))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Bluesky errors quote the provider's XRPC `error` field verbatim "
-                                       "(channels/bluesky.py:151-152 'credentials refused ({name or code})'); a PDS "
-                                       "or proxy that echoes the request in it puts the app password into "
-                                       "`broadcaster check` output, last_error, logs and the API")
 def test_bluesky_error_names_are_not_trusted(tmp_path):
     def echo_in_error_name(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, json={"error": f"AuthenticationRequired {request.content.decode()}",
