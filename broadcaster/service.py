@@ -131,11 +131,11 @@ class AnnouncementIn(BaseModel):
     """What a user submits once. ``channels`` empty → the route for ``kind``."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    kind: str
+    kind: str = Field(..., json_schema_extra={"enum": list(KINDS)})
     title: str = Field(..., min_length=1, max_length=300)
     body: str = Field("", max_length=20000)
     url: str | None = Field(None, max_length=2000)
-    severity: str | None = None
+    severity: str | None = Field(None, json_schema_extra={"enum": [*SEVERITIES, None]})
     status: str | None = None
     components: list[str] = Field(default_factory=list, max_length=50)
     publish_at: float | str | None = None

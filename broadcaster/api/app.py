@@ -141,4 +141,30 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                        public=app.state.public_paths)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(errors.CatchAll)
+    app.openapi = lambda: _openapi_with_intake_errors(app)
     return app
+
+
+#: statuses the intake guard can answer on any POST before a route runs
+_INTAKE_ERRORS = {"400": "malformed JSON or request", "413": "body larger than api.max_body_bytes",
+                  "415": "body is not JSON"}
+
+
+def _openapi_with_intake_errors(app: FastAPI) -> dict:
+    """FastAPI's schema plus the errors our intake middleware answers, which it cannot see."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    error_ref = {"$ref": "#/components/schemas/ErrorOut"} if "ErrorOut" in spec.get("components", {}).get(
+        "schemas", {}) else {"type": "object"}
+    for path, item in spec.get("paths", {}).items():
+        op = item.get("post")
+        if op is None or not path.startswith(API_PREFIX):
+            continue
+        for status, text in _INTAKE_ERRORS.items():
+            op.setdefault("responses", {}).setdefault(
+                status, {"description": text, "content": {"application/json": {"schema": error_ref}}})
+    app.openapi_schema = spec
+    return spec

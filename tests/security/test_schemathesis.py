@@ -178,9 +178,6 @@ def test_openapi_lists_every_operation_we_fuzz():
     assert len(OPERATIONS) >= 20
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (docs): POST operations answer 400 invalid_json / bad_request, "
-                                       "413 payload_too_large and 415 unsupported_media_type, but the OpenAPI "
-                                       "spec does not document them (schemathesis ST103 'Undocumented status code')")
 def test_openapi_documents_the_generic_error_statuses(api_schema, fuzz_env):
     spec = fuzz_env.client.get("/openapi.json").json()
     missing = []
