@@ -142,7 +142,13 @@ class SmtpSender:
     def message(self, template: _mail.Template, to: str, unsubscribe: str | None) -> bytes:
         return template.payload(to, unsubscribe)
 
-    def deliver(self, to: str, payload: bytes) -> tuple[str, str | None]:
+    def deliver(self, to: str | _mail.Mail, payload: bytes | Any) -> tuple[str, str | None]:
+        """MAIL/RCPT/DATA of ``payload`` (from :meth:`message`) to ``to``. Also takes the older
+        ``(Mail, EmailMessage)`` pair, as the subscription confirmation mail passes it."""
+        if isinstance(to, _mail.Mail):
+            to = to.to
+        if not isinstance(payload, bytes):
+            payload = _mail.smtp_payload(payload)
         conn = self.conn
         try:  # nothing can have been accepted before the body is sent: lost connection = retry
             for command, arg in (("mail", self.envelope_from), ("rcpt", _mail.envelope_address(to))):
@@ -206,7 +212,10 @@ class PostmarkSender:
     def message(self, template: _mail.Template, to: str, unsubscribe: str | None) -> _mail.Mail:
         return template.mail(to, unsubscribe)
 
-    def deliver(self, to: str, mail: _mail.Mail) -> tuple[str, str | None]:
+    def deliver(self, to: str | _mail.Mail, mail: _mail.Mail | Any) -> tuple[str, str | None]:
+        """POST one message: ``(address, Mail)`` from :meth:`message`, or the older ``(Mail, _)``."""
+        if isinstance(to, _mail.Mail):
+            mail = to
         st = self.channel.settings
         body = _mail.to_postmark(mail, from_address=st.from_address, reply_to=st.reply_to,
                                  stream=self.s.message_stream, tag=self.channel.name)
