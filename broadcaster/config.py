@@ -246,6 +246,33 @@ class ChannelSettings(Strict):
     description: str | None = None
 
 
+class SigningSettings(Strict):
+    key_dir: str = "var/keys"  # keyring.json (public) and <id>.pem (private, 0600); never in the ledger
+    key_id: str | None = None  # sign with this key; default: the keyring's active key
+    verify_url: Url | None = None  # the verify page; default: <statuspage site_url>/verify.html
+    embed_link: bool = True  # end every post with "Verify: <link>"
+
+
+class OfficialListing(Strict):
+    label: str | None = None
+    handle: str | None = None
+    url: Url | None = None
+    hide: bool = False
+
+
+class OfficialExtra(Strict):
+    label: str
+    kind: str = "other"
+    handle: str | None = None
+    url: Url | None = None
+
+
+class OfficialSettings(Strict):
+    organization: str | None = None
+    channels: dict[str, OfficialListing] = {}  # per configured channel: relabel, give handle/url, or hide
+    extra: tuple[OfficialExtra, ...] = ()  # places we post by hand (a forum, a phone line)
+
+
 class Settings(Strict):
     ledger: str = "sqlite:///var/broadcaster.db"
     broker: str | None = None  # Redis (or amqp://) URL; None → $REDIS_URL or the local Redis
@@ -263,6 +290,8 @@ class Settings(Strict):
     sandbox: SandboxSettings = SandboxSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
     retention: RetentionSettings = RetentionSettings()
+    signing: SigningSettings | None = None  # None: announcements are not signed
+    official: OfficialSettings = OfficialSettings()
     source: str | None = None  # path the settings were read from
 
     @field_serializer("ledger", "broker", "redis")
@@ -430,6 +459,9 @@ def _cross_check(settings: Settings, problems: list) -> None:
                 problems.append((f"policy.channels.{ch}.fallback[{i}]", f"no channel named {fb!r}"))
             elif fb == ch:
                 problems.append((f"policy.channels.{ch}.fallback[{i}]", "a channel cannot fall back to itself"))
+    for ch in settings.official.channels:
+        if ch not in names:
+            problems.append((f"official.channels.{ch}", "no channel by that name"))
     conf = settings.subscribers.confirmation_channel
     if conf is not None and (conf not in names or settings.channels[conf].kind != "email"):
         problems.append(("subscribers.confirmation_channel", f"no email channel named {conf!r}"))

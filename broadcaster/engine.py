@@ -11,6 +11,7 @@ import logging
 from dataclasses import replace
 
 from . import delivery as policy_mod
+from . import signing
 from .config import redact, secret_values
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
 from .ledger.repository import default_owner
@@ -62,13 +63,16 @@ def build_message(runtime: Runtime, d: Delivery, ann=None) -> Message:
     if upd is not None:
         thread = tuple(ledger.thread_receipts(d.announcement_id, d.channel, before=d.created_at))
     public = f"{runtime.settings.public_url.rstrip('/')}/a/{ann.id}"
-    return Message(announcement=ann, update=upd, thread=thread, public_url=public)
+    return Message(announcement=ann, update=upd, thread=thread, public_url=public,
+                   verify_link=signing.verification_suffix(runtime.settings, ann.id))
 
 
-def render_post(channel, message: Message, d: Delivery) -> Post:
+def render_post(channel, message: Message, d: Delivery, settings=None) -> Post:
     post = channel.render(message)
     meta = {**post.meta, "announcement_id": d.announcement_id, "update_id": d.update_id, "delivery_id": d.id,
             "created_at": message.update.created_at if message.update else message.announcement.created_at}
+    if settings is not None and channel.kind == "statuspage":
+        meta["signature"] = signing.sign_message(settings, message)
     return replace(post, meta=meta)
 
 
@@ -139,7 +143,7 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
     channel = runtime.channel(d.channel)
     try:
         message = build_message(runtime, d, ann)
-        post = render_post(channel, message, d)
+        post = render_post(channel, message, d, settings)
     except PermanentError as exc:
         return finish(S.FAILED, f"cannot be rendered for {d.channel}: {exc}", error=str(exc))  # our own words
     except DeliveryError as exc:

@@ -120,6 +120,7 @@ class Message:
     update: Update | None = None
     thread: tuple[Receipt, ...] = ()
     public_url: str | None = None  # link to the announcement on our status page, if any
+    verify_link: str | None = None  # "\n\nVerify: <url>" ending every plain text (signing.verification_suffix)
 
     @property
     def is_update(self) -> bool:

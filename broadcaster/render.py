@@ -134,6 +134,8 @@ def plain_text(title: str, body: str, message: Message) -> str:
     url = message.announcement.url
     if url and message.update is None and url not in text:
         text += f"\n\n{url}"
+    if message.verify_link:
+        text += message.verify_link
     return text
 
 

@@ -84,6 +84,7 @@ class Runtime:
             raise ConfigError([("redis", f"not a Redis URL: {exc}")]) from None
         rt = cls(settings, ledger=ledger, breaker=RedisBreaker(client), limiter=RedisRateLimiter(client), redis=client)
         rt.channel_io.setdefault("subscribers", rt._subscribers)
+        rt.channel_io.setdefault("trust_files", rt._trust_files)
         return rt
 
     # -- channels, built lazily and kept for the life of the process (connection reuse)
@@ -112,6 +113,12 @@ class Runtime:
         from .subscribers import subscribers_for
 
         return subscribers_for(self.ledger, lists, post, public_url=self.settings.public_url, settings=self.settings)
+
+    def _trust_files(self, state):
+        """Official-channel list, keys, signatures and verify page for the status site."""
+        from .official import site_files
+
+        return site_files(self.settings, state)
 
     def close(self) -> None:
         for ch in self._channels.values():

@@ -25,6 +25,7 @@ from typing import Iterator, Literal
 
 from pydantic import Field, model_validator
 
+from .. import official
 from ..config import ChannelSettings, Duration, Strict, Url
 from ..errors import PermanentError, TransientError
 from ..models import Message, Post, Receipt
@@ -71,6 +72,7 @@ def apply(state: dict, post: Post, key: str, now: float) -> tuple[dict, str, str
     """Add ``post`` to ``state`` (a copy): (new state, incident id, update id). A key already
     applied changes nothing."""
     state = copy.deepcopy(state)
+    official.remember_signature(state, post.meta.get("signature"))
     incidents = state.setdefault("incidents", {})
     meta = post.meta
     update = {"id": site.short_id(f"update:{key}"), "key": key, "status": site.status_of(post),
@@ -195,6 +197,9 @@ class Statuspage(Channel):
     def save_and_publish(self, state: dict) -> None:
         files = site.build_site(state, title=self.settings.title, components=self.settings.components,
                                 site_url=self.settings.site_url, history=self.settings.history, now=self.clock())
+        trust = self.io.get("trust_files")
+        if trust is not None:
+            files.update(trust(state))
         try:
             atomic_write(self.state_path, json.dumps(state, indent=1).encode())
             write_tree(self.output, files)

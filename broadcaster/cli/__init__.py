@@ -52,7 +52,7 @@ def load(ctx: click.Context):
     return root.obj["settings"]
 
 
-for _module in ("server", "client", "admin", "data", "breakglass_cmd"):
+for _module in ("server", "client", "admin", "data", "breakglass_cmd", "keys"):
     try:
         importlib.import_module(f"{__name__}.{_module}")
     except ModuleNotFoundError as _exc:
