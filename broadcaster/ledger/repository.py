@@ -383,6 +383,10 @@ class Ledger:
         it is settled, or it is not yet due."""
         now = self.clock()
         d = t.deliveries
+        with self.read() as conn:  # cheap refusal of duplicate or late tasks, without the write lock
+            peek = conn.execute(select(d.c.state, d.c.due_at).where(d.c.id == delivery_id)).first()
+        if peek is None or S(peek.state) not in CLAIMABLE or (peek.due_at is not None and peek.due_at > now + 0.05):
+            return None
         with self.tx() as conn:
             row = conn.execute(select(d.c.state, d.c.attempts).where(d.c.id == delivery_id)).first()
             if row is None or S(row.state) not in CLAIMABLE:
