@@ -1,15 +1,19 @@
-"""Token-bucket rate limiter per channel, shared by all workers.
+"""Rate limiter per channel (and per API token/address), shared by all workers.
 
-``acquire`` either takes a token (returns 0) or says how many seconds until one is available —
-the worker then puts the delivery back in the ledger with that due time instead of hammering the
-provider. Capacity ``n`` refills at ``n / per`` tokens per second, so a backlog drains at the
-configured rate with no burst above the bucket size.
+A sliding-window log: a request is granted when fewer than ``limit`` were granted in the last
+``per`` seconds. So a provider limit such as "300 per 5 minutes" holds over *every* 5-minute
+window — a recovering backlog drains at the limit with no burst above it (a token bucket would
+allow up to twice the limit in one window). ``acquire`` takes a slot (returns 0) or says how many
+seconds until the oldest grant leaves the window; the worker then puts the delivery back in the
+ledger with that due time instead of hammering the provider. A refused request takes no slot.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
+import uuid
 from typing import Callable
 
 
@@ -17,37 +21,37 @@ class MemoryRateLimiter:
     def __init__(self, clock: Callable[[], float] = time.time):
         self.clock = clock
         self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._grants: dict[str, collections.deque] = {}
 
     def acquire(self, key: str, limit: int, per: float) -> float:
         now = self.clock()
-        rate = limit / per
         with self._lock:
-            tokens, ts = self._buckets.get(key, (float(limit), now))
-            tokens = min(float(limit), tokens + (now - ts) * rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
+            log = self._grants.setdefault(key, collections.deque())
+            while log and log[0] <= now - per:
+                log.popleft()
+            if len(log) < limit:
+                log.append(now)
                 return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / rate
+            return max(0.001, log[0] + per - now)
 
     def reset(self, key: str) -> None:
         with self._lock:
-            self._buckets.pop(key, None)
+            self._grants.pop(key, None)
 
 
+# One sorted set per key: members are grants, scores their times (the Redis server's clock, so
+# workers on machines with skewed clocks agree).
 _ACQUIRE = """
 local now = redis.call('TIME'); now = tonumber(now[1]) + tonumber(now[2]) / 1e6
-local limit = tonumber(ARGV[1]); local rate = limit / tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1]) or limit
-local ts = tonumber(b[2]) or now
-tokens = math.min(limit, tokens + math.max(0, now - ts) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 2 + 60))
-return tostring(wait)
+local limit = tonumber(ARGV[1]); local per = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - per)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(per * 1000) + 1000)
+  return '0'
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tostring(math.max(0.001, tonumber(oldest[2]) + per - now))
 """
 
 
@@ -58,7 +62,7 @@ class RedisRateLimiter:
         self._acquire = redis.register_script(_ACQUIRE)
 
     def acquire(self, key: str, limit: int, per: float) -> float:
-        return float(self._acquire(keys=[self.prefix + key], args=[limit, per]))
+        return float(self._acquire(keys=[self.prefix + key], args=[limit, per, uuid.uuid4().hex]))
 
     def reset(self, key: str) -> None:
         self.redis.delete(self.prefix + key)

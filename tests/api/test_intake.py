@@ -201,7 +201,7 @@ def test_per_token_rate_limit_answers_429_with_retry_after(make_env):
     assert e.ledger.list_announcements() == []
     # another token is not slowed down by the busy one
     assert e.client.post("/api/v1/announcements", json=BODY, headers=calm).status_code == 202
-    assert e.limiter._buckets.keys() >= {"api:token:busy", "api:token:calm"}
+    assert e.limiter._grants.keys() >= {"api:token:busy", "api:token:calm"}
 
 
 def test_junk_from_one_address_is_limited_while_real_tokens_keep_flowing(make_env):
@@ -212,7 +212,7 @@ def test_junk_from_one_address_is_limited_while_real_tokens_keep_flowing(make_en
     r = e.client.get("/api/v1/announcements", headers=junk)
     assert_error(r, 429, "rate_limited")
     assert "retry-after" in r.headers
-    assert "api:addr:testclient" in e.limiter._buckets
+    assert "api:addr:testclient" in e.limiter._grants
     # same address, valid token: not refused
     assert e.client.post("/api/v1/announcements", json=BODY, headers=e.admin).status_code == 202
 

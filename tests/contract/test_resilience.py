@@ -160,33 +160,48 @@ def test_breaker_probe_is_exclusive_across_threads(breaker):
     assert results.count(True) == 1, results
 
 
-# ---------------------------------------------------------------- token bucket
+# ---------------------------------------------------------------- sliding-window rate limit
 
 
-def test_bucket_allows_n_then_reports_a_wait_close_to_one_over_rate(limiter):
-    limit, per = 3, 0.9  # 3.33 tokens/s → one token every 0.3 s
+def test_limit_allows_n_then_waits_until_the_oldest_grant_leaves_the_window(limiter):
+    limit, per = 3, 0.9
     waits = [limiter.acquire("k", limit, per) for _ in range(limit)]
     assert waits == [0.0] * limit
     wait = limiter.acquire("k", limit, per)
-    assert 0.3 - SLACK <= wait <= 0.3 + 0.01
+    assert 0.9 - SLACK <= wait <= 0.9 + 0.01
     again = limiter.acquire("k", limit, per)
-    assert 0 < again <= wait + 0.01, "a refused request takes no token"
+    assert 0 < again <= wait + 0.01, "a refused request takes no slot"
 
 
-def test_bucket_refills_over_time(limiter):
-    limit, per = 2, 0.6  # one token per 0.3 s
+def test_limit_frees_slots_as_grants_age_out(limiter):
+    limit, per = 2, 0.6
     assert limiter.acquire("k", limit, per) == 0.0
+    time.sleep(0.3)
     assert limiter.acquire("k", limit, per) == 0.0
-    assert limiter.acquire("k", limit, per) > 0
-    time.sleep(0.3 + 0.05)
-    assert limiter.acquire("k", limit, per) == 0.0, "one token came back"
+    assert limiter.acquire("k", limit, per) > 0, "two in the last 0.6 s"
+    time.sleep(0.3 + 0.05)  # the first grant has left the window, the second has not
+    assert limiter.acquire("k", limit, per) == 0.0, "one slot came back"
     assert limiter.acquire("k", limit, per) > 0, "only one"
     time.sleep(0.6 + 0.1)
-    assert [limiter.acquire("k", limit, per) for _ in range(2)] == [0.0, 0.0], "refilled to the full bucket"
-    assert limiter.acquire("k", limit, per) > 0, "never above the bucket size"
+    assert [limiter.acquire("k", limit, per) for _ in range(2)] == [0.0, 0.0], "a whole window later: all free"
+    assert limiter.acquire("k", limit, per) > 0, "never more than the limit in one window"
 
 
-def test_bucket_wait_shrinks_as_time_passes(limiter):
+def test_no_window_ever_holds_more_than_the_limit(limiter):
+    """The promise a token bucket cannot keep: at most `limit` grants in ANY window of `per`."""
+    limit, per = 5, 0.5
+    grants = []
+    deadline = time.time() + 1.6
+    while time.time() < deadline:
+        if limiter.acquire("w", limit, per) == 0.0:
+            grants.append(time.time())
+        time.sleep(0.005)
+    assert len(grants) >= limit * 3 - 1, "the limit is used, not just respected"
+    worst = max(sum(1 for g in grants if t <= g < t + per - SLACK) for t in grants)
+    assert worst <= limit, f"{worst} grants inside one {per}s window"
+
+
+def test_wait_shrinks_as_time_passes(limiter):
     limiter.acquire("k", 1, 1.0)
     first = limiter.acquire("k", 1, 1.0)
     time.sleep(0.3)
@@ -195,20 +210,20 @@ def test_bucket_wait_shrinks_as_time_passes(limiter):
     assert first - later == pytest.approx(0.3, abs=SLACK)
 
 
-def test_bucket_keys_are_independent(limiter):
+def test_limit_keys_are_independent(limiter):
     assert limiter.acquire("a", 1, 60) == 0.0
     assert limiter.acquire("a", 1, 60) > 0
     assert limiter.acquire("b", 1, 60) == 0.0
 
 
-def test_bucket_reset(limiter):
+def test_limit_reset(limiter):
     limiter.acquire("k", 1, 60)
     assert limiter.acquire("k", 1, 60) > 0
     limiter.reset("k")
     assert limiter.acquire("k", 1, 60) == 0.0
 
 
-def test_bucket_is_shared_exactly_under_concurrency(limiter):
+def test_limit_is_shared_exactly_under_concurrency(limiter):
     barrier = threading.Barrier(8)
     granted = []
     lock = threading.Lock()
@@ -226,9 +241,9 @@ def test_bucket_is_shared_exactly_under_concurrency(limiter):
     for t in threads:
         t.join(10)
     assert len(granted) == 40
-    assert granted.count(True) == 10, "exactly the bucket size, however many workers ask"
+    assert granted.count(True) == 10, "exactly the limit, however many workers ask"
 
 
-def test_bucket_long_window_reports_long_waits(limiter):
+def test_limit_long_window_reports_long_waits(limiter):
     assert limiter.acquire("slow", 1, 3600) == 0.0
     assert limiter.acquire("slow", 1, 3600) == pytest.approx(3600, abs=1)

@@ -243,12 +243,12 @@ def test_legitimate_posts_flow_while_junk_floods_the_intake(server):
     assert junk["sent"] > 10 * len(legit["statuses"]), "the flood was too thin to prove anything"
     assert not [s for s in junk["by_status"] if s >= 500], junk["by_status"]
     assert set(junk["by_status"]) <= {401, 429, 200, 202}, junk["by_status"]
-    # the noisy token gets its 120/min (a full bucket, then the refill), then 429; other junk is refused.
+    # the noisy token gets its 120 per minute (a sliding window), then 429; other junk is refused.
     # Generous bound: a 30 s run once admitted 232 against a theoretical 180 (not reproduced with the
     # limiter alone — see docs/reliability.md); the point here is that the flood is throttled.
     allowance = 120 * (SECONDS / 60 + 1)
     admitted = junk["by_status"].get(200, 0) + junk["by_status"].get(202, 0)
-    print(f"noisy token admitted {admitted} (token bucket allowance {allowance:.0f})")
+    print(f"noisy token admitted {admitted} (allowance {allowance:.0f})")
     assert admitted <= 2 * allowance
     assert junk["by_status"].get(429, 0) > 0 and junk["by_status"].get(401, 0) > 0
     assert (peak - baseline) / 1024 < RSS_GROWTH_LIMIT_MB
