@@ -74,9 +74,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     @app.task(name="broadcaster.deliver", ignore_result=True, shared=False)
     def deliver(delivery_id: str, channel: str | None = None) -> str:
         try:
-            return engine.attempt(get_runtime(), delivery_id, channel=channel)
+            # a database blip (failover, restart) is ridden out in place for a few seconds…
+            return _ledger_retry(engine.attempt)(get_runtime(), delivery_id, channel=channel)
         except LedgerUnavailable as exc:
-            # nothing was claimed; the row is still due and the sweeper re-enqueues it
+            # …a longer outage is left to the sweeper: nothing was claimed, the row is still due
             log.warning("delivery %s postponed: %s", delivery_id, exc)
             return "ledger_unavailable"
 
@@ -114,6 +115,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     app.bc_runtime = get_runtime
     app.bc_enqueuer = enqueuer
     return app
+
+
+def _ledger_retry(fn):
+    """Short, bounded in-process retry for ledger connection failures only (tenacity)."""
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+    return retry(retry=retry_if_exception_type(LedgerUnavailable), stop=stop_after_attempt(3),
+                 wait=wait_exponential(multiplier=0.5, max=2), reraise=True)(fn)
 
 
 _app: Celery | None = None
