@@ -1,7 +1,8 @@
 """YAML → validated, frozen settings.
 
-Read once at start. ``${VAR}`` / ``${VAR:-default}`` pull values from the environment; values
-that name secrets become :class:`Secret`, which never shows itself in a repr, log or error.
+Read once at start. ``${VAR}`` / ``${VAR:-default}`` pull values from the environment. Fields
+declared as :class:`Secret` (tokens, passwords, webhook URLs) never show themselves in a repr,
+log or error; passwords inside database and Redis URLs are masked when shown.
 Every problem is reported as ``key.path: plain sentence`` — all of them at once, no traceback.
 """
 
@@ -231,11 +232,26 @@ class RetentionSettings(Strict):
 
 
 class StaticToken(Strict):
-    name: str
-    hash: str  # "sha256:<hex>"
+    name: str = Field(..., min_length=1, max_length=200)
+    hash: str  # "sha256:<64 hex>" — `broadcaster tokens hash` prints one
     kinds: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
     admin: bool = False
+
+    @field_validator("hash")
+    @classmethod
+    def _hash(cls, v: str) -> str:
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", v):
+            raise ValueError("must be 'sha256:' and 64 lowercase hex digits (`broadcaster tokens hash` prints one)")
+        return v
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [k for k in v if k not in KINDS]
+        if bad:
+            raise ValueError(f"unknown kind(s) {', '.join(bad)} (one of {', '.join(KINDS)})")
+        return v
 
 
 class ChannelSettings(Strict):
@@ -334,7 +350,6 @@ class Settings(Strict):
 # ---------------------------------------------------------------- environment interpolation
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_KEYS = re.compile(r"(secret|password|token|api_key|apikey|app_password|access|private)", re.I)
 
 
 def interpolate(node: Any, env: dict[str, str], path: str = "", problems: list | None = None) -> Any:
@@ -442,29 +457,38 @@ def _validate_channels(raw: dict[str, Any], problems: list) -> dict[str, Channel
     return out
 
 
-def _cross_check(settings: Settings, problems: list) -> None:
+def _cross_check(settings: Settings, problems: list, declared: set[str] | None = None) -> None:
+    """Checks across sections. ``declared`` are all channel names in the file, valid or not, so a
+    channel with a bad field is reported once — not again by every route that names it."""
     names = set(settings.channels)
+    known = names | (declared or set())
     for kind, channels in settings.routes.items():
         if kind not in KINDS:
             problems.append((f"routes.{kind}", f"unknown kind (one of {', '.join(KINDS)})"))
         for i, ch in enumerate(channels):
-            if ch not in names:
+            if ch not in known:
                 problems.append((f"routes.{kind}[{i}]", f"no channel named {ch!r}"))
     for ch in settings.policy.channels:
-        if ch not in names:
+        if ch not in known:
             problems.append((f"policy.channels.{ch}", "no channel by that name"))
+    for i, tok in enumerate(settings.tokens):
+        for ch in tok.channels:
+            if ch not in known:
+                problems.append((f"tokens[{i}].channels", f"no channel named {ch!r}"))
     for ch in names:
         for i, fb in enumerate(settings.policy_for(ch).fallback):
-            if fb not in names:
+            if fb not in known:
                 problems.append((f"policy.channels.{ch}.fallback[{i}]", f"no channel named {fb!r}"))
             elif fb == ch:
                 problems.append((f"policy.channels.{ch}.fallback[{i}]", "a channel cannot fall back to itself"))
     for ch in settings.official.channels:
-        if ch not in names:
+        if ch not in known:
             problems.append((f"official.channels.{ch}", "no channel by that name"))
     conf = settings.subscribers.confirmation_channel
-    if conf is not None and (conf not in names or settings.channels[conf].kind != "email"):
-        problems.append(("subscribers.confirmation_channel", f"no email channel named {conf!r}"))
+    if conf is not None and conf in names and (settings.channels[conf].kind != "email" or not settings.channels[conf].enabled):
+        problems.append(("subscribers.confirmation_channel", f"{conf!r} is not an enabled email channel"))
+    elif conf is not None and conf not in known:
+        problems.append(("subscribers.confirmation_channel", f"no channel named {conf!r}"))
     for i, kind in enumerate(settings.quiet_during_incidents):
         if kind not in KINDS:
             problems.append((f"quiet_during_incidents[{i}]", f"unknown kind (one of {', '.join(KINDS)})"))
@@ -488,12 +512,13 @@ def load_settings(data: dict[str, Any], *, env: dict[str, str] | None = None, so
         broken = {e["loc"][0] for e in exc.errors() if e["loc"]}
         try:
             partial = Settings.model_validate({k: v for k, v in data.items() if k not in broken})
-            _cross_check(partial.model_copy(update={"channels": channels}), problems)
+            _cross_check(partial.model_copy(update={"channels": channels}), problems,
+                         set(raw_channels) if isinstance(raw_channels, dict) else set())
         except ValidationError:
             pass
         raise ConfigError(problems) from None
     settings = settings.model_copy(update={"channels": channels})
-    _cross_check(settings, problems)
+    _cross_check(settings, problems, set(raw_channels) if isinstance(raw_channels, dict) else set())
     if problems:
         raise ConfigError(problems)
     return settings
@@ -553,6 +578,3 @@ def redact(text: str | None, secrets: set[str]) -> str | None:
         text = text.replace(value, "***")
     return _BEARER.sub(lambda m: m.group(1) + " ***", text)
 
-
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEYS.search(key))

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 
 from .channels import _mail
-from .config import Duration, Secret, Settings, Strict
+from .config import Duration, Secret, Settings, Strict, SubscribersSettings
 from .errors import ConfigError, InvalidRequest, NotFound
 from .ledger import Ledger
 from .ledger import schema as t
@@ -55,30 +55,14 @@ LIST_NAME_MAX = 100
 ConfirmationSender = Callable[[str, str, str], None]
 
 
-class SubscriberSettings(Strict):
-    """The ``subscribers:`` section of the configuration."""
-
-    secret_key: Secret | None = None  # signs confirmation and unsubscribe links; else $BROADCASTER_SECRET_KEY
-    confirmation_channel: str | None = None  # email channel that mails confirmation requests; None → the first
-    critical_overrides_optout: bool = False  # critical incidents also reach promotional opt-outs (opted_out)
-    confirm_within: Duration = 7 * 86400.0  # confirmation links expire after this
-    lists: tuple[str, ...] = ()  # lists open to the public form, besides those named by email channels
-    promotion_kinds: tuple[str, ...] = ("promotion",)  # kinds that need marketing consent
+#: the ``subscribers:`` section is defined once, in config.py
+SubscriberSettings = SubscribersSettings
 
 
-def settings_of(settings: Settings | None) -> SubscriberSettings:
-    """The ``subscribers`` section, or defaults while ``config.Settings`` does not have it yet."""
+def settings_of(settings: Settings | None) -> SubscribersSettings:
+    """The ``subscribers`` section (defaults when no settings are given)."""
     raw = getattr(settings, "subscribers", None) if settings is not None else None
-    if raw is None:
-        return SubscriberSettings()
-    if isinstance(raw, SubscriberSettings):
-        return raw
-    try:
-        return SubscriberSettings.model_validate(raw if isinstance(raw, dict) else {k: getattr(raw, k) for k in type(raw).model_fields})
-    except ValidationError as exc:
-        from .config import problems_of
-
-        raise ConfigError(problems_of(exc, "subscribers")) from None
+    return raw if isinstance(raw, SubscribersSettings) else SubscribersSettings()
 
 
 # ---------------------------------------------------------------- signed tokens

@@ -111,3 +111,20 @@ def revoke(ctx, name):
     finally:
         store.ledger.close()
     click.echo(f"revoked token {info.name!r}", err=True)
+
+
+@tokens.command("hash")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Hash a token read from standard input instead of a new one.")
+def hash_(from_stdin):
+    """Print a token and the `hash:` line for a static token in the config's `tokens:` list.
+
+    The raw token goes to CI or a password manager; only the hash goes into the YAML file."""
+    from ..tokens import generate, hash_token
+
+    raw = click.get_text_stream("stdin").read().strip() if from_stdin else generate()
+    if not raw:
+        click.echo("error: no token on standard input", err=True)
+        raise SystemExit(2)
+    if not from_stdin:
+        click.echo(f"token: {raw}")
+    click.echo(f"hash: {hash_token(raw)}")

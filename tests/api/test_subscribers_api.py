@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi import APIRouter
 
+from broadcaster.config import SubscribersSettings
 from broadcaster import subscribers as subs
 from broadcaster.api import routes_export, routes_subscribers
 
@@ -52,7 +53,7 @@ def env(tmp_path):
         "kind": "email", "smtp": {"host": "smtp.example.test", "password": "smtp-password-secret-1"},
         "from_address": "news@example.test", "lists": ["news"]}}
     e = Env(tmp_path, cfg)
-    e.runtime.settings = e.runtime.settings.model_copy(update={"subscribers": {"secret_key": SIGNING_KEY}})
+    e.runtime.settings = e.runtime.settings.model_copy(update={"subscribers": SubscribersSettings(secret_key=SIGNING_KEY)})
     e.outbox = Outbox()
     e.runtime.channel_io["confirmation_sender"] = e.outbox
     include_routers(e.app)

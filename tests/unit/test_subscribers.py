@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broadcaster import service, subscribers as subs
-from broadcaster.config import load_settings
+from broadcaster.config import SubscribersSettings, load_settings
 from broadcaster.errors import ConfigError, InvalidRequest
 from broadcaster.ledger import Ledger
 from broadcaster.ledger import schema as t
@@ -38,7 +38,7 @@ def make_runtime(tmp_path, *, sub_cfg: dict | None = None, clock: Clock | None =
         "routes": {"incident": ["mail"], "promotion": ["mail"], "maintenance": ["mail"], "notice": ["mail"]},
     }
     settings = load_settings(cfg, env={})
-    settings = settings.model_copy(update={"subscribers": {"secret_key": SECRET, **(sub_cfg or {})}})
+    settings = settings.model_copy(update={"subscribers": SubscribersSettings(secret_key=SECRET, **(sub_cfg or {}))})
     ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db", clock=clock)
     rt = Runtime(settings, ledger=ledger, breaker=MemoryBreaker(), limiter=MemoryRateLimiter(), clock=clock,
                  channel_io=io)
@@ -118,7 +118,7 @@ def test_a_tampered_or_foreign_token_is_refused(rt):
     with pytest.raises(InvalidRequest):
         subs.unsubscribe(rt.ledger, rt.settings, token)
     # a token signed with another key is worthless
-    other = rt.settings.model_copy(update={"subscribers": {"secret_key": "another-key-0123456789abcdef"}})
+    other = rt.settings.model_copy(update={"subscribers": SubscribersSettings(secret_key="another-key-0123456789abcdef")})
     with pytest.raises(InvalidRequest):
         subs.confirm(rt.ledger, rt.settings, subs.confirm_token(other, sub.id, T0))
     assert subs.get(rt.ledger, sub.id).state == "pending"
@@ -140,7 +140,7 @@ def test_confirmation_links_expire(tmp_path):
 
 def test_no_secret_means_no_subscriptions_and_the_env_key_is_used(tmp_path, monkeypatch):
     rt = make_runtime(tmp_path)
-    rt.settings = rt.settings.model_copy(update={"subscribers": {}})
+    rt.settings = rt.settings.model_copy(update={"subscribers": SubscribersSettings()})
     monkeypatch.delenv(subs.SECRET_ENV, raising=False)
     with pytest.raises(ConfigError, match="secret_key"):
         subs.subscribe(rt, "news", "dave@example.test", sender=Outbox())
@@ -306,7 +306,7 @@ def test_without_a_secret_mail_goes_out_without_links(tmp_path, monkeypatch):
     monkeypatch.delenv(subs.SECRET_ENV, raising=False)
     rt = make_runtime(tmp_path)
     confirmed(rt, "x@example.test")
-    rt.settings = rt.settings.model_copy(update={"subscribers": {}})
+    rt.settings = rt.settings.model_copy(update={"subscribers": SubscribersSettings()})
     assert subs.subscribers_for(rt.ledger, ["news"], post(), "https://s", rt.settings) == [("x@example.test", None)]
     rt.ledger.close()
 
@@ -358,16 +358,10 @@ def test_admin_listing_pages_by_id(rt):
     assert len({s.id for s in first + rest}) == 5
 
 
-def test_a_settings_section_from_config_keeps_its_secret(tmp_path):
-    from broadcaster.config import Secret, Strict
-
-    class FromConfig(Strict):  # what config.Settings.subscribers will hold
-        secret_key: Secret | None = None
-        critical_overrides_optout: bool = False
-
+def test_the_config_section_keeps_its_secret(tmp_path):
     rt = make_runtime(tmp_path)
-    rt.settings = rt.settings.model_copy(update={"subscribers": FromConfig(secret_key=SECRET,
-                                                                          critical_overrides_optout=True)})
+    rt.settings = rt.settings.model_copy(update={"subscribers": SubscribersSettings(
+        secret_key=SECRET, critical_overrides_optout=True)})
     cfg = subs.settings_of(rt.settings)
     assert cfg.secret_key.reveal() == SECRET and cfg.critical_overrides_optout
     token = subs.unsubscribe_token(rt.settings, "sub_x")
