@@ -18,7 +18,7 @@ from ..config import ChannelSettings, Secret, SecretUrl
 from ..errors import PermanentError, RateLimited
 from ..models import Post, Receipt
 from . import _http
-from .base import Channel
+from .base import Channel, done_parts
 from .registry import register
 
 
@@ -73,8 +73,8 @@ class Webhook(Channel):
 
     # -- payloads (pure)
 
-    def payload(self, post: Post, key: str) -> dict[str, Any]:
-        text = post.parts[0] if post.parts else post.text
+    def payload(self, post: Post, key: str, part: int = 0) -> dict[str, Any]:
+        text = post.parts[part] if post.parts else post.text
         if self.fmt == "slack":
             return {"text": text, "unfurl_links": False}
         if self.fmt == "discord":
@@ -123,7 +123,27 @@ class Webhook(Channel):
     # -- one attempt
 
     def send(self, post: Post, *, key: str, progress=None) -> Receipt:
-        body = json.dumps(self.payload(post, key), separators=(",", ":"), ensure_ascii=False).encode()
+        if self.fmt == "discord" and len(post.parts) > 1:
+            return self._send_parts(post, key, progress)
+        return self._send_one(post, key, 0)
+
+    def _send_parts(self, post: Post, key: str, progress) -> Receipt:
+        """A Discord text longer than 2000 characters goes as consecutive messages, each recorded,
+        so a retry continues after the last one that landed."""
+        done = done_parts(progress)
+        ids: list[str] = []
+        for i in range(len(post.parts)):
+            if i in done and done[i]:
+                ids.append(done[i])
+                continue
+            receipt = self._send_one(post, key, i)
+            ids.append(receipt.remote_id)
+            if progress is not None:
+                progress.mark([f"part:{i}"], "done", receipt.remote_id)
+        return Receipt(remote_id=ids[0], extra={"parts": ids})
+
+    def _send_one(self, post: Post, key: str, part: int) -> Receipt:
+        body = json.dumps(self.payload(post, key, part), separators=(",", ":"), ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", **{k: v.reveal() for k, v in self.settings.headers.items()}}
         msg_id = f"msg_{key}"
         if self.fmt == "generic":
