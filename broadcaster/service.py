@@ -212,11 +212,16 @@ class Submitted:
     id: str
     created: bool
     deliveries: list[str] = field(default_factory=list)
+    #: with ``defer_enqueue``: what the caller must hand to ``runtime.enqueue`` after answering
+    to_enqueue: list[tuple[str, str]] = field(default_factory=list)
 
 
 def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principal,
-           idempotency_key: str | None = None) -> Submitted:
-    """Accept an announcement: one transaction writes it and a delivery per channel."""
+           idempotency_key: str | None = None, defer_enqueue: bool = False) -> Submitted:
+    """Accept an announcement: one transaction writes it and a delivery per channel.
+
+    ``defer_enqueue`` lets the API answer first and wake the workers right after (the ledger
+    already holds everything; a wake-up that never happens costs one sweep, not a delivery)."""
     try:
         req = data if isinstance(data, AnnouncementIn) else AnnouncementIn.model_validate(data)
     except ValidationError as exc:
@@ -262,9 +267,11 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
         idem = (principal.name, idempotency_key, request_hash(req.model_dump(mode="json")))
     ann_id, created = runtime.ledger.create_announcement(fields, rows, actor=principal.name, idempotency=idem)
     deliveries = runtime.ledger.deliveries_of(ann_id)
-    if created:
-        runtime.enqueue([(d.id, d.channel) for d in deliveries if d.state == S.PENDING])
-    return Submitted(ann_id, created, [d.id for d in deliveries])
+    wake = [(d.id, d.channel) for d in deliveries if d.state == S.PENDING] if created else []
+    if wake and not defer_enqueue:
+        runtime.enqueue(wake)
+        wake = []
+    return Submitted(ann_id, created, [d.id for d in deliveries], to_enqueue=wake)
 
 
 def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principal: Principal,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Body, Depends, Query, Request, Response
+from fastapi import BackgroundTasks, Body, Depends, Query, Request, Response
 
 from .. import service
 from ..errors import InvalidRequest
@@ -38,9 +38,12 @@ Key = Annotated[str | None, Depends(idempotency_key)]
 
 @router.post("/announcements", status_code=202, response_model=AnnouncementDetail,
              responses={200: {"model": AnnouncementDetail, "description": "a replay of an earlier Idempotency-Key"}})
-def submit(body: AnnouncementIn, request: Request, response: Response, who: Who, rt: Rt, key: Key):
+def submit(body: AnnouncementIn, request: Request, response: Response, background: BackgroundTasks, who: Who,
+           rt: Rt, key: Key):
     """Accept an announcement: answered only once it and a delivery per channel are in the ledger."""
-    res = service.submit(rt, body, principal=who, idempotency_key=key)
+    res = service.submit(rt, body, principal=who, idempotency_key=key, defer_enqueue=True)
+    if res.to_enqueue:
+        background.add_task(rt.enqueue, res.to_enqueue)  # wakes the workers right after the answer
     metrics = getattr(request.app.state, "metrics", None)
     if res.created and metrics is not None:
         metrics.accepted(body.kind)
