@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEEP = 48 * 3600.0  # PRODUCT.md promises at least 24 h
 HEARTBEAT_KEY = "bc:scheduler:last_tick"  # exported by /metrics for the "scheduler not running" alert
+SENTINEL_KEY = "bc:broker:sentinel"  # vanishes with the queues when Redis restarts empty or is flushed
 
 
 @dataclass
@@ -38,6 +39,8 @@ def tick(runtime: Runtime) -> TickReport:
     ledger, settings = runtime.ledger, runtime.settings
     report = TickReport()
     report.expired = len(ledger.expire_leases())
+    if _broker_was_emptied(runtime):
+        report.extra["requeued_after_broker_loss"] = ledger.forget_enqueued()
     hold = settings.quiet_during_incidents if settings.quiet_during_incidents and ledger.open_incidents() else ()
     if hold and settings.quiet_action == "cancel":
         report.extra["cancelled_quiet"] = _cancel_quiet(runtime, hold)
@@ -68,6 +71,24 @@ def _cancel_quiet(runtime: Runtime, kinds) -> int:
                     from_states=[S.SCHEDULED]):
                 n += 1
     return n
+
+
+def _broker_was_emptied(runtime: Runtime) -> bool:
+    """True when the broker's Redis lost its data since the last sweep: then waiting deliveries are
+    enqueued again now, instead of after ``requeue_after``. (Only when the broker is that Redis.)"""
+    from .runtime import broker_url, state_redis_url
+
+    if runtime.redis is None or broker_url(runtime.settings) != state_redis_url(runtime.settings):
+        return False
+    try:
+        created = runtime.redis.set(SENTINEL_KEY, "1", nx=True)
+    except Exception:  # noqa: BLE001 - Redis down: nothing to decide this sweep
+        return False
+    if created and getattr(runtime, "_sentinel_seen", False):
+        log.warning("the broker's Redis came back empty: re-enqueueing every waiting delivery")
+        return True
+    runtime._sentinel_seen = True
+    return False
 
 
 def _heartbeat(runtime: Runtime) -> None:

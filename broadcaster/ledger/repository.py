@@ -500,6 +500,14 @@ class Ledger:
                 conn.execute(update(d).where(d.c.id.in_([r.id for r in rows])).values(enqueued_at=now))
         return [(r.id, r.channel, r.due_at or now) for r in rows]
 
+    def forget_enqueued(self) -> int:
+        """The broker lost its queues (e.g. Redis restarted empty): every waiting delivery counts as
+        never enqueued, so the next sweep sends it again at once."""
+        d = t.deliveries
+        with self.tx() as conn:
+            return conn.execute(update(d).where(d.c.state.in_([str(s) for s in CLAIMABLE]), d.c.enqueued_at.is_not(None))
+                                .values(enqueued_at=None)).rowcount
+
     def mark_enqueued(self, delivery_ids: list[str]) -> None:
         if not delivery_ids:
             return

@@ -94,13 +94,17 @@ def test_permanent_error_goes_straight_to_fallback(system_factory, ledger_url, r
 
 
 def test_flushall_mid_run_loses_nothing(system_factory, sqlite_url, receiver, private_redis):
-    system = system_factory(sqlite_url, {"hook": hook(receiver.url + "/hook")})
+    # requeue_after is long on purpose: the scheduler must notice the emptied Redis by itself
+    system = system_factory(sqlite_url, {"hook": hook(receiver.url + "/hook")}, scheduler={"requeue_after": 120})
     system.start_scheduler()
+    time.sleep(0.5)  # the scheduler has seen the broker once
     ids = [submit(system, title=f"notice {i}") for i in range(20)]  # queued, no worker yet
     private_redis.client().flushall()
+    started = time.time()
     with system.worker():
         for ann in ids:
             system.wait_settled(ann, timeout=40)
+    assert time.time() - started < 30, "recovery must not wait for requeue_after (120 s)"
     assert all(str(d.state) == "delivered" for a in ids for d in system.runtime.ledger.deliveries_of(a))
     assert len(receiver.unique_ids()) == 20
 

@@ -22,7 +22,7 @@ def settings_for(ledger_url: str, redis_url: str, channels: dict, routes: dict |
         "channels": channels,
         "routes": routes or {"incident": list(channels)},
         "policy": policy or {"defaults": {"attempts": 5, "backoff": {"base": 0.2, "max": 1}, "timeout": 5}},
-        "scheduler": {"interval": 0.2, "requeue_after": 2, "lease": 3},
+        "scheduler": {"interval": 0.2, "requeue_after": 2, "lease": 3, **extra.pop("scheduler", {})},
         **extra,
     }
     return load_settings(data, env={})
