@@ -202,6 +202,7 @@ class ApiSettings(Strict):
     anonymous_rate_limit: Rate = (30, 60.0)  # per address, unauthenticated
     #: addresses of reverse proxies whose X-Forwarded-For is believed (e.g. ["127.0.0.1"])
     trusted_proxies: tuple[str, ...] = ()
+    workers: int = Field(1, ge=1, le=64)  # API processes (uvicorn workers)
 
 
 class WorkerSettings(Strict):

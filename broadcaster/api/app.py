@@ -168,3 +168,13 @@ def _openapi_with_intake_errors(app: FastAPI) -> dict:
                 status, {"description": text, "content": {"application/json": {"schema": error_ref}}})
     app.openapi_schema = spec
     return spec
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for multi-process serving (``broadcaster api --workers N``): each process reads
+    ``$BROADCASTER_CONFIG`` and builds its own runtime."""
+    from ..config import read_settings
+    from ..logs import configure
+
+    configure()
+    return create_app(read_settings())

@@ -97,20 +97,29 @@ def _safe_db(url: str) -> str:
 @main.command()
 @click.option("--host", default=None)
 @click.option("--port", type=int, default=None)
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="API processes (default from config api.workers: 1); more use more cores.")
 @click.pass_context
-def api(ctx, host, port):
+def api(ctx, host, port, workers):
     """Run the HTTP API and web page (uvicorn)."""
     import uvicorn
 
     settings = load(ctx)
     setup_logging()
-    from ..api.app import create_app
-
-    app = create_app(settings)
-    uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, log_level="warning",
+    workers = workers or settings.api.workers
+    opts = dict(host=host or settings.api.host, port=port or settings.api.port, log_level="warning",
                 timeout_keep_alive=5, timeout_graceful_shutdown=5,
                 proxy_headers=bool(settings.api.trusted_proxies),
                 forwarded_allow_ips=",".join(settings.api.trusted_proxies) or None)
+    if workers > 1:
+        if not settings.source:
+            raise click.UsageError("--workers > 1 needs the configuration in a file (--config)")
+        os.environ["BROADCASTER_CONFIG"] = settings.source  # each process reads the same file
+        uvicorn.run("broadcaster.api.app:app_from_environment", factory=True, workers=workers, **opts)
+        return
+    from ..api.app import create_app
+
+    uvicorn.run(create_app(settings), **opts)
 
 
 @main.command()
