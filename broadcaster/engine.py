@@ -123,31 +123,16 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
     if d.channel not in settings.channels or not settings.channels[d.channel].enabled:
         return finish(S.FAILED, f"channel {d.channel!r} is no longer configured or is disabled")
 
-    # breaker: do not even try a channel that is down; fall back once it has been down too long
-    permit = runtime.breaker.allow(d.channel, pol.breaker.failures, pol.breaker.cooldown)
-    if not permit.allowed:
-        if policy_mod.breaker_fallback_due(permit.opened_at, now, pol):
-            return finish(S.FALLEN_BACK, f"circuit breaker open for {now - permit.opened_at:.0f}s "
-                                         f"(fallback_after {pol.fallback_after:.0f}s)", fall_back=True)
-        dec = policy_mod.decide(ChannelUnavailable(retry_after=permit.retry_after), attempt=d.attempts, now=now,
-                                deadline_at=d.deadline_at, policy=pol, idempotent=False, can_lookup=False)
-        return finish(dec.state, dec.reason, due_at=dec.due_at, fall_back=dec.fall_back)
-
-    # shared rate limit: wait in the ledger, not in the worker
-    if pol.rate_limit:
-        wait = runtime.limiter.acquire(d.channel, *pol.rate_limit)
-        if wait > 0:
-            return finish(S.RETRYING if d.attempts else S.PENDING, f"rate limit {pol.rate_limit[0]} per "
-                          f"{pol.rate_limit[1]:.0f}s reached; waiting {wait:.2f}s", due_at=now + wait)
-
-    channel = runtime.channel(d.channel)
     try:
-        message = build_message(runtime, d, ann)
-        post = render_post(channel, message, d, settings)
-    except PermanentError as exc:
-        return finish(S.FAILED, f"cannot be rendered for {d.channel}: {exc}", error=str(exc))  # our own words
-    except DeliveryError as exc:
-        return _after_error(runtime, d, exc, pol, channel, finish)
+        prepared = _prepare(runtime, d, ann, pol, now, finish)
+    except Exception as exc:  # noqa: BLE001 - nothing was sent: give the claim back, never "maybe sent"
+        log.exception("delivery %s: internal error before sending", d.id, extra=_ids(d))
+        return finish(S.RETRYING if d.attempts else S.PENDING,
+                      f"internal error before sending ({type(exc).__name__}); nothing was sent, will retry",
+                      due_at=runtime.clock() + policy_mod.backoff(d.attempts + 1, pol))
+    if isinstance(prepared, str):
+        return prepared
+    channel, post, permit = prepared
 
     progress = LedgerProgress(runtime, d, owner, lease)
     try:
@@ -155,7 +140,7 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
             if channel.can_lookup:
                 found = channel.lookup(post, key=d.key)
                 if found is not None:
-                    runtime.breaker.success(d.channel)
+                    _shared(runtime.breaker.success, None, d.channel)
                     return finish(S.DELIVERED, "found on the channel by look-up: the earlier attempt had landed",
                                   receipt=found, attempted=True, maybe_sent=False)
             elif not channel.idempotent and channel.public:
@@ -169,14 +154,59 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
         err = AmbiguousDelivery(f"internal error in the {channel.kind} adapter ({type(exc).__name__})")
         return _after_error(runtime, d, err, pol, channel, finish)
     if permit.failures or permit.probe or permit.opened_at is not None:
-        runtime.breaker.success(d.channel)  # a healthy closed breaker needs no reset round trip
+        _shared(runtime.breaker.success, None, d.channel)  # a healthy closed breaker needs no reset round trip
     note = "delivered" + (" (provider reported an identical earlier post)" if receipt.extra.get("duplicate") else "")
     return finish(S.DELIVERED, note, receipt=receipt, attempted=True, maybe_sent=False)
 
 
+def _shared(fn, default, *args):
+    """Call the shared Redis state (breaker, rate limit) failing open: when Redis is unreachable,
+    announcements still go out (providers' own limits are still honoured from their answers)."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("shared resilience state unavailable (%s: %s); continuing without it", type(exc).__name__, exc)
+        return default
+
+
+def _prepare(runtime: Runtime, d: Delivery, ann, pol, now: float, finish):
+    """Breaker, rate limit and rendering: everything before the one remote attempt. Returns the
+    recorded outcome (a str) when the attempt must not happen now, else (channel, post, permit)."""
+    from .resilience.breaker import Permit
+
+    settings = runtime.settings
+    # breaker: do not even try a channel that is down; fall back once it has been down too long
+    permit = _shared(runtime.breaker.allow, Permit(True), d.channel, pol.breaker.failures, pol.breaker.cooldown)
+    if not permit.allowed:
+        if policy_mod.breaker_fallback_due(permit.opened_at, now, pol):
+            return finish(S.FALLEN_BACK, f"circuit breaker open for {now - permit.opened_at:.0f}s "
+                                         f"(fallback_after {pol.fallback_after:.0f}s)", fall_back=True)
+        dec = policy_mod.decide(ChannelUnavailable(retry_after=permit.retry_after), attempt=d.attempts, now=now,
+                                deadline_at=d.deadline_at, policy=pol, idempotent=False, can_lookup=False)
+        return finish(dec.state, dec.reason, due_at=dec.due_at, fall_back=dec.fall_back)
+
+    # shared rate limit: wait in the ledger, not in the worker
+    if pol.rate_limit:
+        wait = _shared(runtime.limiter.acquire, 0.0, d.channel, *pol.rate_limit)
+        if wait > 0:
+            return finish(S.RETRYING if d.attempts else S.PENDING, f"rate limit {pol.rate_limit[0]} per "
+                          f"{pol.rate_limit[1]:.0f}s reached; waiting {wait:.2f}s", due_at=now + wait)
+
+    channel = runtime.channel(d.channel)
+    try:
+        message = build_message(runtime, d, ann)
+        post = render_post(channel, message, d, settings)
+    except PermanentError as exc:
+        return finish(S.FAILED, f"cannot be rendered for {d.channel}: {exc}", error=str(exc))  # our own words
+    except DeliveryError as exc:
+        return _after_error(runtime, d, exc, pol, channel, finish)
+
+    return channel, post, permit
+
+
 def _after_error(runtime: Runtime, d: Delivery, exc: DeliveryError, pol, channel, finish) -> str:
     if policy_mod.counts_against_breaker(exc):
-        runtime.breaker.failure(d.channel, pol.breaker.failures, pol.breaker.cooldown)
+        _shared(runtime.breaker.failure, None, d.channel, pol.breaker.failures, pol.breaker.cooldown)
     secrets = secret_values(runtime.settings.channels.get(d.channel))
     dec = policy_mod.decide(exc, attempt=d.attempts + 1, now=runtime.clock(), deadline_at=d.deadline_at, policy=pol,
                             idempotent=bool(channel.idempotent), can_lookup=bool(channel.can_lookup),

@@ -56,7 +56,7 @@ return tostring(math.max(0.001, tonumber(oldest[2]) + per - now))
 
 
 class RedisRateLimiter:
-    def __init__(self, redis, prefix: str = "bc:rate:"):
+    def __init__(self, redis, prefix: str = "bc:rl:"):  # not "bc:rate:": those were token buckets (hashes)
         self.redis = redis
         self.prefix = prefix
         self._acquire = redis.register_script(_ACQUIRE)
