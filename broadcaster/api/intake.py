@@ -120,7 +120,8 @@ class IntakeGuard:
                 return await self._unauthorized(scope, receive, send, "unknown or revoked token")
             else:
                 return await self._limited(scope, receive, send, verdict)
-        elif path.startswith("/api/") and not matches(path, UNLIMITED):
+        elif (path.startswith("/api/") and not matches(path, UNLIMITED)) or (
+                path == "/signin" and scope.get("method") == "POST"):  # token guessing through the page
             wait = await to_thread.run_sync(self.limiter.wait, f"api:addr:{ip}", self.settings.api.anonymous_rate_limit)
             if wait > 0:
                 return await self._limited(scope, receive, send, wait)

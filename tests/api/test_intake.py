@@ -286,3 +286,10 @@ def test_a_json_array_is_not_an_announcement(env):
     r = env.client.post("/api/v1/announcements", json=[1, 2], headers=env.admin)
     err = assert_error(r, 422, "invalid_request")
     assert err["message"] == "the request body must be a JSON object"
+
+
+def test_web_sign_in_is_limited_per_address(make_env):
+    """Guessing tokens through the page's sign-in form meets the same per-address limit as the API."""
+    e = make_env(config(api={"max_body_bytes": 4096, "rate_limit": "1000/m", "anonymous_rate_limit": "2/m"}))
+    codes = [e.client.post("/signin", data={"token": "guess"}, follow_redirects=False).status_code for _ in range(3)]
+    assert codes[-1] == 429 and 429 not in codes[:2], codes
