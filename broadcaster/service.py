@@ -368,6 +368,30 @@ def retry_delivery(runtime: Runtime, delivery_id: str, *, principal: Principal) 
     runtime.enqueue([(d.id, d.channel)])
 
 
+def confirm_delivered(runtime: Runtime, delivery_id: str, *, principal: Principal, url: str | None = None) -> None:
+    """Settle an ``unknown`` delivery as delivered: the operator found the post on the channel, so
+    it must not be sent again (the other way out of ``unknown`` is :func:`retry_delivery`)."""
+    ledger = runtime.ledger
+    d = ledger.get_delivery(delivery_id)
+    ann = ledger.get_announcement(d.announcement_id)
+    principal.check_post(ann.kind, [d.channel])
+    if d.state != S.UNKNOWN:
+        raise InvalidRequest(f"delivery is {d.state}; only an unknown delivery can be confirmed")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise InvalidRequest("url must start with http:// or https://", field="url")
+    if not ledger.force(d.id, S.DELIVERED, "confirmed on the channel by an operator", actor=principal.name,
+                        from_states=[S.UNKNOWN], maybe_sent=False):
+        raise InvalidRequest("delivery changed state meanwhile; reload and try again")
+    if url:
+        from sqlalchemy import update as sa_update
+
+        from .ledger.schema import deliveries as dt
+
+        with ledger.tx() as conn:
+            conn.execute(sa_update(dt).where(dt.c.id == d.id).values(remote_url=url))
+    ledger.audit(principal.name, "delivery.confirm", d.id, {"url": url})
+
+
 def cancel_scheduled(runtime: Runtime, ann_id: str, *, principal: Principal) -> int:
     ledger = runtime.ledger
     ann = ledger.get_announcement(ann_id)

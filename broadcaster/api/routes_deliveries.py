@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from .. import service
 from ..runtime import Runtime
@@ -35,3 +36,17 @@ def retry(delivery_id: str, response: Response, who: Annotated[Principal, Depend
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     return out
+
+
+class ConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(None, max_length=2000, description="where the operator found the post")
+
+
+@router.post("/deliveries/{delivery_id}/confirm", response_model=RetryOut)
+def confirm(delivery_id: str, who: Annotated[Principal, Depends(principal)], rt: Annotated[Runtime, Depends(runtime)],
+            body: ConfirmIn | None = None):
+    """Settle an `unknown` delivery as delivered: the operator found the post on the channel."""
+    service.confirm_delivered(rt, delivery_id, principal=who, url=body.url if body else None)
+    d = rt.ledger.get_delivery(delivery_id)
+    return RetryOut(id=d.id, announcement_id=d.announcement_id, channel=d.channel, state=str(d.state))

@@ -393,6 +393,8 @@ _register_simple("cancel", "/announcements/{id}/cancel", "cancelled",
                  "Cancel a scheduled announcement before its publish time.", "ID")
 _register_simple("retry", "/deliveries/{id}/retry", "retrying",
                  "Send a failed or unknown delivery again (after checking the channel).", "DELIVERY_ID")
+_register_simple("confirm", "/deliveries/{id}/confirm", "confirmed as delivered",
+                 "Settle an unknown delivery as delivered: you found the post on the channel.", "DELIVERY_ID")
 
 
 @main.command()

@@ -465,7 +465,7 @@ class Ledger:
             values.update(due_at=due_at, enqueued_at=None)
         if maybe_sent is not None:
             values["maybe_sent"] = maybe_sent
-        if to in (S.CANCELLED, S.RETRACTED):
+        if to in (S.CANCELLED, S.RETRACTED, S.DELIVERED):
             values["settled_at"] = now
         elif to in (S.PENDING, S.RETRYING):
             values["settled_at"] = None

@@ -58,6 +58,8 @@ MATRIX: dict[tuple[str, str], tuple[str | None, dict, dict[str, int]]] = {
                                                         expect(admin=200, poster=200, deploy=403, hook_only=403)),
     ("POST", "/api/v1/deliveries/{delivery_id}/retry"): ("failed", {},
                                                          expect(admin=202, poster=202, deploy=403, hook_only=202)),
+    ("POST", "/api/v1/deliveries/{delivery_id}/confirm"): ("unknown", {},
+                                                           expect(admin=200, poster=200, deploy=403, hook_only=200)),
     ("POST", "/api/v1/preview"): (None, {"kind": "incident", "title": "t"}, expect(valid=200)),
     ("GET", "/api/v1/channels"): (None, {}, expect(valid=200)),
     ("POST", "/api/v1/subscribe"): (None, {"list": "news", "address": "reader@example.test"}, public(202)),
@@ -100,10 +102,11 @@ class Matrix:
             window = {"starts_at": time.time() + 3600, "ends_at": time.time() + 7200}
             return {"ann_id": service.submit(rt, {"kind": "maintenance", "title": "window", "window": window},
                                              principal=system).id}
-        if what == "failed":
-            ann = service.submit(rt, {"kind": "incident", "title": "failing", "channels": ["hook"]}, principal=system)
+        if what in ("failed", "unknown"):
+            ann = service.submit(rt, {"kind": "incident", "title": what, "channels": ["hook"]}, principal=system)
             (d,) = self.env.ledger.deliveries_of(ann.id)
-            self.env.ledger.force(d.id, S.FAILED, "test", actor="test", from_states=[S.PENDING])
+            state = S.FAILED if what == "failed" else S.UNKNOWN
+            self.env.ledger.force(d.id, state, "test", actor="test", from_states=[S.PENDING])
             return {"delivery_id": d.id}
         raise AssertionError(what)
 
