@@ -38,6 +38,7 @@ DONE = {  # fixed messages, so a crafted link cannot put words on the page
     "retract": "Retraction started.",
     "cancel": "Scheduled deliveries cancelled.",
     "retry": "Delivery queued again.",
+    "confirm": "Delivery marked as delivered.",
 }
 
 env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(default=True),
@@ -296,6 +297,22 @@ async def retry(request: Request, delivery_id: str) -> Response:
     def act(rt, form, principal):
         service.retry_delivery(rt, delivery_id, principal=principal)
         return "retry"
+
+    return await _action(request, ann_id, act)
+
+
+@router.post("/deliveries/{delivery_id}/confirm")
+async def confirm(request: Request, delivery_id: str) -> Response:
+    """An operator found an `unknown` post on the channel: settle it as delivered."""
+    rt = session.runtime_of(request)
+    try:
+        ann_id = rt.ledger.get_delivery(delivery_id).announcement_id
+    except BroadcasterError as exc:
+        return error_page(request, signed_in(request), exc)
+
+    def act(rt, form, principal):
+        service.confirm_delivered(rt, delivery_id, principal=principal)
+        return "confirm"
 
     return await _action(request, ann_id, act)
 

@@ -40,6 +40,12 @@
       var b = el("button", "small", "Retry"); b.type = "submit"; f.appendChild(b);
       act.appendChild(f);
     }
+    if (d.state === "unknown" && !retracted) {
+      var g = el("form", "inline"); g.method = "post"; g.action = "/deliveries/" + encodeURIComponent(d.id) + "/confirm";
+      var h2 = el("input"); h2.type = "hidden"; h2.name = "csrf"; h2.value = csrf; g.appendChild(h2);
+      var c = el("button", "small", "It's there"); c.type = "submit"; c.title = "You found the post on the channel";
+      g.appendChild(c); act.appendChild(g);
+    }
     tr.appendChild(act);
     var ev = el("tr", "events"); var td = el("td"); td.colSpan = 5;
     var det = el("details"); det.appendChild(el("summary", null, (d.events || []).length + " events"));
