@@ -168,6 +168,19 @@ def test_update_retry_retract_from_the_page(web):
     assert c.get("/ui/announcements/ann_missing").status_code == 404
 
 
+def test_unknown_delivery_confirmed_from_the_page(web):
+    c, csrf = web.signed_in()
+    ann_id = compose(c, csrf).headers["location"].split("/")[-1].split("?")[0]
+    a, d = web.runtime.ledger.deliveries_of(ann_id)
+    settle(web.runtime, d.id, "unknown", error="connection dropped after sending")
+    page = c.get(f"/announcements/{ann_id}").text
+    assert f"/deliveries/{d.id}/confirm" in page and f"/deliveries/{a.id}/confirm" not in page
+    r = c.post(f"/deliveries/{d.id}/confirm", data={"csrf": csrf}, follow_redirects=False)
+    assert r.headers["location"] == f"/announcements/{ann_id}?done=confirm"
+    assert str(web.runtime.ledger.get_delivery(d.id).state) == "delivered"
+    assert c.post(f"/deliveries/{d.id}/confirm", data={"csrf": "forged"}).status_code == 403
+
+
 def test_live_preview_uses_each_channels_rules(web):
     c, csrf = web.signed_in()
     r = c.post("/ui/preview", json={"kind": "incident", "title": "T", "body": "word " * 600,
