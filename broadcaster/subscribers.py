@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
-from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 
 from .channels import _mail
-from .config import Duration, Secret, Settings, Strict, SubscribersSettings
+from .config import Settings, SubscribersSettings
 from .errors import ConfigError, InvalidRequest, NotFound
 from .ledger import Ledger
 from .ledger import schema as t

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from ..config import ChannelSettings, Secret, SecretUrl
 from ..errors import PermanentError, RateLimited

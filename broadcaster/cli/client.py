@@ -287,7 +287,7 @@ def verdict_code(deliveries: list[dict]) -> int:
 @click.option("--direct", is_flag=True,
               help="Break glass: API/broker/ledger down — send straight to the channels in --config and journal it "
                    "for `broadcaster reconcile`.")
-@click.option("--journal", default=None, help=f"Break-glass journal file (default $BROADCASTER_JOURNAL or var/breakglass.jsonl).")
+@click.option("--journal", default=None, help="Break-glass journal file (default $BROADCASTER_JOURNAL or var/breakglass.jsonl).")
 @wait_options
 @json_option
 @connection_options
