@@ -37,6 +37,8 @@ class Submitted:
     deliveries: list[str] = field(default_factory=list)
     #: with ``defer_enqueue``: what the caller must hand to ``runtime.enqueue`` after answering
     to_enqueue: list[tuple[str, str]] = field(default_factory=list)
+    #: the announcement as written (or as it is now, for a replay), in ``status_of``'s shape
+    status: dict[str, Any] | None = None
 
 
 def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principal,
@@ -88,13 +90,14 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     idem = None
     if idempotency_key:
         idem = (principal.name, idempotency_key, request_hash(req.model_dump(mode="json")))
-    ann_id, created = runtime.ledger.create_announcement(fields, rows, actor=principal.name, idempotency=idem)
-    deliveries = runtime.ledger.deliveries_of(ann_id)
-    wake = [(d.id, d.channel) for d in deliveries if d.state == S.PENDING] if created else []
+    res = runtime.ledger.accept(fields, rows, actor=principal.name, idempotency=idem)
+    wake = [(d.id, d.channel) for d in res.deliveries if d.state == S.PENDING] if res.created else []
     if wake and not defer_enqueue:
         runtime.enqueue(wake)
         wake = []
-    return Submitted(ann_id, created, [d.id for d in deliveries], to_enqueue=wake)
+    status = {"announcement": res.announcement, "updates": res.updates, "deliveries": res.deliveries,
+              "events": res.events}
+    return Submitted(res.announcement.id, res.created, [d.id for d in res.deliveries], to_enqueue=wake, status=status)
 
 
 def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principal: Principal,

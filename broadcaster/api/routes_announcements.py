@@ -51,7 +51,7 @@ def submit(body: AnnouncementIn, request: Request, response: Response, backgroun
     response.headers["Location"] = location(res.id)
     if not res.created:
         response.headers["Idempotent-Replayed"] = "true"
-    return announcement_detail(service.status_of(rt, res.id))
+    return announcement_detail(res.status)
 
 
 @router.get("/announcements", response_model=AnnouncementPage)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
@@ -34,13 +35,31 @@ from .engine import make_engine, migrate
 S = DeliveryState
 
 
+_id_lock = threading.Lock()
+_id_last = [0, 0]  # (millisecond, sequence within it) of the last id made in this process
+
+
 def new_id(prefix: str) -> str:
-    """Short, roughly time-sortable ids: ``ann_18c2f0a1b2c_3f9a1c2e``."""
-    return f"{prefix}_{int(time.time() * 1000):x}{secrets.token_hex(5)}"
+    """Short, time-sortable ids: ``dlv_18c2f0a1b2c0001a3f9c2e1``. Within one process they are
+    strictly increasing, so rows written together (an announcement's deliveries, in route
+    order) list in the order they were made; the random tail keeps processes apart."""
+    ms = int(time.time() * 1000)
+    with _id_lock:
+        if ms <= _id_last[0]:
+            ms, seq = _id_last[0], _id_last[1] + 1
+            if seq > 0xFFFF:  # 65,536 ids in one millisecond: borrow the next one
+                ms, seq = ms + 1, 0
+        else:
+            seq = 0
+        _id_last[:] = [ms, seq]
+    return f"{prefix}_{ms:x}{seq:04x}{secrets.token_hex(4)}"
 
 
 def _announcement(row: Row) -> Announcement:
-    m = row._mapping
+    return _announcement_from(row._mapping)
+
+
+def _announcement_from(m) -> Announcement:
     window = None
     if m["window_starts_at"] is not None and m["window_ends_at"] is not None:
         window = Window(m["window_starts_at"], m["window_ends_at"])
@@ -59,7 +78,10 @@ def _update(row: Row) -> Update:
 
 
 def _delivery(row: Row) -> Delivery:
-    m = row._mapping
+    return _delivery_from(row._mapping)
+
+
+def _delivery_from(m) -> Delivery:
     return Delivery(
         id=m["id"], announcement_id=m["announcement_id"], channel=m["channel"], state=S(m["state"]),
         update_id=m["update_id"], attempts=m["attempts"], due_at=m["due_at"], deadline_at=m["deadline_at"],
@@ -70,9 +92,26 @@ def _delivery(row: Row) -> Delivery:
     )
 
 
+class Accepted(NamedTuple):
+    """What :meth:`Ledger.accept` wrote (or found, for a replayed Idempotency-Key)."""
+
+    created: bool
+    announcement: Announcement
+    deliveries: list[Delivery]
+    events: dict[str, list[DeliveryEvent]]
+    updates: list[Update] = []
+
+
 class Ledger:
     def __init__(self, engine: Engine, *, clock=time.time):
         self.engine = engine
+        # Readers: on SQLite a deferred BEGIN (no write lock); on PostgreSQL autocommit, which
+        # saves the BEGIN and ROLLBACK round trips and loses nothing — under READ COMMITTED
+        # every statement takes its own snapshot, inside a transaction or not.
+        opts = {"bc_readonly": True}
+        if engine.dialect.name == "postgresql":
+            opts["isolation_level"] = "AUTOCOMMIT"
+        self._reader = engine.execution_options(**opts)
         self.clock = clock
 
     @classmethod
@@ -105,8 +144,8 @@ class Ledger:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self._unavailable_as_error(), self.engine.connect() as conn:
-            yield conn.execution_options(bc_readonly=True)
+        with self._unavailable_as_error(), self._reader.connect() as conn:
+            yield conn
 
     def ping(self) -> None:
         with self.read() as conn:
@@ -144,35 +183,61 @@ class Ledger:
         actor: str,
         idempotency: tuple[str, str, str] | None = None,
     ) -> tuple[str, bool]:
-        """Write an announcement and its deliveries in one transaction.
+        """Write an announcement and its deliveries in one transaction; ``(id, created)``."""
+        res = self.accept(fields, deliveries, actor=actor, idempotency=idempotency, _snapshot=False)
+        return res.announcement.id, res.created
 
-        ``idempotency`` is ``(scope, key, request_hash)``. Returns ``(id, created)``; a replay of
-        the same key and body returns the first id with ``created=False``.
+    def accept(
+        self,
+        fields: dict[str, Any],
+        deliveries: list[dict[str, Any]],
+        *,
+        actor: str,
+        idempotency: tuple[str, str, str] | None = None,
+        _snapshot: bool = True,
+    ) -> Accepted:
+        """Write an announcement and its deliveries in one transaction, and return what was
+        written without reading it back (the intake answers from this).
+
+        ``idempotency`` is ``(scope, key, request_hash)``; a replay of the same key and body
+        returns the first announcement as it is now, with ``created=False``.
         """
         now = self.clock()
         if idempotency:
             existing = self._replay(*idempotency)
             if existing:
-                return existing, False
-        fields = dict(fields)
-        ann_id = fields.pop("id", None) or new_id("ann")
+                return self._accepted_before(existing, _snapshot)
+        values = {c.name: None for c in t.announcements.c} | dict(fields)
+        ann_id = values["id"] = values.get("id") or new_id("ann")
+        values.update(created_at=now, updated_at=now, author=actor)
         try:
             with self.tx() as conn:
                 if idempotency:
                     scope, key, digest = idempotency
                     conn.execute(insert(t.idempotency_keys).values(scope=scope, key=key, request_hash=digest,
                                                                    target_id=ann_id, created_at=now))
-                conn.execute(insert(t.announcements).values(id=ann_id, created_at=now, updated_at=now, author=actor, **fields))
-                self._insert_deliveries(conn, ann_id, None, deliveries, now)
+                conn.execute(insert(t.announcements).values(**{k: v for k, v in values.items() if v is not None}))
+                rows, events = self._insert_deliveries(conn, ann_id, None, deliveries, now, written=True)
                 self.audit(actor, "announcement.create", ann_id, {"kind": fields.get("kind"),
                                                                   "channels": [d["channel"] for d in deliveries]}, conn)
         except IntegrityError:
             if idempotency:
                 existing = self._replay(*idempotency)
                 if existing:
-                    return existing, False
+                    return self._accepted_before(existing, _snapshot)
             raise
-        return ann_id, True
+        for key in ("components", "tags", "channels"):
+            values[key] = values[key] or []
+        values["variants"] = values["variants"] or {}
+        dels = [_delivery_from(r) for r in rows]
+        return Accepted(True, _announcement_from(values), dels,
+                        {d.id: [DeliveryEvent(**e)] for d, e in zip(dels, events)})
+
+    def _accepted_before(self, ann_id: str, snapshot: bool) -> Accepted:
+        if not snapshot:
+            return Accepted(False, Announcement(id=ann_id, kind="", title=""), [], {})
+        ann, updates, dels, events = self.snapshot(ann_id)
+        return Accepted(False, ann, dels, events, updates)
 
     def _replay(self, scope: str, key: str, digest: str) -> str | None:
         with self.read() as conn:
@@ -203,18 +268,28 @@ class Ledger:
         with self.tx() as conn:
             return conn.execute(delete(t.idempotency_keys).where(t.idempotency_keys.c.created_at < older_than)).rowcount
 
-    def _insert_deliveries(self, conn: Connection, ann_id: str, update_id: str | None, deliveries: list[dict], now: float) -> list[str]:
-        ids = []
+    def _insert_deliveries(self, conn: Connection, ann_id: str, update_id: str | None, deliveries: list[dict],
+                           now: float, *, written: bool = False):
+        """Two statements whatever the number of channels (rows, then their first events).
+        Returns the new ids, or with ``written`` the full rows and events as inserted."""
+        if not deliveries:
+            return ([], []) if written else []
+        rows, events = [], []
         for d in deliveries:
             did = d.get("id") or new_id("dlv")
-            state = d.get("state", S.PENDING)
-            conn.execute(insert(t.deliveries).values(
-                id=did, announcement_id=ann_id, update_id=update_id, channel=d["channel"], state=str(state),
-                attempts=0, due_at=d.get("due_at", now), deadline_at=d.get("deadline_at"), maybe_sent=False,
-                fallback_of=d.get("fallback_of"), created_at=now, updated_at=now))
-            self._event(conn, did, None, str(state), 0, d.get("reason", "accepted"), at=now)
-            ids.append(did)
-        return ids
+            state = str(d.get("state", S.PENDING))
+            rows.append({"id": did, "announcement_id": ann_id, "update_id": update_id, "channel": d["channel"],
+                         "state": state, "attempts": 0, "due_at": d.get("due_at", now),
+                         "deadline_at": d.get("deadline_at"), "maybe_sent": False, "fallback_of": d.get("fallback_of"),
+                         "created_at": now, "updated_at": now})
+            events.append({"delivery_id": did, "at": now, "from_state": None, "to_state": state, "attempt": 0,
+                           "reason": d.get("reason", "accepted")[:2000], "response": None})
+        conn.execute(insert(t.deliveries), rows)
+        conn.execute(insert(t.delivery_events), events)
+        if not written:
+            return [r["id"] for r in rows]
+        blank = {c.name: None for c in t.deliveries.c}
+        return [blank | r for r in rows], events
 
     def get_announcement(self, ann_id: str) -> Announcement:
         with self.read() as conn:

@@ -31,6 +31,12 @@ def test_submit_is_accepted_durable_and_wakes_the_workers(env):
     assert sorted((c, d) for d, c, _ in env.enqueued) == sorted((d["channel"], d["id"]) for d in body["deliveries"])
 
 
+def test_the_202_body_is_what_a_get_shows(env):
+    r = env.post("/announcements", {**INCIDENT, "components": ["api"], "tags": ["db"]})
+    assert r.status_code == 202
+    assert env.get(f"/announcements/{r.json()['id']}").json() == r.json()
+
+
 def test_delivery_fields_and_iso_times(env):
     d = env.submit()["deliveries"][0]
     assert set(d) >= {"id", "channel", "state", "attempts", "due_at", "deadline_at", "remote_id", "remote_url",

@@ -68,6 +68,20 @@ def test_create_announcement_writes_everything_in_one_go(ledger):
     assert any(e["action"] == "announcement.create" and e["target"] == ann_id for e in ledger.audit_entries())
 
 
+def test_accept_returns_exactly_what_a_read_gives(ledger):
+    """The intake answers from what it wrote instead of reading it back: it must be the same."""
+    rows = [{"channel": "a", "reason": "accepted"},
+            {"channel": "b", "state": S.SCHEDULED, "due_at": NOW + 60, "deadline_at": NOW + 3600, "reason": "held"}]
+    extra = {"components": ["api"], "variants": {"a": {"text": "short"}}, "tags": ["x"], "severity": "major",
+             "url": "https://example.com/i/1", "publish_at": NOW + 60}
+    res = ledger.accept(fields(**extra), rows, actor="tester", idempotency=("s", "k1", "h"))
+    assert res.created
+    ann, updates, dels, events = ledger.snapshot(res.announcement.id)
+    assert res.announcement == ann and res.deliveries == dels and res.events == events and updates == []
+    again = ledger.accept(fields(**extra), rows, actor="tester", idempotency=("s", "k1", "h"))
+    assert not again.created and again.announcement == ann and again.deliveries == dels
+
+
 def test_create_announcement_is_atomic(ledger):
     """A delivery insert that fails leaves no announcement, no delivery, no event, no key."""
     rows = [{"channel": "a", "id": "dlv_same"}, {"channel": "b", "id": "dlv_same"}]
