@@ -91,9 +91,10 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
             return "skipped"
         channel = d0.channel
     lease = lease_for(runtime, channel)
-    d = ledger.claim(delivery_id, owner, lease)
-    if d is None:
+    claimed = ledger.claim_with_announcement(delivery_id, owner, lease)
+    if claimed is None:
         return "skipped"
+    d, ann = claimed
     settings = runtime.settings
     pol = settings.policy_for(d.channel)
     now = runtime.clock()
@@ -117,7 +118,6 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
 
     if d.deadline_at is not None and now > d.deadline_at:
         return finish(S.FAILED, "deadline passed before it could be sent; not delivered late")
-    ann = runtime.ledger.get_announcement(d.announcement_id)
     if ann.retracted_at:
         return finish(S.CANCELLED, "announcement was retracted before this was sent")
     if d.channel not in settings.channels or not settings.channels[d.channel].enabled:

@@ -456,25 +456,34 @@ class Ledger:
     def claim(self, delivery_id: str, owner: str, lease: float) -> Delivery | None:
         """pending/retrying and due → sending, leased to ``owner``. None if someone else has it,
         it is settled, or it is not yet due."""
+        got = self.claim_with_announcement(delivery_id, owner, lease)
+        return got and got[0]
+
+    def claim_with_announcement(self, delivery_id: str, owner: str,
+                                lease: float) -> tuple[Delivery, Announcement] | None:
+        """:meth:`claim`, also returning the announcement as read just before the claim.
+
+        One read (the row's state, and its announcement, without the write lock: duplicate and
+        late tasks stop here) and one write of two statements: a conditional ``UPDATE …
+        RETURNING`` that only succeeds if the row is still in the state that was read, and its
+        event."""
         now = self.clock()
-        d = t.deliveries
-        with self.read() as conn:  # cheap refusal of duplicate or late tasks, without the write lock
-            peek = conn.execute(select(d.c.state, d.c.due_at).where(d.c.id == delivery_id)).first()
-        if peek is None or S(peek.state) not in CLAIMABLE or (peek.due_at is not None and peek.due_at > now + 0.05):
-            return None
+        d, a = t.deliveries, t.announcements
+        with self.read() as conn:
+            peek = conn.execute(select(d.c.state, d.c.due_at, d.c.announcement_id).where(d.c.id == delivery_id)).first()
+            if peek is None or S(peek.state) not in CLAIMABLE or (peek.due_at is not None and peek.due_at > now + 0.05):
+                return None
+            ann_row = conn.execute(select(a).where(a.c.id == peek.announcement_id)).first()
         with self.tx() as conn:
-            row = conn.execute(select(d.c.state, d.c.attempts).where(d.c.id == delivery_id)).first()
-            if row is None or S(row.state) not in CLAIMABLE:
-                return None
-            res = conn.execute(update(d).where(
-                d.c.id == delivery_id, d.c.state.in_([str(s) for s in CLAIMABLE]),
+            fresh = conn.execute(update(d).where(
+                d.c.id == delivery_id, d.c.state == peek.state,
                 or_(d.c.due_at.is_(None), d.c.due_at <= now + 0.05),
-            ).values(state=str(S.SENDING), lease_owner=owner, lease_until=now + lease, updated_at=now))
-            if res.rowcount != 1:
+            ).values(state=str(S.SENDING), lease_owner=owner, lease_until=now + lease, updated_at=now)
+                .returning(*d.c)).first()
+            if fresh is None:
                 return None
-            self._event(conn, delivery_id, row.state, str(S.SENDING), row.attempts + 1, f"claimed by {owner}", at=now)
-            fresh = conn.execute(select(d).where(d.c.id == delivery_id)).first()
-        return _delivery(fresh)
+            self._event(conn, delivery_id, peek.state, str(S.SENDING), fresh.attempts + 1, f"claimed by {owner}", at=now)
+        return _delivery(fresh), _announcement(ann_row)
 
     def extend_lease(self, delivery_id: str, owner: str, lease: float) -> bool:
         now = self.clock()
