@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -92,6 +92,20 @@ def _delivery_from(m) -> Delivery:
     )
 
 
+# The worker's hot path runs these for every delivery: built once, with the values passed at
+# execution (building a statement costs more Python than running it on SQLite).
+_D = t.deliveries
+_PEEK = select(_D.c.state, _D.c.due_at, _D.c.announcement_id).where(_D.c.id == bindparam("b_id"))
+_ANNOUNCEMENT = select(t.announcements).where(t.announcements.c.id == bindparam("b_id"))
+_CLAIM = update(_D).where(
+    _D.c.id == bindparam("b_id"), _D.c.state == bindparam("b_state"),
+    or_(_D.c.due_at.is_(None), _D.c.due_at <= bindparam("b_due")),
+).returning(*_D.c)
+_SETTLE_LEASED = update(_D).where(_D.c.id == bindparam("b_id"), _D.c.lease_owner == bindparam("b_owner"),
+                                  _D.c.state == str(S.SENDING))
+_INSERT_EVENT = insert(t.delivery_events)
+
+
 class Accepted(NamedTuple):
     """What :meth:`Ledger.accept` wrote (or found, for a replayed Idempotency-Key)."""
 
@@ -155,9 +169,9 @@ class Ledger:
 
     def _event(self, conn: Connection, delivery_id: str, frm: str | None, to: str, attempt: int, reason: str,
                response: str | None = None, at: float | None = None) -> None:
-        conn.execute(insert(t.delivery_events).values(
-            delivery_id=delivery_id, at=self.clock() if at is None else at, from_state=frm, to_state=to,
-            attempt=attempt, reason=reason[:2000], response=(response or None) and response[:1000]))
+        conn.execute(_INSERT_EVENT, {
+            "delivery_id": delivery_id, "at": self.clock() if at is None else at, "from_state": frm, "to_state": to,
+            "attempt": attempt, "reason": reason[:2000], "response": (response or None) and response[:1000]})
 
     def audit(self, actor: str, action: str, target: str | None = None, details: dict | None = None,
               conn: Connection | None = None) -> None:
@@ -468,18 +482,15 @@ class Ledger:
         RETURNING`` that only succeeds if the row is still in the state that was read, and its
         event."""
         now = self.clock()
-        d, a = t.deliveries, t.announcements
         with self.read() as conn:
-            peek = conn.execute(select(d.c.state, d.c.due_at, d.c.announcement_id).where(d.c.id == delivery_id)).first()
+            peek = conn.execute(_PEEK, {"b_id": delivery_id}).first()
             if peek is None or S(peek.state) not in CLAIMABLE or (peek.due_at is not None and peek.due_at > now + 0.05):
                 return None
-            ann_row = conn.execute(select(a).where(a.c.id == peek.announcement_id)).first()
+            ann_row = conn.execute(_ANNOUNCEMENT, {"b_id": peek.announcement_id}).first()
         with self.tx() as conn:
-            fresh = conn.execute(update(d).where(
-                d.c.id == delivery_id, d.c.state == peek.state,
-                or_(d.c.due_at.is_(None), d.c.due_at <= now + 0.05),
-            ).values(state=str(S.SENDING), lease_owner=owner, lease_until=now + lease, updated_at=now)
-                .returning(*d.c)).first()
+            fresh = conn.execute(_CLAIM, {"b_id": delivery_id, "b_state": peek.state, "b_due": now + 0.05,
+                                          "state": str(S.SENDING), "lease_owner": owner, "lease_until": now + lease,
+                                          "updated_at": now}).first()
             if fresh is None:
                 return None
             self._event(conn, delivery_id, peek.state, str(S.SENDING), fresh.attempts + 1, f"claimed by {owner}", at=now)
@@ -514,7 +525,8 @@ class Ledger:
         d = t.deliveries
         values: dict[str, Any] = {"state": str(to), "updated_at": now, "lease_owner": None, "lease_until": None}
         if attempted:
-            values["attempts"] = d.c.attempts + 1
+            # under our lease nobody else changes the row, so the count is known here
+            values["attempts"] = delivery.attempts + 1 if owner is not None else d.c.attempts + 1
         if due_at is not None:
             values["due_at"] = due_at
             values["enqueued_at"] = None
@@ -527,10 +539,10 @@ class Ledger:
         if to in (S.DELIVERED, S.FAILED, S.FALLEN_BACK, S.UNKNOWN, S.CANCELLED, S.RETRACTED):
             values["settled_at"] = now
         with self.tx() as conn:
-            cond = [d.c.id == delivery.id]
             if owner is not None:
-                cond += [d.c.lease_owner == owner, d.c.state == str(S.SENDING)]
-            res = conn.execute(update(d).where(*cond).values(**values))
+                res = conn.execute(_SETTLE_LEASED, {"b_id": delivery.id, "b_owner": owner, **values})
+            else:
+                res = conn.execute(update(d).where(d.c.id == delivery.id).values(**values))
             if res.rowcount != 1:
                 return False
             attempt = delivery.attempts + (1 if attempted else 0)
