@@ -107,7 +107,7 @@ def parse_rate(value: Any) -> tuple[int, float]:
 
 def mask_url_password(url: str) -> str:
     """``scheme://user:secret@host`` → ``scheme://user:***@host`` for anything shown to people."""
-    return re.sub(r"(//[^:/@\s]*):[^@/\s]*@", r"\1:***@", str(url))
+    return re.sub(r"(//[^:/@\s;]*):[^@/\s;]*@", r"\1:***@", str(url))
 
 
 def _url(value: Any) -> str:
@@ -290,10 +290,18 @@ class OfficialSettings(Strict):
     extra: tuple[OfficialExtra, ...] = ()  # places we post by hand (a forum, a phone line)
 
 
+class SentinelSettings(Strict):
+    """Redis Sentinel: ``broker`` (and ``redis``) given as ``sentinel://host:26379;sentinel://…``."""
+
+    master_name: str = Field(min_length=1)  # the name the Sentinels monitor, e.g. mymaster
+    password: Secret | None = None  # the Sentinels' own password (requirepass in sentinel.conf), if any
+
+
 class Settings(Strict):
     ledger: str = "sqlite:///var/broadcaster.db"
     broker: str | None = None  # Redis (or amqp://) URL; None → $REDIS_URL or the local Redis
     redis: str | None = None  # shared breaker/rate-limit state; None → the broker when it is Redis
+    sentinel: SentinelSettings | None = None  # needed when broker or redis is a sentinel:// URL
     public_url: Url = "http://127.0.0.1:8080"
     channels: dict[str, Any] = {}
     routes: dict[str, tuple[str, ...]] = {}
@@ -493,6 +501,12 @@ def _cross_check(settings: Settings, problems: list, declared: set[str] | None =
     for i, kind in enumerate(settings.quiet_during_incidents):
         if kind not in KINDS:
             problems.append((f"quiet_during_incidents[{i}]", f"unknown kind (one of {', '.join(KINDS)})"))
+    for key in ("broker", "redis"):
+        url = getattr(settings, key)
+        if url and url.startswith("sentinel://") and settings.sentinel is None:
+            problems.append(("sentinel.master_name", f"required when {key} is a sentinel:// URL "
+                                                     "(the name the Sentinels monitor, e.g. mymaster)"))
+            break
 
 
 def load_settings(data: dict[str, Any], *, env: dict[str, str] | None = None, source: str | None = None) -> Settings:

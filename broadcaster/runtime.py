@@ -30,10 +30,44 @@ def state_redis_url(settings: Settings, env: dict[str, str] | None = None) -> st
     if settings.redis:
         return settings.redis
     broker = broker_url(settings, env)
-    if broker.startswith(("redis://", "rediss://", "unix://")):
+    if broker.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
         return broker
     env = os.environ if env is None else env
     return env.get("REDIS_URL") or DEFAULT_REDIS
+
+
+def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str | None, int]:
+    """``sentinel://[:password@]host:port[/db];sentinel://…`` (Celery's form) → the Sentinels'
+    addresses, the master's password and the database number."""
+    from urllib.parse import unquote, urlsplit
+
+    hosts, password, db = [], None, 0
+    for part in filter(None, (x.strip() for x in url.split(";"))):
+        u = urlsplit(part)
+        if u.scheme != "sentinel" or not u.hostname:
+            raise ValueError(f"not a sentinel:// address: {part.split('@')[-1]!r}")
+        hosts.append((u.hostname, u.port or 26379))
+        password = unquote(u.password) if u.password else password
+        if u.path.strip("/"):
+            db = int(u.path.strip("/"))
+    return hosts, password, db
+
+
+def connect_redis(url: str, settings: Settings, **options):
+    """A Redis client for ``url``; for ``sentinel://`` one that follows the current master."""
+    import redis as redis_lib
+
+    if not url.startswith("sentinel://"):
+        return redis_lib.Redis.from_url(url, **options)
+    from redis.sentinel import Sentinel
+
+    if settings.sentinel is None:
+        raise ConfigError([("sentinel.master_name", "required for a sentinel:// URL")])
+    hosts, password, db = parse_sentinel_url(url)
+    own = {"password": settings.sentinel.password.reveal()} if settings.sentinel.password else {}
+    timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
+    sentinel = Sentinel(hosts, sentinel_kwargs={**own, **timeouts}, **options)
+    return sentinel.master_for(settings.sentinel.master_name, password=password, db=db)
 
 
 def queue_name(channel: str) -> str:
@@ -72,14 +106,12 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> "Runtime":
-        import redis as redis_lib
-
         from .resilience import RedisBreaker, RedisRateLimiter
 
         ledger = Ledger.open(settings.ledger, migrate_schema=migrate)
         url = state_redis_url(settings)
         try:
-            client = redis_lib.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
+            client = connect_redis(url, settings, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
         except ValueError as exc:
             raise ConfigError([("redis", f"not a Redis URL: {exc}")]) from None
         rt = cls(settings, ledger=ledger, breaker=RedisBreaker(client), limiter=RedisRateLimiter(client), redis=client)

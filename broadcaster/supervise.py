@@ -40,7 +40,7 @@ def find_or_start_redis(configured: str | None, var_dir: Path, env: dict[str, st
     """The config's broker, else $REDIS_URL, else local 6379, else a private redis-server under
     ``var/``. Raises RuntimeError with one line saying how to get Redis."""
     if configured:
-        if configured.startswith("amqp") or redis_reachable(configured):
+        if configured.startswith(("amqp", "sentinel")) or redis_reachable(configured):  # workers report their own
             return RedisChoice(configured, "from the configuration")
         raise RuntimeError(f"Redis at {_safe(configured)} (from the configuration) is not reachable; start it or fix 'broker'")
     if env.get("REDIS_URL"):

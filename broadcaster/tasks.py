@@ -57,6 +57,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
         worker_send_task_events=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
+    if broker_url(settings).startswith("sentinel://") and settings.sentinel is not None:
+        # kombu finds the master through the Sentinels; the password in the URL is the master's
+        options = dict(app.conf.broker_transport_options, master_name=settings.sentinel.master_name)
+        if settings.sentinel.password:
+            options["sentinel_kwargs"] = {"password": settings.sentinel.password.reveal()}
+        app.conf.broker_transport_options = options
     holder = {"runtime": runtime}
     lock = threading.Lock()
 
