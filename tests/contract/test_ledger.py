@@ -409,3 +409,69 @@ def test_migrations_are_idempotent_and_reach_latest(ledger_url):
     finally:
         lg.close()
 
+
+
+def _add_step(monkeypatch, step):
+    """The next release's migration, appended as a release would append it."""
+    from broadcaster.ledger import engine as ledger_engine
+
+    monkeypatch.setattr(ledger_engine, "MIGRATIONS", [*ledger_engine.MIGRATIONS, (LATEST + 1, "next release", step)])
+
+
+def _indexes(ledger_url, table):
+    from sqlalchemy import inspect
+
+    engine = make_engine(ledger_url)
+    try:
+        return {ix["name"] for ix in inspect(engine).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_the_previous_schema_applies_only_the_new_step_and_keeps_the_data(ledger_url, monkeypatch):
+    from sqlalchemy import text
+
+    lg = Ledger.open(ledger_url)  # a ledger at today's schema, in use
+    ann, _ = lg.create_announcement(fields(), [{"channel": "a"}], actor="t")
+    lg.close()
+    ran = []
+
+    def step(conn):
+        ran.append(LATEST + 1)
+        conn.execute(text("CREATE INDEX ix_next_release ON deliveries (channel, updated_at)"))
+
+    _add_step(monkeypatch, step)
+    engine = make_engine(ledger_url)
+    try:
+        assert current_version(engine) == LATEST
+        assert migrate(engine) == [LATEST + 1] and ran == [LATEST + 1]
+        assert migrate(engine) == [] and ran == [LATEST + 1], "an upgraded ledger is not upgraded twice"
+        assert current_version(engine) == LATEST + 1
+    finally:
+        engine.dispose()
+    assert "ix_next_release" in _indexes(ledger_url, "deliveries")
+    lg = Ledger.open(ledger_url)
+    try:
+        assert lg.get_announcement(ann).title == "API errors" and len(lg.deliveries_of(ann)) == 1
+    finally:
+        lg.close()
+
+
+def test_a_failing_upgrade_step_leaves_the_previous_schema_as_it_was(ledger_url, monkeypatch):
+    from sqlalchemy import text
+
+    Ledger.open(ledger_url).close()
+
+    def step(conn):
+        conn.execute(text("CREATE INDEX ix_half_done ON deliveries (channel, updated_at)"))
+        raise RuntimeError("the step failed half-way")
+
+    _add_step(monkeypatch, step)
+    engine = make_engine(ledger_url)
+    try:
+        with pytest.raises(RuntimeError):
+            migrate(engine)
+        assert current_version(engine) == LATEST
+    finally:
+        engine.dispose()
+    assert "ix_half_done" not in _indexes(ledger_url, "deliveries"), "DDL and version row commit together or not at all"
