@@ -16,10 +16,11 @@ with the same Message-ID.
 
 from __future__ import annotations
 
-import logging
 import email.utils
+import logging
 import smtplib
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Literal
 
 from pydantic import Field, model_validator
@@ -149,8 +150,14 @@ class SmtpSender:
             to = to.to
         if not isinstance(payload, bytes):
             payload = _mail.smtp_payload(payload)
+        refused = self.envelope(to)
+        return refused if refused is not None else self.body(payload)
+
+    def envelope(self, to: str) -> tuple[str, str | None] | None:
+        """MAIL, RCPT and DATA: None when the server waits for the body, else the refusal.
+        Nothing can have been delivered yet, so a lost connection here is a plain retry."""
         conn = self.conn
-        try:  # nothing can have been accepted before the body is sent: lost connection = retry
+        try:
             for command, arg in (("mail", self.envelope_from), ("rcpt", _mail.envelope_address(to))):
                 code, text = getattr(conn, command)(arg)
                 if code not in (250, 251):
@@ -161,6 +168,11 @@ class SmtpSender:
         except (smtplib.SMTPException, OSError) as exc:
             self.conn = None
             raise TransientError(f"{self.what}: connection lost before the message was sent ({type(exc).__name__})") from exc
+        return None
+
+    def body(self, payload: bytes) -> tuple[str, str | None]:
+        """The message itself, after :meth:`envelope`: from here on, a lost connection is ambiguous."""
+        conn = self.conn
         try:
             conn.send(payload)
             code, text = conn.getreply()
@@ -339,6 +351,7 @@ class Email(Channel):
                                   marketing=post.kind in st.marketing_kinds)
         marks = Marks(progress)
         sent = 0
+        writer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-marks")
         try:
             for batch in chunks(todo, st.batch_size):
                 sender = self.sender()
@@ -347,21 +360,32 @@ class Email(Channel):
                     for item, address, unsubscribe in batch:
                         if sender.conn is None:  # lost after an ambiguous send: the others still go out
                             sender.open()
-                        sent += self._one(sender, marks, template, item, address, unsubscribe)
+                        sent += self._one(sender, marks, template, item, address, unsubscribe, writer)
                 finally:
                     sender.close()
         finally:
+            writer.shutdown(wait=True)
             marks.flush()  # the last outcome, and the one held when a pass stops early
         return self._settle(post, key, everyone, progress.states(), sent, len(everyone) - len(todo))
 
     def _one(self, sender, marks: Marks, template: _mail.Template, item: str, address: str,
-             unsubscribe: str | None) -> bool:
+             unsubscribe: str | None, writer: ThreadPoolExecutor | None = None) -> bool:
         """Hand one message over; True when the server accepted it. Its outcome is held and
         recorded with the next address's ``sending`` mark (see :class:`Marks`)."""
         msg = sender.message(template, address, unsubscribe)
-        marks.write(([item], "sending", None))
         try:
-            outcome, detail = sender.deliver(address, msg)
+            if writer is not None and hasattr(sender, "envelope"):
+                # SMTP: the durable "sending" mark is written while MAIL/RCPT/DATA go back and
+                # forth (nothing is delivered before the body), and the body waits for it
+                writing = writer.submit(marks.write, ([item], "sending", None))
+                try:
+                    refused = sender.envelope(address)
+                finally:
+                    writing.result()
+                outcome, detail = refused if refused is not None else sender.body(msg)
+            else:
+                marks.write(([item], "sending", None))
+                outcome, detail = sender.deliver(address, msg)
         except AmbiguousDelivery:
             return False  # stays "sending": re-sent with the same Message-ID by a later attempt
         except DeliveryError as exc:

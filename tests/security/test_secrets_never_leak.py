@@ -371,8 +371,6 @@ def test_cli_check_output_is_secret_free(tmp_path, mode, logs):
     assert "Traceback" not in result.output
     if mode == "online":
         assert "masto" in out and "bsky" in out  # every channel was reported on
-        # the one known leak is reported (xfail) by test_bluesky_error_names_are_not_trusted
-        out = "\n".join(line for line in out.splitlines() if not line.lstrip().startswith("bsky"))
     assert not leaks(out), out
     assert not leaks(log_text(logs))
 
