@@ -42,7 +42,11 @@ def make_engine(url: str) -> Engine:
 def _sqlite_engine(parsed) -> Engine:
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
+    # A pool as large as the threads that use it (the API's thread pool, a worker's -c): SQLite
+    # connections are cheap to keep, while opening one costs four PRAGMAs — with the default 5
+    # (+10 overflow) a busy API opened and closed connections on most requests.
+    engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False},
+                           pool_size=40, max_overflow=20, pool_timeout=30)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
