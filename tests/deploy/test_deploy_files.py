@@ -2,14 +2,17 @@
 
 Always here: YAML parses, the compose file and the Kubernetes manifests consume every channel
 queue of their configuration, the example configuration loads with the example environment, the
-manifests pass the Kubernetes schema (kubernetes-validate, a dev dependency) and every alert's
-runbook link lands on a heading of docs/operations.md.
+manifests pass the Kubernetes schema (kubernetes-validate, a dev dependency), the compose file
+passes the Compose Specification (compose-spec, a dev dependency: the checks of ``docker compose
+config`` without the Docker client, which has no compose plugin here) and every alert's runbook
+link lands on a heading of docs/operations.md.
 Where the tool exists: ``promtool`` (required in CI: Debian's ``prometheus`` package),
 ``docker compose config``, ``systemd-analyze verify`` and ``nginx -t`` (skipped without them).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -142,6 +145,66 @@ def test_compose_workers_consume_every_channel_queue_of_the_production_config():
     assert not consumed - channel_queues(settings) - {DEFAULT_QUEUE}, "queues for channels that do not exist"
     owners = [n for n, q in groups.items() if queue_name("status-site") in q]
     assert owners == ["worker-status-site"], "the static status page has exactly one writer"
+
+
+def compose_interpolate(value, env: dict[str, str]):
+    """Compose's variable substitution: ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
+    ``${VAR:?error}``, ``${VAR?error}``, ``$VAR`` and ``$$`` for a literal ``$``."""
+    if isinstance(value, dict):
+        return {k: compose_interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compose_interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match) -> str:
+        if m.group("escaped"):
+            return "$"
+        name = m.group("braced") or m.group("bare")
+        op, arg = m.group("op") or "", m.group("arg") or ""
+        have = env.get(name)
+        if op in (":-", "-"):
+            return arg if have is None or (op == ":-" and have == "") else have
+        if op in (":?", "?"):
+            if have is None or (op == ":?" and have == ""):
+                raise AssertionError(f"compose: required variable {name} is missing: {arg}")
+            return have
+        return have or ""
+
+    return re.sub(r"(?P<escaped>\$\$)|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+                  r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)", one, value)
+
+
+def test_compose_file_follows_the_compose_specification():
+    """What ``docker compose config`` checks, without the Docker client: the file (YAML merge
+    keys resolved, variables substituted as Compose does) against the Compose Specification
+    (the ``compose_spec`` Rust crate's models), and every reference between services."""
+    compose_spec = pytest.importorskip("compose_spec", reason="pip install -e '.[dev]' (compose-spec)")
+    env = {"BROADCASTER_ENV_FILE": str(ENV_EXAMPLE)}
+    doc = compose_interpolate(compose(), env)
+    compose_spec.PyCompose.from_json(json.dumps(doc)).to_spec()  # raises naming the bad key
+    services = doc["services"]
+    for name, svc in services.items():
+        for dep in svc.get("depends_on") or {}:
+            assert dep in services, f"{name} depends on unknown service {dep}"
+        for vol in svc.get("volumes") or []:
+            source = vol.split(":")[0] if isinstance(vol, str) else vol.get("source")
+            if source and not source.startswith((".", "/", "~")):
+                assert source in (doc.get("volumes") or {}), f"{name}: named volume {source} is not declared"
+        for ref in svc.get("configs") or []:
+            assert (ref if isinstance(ref, str) else ref["source"]) in (doc.get("configs") or {}), name
+    # a mistake is caught, naming the key (the check can fail)
+    broken = json.loads(json.dumps(doc))
+    broken["services"]["api"]["restrat"] = "always"
+    with pytest.raises(ValueError, match="restrat"):
+        compose_spec.PyCompose.from_json(json.dumps(broken)).to_spec()
+
+
+def test_compose_interpolation_follows_compose_rules():
+    env = {"SET": "v", "EMPTY": ""}
+    assert compose_interpolate("${SET}-${UNSET:-d}-${EMPTY:-d}-${EMPTY-d}-$SET-$$HOME", env) == "v-d-d--v-$HOME"
+    with pytest.raises(AssertionError, match="needed"):
+        compose_interpolate("${UNSET:?needed}", env)
 
 
 def test_docker_compose_config_validates():
