@@ -4,6 +4,7 @@ settle each delivery shortly after it is enqueued (as a worker would) with a cho
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -29,6 +30,14 @@ class LiveApi:
 
     def env(self, **extra) -> dict:
         return {"BROADCASTER_URL": self.url, "BROADCASTER_TOKEN": self.token, **extra}
+
+    def wait_enqueued(self, n: int, timeout: float = 5.0) -> list:
+        """The API wakes the workers right after its answer (a background task), so a client
+        can see the 202 a moment before the wake-up: wait for it, boundedly."""
+        deadline = time.monotonic() + timeout
+        while len(self.enqueued) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return list(self.enqueued)
 
     def on_enqueue(self, delivery_id: str, channel: str, countdown) -> None:
         self.enqueued.append((delivery_id, channel))

@@ -31,7 +31,7 @@ def test_post_json_is_durable_and_carries_a_generated_idempotency_key(api):
     assert out["idempotency_key"] and len(out["idempotency_key"]) == 36
     ann = api.runtime.ledger.get_announcement(out["id"])
     assert (ann.title, ann.severity, ann.components) == ("Checkout errors", "major", ("checkout",))
-    assert sorted(c for _, c in api.enqueued) == ["hook-a", "hook-b"]
+    assert sorted(c for _, c in api.wait_enqueued(2)) == ["hook-a", "hook-b"]
 
 
 def test_body_from_stdin(api):
