@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import mask_url_password
+
 PRIVATE_REDIS_PORT = 6390
 
 
@@ -42,11 +44,11 @@ def find_or_start_redis(configured: str | None, var_dir: Path, env: dict[str, st
     if configured:
         if configured.startswith(("amqp", "sentinel")) or redis_reachable(configured):  # workers report their own
             return RedisChoice(configured, "from the configuration")
-        raise RuntimeError(f"Redis at {_safe(configured)} (from the configuration) is not reachable; start it or fix 'broker'")
+        raise RuntimeError(f"Redis at {mask_url_password(configured)} (from the configuration) is not reachable; start it or fix 'broker'")
     if env.get("REDIS_URL"):
         if redis_reachable(env["REDIS_URL"]):
             return RedisChoice(env["REDIS_URL"], "from REDIS_URL")
-        raise RuntimeError(f"Redis at {_safe(env['REDIS_URL'])} (REDIS_URL) is not reachable")
+        raise RuntimeError(f"Redis at {mask_url_password(env['REDIS_URL'])} (REDIS_URL) is not reachable")
     if redis_reachable(local):
         return RedisChoice(local, "the local Redis on 6379")
     binary = binary if binary is not None else shutil.which("redis-server")
@@ -66,13 +68,6 @@ def find_or_start_redis(configured: str | None, var_dir: Path, env: dict[str, st
         time.sleep(0.1)
     proc.terminate()
     raise RuntimeError(f"started redis-server but it did not answer on port {private_port}; see {data}/redis.log")
-
-
-def _safe(url: str) -> str:
-    """A URL without its password, for messages."""
-    import re
-
-    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
 
 
 @dataclass

@@ -224,6 +224,13 @@ class PostmarkSender:
     def message(self, template: _mail.Template, to: str, unsubscribe: str | None) -> _mail.Mail:
         return template.mail(to, unsubscribe)
 
+    def envelope(self, to: str) -> None:
+        """Nothing to agree on before the message over an HTTP API (see :meth:`SmtpSender.envelope`)."""
+        return None
+
+    def body(self, mail: _mail.Mail) -> tuple[str, str | None]:
+        return self.deliver(mail, mail)
+
     def deliver(self, to: str | _mail.Mail, mail: _mail.Mail | Any) -> tuple[str, str | None]:
         """POST one message: ``(address, Mail)`` from :meth:`message`, or the older ``(Mail, _)``."""
         if isinstance(to, _mail.Mail):
@@ -369,23 +376,19 @@ class Email(Channel):
         return self._settle(post, key, everyone, progress.states(), sent, len(everyone) - len(todo))
 
     def _one(self, sender, marks: Marks, template: _mail.Template, item: str, address: str,
-             unsubscribe: str | None, writer: ThreadPoolExecutor | None = None) -> bool:
+             unsubscribe: str | None, writer: ThreadPoolExecutor) -> bool:
         """Hand one message over; True when the server accepted it. Its outcome is held and
         recorded with the next address's ``sending`` mark (see :class:`Marks`)."""
         msg = sender.message(template, address, unsubscribe)
         try:
-            if writer is not None and hasattr(sender, "envelope"):
-                # SMTP: the durable "sending" mark is written while MAIL/RCPT/DATA go back and
-                # forth (nothing is delivered before the body), and the body waits for it
-                writing = writer.submit(marks.write, ([item], "sending", None))
-                try:
-                    refused = sender.envelope(address)
-                finally:
-                    writing.result()
-                outcome, detail = refused if refused is not None else sender.body(msg)
-            else:
-                marks.write(([item], "sending", None))
-                outcome, detail = sender.deliver(address, msg)
+            # the durable "sending" mark is written while the envelope is exchanged (nothing is
+            # delivered before the body), and the body waits for it
+            writing = writer.submit(marks.write, ([item], "sending", None))
+            try:
+                refused = sender.envelope(address)
+            finally:
+                writing.result()
+            outcome, detail = refused if refused is not None else sender.body(msg)
         except AmbiguousDelivery:
             return False  # stays "sending": re-sent with the same Message-ID by a later attempt
         except DeliveryError as exc:

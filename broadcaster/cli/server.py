@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..config import mask_url_password
 from . import EXIT_USAGE, load, main
 
 
@@ -54,7 +55,7 @@ def up(ctx, host, port, with_sandbox):
     sup.add("scheduler", *cfg, "scheduler")
 
     def ready():
-        click.echo(f"broadcaster is up (Redis: {choice.how}; ledger: {_safe_db(settings.ledger)})")
+        click.echo(f"broadcaster is up (Redis: {choice.how}; ledger: {mask_url_password(settings.ledger)})")
         click.echo(f"  web page:  http://{host}:{port}/")
         click.echo(f"  API:       http://{host}:{port}/api/v1   (docs: http://{host}:{port}/docs)")
         if sandbox_on:
@@ -86,12 +87,6 @@ def _first_admin_token(ledger, settings, var: Path) -> str | None:
     with os.fdopen(fd, "w") as fh:
         fh.write(raw + "\n")
     return f"admin token created: export BROADCASTER_TOKEN=$(cat {path})"
-
-
-def _safe_db(url: str) -> str:
-    from ..supervise import _safe
-
-    return _safe(url)
 
 
 @main.command()

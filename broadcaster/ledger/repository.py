@@ -113,7 +113,7 @@ class Accepted(NamedTuple):
     announcement: Announcement
     deliveries: list[Delivery]
     events: dict[str, list[DeliveryEvent]]
-    updates: list[Update] = []
+    updates: tuple[Update, ...] | list[Update] = ()
 
 
 class Ledger:
@@ -197,8 +197,8 @@ class Ledger:
         actor: str,
         idempotency: tuple[str, str, str] | None = None,
     ) -> tuple[str, bool]:
-        """Write an announcement and its deliveries in one transaction; ``(id, created)``."""
-        res = self.accept(fields, deliveries, actor=actor, idempotency=idempotency, _snapshot=False)
+        """:meth:`accept`, for callers that need only ``(id, created)``."""
+        res = self.accept(fields, deliveries, actor=actor, idempotency=idempotency)
         return res.announcement.id, res.created
 
     def accept(
@@ -208,7 +208,6 @@ class Ledger:
         *,
         actor: str,
         idempotency: tuple[str, str, str] | None = None,
-        _snapshot: bool = True,
     ) -> Accepted:
         """Write an announcement and its deliveries in one transaction, and return what was
         written without reading it back (the intake answers from this).
@@ -220,7 +219,7 @@ class Ledger:
         if idempotency:
             existing = self._replay(*idempotency)
             if existing:
-                return self._accepted_before(existing, _snapshot)
+                return self._accepted_before(existing)
         values = {c.name: None for c in t.announcements.c} | dict(fields)
         ann_id = values["id"] = values.get("id") or new_id("ann")
         values.update(created_at=now, updated_at=now, author=actor)
@@ -231,25 +230,21 @@ class Ledger:
                     conn.execute(insert(t.idempotency_keys).values(scope=scope, key=key, request_hash=digest,
                                                                    target_id=ann_id, created_at=now))
                 conn.execute(insert(t.announcements).values(**{k: v for k, v in values.items() if v is not None}))
-                rows, events = self._insert_deliveries(conn, ann_id, None, deliveries, now, written=True)
+                rows, events = self._insert_deliveries(conn, ann_id, None, deliveries, now)
                 self.audit(actor, "announcement.create", ann_id, {"kind": fields.get("kind"),
                                                                   "channels": [d["channel"] for d in deliveries]}, conn)
         except IntegrityError:
             if idempotency:
                 existing = self._replay(*idempotency)
                 if existing:
-                    return self._accepted_before(existing, _snapshot)
+                    return self._accepted_before(existing)
             raise
-        for key in ("components", "tags", "channels"):
-            values[key] = values[key] or []
-        values["variants"] = values["variants"] or {}
-        dels = [_delivery_from(r) for r in rows]
+        blank = {c.name: None for c in t.deliveries.c}
+        dels = [_delivery_from(blank | r) for r in rows]
         return Accepted(True, _announcement_from(values), dels,
                         {d.id: [DeliveryEvent(**e)] for d, e in zip(dels, events)})
 
-    def _accepted_before(self, ann_id: str, snapshot: bool) -> Accepted:
-        if not snapshot:
-            return Accepted(False, Announcement(id=ann_id, kind="", title=""), [], {})
+    def _accepted_before(self, ann_id: str) -> Accepted:
         ann, updates, dels, events = self.snapshot(ann_id)
         return Accepted(False, ann, dels, events, updates)
 
@@ -283,11 +278,11 @@ class Ledger:
             return conn.execute(delete(t.idempotency_keys).where(t.idempotency_keys.c.created_at < older_than)).rowcount
 
     def _insert_deliveries(self, conn: Connection, ann_id: str, update_id: str | None, deliveries: list[dict],
-                           now: float, *, written: bool = False):
-        """Two statements whatever the number of channels (rows, then their first events).
-        Returns the new ids, or with ``written`` the full rows and events as inserted."""
+                           now: float) -> tuple[list[dict], list[dict]]:
+        """Two statements whatever the number of channels (rows, then their first events);
+        returns both as inserted."""
         if not deliveries:
-            return ([], []) if written else []
+            return [], []
         rows, events = [], []
         for d in deliveries:
             did = d.get("id") or new_id("dlv")
@@ -300,10 +295,7 @@ class Ledger:
                            "reason": d.get("reason", "accepted")[:2000], "response": None})
         conn.execute(insert(t.deliveries), rows)
         conn.execute(insert(t.delivery_events), events)
-        if not written:
-            return [r["id"] for r in rows]
-        blank = {c.name: None for c in t.deliveries.c}
-        return [blank | r for r in rows], events
+        return rows, events
 
     def get_announcement(self, ann_id: str) -> Announcement:
         with self.read() as conn:
