@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.message
 import email.policy
 from typing import Any
 
@@ -25,6 +26,19 @@ NAME = "smtp"
 
 def _reply(fault: Fault, default: int, text: str) -> str:
     return f"{fault.status or default} {text}"
+
+
+def _readable(msg: email.message.EmailMessage) -> str:
+    """Subject and plain-text part: what a reader sees, the same for every copy of one mail
+    (the MIME boundaries and Date of two copies differ)."""
+    body = ""
+    try:
+        part = msg.get_body(preferencelist=("plain",))
+        if part is not None:
+            body = str(part.get_content())
+    except (LookupError, ValueError):
+        body = ""
+    return f"{msg.get('Subject') or ''}\n{body}"
 
 
 class SinkHandler:
@@ -85,6 +99,7 @@ class SinkHandler:
         self.state.add_post(NAME, id=message_id, text=str(msg.get("Subject") or ""), key=message_id,
                             mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos),
                             refused=dict(getattr(envelope, "sandbox_refused", {})), headers=dict(headers),
+                            content_text=_readable(msg),
                             body=(envelope.content or b"").decode("utf-8", "replace")[:64_000])
         if drop and server.transport is not None:
             server.transport.close()
@@ -104,7 +119,7 @@ class SmtpSink:
         faults = self.state.faults.take(NAME, "AUTH", modes={"bad_token"})
         return AuthResult(success=not any(f.mode == "bad_token" for f in faults))
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         self.controller = Controller(SinkHandler(self.state), hostname=self.host, port=self.port,
                                      authenticator=self._authenticate, auth_require_tls=False, auth_required=False)
         self.controller.start()

@@ -10,7 +10,8 @@ import itertools
 import json
 import threading
 import time
-from typing import Any, Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 from .faults import FaultBook
@@ -33,6 +34,29 @@ def mask(value: str) -> str:
 def mask_query(query: str) -> str:
     pairs = parse_qsl(query, keep_blank_values=True)
     return urlencode([(k, "***" if k in SECRET_PARAMS else v) for k, v in pairs])
+
+
+def repeats(posts: Iterable[dict[str, Any]]) -> int:
+    """How many posts repeat one that the same reader already got.
+
+    A public post has one audience, so its text alone says whether it was posted twice. A mail
+    has one per recipient: the same announcement mailed to two people is two mails, not a
+    repeat. A mail is a repeat for a recipient who already got its Message-ID (a re-sent copy)
+    or its text (the same announcement sent again under a new id).
+    """
+    seen: set[tuple[str, str, str]] = set()
+    n = 0
+    for post in posts:
+        recipients = post.get("rcpt_tos")
+        if recipients is None:
+            keys = [("", "text", post["text"])]
+        else:
+            text = post.get("content_text", post["text"])
+            keys = [k for r in recipients for k in ((r.lower(), "id", post["id"]), (r.lower(), "text", text))]
+        if any(k in seen for k in keys):
+            n += 1
+        seen.update(keys)
+    return n
 
 
 class SandboxState:
@@ -112,17 +136,16 @@ class SandboxState:
             return [dict(p) for ps in self._posts.values() for p in ps]
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Per provider: requests received, posts created, and texts created more than once."""
+        """Per provider: requests received, posts created, and posts a reader got twice."""
         with self.lock:
             names = {r["provider"] for r in self._records} | set(self._posts)
             out = {}
             for name in sorted(names):
                 posts = self._posts.get(name, [])
-                texts = [p["text"] for p in posts]
                 out[name] = {
                     "requests": sum(1 for r in self._records if r["provider"] == name),
                     "posts": len(posts),
-                    "duplicate_texts": len(texts) - len(set(texts)),
+                    "duplicate_texts": repeats(posts),
                 }
             return out
 

@@ -95,6 +95,29 @@ def test_smtp_sink_records_mail_and_refuses_one_recipient(box):
     assert box.messages()[0]["text"] == "Maintenance"
 
 
+def _mail(to: str, message_id: str, subject: str = "Maintenance tonight", body: str = "From 22:00.") -> str:
+    return f"To: {to}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\r\n{body}"
+
+
+def test_one_mail_to_two_recipients_is_not_a_repeat_but_a_second_copy_is(box, http):
+    """A mailing sends the same text to each recipient: that is not a repeat. A repeat is a
+    recipient getting a Message-ID (a re-sent copy) or a text (a second mailing) twice."""
+    with smtplib.SMTP(box.host, box.smtp_port, timeout=5) as smtp:
+        smtp.sendmail("ops@example.com", ["a@example.com"], _mail("a@example.com", "m-a@example.com"))
+        smtp.sendmail("ops@example.com", ["b@example.com"], _mail("b@example.com", "m-b@example.com"))
+        smtp.sendmail("ops@example.com", ["c@example.com", "d@example.com"], _mail("list", "m-cd@example.com"))
+    counts = http.get(box.base_url + "/_sandbox/counts").json()["smtp"]
+    assert counts["posts"] == 3 and counts["duplicate_texts"] == 0
+    with smtplib.SMTP(box.host, box.smtp_port, timeout=5) as smtp:
+        # the same Message-ID again (a retry that re-sent it) and the same text under a new id
+        smtp.sendmail("ops@example.com", ["a@example.com"], _mail("a@example.com", "m-a@example.com"))
+        smtp.sendmail("ops@example.com", ["B@example.com"], _mail("b@example.com", "m-b2@example.com"))
+        # a different text to a recipient who had the first one is not a repeat
+        smtp.sendmail("ops@example.com", ["c@example.com"], _mail("c@example.com", "m-c2@example.com",
+                                                                   subject="Maintenance completed"))
+    assert http.get(box.base_url + "/_sandbox/counts").json()["smtp"]["duplicate_texts"] == 2
+
+
 def test_smtp_drop_after_data_is_ambiguous_but_delivered(box):
     box.set_fault("smtp", "accept_then_drop", count=1)
     with pytest.raises(smtplib.SMTPServerDisconnected):
