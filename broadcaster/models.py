@@ -6,6 +6,7 @@ No I/O here: these are the nouns of PRODUCT.md (announcement, update, delivery, 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,45 @@ SETTLED = frozenset(
 )
 #: states still in flight
 ACTIVE = frozenset(set(DeliveryState) - SETTLED)
+
+
+#: the one-word summaries :func:`overall` can give (the API documents them; the page styles them)
+OVERALL_WORDS = ("empty", "in_progress", "attention", "scheduled", "retracting", "delivered", "retracted",
+                 "cancelled")
+
+
+def overall(states: Iterable[str | DeliveryState], *, retracted: bool = False) -> str:
+    """One word for a set of delivery states — the single definition the API, the page and the CLI share.
+
+    Checked in this order, so the word names what a person should look at first:
+
+    1. ``empty`` — no deliveries.
+    2. ``in_progress`` — something is pending, sending or retrying.
+    3. If the announcement was ``retracted``: ``retracting`` while a post may still be up (a
+       delivered or unknown row whose deletion is queued), else ``retracted`` — a channel that
+       failed no longer matters once the announcement is withdrawn.
+    4. ``attention`` — a channel failed or is unknown: someone must look.
+    5. ``scheduled`` — the rest waits for its publish time (or is held during an incident).
+    6. Everything settled well: ``delivered`` if at least one channel has it (``fallen_back``
+       counts: its fallback took over), else ``retracted`` if a post was withdrawn, else
+       ``cancelled`` — nothing ever went out.
+    """
+    words = {str(s) for s in states}
+    if not words:
+        return "empty"
+    if words & {"pending", "sending", "retrying"}:
+        return "in_progress"
+    if retracted:  # a failed channel no longer matters; an unknown one is being deleted too
+        return "retracting" if words & {"delivered", "unknown"} else "retracted"
+    if words & {"failed", "unknown"}:
+        return "attention"
+    if "scheduled" in words:
+        return "scheduled"
+    if words & {"delivered", "fallen_back"}:
+        return "delivered"
+    if "retracted" in words:
+        return "retracted"
+    return "cancelled"
 
 
 @dataclass(frozen=True)

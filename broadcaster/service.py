@@ -13,7 +13,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import InvalidRequest
-from .models import ACTIVE, INCIDENT_STATUSES, MAINTENANCE_STATUSES, DeliveryState
+from .models import (
+    ACTIVE,
+    INCIDENT_STATUSES,
+    MAINTENANCE_STATUSES,
+    Announcement,
+    Delivery,
+    DeliveryState,
+    overall,
+)
 from .principal import SYSTEM, Principal
 from .requests import AnnouncementIn, UpdateIn, VariantIn, WindowIn, request_hash, validation_problem
 from .runtime import Runtime
@@ -234,20 +242,24 @@ def cancel_scheduled(runtime: Runtime, ann_id: str, *, principal: Principal) -> 
 def status_of(runtime: Runtime, ann_id: str) -> dict[str, Any]:
     """The announcement with every delivery and its attempt log (what the API and CLI show)."""
     ann, updates, deliveries, events = runtime.ledger.snapshot(ann_id)
-    return {"announcement": ann, "updates": updates, "deliveries": deliveries, "events": events}
+    return {"announcement": ann, "updates": updates, "deliveries": deliveries, "events": events,
+            "held_by": held_by(runtime, ann, deliveries)}
 
 
-def overall(states: list[str]) -> str:
-    """One word for a set of delivery states: delivered / failed / in_progress / scheduled."""
-    if not states:
-        return "empty"
-    if any(s in ("pending", "sending", "retrying") for s in states):
-        return "in_progress"
-    if all(s == "scheduled" for s in states):
-        return "scheduled"
-    if any(s in ("failed", "unknown") for s in states):
-        return "attention"
-    return "delivered" if all(s in ("delivered", "fallen_back", "cancelled", "retracted") for s in states) else "in_progress"
+def held_by(runtime: Runtime, ann: Announcement, deliveries: list[Delivery]) -> list[Announcement]:
+    """The open incidents holding this announcement back (``quiet_during_incidents``), if any.
+
+    A delivery that is ``scheduled`` past its publish time is waiting for no clock: without this,
+    a held promotion would only say "scheduled" and nobody could tell why it did not go out."""
+    settings = runtime.settings
+    if ann.kind not in settings.quiet_during_incidents or settings.quiet_action != "hold":
+        return []
+    now = runtime.clock()
+    if not any(d.state == S.SCHEDULED and (d.due_at is None or d.due_at <= now) for d in deliveries):
+        return []
+    # the same test the scheduler's hold uses (Ledger.open_incidents): not resolved, not retracted
+    return [a for a in runtime.ledger.list_announcements(kind="incident", open_only=True, limit=20)
+            if a.status != "resolved"]
 
 
 def now_iso(ts: float | None) -> str | None:

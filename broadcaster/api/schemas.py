@@ -14,8 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import Announcement, Delivery, DeliveryEvent, Update
-from ..service import AnnouncementIn, now_iso, overall
+from ..models import (
+    OVERALL_WORDS,
+    Announcement,
+    Delivery,
+    DeliveryEvent,
+    Update,
+    overall,
+)
+from ..service import AnnouncementIn, now_iso
 
 iso = now_iso  # epoch seconds → "2026-01-02T03:04:05.678Z"
 
@@ -128,8 +135,16 @@ class AnnouncementOut(Out):
     author: str | None
     created_at: str | None
     retracted_at: str | None
-    overall: str = Field(description="delivered | in_progress | scheduled | attention | empty")
+    overall: str = Field(description="one word for all its deliveries: " + " | ".join(OVERALL_WORDS)
+                         + " (see docs/operations.md, 'Reading status')")
     counts: dict[str, int] = Field(description="number of deliveries per state")
+
+
+class HoldOut(Out):
+    """An open incident that holds this announcement back (``quiet_during_incidents``)."""
+
+    id: str
+    title: str
 
 
 class AnnouncementDetail(AnnouncementOut):
@@ -137,6 +152,8 @@ class AnnouncementDetail(AnnouncementOut):
 
     deliveries: list[DeliveryOut]
     updates: list[UpdateOut]
+    held_by: list[HoldOut] = Field(default_factory=list, description="open incidents holding its scheduled "
+                                   "deliveries past their publish time; empty when nothing is held")
 
 
 def _counts(deliveries: list[Delivery]) -> dict[str, int]:
@@ -153,7 +170,8 @@ def _fields(a: Announcement, deliveries: list[Delivery]) -> dict[str, Any]:
         publish_at=iso(a.publish_at),
         window=WindowOut(starts_at=iso(a.window.starts_at), ends_at=iso(a.window.ends_at)) if a.window else None,
         author=a.author, created_at=iso(a.created_at), retracted_at=iso(a.retracted_at),
-        overall=overall([str(d.state) for d in deliveries]), counts=_counts(deliveries),
+        overall=overall([d.state for d in deliveries], retracted=a.retracted_at is not None),
+        counts=_counts(deliveries),
     )
 
 
@@ -168,6 +186,7 @@ def announcement_detail(status: dict[str, Any]) -> AnnouncementDetail:
         **_fields(a, deliveries),
         deliveries=[delivery_out(d, events.get(d.id)) for d in deliveries],
         updates=[update_out(u) for u in status["updates"]],
+        held_by=[HoldOut(id=h.id, title=h.title) for h in status.get("held_by") or ()],
     )
 
 

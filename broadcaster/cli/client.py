@@ -11,18 +11,24 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Callable
 
 import click
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from ..models import SETTLED as SETTLED_STATES
+from ..models import overall
 from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-SETTLED = {"delivered", "unknown", "failed", "fallen_back", "cancelled", "retracted"}
-GOOD = {"delivered", "fallen_back", "cancelled", "retracted"}
+SETTLED = {str(s) for s in SETTLED_STATES}
 BAD = {"failed", "unknown"}
+#: states whose last error is still news (after a retry succeeds or an operator confirms, it is history)
+SHOWS_ERROR = BAD | {"retrying", "fallen_back"}
+#: ``overall`` words that end a ``--wait``, and the exit code each maps to
+WAIT_DONE = {"delivered": EXIT_OK, "cancelled": EXIT_OK, "retracted": EXIT_OK, "attention": EXIT_FAILED}
 UNREACHABLE_STATUS = {502, 503, 504}
 
 
@@ -119,12 +125,10 @@ def preview_rows(data: Any) -> list[dict]:
     return [dict(v) for v in (chans or [])]
 
 
-def overall(states: list[str]) -> str:
-    if not states:
-        return "empty"
-    if any(s not in SETTLED for s in states):
-        return "in_progress"
-    return "delivered" if all(s in GOOD for s in states) else "attention"
+def overall_of(data: dict, deliveries: list[dict] | None = None) -> str:
+    """The shared :func:`broadcaster.models.overall` over (a selection of) an API answer's deliveries."""
+    rows = data.get("deliveries") or [] if deliveries is None else deliveries
+    return overall([d.get("state") or "" for d in rows], retracted=bool(announcement_of(data).get("retracted_at")))
 
 
 # ---------------------------------------------------------------- output
@@ -140,18 +144,70 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def delivery_rows(deliveries: list[dict]) -> list[list[Any]]:
-    return [[d.get("channel"), d.get("state"), d.get("attempts"), d.get("remote_url") or d.get("last_error") or "",
-             d.get("id")] for d in deliveries]
+def _iso_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def note_of(d: dict, held: list[dict], now: datetime | None = None) -> str:
+    """The LINK / NOTE cell: the post's link; why it waits; or an error that still matters.
+
+    A delivery settled as delivered (by a later attempt or an operator's ``confirm``) keeps its
+    old ``last_error`` in the API for the record, but showing it here would read as a failure."""
+    state = d.get("state")
+    if d.get("remote_url"):
+        return str(d["remote_url"])
+    if state == "scheduled":
+        due = _iso_time(d.get("due_at"))
+        if due is not None and due > (now or datetime.now(UTC)):
+            return f"until {d.get('due_at')}"
+        if held:
+            return "held: " + ", ".join(f"incident {h.get('id')} is open" for h in held)
+        return "due; waiting for the scheduler"
+    if state in SHOWS_ERROR:
+        return str(d.get("last_error") or "")
+    return ""
+
+
+def delivery_rows(deliveries: list[dict], held: list[dict] | None = None) -> list[list[Any]]:
+    return [[d.get("channel"), d.get("state"), d.get("attempts"), note_of(d, held or []), d.get("id")]
+            for d in deliveries]
+
+
+def delivery_blocks(data: dict) -> list[tuple[str, list[dict]]]:
+    """Deliveries grouped by what they carry: the announcement first, then each update in order."""
+    deliveries = data.get("deliveries") or []
+    blocks: list[tuple[str, list[dict]]] = []
+    original = [d for d in deliveries if not d.get("update_id")]
+    if original:
+        blocks.append(("announcement", original))
+    known = set()
+    for u in data.get("updates") or []:
+        known.add(u.get("id"))
+        rows = [d for d in deliveries if d.get("update_id") == u.get("id")]
+        if rows:
+            blocks.append((f"update {u.get('id')} ({u.get('status')}, {u.get('created_at') or '?'})", rows))
+    for upd_id in dict.fromkeys(d.get("update_id") for d in deliveries if d.get("update_id") not in known | {None}):
+        blocks.append((f"update {upd_id}", [d for d in deliveries if d.get("update_id") == upd_id]))
+    return blocks
 
 
 def show_status(data: dict) -> None:
     ann = announcement_of(data)
-    deliveries = data.get("deliveries") or []
+    held = data.get("held_by") or []
     click.echo(f"{ann.get('id')}  {ann.get('kind')}  {ann.get('status') or ''}  {ann.get('title')}")
-    click.echo(f"overall: {overall([d.get('state') for d in deliveries])}")
-    if deliveries:
-        click.echo(table(delivery_rows(deliveries), ["CHANNEL", "STATE", "TRIES", "LINK / LAST ERROR", "DELIVERY"]))
+    word = overall_of(data)
+    why = ""
+    if word == "scheduled" and held:
+        why = " (held while " + ", ".join(f"incident {h.get('id')} \"{h.get('title')}\"" for h in held) + " is open)"
+    elif word == "scheduled" and ann.get("publish_at"):
+        why = f" (publish at {ann.get('publish_at')})"
+    click.echo(f"overall: {word}{why}")
+    for label, rows in delivery_blocks(data):
+        click.echo(f"\n{label}:")
+        click.echo(table(delivery_rows(rows, held), ["CHANNEL", "STATE", "TRIES", "LINK / NOTE", "DELIVERY"]))
 
 
 # ---------------------------------------------------------------- shared options and plumbing
@@ -249,13 +305,11 @@ def wait_for(api: Api, ann_id: str, *, timeout: float, interval: float, as_json:
             if seen.get(d["id"]) != state:
                 seen[d["id"]] = state
                 if not as_json:
-                    extra = d.get("remote_url") or (d.get("last_error") if state in BAD | {"retrying"} else "") or ""
+                    extra = d.get("remote_url") or (d.get("last_error") if state in SHOWS_ERROR else "") or ""
                     click.echo(f"  {d.get('channel', '?'):24} {state:12} {extra}".rstrip(), err=False)
-        verdict = overall([d.get("state") for d in deliveries]) if deliveries else "in_progress"
-        if verdict == "delivered":
-            return EXIT_OK, data
-        if verdict == "attention":
-            return EXIT_FAILED, data
+        verdict = overall_of(data, deliveries) if deliveries else "in_progress"
+        if verdict in WAIT_DONE:
+            return WAIT_DONE[verdict], data
         if time.monotonic() >= deadline:
             pending = sorted(d.get("channel", "?") for d in deliveries if d.get("state") not in SETTLED)
             if not as_json:
@@ -271,11 +325,6 @@ def wait_options(fn: Callable) -> Callable:
                       help="Seconds --wait waits before giving up (exit 1).")(fn)
     fn = click.option("--wait", is_flag=True, help="Wait until every channel is settled; show progress.")(fn)
     return fn
-
-
-def verdict_code(deliveries: list[dict]) -> int:
-    v = overall([d.get("state") for d in deliveries])
-    return EXIT_OK if v == "delivered" else EXIT_FAILED
 
 
 # ---------------------------------------------------------------- commands
@@ -313,10 +362,13 @@ def post(ctx, kind, title, body, body_file, severity, ann_status, components, ch
             code, final = wait_for(api, ann_id, timeout=timeout, interval=interval, as_json=as_json,
                                    only=lambda d: not d.get("update_id"))
         if as_json:
-            emit_json({**created, "idempotency_key": key, **({"final": final} if final is not None else {}),
-                       **({"exit_code": code} if wait else {})})
+            # with --wait the top level is the final state (the 202 snapshot would show every
+            # channel still pending); the acceptance answer stays under "accepted"
+            extra = {"idempotency_key": key}
+            emit_json({**created, **extra} if final is None else
+                      {**final, **extra, "exit_code": code, "accepted": created})
         elif final is not None:
-            click.echo(f"overall: {'delivered' if code == EXIT_OK else 'not all delivered'}")
+            click.echo(f"overall: {overall_of(final, [d for d in final.get('deliveries') or [] if not d.get('update_id')])}")
         return code
 
     run(ctx, api_url, token, action)
@@ -357,7 +409,9 @@ def update(ctx, announcement_id, upd_status, body, body_file, title, idempotency
             code, final = wait_for(api, announcement_id, timeout=timeout, interval=interval, as_json=as_json,
                                    only=lambda d: d.get("update_id") == upd_id if "update_id" in d else True)
         if as_json:
-            emit_json({**(res or {}), "idempotency_key": key, **({"final": final} if final is not None else {})})
+            extra = {"idempotency_key": key}
+            emit_json({**(res or {}), **extra} if final is None else
+                      {**final, **extra, "update_id": upd_id, "exit_code": code, "accepted": res})
         return code
 
     run(ctx, api_url, token, action)
@@ -411,8 +465,7 @@ def status(ctx, announcement_id, wait, timeout, interval, as_json, api_url, toke
             code, data = wait_for(api, announcement_id, timeout=timeout, interval=interval, as_json=as_json)
         else:
             data = api.call("GET", f"/announcements/{announcement_id}")
-            states = [d.get("state") for d in data.get("deliveries") or []]
-            code = EXIT_FAILED if any(s in BAD for s in states) else EXIT_OK
+            code = EXIT_FAILED if overall_of(data) == "attention" else EXIT_OK
         if as_json:
             emit_json(data)
         else:

@@ -81,7 +81,8 @@ def listing(runtime, *, kind: str | None = None, limit: int = 50) -> list[dict[s
     deliveries = runtime.ledger.deliveries_for([a.id for a in anns])
     return [{"id": a.id, "kind": a.kind, "title": a.title, "status": a.status, "severity": a.severity,
              "created": when(a.created_at), "retracted": bool(a.retracted_at),
-             "overall": service.overall([str(d.state) for d in deliveries[a.id]])} for a in anns]
+             "overall": service.overall([d.state for d in deliveries[a.id]], retracted=bool(a.retracted_at))}
+            for a in anns]
 
 
 def board(runtime) -> list[dict[str, Any]]:

@@ -81,9 +81,10 @@ def test_wait_with_a_failed_channel_exits_1(api):
               "--interval", "0.1", "--json")
     assert res.exit_code == 1, res.output
     out = json.loads(res.stdout)
-    states = {d["channel"]: d["state"] for d in out["final"]["deliveries"]}
-    assert states == {"hook-a": "delivered", "hook-b": "failed"}
-    assert out["exit_code"] == 1
+    states = {d["channel"]: d["state"] for d in out["deliveries"]}
+    assert states == {"hook-a": "delivered", "hook-b": "failed"}, "the top level is the final state"
+    assert out["exit_code"] == 1 and out["overall"] == "attention"
+    assert {d["state"] for d in out["accepted"]["deliveries"]} == {"pending"}, "the 202 answer, kept apart"
 
 
 def test_wait_with_an_unknown_channel_exits_1(api):
@@ -108,6 +109,73 @@ def test_status_reports_failed_channel_with_exit_1(api):
     assert "hook-b" in res.stdout and "failed" in res.stdout and "overall: attention" in res.stdout
     res = cli(api, "status", out["id"], "--json")
     assert json.loads(res.stdout)["id"] == out["id"]
+
+
+# ---------------------------------------------------------------- status reads true
+
+
+def test_status_of_a_retracted_announcement_is_not_delivered(api):
+    out = post_json(api, "--kind", "incident", "--title", "Wrong post")
+    assert cli(api, "retract", out["id"]).exit_code == 0
+    res = cli(api, "status", out["id"])
+    assert res.exit_code == 0, res.output
+    assert "overall: retracted" in res.stdout and "overall: delivered" not in res.stdout
+
+
+def test_status_of_a_cancelled_announcement_says_cancelled(api):
+    out = post_json(api, "--kind", "notice", "--title", "Later", "--publish-at", "2999-01-01T00:00:00Z")
+    assert "overall: scheduled (publish at 2999-01-01T00:00:00" in cli(api, "status", out["id"]).stdout
+    assert cli(api, "cancel", out["id"]).exit_code == 0
+    assert "overall: cancelled" in cli(api, "status", out["id"]).stdout
+
+
+def test_a_confirmed_delivery_no_longer_shows_its_old_error(api):
+    out = post_json(api, "--kind", "incident", "--title", "x")
+    for d in api.runtime.ledger.deliveries_of(out["id"]):
+        settle(api.runtime, d.id, "unknown", error="timeout after the request was sent")
+    before = cli(api, "status", out["id"])
+    assert before.exit_code == 1 and "timeout after the request was sent" in before.stdout
+    for d in api.runtime.ledger.deliveries_of(out["id"]):
+        assert cli(api, "confirm", d.id).exit_code == 0
+    after = cli(api, "status", out["id"])
+    assert after.exit_code == 0, after.output
+    assert "overall: delivered" in after.stdout
+    assert "timeout after the request was sent" not in after.stdout
+
+
+def test_status_labels_each_block_of_deliveries_with_what_it_carries(api):
+    out = post_json(api, "--kind", "incident", "--title", "Search is slow")
+    upd = json.loads(cli(api, "update", out["id"], "--status", "identified", "--body", "Found it.", "--json").stdout)
+    lines = cli(api, "status", out["id"]).stdout.splitlines()
+    assert "announcement:" in lines
+    header = next(i for i, line in enumerate(lines) if line.startswith(f"update {upd['id']} (identified, "))
+    assert header > lines.index("announcement:")
+    block = lines[header + 1:]
+    assert block[0].startswith("CHANNEL") and {row.split()[0] for row in block[1:3]} == {"hook-a", "hook-b"}
+    assert all(upd_row.split()[-1] in {d["id"] for d in upd["deliveries"]} for upd_row in block[1:3])
+
+
+def test_a_held_promotion_says_which_incident_holds_it(tmp_path):
+    from tests.cli.conftest import CHANNELS, LiveApi
+    from tests.cli.live import make_settings, memory_runtime, serve
+
+    settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", CHANNELS,
+                             routes={"incident": ["hook-a"], "promotion": ["hook-b"]},
+                             quiet_during_incidents=["promotion"])
+    rt = memory_runtime(settings)
+    rt.enqueuer = lambda *a: None
+    with serve(settings, rt) as (url, app):
+        token, _ = app.state.tokens.create("ops", admin=True, actor="test")
+        live = LiveApi(url=url, token=token, deploy_token=token, runtime=rt)
+        incident = post_json(live, "--kind", "incident", "--title", "Checkout down")
+        promo = post_json(live, "--kind", "promotion", "--title", "Spring sale")
+        res = cli(live, "status", promo["id"])
+        assert res.exit_code == 0, res.output
+        assert f'overall: scheduled (held while incident {incident["id"]} "Checkout down" is open)' in res.stdout
+        assert f"held: incident {incident['id']} is open" in res.stdout
+        data = json.loads(cli(live, "status", promo["id"], "--json").stdout)
+        assert data["held_by"] == [{"id": incident["id"], "title": "Checkout down"}]
+    rt.ledger.close()
 
 
 # ---------------------------------------------------------------- exit code 2

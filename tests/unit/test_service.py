@@ -398,9 +398,60 @@ def test_retry_of_an_unknown_delivery(rt):
         service.retry_delivery(rt, "dlv_nope", principal=SYSTEM)
 
 
-def test_overall_summary_words():
-    assert service.overall([]) == "empty"
-    assert service.overall(["delivered", "sending"]) == "in_progress"
-    assert service.overall(["scheduled", "scheduled"]) == "scheduled"
-    assert service.overall(["delivered", "unknown"]) == "attention"
-    assert service.overall(["delivered", "fallen_back", "cancelled"]) == "delivered"
+# one definition for the API, the page and the CLI: (states, retracted) → word
+OVERALL_TABLE = [
+    ([], False, "empty"),
+    (["delivered", "sending"], False, "in_progress"),
+    (["pending"], True, "in_progress"),
+    (["scheduled", "scheduled"], False, "scheduled"),
+    (["scheduled", "delivered"], False, "scheduled"),
+    (["scheduled", "failed"], False, "attention"),
+    (["delivered", "unknown"], False, "attention"),
+    (["failed", "cancelled"], False, "attention"),
+    (["delivered", "fallen_back", "cancelled"], False, "delivered"),
+    (["fallen_back", "delivered"], False, "delivered"),
+    (["delivered", "retracted"], False, "delivered"),
+    (["cancelled"], False, "cancelled"),
+    (["cancelled", "cancelled"], False, "cancelled"),
+    (["retracted", "retracted"], False, "retracted"),
+    (["retracted", "cancelled"], False, "retracted"),
+    (["cancelled"], True, "retracted"),
+    (["retracted", "cancelled"], True, "retracted"),
+    (["retracted", "failed"], True, "retracted"),
+    (["delivered", "retracted"], True, "retracting"),
+    (["unknown", "retracted"], True, "retracting"),
+]
+
+
+@pytest.mark.parametrize("states, retracted, word", OVERALL_TABLE)
+def test_overall_summary_words(states, retracted, word):
+    assert service.overall(states, retracted=retracted) == word
+    assert service.overall([S(s) for s in states], retracted=retracted) == word, "enum members read alike"
+
+
+def test_the_cli_and_the_api_share_one_overall():
+    from broadcaster import models
+    from broadcaster.api import schemas
+    from broadcaster.cli import client
+
+    assert service.overall is models.overall and schemas.overall is models.overall
+    assert client.overall is models.overall
+    assert not hasattr(client, "verdict_code")
+
+
+def test_a_held_promotion_names_the_incident_holding_it(rt, clock):
+    incident = service.submit(rt, INCIDENT, principal=SYSTEM)
+    promo = service.submit(rt, {"kind": "promotion", "title": "Sale", "body": "50% off"}, principal=SYSTEM)
+    status = service.status_of(rt, promo.id)
+    assert [a.id for a in status["held_by"]] == [incident.id]
+    assert service.status_of(rt, incident.id)["held_by"] == [], "only quiet kinds are held"
+    service.add_update(rt, incident.id, {"status": "resolved", "body": "Fixed."}, principal=SYSTEM)
+    assert service.status_of(rt, promo.id)["held_by"] == []
+
+
+def test_a_promotion_waiting_for_its_publish_time_is_not_called_held(rt, clock):
+    service.submit(rt, INCIDENT, principal=SYSTEM)
+    promo = service.submit(rt, {"kind": "promotion", "title": "Sale", "publish_at": NOW + 600}, principal=SYSTEM)
+    assert service.status_of(rt, promo.id)["held_by"] == []
+    clock.advance(601)
+    assert len(service.status_of(rt, promo.id)["held_by"]) == 1
