@@ -51,18 +51,83 @@ def title_and_body(message: Message, channel: str) -> tuple[str, str]:
     return title, body
 
 
-def markdown_to_text(md: str) -> str:
-    """Markdown subset → plain text: links become ``text (url)`` unless the text is the URL."""
+#: a host name in a link label (``bank.example``, ``https://www.bank.example/x``)
+_HOSTISH = re.compile(r"(?i)(?:https?://)?((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z0-9])(?![\w-])")
+#: placeholders for links while emphasis is applied (private-use code points; see ``_shield``)
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_SLOT = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 
-    def link(m: re.Match) -> str:
-        label, url = m.group(1), m.group(2)
-        return url if label.strip() == url else f"{label} ({url})"
+
+def _host(url: str) -> str:
+    m = re.match(r"(?i)https?://([^/?#:@\s]+@)?([^/?#:\s]+)", url)
+    return (m.group(2) if m else "").lower().rstrip(".")
+
+
+def misleading_label(label: str, url: str) -> bool:
+    """True when a link's label names another place than its target (``[https://bank.example]
+    (https://evil.example)``): such a label would make readers trust the wrong site."""
+    target = _host(url)
+    for m in _HOSTISH.finditer(label):
+        host = m.group(1).lower().rstrip(".")
+        if host != target and not target.endswith("." + host):
+            return True
+    return False
+
+
+def link_label(label: str, url: str) -> str:
+    """What a link shows: its label, or its real target when the label names another site."""
+    return url if misleading_label(label, url) else label
+
+
+def honest_links(md: str) -> str:
+    """The Markdown with every misleading link label replaced by the link's target, for
+    providers that render the author's Markdown themselves (Cachet)."""
+    return _LINK.sub(lambda m: f"[{link_label(m.group(1), m.group(2))}]({m.group(2)})", md)
+
+
+def _shield(line: str, link: Callable[[str, str], str], bare: Callable[[str], str]) -> tuple[str, list[str]]:
+    """Swap every link and bare URL for a placeholder so emphasis is never applied inside a URL
+    (``https://x.example/a_b_`` stays whole); returns the line and what the placeholders stand for.
+
+    Private-use placeholders the author typed are replaced first, so they cannot pull a URL in."""
+    line = line.replace(_OPEN, "\ufffd").replace(_CLOSE, "\ufffd")
+    saved: list[str] = []
+
+    def keep(text: str) -> str:
+        saved.append(text)
+        return f"{_OPEN}{len(saved) - 1}{_CLOSE}"
+
+    line = _LINK.sub(lambda m: keep(link(m.group(1), m.group(2))), line)
+    pieces, pos = [], 0
+    for m in URL_RE.finditer(line):
+        pieces.append(line[pos : m.start()])
+        pieces.append(keep(bare(m.group(0))))
+        pos = m.end()
+    pieces.append(line[pos:])
+    return "".join(pieces), saved
+
+
+def _unshield(line: str, saved: list[str]) -> str:
+    return _SLOT.sub(lambda m: saved[int(m.group(1))], line)
+
+
+def _plain_emphasis(text: str) -> str:
+    text = _STRONG.sub(lambda m: m.group(1) or m.group(2), text)
+    return _EM.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+def markdown_to_text(md: str) -> str:
+    """Markdown subset → plain text: links become ``text (url)`` unless the text is the URL, or
+    just ``url`` when the text names another site; emphasis marks go, but never inside a URL."""
+
+    def link(label: str, url: str) -> str:
+        shown = link_label(label, url)
+        return url if shown.strip() == url else f"{_plain_emphasis(shown)} ({url})"
 
     out = []
-    for line in md.replace("\r\n", "\n").split("\n"):
-        line = _LINK.sub(link, line)
-        line = _STRONG.sub(lambda m: m.group(1) or m.group(2), line)
-        line = _EM.sub(lambda m: m.group(1) or m.group(2), line)
+    for raw in md.replace("\r\n", "\n").split("\n"):
+        line, saved = _shield(raw, link, lambda u: u)
+        line = _unshield(_plain_emphasis(line), saved)
         line = _BULLET.sub("• ", line)
         out.append(line.rstrip())
     text = "\n".join(out)
@@ -87,26 +152,17 @@ def markdown_to_html(md: str) -> str:
 
 
 def _inline_html(text: str) -> str:
-    pieces = []
-    pos = 0
-    for m in _LINK.finditer(text):
-        pieces.append(_emphasis_html(_autolink(text[pos : m.start()])))
-        pieces.append(f'<a href="{html.escape(m.group(2), quote=True)}">{html.escape(m.group(1))}</a>')
-        pos = m.end()
-    pieces.append(_emphasis_html(_autolink(text[pos:])))
-    return "".join(pieces)
+    def link(label: str, url: str) -> str:
+        shown = link_label(label, url)
+        inner = html.escape(shown) if shown == url else _emphasis_html(html.escape(shown))
+        return f'<a href="{html.escape(url, quote=True)}">{inner}</a>'
 
+    def bare(url: str) -> str:
+        u = html.escape(url, quote=True)
+        return f'<a href="{u}">{u}</a>'
 
-def _autolink(text: str) -> str:
-    parts = []
-    pos = 0
-    for m in URL_RE.finditer(text):
-        parts.append(html.escape(text[pos : m.start()]))
-        u = html.escape(m.group(0), quote=True)
-        parts.append(f'<a href="{u}">{u}</a>')
-        pos = m.end()
-    parts.append(html.escape(text[pos:]))
-    return "".join(parts)
+    line, saved = _shield(text, link, bare)
+    return _unshield(_emphasis_html(html.escape(line)), saved)
 
 
 def _emphasis_html(escaped: str) -> str:

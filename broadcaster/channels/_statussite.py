@@ -92,7 +92,8 @@ def status_post(channel: str, message: Message) -> Post:
             "severity": a.severity,
             "components": list(a.components),
             "window": window,
-            "body": body,
+            # providers that render the author's Markdown (Cachet) must show every link's real target
+            "body": render.honest_links(body),
             "announcement_id": a.id,
             "update_id": message.update.id if message.update else None,
         },

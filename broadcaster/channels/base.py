@@ -128,17 +128,22 @@ class Channel:
         """Length of ``text`` by this provider's rule (characters by default)."""
         return len(text)
 
+    def escape(self, text: str) -> str:
+        """Author text as the provider must receive it so nothing in it is read as a command
+        (chat mentions, masked links); measured and split after escaping. Identity by default."""
+        return text
+
     def render(self, message: Message) -> Post:
         """Default rendering: plain text (title, body, link) split to ``max_length`` if set."""
         title, body = render.title_and_body(message, self.name)
-        text = render.plain_text(title, body, message)
+        text = self.escape(render.plain_text(title, body, message))
         parts: tuple[str, ...] = (text,)
         if self.max_length is not None:
             parts = tuple(render.fit(text, self.max_length, self.count, self.on_too_long, self.name))
         return Post(
             channel=self.name,
             kind=message.announcement.kind,
-            title=title,
+            title=self.escape(title),
             text=text,
             parts=parts,
             html=render.html_body(body),

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from ..config import ChannelSettings, Secret, SecretUrl
 from ..errors import PermanentError, RateLimited
 from ..models import Post, Receipt
-from . import _http
+from . import _chat, _http
 from .base import Channel, done_parts
 from .registry import register
 
@@ -29,6 +29,9 @@ class WebhookSettings(ChannelSettings):
     secret: Secret | None = None  # generic: "whsec_<base64>" (or any string)
     headers: dict[str, Secret] = {}  # extra headers often carry credentials
     username: str | None = None  # discord display name
+    #: let the author's explicit mentions through (Slack ``<!channel>``/``<@U…>``, Discord pings);
+    #: off by default, so announcement text never pings anyone (see ``_chat``)
+    mentions: bool = False
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -73,12 +76,20 @@ class Webhook(Channel):
 
     # -- payloads (pure)
 
+    def escape(self, text: str) -> str:
+        if self.fmt == "slack":
+            return _chat.slack_text(text, mentions=self.settings.mentions)
+        if self.fmt in ("discord", "teams"):
+            return _chat.markdown_chat_text(text)
+        return text  # generic: JSON for a program, which gets the text as written
+
     def payload(self, post: Post, key: str, part: int = 0) -> dict[str, Any]:
         text = post.parts[part] if post.parts else post.text
         if self.fmt == "slack":
             return {"text": text, "unfurl_links": False}
         if self.fmt == "discord":
-            body: dict[str, Any] = {"content": text, "allowed_mentions": {"parse": []}}
+            body: dict[str, Any] = {"content": text,
+                                    "allowed_mentions": _chat.discord_allowed_mentions(self.settings.mentions)}
             if self.settings.username:
                 body["username"] = self.settings.username
             return body
