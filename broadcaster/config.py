@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
 from .models import KINDS
@@ -399,7 +400,7 @@ def _loc(loc: tuple) -> str:
     return out
 
 
-def _wording(err: dict) -> str:
+def _wording(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         return "unknown key"

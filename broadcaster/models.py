@@ -116,7 +116,8 @@ class Announcement:
     def variant(self, channel: str) -> tuple[str, str]:
         """Title and body as ``channel`` should see them (per-channel variant wins)."""
         v = self.variants.get(channel) or {}
-        return v.get("title") or self.title, v.get("body") if v.get("body") is not None else self.body
+        body = v.get("body")
+        return v.get("title") or self.title, body if body is not None else self.body
 
 
 @dataclass(frozen=True)

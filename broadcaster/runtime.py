@@ -10,23 +10,27 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import ConfigError
 from .ledger import Ledger
+
+if TYPE_CHECKING:
+    from .channels.base import Channel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 
-def broker_url(settings: Settings, env: dict[str, str] | None = None) -> str:
+def broker_url(settings: Settings, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     return settings.broker or env.get("REDIS_URL") or DEFAULT_REDIS
 
 
-def state_redis_url(settings: Settings, env: dict[str, str] | None = None) -> str:
+def state_redis_url(settings: Settings, env: Mapping[str, str] | None = None) -> str:
     if settings.redis:
         return settings.redis
     broker = broker_url(settings, env)
@@ -97,7 +101,7 @@ class Runtime:
         self.clock = clock
         self.redis = redis
         self.channel_io = dict(channel_io or {})
-        self._channels: dict[str, object] = {}
+        self._channels: dict[str, Channel[Any]] = {}
         self._lock = threading.Lock()
         self.enqueuer: Callable[[str, str, float | None], None] | None = None
         self.retract_enqueuer: Callable[[str, str], None] | None = None
@@ -121,7 +125,7 @@ class Runtime:
 
     # -- channels, built lazily and kept for the life of the process (connection reuse)
 
-    def channel(self, name: str):
+    def channel(self, name: str) -> Channel[Any]:
         with self._lock:
             ch = self._channels.get(name)
             if ch is None:
@@ -129,13 +133,15 @@ class Runtime:
                 self._channels[name] = ch
             return ch
 
-    def build_channel(self, name: str, **extra_io):
+    def build_channel(self, name: str, **extra_io: Any) -> Channel[Any]:
         from .channels import channel_class
 
         cfg = self.settings.channels.get(name)
         if cfg is None:
             raise KeyError(name)
         cls = channel_class(cfg.kind)
+        if cls is None:  # config validation refuses unknown kinds; an extra may have gone missing since
+            raise ConfigError([(f"channels.{name}.kind", f"no adapter for kind {cfg.kind!r} is installed")])
         policy = self.settings.policy_for(name)
         io = {**self.channel_io, **extra_io}
         return cls(name, cfg, clock=self.clock, timeout=policy.timeout, on_too_long=policy.on_too_long, **io)

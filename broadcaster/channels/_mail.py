@@ -83,7 +83,7 @@ def build(
         parent_id = message_id(parent, to, domain)
         refs = [message_id(root, to, domain)] if root and root != parent else []
         headers += [("In-Reply-To", parent_id), ("References", " ".join(refs + [parent_id]))]
-    one_click = marketing and bool(unsubscribe_url) and unsubscribe_url.startswith("https://")
+    one_click = marketing and unsubscribe_url is not None and unsubscribe_url.startswith("https://")
     if one_click:
         headers += [
             ("List-Unsubscribe", f"<{unsubscribe_url}>"),
@@ -196,7 +196,7 @@ def _qp_body(text: str) -> bytes:
     """A text part's quoted-printable payload, exactly as ``set_content(..., cte="quoted-printable")``
     encodes it, with CRLF line ends and leading dots doubled for SMTP."""
     lines = text.encode("utf-8").splitlines()
-    data = email.quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), POLICY.max_line_length)
+    data = email.quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), POLICY.max_line_length or 76)
     return _LEADING_DOT.sub(b"..", data.encode("ascii").replace(b"\n", b"\r\n"))
 
 

@@ -43,7 +43,7 @@ def item(url: Secret) -> str:
 
 
 @register
-class Apprise(Channel):
+class Apprise(Channel[AppriseSettings]):
     kind = "apprise"
     Settings = AppriseSettings
 

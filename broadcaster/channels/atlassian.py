@@ -37,7 +37,7 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def incident_body(post: Post, key: str, components: dict[str, str], notify: bool) -> dict[str, Any]:
+def incident_body(post: Post, key: str | None, components: dict[str, str], notify: bool) -> dict[str, Any]:
     """The ``{"incident": ...}`` JSON for a create (``key`` set) or an update (``key`` None)."""
     meta = post.meta
     status = site.status_of(post)
@@ -72,7 +72,7 @@ def find_by_key(incidents: Any, key: str) -> dict | None:
 
 
 @register
-class AtlassianStatuspage(Channel):
+class AtlassianStatuspage(Channel[AtlassianSettings]):
     kind = "atlassian_statuspage"
     Settings = AtlassianSettings
     can_lookup = True

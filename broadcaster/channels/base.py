@@ -22,7 +22,8 @@ same key cannot create a second post), ``can_lookup``, ``can_retract``, ``public
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, ClassVar, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -72,7 +73,11 @@ def done_parts(progress: Progress | None) -> dict[int, str | None]:
     }
 
 
-class Channel:
+#: the settings model of one adapter (each adapter is ``Channel[ItsSettings]``)
+S = TypeVar("S", bound=ChannelSettings)
+
+
+class Channel(Generic[S]):
     kind: ClassVar[str] = ""
     Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
     #: re-sending with the same key is safe (provider dedupes, or receiver is told the key)
@@ -87,7 +92,7 @@ class Channel:
     def __init__(
         self,
         name: str,
-        settings: ChannelSettings,
+        settings: S,
         *,
         http: httpx.Client | None = None,
         clock: Callable[[], float] = time.time,
@@ -96,7 +101,7 @@ class Channel:
         **io: Any,
     ):
         self.name = name
-        self.settings = settings
+        self.settings: S = settings
         self.clock = clock
         self.timeout = timeout
         self.on_too_long = on_too_long

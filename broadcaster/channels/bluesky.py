@@ -164,7 +164,7 @@ def classify(response: httpx.Response, what: str, now) -> None:
 
 
 @register
-class Bluesky(Channel):
+class Bluesky(Channel[BlueskySettings]):
     kind = "bluesky"
     Settings = BlueskySettings
     idempotent = False  # conservative: a duplicate rkey's error is not documented
@@ -221,7 +221,11 @@ class Bluesky(Channel):
     def _parse_session(resp: httpx.Response, what: str, did: str | None = None) -> Session:
         data = _http.json_or_none(resp)
         try:
-            return Session(access=data["accessJwt"], refresh=data["refreshJwt"], did=data.get("did") or did, handle=data.get("handle", ""))
+            session_did = data.get("did") or did
+            if not isinstance(session_did, str):
+                raise KeyError("did")
+            return Session(access=data["accessJwt"], refresh=data["refreshJwt"], did=session_did,
+                           handle=data.get("handle", ""))
         except (KeyError, TypeError) as exc:
             raise TransientError(f"{what}: unexpected session response", response=_http.short(resp)) from exc
 
@@ -302,8 +306,9 @@ class Bluesky(Channel):
         refs: list[dict[str, str]] = []
         rkeys = [rkey_for(key, i, created) for i in range(len(parts))]
         for i, text in enumerate(parts):
-            if done.get(i):
-                ref = json.loads(done[i])
+            saved = done.get(i)
+            if saved:
+                ref = json.loads(saved)
             else:
                 reply = reply_refs(root, parent, refs)
                 record = post_record(text, created + i / 1000, reply=reply, langs=self.settings.langs)

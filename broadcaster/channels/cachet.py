@@ -75,7 +75,7 @@ def data_id(payload: Any) -> str | None:
 
 
 @register
-class Cachet(Channel):
+class Cachet(Channel[CachetSettings]):
     kind = "cachet"
     Settings = CachetSettings
     can_retract = True

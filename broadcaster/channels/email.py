@@ -93,6 +93,19 @@ class EmailSettings(ChannelSettings):
             raise ValueError("give recipients, lists, or both")
         return self
 
+    # The validator above guarantees the chosen transport's section; these narrow the type.
+    @property
+    def smtp_section(self) -> SmtpSettings:
+        if self.smtp is None:
+            raise ValueError("transport smtp needs the smtp section")
+        return self.smtp
+
+    @property
+    def postmark_section(self) -> PostmarkSettings:
+        if self.postmark is None:
+            raise ValueError("transport postmark needs the postmark section")
+        return self.postmark
+
 
 # ---------------------------------------------------------------- transports
 
@@ -315,7 +328,7 @@ def chunks(items: list, size: int) -> Iterator[list]:
 
 
 @register
-class Email(Channel):
+class Email(Channel[EmailSettings]):
     kind = "email"
     Settings = EmailSettings
     public = False  # private mail, guarded per address by progress rather than by lookup
@@ -332,12 +345,14 @@ class Email(Channel):
     def sender(self):
         st = self.settings
         if st.transport == "postmark":
-            return PostmarkSender(st.postmark, self, f"{self.name} (postmark)")
-        return SmtpSender(st.smtp, st.from_address, self.io.get("smtp_factory"), f"{self.name} (smtp)")
+            return PostmarkSender(st.postmark_section, self, f"{self.name} (postmark)")
+        return SmtpSender(st.smtp_section, st.from_address, self.io.get("smtp_factory"), f"{self.name} (smtp)")
 
     def audience(self, post: Post) -> dict[str, tuple[str, str | None]]:
         """item → (address, unsubscribe URL): static recipients, then subscribers, deduplicated."""
-        out = {_mail.normalize(a): (a.strip(), None) for a in self.settings.recipients}
+        out: dict[str, tuple[str, str | None]] = {
+            _mail.normalize(a): (a.strip(), None) for a in self.settings.recipients
+        }
         source: Subscribers | None = self.io.get("subscribers")
         if self.settings.lists and source is None:
             log.warning("%s: lists configured but no subscriber source; static recipients only", self.name)
@@ -426,12 +441,14 @@ class Email(Channel):
         st = self.settings
         if st.transport == "postmark":
             what = f"{self.name} (postmark check)"
-            resp = _http.request(self.http, "GET", f"{st.postmark.base_url}/server",
-                                 headers=PostmarkSender(st.postmark, self, what).headers(), what=what)
+            postmark = st.postmark_section
+            resp = _http.request(self.http, "GET", f"{postmark.base_url}/server",
+                                 headers=PostmarkSender(postmark, self, what).headers(), what=what)
             _http.raise_for_status(resp, what, now=self.clock)
             return "Postmark server token accepted"
         sender = self.sender()
         sender.open()
         sender.close()
-        login = " and login" if st.smtp.username else ""
-        return f"SMTP {st.smtp.host}:{st.smtp.effective_port} accepted EHLO{login}"
+        smtp = st.smtp_section
+        login = " and login" if smtp.username else ""
+        return f"SMTP {smtp.host}:{smtp.effective_port} accepted EHLO{login}"

@@ -106,7 +106,7 @@ def is_duplicate(response: httpx.Response) -> bool:
 
 
 @register
-class Facebook(Channel):
+class Facebook(Channel[FacebookSettings]):
     kind = "facebook"
     Settings = FacebookSettings
     idempotent = False

@@ -177,7 +177,7 @@ def permalink(web_url: str, urn: str) -> str:
 
 
 @register
-class LinkedIn(Channel):
+class LinkedIn(Channel[LinkedInSettings]):
     kind = "linkedin"
     Settings = LinkedInSettings
     idempotent = False

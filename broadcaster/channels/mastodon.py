@@ -83,7 +83,7 @@ def parse_status(response, what: str) -> tuple[str, str | None]:
 
 
 @register
-class Mastodon(Channel):
+class Mastodon(Channel[MastodonSettings]):
     kind = "mastodon"
     Settings = MastodonSettings
     idempotent = True
@@ -141,8 +141,9 @@ class Mastodon(Channel):
         ids: list[str] = []
         urls: list[str | None] = []
         for i, text in enumerate(parts):
-            if i in done and done[i]:
-                saved = json.loads(done[i])
+            saved_detail = done.get(i)
+            if saved_detail:
+                saved = json.loads(saved_detail)
                 status_id, url = saved["id"], saved.get("url")
             else:
                 if progress is not None:

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .base import Channel
+
+#: any adapter class (``Channel[ItsSettings]``)
+ChannelClass = TypeVar("ChannelClass", bound="type[Channel[Any]]")
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +32,11 @@ BUILTIN_MODULES = (
     "linkedin",
 )
 
-_registry: dict[str, type] = {}
+_registry: dict[str, type[Channel[Any]]] = {}
 _loaded = False
 
 
-def register(cls: type) -> type:
+def register(cls: ChannelClass) -> ChannelClass:
     """Class decorator: make ``cls.kind`` configurable."""
     _registry[cls.kind] = cls
     return cls
@@ -48,7 +55,7 @@ def _load_builtins() -> None:
                 log.debug("channel module %s not available: %s", name, exc)
 
 
-def channel_class(kind: str) -> type | None:
+def channel_class(kind: str) -> type[Channel[Any]] | None:
     _load_builtins()
     return _registry.get(kind)
 

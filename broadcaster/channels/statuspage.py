@@ -154,7 +154,7 @@ def run_mirror_command(command: str, directory: Path, timeout: float) -> None:
 
 
 @register
-class Statuspage(Channel):
+class Statuspage(Channel[StatuspageSettings]):
     kind = "statuspage"
     Settings = StatuspageSettings
     idempotent = True

@@ -52,7 +52,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
 
 
 @register
-class Webhook(Channel):
+class Webhook(Channel[WebhookSettings]):
     kind = "webhook"
     Settings = WebhookSettings
     public = True

@@ -50,8 +50,8 @@ def rate_limit_wait(headers: httpx.Headers, now: float) -> float | None:
         if headers.get(f"{prefix}-remaining") == "0":
             waits.append(_http.parse_reset(headers.get(f"{prefix}-reset"), now=now))
     waits.append(_http.parse_reset(headers.get("x-rate-limit-reset"), now=now))
-    waits = [w for w in waits if w is not None]
-    return max(waits) if waits else None
+    known = [w for w in waits if w is not None]
+    return max(known) if known else None
 
 
 def classify(response: httpx.Response, what: str, now) -> None:
@@ -87,7 +87,7 @@ def reply_target(receipt: Receipt | None) -> str | None:
 
 
 @register
-class X(Channel):
+class X(Channel[XSettings]):
     kind = "x"
     Settings = XSettings
     idempotent = False

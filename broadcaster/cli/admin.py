@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from datetime import datetime, timezone
 
 import click
@@ -121,7 +122,7 @@ def hash_(from_stdin):
     The raw token goes to CI or a password manager; only the hash goes into the YAML file."""
     from ..tokens import generate, hash_token
 
-    raw = click.get_text_stream("stdin").read().strip() if from_stdin else generate()
+    raw = sys.stdin.read().strip() if from_stdin else generate()
     if not raw:
         click.echo("error: no token on standard input", err=True)
         raise SystemExit(2)

@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from .faults import MODES, fault_from
+from .providers.bluesky import as_bluesky
 
 if TYPE_CHECKING:
     from .app import SandboxApp
@@ -56,14 +57,14 @@ def control_routes(app: "SandboxApp") -> list[Route]:
 
     async def index(request: Request) -> Response:
         page = _templates.get_template("index.html").render(
-            providers=app.names, base=str(request.base_url).rstrip("/"), faults=[f.as_dict() for f in state.faults.list()],
+            providers=app.names, base=str(request.base_url).rstrip("/"), faults=[f.as_dict() for f in state.faults.listed()],
             counts=state.counts(), requests=list(reversed(state.requests()))[:100], modes=MODES,
         )
         return HTMLResponse(page)
 
     async def faults(request: Request) -> Response:
         if request.method == "GET":
-            return JSONResponse([f.as_dict() for f in state.faults.list(provider_arg(request))])
+            return JSONResponse([f.as_dict() for f in state.faults.listed(provider_arg(request))])
         if request.method == "DELETE":
             return JSONResponse({"cleared": state.faults.clear(provider_arg(request))})
         data, form = await body_of(request)
@@ -113,7 +114,7 @@ def control_routes(app: "SandboxApp") -> list[Route]:
         return JSONResponse(masked(app.configure(prefix, data)))
 
     async def expire_sessions(request: Request) -> Response:
-        app.provider("bluesky").expire_sessions()
+        as_bluesky(app.provider("bluesky")).expire_sessions()
         return Response(status_code=204)
 
     return [

@@ -125,7 +125,7 @@ class FaultBook:
             self._faults = keep
         return removed
 
-    def list(self, provider: str | None = None) -> list[Fault]:
+    def listed(self, provider: str | None = None) -> list[Fault]:
         with self._lock:
             return [f for f in self._faults if provider is None or f.provider == provider]
 

@@ -12,6 +12,8 @@ import uvicorn
 
 from .app import SMTP, SandboxApp
 from .faults import Fault
+from .smtp import SmtpSink
+from .providers.bluesky import as_bluesky
 from .state import SandboxState
 
 
@@ -40,14 +42,12 @@ class Sandbox:
         self._server = uvicorn.Server(uvicorn.Config(self.app, log_level=log_level, http="h11", lifespan="off",
                                                      access_log=False, timeout_graceful_shutdown=1))
         self._thread: threading.Thread | None = None
-        self._smtp = None
+        self._smtp: SmtpSink | None = None
 
     # -- lifecycle
 
     def start(self, timeout: float = 10.0) -> "Sandbox":
         if self.smtp_port is not None:
-            from .smtp import SmtpSink
-
             self._smtp = SmtpSink(self.state, self.host, self.smtp_port).start()
         self._sock.listen(128)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
@@ -118,7 +118,7 @@ class Sandbox:
         return sum(address.lower() in (r.lower() for r in m["rcpt_tos"]) for m in self.messages())
 
     def expire_sessions(self) -> None:
-        self.app.provider("bluesky").expire_sessions()
+        as_bluesky(self.app.provider("bluesky")).expire_sessions()
 
     def reset(self) -> None:
         self.state.reset()

@@ -34,7 +34,7 @@ class Call:
     record: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def params(self) -> dict[str, str]:
+    def params(self) -> dict[str, Any]:
         return self.request.path_params
 
     @property
@@ -160,6 +160,16 @@ class Provider:
         allowed = self.settings.get("tokens") or []
         return bool(token) and (not allowed or token in allowed)
 
+    async def _answer(self, request: Request, body: bytes, rec: dict[str, Any], fn: Endpoint, *,
+                      auth: bool) -> Response:
+        """The provider's own answer once no fault or rate limit has taken the request."""
+        data = parse_body(request, body)
+        call = Call(request, body, data, self.token(request, data), rec)
+        if auth and not self.authorized(call.token):
+            return self.unauthorized()
+        result = fn(call)
+        return result if isinstance(result, Response) else await result
+
     async def handle(self, request: Request, fn: Endpoint, *, create: bool, auth: bool) -> Response:
         body = await request.body()
         rec = self.state.record(self.name, request.method, request.url.path, request.url.query, request.headers.items(), body)
@@ -183,13 +193,7 @@ class Provider:
             response, rec["outcome"] = self.rate_limited(reset_at), "rate_limited"
             limited_until = reset_at
         if response is None:
-            data = parse_body(request, body)
-            call = Call(request, body, data, self.token(request, data), rec)
-            if auth and not self.authorized(call.token):
-                response = self.unauthorized()
-            else:
-                result = fn(call)
-                response = await result if asyncio.iscoroutine(result) else result
+            response = await self._answer(request, body, rec, fn, auth=auth)
         if limited_until:
             remaining, reset_at = 0, limited_until
         for key, value in self.rate_headers(self.limit, max(0, remaining), reset_at).items():

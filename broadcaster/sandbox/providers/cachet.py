@@ -34,6 +34,7 @@ def truthy(value: Any, default: bool) -> bool:
 
 class _Cachet(Provider):
     name = "cachet"
+    version = ""  # "v2" or "v3", set by each flavour
     limit, window = 300, 60.0
 
     def reset(self) -> None:
@@ -90,7 +91,7 @@ class CachetV2(_Cachet):
         return self.error(401, "You are not authorized to view this content.")
 
     def view(self, inc: dict[str, Any]) -> dict[str, Any]:
-        return {**inc, "human_status": V2_STATUS.get(inc.get("status"), "Unknown"), "updates": self.updates.get(inc["id"], [])}
+        return {**inc, "human_status": V2_STATUS.get(inc.get("status", -1), "Unknown"), "updates": self.updates.get(inc["id"], [])}
 
     def create(self, call: Call) -> Response:
         name, message, status = call.field("name"), call.field("message"), as_int(call.field("status"))

@@ -76,14 +76,14 @@ class Statuspage(Provider):
 
     # -- helpers
 
-    def body(self, call: Call) -> tuple[dict[str, Any] | None, Response | None]:
+    def body(self, call: Call) -> dict[str, Any] | Response:
         data = call.data if isinstance(call.data, dict) else None
         if data is None:
-            return None, self.error(400, "Invalid body")
+            return self.error(400, "Invalid body")
         incident = data.get("incident") if "incident" in data else unflatten(data, "incident")
         if not isinstance(incident, dict) or not incident:
-            return None, self.error(400, "incident is missing")
-        return incident, None
+            return self.error(400, "incident is missing")
+        return incident
 
     def check(self, incident: dict[str, Any], creating: bool) -> str | None:
         name = incident.get("name")
@@ -114,9 +114,9 @@ class Statuspage(Provider):
     # -- endpoints
 
     def create(self, call: Call) -> Response:
-        incident, error = self.body(call)
-        if error:
-            return error
+        incident = self.body(call)
+        if isinstance(incident, Response):
+            return incident
         problem = self.check(incident, creating=True)
         if problem:
             return self.error(422, problem)
@@ -150,9 +150,9 @@ class Statuspage(Provider):
         inc = self._find(call)
         if inc is None:
             return self.error(404, "The requested resource could not be found.")
-        incident, error = self.body(call)
-        if error:
-            return error
+        incident = self.body(call)
+        if isinstance(incident, Response):
+            return incident
         problem = self.check(incident, creating=False)
         if problem:
             return self.error(422, problem)

@@ -54,7 +54,8 @@ class Webhook(Provider):
                 call.record["outcome"] = "duplicate webhook-id"
                 return self.duplicate()
         data = call.data if isinstance(call.data, dict) else {}
-        inner = data.get("data") if isinstance(data.get("data"), dict) else {}
+        nested = data.get("data")
+        inner = nested if isinstance(nested, dict) else {}
         text = str(inner.get("text") or data.get("text") or "")
         self.state.add_post(self.name, id=msg_id or f"anon-{self.state.next_id()}", text=text, key=msg_id, hook=hook,
                             event=data.get("type"), signed=bool(secret))
