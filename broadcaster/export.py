@@ -225,7 +225,11 @@ def _restore(ledger, lines, batch, counts, pending, targets) -> dict[str, int]:
                 raise InvalidRequest(f"line {n}: unknown type {kind!r}")
             counts[kind] += 1
             if kind == "delivery":
-                pending["delivery"].append(_columns(t.deliveries, obj, n))
+                row = _columns(t.deliveries, obj, n, skip=("once_key",))
+                # exports made before the at-most-once key lack it: it follows from the row
+                row["once_key"] = obj.get("once_key") or t.once_key(row["announcement_id"], row["update_id"],
+                                                                    row["channel"])
+                pending["delivery"].append(row)
                 for ev in obj.get("events") or ():
                     pending["event"].append({"delivery_id": obj["id"], **{k: ev.get(k) for k in EVENT_FIELDS}})
                 for it in obj.get("items") or ():

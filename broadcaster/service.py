@@ -187,17 +187,13 @@ def retry_delivery(runtime: Runtime, delivery_id: str, *, principal: Principal) 
     if d.state in (S.DELIVERED, S.CANCELLED, S.RETRACTED):
         raise InvalidRequest(f"delivery is {d.state}; nothing to retry")
     now = runtime.clock()
+    # the same row goes again (the ledger's one-delivery-per-channel key stays intact), with a
+    # fresh deadline: the operator decided it is still worth sending
     ok = ledger.force(d.id, S.PENDING, f"operator retry from {d.state}", actor=principal.name,
-                      from_states=[S.FAILED, S.UNKNOWN, S.FALLEN_BACK], due_at=now, maybe_sent=False)
+                      from_states=[S.FAILED, S.UNKNOWN, S.FALLEN_BACK], due_at=now, maybe_sent=False,
+                      deadline_at=now + runtime.settings.deadline_for(ann.kind, d.channel))
     if not ok:
         raise InvalidRequest("delivery changed state meanwhile; reload and try again")
-    # a fresh deadline: the operator decided it is still worth sending
-    with ledger.tx() as conn:
-        from .ledger.schema import deliveries as dt
-        from sqlalchemy import update as sa_update
-
-        conn.execute(sa_update(dt).where(dt.c.id == d.id).values(
-            deadline_at=now + runtime.settings.deadline_for(ann.kind, d.channel)))
     ledger.audit(principal.name, "delivery.retry", d.id, {"from": str(d.state)})
     runtime.enqueue([(d.id, d.channel)])
 
@@ -214,15 +210,8 @@ def confirm_delivered(runtime: Runtime, delivery_id: str, *, principal: Principa
     if url is not None and not url.startswith(("http://", "https://")):
         raise InvalidRequest("url must start with http:// or https://", field="url")
     if not ledger.force(d.id, S.DELIVERED, "confirmed on the channel by an operator", actor=principal.name,
-                        from_states=[S.UNKNOWN], maybe_sent=False):
+                        from_states=[S.UNKNOWN], maybe_sent=False, remote_url=url or None):
         raise InvalidRequest("delivery changed state meanwhile; reload and try again")
-    if url:
-        from sqlalchemy import update as sa_update
-
-        from .ledger.schema import deliveries as dt
-
-        with ledger.tx() as conn:
-            conn.execute(sa_update(dt).where(dt.c.id == d.id).values(remote_url=url))
     ledger.audit(principal.name, "delivery.confirm", d.id, {"url": url})
 
 

@@ -7,18 +7,20 @@ PostgreSQL is reached through psycopg 3 with pre-ping, so a restarted server hea
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import create_engine, event, inspect, select
+from sqlalchemy import create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..errors import ConfigError
 from . import schema
 
+log = logging.getLogger(__name__)
 
 def make_engine(url: str) -> Engine:
     try:
@@ -95,9 +97,43 @@ def _v1_initial(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=[t for t in schema.metadata.sorted_tables if t.name != "schema_version"])
 
 
+def _v2_once_per_channel(conn: Connection) -> None:
+    """At most one delivery per (announcement or update, channel): ``deliveries.once_key`` and
+    its UNIQUE index. A ledger created at this version already has both (``_v1_initial`` builds
+    today's tables); an older one gets the column filled from its rows first.
+
+    Rows that already repeat a (message, channel) — double posts made before this version — are
+    history and stay: the earliest keeps the plain key, each later one gets ``…|dup:<its id>``,
+    so the index can be built and nothing new can ever join them."""
+    d = schema.deliveries
+    if "once_key" not in {c["name"] for c in inspect(conn).get_columns("deliveries")}:
+        if conn.dialect.name == "sqlite":  # SQLite adds a NOT NULL column only with a default
+            conn.execute(text("ALTER TABLE deliveries ADD COLUMN once_key VARCHAR(200) NOT NULL DEFAULT ''"))
+        else:
+            conn.execute(text("ALTER TABLE deliveries ADD COLUMN once_key VARCHAR(200)"))
+        conn.execute(update(d).values(
+            once_key=d.c.announcement_id + "/" + func.coalesce(d.c.update_id, "-") + "/" + d.c.channel))
+        if conn.dialect.name != "sqlite":
+            conn.execute(text("ALTER TABLE deliveries ALTER COLUMN once_key SET NOT NULL"))
+        repeated = conn.execute(select(d.c.once_key).group_by(d.c.once_key).having(func.count() > 1)).scalars().all()
+        kept_apart = 0
+        for key in repeated:
+            later = conn.execute(select(d.c.id).where(d.c.once_key == key)
+                                 .order_by(d.c.created_at, d.c.id)).scalars().all()[1:]
+            for delivery_id in later:
+                conn.execute(update(d).where(d.c.id == delivery_id).values(once_key=f"{key}|dup:{delivery_id}"))
+            kept_apart += len(later)
+        if kept_apart:
+            log.warning("ledger: %d earlier deliveries repeated a (message, channel) — kept as history; "
+                        "from now on the ledger refuses such repeats", kept_apart)
+    if "ux_deliveries_once" not in {ix["name"] for ix in inspect(conn).get_indexes("deliveries")}:
+        next(ix for ix in d.indexes if ix.name == "ux_deliveries_once").create(conn)
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
+    (2, "at most one delivery per (announcement or update, channel)", _v2_once_per_channel),
 ]
 
 LATEST = MIGRATIONS[-1][0]

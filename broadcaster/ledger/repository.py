@@ -280,22 +280,73 @@ class Ledger:
     def _insert_deliveries(self, conn: Connection, ann_id: str, update_id: str | None, deliveries: list[dict],
                            now: float) -> tuple[list[dict], list[dict]]:
         """Two statements whatever the number of channels (rows, then their first events);
-        returns both as inserted."""
+        returns both as inserted. For a message that has no deliveries yet (a new announcement
+        or update): a channel named twice is a caller's bug, refused before the database's
+        unique key would refuse it less clearly."""
         if not deliveries:
             return [], []
+        channels = [d["channel"] for d in deliveries]
+        if len(set(channels)) != len(channels):
+            twice = sorted({c for c in channels if channels.count(c) > 1})
+            raise ValueError(f"a message gets at most one delivery per channel; named twice: {', '.join(twice)}")
         rows, events = [], []
         for d in deliveries:
-            did = d.get("id") or new_id("dlv")
-            state = str(d.get("state", S.PENDING))
-            rows.append({"id": did, "announcement_id": ann_id, "update_id": update_id, "channel": d["channel"],
-                         "state": state, "attempts": 0, "due_at": d.get("due_at", now),
-                         "deadline_at": d.get("deadline_at"), "maybe_sent": False, "fallback_of": d.get("fallback_of"),
-                         "created_at": now, "updated_at": now})
-            events.append({"delivery_id": did, "at": now, "from_state": None, "to_state": state, "attempt": 0,
-                           "reason": d.get("reason", "accepted")[:2000], "response": None})
+            row, event = self._delivery_row(ann_id, update_id, d, now)
+            rows.append(row)
+            events.append(event)
         conn.execute(insert(t.deliveries), rows)
         conn.execute(insert(t.delivery_events), events)
         return rows, events
+
+    @staticmethod
+    def _delivery_row(ann_id: str, update_id: str | None, d: dict, now: float) -> tuple[dict, dict]:
+        did = d.get("id") or new_id("dlv")
+        state = str(d.get("state", S.PENDING))
+        row = {"id": did, "announcement_id": ann_id, "update_id": update_id, "channel": d["channel"],
+               "state": state, "attempts": 0, "due_at": d.get("due_at", now), "deadline_at": d.get("deadline_at"),
+               "maybe_sent": False, "fallback_of": d.get("fallback_of"), "created_at": now, "updated_at": now,
+               "once_key": t.once_key(ann_id, update_id, d["channel"])}
+        event = {"delivery_id": did, "at": now, "from_state": None, "to_state": state, "attempt": 0,
+                 "reason": d.get("reason", "accepted")[:2000], "response": None}
+        return row, event
+
+    def _insert_fallbacks(self, conn: Connection, ann_id: str, update_id: str | None, fallbacks: list[dict],
+                          now: float) -> dict[str, Delivery]:
+        """Add fallback deliveries for a message, except on channels that already have one (routed
+        there directly, or an earlier fallback): the unique key decides, so a racing writer on
+        PostgreSQL loses quietly too (``ON CONFLICT DO NOTHING``). Returns the channels skipped,
+        each with the delivery that already carries the message there."""
+        d = t.deliveries
+
+        def holders(channels: list[str]) -> dict[str, Delivery]:
+            keys = [t.once_key(ann_id, update_id, ch) for ch in channels]
+            return {r.channel: _delivery(r) for r in conn.execute(select(d).where(d.c.once_key.in_(keys)))}
+
+        already = holders(list(dict.fromkeys(f["channel"] for f in fallbacks)))
+        made: set[str] = set()
+        insert_once = self._insert_once_statement()
+        for f in fallbacks:
+            if f["channel"] in already or f["channel"] in made:
+                continue
+            row, event = self._delivery_row(ann_id, update_id, f, now)
+            if conn.execute(insert_once, row).first() is None:  # a concurrent writer made it meanwhile
+                already.update(holders([f["channel"]]))
+                continue
+            made.add(f["channel"])
+            conn.execute(_INSERT_EVENT, event)
+        return already
+
+    def _insert_once_statement(self):
+        """``INSERT … ON CONFLICT DO NOTHING RETURNING id`` (the same words on SQLite and
+        PostgreSQL), built once per ledger."""
+        stmt = self.__dict__.get("_insert_once")
+        if stmt is None:
+            if self.engine.dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            stmt = self._insert_once = dialect_insert(t.deliveries).on_conflict_do_nothing().returning(t.deliveries.c.id)
+        return stmt
 
     def get_announcement(self, ann_id: str) -> Announcement:
         with self.read() as conn:
@@ -512,7 +563,11 @@ class Ledger:
         fallbacks: list[dict] | None = None,
     ) -> bool:
         """Move ``delivery`` to ``to`` and log it. With ``owner``, only if that worker still holds
-        the lease (a worker whose lease expired must not overwrite a newer outcome)."""
+        the lease (a worker whose lease expired must not overwrite a newer outcome).
+
+        ``fallbacks`` become new deliveries of the same message in the same transaction — except
+        on a channel that already has this message, which the event's reason then names (with
+        the delivery that carries it) instead of posting it twice."""
         now = self.clock()
         d = t.deliveries
         values: dict[str, Any] = {"state": str(to), "updated_at": now, "lease_owner": None, "lease_until": None}
@@ -538,14 +593,18 @@ class Ledger:
             if res.rowcount != 1:
                 return False
             attempt = delivery.attempts + (1 if attempted else 0)
-            self._event(conn, delivery.id, str(delivery.state), str(to), attempt, reason, response, at=now)
             if fallbacks:
-                self._insert_deliveries(conn, delivery.announcement_id, delivery.update_id, fallbacks, now)
+                already = self._insert_fallbacks(conn, delivery.announcement_id, delivery.update_id, fallbacks, now)
+                reason += "".join(f"; fallback {ch} already has it ({x.id}, {x.state}): not sent again"
+                                  for ch, x in already.items())
+            self._event(conn, delivery.id, str(delivery.state), str(to), attempt, reason, response, at=now)
         return True
 
     def force(self, delivery_id: str, to: DeliveryState, reason: str, *, actor: str, from_states: Iterable[DeliveryState],
-              due_at: float | None = None, maybe_sent: bool | None = None) -> bool:
-        """Operator actions (retry, cancel, retract-mark): move only from ``from_states``."""
+              due_at: float | None = None, maybe_sent: bool | None = None, deadline_at: float | None = None,
+              remote_url: str | None = None) -> bool:
+        """Operator actions (retry, cancel, retract-mark, confirm): move only from ``from_states``.
+        It changes the one row in place: no operator action ever adds a delivery."""
         now = self.clock()
         d = t.deliveries
         values: dict[str, Any] = {"state": str(to), "updated_at": now, "lease_owner": None, "lease_until": None}
@@ -553,6 +612,10 @@ class Ledger:
             values.update(due_at=due_at, enqueued_at=None)
         if maybe_sent is not None:
             values["maybe_sent"] = maybe_sent
+        if deadline_at is not None:
+            values["deadline_at"] = deadline_at
+        if remote_url is not None:
+            values["remote_url"] = remote_url
         if to in (S.CANCELLED, S.RETRACTED, S.DELIVERED):
             values["settled_at"] = now
         elif to in (S.PENDING, S.RETRYING):

@@ -2,6 +2,11 @@
 
 Times are epoch seconds (double precision): cheap to compare in SQL on both engines and free
 of time-zone ambiguity. JSON columns hold small lists and maps only.
+
+``deliveries.once_key`` carries the at-most-once promise: one delivery per (announcement or
+update, channel), enforced by a UNIQUE index rather than by every caller remembering to check.
+It is one non-null column because a NULL ``update_id`` would make a plain multi-column UNIQUE
+useless (NULLs never collide in SQLite or PostgreSQL).
 """
 
 from __future__ import annotations
@@ -19,8 +24,23 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.engine.default import DefaultExecutionContext
 
 metadata = MetaData()
+
+
+def once_key(announcement_id: str, update_id: str | None, channel: str) -> str:
+    """The message a delivery carries (the announcement, or one of its updates) and where to.
+    Ids never contain ``/`` and ``-`` is never an update id, so the key is unambiguous."""
+    return f"{announcement_id}/{update_id or '-'}/{channel}"
+
+
+def _once_key_default(context: DefaultExecutionContext) -> str:
+    """Filled in for any insert that does not give it (an import, a future code path), so no
+    insert can slip past the unique index."""
+    row = context.get_current_parameters()
+    return once_key(row["announcement_id"], row.get("update_id"), row["channel"])
+
 
 announcements = Table(
     "announcements",
@@ -84,9 +104,11 @@ deliveries = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("settled_at", Float),
+    Column("once_key", String(200), nullable=False, default=_once_key_default),
     Index("ix_deliveries_due", "state", "due_at"),
     Index("ix_deliveries_announcement", "announcement_id"),
     Index("ix_deliveries_channel_state", "channel", "state"),
+    Index("ux_deliveries_once", "once_key", unique=True),
 )
 
 delivery_events = Table(

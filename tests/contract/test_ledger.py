@@ -210,6 +210,113 @@ def test_transition_records_error_due_and_fallbacks(ledger, clock):
     assert fb.fallback_of == d.id and fb.state == S.PENDING and fb.update_id is None
 
 
+# ---------------------------------------------------------------- at most one delivery per (message, channel)
+
+
+def _fall_back(ledger, delivery_id, fallbacks, owner="w"):
+    c = ledger.claim(delivery_id, owner, 30)
+    assert c is not None
+    rows = [{"channel": ch, "fallback_of": delivery_id, "reason": "fallback"} for ch in fallbacks]
+    assert ledger.transition(c, S.FALLEN_BACK, "gave up", owner=owner, attempted=True, fallbacks=rows)
+
+
+def test_a_fallback_to_a_channel_that_already_has_the_message_adds_nothing_and_says_so(ledger):
+    """x is routed to a and b; a falls back to [b, c]: b already has it, so only c is added, and
+    a's event names b's delivery. A second fall-back of a (after an operator retry) adds nothing."""
+    ann_id, [a, b] = create(ledger)
+    _fall_back(ledger, a.id, ["b", "c"])
+    ds = ledger.deliveries_of(ann_id)
+    assert sorted(d.channel for d in ds) == ["a", "b", "c"]
+    [c] = [d for d in ds if d.channel == "c"]
+    assert c.fallback_of == a.id
+    reason = ledger.events_of(a.id)[-1].reason
+    assert f"fallback b already has it ({b.id}, pending)" in reason and "fallback c" not in reason
+    # an operator retry moves the same row back (no new delivery), and it falls back again
+    assert ledger.force(a.id, S.PENDING, "operator retry", actor="op", from_states=[S.FALLEN_BACK])
+    _fall_back(ledger, a.id, ["b", "c", "c"])
+    assert sorted(d.channel for d in ledger.deliveries_of(ann_id)) == ["a", "b", "c"]
+    reason = ledger.events_of(a.id)[-1].reason
+    assert b.id in reason and c.id in reason
+
+
+def test_fallback_chains_and_loops_end_at_channels_that_have_the_message(ledger):
+    ann_id, [a] = create(ledger, channels=("a",))
+    _fall_back(ledger, a.id, ["b"])
+    [b] = [d for d in ledger.deliveries_of(ann_id) if d.channel == "b"]
+    _fall_back(ledger, b.id, ["a", "c"])  # b's own fallbacks lead back to a: a already has it
+    assert sorted(d.channel for d in ledger.deliveries_of(ann_id)) == ["a", "b", "c"]
+
+
+def test_no_ledger_method_inserts_a_second_delivery_for_a_message_and_channel(ledger):
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from broadcaster.ledger import schema as t
+
+    with pytest.raises(ValueError, match="named twice: a"):
+        ledger.accept(fields(), [{"channel": "a"}, {"channel": "a"}], actor="t")
+    assert ledger.list_announcements() == []
+    ann_id, _ = create(ledger)
+    with pytest.raises(ValueError, match="named twice: b"):
+        ledger.add_update(ann_id, {"status": "identified", "body": "x"}, [{"channel": "b"}, {"channel": "b"}],
+                          actor="t")
+    # an update is another message: it gets its own delivery on each channel, once
+    upd_id, _ = ledger.add_update(ann_id, {"status": "identified", "body": "x"}, [{"channel": "a"}], actor="t")
+    [ua] = [d for d in ledger.deliveries_of(ann_id) if d.update_id == upd_id]
+    _fall_back(ledger, ua.id, ["a", "b"])  # the update falls back to b (new for this update), not to a
+    assert sorted(d.channel for d in ledger.deliveries_of(ann_id) if d.update_id == upd_id) == ["a", "b"]
+    # and even a raw insert that names no key meets the unique index (the key is filled in)
+    for update_id in (None, upd_id):
+        with pytest.raises(IntegrityError), ledger.tx() as conn:
+            conn.execute(insert(t.deliveries).values(
+                id=f"dlv_raw_{update_id}", announcement_id=ann_id, update_id=update_id, channel="a", state="pending",
+                attempts=0, maybe_sent=False, created_at=NOW, updated_at=NOW))
+    assert len(ledger.deliveries_of(ann_id)) == 4
+
+
+def test_upgrading_a_ledger_with_earlier_double_posts_keeps_them_and_adds_the_key(ledger_url, monkeypatch):
+    """A ledger from before the key may already hold repeats (the double posts this key ends):
+    the upgrade keeps them as history, then refuses any new repeat."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from broadcaster.ledger import engine as ledger_engine
+
+    lg = Ledger.open(ledger_url)
+    ann_id, _ = lg.create_announcement(fields(), [{"channel": "a"}, {"channel": "b"}], actor="t")
+    lg.close()
+    # back to version 1 as an older release left it: no key, no index, a repeated (message, channel)
+    engine = make_engine(ledger_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ux_deliveries_once"))
+        conn.execute(text("ALTER TABLE deliveries DROP COLUMN once_key"))
+        conn.execute(text("DELETE FROM schema_version WHERE version >= 2"))
+        conn.execute(text("INSERT INTO deliveries (id, announcement_id, channel, state, attempts, maybe_sent, "
+                          "fallback_of, created_at, updated_at) VALUES ('dlv_zz_repeat', :a, 'b', 'delivered', 1, "
+                          "false, NULL, :t, :t)"), {"a": ann_id, "t": NOW + 5})
+    monkeypatch.setattr(ledger_engine, "MIGRATIONS", [m for m in ledger_engine.MIGRATIONS if m[0] <= 2])
+    try:
+        assert current_version(engine) == 1
+        assert migrate(engine) == [2]
+    finally:
+        engine.dispose()
+    assert "ux_deliveries_once" in _indexes(ledger_url, "deliveries")
+    monkeypatch.undo()
+    lg = Ledger.open(ledger_url)
+    try:
+        ds = lg.deliveries_of(ann_id)
+        assert sorted(d.channel for d in ds) == ["a", "b", "b"], "history is kept"
+        with pytest.raises(IntegrityError), lg.tx() as conn:
+            conn.execute(text("INSERT INTO deliveries (id, announcement_id, channel, state, attempts, maybe_sent, "
+                              "created_at, updated_at, once_key) VALUES ('dlv_new', :a, 'a', 'pending', 0, false, "
+                              ":t, :t, :k)"), {"a": ann_id, "t": NOW, "k": f"{ann_id}/-/a"})
+        first_a = next(d for d in ds if d.channel == "a")
+        _fall_back(lg, first_a.id, ["b", "c"])
+        assert sorted(d.channel for d in lg.deliveries_of(ann_id)) == ["a", "b", "b", "c"]
+    finally:
+        lg.close()
+
+
 def test_expire_leases_turns_dead_workers_rows_into_maybe_sent_retries(ledger, clock):
     _, [dead, alive] = create(ledger)
     ledger.claim(dead.id, "dead", 5)

@@ -14,7 +14,7 @@ import yaml
 
 from broadcaster import service
 from broadcaster.channels.webhook import verify
-from tests.support.receiver import Reply
+from tests.support.receiver import Receiver, Reply
 from tests.support.system import System, settings_for
 
 pytestmark = pytest.mark.slow
@@ -91,6 +91,35 @@ def test_permanent_error_goes_straight_to_fallback(system_factory, ledger_url, r
     assert str(by_channel["backup"].state) == "delivered"
     assert by_channel["backup"].fallback_of == by_channel["primary"].id
     assert [r.path for r in receiver.requests] == ["/primary", "/backup"]
+
+
+def test_a_channel_routed_directly_and_as_a_fallback_gets_the_announcement_once(system_factory, ledger_url,
+                                                                                 receiver):
+    """Routed to a and b, a falls back to [b, c], and a fails for good: b's receiver sees exactly
+    one post (its own delivery), c exactly one (the fallback), and a's record says why b got
+    no second one."""
+    others = Receiver().start()
+    try:
+        channels = {"a": hook(receiver.url + "/a"), "b": hook(others.url + "/b"), "c": hook(others.url + "/c")}
+        policy = {"defaults": {"attempts": 5, "backoff": {"base": 0.2, "max": 1}},
+                  "channels": {"a": {"fallback": ["b", "c"]}}}
+        system = system_factory(ledger_url, channels, routes={"incident": ["a", "b"]}, policy=policy)
+        receiver.script(*[Reply(400, body=b'{"error":"bad payload"}')] * 3)
+        with system.worker():
+            system.start_scheduler()
+            ann = submit(system)
+            ds = system.wait_settled(ann, count=3)
+        by_channel = {d.channel: d for d in ds}
+        assert sorted(by_channel) == ["a", "b", "c"] and len(ds) == 3
+        assert str(by_channel["a"].state) == "fallen_back"
+        assert str(by_channel["b"].state) == "delivered" and by_channel["b"].fallback_of is None
+        assert str(by_channel["c"].state) == "delivered" and by_channel["c"].fallback_of == by_channel["a"].id
+        assert [r.path for r in others.ok()].count("/b") == 1, "b must get the announcement exactly once"
+        assert [r.path for r in others.ok()].count("/c") == 1
+        reasons = " ".join(e.reason for e in system.runtime.ledger.events_of(by_channel["a"].id))
+        assert f"fallback b already has it ({by_channel['b'].id}" in reasons
+    finally:
+        others.stop()
 
 
 def test_flushall_mid_run_loses_nothing(system_factory, sqlite_url, receiver, private_redis):
