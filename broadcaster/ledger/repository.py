@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.sql.expression import Executable
 
 from ..errors import IdempotencyConflict, LedgerUnavailable, NotFound
 from ..models import (
@@ -336,16 +337,18 @@ class Ledger:
             conn.execute(_INSERT_EVENT, event)
         return already
 
-    def _insert_once_statement(self):
+    def _insert_once_statement(self) -> Executable:
         """``INSERT … ON CONFLICT DO NOTHING RETURNING id`` (the same words on SQLite and
         PostgreSQL), built once per ledger."""
-        stmt = self.__dict__.get("_insert_once")
+        stmt: Executable | None = self.__dict__.get("_insert_once")
         if stmt is None:
+            from sqlalchemy.dialects import postgresql, sqlite
+
             if self.engine.dialect.name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+                stmt = postgresql.insert(t.deliveries).on_conflict_do_nothing().returning(t.deliveries.c.id)
             else:
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            stmt = self._insert_once = dialect_insert(t.deliveries).on_conflict_do_nothing().returning(t.deliveries.c.id)
+                stmt = sqlite.insert(t.deliveries).on_conflict_do_nothing().returning(t.deliveries.c.id)
+            self._insert_once = stmt
         return stmt
 
     def get_announcement(self, ann_id: str) -> Announcement:
