@@ -24,7 +24,7 @@ from ..config import Settings
 from ..errors import LedgerUnavailable
 from ..runtime import Runtime
 from ..tokens import TokenStore
-from . import errors
+from . import docs_ui, errors
 from .auth import Unauthenticated
 from .deps import lenient_json
 from .intake import DEFAULT_PUBLIC, IntakeGuard, Limiter
@@ -117,7 +117,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             rt.close()
             rt.ledger.close()
 
-    app = FastAPI(title="broadcaster", version=_version(), description=DESCRIPTION, docs_url="/docs",
+    app = FastAPI(title="broadcaster", version=_version(), description=DESCRIPTION, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan, **lenient_json())
     app.state.runtime = rt
     app.state.tokens = TokenStore(rt.ledger, settings, clock=rt.clock)
@@ -133,6 +133,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     from .routes_health import router as health
 
     app.include_router(health)
+    docs_ui.install(app)  # /docs with Swagger UI's assets served locally (works offline)
     app.include_router(_routers(app.state.public_paths))
     _web(app)
 
