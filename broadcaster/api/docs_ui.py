@@ -21,7 +21,7 @@ ASSETS = "/docs/assets"
 def assets_dir() -> Path:
     """Where the installed Swagger UI files are (an ImportError names the missing distribution)."""
     try:
-        from swagger_ui_bundle import swagger_ui_path
+        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - a broken install, not a runtime condition
         raise ImportError("the API docs need the 'swagger-ui-bundle-v2' distribution "
                           "(a dependency of broadcaster: reinstall it)") from exc

@@ -20,6 +20,15 @@ def setup_logging(level: str = "INFO") -> None:
     configure(level)
 
 
+def _probe_host(host: str) -> str:
+    """Where to reach a server listening on ``host`` from this machine."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 @main.command()
 @click.option("--host", default=None, help="API address (default from config: 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="API port (default from config: 8080).")
@@ -27,10 +36,37 @@ def setup_logging(level: str = "INFO") -> None:
               help="Also run the provider sandbox (default: when the config's sandbox.autostart is true).")
 @click.pass_context
 def up(ctx, host, port, with_sandbox):
-    """Run everything on this machine: API + worker + scheduler (Ctrl-C stops all)."""
-    from ..supervise import Supervisor, child_env, find_or_start_redis
+    """Run everything on this machine: API + worker + scheduler (Ctrl-C stops all).
+
+    Says "is up" once the API answers /healthz (and the sandbox its port). The API, worker and
+    scheduler are required; the sandbox is optional: if its port is taken, the rest runs without it."""
+    from ..supervise import (
+        Supervisor,
+        child_env,
+        find_or_start_redis,
+        http_ok,
+        port_answers,
+        port_free,
+    )
 
     settings = load(ctx)
+    host = host or settings.api.host
+    port = port or settings.api.port
+    if not port_free(host, port):
+        click.echo(f"error: cannot start the API: {host}:{port} is already in use (another broadcaster up?); "
+                   "stop that, or pass --port / set api.port", err=True)
+        ctx.exit(EXIT_USAGE)
+    sandbox_on = settings.sandbox.autostart if with_sandbox is None else with_sandbox
+    sandbox_note = None
+    box = settings.sandbox
+    if sandbox_on:
+        taken = [p for p in (box.port, box.smtp_port) if p > 0 and not port_free(box.host, p)]
+        if taken:
+            sandbox_on = False
+            sandbox_note = (f"sandbox:   NOT started — {box.host}:{', '.join(map(str, taken))} already in use "
+                            "(a sandbox you started yourself serves the channels just as well; set sandbox.port, "
+                            "or --no-sandbox)")
+            click.echo(f"warning: {sandbox_note}", err=True)
     var = Path(os.environ.get("BROADCASTER_VAR", "var"))
     try:
         choice = find_or_start_redis(settings.broker, var, dict(os.environ))
@@ -42,34 +78,37 @@ def up(ctx, host, port, with_sandbox):
     ledger = Ledger.open(settings.ledger)  # migrate once, before the children start
     token_note = _first_admin_token(ledger, settings, var)
     ledger.close()
-    host = host or settings.api.host
-    port = port or settings.api.port
     cfg = ["--config", settings.source] if settings.source else []
     sup = Supervisor(child_env(choice.url))
-    sandbox_on = settings.sandbox.autostart if with_sandbox is None else with_sandbox
     if sandbox_on:
-        sup.add("sandbox", *cfg, "sandbox", "--host", settings.sandbox.host, "--port", str(settings.sandbox.port),
-                "--smtp-port", str(settings.sandbox.smtp_port))
-    sup.add("api", *cfg, "api", "--host", host, "--port", str(port))
-    sup.add("worker", *cfg, "worker")
+        sup.add("sandbox", *cfg, "sandbox", "--host", box.host, "--port", str(box.port),
+                "--smtp-port", str(box.smtp_port), required=False,
+                probe=lambda: port_answers(_probe_host(box.host), box.port))
+    api_url = f"http://{_url_host(_probe_host(host))}:{port}"
+    sup.add("api", *cfg, "api", "--host", host, "--port", str(port), probe=lambda: http_ok(f"{api_url}/healthz"))
+    sup.add("worker", *cfg, "worker", "--no-banner")  # the lines below say what runs
     sup.add("scheduler", *cfg, "scheduler")
 
-    def ready():
+    def ready(running) -> None:
+        shown = f"http://{_url_host(host)}:{port}"
         click.echo(f"broadcaster is up (Redis: {choice.how}; ledger: {mask_url_password(settings.ledger)})")
-        click.echo(f"  web page:  http://{host}:{port}/")
-        click.echo(f"  API:       http://{host}:{port}/api/v1   (docs: http://{host}:{port}/docs)")
-        if sandbox_on:
-            click.echo(f"  sandbox:   http://{settings.sandbox.host}:{settings.sandbox.port}/_sandbox/")
+        click.echo(f"  web page:  {shown}/")
+        click.echo(f"  API:       {shown}/api/v1   (docs: {shown}/docs)")
+        if any(c.name == "sandbox" for c in running):
+            click.echo(f"  sandbox:   http://{_url_host(box.host)}:{box.port}/_sandbox/")
+        elif sandbox_note or any(c.name == "sandbox" for c in sup.children):
+            click.echo(f"  {sandbox_note or 'sandbox:   NOT running (see the message above)'}")
         if token_note:
             click.echo(f"  {token_note}")
         click.echo("  Ctrl-C stops everything.")
 
     try:
-        sup.run(on_ready=ready)
+        code = sup.run(on_ready=ready)
     finally:
         if choice.process is not None:
             choice.process.terminate()
-    click.echo("broadcaster stopped.")
+    click.echo("broadcaster stopped." if code == 0 else "broadcaster stopped: a required part could not run.")
+    ctx.exit(code)
 
 
 def _first_admin_token(ledger, settings, var: Path) -> str | None:
@@ -122,15 +161,16 @@ def api(ctx, host, port, workers):
 @click.option("-c", "--concurrency", type=int, default=None)
 @click.option("--pool", type=click.Choice(["threads", "prefork", "solo"]), default=None)
 @click.option("--loglevel", default="INFO")
+@click.option("--banner/--no-banner", default=True, help="Print Celery's start-up banner (off under `up`).")
 @click.pass_context
-def worker(ctx, queues, concurrency, pool, loglevel):
+def worker(ctx, queues, concurrency, pool, loglevel, banner):
     """Run a Celery worker for the channel queues."""
     from ..tasks import create_app
 
     settings = load(ctx)
     setup_logging(loglevel)
     app = create_app(settings)
-    argv = ["worker", f"--loglevel={loglevel}", f"--pool={pool or settings.worker.pool}",
+    argv = [*([] if banner else ["--quiet"]), "worker", f"--loglevel={loglevel}", f"--pool={pool or settings.worker.pool}",
             f"--concurrency={concurrency or settings.worker.concurrency}",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     if queues:

@@ -4,9 +4,12 @@ HTTP reaches a loopback webhook receiver, and Ctrl-C stops every process."""
 from __future__ import annotations
 
 import os
+import queue
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -69,3 +72,79 @@ def test_up_delivers_and_stops_on_ctrl_c(tmp_path, receiver, shared_redis_url):
     assert "Traceback" not in out, out[-3000:]
     leftover = subprocess.run(["pgrep", "-f", str(cfg)], capture_output=True, text=True).stdout.split()
     assert not leftover, f"processes left running: {leftover}"
+
+
+def _read_lines(proc, lines: queue.Queue) -> None:
+    for line in proc.stdout:
+        lines.put(line)
+    lines.put(None)
+
+
+def test_up_says_up_only_once_serving_and_runs_on_without_a_sandbox_whose_port_is_taken(tmp_path, shared_redis_url):
+    port, box_port, smtp_port = free_port(), free_port(), free_port()
+    cfg = tmp_path / "up.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "ledger": f"sqlite:///{tmp_path}/ledger.db", "api": {"port": port},
+        "sandbox": {"autostart": True, "port": box_port, "smtp_port": smtp_port},
+        "channels": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
+        "routes": {"deploy": ["hook"]},
+    }))
+    env = {**os.environ, "BROADCASTER_VAR": str(tmp_path / "var"), "REDIS_URL": shared_redis_url}
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", box_port))
+    squatter.listen()
+    proc = subprocess.Popen([sys.executable, "-m", "broadcaster", "--config", str(cfg), "up"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_lines, args=(proc, lines), daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail("up exited: " + "".join(seen)[-3000:])
+            seen.append(line)
+            if line.startswith("broadcaster is up"):
+                # no retry: the moment it says "up", the API must already answer
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+                break
+        else:
+            pytest.fail("never said it was up: " + "".join(seen)[-3000:])
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        squatter.close()
+    while (line := lines.get(timeout=10)) is not None:
+        seen.append(line)
+    out = "".join(seen)
+    assert proc.returncode == 0, out[-3000:]
+    assert f"sandbox:   NOT started — 127.0.0.1:{box_port} already in use" in out
+    assert "Traceback" not in out, out[-3000:]
+    assert "[queues]" not in out and "[config]" not in out, "no Celery banner under up"
+
+
+def test_up_with_its_api_port_taken_fails_at_once_with_one_line(tmp_path, shared_redis_url):
+    port = free_port()
+    cfg = tmp_path / "up.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "ledger": f"sqlite:///{tmp_path}/ledger.db", "api": {"port": port},
+        "channels": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}}, "routes": {"deploy": ["hook"]},
+    }))
+    env = {**os.environ, "BROADCASTER_VAR": str(tmp_path / "var"), "REDIS_URL": shared_redis_url}
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        res = subprocess.run([sys.executable, "-m", "broadcaster", "--config", str(cfg), "up"], env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"error: cannot start the API: 127.0.0.1:{port} is already in use "
+                                  "(another broadcaster up?); stop that, or pass --port / set api.port")
+    assert "is up" not in res.stdout
