@@ -14,6 +14,8 @@ AmbiguousDelivery           idempotent channel or one that can look up → retry
                             otherwise → unknown (never re-posted blindly)
 TransientError              retrying after exponential backoff with full jitter
 PermanentError              failed → fallen_back when the channel has fallbacks
+message cannot be built     failed at once (engine: render, or the adapter building its payload
+from the text               before any I/O); never "maybe sent", never counted by the breaker
 out of attempts / deadline  failed → fallen_back when the channel has fallbacks
 ==========================  =====================================================================
 """

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from . import delivery as policy_mod
 from . import signing
+from .channels.base import io_reset, io_started
 from .config import redact, secret_values
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
 from .ledger.repository import default_owner
@@ -20,6 +21,11 @@ from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 S = DeliveryState
+
+#: what building a message from the text raises when the text itself is the problem (a header
+#: with a line break, a value the payload cannot hold); any other error before sending is ours
+#: and is retried
+CONTENT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, LookupError)
 
 
 class LedgerProgress:
@@ -68,7 +74,11 @@ def build_message(runtime: Runtime, d: Delivery, ann=None) -> Message:
 
 
 def render_post(channel, message: Message, d: Delivery, settings=None) -> Post:
-    post = channel.render(message)
+    return stamp_post(channel, channel.render(message), message, d, settings)
+
+
+def stamp_post(channel, post: Post, message: Message, d: Delivery, settings=None) -> Post:
+    """The rendered post with the ids (and, for a status page, the signature) it travels with."""
     meta = {**post.meta, "announcement_id": d.announcement_id, "update_id": d.update_id, "delivery_id": d.id,
             "created_at": message.update.created_at if message.update else message.announcement.created_at}
     if settings is not None and channel.kind == "statuspage":
@@ -127,14 +137,13 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
         prepared = _prepare(runtime, d, ann, pol, now, finish)
     except Exception as exc:  # noqa: BLE001 - nothing was sent: give the claim back, never "maybe sent"
         log.exception("delivery %s: internal error before sending", d.id, extra=_ids(d))
-        return finish(S.RETRYING if d.attempts else S.PENDING,
-                      f"internal error before sending ({type(exc).__name__}); nothing was sent, will retry",
-                      due_at=runtime.clock() + policy_mod.backoff(d.attempts + 1, pol))
+        return _nothing_sent(runtime, d, exc, pol, finish)
     if isinstance(prepared, str):
         return prepared
     channel, post, permit = prepared
 
     progress = LedgerProgress(runtime, d, owner, lease)
+    io_reset()
     try:
         if d.maybe_sent:
             if channel.can_lookup:
@@ -149,7 +158,12 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
         receipt = channel.send(post, key=d.key, progress=progress)
     except DeliveryError as exc:
         return _after_error(runtime, d, exc, pol, channel, finish)
-    except Exception as exc:  # noqa: BLE001 - an adapter bug: the request may have gone out
+    except Exception as exc:  # noqa: BLE001 - an adapter bug: the request may have gone out…
+        if channel.marks_io and not io_started():  # …unless nothing left yet (see channels.base)
+            if isinstance(exc, CONTENT_ERRORS):
+                return _content_failed(runtime, d, exc, finish, "could not be built for sending")
+            log.exception("delivery %s: internal error in %s before sending", d.id, d.channel, extra=_ids(d))
+            return _nothing_sent(runtime, d, exc, pol, finish)
         log.exception("delivery %s: unexpected error in %s adapter", d.id, d.channel, extra=_ids(d))
         err = AmbiguousDelivery(f"internal error in the {channel.kind} adapter ({type(exc).__name__})")
         return _after_error(runtime, d, err, pol, channel, finish)
@@ -193,15 +207,34 @@ def _prepare(runtime: Runtime, d: Delivery, ann, pol, now: float, finish):
                           f"{pol.rate_limit[1]:.0f}s reached; waiting {wait:.2f}s", due_at=now + wait)
 
     channel = runtime.channel(d.channel)
+    message = build_message(runtime, d, ann)  # ledger reads: an outage here is retried, not a content error
     try:
-        message = build_message(runtime, d, ann)
-        post = render_post(channel, message, d, settings)
+        rendered = channel.render(message)
     except PermanentError as exc:
-        return finish(S.FAILED, f"cannot be rendered for {d.channel}: {exc}", error=str(exc))  # our own words
+        return _content_failed(runtime, d, exc, finish, "cannot be rendered")
     except DeliveryError as exc:
         return _after_error(runtime, d, exc, pol, channel, finish)
+    except CONTENT_ERRORS as exc:
+        return _content_failed(runtime, d, exc, finish, "cannot be rendered")
+    return channel, stamp_post(channel, rendered, message, d, settings), permit
 
-    return channel, post, permit
+
+def _content_failed(runtime: Runtime, d: Delivery, exc: Exception, finish, what: str) -> str:
+    """The text cannot become this channel's message (too long, a line break in a mail header…):
+    nothing was sent and trying again cannot help, so the delivery fails at once — not counted
+    against the channel's breaker (the provider is fine) and never "maybe sent"."""
+    secrets = secret_values(runtime.settings.channels.get(d.channel))
+    detail = str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}"
+    detail = redact(detail, secrets)
+    return finish(S.FAILED, f"{what} for {d.channel}: {detail}; nothing was sent", error=detail,
+                  maybe_sent=False)
+
+
+def _nothing_sent(runtime: Runtime, d: Delivery, exc: Exception, pol, finish) -> str:
+    """An internal failure (not the content's) before anything left: the claim goes back."""
+    return finish(S.RETRYING if d.attempts else S.PENDING,
+                  f"internal error before sending ({type(exc).__name__}); nothing was sent, will retry",
+                  due_at=runtime.clock() + policy_mod.backoff(d.attempts + 1, pol))
 
 
 def _after_error(runtime: Runtime, d: Delivery, exc: DeliveryError, pol, channel, finish) -> str:

@@ -46,6 +46,7 @@ def item(url: Secret) -> str:
 class Apprise(Channel[AppriseSettings]):
     kind = "apprise"
     Settings = AppriseSettings
+    marks_io = False  # the apprise library reaches the services itself: any unexpected error may follow a send
 
     @property
     def factory(self) -> Callable[[], Any]:

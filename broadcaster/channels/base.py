@@ -16,11 +16,16 @@ connection factory, a clock) and offers:
 - ``retract(receipt)`` — delete the remote post where the provider allows it.
 
 Class metadata tells the delivery policy how careful to be: ``idempotent`` (re-sending with the
-same key cannot create a second post), ``can_lookup``, ``can_retract``, ``public``.
+same key cannot create a second post), ``can_lookup``, ``can_retract``, ``public``, and
+``marks_io``: everything the adapter sends leaves through ``self.http`` (which calls
+:func:`io_begins`) or after its own :func:`io_begins` call. The engine then knows that an
+unexpected error raised before that point — building a payload or a mail header from the text —
+sent nothing: a permanent content error, not a "maybe sent" and not a provider failure.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -31,6 +36,24 @@ from .. import render
 from ..config import ChannelSettings
 from ..errors import ContentRejected, PermanentError
 from ..models import Message, Post, Receipt
+
+_io = threading.local()
+
+
+def io_reset() -> None:
+    """The engine, just before an attempt's remote calls: nothing has left this thread yet."""
+    _io.started = False
+
+
+def io_begins() -> None:
+    """Called just before anything leaves the process (a request, an SMTP connection)."""
+    _io.started = True
+
+
+def io_started() -> bool:
+    """Whether this thread reached the outside since :func:`io_reset` (True when never reset:
+    unknown counts as "may have been sent")."""
+    return bool(getattr(_io, "started", True))
 
 
 class Progress(Protocol):
@@ -86,6 +109,8 @@ class Channel(Generic[S]):
     can_retract: ClassVar[bool] = False
     #: a public channel must never see a post twice (PRODUCT.md guarantee 2)
     public: ClassVar[bool] = True
+    #: every remote call goes through ``self.http`` or follows an ``io_begins()`` (module docstring)
+    marks_io: ClassVar[bool] = True
     #: maximum length of one part, in the unit of ``count``; None = no limit
     max_length: ClassVar[int | None] = None
 
@@ -113,6 +138,7 @@ class Channel(Generic[S]):
 
     @property
     def http(self) -> httpx.Client:
+        io_begins()  # asked for the client: a request is about to leave
         if self._http is None:
             from ._http import make_client
 

@@ -38,7 +38,7 @@ from ..errors import (
 )
 from ..models import KINDS, Message, Post, Receipt
 from . import _http, _mail
-from .base import Channel, MemoryProgress, Progress
+from .base import Channel, MemoryProgress, Progress, io_begins
 from .registry import register
 
 log = logging.getLogger(__name__)
@@ -374,6 +374,7 @@ class Email(Channel[EmailSettings]):
         marks = Marks(progress)
         sent = 0
         writer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-marks")
+        io_begins()  # the template (headers from the text) is built: from here on, mail may leave
         try:
             for batch in chunks(todo, st.batch_size):
                 sender = self.sender()

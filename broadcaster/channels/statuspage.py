@@ -157,6 +157,7 @@ def run_mirror_command(command: str, directory: Path, timeout: float) -> None:
 class Statuspage(Channel[StatuspageSettings]):
     kind = "statuspage"
     Settings = StatuspageSettings
+    marks_io = False  # it writes files and runs a publish command: any unexpected error may follow a send
     idempotent = True
     can_lookup = True
     can_retract = True
