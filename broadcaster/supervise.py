@@ -30,7 +30,7 @@ def redis_reachable(url: str, timeout: float = 1.0) -> bool:
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         return bool(client.ping())
-    except Exception:  # noqa: BLE001 - any failure means "not usable"
+    except Exception:  # any failure means "not usable"
         return False
 
 
@@ -49,7 +49,8 @@ def find_or_start_redis(configured: str | None, var_dir: Path, env: dict[str, st
     if configured:
         if configured.startswith(("amqp", "sentinel")) or redis_reachable(configured):  # workers report their own
             return RedisChoice(configured, "from the configuration")
-        raise RuntimeError(f"Redis at {mask_url_password(configured)} (from the configuration) is not reachable; start it or fix 'broker'")
+        raise RuntimeError(f"Redis at {mask_url_password(configured)} (from the configuration) is not reachable; "
+                           "start it or fix 'broker'")
     if env.get("REDIS_URL"):
         if redis_reachable(env["REDIS_URL"]):
             return RedisChoice(env["REDIS_URL"], "from REDIS_URL")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Callable
+from typing import Any
 
 import click
 import httpx
@@ -87,7 +88,8 @@ class Api:
             return data
         err = (data or {}).get("error") if isinstance(data, dict) else None
         message = (err or {}).get("message") or resp.reason_phrase or "request failed"
-        field = ((err or {}).get("details") or {}).get("field") if isinstance((err or {}).get("details"), dict) else None
+        details = (err or {}).get("details")
+        field = details.get("field") if isinstance(details, dict) else None
         text = f"{resp.status_code} {message}" + (f" (field: {field})" if field and field not in message else "")
         if resp.status_code in UNREACHABLE_STATUS:
             raise ClientError(f"server unavailable: {text}", EXIT_UNREACHABLE, data)
@@ -137,7 +139,7 @@ def overall_of(data: dict, deliveries: list[dict] | None = None) -> str:
 def table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
 def emit_json(data: Any) -> None:
@@ -336,7 +338,8 @@ def wait_options(fn: Callable) -> Callable:
 @click.option("--direct", is_flag=True,
               help="Break glass: API/broker/ledger down — send straight to the channels in --config and journal it "
                    "for `broadcaster reconcile`.")
-@click.option("--journal", default=None, help="Break-glass journal file (default $BROADCASTER_JOURNAL or var/breakglass.jsonl).")
+@click.option("--journal", default=None,
+              help="Break-glass journal file (default $BROADCASTER_JOURNAL or var/breakglass.jsonl).")
 @wait_options
 @json_option
 @connection_options
@@ -354,7 +357,7 @@ def post(ctx, kind, title, body, body_file, severity, ann_status, components, ch
 
     def action(api: Api) -> int:
         created = api.call("POST", "/announcements", json_body=payload, headers={"Idempotency-Key": key})
-        ann_id = announcement_of(created).get("id")
+        ann_id = str(announcement_of(created).get("id"))
         code, final = EXIT_OK, None
         if not as_json:
             click.echo(f"accepted {ann_id}" + ("" if created.get("created", True) else " (already submitted)"))
@@ -368,7 +371,8 @@ def post(ctx, kind, title, body, body_file, severity, ann_status, components, ch
             emit_json({**created, **extra} if final is None else
                       {**final, **extra, "exit_code": code, "accepted": created})
         elif final is not None:
-            click.echo(f"overall: {overall_of(final, [d for d in final.get('deliveries') or [] if not d.get('update_id')])}")
+            own = [d for d in final.get("deliveries") or [] if not d.get("update_id")]
+            click.echo(f"overall: {overall_of(final, own)}")
         return code
 
     run(ctx, api_url, token, action)
@@ -528,8 +532,9 @@ def preview(ctx, kind, title, body, body_file, severity, ann_status, components,
                                                  f"{', '.join(map(str, lengths)) or '-'}"
                                                  + (f" / limit {limit}" if limit else ""))
                 click.echo(head)
-                for i, part in enumerate(r.get("parts") or [], 1):
-                    if len(r.get("parts")) > 1:
+                parts = r.get("parts") or []
+                for i, part in enumerate(parts, 1):
+                    if len(parts) > 1:
                         click.echo(f"-- part {i}")
                     click.echo(part)
         return EXIT_FAILED if any(r.get("error") for r in rows) else EXIT_OK

@@ -170,7 +170,8 @@ def worker(ctx, queues, concurrency, pool, loglevel, banner):
     settings = load(ctx)
     setup_logging(loglevel)
     app = create_app(settings)
-    argv = [*([] if banner else ["--quiet"]), "worker", f"--loglevel={loglevel}", f"--pool={pool or settings.worker.pool}",
+    argv = [*([] if banner else ["--quiet"]), "worker", f"--loglevel={loglevel}",
+            f"--pool={pool or settings.worker.pool}",
             f"--concurrency={concurrency or settings.worker.concurrency}",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     if queues:

@@ -56,7 +56,8 @@ def test_up_delivers_and_stops_on_ctrl_c(tmp_path, receiver, shared_redis_url):
         seen = receiver.ok()[0]
         assert verify(SECRET, seen.headers, seen.body)
         assert seen.json()["data"]["title"] == "Deployed v1.2.3"
-        detail = httpx.get(f"{base}/api/v1/announcements/{r.json()['id']}", headers={"Authorization": f"Bearer {token}"})
+        detail = httpx.get(f"{base}/api/v1/announcements/{r.json()['id']}",
+                           headers={"Authorization": f"Bearer {token}"})
         assert detail.status_code == 200
     finally:
         os.killpg(proc.pid, signal.SIGINT)

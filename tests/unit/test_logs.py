@@ -94,5 +94,6 @@ def test_a_real_pseudo_terminal_is_detected_in_a_child_process():
     out = b"".join(chunks).decode()
     assert "\033[33mWARNING" in out and "broadcaster.t" in out and "hello there" in out
     assert not out.lstrip().startswith("{")
-    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False)
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                           check=False)
     assert json.loads(piped.stderr)["msg"] == "hello there"
