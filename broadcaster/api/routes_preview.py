@@ -7,6 +7,7 @@ thread splits shown here are the ones that will be posted.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Annotated
 
 from fastapi import Depends
@@ -22,6 +23,11 @@ from .schemas import PreviewChannel, PreviewIn, PreviewOut
 
 log = logging.getLogger(__name__)
 router = make_router(tags=["preview"], responses=ERRORS)
+
+#: previews rendered at once in this process. Rendering is CPU work in the thread pool; a few
+#: at a time keep the event loop (and /healthz) getting the GIL, and leave the pool's other
+#: threads for everyone else while one client floods the preview.
+RENDER_SLOTS = threading.BoundedSemaphore(2)
 
 #: same length as a real id, so the status-page link counts as it will
 PREVIEW_ID = "ann_preview" + "0" * 14
@@ -61,6 +67,12 @@ def render_one(rt: Runtime, name: str, message: Message) -> PreviewChannel:
                           title=post.title, text=post.text)
 
 
+def render_all(rt: Runtime, names: list[str], message: Message) -> list[PreviewChannel]:
+    """Every channel's rendering, in one of the :data:`RENDER_SLOTS` (call from a worker thread)."""
+    with RENDER_SLOTS:
+        return [render_one(rt, name, message) for name in names]
+
+
 @router.post("/preview", response_model=PreviewOut)
 def preview(body: PreviewIn, who: Annotated[Principal, Depends(principal)], rt: Annotated[Runtime, Depends(runtime)]):
     """Render per channel (explicit ``channels``, else the route for ``kind``) without sending."""
@@ -74,4 +86,4 @@ def preview(body: PreviewIn, who: Annotated[Principal, Depends(principal)], rt: 
         raise InvalidRequest(f"unknown channel(s): {', '.join(unknown)}", field="channels")
     public = f"{settings.public_url.rstrip('/')}/a/{PREVIEW_ID}"
     message = Message(announcement=transient(body, who.name, rt.clock()), public_url=public)
-    return PreviewOut(channels=[render_one(rt, name, message) for name in channels])
+    return PreviewOut(channels=render_all(rt, channels, message))

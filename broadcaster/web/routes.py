@@ -7,14 +7,16 @@ Every action calls the same service functions as the API, as the signed-in token
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
 
 from .. import service
 from ..errors import BroadcasterError, Forbidden, InvalidRequest, LedgerUnavailable, NotFound
@@ -79,10 +81,20 @@ def _ctx(who) -> dict[str, Any]:
     return {"principal": principal, "csrf": session.csrf_for(token)}
 
 
-async def checked_form(request: Request, who):
-    """The posted form if its CSRF token matches the session, else None."""
-    form = await request.form()
-    return form if session.csrf_ok(who[0], form.get("csrf")) else None
+async def _read_form(request: Request) -> FormData:
+    """The posted form, read on the event loop (already in memory: the intake guard buffered and
+    bounded the body), so the handler itself can be a plain ``def`` that FastAPI runs in its
+    thread pool — no ledger call, token check or rendering ever runs on the event loop."""
+    return await request.form()
+
+
+async def _read_body(request: Request) -> bytes:
+    return await request.body()
+
+
+#: the posted form / raw body, for plain-``def`` handlers
+Form = Annotated[FormData, Depends(_read_form)]
+Body = Annotated[bytes, Depends(_read_body)]
 
 
 def refused(request: Request, who) -> HTMLResponse:
@@ -114,8 +126,7 @@ def signin_form(request: Request, error: str | None = None, status: int = 200) -
 
 
 @router.post("/signin")
-async def signin(request: Request) -> Response:
-    form = await request.form()
+def signin(request: Request, form: Form) -> Response:
     if not session.presign_ok(request, form.get("csrf")):
         return signin_form(request, "The sign-in form expired. Please try again.", 403)
     token = str(form.get("token") or "").strip()
@@ -128,9 +139,9 @@ async def signin(request: Request) -> Response:
 
 
 @router.post("/signout")
-async def signout(request: Request) -> Response:
+def signout(request: Request, form: Form) -> Response:
     who = signed_in(request)
-    if who and await checked_form(request, who) is None:
+    if who and not session.csrf_ok(who[0], form.get("csrf")):
         return refused(request, who)
     resp = redirect("/signin")
     resp.delete_cookie(session.SESSION_COOKIE, path="/")
@@ -203,11 +214,10 @@ def announcement_data(form) -> dict:
 
 
 @router.post("/compose")
-async def compose(request: Request) -> Response:
+def compose(request: Request, form: Form) -> Response:
     who = signed_in(request)
     if not who:
         return redirect("/signin")
-    form = await request.form()
     if not session.csrf_ok(who[0], form.get("csrf")):
         return refused(request, who)
     rt = session.runtime_of(request)
@@ -241,11 +251,10 @@ def announcement(request: Request, ann_id: str, done: str | None = None) -> Resp
                 update_key=str(uuid.uuid4()), **_ctx(who))
 
 
-async def _action(request: Request, ann_id: str, fn) -> Response:
+def _action(request: Request, form: FormData, ann_id: str, fn) -> Response:
     who = signed_in(request)
     if not who:
         return redirect("/signin")
-    form = await request.form()
     if not session.csrf_ok(who[0], form.get("csrf")):
         return refused(request, who)
     try:
@@ -256,38 +265,38 @@ async def _action(request: Request, ann_id: str, fn) -> Response:
 
 
 @router.post("/announcements/{ann_id}/updates")
-async def post_update(request: Request, ann_id: str) -> Response:
+def post_update(request: Request, ann_id: str, form: Form) -> Response:
     def act(rt, form, principal):
         data = {"status": (form.get("status") or "").strip(), "body": form.get("body") or ""}
         key = (form.get("idempotency_key") or "")[:200] or None
         service.add_update(rt, ann_id, data, principal=principal, idempotency_key=key and f"web:{key}")
         return "update"
 
-    return await _action(request, ann_id, act)
+    return _action(request, form, ann_id, act)
 
 
 @router.post("/announcements/{ann_id}/retract")
-async def retract(request: Request, ann_id: str) -> Response:
+def retract(request: Request, ann_id: str, form: Form) -> Response:
     def act(rt, form, principal):
         if form.get("confirm") != "yes":
             raise InvalidRequest("tick the box to confirm the retraction")
         service.retract(rt, ann_id, principal=principal, reason=(form.get("reason") or "")[:2000])
         return "retract"
 
-    return await _action(request, ann_id, act)
+    return _action(request, form, ann_id, act)
 
 
 @router.post("/announcements/{ann_id}/cancel")
-async def cancel(request: Request, ann_id: str) -> Response:
+def cancel(request: Request, ann_id: str, form: Form) -> Response:
     def act(rt, form, principal):
         service.cancel_scheduled(rt, ann_id, principal=principal)
         return "cancel"
 
-    return await _action(request, ann_id, act)
+    return _action(request, form, ann_id, act)
 
 
 @router.post("/deliveries/{delivery_id}/retry")
-async def retry(request: Request, delivery_id: str) -> Response:
+def retry(request: Request, delivery_id: str, form: Form) -> Response:
     rt = session.runtime_of(request)
     try:
         ann_id = rt.ledger.get_delivery(delivery_id).announcement_id
@@ -298,11 +307,11 @@ async def retry(request: Request, delivery_id: str) -> Response:
         service.retry_delivery(rt, delivery_id, principal=principal)
         return "retry"
 
-    return await _action(request, ann_id, act)
+    return _action(request, form, ann_id, act)
 
 
 @router.post("/deliveries/{delivery_id}/confirm")
-async def confirm(request: Request, delivery_id: str) -> Response:
+def confirm(request: Request, delivery_id: str, form: Form) -> Response:
     """An operator found an `unknown` post on the channel: settle it as delivered."""
     rt = session.runtime_of(request)
     try:
@@ -314,7 +323,7 @@ async def confirm(request: Request, delivery_id: str) -> Response:
         service.confirm_delivered(rt, delivery_id, principal=principal)
         return "confirm"
 
-    return await _action(request, ann_id, act)
+    return _action(request, form, ann_id, act)
 
 
 # ---------------------------------------------------------------- channel health
@@ -353,16 +362,19 @@ def ui_announcement(request: Request, ann_id: str) -> Response:
 
 
 @router.post("/ui/preview")
-async def ui_preview(request: Request) -> Response:
+def ui_preview(request: Request, raw: Body) -> Response:
+    """Runs in the thread pool (a plain ``def``): parsing and rendering a large text for every
+    channel is CPU work that must never hold the event loop (``/healthz`` and every other request
+    would wait). The body is already bounded by ``api.max_body_bytes`` and the schema's limits."""
     who = signed_in(request)
     if not who:
         return _json_error(401, "unauthorized", "sign in again")
     if not session.csrf_ok(who[0], request.headers.get("x-csrf-token")):
         return _json_error(403, "csrf", "reload the page")
     try:
-        body = await request.json()
-    except ValueError:
-        return _json_error(400, "bad_request", "send JSON")
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
+        return _json_error(400, "bad_request", "the request body is not valid JSON")
     if not isinstance(body, dict):
         return _json_error(400, "bad_request", "send a JSON object")
     try:

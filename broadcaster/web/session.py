@@ -56,8 +56,9 @@ def csrf_for(token: str) -> str:
     return hmac.new(token.encode("utf-8"), _CSRF_LABEL, hashlib.sha256).hexdigest()
 
 
-def csrf_ok(token: str, supplied: str | None) -> bool:
-    return bool(supplied) and hmac.compare_digest(csrf_for(token), str(supplied))
+def csrf_ok(token: str, supplied: object) -> bool:
+    """``supplied`` is whatever the form or header carried (a file upload is simply wrong)."""
+    return isinstance(supplied, str) and bool(supplied) and hmac.compare_digest(csrf_for(token), supplied)
 
 
 def new_presign() -> str:

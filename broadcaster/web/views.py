@@ -38,7 +38,7 @@ def safe_link(url: str | None) -> str | None:
 
 def preview(runtime, data: dict, author: str) -> list[dict[str, Any]]:
     """Render ``data`` (an unsent announcement) for each of its channels, via the API's preview."""
-    from ..api.routes_preview import PREVIEW_ID, render_one, transient
+    from ..api.routes_preview import PREVIEW_ID, render_all, transient
     from ..api.schemas import PreviewIn
 
     try:
@@ -49,7 +49,7 @@ def preview(runtime, data: dict, author: str) -> list[dict[str, Any]]:
     channels = [c for c in dict.fromkeys(req.channels) if c in settings.channels] or list(settings.route(req.kind))
     public = f"{settings.public_url.rstrip('/')}/a/{PREVIEW_ID}"
     message = Message(announcement=transient(req, author, runtime.clock()), public_url=public)
-    return [render_one(runtime, name, message).model_dump(mode="json") for name in channels]
+    return [row.model_dump(mode="json") for row in render_all(runtime, channels, message)]
 
 
 # ---------------------------------------------------------------- announcement page and lists

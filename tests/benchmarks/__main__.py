@@ -8,7 +8,7 @@ import argparse
 import time
 import traceback
 
-from . import bench_apprise, bench_email, bench_fanout, bench_intake, bench_recovery
+from . import bench_apprise, bench_email, bench_event_loop, bench_fanout, bench_intake, bench_recovery
 from .common import machine, table, write_json
 
 BENCHMARKS = {
@@ -17,6 +17,7 @@ BENCHMARKS = {
     "email": lambda quick: bench_email.run(quick),
     "intake": lambda quick: bench_intake.run(quick),
     "recovery": lambda quick: bench_recovery.run(quick),
+    "event_loop": lambda quick: bench_event_loop.run(quick),
 }
 
 
@@ -56,6 +57,11 @@ def summary_rows(name: str, r: dict) -> list[list]:
                  t.get("drains_at_rate_limit")],
                 [name, "no 1-s window above the bucket", f"max {r['max_in_any_window_of_per']} (bucket {r['bucket']})",
                  t.get("no_burst_above_bucket")]]
+    if name == "event_loop":
+        f = r["healthz_under_flood"]
+        return [[name, "/healthz ≤ 1 s while previews flood the page",
+                 f"max {(f['max_s'] or 0) * 1000:.0f} ms, p99 {(f['p99_s'] or 0) * 1000:.0f} ms",
+                 r["targets"].get("healthz_max<=1s")]]
     return []
 
 
