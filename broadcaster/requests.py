@@ -1,6 +1,7 @@
-"""The shapes of what users submit (announcements, updates), validated once for the API, the CLI,
-the web page and break glass: field limits, known kinds and statuses, sane times, no control
-characters. Errors name the field.
+"""The shapes of what users submit (announcements, updates, subscriber fields), validated once for
+the API, the CLI, the web page and break glass: field limits, known kinds and statuses, sane
+times, and only text every routed channel and the ledger can hold (:mod:`broadcaster.limits`).
+Errors name the field, with its path (``variants.ops-chat.title``, ``components.2``).
 """
 
 from __future__ import annotations
@@ -9,31 +10,80 @@ import hashlib
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InvalidRequest
+from .limits import CHANNEL, STATUS, multiline, text_problem
 from .models import INCIDENT_STATUSES, KINDS, MAINTENANCE_STATUSES, SEVERITIES
-
 
 #: times a datetime can hold and people mean: 1970 … 9999
 _EARLIEST, _LATEST = 0.0, 253402300799.0
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+#: the statuses each kind knows; an update of another kind carries a short label of its own
+STATUSES: dict[str, tuple[str, ...]] = {"incident": INCIDENT_STATUSES, "maintenance": MAINTENANCE_STATUSES}
+#: the shape of a free status label (kinds without known statuses): it is shown as ``[label]``
+_LABEL = re.compile(r"^\w[\w .-]*$")
+#: longest component or tag name (the subscriber form shares it)
+NAME_MAX = 100
 
 
-def _plain(v: Any) -> Any:
-    """Refuse control characters (NUL, ANSI escapes, BEL, C1) in user text; tabs and newlines are text."""
-    if isinstance(v, str) and _CONTROL.search(v):
-        raise ValueError("contains control characters (only tab and newlines are allowed)")
-    if isinstance(v, list):
-        for item in v:
-            _plain(item)
-    return v
+def one_line(value: str) -> str:
+    """A title, status, name or address: no control characters, no line breaks, no tabs."""
+    problem = text_problem(value, one_line=True)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
-def _check_text(cls, v: Any) -> Any:
-    return _plain(v)
+def text(value: str) -> str:
+    """A body: tabs and newlines are text, other control characters are not; CRLF becomes LF."""
+    problem = text_problem(value, one_line=False)
+    if problem:
+        raise ValueError(problem)
+    return multiline(value)
+
+
+Title = Annotated[str, Field(max_length=300), AfterValidator(one_line)]
+Body = Annotated[str, Field(max_length=20000), AfterValidator(text)]
+Url = Annotated[str, Field(max_length=2000), AfterValidator(one_line)]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(one_line)]
+ChannelName = Annotated[str, Field(min_length=1, max_length=CHANNEL), AfterValidator(one_line)]
+Status = Annotated[str, Field(min_length=1, max_length=STATUS), AfterValidator(one_line)]
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+
+
+def allowed_statuses(kind: str) -> tuple[str, ...] | None:
+    """The statuses an announcement of ``kind`` may have, or None when it takes a free label."""
+    return STATUSES.get(kind)
+
+
+def check_status(kind: str, status: str, *, update: bool) -> str:
+    """``status`` for an announcement (``update=False``) or an update of ``kind``; ValueError if not.
+
+    Incidents and maintenance know their statuses. Other kinds have none of their own: an
+    announcement takes none, an update a short one-line label (``update``, ``rolled back``)."""
+    allowed = allowed_statuses(kind)
+    if allowed is not None:
+        if status not in allowed:
+            raise ValueError(f"status {status!r} is not valid for {_a(kind)} (one of {', '.join(allowed)})")
+    elif not update:
+        raise ValueError(f"status {status!r} is not valid for {_a(kind)} (only incidents and maintenance have one)")
+    elif not _LABEL.match(status):
+        raise ValueError("a status is a short label: letters, digits, spaces, '-', '_' and '.'")
+    return status
 
 
 def _epoch(v: Any) -> float | None:
@@ -64,22 +114,22 @@ class WindowIn(BaseModel):
 
     @field_validator("starts_at", "ends_at", mode="before")
     @classmethod
-    def _time(cls, v):
+    def _time(cls, v: Any) -> float | None:
         return _epoch(v)
 
     @model_validator(mode="after")
-    def _order(self):
-        if self.ends_at <= self.starts_at:
+    def _order(self) -> WindowIn:
+        if float(self.ends_at) <= float(self.starts_at):
             raise ValueError("window.ends_at must be after window.starts_at")
         return self
 
 
 class VariantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    title: str | None = Field(None, max_length=300)
-    body: str | None = Field(None, max_length=20000)
+    """One channel's own title or text, held to the same rules as the announcement's."""
 
-    _text = field_validator("title", "body")(classmethod(_check_text))
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    title: Title | None = None
+    body: Body | None = None
 
 
 class AnnouncementIn(BaseModel):
@@ -87,72 +137,99 @@ class AnnouncementIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     kind: str = Field(..., json_schema_extra={"enum": list(KINDS)})
-    title: str = Field(..., min_length=1, max_length=300)
-    body: str = Field("", max_length=20000)
-    url: str | None = Field(None, max_length=2000)
+    title: Title = Field(..., min_length=1)
+    body: Body = ""
+    url: Url | None = None
     severity: str | None = Field(None, json_schema_extra={"enum": [*SEVERITIES, None]})
-    status: str | None = None
-    components: list[str] = Field(default_factory=list, max_length=50)
+    status: Status | None = None
+    components: list[Name] = Field(default_factory=list, max_length=50)
     publish_at: float | str | None = None
     window: WindowIn | None = None
-    channels: list[str] = Field(default_factory=list, max_length=100)
-    variants: dict[str, VariantIn] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list, max_length=20)
-
-    _text = field_validator("title", "body", "url", "components", "channels", "tags")(classmethod(_check_text))
+    channels: list[ChannelName] = Field(default_factory=list, max_length=100)
+    variants: dict[ChannelName, VariantIn] = Field(default_factory=dict)
+    tags: list[Name] = Field(default_factory=list, max_length=20)
 
     @field_validator("kind")
     @classmethod
-    def _kind(cls, v):
+    def _kind(cls, v: str) -> str:
         if v not in KINDS:
             raise ValueError(f"must be one of {', '.join(KINDS)}")
         return v
 
     @field_validator("severity")
     @classmethod
-    def _severity(cls, v):
+    def _severity(cls, v: str | None) -> str | None:
         if v is not None and v not in SEVERITIES:
             raise ValueError(f"must be one of {', '.join(SEVERITIES)}")
         return v
 
+    @field_validator("status")
+    @classmethod
+    def _status(cls, v: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if v is None or kind is None:  # no kind: its own error is reported
+            return v
+        return check_status(kind, v, update=False)
+
     @field_validator("url")
     @classmethod
-    def _url(cls, v):
+    def _url(cls, v: str | None) -> str | None:
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v or None
 
     @field_validator("publish_at", mode="before")
     @classmethod
-    def _publish(cls, v):
+    def _publish(cls, v: Any) -> float | None:
         return _epoch(v)
-
-    @model_validator(mode="after")
-    def _status(self):
-        allowed = {"incident": INCIDENT_STATUSES, "maintenance": MAINTENANCE_STATUSES}.get(self.kind)
-        if self.status is not None and (allowed is None or self.status not in allowed):
-            raise ValueError(f"status {self.status!r} is not valid for a {self.kind}"
-                             + (f" (one of {', '.join(allowed)})" if allowed else ""))
-        if self.kind == "maintenance" and self.window is None:
-            pass  # a maintenance notice without a window is allowed (e.g. "maintenance completed")
-        return self
 
 
 class UpdateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    status: str
-    body: str = Field(..., min_length=1, max_length=20000)
-    title: str | None = Field(None, max_length=300)
-    components: list[str] | None = None
+    """A follow-up. Whether ``status`` is known for the announcement's kind is checked by the
+    service, which knows the kind; its shape and length are checked here."""
 
-    _text = field_validator("status", "body", "title", "components")(classmethod(_check_text))
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    status: Status
+    body: Body = Field(..., min_length=1)
+    title: Title | None = None
+    components: list[Name] | None = Field(None, max_length=50)
+
+    @field_validator("status")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        return check_status("", v, update=True)
+
+
+# ---------------------------------------------------------------- subscriber fields
+
+
+def subscriber_field(value: Any) -> Any:
+    """A subscriber's list, address, name or component names: one line each, no control
+    characters (the public form and the CSV import share it; the CSV export is read by
+    spreadsheets and mail merges, and a name ends up in mail headers)."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            one_line(item)
+    return value
+
+
+def check_subscriber(field: str, value: str | None) -> str | None:
+    """:func:`subscriber_field` for callers outside a model: InvalidRequest naming ``field``."""
+    if value is not None:
+        problem = text_problem(value, one_line=True)
+        if problem:
+            raise InvalidRequest(f"{field}: {problem}", field=field)
+    return value
+
+
+# ---------------------------------------------------------------- errors and hashes
 
 
 def validation_problem(exc: ValidationError) -> InvalidRequest:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
-    return InvalidRequest(f"{loc}: {msg}" if loc else msg, field=loc or None)
+    return InvalidRequest(f"{loc}: {msg}" if loc and not msg.startswith(f"{loc} ") else msg, field=loc or None)
 
 
 def request_hash(data: dict) -> str:

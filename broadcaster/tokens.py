@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,7 @@ from .errors import InvalidRequest, NotFound
 from .ledger import Ledger
 from .ledger import schema as t
 from .ledger.repository import new_id
+from .limits import CONTROL, TOKEN_NAME
 from .models import KINDS
 from .service import Principal
 
@@ -35,6 +36,16 @@ PREFIX = "bct_"
 _DUMMY = "sha256:" + "0" * 64
 #: last_used_at is written at most this often per token (a write per request would be wasteful)
 TOUCH_EVERY = 60.0
+
+
+def check_name(name: str | None) -> str:
+    """A token name: it is the author of what the token posts, the actor in the audit log and the
+    target of the token's own audit rows, so it must fit each of those columns."""
+    name = (name or "").strip()
+    if not name or len(name) > TOKEN_NAME or CONTROL.search(name) or any(c.isspace() for c in name):
+        raise InvalidRequest(f"name: a token name is 1-{TOKEN_NAME} characters, without spaces or control "
+                             "characters", field="name")
+    return name
 
 
 def hash_token(raw: str) -> str:
@@ -95,10 +106,16 @@ class TokenStore:
             row = conn.execute(select(t.tokens).where(t.tokens.c.hash == digest)).first()
         stored = row.hash if row is not None else _DUMMY
         ok = hmac.compare_digest(stored.encode(), digest.encode()) and row is not None and row.revoked_at is None
-        if not ok:
+        if not ok or row is None:
             return None
         self._touch(row.id)
         return Principal(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin))
+
+    def _store(self) -> Ledger:
+        """The ledger, for what only tokens kept there can do (create, revoke, touch)."""
+        if self.ledger is None:
+            raise InvalidRequest("tokens can only be created or revoked with a ledger configured")
+        return self.ledger
 
     def _touch(self, token_id: str) -> None:
         now = self.clock()
@@ -107,7 +124,7 @@ class TokenStore:
                 return
             self._touched[token_id] = now
         try:
-            with self.ledger.tx() as conn:
+            with self._store().tx() as conn:
                 conn.execute(update(t.tokens).where(t.tokens.c.id == token_id).values(last_used_at=now))
         except Exception:  # noqa: BLE001 - bookkeeping must never refuse a valid token
             pass
@@ -117,9 +134,7 @@ class TokenStore:
     def create(self, name: str, *, kinds: Iterable[str] = (), channels: Iterable[str] = (), admin: bool = False,
                actor: str) -> tuple[str, TokenInfo]:
         """Create a token; returns ``(raw_token, info)``. The raw token is never stored."""
-        name = (name or "").strip()
-        if not name or len(name) > 200 or any(c.isspace() for c in name):
-            raise InvalidRequest("a token name is 1-200 characters without spaces", field="name")
+        name = check_name(name)
         kinds, channels = tuple(dict.fromkeys(kinds)), tuple(dict.fromkeys(channels))
         bad = [k for k in kinds if k not in KINDS]
         if bad:
@@ -131,10 +146,11 @@ class TokenStore:
             raise InvalidRequest(f"a token named {name!r} is defined in the configuration", field="name")
         raw, now = generate(), self.clock()
         try:
-            with self.ledger.tx() as conn:
+            ledger = self._store()
+            with ledger.tx() as conn:
                 conn.execute(insert(t.tokens).values(id=new_id("tok"), name=name, hash=hash_token(raw), kinds=list(kinds),
                                                      channels=list(channels), admin=admin, created_at=now))
-                self.ledger.audit(actor, "token.create", name,
+                ledger.audit(actor, "token.create", name,
                                   {"kinds": list(kinds), "channels": list(channels), "admin": admin}, conn)
         except IntegrityError:
             raise InvalidRequest(f"a token named {name!r} already exists (revoked tokens keep their name); "
@@ -156,13 +172,15 @@ class TokenStore:
     def revoke(self, name: str, *, actor: str) -> TokenInfo:
         if any(st.name == name for st in self.settings.tokens):
             raise InvalidRequest(f"token {name!r} is defined in the configuration file; remove it there", field="name")
-        now = self.clock()
-        with self.ledger.tx() as conn:
+        if len(name) > TOKEN_NAME or CONTROL.search(name):  # no token can have it; not worth a query
+            raise NotFound(f"no token named {name!r}")
+        now, ledger = self.clock(), self._store()
+        with ledger.tx() as conn:
             row = conn.execute(select(t.tokens).where(t.tokens.c.name == name)).first()
             if row is None:
                 raise NotFound(f"no token named {name!r}")
             if row.revoked_at is None:
                 conn.execute(update(t.tokens).where(t.tokens.c.id == row.id).values(revoked_at=now))
-                self.ledger.audit(actor, "token.revoke", name, {}, conn)
+                ledger.audit(actor, "token.revoke", name, {}, conn)
         return TokenInfo(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin), "ledger",
                          created_at=row.created_at, revoked_at=row.revoked_at or now, last_used_at=row.last_used_at)

@@ -12,10 +12,10 @@ import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler as plain_http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from fastapi.exception_handlers import http_exception_handler as plain_http_exception_handler
 
 from ..errors import (
     BroadcasterError,
@@ -99,7 +99,7 @@ def from_validation_error(exc: RequestValidationError) -> JSONResponse:
             "the request body must be a JSON object"
     problems = [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", "")).removeprefix("Value error, ")}
                 for e in errors[:20]]
-    return error_response(422, "invalid_request", f"{field}: {msg}" if field else msg,
+    return error_response(422, "invalid_request", f"{field}: {msg}" if field and not msg.startswith(f"{field} ") else msg,
                           {"field": field or None, "problems": problems})
 
 

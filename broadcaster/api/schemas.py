@@ -10,9 +10,9 @@ validates exactly what the CLI and the web page submit.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..models import (
     OVERALL_WORDS,
@@ -22,6 +22,7 @@ from ..models import (
     Update,
     overall,
 )
+from ..requests import Title, text
 from ..service import AnnouncementIn, now_iso
 
 iso = now_iso  # epoch seconds → "2026-01-02T03:04:05.678Z"
@@ -207,7 +208,7 @@ class UpdateAccepted(Out):
 
 class RetractIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    reason: str = Field("", max_length=2000)
+    reason: Annotated[str, Field(max_length=2000), AfterValidator(text)] = ""
 
 
 class RetractOut(Out):
@@ -235,7 +236,7 @@ class RetryOut(Out):
 class PreviewIn(AnnouncementIn):
     """Same fields as a submission; the title may be empty while someone is still typing."""
 
-    title: str = Field("", max_length=300)
+    title: Title = ""
 
 
 class PreviewChannel(Out):

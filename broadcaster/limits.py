@@ -1,0 +1,65 @@
+"""What every channel and the ledger can hold, checked once where text comes in.
+
+Two rules, shared by every intake (API, web page, CLI, break glass, subscriber form and CSV
+import, token creation):
+
+* **characters** — no control characters anywhere (NUL, ANSI escapes, BEL, DEL, C1); a
+  multi-line field (a body) may hold tabs and newlines, a one-line field (a title, a status, a
+  name, an address) holds neither — nor CR, U+2028 or U+2029, which mail headers, chat titles
+  and the ledger's one-line columns cannot carry. PostgreSQL refuses NUL in any text column and
+  an email ``Subject`` refuses a line break *at send time*: refused here, the author hears it at
+  once instead of a channel failing later.
+* **lengths** — a value bound for a ``VARCHAR(n)`` column is limited to ``n``, read from
+  :mod:`broadcaster.ledger.schema` so the check and the column cannot drift apart. (SQLite would
+  store any length; PostgreSQL refuses the statement.)
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Column
+
+from .ledger import schema as t
+
+
+def length_of(*columns: Column) -> int:
+    """The shortest declared length among ``columns`` (a value stored in all of them must fit each)."""
+    lengths = [getattr(c.type, "length", None) for c in columns]
+    if any(n is None for n in lengths):
+        raise TypeError(f"not a VARCHAR(n) column among {[c.name for c in columns]}")
+    return min(n for n in lengths if n is not None)
+
+
+#: an id in a path or a filter (announcements, updates, deliveries, subscribers, cursors)
+ID = length_of(t.announcements.c.id, t.updates.c.id, t.deliveries.c.id, t.subscribers.c.id)
+#: an announcement's or an update's status
+STATUS = length_of(t.announcements.c.status, t.updates.c.status)
+#: a channel name (deliveries are keyed by it)
+CHANNEL = length_of(t.deliveries.c.channel)
+#: a token name: it becomes the author, the audit actor and the idempotency scope, and the
+#: target of the token's own audit rows
+TOKEN_NAME = length_of(t.tokens.c.name, t.audit_log.c.target, t.audit_log.c.actor, t.announcements.c.author,
+                       t.idempotency_keys.c.scope)
+SUBSCRIBER_LIST = length_of(t.subscribers.c.list)
+SUBSCRIBER_ADDRESS = length_of(t.subscribers.c.address, t.delivery_items.c.item)
+IDEMPOTENCY_KEY = length_of(t.idempotency_keys.c.key)
+
+#: control characters refused everywhere (tab, LF and CR are decided per field)
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+#: what ends a line somewhere: one-line fields refuse these and tabs
+BREAKS = re.compile(r"[\t\n\r\u2028\u2029]")
+
+
+def text_problem(value: str, *, one_line: bool) -> str | None:
+    """Why ``value`` cannot be stored and sent as it is, or None. Pure."""
+    if CONTROL.search(value):
+        return "contains control characters" + ("" if one_line else " (only tabs and newlines are allowed)")
+    if one_line and BREAKS.search(value):
+        return "must be one line (no line breaks or tabs)"
+    return None
+
+
+def multiline(value: str) -> str:
+    """A body as channels get it: CRLF and lone CR (what a browser's textarea sends) become LF."""
+    return value.replace("\r\n", "\n").replace("\r", "\n")

@@ -1,0 +1,198 @@
+"""Content is checked once, at intake, for what every routed channel and the ledger can hold
+(issue 13, item 4): a title with a line break used to be accepted (202), make the email adapter
+raise at send time, end ``unknown`` after eight retries and open the email breaker for everyone.
+
+Every refusal is a 422 (the web page: its form again) naming the field with its path, and
+leaves nothing behind. The API, the web page's compose form and the CLI share the same checks
+(``broadcaster.requests``), so each is walked here.
+"""
+
+from __future__ import annotations
+
+import email
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broadcaster.channels._mail import header_line
+from broadcaster.cli import main
+from broadcaster.requests import AnnouncementIn, UpdateIn
+from tests.cli.conftest import api  # noqa: F401  (the live API fixture)
+from tests.web.conftest import web  # noqa: F401  (the web page fixture)
+
+from .conftest import assert_error
+from .test_bad_input import GOOD, counts
+
+BREAKS = {"lf": "a\nb", "cr": "a\rb", "crlf": "a\r\nb", "u2028": "a\u2028b", "u2029": "a\u2029b", "tab": "a\tb",
+          "nel": "a\x85b", "vt": "a\x0bb", "ff": "a\x0cb"}
+
+
+def refused(env, resp, field: str) -> dict:
+    err = assert_error(resp, 422, "invalid_request")
+    assert err["details"]["field"] == field, err
+    assert field in err["message"], err
+    return err
+
+
+@pytest.fixture
+def e(env):
+    _ = env.admin  # its audit row exists before the "nothing written" snapshots
+    return env
+
+
+# ---------------------------------------------------------------- the API
+
+
+@pytest.mark.parametrize("title", BREAKS.values(), ids=BREAKS.keys())
+def test_a_title_with_a_line_break_is_refused_before_anything_is_written(e, title):
+    before = counts(e.ledger)
+    r = e.client.post("/api/v1/announcements", json={**GOOD, "title": title}, headers=e.admin)
+    err = refused(e, r, "title")
+    assert "one line" in err["message"] or "control" in err["message"]
+    assert counts(e.ledger) == before and e.enqueued == []
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"variants": {"hook": {"title": "Down\nBcc: everyone@example.test"}}}, "variants.hook.title"),
+    ({"variants": {"hook": {"body": "nul \x00 here"}}}, "variants.hook.body"),
+    ({"components": ["API", "Data\x1b[2Jbase"]}, "components.1"),
+    ({"components": ["two\nlines"]}, "components.0"),
+    ({"tags": ["ok", "bell\x07"]}, "tags.1"),
+    ({"channels": ["hook", "ops\nchat"]}, "channels.1"),
+    ({"url": "https://example.test/a\nb"}, "url"),
+    ({"body": "escape \x1b[31m red"}, "body"),
+    ({"body": "nul \x00 byte"}, "body"),
+    ({"status": "resolved\n"  + "x"}, "status"),
+    ({"status": "x" * 21}, "status"),
+    ({"status": "fixed"}, "status"),
+    ({"kind": "deploy", "status": "resolved"}, "status"),
+], ids=["variant-title", "variant-body", "component-esc", "component-lf", "tag-bel", "channel-lf", "url-lf",
+        "body-esc", "body-nul", "status-lf", "status-21", "status-unknown", "status-on-a-deploy"])
+def test_every_field_and_every_channel_variant_is_held_to_the_same_rules(e, fields, field):
+    before = counts(e.ledger)
+    refused(e, e.client.post("/api/v1/announcements", json={**GOOD, **fields}, headers=e.admin), field)
+    assert counts(e.ledger) == before
+
+
+def test_bodies_keep_tabs_and_newlines_and_a_browsers_crlf_becomes_lf(e):
+    body = "line one\r\n\r\n- item\tone\r- item two\u2028same paragraph"
+    a = e.submit(body=body, variants={"hook": {"body": "variant\r\ntext"}})
+    stored = e.ledger.get_announcement(a["id"])
+    assert stored.body == "line one\n\n- item\tone\n- item two\u2028same paragraph"
+    assert stored.variants["hook"]["body"] == "variant\ntext"
+
+
+UPDATE_CASES = [
+    ({"status": "x" * 21, "body": "b"}, "status"),
+    ({"status": "fixed", "body": "b"}, "status"),
+    ({"status": "resolved", "body": "b", "title": "two\nlines"}, "title"),
+    ({"status": "resolved", "body": "nul \x00"}, "body"),
+    ({"status": "resol\x00ved", "body": "b"}, "status"),
+    ({"status": "resolved", "body": "b", "components": ["a\u2029b"]}, "components.0"),
+]
+
+
+@pytest.mark.parametrize("body, field", UPDATE_CASES,
+                         ids=["status-21", "status-unknown", "title-lf", "body-nul", "status-nul", "component-u2029"])
+def test_updates_are_held_to_the_same_rules(e, body, field):
+    a = e.submit()
+    before = counts(e.ledger)
+    refused(e, e.client.post(f"/api/v1/announcements/{a['id']}/updates", json=body, headers=e.admin), field)
+    assert counts(e.ledger) == before
+
+
+@pytest.mark.parametrize("status, ok", [("update", True), ("rolled back", True), ("v2.1-hotfix", True),
+                                        ("x" * 20, True), ("x" * 21, False), ("[Send BTC", False),
+                                        ("done!", False), ("two\nlines", False)])
+def test_kinds_without_statuses_take_a_short_label_on_updates(e, status, ok):
+    a = e.submit(kind="deploy", title="Release 2.1", channels=["ops-chat"])
+    r = e.client.post(f"/api/v1/announcements/{a['id']}/updates", json={"status": status, "body": "b"},
+                      headers=e.admin)
+    if ok:
+        assert r.status_code == 202, r.text
+        assert e.ledger.get_announcement(a["id"]).status == status
+    else:
+        refused(e, r, "status")
+
+
+def test_the_known_statuses_of_each_kind_are_accepted(e):
+    for kind, statuses, channels in (("incident", ("investigating", "identified", "monitoring", "resolved"), None),
+                                     ("maintenance", ("scheduled", "in_progress", "completed"), ["hook"])):
+        for status in statuses:
+            e.submit(kind=kind, status=status, **({"channels": channels} if channels else {}))
+        a = e.submit(kind=kind, **({"channels": channels} if channels else {}))
+        for status in statuses:
+            r = e.client.post(f"/api/v1/announcements/{a['id']}/updates", json={"status": status, "body": "b"},
+                              headers=e.admin)
+            assert r.status_code == 202, (kind, status, r.text)
+
+
+def test_a_retraction_reason_refuses_control_characters(e):
+    a = e.submit()
+    refused(e, e.client.post(f"/api/v1/announcements/{a['id']}/retract", json={"reason": "oops\x00"},
+                             headers=e.admin), "reason")
+    assert e.ledger.get_announcement(a["id"]).retracted_at is None
+
+
+def test_the_preview_tells_the_author_before_they_submit(e):
+    refused(e, e.client.post("/api/v1/preview", json={**GOOD, "title": "a\nb"}, headers=e.admin), "title")
+
+
+# ---------------------------------------------------------------- the web page and the CLI
+
+
+def test_the_web_compose_form_refuses_a_title_with_a_line_break(web):  # noqa: F811
+    c, csrf = web.signed_in()
+    before = counts(web.runtime.ledger)
+    r = c.post("/compose", data={"csrf": csrf, "kind": "incident", "title": "Down\r\nBcc: x@example.test",
+                                 "body": "b", "channels": ["hook-a"]}, follow_redirects=False)
+    assert r.status_code == 400 and "title" in r.text and "one line" in r.text
+    assert counts(web.runtime.ledger) == before and web.enqueued == []
+
+
+def test_the_web_update_form_refuses_an_unknown_status(web):  # noqa: F811
+    c, csrf = web.signed_in()
+    r = c.post("/compose", data={"csrf": csrf, "kind": "incident", "title": "Down", "body": "b",
+                                 "channels": ["hook-a"]}, follow_redirects=False)
+    ann_id = r.headers["location"].split("/")[-1].split("?")[0]
+    r = c.post(f"/announcements/{ann_id}/updates", data={"csrf": csrf, "status": "x" * 21, "body": "b"})
+    assert r.status_code >= 400 and "status" in r.text
+    assert web.runtime.ledger.get_announcement(ann_id).status == "investigating"
+
+
+def test_the_cli_names_the_field_and_exits_2(api):  # noqa: F811
+    res = CliRunner().invoke(main, ["post", "--kind", "incident", "--title", "Down\nBcc: x@example.test",
+                                    "--body", "b"], env=api.env(), catch_exceptions=False)
+    assert res.exit_code == 2, res.output
+    assert "422" in res.stderr and "title" in res.stderr
+    assert api.enqueued == []
+
+
+# ---------------------------------------------------------------- what is accepted can be sent
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(min_size=1, max_size=120))
+def test_any_title_the_intake_accepts_makes_one_mail_header(title):
+    """The email adapter raised at send time on a title it could not put in a Subject; now any
+    title that passes the intake gives exactly one well-formed Subject header."""
+    try:
+        accepted = AnnouncementIn.model_validate({"kind": "incident", "title": title}).title
+    except ValueError:
+        return
+    raw = header_line("Subject", f"[Investigating] {accepted}")
+    msg = email.message_from_bytes(raw + b"\r\n", policy=email.policy.SMTP)
+    assert list(msg.keys()) == ["Subject"], raw
+    assert b"\n" not in raw.replace(b"\r\n ", b"").replace(b"\r\n\t", b"").rstrip(b"\r\n"), raw
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(max_size=60))
+def test_any_update_status_the_intake_accepts_fits_its_column(status):
+    try:
+        accepted = UpdateIn.model_validate({"status": status, "body": "b"}).status
+    except ValueError:
+        return
+    assert 1 <= len(accepted) <= 20 and accepted.strip() == accepted and accepted.isprintable()
