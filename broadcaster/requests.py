@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -94,13 +94,13 @@ def _epoch(v: Any) -> float | None:
             raise ValueError("not a time between 1970 and 9999 (Unix seconds or ISO 8601)")
         return float(v)
     if isinstance(v, datetime):
-        return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).timestamp()
+        return (v if v.tzinfo else v.replace(tzinfo=UTC)).timestamp()
     if isinstance(v, str):
         try:
             dt = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
         except ValueError:
             raise ValueError("not a date-time (use ISO 8601, e.g. 2026-11-22T14:00:00Z)") from None
-        ts = (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+        ts = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
         if not (_EARLIEST <= ts <= _LATEST):
             raise ValueError("not a time between 1970 and 9999")
         return ts

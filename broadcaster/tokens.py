@@ -16,8 +16,8 @@ import hmac
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -126,7 +126,7 @@ class TokenStore:
         try:
             with self._store().tx() as conn:
                 conn.execute(update(t.tokens).where(t.tokens.c.id == token_id).values(last_used_at=now))
-        except Exception:  # noqa: BLE001 - bookkeeping must never refuse a valid token
+        except Exception:
             pass
 
     # -- administration (CLI)
@@ -148,7 +148,8 @@ class TokenStore:
         try:
             ledger = self._store()
             with ledger.tx() as conn:
-                conn.execute(insert(t.tokens).values(id=new_id("tok"), name=name, hash=hash_token(raw), kinds=list(kinds),
+                conn.execute(insert(t.tokens).values(id=new_id("tok"), name=name, hash=hash_token(raw),
+                                                     kinds=list(kinds),
                                                      channels=list(channels), admin=admin, created_at=now))
                 ledger.audit(actor, "token.create", name,
                                   {"kinds": list(kinds), "channels": list(channels), "admin": admin}, conn)
@@ -158,7 +159,8 @@ class TokenStore:
         return raw, TokenInfo(name, kinds, channels, admin, "ledger", created_at=now)
 
     def list(self, *, include_revoked: bool = True) -> list[TokenInfo]:
-        out = [TokenInfo(st.name, tuple(st.kinds), tuple(st.channels), st.admin, "config") for st in self.settings.tokens]
+        out = [TokenInfo(st.name, tuple(st.kinds), tuple(st.channels), st.admin, "config")
+               for st in self.settings.tokens]
         if self.ledger is not None:
             with self.ledger.read() as conn:
                 rows = conn.execute(select(t.tokens).order_by(t.tokens.c.created_at, t.tokens.c.name)).all()

@@ -97,10 +97,10 @@ def from_validation_error(exc: RequestValidationError) -> JSONResponse:
     if field == "":
         msg = "a JSON request body is required" if first.get("type") == "missing" else \
             "the request body must be a JSON object"
-    problems = [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", "")).removeprefix("Value error, ")}
-                for e in errors[:20]]
-    return error_response(422, "invalid_request", f"{field}: {msg}" if field and not msg.startswith(f"{field} ") else msg,
-                          {"field": field or None, "problems": problems})
+    problems = [{"field": _field(tuple(e.get("loc", ()))),
+                 "message": str(e.get("msg", "")).removeprefix("Value error, ")} for e in errors[:20]]
+    named = f"{field}: {msg}" if field and not msg.startswith(f"{field} ") else msg
+    return error_response(422, "invalid_request", named, {"field": field or None, "problems": problems})
 
 
 def not_json(request: Request, exc: RequestValidationError) -> bool:
@@ -168,7 +168,7 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception as exc:  # noqa: BLE001 - this is the last line of defence
+        except Exception as exc:
             stack = frames(exc)
             log.error("unhandled %s on %s %s\n%s", type(exc).__name__, scope.get("method"), scope.get("path"), stack)
             if not started:

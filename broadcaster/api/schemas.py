@@ -64,7 +64,8 @@ class DeliveryOut(Out):
     announcement_id: str
     update_id: str | None = Field(None, description="null for the announcement itself, else the update it carries")
     channel: str
-    state: str = Field(description="scheduled pending sending retrying delivered unknown failed fallen_back cancelled retracted")
+    state: str = Field(description="scheduled pending sending retrying delivered unknown failed fallen_back cancelled "
+                                   "retracted")
     attempts: int
     due_at: str | None
     deadline_at: str | None
