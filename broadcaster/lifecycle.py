@@ -116,7 +116,7 @@ def advance(runtime, ann_id: str, status: str) -> str:
 
 
 def maintenance_hook(runtime, report=None) -> int:
-    """Scheduler hook (``scheduler.TICK_HOOKS``): post every due window step."""
+    """Scheduler hook (``scheduler.feature_hooks``): post every due window step."""
     n = 0
     for ann_id, status in due_steps(runtime.ledger, runtime.clock()):
         try:

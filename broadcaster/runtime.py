@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings
 from .errors import ConfigError
 from .ledger import Ledger
+from .wakeup import Enqueuer, NoEnqueuer
 
 if TYPE_CHECKING:
     from .channels.base import Channel
@@ -93,6 +94,7 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         channel_io: dict | None = None,
         redis=None,
+        enqueuer: Enqueuer | None = None,
     ):
         self.settings = settings
         self.ledger = ledger
@@ -103,13 +105,11 @@ class Runtime:
         self.channel_io = dict(channel_io or {})
         self._channels: dict[str, Channel[Any]] = {}
         self._lock = threading.Lock()
-        self.enqueuer: Callable[[str, str, float | None], None] | None = None
-        self.retract_enqueuer: Callable[[str, str], None] | None = None
-        #: optional: publishes many over one broker connection (set by tasks.create_app)
-        self.batch_enqueuer: Callable[[list[tuple[str, str]], float | None], None] | None = None
+        #: how workers are woken (Celery in servers, a recorder in tests, nobody in offline tools)
+        self.enqueuer: Enqueuer = enqueuer if enqueuer is not None else NoEnqueuer()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, migrate: bool = True) -> "Runtime":
+    def from_settings(cls, settings: Settings, *, migrate: bool = True, enqueuer: Enqueuer | None = None) -> Runtime:
         from .resilience import RedisBreaker, RedisRateLimiter
 
         ledger = Ledger.open(settings.ledger, migrate_schema=migrate)
@@ -118,7 +118,8 @@ class Runtime:
             client = connect_redis(url, settings, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
         except ValueError as exc:
             raise ConfigError([("redis", f"not a Redis URL: {exc}")]) from None
-        rt = cls(settings, ledger=ledger, breaker=RedisBreaker(client), limiter=RedisRateLimiter(client), redis=client)
+        rt = cls(settings, ledger=ledger, breaker=RedisBreaker(client), limiter=RedisRateLimiter(client), redis=client,
+                 enqueuer=enqueuer)
         rt.channel_io.setdefault("subscribers", rt._subscribers)
         rt.channel_io.setdefault("trust_files", rt._trust_files)
         return rt
@@ -171,32 +172,19 @@ class Runtime:
     def enqueue(self, items: Iterable[tuple[str, str]], countdown: float | None = None) -> int:
         """Tell the broker about deliveries. Failures are logged, never raised: the scheduler's
         sweep finds anything the broker did not get."""
-        sent = 0
         items = list(items)
-        if self.enqueuer is None or not items:
+        if not items:
             return 0
-        if self.batch_enqueuer is not None and len(items) > 1:
-            try:
-                self.batch_enqueuer(items, countdown)
-                return len(items)
-            except Exception as exc:  # noqa: BLE001 - broker trouble must not fail a submit
-                log.warning("could not enqueue %d deliveries (%s: %s); the sweeper will pick them up",
-                            len(items), type(exc).__name__, exc)
-                return 0
-        for delivery_id, channel in items:
-            try:
-                self.enqueuer(delivery_id, channel, countdown)
-                sent += 1
-            except Exception as exc:  # noqa: BLE001 - broker trouble must not fail a submit
-                log.warning("could not enqueue delivery %s (%s: %s); the sweeper will pick it up",
-                            delivery_id, type(exc).__name__, exc)
-                break
-        return sent
+        try:
+            self.enqueuer.deliver(items, countdown)
+        except Exception as exc:  # noqa: BLE001 - broker trouble must not fail a submit
+            log.warning("could not enqueue %d deliveries (%s: %s); the sweeper will pick them up",
+                        len(items), type(exc).__name__, exc)
+            return 0
+        return len(items)
 
     def enqueue_retract(self, delivery_id: str, channel: str) -> None:
-        if self.retract_enqueuer is None:
-            return
         try:
-            self.retract_enqueuer(delivery_id, channel)
-        except Exception as exc:  # noqa: BLE001
+            self.enqueuer.retract(delivery_id, channel)
+        except Exception as exc:  # noqa: BLE001 - the retraction stays recorded in the ledger
             log.warning("could not enqueue retraction of %s: %s", delivery_id, exc)

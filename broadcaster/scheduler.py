@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import LedgerUnavailable
-from .runtime import Runtime
+from .runtime import Runtime, broker_url, state_redis_url
 
 log = logging.getLogger(__name__)
 
@@ -28,34 +29,110 @@ class TickReport:
     expired: int = 0
     promoted: int = 0
     enqueued: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
-#: hooks other features add (maintenance windows, retention); each gets the runtime
-TICK_HOOKS: list = []
 
 
-def tick(runtime: Runtime) -> TickReport:
-    ledger, settings = runtime.ledger, runtime.settings
-    report = TickReport()
-    report.expired = len(ledger.expire_leases())
-    if _broker_was_emptied(runtime):
-        report.extra["requeued_after_broker_loss"] = ledger.forget_enqueued()
-    hold = settings.quiet_during_incidents if settings.quiet_during_incidents and ledger.open_incidents() else ()
-    if hold and settings.quiet_action == "cancel":
-        report.extra["cancelled_quiet"] = _cancel_quiet(runtime, hold)
-    report.promoted = len(ledger.promote_scheduled(hold_kinds=hold))
-    due = ledger.take_due(settings.scheduler.requeue_after)
-    if due:
-        report.enqueued = runtime.enqueue([(d, ch) for d, ch, _ in due])
-    for hook in TICK_HOOKS:
+#: a feature that runs inside every sweep (maintenance windows, bounces, retention)
+Hook = Callable[[Runtime, TickReport], object]
+
+
+def feature_hooks() -> list[Hook]:
+    """The hooks a scheduler process runs: maintenance window steps, bounce marking, retention."""
+    from . import lifecycle, retention, subscribers
+
+    return [lifecycle.maintenance_hook, subscribers.BounceWatcher(), retention.RetentionHook()]
+
+
+class Sweeper:
+    """One scheduler process: its hooks, and what it remembers between sweeps (whether it has
+    seen the broker's sentinel key, which tells an emptied Redis from a first start)."""
+
+    def __init__(self, runtime: Runtime, hooks: Sequence[Hook] = ()):
+        self.runtime = runtime
+        self.hooks = tuple(hooks)
+        self._sentinel_seen = False
+
+    def tick(self) -> TickReport:
+        runtime = self.runtime
+        ledger, settings = runtime.ledger, runtime.settings
+        report = TickReport()
+        report.expired = len(ledger.expire_leases())
+        if self._broker_was_emptied():
+            report.extra["requeued_after_broker_loss"] = ledger.forget_enqueued()
+        hold = settings.quiet_during_incidents if settings.quiet_during_incidents and ledger.open_incidents() else ()
+        if hold and settings.quiet_action == "cancel":
+            report.extra["cancelled_quiet"] = _cancel_quiet(runtime, hold)
+        report.promoted = len(ledger.promote_scheduled(hold_kinds=hold))
+        due = ledger.take_due(settings.scheduler.requeue_after)
+        if due:
+            report.enqueued = runtime.enqueue([(d, ch) for d, ch, _ in due])
+        for hook in self.hooks:
+            try:
+                hook(runtime, report)
+            except LedgerUnavailable:
+                raise
+            except Exception:  # noqa: BLE001 - one feature's hook must not stop the sweep
+                log.exception("scheduler hook %s failed", getattr(hook, "__name__", hook))
+        return report
+
+    def _broker_was_emptied(self) -> bool:
+        """True when the broker's Redis lost its data since the last sweep: then waiting deliveries
+        are enqueued again now, instead of after ``requeue_after``. (Only when the broker is that
+        Redis.)"""
+        runtime = self.runtime
+        if runtime.redis is None or broker_url(runtime.settings) != state_redis_url(runtime.settings):
+            return False
         try:
-            hook(runtime, report)
-        except LedgerUnavailable:
-            raise
-        except Exception:  # noqa: BLE001 - one feature's hook must not stop the sweep
-            log.exception("scheduler hook %s failed", getattr(hook, "__name__", hook))
-    return report
+            created = runtime.redis.set(SENTINEL_KEY, "1", nx=True)
+        except Exception:  # noqa: BLE001 - Redis down: nothing to decide this sweep
+            return False
+        if created and self._sentinel_seen:
+            log.warning("the broker's Redis came back empty: re-enqueueing every waiting delivery")
+            return True
+        self._sentinel_seen = True
+        return False
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Loop until ``stop`` is set. Survives ledger and broker outages, logging once per outage."""
+        stop = stop or threading.Event()
+        runtime = self.runtime
+        interval = runtime.settings.scheduler.interval
+        failing = False
+        last_prune = 0.0
+        log.info("scheduler running every %.1fs", interval)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                report = self.tick()
+                if report.expired or report.promoted or report.enqueued:
+                    log.info("sweep: %d leases expired, %d released, %d enqueued",
+                             report.expired, report.promoted, report.enqueued)
+                if time.time() - last_prune > 3600:
+                    runtime.ledger.prune_idempotency(time.time() - IDEMPOTENCY_KEEP)
+                    last_prune = time.time()
+                _heartbeat(runtime)
+                if failing:
+                    log.warning("scheduler: ledger reachable again")
+                failing = False
+            except LedgerUnavailable as exc:
+                if not failing:
+                    log.error("scheduler: %s; will keep trying", exc)
+                failing = True
+            except Exception:  # noqa: BLE001 - never let the safety net die
+                log.exception("scheduler sweep failed; will retry")
+            stop.wait(max(0.05, interval - (time.monotonic() - started)))
+
+
+def tick(runtime: Runtime, hooks: Sequence[Hook] = ()) -> TickReport:
+    """One sweep with ``hooks`` (``scheduler --once`` passes :func:`feature_hooks`)."""
+    return Sweeper(runtime, hooks).tick()
+
+
+def run(runtime: Runtime, stop: threading.Event | None = None) -> None:
+    """The scheduler process: sweep with every feature hook until ``stop`` is set."""
+    Sweeper(runtime, feature_hooks()).run(stop)
 
 
 def _cancel_quiet(runtime: Runtime, kinds) -> int:
@@ -73,22 +150,6 @@ def _cancel_quiet(runtime: Runtime, kinds) -> int:
     return n
 
 
-def _broker_was_emptied(runtime: Runtime) -> bool:
-    """True when the broker's Redis lost its data since the last sweep: then waiting deliveries are
-    enqueued again now, instead of after ``requeue_after``. (Only when the broker is that Redis.)"""
-    from .runtime import broker_url, state_redis_url
-
-    if runtime.redis is None or broker_url(runtime.settings) != state_redis_url(runtime.settings):
-        return False
-    try:
-        created = runtime.redis.set(SENTINEL_KEY, "1", nx=True)
-    except Exception:  # noqa: BLE001 - Redis down: nothing to decide this sweep
-        return False
-    if created and getattr(runtime, "_sentinel_seen", False):
-        log.warning("the broker's Redis came back empty: re-enqueueing every waiting delivery")
-        return True
-    runtime._sentinel_seen = True
-    return False
 
 
 def _heartbeat(runtime: Runtime) -> None:
@@ -100,39 +161,3 @@ def _heartbeat(runtime: Runtime) -> None:
         pass
 
 
-def install_feature_hooks() -> None:
-    """Maintenance windows, bounce marking and retention run inside the sweep (once per process)."""
-    from . import lifecycle, retention, subscribers
-
-    if not any(getattr(h, "__name__", "") == "maintenance_hook" for h in TICK_HOOKS):
-        TICK_HOOKS.extend([lifecycle.maintenance_hook, subscribers.BounceWatcher(), retention.RetentionHook()])
-
-
-def run(runtime: Runtime, stop: threading.Event | None = None) -> None:
-    """Loop until ``stop`` is set. Survives ledger and broker outages, logging once per outage."""
-    stop = stop or threading.Event()
-    install_feature_hooks()
-    interval = runtime.settings.scheduler.interval
-    failing = False
-    last_prune = 0.0
-    log.info("scheduler running every %.1fs", interval)
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            report = tick(runtime)
-            if report.expired or report.promoted or report.enqueued:
-                log.info("sweep: %d leases expired, %d released, %d enqueued", report.expired, report.promoted, report.enqueued)
-            if time.time() - last_prune > 3600:
-                runtime.ledger.prune_idempotency(time.time() - IDEMPOTENCY_KEEP)
-                last_prune = time.time()
-            _heartbeat(runtime)
-            if failing:
-                log.warning("scheduler: ledger reachable again")
-            failing = False
-        except LedgerUnavailable as exc:
-            if not failing:
-                log.error("scheduler: %s; will keep trying", exc)
-            failing = True
-        except Exception:  # noqa: BLE001 - never let the safety net die
-            log.exception("scheduler sweep failed; will retry")
-        stop.wait(max(0.05, interval - (time.monotonic() - started)))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -26,7 +28,38 @@ from .runtime import DEFAULT_QUEUE, Runtime, broker_url, queue_name
 log = logging.getLogger(__name__)
 
 
+class CeleryEnqueuer:
+    """The :class:`~broadcaster.wakeup.Enqueuer` that publishes the tasks below on each channel's
+    own queue. Many wake-ups (an announcement's K deliveries, a sweep) share one pooled
+    connection and producer."""
+
+    def __init__(self, app: Celery):
+        self.app = app
+
+    def deliver(self, items: Sequence[tuple[str, str]], countdown: float | None = None) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for delivery_id, channel in items:
+                opts: dict[str, Any] = {"queue": queue_name(channel), "producer": producer}
+                if countdown:
+                    opts["countdown"] = countdown
+                self.app.send_task(DELIVER, (delivery_id, channel), **opts)
+
+    def retract(self, delivery_id: str, channel: str) -> None:
+        self.app.send_task(RETRACT, (delivery_id,), queue=queue_name(channel))
+
+
+#: task names: the wire contract between publishers and workers
+DELIVER, RETRACT = "broadcaster.deliver", "broadcaster.retract"
+
+
+def celery_enqueuer(settings: Settings) -> CeleryEnqueuer:
+    """For processes that only publish (API, scheduler): the configured Celery app's enqueuer."""
+    return CeleryEnqueuer(create_app(settings))
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
+    """The Celery app. Workers build their :class:`Runtime` lazily (after a prefork fork) with
+    this app's :class:`CeleryEnqueuer`; ``runtime`` replaces that (in-process tests)."""
     app = Celery("broadcaster", broker=broker_url(settings), set_as_current=False)
     # one direct exchange; each queue bound by its own name, so a message reaches only its queue
     exchange = Exchange("bc", type="direct")
@@ -63,21 +96,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
         if settings.sentinel.password:
             options["sentinel_kwargs"] = {"password": settings.sentinel.password.reveal()}
         app.conf.broker_transport_options = options
-    holder = {"runtime": runtime}
+    holder: dict[str, Runtime | None] = {"runtime": runtime}
     lock = threading.Lock()
 
     def get_runtime() -> Runtime:
         # built lazily so a prefork child opens its own connections after the fork
         with lock:
-            if holder["runtime"] is None:
-                rt = Runtime.from_settings(settings)
-                rt.enqueuer = enqueuer
-                rt.batch_enqueuer = batch_enqueuer
-                rt.retract_enqueuer = retract_enqueuer
-                holder["runtime"] = rt
-            return holder["runtime"]
+            rt = holder["runtime"]
+            if rt is None:
+                rt = holder["runtime"] = Runtime.from_settings(settings, enqueuer=CeleryEnqueuer(app))
+            return rt
 
-    @app.task(name="broadcaster.deliver", ignore_result=True, shared=False)
+    @app.task(name=DELIVER, ignore_result=True, shared=False)
     def deliver(delivery_id: str, channel: str | None = None) -> str:
         try:
             # a database blip (failover, restart) is ridden out in place for a few seconds…
@@ -87,7 +117,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
             log.warning("delivery %s postponed: %s", delivery_id, exc)
             return "ledger_unavailable"
 
-    @app.task(name="broadcaster.retract", ignore_result=True, shared=False)
+    @app.task(name=RETRACT, ignore_result=True, shared=False)
     def retract(delivery_id: str) -> str:
         try:
             return engine.retract_one(get_runtime(), delivery_id)
@@ -95,31 +125,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
             log.warning("retraction of %s postponed: %s", delivery_id, exc)
             raise
 
-    def retract_enqueuer(delivery_id: str, channel: str) -> None:
-        retract.apply_async((delivery_id,), queue=queue_name(channel))
-
-    def batch_enqueuer(items: list[tuple[str, str]], countdown: float | None) -> None:
-        # one pooled connection and producer for the whole batch (an announcement's K deliveries)
-        with app.producer_or_acquire() as producer:
-            for delivery_id, channel in items:
-                opts = {"queue": queue_name(channel), "producer": producer}
-                if countdown:
-                    opts["countdown"] = countdown
-                deliver.apply_async((delivery_id, channel), **opts)
-
-    def enqueuer(delivery_id: str, channel: str, countdown: float | None) -> None:
-        opts = {"queue": queue_name(channel)}
-        if countdown:
-            opts["countdown"] = countdown
-        deliver.apply_async((delivery_id, channel), **opts)
-
-    if runtime is not None:
-        runtime.enqueuer = enqueuer
-        runtime.batch_enqueuer = batch_enqueuer
-        runtime.retract_enqueuer = retract_enqueuer
-    app.bc_settings = settings
-    app.bc_runtime = get_runtime
-    app.bc_enqueuer = enqueuer
     return app
 
 

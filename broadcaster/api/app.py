@@ -45,16 +45,15 @@ refused with 422 `idempotency_conflict`. Errors are always
 
 def default_runtime(settings: Settings) -> Runtime:
     """The process runtime, with Celery wired in so submits wake the workers."""
+    from ..tasks import celery_enqueuer
+
+    enqueuer = celery_enqueuer(settings)
     try:
-        rt = Runtime.from_settings(settings)
+        return Runtime.from_settings(settings, enqueuer=enqueuer)
     except LedgerUnavailable:
         # start anyway: /readyz says 503 and requests answer 503 until the database is back
         log.warning("the ledger is unreachable at start; serving 503 until it is back")
-        rt = Runtime.from_settings(settings, migrate=False)
-    from ..tasks import create_app as create_celery
-
-    create_celery(settings, rt)
-    return rt
+        return Runtime.from_settings(settings, migrate=False, enqueuer=enqueuer)
 
 
 def _version() -> str:

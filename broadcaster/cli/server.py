@@ -186,14 +186,13 @@ def scheduler(ctx, once):
     """Run the scheduler: releases due work, re-enqueues what the broker lost."""
     from .. import scheduler as sched
     from ..runtime import Runtime
-    from ..tasks import create_app
+    from ..tasks import celery_enqueuer
 
     settings = load(ctx)
     setup_logging()
-    runtime = Runtime.from_settings(settings)
-    create_app(settings, runtime)
+    runtime = Runtime.from_settings(settings, enqueuer=celery_enqueuer(settings))
     if once:
-        r = sched.tick(runtime)
+        r = sched.tick(runtime, sched.feature_hooks())
         click.echo(f"expired {r.expired}, released {r.promoted}, enqueued {r.enqueued}")
         return
     stop = threading.Event()

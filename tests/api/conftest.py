@@ -15,6 +15,7 @@ from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
+from broadcaster.wakeup import MemoryEnqueuer
 from broadcaster.tokens import TokenStore
 
 warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
@@ -58,11 +59,11 @@ class Env:
         self.ledger = ledger or Ledger.open(f"sqlite:///{tmp_path}/l.db")
         self.breaker = MemoryBreaker()
         self.limiter = MemoryRateLimiter()
-        self.runtime = Runtime(self.settings, ledger=self.ledger, breaker=self.breaker, limiter=self.limiter)
-        self.enqueued: list[tuple[str, str, float | None]] = []
-        self.retracts: list[tuple[str, str]] = []
-        self.runtime.enqueuer = lambda did, ch, countdown: self.enqueued.append((did, ch, countdown))
-        self.runtime.retract_enqueuer = lambda did, ch: self.retracts.append((did, ch))
+        wakeups = MemoryEnqueuer()
+        self.runtime = Runtime(self.settings, ledger=self.ledger, breaker=self.breaker, limiter=self.limiter,
+                               enqueuer=wakeups)
+        self.enqueued: list[tuple[str, str, float | None]] = wakeups.deliveries
+        self.retracts: list[tuple[str, str]] = wakeups.retractions
         self.app = create_app(self.settings, self.runtime)
         self.client = TestClient(self.app, raise_server_exceptions=False)
         self.store = TokenStore(self.ledger, self.settings)

@@ -121,7 +121,7 @@ def _env() -> dict[str, str]:
 def run(quick: bool = False, recipients: int | None = None, profile: bool = True) -> dict[str, Any]:
     from broadcaster import service
     from broadcaster.runtime import Runtime
-    from broadcaster.tasks import create_app
+    from broadcaster.tasks import celery_enqueuer
 
     from .common import load
 
@@ -142,8 +142,7 @@ def run(quick: bool = False, recipients: int | None = None, profile: bool = True
                                                   "timeout": "30s"}})
         path = bench.write_settings(data)
         settings = load(path)
-        rt = Runtime.from_settings(settings)
-        create_app(settings, rt)
+        rt = Runtime.from_settings(settings, enqueuer=celery_enqueuer(settings))
         bench.on_close(lambda: (rt.close(), rt.ledger.close()))
 
         log("bare smtplib loop, one pre-built message, one connection")

@@ -64,7 +64,7 @@ class Rig:
     def __init__(self, bench: Bench, k: int, workers: int, concurrency: int, ledger: str | None = None,
                  policy: dict | None = None, channels: dict | None = None, extra: dict | None = None):
         from broadcaster.runtime import Runtime
-        from broadcaster.tasks import create_app
+        from broadcaster.tasks import celery_enqueuer, create_app
 
         from .common import load
 
@@ -79,7 +79,7 @@ class Rig:
                              policy=policy, **(extra or {}))
         self.settings_path = bench.write_settings(data)
         self.settings = load(self.settings_path)
-        self.rt = Runtime.from_settings(self.settings)
+        self.rt = Runtime.from_settings(self.settings, enqueuer=celery_enqueuer(self.settings))
         self.app = create_app(self.settings, self.rt)
         bench.on_close(self._close_rt)
         self.procs: list = []

@@ -480,12 +480,11 @@ def _scheduler_main(path: str) -> None:
     from broadcaster import scheduler as sched
     from broadcaster.logs import configure
     from broadcaster.runtime import Runtime
-    from broadcaster.tasks import create_app
+    from broadcaster.tasks import celery_enqueuer
 
     configure("WARNING")
     settings = load(path)
-    runtime = Runtime.from_settings(settings)
-    create_app(settings, runtime)
+    runtime = Runtime.from_settings(settings, enqueuer=celery_enqueuer(settings))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.cli.live import make_settings, memory_runtime, serve, settle
+from tests.support.runtime import wakeups
 
 CHANNELS = {
     "hook-a": {"kind": "webhook", "url": "http://127.0.0.1:9/a"},
@@ -56,6 +57,6 @@ def api(tmp_path):
         token, _ = app.state.tokens.create("ops", admin=True, actor="test")
         deploy, _ = app.state.tokens.create("ci", kinds=["deploy"], actor="test")
         live = LiveApi(url=url, token=token, deploy_token=deploy, runtime=rt)
-        rt.enqueuer = live.on_enqueue
+        wakeups(rt).on_deliver = live.on_enqueue
         yield live
     rt.ledger.close()

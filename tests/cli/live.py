@@ -15,11 +15,12 @@ import uvicorn
 
 from broadcaster.api.app import create_app
 from broadcaster.config import load_settings
-from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState, Receipt
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
 from tests.conftest import free_port
+from tests.support.runtime import memory_runtime
+
+__all__ = ["make_settings", "memory_runtime", "serve", "settle"]
 
 
 def make_settings(ledger_url: str, channels: dict, routes: dict | None = None, **extra):
@@ -27,10 +28,6 @@ def make_settings(ledger_url: str, channels: dict, routes: dict | None = None, *
             "routes": routes or {"incident": list(channels), "deploy": list(channels), "notice": list(channels)},
             "api": {"rate_limit": "10000/1m", "anonymous_rate_limit": "10000/1m"}, **extra}
     return load_settings(data, env={})
-
-
-def memory_runtime(settings) -> Runtime:
-    return Runtime(settings, ledger=Ledger.open(settings.ledger), breaker=MemoryBreaker(), limiter=MemoryRateLimiter())
 
 
 @contextmanager

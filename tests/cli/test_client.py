@@ -163,7 +163,6 @@ def test_a_held_promotion_says_which_incident_holds_it(tmp_path):
                              routes={"incident": ["hook-a"], "promotion": ["hook-b"]},
                              quiet_during_incidents=["promotion"])
     rt = memory_runtime(settings)
-    rt.enqueuer = lambda *a: None
     with serve(settings, rt) as (url, app):
         token, _ = app.state.tokens.create("ops", admin=True, actor="test")
         live = LiveApi(url=url, token=token, deploy_token=token, runtime=rt)

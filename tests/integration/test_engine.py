@@ -185,7 +185,7 @@ def test_each_message_reaches_only_its_channel_queue(shared_redis_url):
     import redis
 
     from broadcaster.config import load_settings
-    from broadcaster.tasks import create_app
+    from broadcaster.tasks import celery_enqueuer
 
     url = shared_redis_url.rsplit("/", 1)[0] + "/13"
     client = redis.Redis.from_url(url)
@@ -193,9 +193,9 @@ def test_each_message_reaches_only_its_channel_queue(shared_redis_url):
     settings = load_settings({"broker": url, "channels": {
         "a": {"kind": "webhook", "url": "http://127.0.0.1:9/a"},
         "b": {"kind": "webhook", "url": "http://127.0.0.1:9/b"}}}, env={})
-    app = create_app(settings)
+    enqueuer = celery_enqueuer(settings)
     try:
-        app.bc_enqueuer("dlv_only_a", "a", None)
+        enqueuer.deliver([("dlv_only_a", "a")])
         lists = {k.decode(): client.llen(k) for k in client.keys("bc*") if client.type(k) == b"list"}
         assert lists == {"bc.ch.a": 1}
     finally:

@@ -140,7 +140,6 @@ def web_pages(tmp_path):
                              {"hook-a": {"kind": "webhook", "url": "http://127.0.0.1:9/a"}},
                              routes={"incident": ["hook-a"]})
     rt = memory_runtime(settings)
-    rt.enqueuer = lambda *a: None
     app = create_app(settings, rt)
     raw, _ = app.state.tokens.create("ops", admin=True, actor="test")
     who = service.Principal("ops", admin=True)

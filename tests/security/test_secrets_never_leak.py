@@ -146,8 +146,6 @@ def make_runtime(tmp_path, handler) -> Runtime:
     settings = load_settings(CONFIG, env=ENV)
     ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db")
     rt = Runtime(settings, ledger=ledger, breaker=MemoryBreaker(), limiter=MemoryRateLimiter())
-    rt.enqueuer = lambda *a: None
-    rt.retract_enqueuer = lambda *a: None
     rt.channel_io["http"] = httpx.Client(transport=httpx.MockTransport(handler))
     rt.channel_io["smtp_factory"] = lambda *a, **kw: EchoSMTP()
     return rt

@@ -11,7 +11,7 @@ from broadcaster import scheduler
 from broadcaster.config import load_settings
 from broadcaster.models import SETTLED
 from broadcaster.runtime import Runtime
-from broadcaster.tasks import create_app
+from broadcaster.tasks import celery_enqueuer, create_app
 
 
 def settings_for(ledger_url: str, redis_url: str, channels: dict, routes: dict | None = None,
@@ -31,7 +31,8 @@ def settings_for(ledger_url: str, redis_url: str, channels: dict, routes: dict |
 class System:
     def __init__(self, settings):
         self.settings = settings
-        self.runtime = Runtime.from_settings(settings)
+        # the API's way of publishing (its own Celery app) and the worker's app, as in production
+        self.runtime = Runtime.from_settings(settings, enqueuer=celery_enqueuer(settings))
         self.app = create_app(settings, self.runtime)
         self._stop = threading.Event()
         self._sched = None

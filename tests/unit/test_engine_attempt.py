@@ -18,6 +18,8 @@ from broadcaster.models import DeliveryState as S
 from broadcaster.models import Receipt
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
+from broadcaster.wakeup import MemoryEnqueuer
+from tests.support.runtime import wakeups
 
 NOW = 1_700_000_000.0
 
@@ -127,9 +129,9 @@ class Harness:
         self.ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db", clock=clock)
         self.http = httpx.Client(transport=httpx.MockTransport(provider))
         self.runtime = Runtime(self.settings, ledger=self.ledger, breaker=MemoryBreaker(clock),
-                               limiter=MemoryRateLimiter(clock), clock=clock, channel_io={"http": self.http})
-        self.enqueued: list[tuple[str, str, float | None]] = []
-        self.runtime.enqueuer = lambda did, ch, countdown: self.enqueued.append((did, ch, countdown))
+                               limiter=MemoryRateLimiter(clock), clock=clock, channel_io={"http": self.http},
+                               enqueuer=MemoryEnqueuer())
+        self.enqueued = wakeups(self.runtime).deliveries
 
     def submit(self, channel: str, kind: str = "incident", **fields) -> str:
         data = {"kind": kind, "title": "API errors", "body": "We are investigating.", "channels": [channel], **fields}

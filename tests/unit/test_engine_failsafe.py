@@ -35,7 +35,6 @@ def runtime(tmp_path, *, breaker=None, limiter=None, handler=None, fmt="slack"):
     http = httpx.Client(transport=httpx.MockTransport(handler or (lambda r: httpx.Response(200, text="ok"))))
     rt = Runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=breaker or MemoryBreaker(),
                  limiter=limiter or MemoryRateLimiter(), channel_io={"http": http})
-    rt.enqueuer = lambda *a: None
     return rt
 
 

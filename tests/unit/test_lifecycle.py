@@ -14,6 +14,8 @@ from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
+from broadcaster.wakeup import MemoryEnqueuer
+from tests.support.runtime import wakeups
 
 T0 = 1_800_000_000.0
 CHANNELS = ["hook", "chat", "page"]
@@ -37,11 +39,8 @@ def make_runtime(url: str, clock: Clock) -> Runtime:
         },
         "routes": {"maintenance": CHANNELS, "incident": CHANNELS, "notice": ["hook"], "promotion": ["chat"]},
     }, env={})
-    rt = Runtime(settings, ledger=Ledger.open(url, clock=clock), breaker=MemoryBreaker(), limiter=MemoryRateLimiter(),
-                 clock=clock)
-    rt.enqueued = []
-    rt.enqueuer = lambda did, ch, countdown: rt.enqueued.append((did, ch))
-    return rt
+    return Runtime(settings, ledger=Ledger.open(url, clock=clock), breaker=MemoryBreaker(), limiter=MemoryRateLimiter(),
+                   clock=clock, enqueuer=MemoryEnqueuer())
 
 
 @pytest.fixture
@@ -146,16 +145,15 @@ def test_a_missed_window_gets_only_completed(rt, clock):
 
 
 def test_the_step_runs_from_the_scheduler_sweep(rt, clock, monkeypatch):
-    monkeypatch.setattr(scheduler, "TICK_HOOKS", [lifecycle.maintenance_hook])
     ann = maintenance(rt, T0 + 5, T0 + 50)
     clock.t = T0 + 5
-    report = scheduler.tick(rt)
+    report = scheduler.tick(rt, scheduler.feature_hooks())  # what the scheduler process (and --once) runs
     assert report.extra.get("maintenance_steps") == 1
     assert statuses(rt, ann) == ["in_progress"]
     # the update's deliveries were handed to the workers
     upd = rt.ledger.updates_of(ann)[0]
     fresh = {d.id for d in rt.ledger.deliveries_of(ann) if d.update_id == upd.id}
-    assert fresh <= {did for did, _ in rt.enqueued}
+    assert fresh <= {did for did, _, _ in wakeups(rt).deliveries}
 
 
 def test_cancelling_a_published_window_tells_every_channel_once(rt, clock):

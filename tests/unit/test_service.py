@@ -11,22 +11,8 @@ from broadcaster.errors import Forbidden, IdempotencyConflict, InvalidRequest, N
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S
 from broadcaster.models import Receipt
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
 from broadcaster.service import SYSTEM, Principal
-
-NOW = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = NOW):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from tests.support.runtime import NOW, Clock, memory_runtime, wakeups
 
 
 def hook(name: str) -> dict:
@@ -48,14 +34,14 @@ def rt(tmp_path, clock):
         "quiet_during_incidents": ["promotion"],
     }, env={})
     ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db", clock=clock)
-    runtime = Runtime(settings, ledger=ledger, breaker=MemoryBreaker(clock), limiter=MemoryRateLimiter(clock),
-                      clock=clock)
-    runtime.enqueued = []
-    runtime.retracts = []
-    runtime.enqueuer = lambda did, ch, countdown: runtime.enqueued.append((did, ch))
-    runtime.retract_enqueuer = lambda did, ch: runtime.retracts.append((did, ch))
+    runtime = memory_runtime(settings, ledger=ledger, clock=clock)
     yield runtime
     ledger.close()
+
+
+def enqueued(rt) -> list[tuple[str, str]]:
+    """(delivery id, channel) of every wake-up so far."""
+    return [(did, ch) for did, ch, _ in wakeups(rt).deliveries]
 
 
 INCIDENT = {"kind": "incident", "title": "API errors", "body": "We are investigating.", "severity": "major"}
@@ -101,7 +87,7 @@ def test_submit_validation_errors_name_the_field(rt, data, field):
         service.submit(rt, data, principal=SYSTEM)
     assert info.value.field == field, str(info.value)
     assert rt.ledger.list_announcements() == [], "nothing is written for a refused request"
-    assert rt.enqueued == []
+    assert enqueued(rt) == []
 
 
 def test_status_not_valid_for_the_kind_is_refused(rt):
@@ -116,7 +102,7 @@ def test_submit_uses_the_route_when_no_channels_are_given(rt):
     assert sorted(d.channel for d in ds) == ["a", "b"]
     assert all(d.state == S.PENDING and d.due_at == NOW for d in ds)
     assert all(d.deadline_at == NOW + 3600 for d in ds), "per-kind deadline from policy.deadlines"
-    assert sorted(rt.enqueued) == sorted((d.id, d.channel) for d in ds)
+    assert sorted(enqueued(rt)) == sorted((d.id, d.channel) for d in ds)
     ann = rt.ledger.get_announcement(sub.id)
     assert ann.status == "investigating" and ann.channels == ("a", "b") and ann.author == "system"
 
@@ -168,7 +154,7 @@ def test_publish_at_in_the_future_is_scheduled_and_released_by_the_sweep(rt, clo
     ds = rt.ledger.deliveries_of(sub.id)
     assert all(d.state == S.SCHEDULED and d.due_at == NOW + 600 for d in ds)
     assert all(d.deadline_at == NOW + 600 + 3600 for d in ds), "the deadline counts from the publish time"
-    assert rt.enqueued == []
+    assert enqueued(rt) == []
     assert scheduler.tick(rt).promoted == 0
     clock.advance(600)
     report = scheduler.tick(rt)
@@ -186,7 +172,7 @@ def test_promotions_are_held_while_an_incident_is_open(rt, clock):
     promo = service.submit(rt, {"kind": "promotion", "title": "Sale", "body": "50% off"}, principal=SYSTEM)
     [d] = rt.ledger.deliveries_of(promo.id)
     assert d.state == S.SCHEDULED, "held: an incident is open"
-    assert (d.id, "promo") not in rt.enqueued
+    assert (d.id, "promo") not in enqueued(rt)
     clock.advance(60)
     scheduler.tick(rt)
     assert rt.ledger.get_delivery(d.id).state == S.SCHEDULED, "still held by the sweep"
@@ -212,12 +198,12 @@ def test_cancel_scheduled(rt):
 
 def test_idempotent_replay_returns_the_same_announcement(rt):
     first = service.submit(rt, INCIDENT, principal=SYSTEM, idempotency_key="k-1")
-    enqueued = list(rt.enqueued)
+    woken = list(enqueued(rt))
     again = service.submit(rt, dict(INCIDENT), principal=SYSTEM, idempotency_key="k-1")
     assert again.id == first.id and again.created is False
     assert sorted(again.deliveries) == sorted(first.deliveries)
     assert len(rt.ledger.list_announcements()) == 1
-    assert rt.enqueued == enqueued, "a replay wakes nobody"
+    assert enqueued(rt) == woken, "a replay wakes nobody"
 
 
 def test_same_key_with_a_different_body_is_a_conflict(rt):
@@ -249,12 +235,12 @@ def test_update_idempotency(rt):
 
 def test_update_goes_to_the_original_channels_and_sets_the_status(rt):
     sub = service.submit(rt, INCIDENT, principal=SYSTEM)
-    rt.enqueued.clear()
+    wakeups(rt).deliveries.clear()
     upd = service.add_update(rt, sub.id, {"status": "identified", "body": "Found it"}, principal=SYSTEM)
     fresh = by_channel(rt, sub.id, upd.id)
     assert sorted(fresh) == ["a", "b"]
     assert all(d.state == S.PENDING for d in fresh.values())
-    assert sorted(rt.enqueued) == sorted((d.id, d.channel) for d in fresh.values())
+    assert sorted(enqueued(rt)) == sorted((d.id, d.channel) for d in fresh.values())
     assert rt.ledger.get_announcement(sub.id).status == "identified"
     [u] = rt.ledger.updates_of(sub.id)
     assert (u.status, u.body, u.author) == ("identified", "Found it", "system")
@@ -325,7 +311,7 @@ def test_retract_cancels_pending_and_enqueues_deletion_of_delivered(rt):
     assert counts == {"cancelled": 1, "retracting": 1, "already": 0}
     assert rt.ledger.get_delivery(ds["a"].id).state == S.CANCELLED
     assert rt.ledger.get_delivery(delivered.id).state == S.DELIVERED, "the worker marks it retracted"
-    assert rt.retracts == [(delivered.id, "b")]
+    assert wakeups(rt).retractions == [(delivered.id, "b")]
     assert rt.ledger.get_announcement(sub.id).retracted_at == NOW
     assert any(e["action"] == "announcement.retract" and e["actor"] == "ops" for e in rt.ledger.audit_entries())
 
@@ -348,13 +334,13 @@ def test_retry_delivery_from_failed_or_unknown(rt, clock, state):
     d = by_channel(rt, sub.id)["b"]
     settle(rt, d, state, maybe_sent=state == S.UNKNOWN, error="boom")
     clock.advance(7200)  # past the original deadline
-    rt.enqueued.clear()
+    wakeups(rt).deliveries.clear()
     service.retry_delivery(rt, d.id, principal=SYSTEM)
     fresh = rt.ledger.get_delivery(d.id)
     assert fresh.state == S.PENDING and fresh.maybe_sent is False
     assert fresh.due_at == clock() and fresh.deadline_at == clock() + 3600, "a fresh deadline"
     assert fresh.settled_at is None
-    assert rt.enqueued == [(d.id, "b")]
+    assert enqueued(rt) == [(d.id, "b")]
     assert rt.ledger.events_of(d.id)[-1].reason.startswith(f"operator retry from {state}")
 
 
@@ -368,11 +354,11 @@ def test_retry_delivery_refuses_other_states(rt, state):
         rt.ledger.force(d.id, S.CANCELLED, "test", actor="t", from_states=[S.PENDING])
     elif state != S.PENDING:
         settle(rt, d, state)
-    rt.enqueued.clear()
+    wakeups(rt).deliveries.clear()
     with pytest.raises(InvalidRequest):
         service.retry_delivery(rt, d.id, principal=SYSTEM)
     assert rt.ledger.get_delivery(d.id).state == state
-    assert rt.enqueued == []
+    assert enqueued(rt) == []
 
 
 def test_retry_delivery_of_a_retracted_announcement_is_refused(rt):

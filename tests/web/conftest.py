@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from broadcaster.api.app import create_app
 from tests.cli.live import make_settings, memory_runtime
+from tests.support.runtime import wakeups
 
 XSS = "<script>alert(1)</script>"
 CHANNELS = {
@@ -27,8 +28,7 @@ class Web:
     def __init__(self, app, runtime):
         self.app = app
         self.runtime = runtime
-        self.enqueued: list = []
-        runtime.enqueuer = lambda d, c, cd: self.enqueued.append((d, c))
+        self.enqueued = wakeups(runtime).deliveries
 
     def client(self) -> TestClient:
         return TestClient(self.app, base_url="http://testserver")

@@ -107,7 +107,7 @@ def test_compose_ticks_the_route_and_creates_the_announcement(web):
     assert (ann.kind, ann.title, ann.severity, ann.components) == ("incident", "API errors", "major", ("api", "checkout"))
     assert ann.channels == ("hook-a", "discord-ops")
     assert ann.variants == {"discord-ops": {"title": "Short title"}}
-    assert sorted(ch for _, ch in web.enqueued) == ["discord-ops", "hook-a"]
+    assert sorted(ch for _, ch, _ in web.enqueued) == ["discord-ops", "hook-a"]
     assert compose(c, csrf, **extra).status_code == 303  # a double click: same key, same announcement
     assert len(web.runtime.ledger.list_announcements()) == 1
     changed = compose(c, csrf)  # same key, different content: refused, not a second announcement
