@@ -223,6 +223,7 @@ class SubscribersSettings(Strict):
     confirmation_channel: str | None = None  # an email channel that sends double opt-in mails
     critical_overrides_optout: bool = False
     confirm_within: Duration = 7 * 86400.0
+    confirm_resend_after: Duration = 600.0  # at most one confirmation mail per address per this
     lists: tuple[str, ...] = ()
     promotion_kinds: tuple[str, ...] = ("promotion",)
 

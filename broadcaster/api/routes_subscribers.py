@@ -1,43 +1,51 @@
 """Subscribers: the public double opt-in and one-click unsubscribe, and the admin list.
 
-Public (no token): ``POST /subscribe``, ``GET /subscribe/confirm?token=``,
-``GET /unsubscribe?token=`` (a page with a button — a GET never unsubscribes, since mail
-scanners follow links) and ``POST /unsubscribe?token=`` (RFC 8058 one-click: the mail client
-posts ``List-Unsubscribe=One-Click``; answered 200). Admin: ``GET /subscribers``.
+Public (no token): ``POST /subscribe``; ``GET /subscribe/confirm?token=`` (a page with a button)
+and ``POST /subscribe/confirm`` (the button: confirms); ``GET /unsubscribe?token=`` (a page with
+buttons) and ``POST /unsubscribe?token=`` (RFC 8058 one-click: the mail client posts
+``List-Unsubscribe=One-Click``; answered 200). A GET never changes anything, since mail scanners
+follow links. Admin: ``GET /subscribers``.
 
-Answers to the public routes never say whether an address was already subscribed.
+Answers to the public subscribe never say whether an address was already subscribed.
 """
 
 from __future__ import annotations
 
 import builtins
 import html
-from typing import Annotated
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from .. import subscribers as subs
+from ..errors import Forbidden, InvalidRequest
 from ..runtime import Runtime
 from ..service import Principal
 from .deps import runtime
 from .intake import bearer
 from .schemas import ErrorOut
 
-ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut}, 429: {"model": ErrorOut},
+ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut}, 429: {"model": ErrorOut},
           503: {"model": ErrorOut}}
 router = APIRouter(tags=["subscribers"], responses=ERRORS)
 
 Rt = Annotated[Runtime, Depends(runtime)]
 #: paths that must work without a token (app.py adds them to the intake guard's public list)
 PUBLIC_PATHS = ("/api/v1/subscribe", "/api/v1/unsubscribe", "/api/v1/subscribers/confirm")
+CONFIRM_ACTION = "/api/v1/subscribe/confirm"
+#: the one answer to every subscribe request, whatever the address's state
+SUBSCRIBE_ANSWER = "if this address can receive mail, a confirmation link is on its way"
 
 
 def admin(request: Request) -> Principal:
     """An admin caller. ``/api/v1/subscribers`` shares its prefix with the public
     ``/api/v1/subscribe``, so the intake guard may have let it through unverified: check here."""
-    from ..errors import Forbidden
     from .auth import Unauthenticated
 
     who = request.scope.get("state", {}).get("principal")
@@ -90,89 +98,207 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in accept and "application/json" not in accept
 
 
-def _page(title: str, text: str, form_action: str | None = None, status: int = 200) -> HTMLResponse:
+@dataclass(frozen=True)
+class Form:
+    """A form on a public page: POSTed to ``action`` with hidden ``fields``."""
+
+    action: str
+    fields: dict[str, str]
+    button: str
+    checkbox: tuple[str, str, bool] | None = None  # (name, label, checked)
+    note: str = ""
+
+
+def _page(title: str, paragraphs: list[str], forms: tuple[Form, ...] = (), status: int = 200) -> HTMLResponse:
     e = html.escape
-    form = ""
-    if form_action:
-        form = (f'<form method="post" action="{e(form_action, quote=True)}">'
-                '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-                '<button type="submit">Unsubscribe</button></form>')
+    parts = [f"<p>{e(p)}</p>" for p in paragraphs]
+    for f in forms:
+        inputs = "".join(f'<input type="hidden" name="{e(k, quote=True)}" value="{e(v, quote=True)}">'
+                         for k, v in f.fields.items())
+        if f.checkbox:
+            name, label, checked = f.checkbox
+            inputs += (f'<p><label><input type="checkbox" name="{e(name, quote=True)}" value="yes"'
+                       f'{" checked" if checked else ""}> {e(label)}</label></p>')
+        note = f"<p><small>{e(f.note)}</small></p>" if f.note else ""
+        parts.append(f'<form method="post" action="{e(f.action, quote=True)}">{inputs}'
+                     f'<button type="submit">{e(f.button)}</button></form>{note}')
     body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{e(title)}</title></head>'
             f'<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem">'
-            f'<h1>{e(title)}</h1><p>{e(text)}</p>{form}</body></html>')
+            f'<h1>{e(title)}</h1>{"".join(parts)}</body></html>')
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store",
                                                             "Referrer-Policy": "no-referrer"})
 
 
-def _html_error(request: Request, exc: Exception):
-    from ..errors import InvalidRequest
-
+def _html_error(request: Request, exc: Exception) -> HTMLResponse:
     if isinstance(exc, InvalidRequest) and _wants_html(request):
-        return _page("This link does not work", str(exc), status=422)
+        return _page("This link does not work", [str(exc)], status=422)
     raise exc
 
 
+async def _fields(request: Request) -> dict[str, str]:
+    """The POSTed fields, from a form or a JSON object (values as text; booleans as yes/no)."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise InvalidRequest("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("the body must be a JSON object")
+        return {str(k): ("yes" if v is True else "no" if v is False else str(v)) for k, v in data.items()
+                if v is not None}
+    return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
+
+
+def _token(query: str | None, fields: dict[str, str]) -> str:
+    token = fields.get("token") or query
+    if not token:
+        raise InvalidRequest("token: the link's token is missing", field="token")
+    if len(token) > 1000:
+        raise InvalidRequest("token: too long", field="token")
+    return token
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _refuse_cross_site(request: Request, rt: Runtime) -> None:
+    """A browser tells where a POST comes from: consent is given only from our own page. (The
+    signed token is what authorises it; this stops a page elsewhere from posting a token it
+    somehow got.) Clients that send neither header — mail clients, curl — are not browsers."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            raise Forbidden("confirm on the page the link opens")
+        return
+    if origin.lower() not in {_origin(rt.settings.public_url), _origin(str(request.base_url))}:
+        raise Forbidden("confirm on the page the link opens")
+
+
+def _components_text(sub: subs.Subscriber) -> str:
+    return f" (about {', '.join(sub.components)})" if sub.components else ""
+
+
 @router.post("/subscribe", status_code=202, response_model=SubscribeOut)
-def subscribe(body: SubscribeIn, rt: Rt):
-    """Ask to subscribe: a confirmation link is mailed; nothing else is sent until it is followed."""
+def subscribe(body: SubscribeIn, rt: Rt) -> SubscribeOut:
+    """Ask to subscribe. The answer is the same for a new, a pending and a confirmed address; a
+    confirmation mail goes out (in the background, at most one per address per
+    ``subscribers.confirm_resend_after``) only while the subscription waits for confirmation.
+    A pending subscription is never changed by a new request: only its own link confirms it."""
     subs.subscribe(rt, body.list, body.address, components=body.components, name=body.name,
                    marketing=body.marketing)
-    return SubscribeOut(message="if this address can receive mail, a confirmation link is on its way")
+    return SubscribeOut(message=SUBSCRIBE_ANSWER)
 
 
-def _confirm(request: Request, rt: Runtime, token: str):
+def _confirm_page(request: Request, rt: Runtime, token: str) -> Response:
     try:
-        sub = subs.confirm(rt.ledger, rt.settings, token)
-    except Exception as exc:  # noqa: BLE001 - re-raised unless shown as a page
+        sub = subs.pending_of(rt.ledger, rt.settings, token)
+    except InvalidRequest as exc:
+        return _html_error(request, exc)
+    if not _wants_html(request):
+        return JSONResponse({"status": sub.state, "list": sub.list, "components": list(sub.components),
+                             "marketing": sub.marketing,
+                             "confirm": "POST the token (and optionally marketing: true|false) to this URL"})
+    if sub.state == "confirmed":
+        return _page("Subscribed", [f"This address already receives the announcements of {sub.list}."])
+    form = Form(action=CONFIRM_ACTION, fields={"token": token, "choices": "1"}, button="Confirm subscription",
+                checkbox=("marketing", "Also send me promotions", sub.marketing),
+                note="Nothing is sent to this address until you press the button.")
+    return _page("Confirm your subscription",
+                 [f"Subscribe {sub.address} to the announcements of {sub.list}{_components_text(sub)}?"], (form,))
+
+
+async def _confirm(request: Request, rt: Runtime, query_token: str | None) -> Response:
+    try:
+        _refuse_cross_site(request, rt)
+        fields = await _fields(request)
+        token = _token(query_token, fields)
+        marketing: bool | None = None
+        if "choices" in fields:  # the page's form: an unticked checkbox is simply absent
+            marketing = fields.get("marketing") == "yes"
+        elif "marketing" in fields:
+            marketing = fields["marketing"] in ("yes", "true", "1", "on")
+        sub = await run_in_threadpool(subs.confirm, rt.ledger, rt.settings, token, marketing=marketing)
+    except InvalidRequest as exc:
         return _html_error(request, exc)
     if _wants_html(request):
-        return _page("Subscribed", f"You will receive the announcements of {sub.list}.")
-    return JSONResponse({"status": "confirmed", "list": sub.list, "components": list(sub.components)})
+        promos = "and promotions " if sub.marketing else ""
+        return _page("Subscribed", [f"You will receive the announcements {promos}of {sub.list}."])
+    return JSONResponse({"status": "confirmed", "list": sub.list, "components": list(sub.components),
+                         "marketing": sub.marketing})
 
 
 @router.get("/subscribe/confirm", responses={200: {"content": {"text/html": {}}}})
-def confirm(request: Request, rt: Rt, token: str = Query(..., max_length=1000)):
-    """Follow the emailed confirmation link."""
-    return _confirm(request, rt, token)
+def confirm_page(request: Request, rt: Rt, token: str = Query(..., max_length=1000)) -> Response:
+    """What the emailed link opens: a page with a button (JSON: what would be confirmed). A GET
+    never confirms — mail scanners follow links."""
+    return _confirm_page(request, rt, token)
+
+
+@router.post("/subscribe/confirm", responses={200: {"content": {"text/html": {}}}})
+async def confirm(request: Request, rt: Rt, token: str | None = Query(None, max_length=1000)) -> Response:
+    """Confirm: the page's button posts the signed token (form field ``token``, or ``?token=``);
+    ``marketing`` (checkbox ``yes``, or JSON true/false) is the owner's answer to promotions."""
+    return await _confirm(request, rt, token)
 
 
 @router.get("/subscribers/confirm", include_in_schema=False)
-def confirm_alias(request: Request, rt: Rt, token: str = Query(..., max_length=1000)):
-    return _confirm(request, rt, token)
+def confirm_page_alias(request: Request, rt: Rt, token: str = Query(..., max_length=1000)) -> Response:
+    return _confirm_page(request, rt, token)
+
+
+@router.post("/subscribers/confirm", include_in_schema=False)
+async def confirm_alias(request: Request, rt: Rt, token: str | None = Query(None, max_length=1000)) -> Response:
+    return await _confirm(request, rt, token)
 
 
 @router.get("/unsubscribe", responses={200: {"content": {"text/html": {}}}})
-def unsubscribe_page(request: Request, rt: Rt, token: str = Query(..., max_length=1000)):
+def unsubscribe_page(request: Request, rt: Rt, token: str = Query(..., max_length=1000)) -> Response:
     """What the link in a mail opens: a page with a button. A GET never unsubscribes."""
     try:
-        fields = subs.verify(rt.settings, token, "unsubscribe")
-        sub = subs.get(rt.ledger, fields[0])
-    except Exception as exc:  # noqa: BLE001
-        from ..errors import NotFound
-
-        if isinstance(exc, NotFound):
-            from ..errors import InvalidRequest
-
-            exc = InvalidRequest("this link is not valid any more", field="token")
+        sub, scope = subs.unsubscribe_target(rt.ledger, rt.settings, token)
+    except InvalidRequest as exc:
         return _html_error(request, exc)
-    what = "promotional mail from" if fields[1] == "marketing" else "announcements of"
-    if _wants_html(request):
-        return _page("Unsubscribe", f"Stop receiving {what} {sub.list}?", form_action=str(request.url))
-    return JSONResponse({"list": sub.list, "scope": fields[1], "state": sub.state})
+    if not _wants_html(request):
+        return JSONResponse({"list": sub.list, "scope": scope, "state": sub.state, "marketing": sub.marketing,
+                             "stops": "promotions" if scope == "marketing" else "everything"})
+    action = str(request.url)
+    everything = Form(action=action, fields={"scope": "list"}, button="Unsubscribe from everything",
+                      note=f"No more mail of any kind from {sub.list}: no incident, maintenance or other "
+                           "notices, and no promotions.")
+    if scope == "marketing":
+        promotions = Form(action=action, fields={"List-Unsubscribe": "One-Click"}, button="Stop promotions")
+        return _page("Stop promotions", [
+            f"Stop receiving promotions from {sub.list}? Incident, maintenance and other notices keep coming.",
+            "To stop those too, unsubscribe from everything instead."], (promotions, everything))
+    return _page("Unsubscribe", [f"Leave {sub.list}?"], (everything,))
 
 
 @router.post("/unsubscribe", responses={200: {"content": {"text/html": {}}}})
-def unsubscribe(request: Request, rt: Rt, token: str = Query(..., max_length=1000)):
+async def unsubscribe(request: Request, rt: Rt, token: str | None = Query(None, max_length=1000)) -> Response:
     """One-click unsubscribe (RFC 8058): the body ``List-Unsubscribe=One-Click`` is what mail
-    clients send; the signed token alone decides. Repeating it is harmless."""
+    clients send; the signed token alone decides. A promotion's link stops promotions only;
+    any other link — or ``scope=list`` with any link — stops every kind of mail from the list.
+    Repeating it is harmless."""
     try:
-        sub = subs.unsubscribe(rt.ledger, rt.settings, token)
-    except Exception as exc:  # noqa: BLE001
+        fields = await _fields(request)
+        tok = _token(token, fields)
+        sub, stopped = await run_in_threadpool(subs.unsubscribe, rt.ledger, rt.settings, tok,
+                                               everything=fields.get("scope") == "list")
+    except InvalidRequest as exc:
         return _html_error(request, exc)
     if _wants_html(request):
-        return _page("Unsubscribed", f"You will no longer receive these messages from {sub.list}.")
-    return JSONResponse({"status": sub.state, "list": sub.list})
+        if stopped == "promotions":
+            return _page("Promotions stopped", [
+                (f"You will no longer receive promotions from {sub.list}. Incident, maintenance and other "
+                "notices keep coming; the link at the bottom of those mails stops them too.")])
+        return _page("Unsubscribed", [f"You will receive no more mail of any kind from {sub.list}."])
+    return JSONResponse({"status": sub.state, "list": sub.list, "marketing": sub.marketing, "stopped": stopped})
 
 
 @router.get("/subscribers", response_model=SubscriberPage)
@@ -182,8 +308,6 @@ def list_subscribers(rt: Rt, who: Annotated[Principal, Depends(admin)],
                      after: str | None = Query(None, max_length=40),
                      limit: int = Query(100, ge=1, le=1000)):
     """Subscribers by id, paged (admin only)."""
-    from ..errors import InvalidRequest
-
     if state is not None and state not in subs.STATES:
         raise InvalidRequest(f"state: must be one of {', '.join(subs.STATES)}", field="state")
     items = subs.list_subscribers(rt.ledger, list_name=list, state=state, after=after, limit=limit)

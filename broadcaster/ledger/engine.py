@@ -130,10 +130,25 @@ def _v2_once_per_channel(conn: Connection) -> None:
         next(ix for ix in d.indexes if ix.name == "ux_deliveries_once").create(conn)
 
 
+def _v3_subscriber_requests(conn: Connection) -> None:
+    """``subscribers.requested_at`` and ``confirm_sent_at`` (see ``ledger/subscribers.py``) and an
+    index on ``address``. A ledger created at this version has them already (``_v1_initial``)."""
+    have = {c["name"] for c in inspect(conn).get_columns("subscribers")}
+    for column in ("requested_at", "confirm_sent_at"):
+        if column not in have:
+            conn.execute(text(f"ALTER TABLE subscribers ADD COLUMN {column} FLOAT"))
+    if "requested_at" not in have:  # links of pending rows made before it sign their created_at
+        s = schema.subscribers
+        conn.execute(update(s).where(s.c.state == "pending").values(requested_at=s.c.created_at))
+    if "ix_subscribers_address" not in {ix["name"] for ix in inspect(conn).get_indexes("subscribers")}:
+        conn.execute(text("CREATE INDEX ix_subscribers_address ON subscribers (address)"))
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "at most one delivery per (announcement or update, channel)", _v2_once_per_channel),
+    (3, "subscribers: requested_at, confirm_sent_at", _v3_subscriber_requests),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -182,12 +182,15 @@ subscribers = Table(
     Column("address", String(320), nullable=False),
     Column("name", Text),
     Column("components", JSON, nullable=False, default=list),
-    Column("state", String(16), nullable=False),  # pending | confirmed | unsubscribed | bounced
+    Column("state", String(16), nullable=False),  # pending | confirmed | opted_out | unsubscribed | bounced
     Column("marketing", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
     Column("confirmed_at", Float),
     Column("unsubscribed_at", Float),
+    Column("requested_at", Float),  # when the current (pending) request began; its links sign it
+    Column("confirm_sent_at", Float),  # the last confirmation mail: one per address per interval
     Index("ux_subscribers_list_address", "list", "address", unique=True),
+    Index("ix_subscribers_address", "address"),
 )
 
 schema_version = Table(

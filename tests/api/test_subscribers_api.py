@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import html
 import json
-from urllib.parse import parse_qs, urlsplit
+import re
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from fastapi import APIRouter
 
-from broadcaster.config import SubscribersSettings
 from broadcaster import subscribers as subs
 from broadcaster.api import routes_export, routes_subscribers
+from broadcaster.config import SubscribersSettings
 
 from .conftest import SECRET_URL, Env, assert_error, config
 
@@ -63,13 +65,14 @@ def env(tmp_path):
 
 
 def subscribe(env, address="reader@example.test", **extra):
-    return env.client.post("/api/v1/subscribe", json={"list": "news", "address": address, **extra})
+    r = env.client.post("/api/v1/subscribe", json={"list": "news", "address": address, **extra})
+    assert subs.flush(env.runtime, timeout=10)  # the confirmation mail goes out in the background
+    return r
 
 
 def confirmed(env, address="reader@example.test", **extra) -> str:
     assert subscribe(env, address, **extra).status_code == 202
-    r = env.client.get("/api/v1/subscribe/confirm", params={"token": env.outbox.token()},
-                       headers={"Accept": "application/json"})
+    r = env.client.post("/api/v1/subscribe/confirm", json={"token": env.outbox.token()})
     assert r.status_code == 200, r.text
     return subs.find(env.ledger, "news", address).id
 
@@ -77,6 +80,15 @@ def confirmed(env, address="reader@example.test", **extra) -> str:
 def no_secrets(text: str) -> None:
     for s in (SIGNING_KEY, "smtp-password-secret-1", SECRET_URL):
         assert s not in text
+
+
+def form(fields: dict[str, str]) -> dict:
+    return {"content": urlencode(fields), "headers": {"Content-Type": "application/x-www-form-urlencoded",
+                                                       "Accept": "text/html"}}
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
 
 
 # ---------------------------------------------------------------- public double opt-in
@@ -88,28 +100,78 @@ def test_subscribe_without_a_token_then_confirm(env):
     assert len(env.outbox.sent) == 1 and env.outbox.sent[0][0] == "reader@example.test"
     assert env.outbox.link().startswith("https://status.example.test/api/v1/subscribe/confirm?token=")
     assert subs.find(env.ledger, "news", "reader@example.test").state == "pending"
-    r = env.client.get("/api/v1/subscribe/confirm", params={"token": env.outbox.token()})
-    assert r.status_code == 200 and r.json() == {"status": "confirmed", "list": "news", "components": ["api"]}
+    look = env.client.get("/api/v1/subscribe/confirm", params={"token": env.outbox.token()})
+    assert look.status_code == 200 and look.json()["status"] == "pending" and look.json()["marketing"] is True
+    r = env.client.post("/api/v1/subscribe/confirm", params={"token": env.outbox.token()})
+    assert r.status_code == 200
+    assert r.json() == {"status": "confirmed", "list": "news", "components": ["api"], "marketing": True}
     sub = subs.find(env.ledger, "news", "reader@example.test")
     assert sub.state == "confirmed" and sub.marketing
-    no_secrets(r.text + env.outbox.sent[0][2])
+    no_secrets(r.text + look.text + env.outbox.sent[0][2])
 
 
-def test_confirm_in_a_browser_gets_a_page(env):
+@pytest.mark.parametrize("accept", ["text/html", "application/json", "*/*"])
+def test_following_the_link_confirms_nothing(env, accept):
+    """Mail scanners follow links: a GET of the confirmation link shows a page and changes nothing."""
     subscribe(env)
-    r = env.client.get("/api/v1/subscribe/confirm", params={"token": env.outbox.token()},
-                       headers={"Accept": "text/html"})
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and "Subscribed" in r.text
+    for _ in range(3):
+        r = env.client.get(env.outbox.link(), headers={"Accept": accept})
+        assert r.status_code == 200
+    assert subs.find(env.ledger, "news", "reader@example.test").state == "pending"
+
+
+def test_confirm_in_a_browser_is_a_button_on_the_page(env):
+    subscribe(env, marketing=True)
+    page = env.client.get("/api/v1/subscribe/confirm", params={"token": env.outbox.token()},
+                          headers={"Accept": "text/html"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<form method="post" action="/api/v1/subscribe/confirm">' in page.text
+    assert "Also send me promotions" in page.text and " checked>" in page.text
+    fields = hidden_fields(page.text)
+    assert fields["token"] == html.escape(env.outbox.token(), quote=True)
+    # the owner unticks promotions and presses the button
+    done = env.client.post("/api/v1/subscribe/confirm", **form({"token": env.outbox.token(), "choices": "1"}))
+    assert done.status_code == 200 and "Subscribed" in done.text
+    sub = subs.find(env.ledger, "news", "reader@example.test")
+    assert sub.state == "confirmed" and sub.marketing is False
     bad = env.client.get("/api/v1/subscribe/confirm", params={"token": "nope"}, headers={"Accept": "text/html"})
     assert bad.status_code == 422 and "does not work" in bad.text
 
 
+def test_a_confirmation_posted_from_another_site_is_refused(env):
+    subscribe(env)
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        r = env.client.post("/api/v1/subscribe/confirm", json={"token": env.outbox.token()}, headers=headers)
+        assert_error(r, 403, "forbidden")
+    assert subs.find(env.ledger, "news", "reader@example.test").state == "pending"
+    ok = env.client.post("/api/v1/subscribe/confirm", json={"token": env.outbox.token()},
+                         headers={"Origin": "https://status.example.test"})
+    assert ok.status_code == 200
+
+
+def test_a_second_subscribe_cannot_change_a_pending_subscription(env):
+    """The attack: a pending address is asked for again with marketing consent and a new name."""
+    subscribe(env, name="Reader")
+    link = env.outbox.link()
+    again = subscribe(env, name="=HYPERLINK(evil)", marketing=True, components=["db"])
+    assert again.status_code == 202
+    assert len(env.outbox.sent) == 1, "no second mail within the interval"
+    sub = subs.find(env.ledger, "news", "reader@example.test")
+    assert (sub.name, sub.marketing, sub.components) == ("Reader", False, ())
+    env.client.post(link.replace("https://status.example.test", ""), headers={"Accept": "application/json"})
+    sub = subs.find(env.ledger, "news", "reader@example.test")
+    assert sub.state == "confirmed" and (sub.name, sub.marketing) == ("Reader", False)
+
+
 def test_the_answer_does_not_tell_who_is_subscribed(env):
     confirmed(env)
+    subscribe(env, "pending@example.test")
     before = len(env.outbox.sent)
-    again = subscribe(env)
-    fresh = subscribe(env, "someone-else@example.test")
-    assert again.status_code == fresh.status_code == 202 and again.json() == fresh.json()
+    answers = [subscribe(env, a) for a in ("reader@example.test", "pending@example.test", "new@example.test")]
+    assert {r.status_code for r in answers} == {202}
+    assert answers[0].content == answers[1].content == answers[2].content
+    assert {k: v for k, v in answers[0].headers.items() if k != "date"} == \
+        {k: v for k, v in answers[2].headers.items() if k != "date"}
     assert len(env.outbox.sent) == before + 1  # only the new address was mailed
 
 
@@ -129,8 +191,10 @@ def test_bad_subscriptions_are_refused_in_the_error_format(env, body, field):
 def test_a_forged_confirmation_token_is_refused(env):
     subscribe(env)
     token = env.outbox.token()
-    r = env.client.get("/api/v1/subscribe/confirm", params={"token": token[:-3] + "AAA"})
-    assert_error(r, 422, "invalid_request")
+    for method in ("GET", "POST"):
+        r = env.client.request(method, "/api/v1/subscribe/confirm", params={"token": token[:-3] + "AAA"})
+        assert_error(r, 422, "invalid_request")
+    assert_error(env.client.post("/api/v1/subscribe/confirm"), 422, "invalid_request")
     assert subs.find(env.ledger, "news", "reader@example.test").state == "pending"
 
 
@@ -147,21 +211,39 @@ def test_get_shows_a_button_and_one_click_post_unsubscribes(env):
     # what a mail client sends for List-Unsubscribe-Post (RFC 8058)
     r = env.client.post(f"/api/v1/unsubscribe?token={token}", content="List-Unsubscribe=One-Click",
                         headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 200 and r.json() == {"status": "unsubscribed", "list": "news"}
+    assert r.status_code == 200
+    assert r.json() == {"status": "unsubscribed", "list": "news", "marketing": False, "stopped": "everything"}
     assert subs.get(env.ledger, sid).state == "unsubscribed"
     again = env.client.post(f"/api/v1/unsubscribe?token={token}", content="List-Unsubscribe=One-Click",
                             headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert again.status_code == 200
 
 
-def test_one_click_from_a_promotion_opts_out_of_promotions(env):
+def test_one_click_from_a_promotion_stops_promotions_and_says_so(env):
     sid = confirmed(env, marketing=True)
     token = subs.unsubscribe_token(env.runtime.settings, sid, "marketing")
+    page = env.client.get("/api/v1/unsubscribe", params={"token": token}, headers={"Accept": "text/html"})
+    assert "Stop receiving promotions from news? Incident, maintenance and other notices keep coming." in page.text
+    assert "Unsubscribe from everything" in page.text
     r = env.client.post("/api/v1/unsubscribe", params={"token": token}, content="List-Unsubscribe=One-Click",
                         headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 200 and r.json()["status"] == "opted_out"
+    assert r.status_code == 200
+    assert r.json() == {"status": "confirmed", "list": "news", "marketing": False, "stopped": "promotions"}
     sub = subs.get(env.ledger, sid)
-    assert sub.state == "opted_out" and not sub.marketing
+    assert sub.state == "confirmed" and not sub.marketing  # incident mail keeps coming, as the page said
+    promo = env.client.post(f"/api/v1/unsubscribe?token={token}", **form({"List-Unsubscribe": "One-Click"}))
+    assert "Promotions stopped" in promo.text and "keep coming" in promo.text
+
+
+def test_the_everything_button_leaves_the_list(env):
+    sid = confirmed(env, marketing=True)
+    token = subs.unsubscribe_token(env.runtime.settings, sid, "marketing")
+    r = env.client.post(f"/api/v1/unsubscribe?token={token}", **form({"scope": "list"}))
+    assert r.status_code == 200 and "no more mail of any kind" in r.text
+    assert subs.get(env.ledger, sid).state == "unsubscribed"
+    page = env.client.get("/api/v1/unsubscribe", params={"token": subs.unsubscribe_token(env.runtime.settings, sid)},
+                          headers={"Accept": "text/html"})
+    assert "no incident, maintenance or other notices, and no promotions" in page.text
 
 
 def test_unsubscribe_with_a_bad_token(env):

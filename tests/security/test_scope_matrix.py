@@ -64,6 +64,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, dict, dict[str, int]]] = {
     ("GET", "/api/v1/channels"): (None, {}, expect(valid=200)),
     ("POST", "/api/v1/subscribe"): (None, {"list": "news", "address": "reader@example.test"}, public(202)),
     ("GET", "/api/v1/subscribe/confirm"): (None, {"token": "forged"}, public(422)),
+    ("POST", "/api/v1/subscribe/confirm"): (None, {"token": "forged"}, public(422)),
     ("GET", "/api/v1/unsubscribe"): (None, {"token": "forged"}, public(422)),
     ("POST", "/api/v1/unsubscribe"): (None, {"token": "forged"}, public(422)),
     ("GET", "/api/v1/subscribers"): (None, {}, expect(admin=200, poster=403, deploy=403, hook_only=403)),
@@ -115,7 +116,7 @@ class Matrix:
         h = self.headers[caller]
         if method == "GET":
             return self.env.client.get(url, params=data or None, headers=h)
-        if path.endswith("/unsubscribe"):
+        if path.endswith(("/unsubscribe", "/subscribe/confirm")):
             return self.env.client.post(url, params=data, headers=h)
         return self.env.client.post(url, json=data, headers=h)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broadcaster import service, subscribers as subs
+from broadcaster import service
+from broadcaster import subscribers as subs
 from broadcaster.config import SubscribersSettings, load_settings
 from broadcaster.errors import ConfigError, InvalidRequest
 from broadcaster.ledger import Ledger
@@ -88,24 +89,34 @@ def addresses(rt, lists, p) -> list[str]:
 # ---------------------------------------------------------------- double opt-in
 
 
+def ask(rt, address, out, lst="news", **kw):
+    """A public subscribe request, with its confirmation mail (sent in the background) awaited."""
+    sub = subs.subscribe(rt, lst, address, sender=out, **kw)
+    assert subs.flush(rt, timeout=10)
+    return sub
+
+
 def test_subscribe_mails_a_link_and_only_the_link_confirms(rt):
     out = Outbox()
-    sub = subs.subscribe(rt, "news", "  Alice@Example.TEST ", components=["api"], sender=out)
+    sub = ask(rt, "  Alice@Example.TEST ", out, components=["api"])
     assert sub.state == "pending" and sub.address == "alice@example.test" and sub.components == ("api",)
     assert [s[0] for s in out.sent] == ["alice@example.test"]
     assert out.sent[0][2].count("https://status.example.test/api/v1/subscribe/confirm?token=") == 1
     assert addresses(rt, ["news"], post()) == []  # pending gets nothing
+    # reading what a link is for (the page a GET shows) changes nothing
+    assert subs.pending_of(rt.ledger, rt.settings, out.token()).state == "pending"
+    assert subs.get(rt.ledger, sub.id).state == "pending"
 
     done = subs.confirm(rt.ledger, rt.settings, out.token())
     assert done.state == "confirmed" and done.confirmed_at == T0
     assert addresses(rt, ["news"], post()) == ["alice@example.test"]
-    # the link works again without harm (mail clients prefetch)
+    # confirming again is harmless
     assert subs.confirm(rt.ledger, rt.settings, out.token()).state == "confirmed"
 
 
 def test_a_tampered_or_foreign_token_is_refused(rt):
     out = Outbox()
-    sub = subs.subscribe(rt, "news", "bob@example.test", sender=out)
+    sub = ask(rt, "bob@example.test", out)
     token = out.token()
     body, sig = token.split(".")
     forged = subs._b64(subs._unb64(body).replace(b"sub_", b"sux_")) + "." + sig
@@ -120,20 +131,22 @@ def test_a_tampered_or_foreign_token_is_refused(rt):
     # a token signed with another key is worthless
     other = rt.settings.model_copy(update={"subscribers": SubscribersSettings(secret_key="another-key-0123456789abcdef")})
     with pytest.raises(InvalidRequest):
-        subs.confirm(rt.ledger, rt.settings, subs.confirm_token(other, sub.id, T0))
+        subs.confirm(rt.ledger, rt.settings, subs.confirm_token(other, sub.id, sub.requested_at, T0))
     assert subs.get(rt.ledger, sub.id).state == "pending"
 
 
-def test_confirmation_links_expire(tmp_path):
+def test_confirmation_links_expire_and_a_stale_request_starts_over(tmp_path):
     clock = Clock()
     rt = make_runtime(tmp_path, sub_cfg={"confirm_within": "1h"}, clock=clock)
     out = Outbox()
-    subs.subscribe(rt, "news", "carol@example.test", sender=out)
+    ask(rt, "carol@example.test", out, marketing=True)
+    old = out.token()
     clock.t += 3601
     with pytest.raises(InvalidRequest, match="expired"):
-        subs.confirm(rt.ledger, rt.settings, out.token())
-    # subscribing again sends a fresh link that works
-    subs.subscribe(rt, "news", "carol@example.test", sender=out)
+        subs.confirm(rt.ledger, rt.settings, old)
+    # every link of the first request expired: a new request starts over with its own choices
+    sub = ask(rt, "carol@example.test", out, marketing=False)
+    assert len(out.sent) == 2 and sub.marketing is False
     assert subs.confirm(rt.ledger, rt.settings, out.token()).state == "confirmed"
     rt.ledger.close()
 
@@ -147,7 +160,7 @@ def test_no_secret_means_no_subscriptions_and_the_env_key_is_used(tmp_path, monk
     assert subs.list_subscribers(rt.ledger) == []  # refused before anything was written
     monkeypatch.setenv(subs.SECRET_ENV, "env-key-0123456789abcdef")
     out = Outbox()
-    subs.subscribe(rt, "news", "dave@example.test", sender=out)
+    ask(rt, "dave@example.test", out)
     assert subs.confirm(rt.ledger, rt.settings, out.token()).state == "confirmed"
     rt.ledger.close()
 
@@ -155,18 +168,93 @@ def test_no_secret_means_no_subscriptions_and_the_env_key_is_used(tmp_path, monk
 def test_unknown_lists_and_bad_addresses_are_refused(rt):
     with pytest.raises(InvalidRequest, match="no such list"):
         subs.subscribe(rt, "secret-list", "eve@example.test", sender=Outbox())
-    for bad in ("not-an-address", "a@b", "two@@example.test", ""):
+    for bad in ("not-an-address", "a@b", "two@@example.test", "", "nul\x00@example.test"):
         with pytest.raises(InvalidRequest):
             subs.subscribe(rt, "news", bad, sender=Outbox())
     with pytest.raises(InvalidRequest, match="components"):
         subs.subscribe(rt, "news", "eve@example.test", components=["a;b"], sender=Outbox())
+    with pytest.raises(InvalidRequest, match="name"):
+        subs.subscribe(rt, "news", "eve@example.test", name="Eve\x1b[31m", sender=Outbox())
+    assert subs.list_subscribers(rt.ledger) == []
 
 
 def test_subscribing_a_confirmed_address_again_changes_nothing_and_mails_nobody(rt):
-    confirmed(rt, "frank@example.test", components=["api"])
+    confirmed(rt, "frank@example.test", components=["api"], marketing=False)
     out = Outbox()
-    sub = subs.subscribe(rt, "news", "frank@example.test", components=["db"], sender=out)
-    assert out.sent == [] and sub.state == "confirmed" and sub.components == ("api",)
+    sub = ask(rt, "frank@example.test", out, components=["db"], marketing=True, name="Someone else")
+    assert out.sent == [] and sub.state == "confirmed" and sub.components == ("api",) and not sub.marketing
+
+
+# ---------------------------------------------------------------- consent belongs to the address's owner
+
+
+def test_a_second_request_cannot_change_a_pending_subscription(rt):
+    """The attack: someone asks again for a pending address with marketing and a new name."""
+    out = Outbox()
+    first = ask(rt, "owner@example.test", out, components=["api"], name="Owner")
+    again = ask(rt, "owner@example.test", out, components=["db"], name="Mallory", marketing=True)
+    assert (again.id, again.requested_at) == (first.id, first.requested_at)  # the same request, unchanged
+    assert again.marketing is False and again.name == "Owner" and again.components == ("api",)
+    assert len(out.sent) == 1, "a repeated request within the interval mails nobody"
+    done = subs.confirm(rt.ledger, rt.settings, out.token())
+    assert done.marketing is False and done.name == "Owner" and done.components == ("api",)
+
+
+def test_the_owner_answers_about_promotions_on_the_confirmation_page(rt):
+    """Someone asked first with marketing consent: the owner's own answer on the page wins."""
+    out = Outbox()
+    ask(rt, "victim@example.test", out, marketing=True, name="Mallory")
+    assert subs.pending_of(rt.ledger, rt.settings, out.token()).marketing is True  # the page shows it
+    done = subs.confirm(rt.ledger, rt.settings, out.token(), marketing=False)
+    assert done.state == "confirmed" and done.marketing is False
+    promo = announce(rt, kind="promotion", title="Sale")
+    assert addresses(rt, ["news"], post("promotion", promo)) == []
+
+
+def test_at_most_one_confirmation_mail_per_address_per_interval(tmp_path):
+    clock = Clock()
+    rt = make_runtime(tmp_path, sub_cfg={"confirm_resend_after": "10m"}, clock=clock)
+    out = Outbox()
+    for _ in range(5):
+        ask(rt, "spam-target@example.test", out)
+    ask(rt, "spam-target@example.test", out, lst="ops")  # another list, same address
+    assert len(out.sent) == 1
+    clock.t += 601
+    ask(rt, "spam-target@example.test", out)
+    assert len(out.sent) == 2
+    # both links are for the same request: either confirms it, with its first choices
+    assert subs.confirm(rt.ledger, rt.settings, out.token()).state == "confirmed"
+    rt.ledger.close()
+
+
+def test_a_failed_confirmation_mail_lets_the_address_ask_again(rt):
+    def broken(address, subject, text):
+        raise OSError("mail server down")
+
+    sub = subs.subscribe(rt, "news", "retry@example.test", sender=broken)
+    assert subs.flush(rt, timeout=10)
+    assert subs.get(rt.ledger, sub.id).state == "pending"
+    out = Outbox()
+    ask(rt, "retry@example.test", out)
+    assert len(out.sent) == 1
+    with rt.ledger.read() as conn:
+        actions = [r.action for r in conn.execute(t.audit_log.select())]
+    assert "subscriber.confirmation_failed" in actions and "subscriber.confirmation_sent" in actions
+
+
+def test_restarting_a_subscription_makes_its_older_links_worthless(rt):
+    out = Outbox()
+    ask(rt, "again@example.test", out)
+    first_link = out.token()
+    sub = subs.confirm(rt.ledger, rt.settings, first_link)
+    subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id, "list"))
+    rt.ledger.clock.t += 601  # past the mail interval
+    restarted = ask(rt, "again@example.test", out, marketing=True)
+    assert restarted.state == "pending" and len(out.sent) == 2
+    with pytest.raises(InvalidRequest, match="meanwhile"):
+        subs.confirm(rt.ledger, rt.settings, first_link)
+    assert subs.get(rt.ledger, sub.id).state == "pending"
+    assert subs.confirm(rt.ledger, rt.settings, out.token()).state == "confirmed"
 
 
 def test_confirmation_goes_through_the_configured_email_channel(tmp_path):
@@ -179,6 +267,7 @@ def test_confirmation_goes_through_the_configured_email_channel(tmp_path):
 
     rt = make_runtime(tmp_path, io={"smtp_factory": factory})
     subs.subscribe(rt, "news", "gina@example.test")
+    assert subs.flush(rt, timeout=10)
     assert len(sessions) == 1
     rcpt, data = sessions[0].messages[0]
     assert rcpt == "gina@example.test"
@@ -244,28 +333,38 @@ def test_promotions_need_marketing_consent_and_carry_one_click_links(rt):
     assert subs.verify(rt.settings, pairs["no@example.test"].split("token=")[1], "unsubscribe")[1] == "list"
 
 
-def test_one_click_from_a_promotion_is_an_opt_out_that_only_critical_incidents_may_override(tmp_path):
-    for overrides in (False, True):
-        rt = make_runtime(tmp_path / str(overrides), sub_cfg={"critical_overrides_optout": overrides})
-        sub = confirmed(rt, "opt@example.test")
-        stays = confirmed(rt, "stay@example.test")
-        subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id, "marketing"))
-        assert subs.get(rt.ledger, sub.id).state == "opted_out" and not subs.get(rt.ledger, sub.id).marketing
-        minor = announce(rt, severity="minor")
-        critical = announce(rt, severity="critical")
-        promo = announce(rt, kind="promotion", title="Sale")
-        assert addresses(rt, ["news"], post("incident", minor)) == [stays.address]
-        assert addresses(rt, ["news"], post("promotion", promo)) == [stays.address]
-        expected = {stays.address, sub.address} if overrides else {stays.address}
-        assert set(addresses(rt, ["news"], post("incident", critical))) == expected
-        rt.ledger.close()
+def test_one_click_from_a_promotion_stops_promotions_only(rt):
+    """What the page and the List-Unsubscribe header of a promotion say: promotions stop,
+    incident and maintenance notices keep coming."""
+    sub = confirmed(rt, "opt@example.test")
+    stays = confirmed(rt, "stay@example.test")
+    after, stopped = subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id, "marketing"))
+    assert stopped == "promotions" and after.state == "confirmed" and not after.marketing
+    minor = announce(rt, severity="minor")
+    promo = announce(rt, kind="promotion", title="Sale")
+    assert set(addresses(rt, ["news"], post("incident", minor))) == {stays.address, sub.address}
+    assert addresses(rt, ["news"], post("promotion", promo)) == [stays.address]
+    # the same link may leave the list entirely (the page's second button)
+    gone, stopped = subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id, "marketing"),
+                                     everything=True)
+    assert stopped == "everything" and gone.state == "unsubscribed"
+    assert addresses(rt, ["news"], post("incident", minor)) == [stays.address]
 
 
-def test_a_full_unsubscribe_is_never_overridden(tmp_path):
+def test_an_older_opt_out_still_gets_notices_but_no_promotions(rt):
+    sub = confirmed(rt, "legacy@example.test")
+    subs.set_state(rt.ledger, sub.id, "opted_out", actor="test")  # what older versions wrote
+    promo = announce(rt, kind="promotion", title="Sale")
+    assert addresses(rt, ["news"], post("incident", announce(rt))) == [sub.address]
+    assert addresses(rt, ["news"], post("promotion", promo)) == []
+
+
+def test_a_full_unsubscribe_stops_everything_and_is_never_softened(tmp_path):
     rt = make_runtime(tmp_path, sub_cfg={"critical_overrides_optout": True})
     sub = confirmed(rt, "gone@example.test")
-    subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id, "list"))
-    again = subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id, "marketing"))
+    left, stopped = subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id, "list"))
+    assert stopped == "everything" and left.state == "unsubscribed"
+    again, _ = subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id, "marketing"))
     assert again.state == "unsubscribed"  # a later one-click does not soften it
     critical = announce(rt, severity="critical")
     assert addresses(rt, ["news"], post("incident", critical)) == []
@@ -318,7 +417,7 @@ def test_an_unsubscribed_address_can_come_back_only_through_confirmation(rt):
     sub = confirmed(rt, "back@example.test")
     subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id))
     out = Outbox()
-    again = subs.subscribe(rt, "news", "back@example.test", sender=out)
+    again = ask(rt, "back@example.test", out)
     assert again.id == sub.id and again.state == "pending" and len(out.sent) == 1
     assert addresses(rt, ["news"], post()) == []
     subs.confirm(rt.ledger, rt.settings, out.token())
