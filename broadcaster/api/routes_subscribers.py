@@ -31,8 +31,7 @@ from .deps import runtime
 from .intake import bearer
 from .schemas import ErrorOut
 
-ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut}, 429: {"model": ErrorOut},
-          503: {"model": ErrorOut}}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 422, 429, 503)}
 router = APIRouter(tags=["subscribers"], responses=ERRORS)
 
 Rt = Annotated[Runtime, Depends(runtime)]

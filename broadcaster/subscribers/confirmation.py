@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..channels import _mail
+from ..channels.email import Email
 from ..errors import ConfigError, InvalidRequest
 from ..ledger.subscribers import Subscriber, SubscriberStore
 from .links import settings_of
@@ -59,6 +60,8 @@ def channel_sender(runtime: Runtime, channel_name: str | None) -> ConfirmationSe
 
     def send(address: str, subject: str, text: str) -> None:
         channel = runtime.channel(name)
+        if not isinstance(channel, Email):  # checked above; the runtime types channels loosely
+            raise ConfigError([("subscribers.confirmation_channel", f"{name!r} is not an email channel")])
         st = channel.settings
         domain = _mail.domain_of(st.from_address)
         key = "confirm-" + hashlib.sha256(f"{address}\x00{text}".encode()).hexdigest()[:24]
@@ -138,7 +141,7 @@ class Mailer:
         ledger = self.store.ledger
         try:
             job.send(job.address, job.subject, job.text)
-        except Exception as exc:  # noqa: BLE001 - any failure: log it, let the address ask again
+        except Exception as exc:  # any failure: log it, let the address ask again
             log.warning("confirmation mail to subscriber %s failed: %s", job.subscriber_id, type(exc).__name__)
             try:
                 self.store.release_confirmation_mail(job.subscriber_id, job.marked_at)

@@ -55,7 +55,8 @@ def env(tmp_path):
         "kind": "email", "smtp": {"host": "smtp.example.test", "password": "smtp-password-secret-1"},
         "from_address": "news@example.test", "lists": ["news"]}}
     e = Env(tmp_path, cfg)
-    e.runtime.settings = e.runtime.settings.model_copy(update={"subscribers": SubscribersSettings(secret_key=SIGNING_KEY)})
+    e.runtime.settings = e.runtime.settings.model_copy(
+        update={"subscribers": SubscribersSettings(secret_key=SIGNING_KEY)})
     e.outbox = Outbox()
     e.runtime.channel_io["confirmation_sender"] = e.outbox
     include_routers(e.app)

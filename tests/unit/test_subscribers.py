@@ -129,7 +129,8 @@ def test_a_tampered_or_foreign_token_is_refused(rt):
     with pytest.raises(InvalidRequest):
         subs.unsubscribe(rt.ledger, rt.settings, token)
     # a token signed with another key is worthless
-    other = rt.settings.model_copy(update={"subscribers": SubscribersSettings(secret_key="another-key-0123456789abcdef")})
+    other = rt.settings.model_copy(
+        update={"subscribers": SubscribersSettings(secret_key="another-key-0123456789abcdef")})
     with pytest.raises(InvalidRequest):
         subs.confirm(rt.ledger, rt.settings, subs.confirm_token(other, sub.id, sub.requested_at, T0))
     assert subs.get(rt.ledger, sub.id).state == "pending"
@@ -328,7 +329,8 @@ def test_promotions_need_marketing_consent_and_carry_one_click_links(rt):
     assert subs.verify(rt.settings, token, "unsubscribe") == [yes.id, "marketing"]
     # non-promotional mail goes to both, with a leave-the-list link
     inc = announce(rt)
-    pairs = dict(subs.subscribers_for(rt.ledger, ["news"], post("incident", inc), "https://s.example.test", rt.settings))
+    pairs = dict(subs.subscribers_for(rt.ledger, ["news"], post("incident", inc), "https://s.example.test",
+                                      rt.settings))
     assert set(pairs) == {"yes@example.test", "no@example.test"}
     assert subs.verify(rt.settings, pairs["no@example.test"].split("token=")[1], "unsubscribe")[1] == "list"
 
