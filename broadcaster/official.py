@@ -9,7 +9,7 @@ The status site therefore publishes, from the configuration:
 - ``/.well-known/broadcaster/keys.json`` — the public keys that sign our announcements (every key,
   retired ones included, so old signatures keep verifying);
 - ``/.well-known/broadcaster/signatures/<announcement>.json`` — the signature records;
-- ``/verify.html`` — checks a pasted post or an announcement id in the browser.
+- ``/verify.html`` — checks a pasted post or an announcement id in the browser (``signing/verify.js``).
 
 Private destinations (chat webhooks, Apprise URLs) are never listed: their URLs are credentials.
 A channel can be hidden, relabelled or given its public URL/handle with the optional
@@ -19,11 +19,14 @@ by relative path and the status page channel writes them with the rest of the si
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import html
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from importlib import resources
+from typing import Any
 
 from . import signing
 
@@ -70,7 +73,7 @@ def _obj(value: Any, cls: type) -> Any:
         return value
     if isinstance(value, dict):
         return cls(**value)
-    return cls(**{f: getattr(value, f) for f in cls.__dataclass_fields__ if hasattr(value, f)})
+    return cls(**{f.name: getattr(value, f.name) for f in dataclasses.fields(cls) if hasattr(value, f.name)})
 
 
 def config_of(settings: Any) -> OfficialConfig:
@@ -90,7 +93,9 @@ def config_of(settings: Any) -> OfficialConfig:
 
 def _derive(kind: str, ch: Any) -> dict[str, Any]:
     """What the channel's own settings tell about its public presence."""
-    get = lambda name: getattr(ch, name, None)  # noqa: E731
+    def get(name: str) -> Any:
+        return getattr(ch, name, None)
+
     if kind == "bluesky" and get("handle"):
         web = (get("web_url") or "https://bsky.app").rstrip("/")
         return {"handle": f"@{get('handle')}", "url": f"{web}/profile/{get('handle')}"}
@@ -195,7 +200,8 @@ def where_we_post_page(doc: dict[str, Any], title: str = "Where we post") -> byt
         items.append(f"<li><strong>{label}</strong>: {' · '.join(bits) or 'no public address'}</li>")
     org = html.escape(doc.get("organization") or "We")
     body = (f"<h1>{html.escape(title)}</h1>\n<p>{org} post announcements only in these places. "
-            "Anything else claiming to speak for us — a look-alike account, a different e-mail sender — is not us.</p>\n"
+            "Anything else claiming to speak for us — a look-alike account, a different e-mail sender — "
+            "is not us.</p>\n"
             f"<ul>\n{''.join(items)}\n</ul>\n"
             "<p>Every post carries a <em>Verify</em> link. To check a post, open it, or paste the post on "
             f'<a href="{signing.VERIFY_PAGE}">the verify page</a>. The machine-readable list is '
@@ -204,74 +210,21 @@ def where_we_post_page(doc: dict[str, Any], title: str = "Where we post") -> byt
     return _page(title, body)
 
 
-_VERIFY_JS = r"""
-const WK = ".well-known/broadcaster/";
-const DOMAIN = new TextEncoder().encode("broadcaster-signed-v1\n");
-const $ = (id) => document.getElementById(id);
-function unb64u(s) { s = s.replace(/-/g, "+").replace(/_/g, "/"); while (s.length % 4) s += "=";
-  return Uint8Array.from(atob(s), (c) => c.charCodeAt(0)); }
-function say(cls, text) { const p = document.createElement("p"); p.className = cls; p.textContent = text; $("out").appendChild(p); }
-function norm(t) { return t.normalize("NFC").split(/\s+/).filter(Boolean).join(" "); }
-function plain(md) { return md.replace(/\[([^\]]+)\]\((https?:\/\/[^)\s]+)\)/g, (m, l, u) => l.trim() === u ? u : l + " (" + u + ")")
-  .replace(/\*\*(.+?)\*\*|__(.+?)__/g, (m, a, b) => a || b).replace(/(^|[^\w*])\*(\S(?:.*?\S)?)\*(?![\w*])/g, "$1$2")
-  .replace(/(^|[^\w_])_(\S(?:.*?\S)?)_(?![\w_])/g, "$1$2").replace(/^\s*[-*+]\s+/gm, "• "); }
-function texts(doc) { const pairs = [[doc.title || "", doc.body || ""]];
-  for (const v of Object.values(doc.variants || {})) pairs.push([v.title || doc.title || "", v.body != null ? v.body : doc.body || ""]);
-  return pairs.map(([t, b]) => norm(t + " " + plain(b) + (doc.url ? " " + doc.url : ""))); }
-function matches(pasted, docs) {
-  let t = pasted.normalize("NFC").replace(/(verify\s*:?\s*)?\S*verify\.html\?id=\S*/gi, " ")
-    .replace(/\s\(\d{1,3}\/\d{1,3}\)(?=\s|$)/g, " ").replace(/^\s*\[[^\]\n]{1,20}\]\s*/, "");
-  const segs = t.split("…").map(norm).filter(Boolean);
-  if (!segs.length) return false;
-  return docs.some((d) => texts(d).some((full) => { let pos = 0;
-    for (const s of segs) { const at = full.indexOf(s, pos); if (at < 0) return false; pos = at + s.length; } return true; }));
-}
-async function check(id, pasted) {
-  $("out").textContent = "";
-  if (!/^[A-Za-z0-9_.-]+$/.test(id)) { say("bad", "That is not an announcement id."); return; }
-  let keys, sigs;
-  try { keys = await (await fetch(WK + "keys.json", {cache: "no-store"})).json(); } catch (e) { say("bad", "Cannot load our public keys."); return; }
-  try { const r = await fetch(WK + "signatures/" + id + ".json", {cache: "no-store"}); if (!r.ok) throw 0; sigs = await r.json(); }
-  catch (e) { say("bad", "No signed announcement " + id + " is published here. Treat the post as NOT from us."); return; }
-  const byId = Object.fromEntries(keys.keys.map((k) => [k.id, k]));
-  const good = [];
-  for (const e of sigs.entries) {
-    const k = byId[e.key_id];
-    let ok = false;
-    if (k && k.status !== "revoked") {
-      try { const key = await crypto.subtle.importKey("raw", unb64u(k.public), {name: "Ed25519"}, false, ["verify"]);
-        const data = new Uint8Array([...DOMAIN, ...new TextEncoder().encode(e.canonical)]);
-        ok = await crypto.subtle.verify({name: "Ed25519"}, key, unb64u(e.signature), data);
-      } catch (err) { say("bad", "This browser cannot check Ed25519 signatures; use `broadcaster verify --id " + id + "`."); return; }
-    }
-    const doc = JSON.parse(e.canonical);
-    say(ok ? "ok" : "bad", (ok ? "✓ Signed by key " + e.key_id : "✗ Signature INVALID") + " — " + doc.type +
-      (doc.status ? " (" + doc.status + ")" : "") + ", " + doc.created_at);
-    const pre = document.createElement("pre"); pre.textContent = (doc.title || "") + "\n\n" + (doc.body || "") + (doc.url ? "\n\n" + doc.url : "");
-    $("out").appendChild(pre);
-    if (ok) good.push(doc);
-  }
-  if (pasted.trim()) {
-    if (matches(pasted, good)) say("ok", "✓ The pasted text matches what we signed.");
-    else say("bad", "✗ The pasted text differs from what we signed. Treat it as NOT from us.");
-  }
-}
-const params = new URLSearchParams(location.search);
-$("f").addEventListener("submit", (ev) => { ev.preventDefault();
-  const pasted = $("text").value; const m = pasted.match(/verify\.html\?id=([A-Za-z0-9_.%-]+)/);
-  check($("id").value.trim() || (m ? decodeURIComponent(m[1]) : ""), pasted); });
-if (params.get("id")) { $("id").value = params.get("id"); check(params.get("id"), ""); }
-"""
+def verify_script() -> str:
+    """The verify page's script (``signing/verify.js``: the JavaScript twin of ``signing.textmatch``)."""
+    return resources.files("broadcaster.signing").joinpath("verify.js").read_text(encoding="utf-8")
 
 
 def verify_page(title: str = "Verify an announcement") -> bytes:
-    body = (f"<h1>{html.escape(title)}</h1>\n<p>Paste a post you saw (its <em>Verify</em> link finds the announcement), "
-            "or give the announcement id. The check runs in your browser against our published public keys.</p>\n"
+    body = (f"<h1>{html.escape(title)}</h1>\n<p>Paste a post you saw, whole — from its first word to its "
+            "<em>Verify</em> link (which finds the announcement) — or give the announcement id. For a thread, paste "
+            "every part in order, each with its (1/3) marker. Only an exact, complete copy of what we signed is "
+            "shown as genuine. The check runs in your browser against our published public keys.</p>\n"
             '<form id="f"><p><label>Announcement id<br><input id="id" size="40" autocomplete="off"></label></p>'
             '<p><label>Post text<br><textarea id="text"></textarea></label></p><p><button>Verify</button></p></form>\n'
             '<div id="out" aria-live="polite"></div>\n'
             "<noscript><p>This page needs JavaScript; or run <code>broadcaster verify</code>.</p></noscript>\n"
-            f"<script>{_VERIFY_JS}</script>")
+            f"<script>{verify_script()}</script>")
     return _page(title, body)
 
 
@@ -299,6 +252,14 @@ def remember_signature(state: dict[str, Any], record: dict[str, Any] | None) -> 
     return state
 
 
+def mark_retracted(state: dict[str, Any], announcement_id: str | None, now: float) -> dict[str, Any]:
+    """Record in the status page ``state`` (in place; returns it) that ``announcement_id`` was
+    retracted: its signature file then says so, and nothing of it verifies any more."""
+    if announcement_id:
+        state.setdefault("retracted", {}).setdefault(announcement_id, signing.iso(now))
+    return state
+
+
 def site_files(settings: Any, state: dict[str, Any] | None = None, *, keys: Iterable[signing.KeyInfo] | None = None,
                now: float | None = None) -> dict[str, bytes]:
     """Every trust file of the status site, by relative path. ``keys`` default to the keyring in
@@ -314,7 +275,28 @@ def site_files(settings: Any, state: dict[str, Any] | None = None, *, keys: Iter
     if cfg is not None or keys:
         files[KEYS_PATH] = _dump(signing.keys_document(keys or ()))
         files[signing.VERIFY_PAGE] = verify_page()
+    retracted = (state or {}).get("retracted") or {}
+    page = signing.verify_page_url(settings)
     for ann_id, records in signature_records(state or {}).items():
         if signing.KEY_ID_RE.match(ann_id):  # ids are path-safe; anything else is not published
-            files[f"{SIGNATURES_DIR}/{ann_id}.json"] = _dump(signing.signatures_document(ann_id, records))
+            sigs = signing.signatures_document(ann_id, records, verify_page=page, retracted_at=retracted.get(ann_id))
+            files[f"{SIGNATURES_DIR}/{ann_id}.json"] = _dump(sigs)
     return files
+
+
+def republish(settings: Any) -> list[str]:
+    """Write every enabled status site again now — pages, key list, signature files — and copy
+    it to its mirrors; the names of the sites written. Used after a key is revoked: readers
+    must not wait for the next announcement to learn it. Raises the channel's DeliveryError
+    when a site or a mirror cannot be written."""
+    from .channels.statuspage import Statuspage
+
+    done = []
+    for name, ch in (getattr(settings, "channels", None) or {}).items():
+        if getattr(ch, "kind", None) != "statuspage" or not getattr(ch, "enabled", True):
+            continue
+        site = Statuspage(name, ch, trust_files=lambda state: site_files(settings, state))
+        with site.locked() as state:
+            site.save_and_publish(state)
+        done.append(name)
+    return done

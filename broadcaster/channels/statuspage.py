@@ -86,6 +86,7 @@ def apply(state: dict, post: Post, key: str, now: float) -> tuple[dict, str, str
                 "severity": meta.get("severity"), "impact": site.impact_of(post.kind, meta.get("severity")),
                 "components": list(meta.get("components") or []), "window": meta.get("window"),
                 "url": post.url, "created_at": now, "updated_at": now, "retracted_at": None, "updates": [update],
+                "announcement_id": meta.get("announcement_id"),  # its signature file is marked on retraction
             }
             state["updated_at"] = now
         return state, inc_id, update["id"]
@@ -102,6 +103,8 @@ def retract(state: dict, receipt: Receipt, now: float) -> dict:
     inc = state.get("incidents", {}).get(receipt.remote_id or "")
     if inc is None:
         return state
+    # retraction is per announcement: its signatures stop verifying (the file says "retracted")
+    official.mark_retracted(state, inc.get("announcement_id"), now)
     if receipt.extra.get("is_update"):
         inc["updates"] = [u for u in inc["updates"] if u["id"] != receipt.extra.get("update_id")]
         if inc["updates"]:

@@ -1,11 +1,16 @@
-"""Signing keys and verification: ``broadcaster keys create|list|revoke`` and ``broadcaster verify``.
+"""Signing keys and verification: ``broadcaster keys create|list|revoke|publish`` and ``broadcaster verify``.
 
 Keys live in ``signing.key_dir`` (or ``--key-dir`` / ``$BROADCASTER_KEY_DIR``), never in the
-ledger. ``verify`` checks an announcement the way a reader would: the signature records the
-status site publishes, against our public keys (the local keyring when there is one — the
-strongest check — else the site's ``keys.json``).
+ledger. ``revoke`` republishes the status site at once, so readers learn of it before the next
+announcement; ``publish`` does that by hand. ``verify`` checks an announcement the way a reader
+would: the signature records the status site publishes, against our public keys (the local
+keyring when there is one — the strongest check — else the site's ``keys.json``).
 
-Exit codes: 0 valid (and the text matches), 1 invalid, tampered, revoked or not found,
+The first line ``verify`` prints is the verdict: ``OK: …`` only for an announcement signed by a
+key that is not revoked, not retracted, and — given ``--text`` — a pasted post that is exactly
+what was signed; otherwise ``NOT GENUINE: …`` (what differs), ``RETRACTED: …`` or ``NOT FOUND: …``.
+
+Exit codes: 0 genuine, 1 not genuine (tampered, partial, revoked, retracted or not found),
 2 usage or configuration error, 3 the status site could not be reached.
 """
 
@@ -13,8 +18,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -48,7 +54,7 @@ def _key_dir(ctx: click.Context, key_dir: str | None) -> str:
 
 @main.group()
 def keys():
-    """Ed25519 keys that sign announcements: create (rotate), list, revoke."""
+    """Ed25519 keys that sign announcements: create (rotate), list, revoke, publish."""
 
 
 @keys.command("create")
@@ -66,7 +72,8 @@ def create(ctx, key_id, key_dir):
     except signing.SigningError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_USAGE)
-    click.echo(f"created key {info.id} (fingerprint {signing.fingerprint(info.public)}); it signs from now on.", err=True)
+    click.echo(f"created key {info.id} (fingerprint {signing.fingerprint(info.public)}); it signs from now on.",
+               err=True)
     if previous:
         click.echo(f"retired: {', '.join(previous)} (still published; old signatures keep verifying)", err=True)
     click.echo(f"private key: {ring.private_path(info.id)} — keep it off the ledger host's backups and "
@@ -104,16 +111,61 @@ def list_(ctx, key_dir, as_json):
 @click.option("--key-dir", envvar="BROADCASTER_KEY_DIR", metavar="DIR", help=KEY_DIR_HELP)
 @click.pass_context
 def revoke(ctx, key_id, key_dir):
-    """Mark a leaked key revoked: everything it signed stops verifying. Create a new key first."""
+    """Mark a leaked key revoked — everything it signed stops verifying — and republish the
+    status site's key list at once. Create a new key first."""
     from .. import signing
 
-    ring = signing.Keyring(_key_dir(ctx, key_dir))
+    directory = _key_dir(ctx, key_dir)
     try:
-        ring.set_status(key_id, "revoked")
+        signing.Keyring(directory).set_status(key_id, "revoked")
     except signing.SigningError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_USAGE)
-    click.echo(f"revoked {key_id}; republish the status page so readers see it", err=True)
+    click.echo(f"revoked {key_id} in {directory}", err=True)
+    ctx.exit(_publish(_settings_or_none(ctx), directory))
+
+
+@keys.command("publish")
+@click.option("--key-dir", envvar="BROADCASTER_KEY_DIR", metavar="DIR", help=KEY_DIR_HELP)
+@click.pass_context
+def publish(ctx, key_dir):
+    """Republish every status site now: key list, signature files, pages (and their mirrors)."""
+    settings = load(ctx)  # a config error exits 2 with its key paths
+    if not _statuspages(settings):
+        click.echo("error: no enabled statuspage channel in the config: nothing publishes the key list", err=True)
+        ctx.exit(EXIT_USAGE)
+    ctx.exit(_publish(settings, _key_dir(ctx, key_dir)))
+
+
+def _statuspages(settings: Any) -> list[str]:
+    return [name for name, ch in (getattr(settings, "channels", None) or {}).items()
+            if getattr(ch, "kind", None) == "statuspage" and getattr(ch, "enabled", True)]
+
+
+def _publish(settings: Any, key_dir: str) -> int:
+    """Rewrite the status sites with the key list of ``key_dir``; an exit code."""
+    from .. import official, signing
+    from ..errors import DeliveryError
+
+    if settings is None or not _statuspages(settings):
+        click.echo("warning: no status site in the configuration, so nothing was republished; wherever you "
+                   "publish keys.json, replace it with `broadcaster keys list --json`", err=True)
+        return EXIT_OK
+    cfg = signing.config_of(settings)
+    if cfg is None or Path(cfg.key_dir).resolve() != Path(key_dir).resolve():
+        where = cfg.key_dir if cfg is not None else "(signing is not configured)"
+        click.echo(f"error: the status site publishes the keyring in {where}, not {key_dir}: copy "
+                   f"{Path(key_dir) / 'keyring.json'} there, then run `broadcaster keys publish`", err=True)
+        return EXIT_FAILED
+    try:
+        names = official.republish(settings)
+    except (DeliveryError, OSError) as exc:
+        click.echo(f"error: the key list is NOT yet published: {exc}; fix that and run `broadcaster keys publish`",
+                   err=True)
+        return EXIT_FAILED
+    click.echo(f"published the key list on {', '.join(names)} (copy {cfg.key_dir}/keyring.json to every "
+               "worker that publishes the status page, or they will publish their old copy)", err=True)
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- verify
@@ -162,17 +214,35 @@ def _read_text(source: str) -> str:
     return Path(source).read_text(encoding="utf-8")
 
 
+def _verdict(ctx: click.Context, first_line: str, code: int, details: Sequence[str] = ()) -> NoReturn:
+    """The verdict first — the only line that may say OK — then what it rests on."""
+    click.echo(first_line)
+    for line in details:
+        click.echo(line)
+    ctx.exit(code)
+
+
+def _signatures_path(ann_id: str) -> str:
+    from .. import signing
+
+    return f"{signing.WELL_KNOWN}/signatures/{ann_id}.json"
+
+
+def _retracted(doc: Any) -> str | None:
+    return doc.get("retracted_at") if isinstance(doc, dict) else None
+
+
 @main.command()
 @click.option("--id", "ann_id", metavar="ANN_ID", help="The announcement id (a post's Verify link carries it).")
-@click.option("--text", "text_source", metavar="FILE|-", help="A post's text as you saw it (or, with --signature, "
-              "the exact signed canonical document).")
+@click.option("--text", "text_source", metavar="FILE|-", help="A post's text as you saw it, whole (or, with "
+              "--signature, the exact signed canonical document). A thread: every part, in order.")
 @click.option("--signature", metavar="KEYID:SIG", help="Check --text as a canonical document against this signature.")
 @click.option("--site", metavar="URL", help="The status site (default: from the config).")
 @click.option("--key-dir", envvar="BROADCASTER_KEY_DIR", metavar="DIR",
               help="Trust the keys in this keyring instead of the site's keys.json.")
 @click.pass_context
 def verify(ctx, ann_id, text_source, signature, site, key_dir):
-    """Check that an announcement (or a pasted post) is signed by us and unaltered."""
+    """Check that an announcement (or a pasted post) is signed by us, unaltered and not retracted."""
     from .. import signing
 
     if not ann_id and not text_source:
@@ -198,14 +268,7 @@ def verify(ctx, ann_id, text_source, signature, site, key_dir):
                 ctx.exit(EXIT_USAGE)
             keys, where = signing.keys_from_json(published), f"{site or local} keys.json"
         if signature:
-            key_id, sig = signing.parse_signature_arg(signature)
-            if text is None:
-                click.echo("error: --signature needs --text (the signed document)", err=True)
-                ctx.exit(EXIT_USAGE)
-            record = {"canonical": text.rstrip("\n"), "key_id": key_id, "signature": sig, "alg": signing.ALG}
-            verdict = signing.verify_record(record, keys)
-            click.echo(("VALID: " if verdict.ok else "INVALID: ") + verdict.reason)
-            ctx.exit(EXIT_OK if verdict.ok else EXIT_FAILED)
+            _verify_document(ctx, text, signature, keys, site, local)
         ann_id = ann_id or (signing.id_from_text(text) if text else None)
         if not ann_id:
             click.echo("error: the text has no Verify link; give --id ANN_ID", err=True)
@@ -213,31 +276,73 @@ def verify(ctx, ann_id, text_source, signature, site, key_dir):
         if not signing.KEY_ID_RE.match(ann_id):
             click.echo(f"error: {ann_id!r} is not an announcement id", err=True)
             ctx.exit(EXIT_USAGE)
-        doc = _fetch_json(site, local, f"{signing.WELL_KNOWN}/signatures/{ann_id}.json")
+        doc = _fetch_json(site, local, _signatures_path(ann_id))
     except Unreachable as exc:
         click.echo(f"error: status site unreachable: {exc}", err=True)
         ctx.exit(EXIT_UNREACHABLE)
     except (signing.SigningError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        ctx.exit(EXIT_FAILED)
-    if doc is None or not doc.get("entries"):
-        click.echo(f"NOT FOUND: no signed announcement {ann_id} is published — treat it as not from us")
-        ctx.exit(EXIT_FAILED)
-    good, failed = [], 0
+        _verdict(ctx, f"NOT GENUINE: {exc}", EXIT_FAILED)
+    click.echo(f"(keys from {where})", err=True)
+    if not isinstance(doc, dict) or not doc.get("entries"):
+        _verdict(ctx, f"NOT FOUND: no signed announcement {ann_id} is published — treat it as not from us", EXIT_FAILED)
+    if _retracted(doc):
+        _verdict(ctx, f"RETRACTED: we withdrew announcement {ann_id} on {_retracted(doc)}; it no longer stands "
+                 "— do not act on it", EXIT_FAILED)
+    details, good, bad = [], [], []
     for entry in doc["entries"]:
         verdict = signing.verify_record(entry, keys)
-        label = f"{entry.get('type')} {entry.get('id')}"
-        if verdict.ok:
+        label = f"{entry.get('type')} {entry.get('id')}" if isinstance(entry, dict) else "entry"
+        if verdict.ok and verdict.document is not None:
             good.append(verdict.document)
             status = verdict.document.get("status")
-            click.echo(f"VALID   {label}{f' ({status})' if status else ''}: {verdict.document.get('title')!r} — {verdict.reason}")
+            details.append(f"  signed    {label}{f' ({status})' if status else ''}: "
+                           f"{verdict.document.get('title')!r} — {verdict.reason}")
         else:
-            failed += 1
-            click.echo(f"INVALID {label}: {verdict.reason}")
-    click.echo(f"(keys from {where})", err=True)
-    if text is not None:
-        match = signing.match_text(text, good)
-        click.echo(("TEXT OK: " if match.ok else "TEXT MISMATCH: ") + match.reason)
-        if not match.ok:
-            ctx.exit(EXIT_FAILED)
-    ctx.exit(EXIT_FAILED if failed or not good else EXIT_OK)
+            bad.append(verdict.reason)
+            details.append(f"  BAD       {label}: {verdict.reason}")
+    if bad or not good:
+        _verdict(ctx, f"NOT GENUINE: {bad[0] if bad else 'nothing is signed'} — treat it as not from us", EXIT_FAILED,
+                 details)
+    if text is None:
+        shown = [f"  --- {d.get('type')} {d.get('id')}:\n  " + "\n  ".join(_signed_text(d).splitlines()) for d in good]
+        _verdict(ctx, f"OK: announcement {ann_id} is signed by us and not retracted — compare what you saw with the "
+                 "signed text below, word for word", EXIT_OK, details + shown)
+    page = (signing.verify_page_url(settings) if settings is not None else None) or doc.get("verify_url") or (
+        f"{site.rstrip('/')}/{signing.VERIFY_PAGE}" if site else None)
+    match = signing.match_text(text, good, page)
+    if match.ok:
+        _verdict(ctx, f"OK: {match.reason}", EXIT_OK, details)
+    _verdict(ctx, f"NOT GENUINE: {match.reason} — treat it as not from us", EXIT_FAILED, details)
+
+
+def _signed_text(doc: dict[str, Any]) -> str:
+    parts = [doc.get("title") or "", doc.get("body") or "", doc.get("url") or ""]
+    return "\n\n".join(p for p in parts if p)
+
+
+def _verify_document(ctx: click.Context, text: str | None, signature: str, keys: dict[str, Any],
+                     site: str | None, local: Path | None) -> NoReturn:
+    """``--signature``: ``text`` must be exactly the signed canonical document."""
+    from .. import signing
+
+    key_id, sig = signing.parse_signature_arg(signature)
+    if text is None:
+        click.echo("error: --signature needs --text (the signed document)", err=True)
+        ctx.exit(EXIT_USAGE)
+    record = {"canonical": text.rstrip("\n"), "key_id": key_id, "signature": sig, "alg": signing.ALG}
+    verdict = signing.verify_record(record, keys)
+    if not verdict.ok or verdict.document is None:
+        _verdict(ctx, f"NOT GENUINE: {verdict.reason}", EXIT_FAILED)
+    ann_id = str(verdict.document.get("announcement_id") or verdict.document.get("id"))
+    note = "retraction not checked: no status site known"
+    if signing.KEY_ID_RE.match(ann_id) and (site or local):
+        try:
+            published = _fetch_json(site, local, _signatures_path(ann_id))
+        except (Unreachable, ValueError) as exc:
+            note = f"retraction not checked: {exc}"
+        else:
+            if _retracted(published):
+                _verdict(ctx, f"RETRACTED: we withdrew announcement {ann_id} on {_retracted(published)}; it no "
+                         "longer stands — do not act on it", EXIT_FAILED)
+            note = "not retracted"
+    _verdict(ctx, f"OK: the document is exactly what was {verdict.reason} ({note})", EXIT_OK)

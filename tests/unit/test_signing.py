@@ -236,23 +236,28 @@ def doc():
     return signing.announcement_document(ann())
 
 
+PAGE = "https://status.example.com/verify.html"
+
+
 def test_pasted_post_matches_with_the_decorations_channels_add():
     pasted = ("Login errors\n\nWe are investigating failed logins.\n\n• EU\n• US\n\nhttps://status.example.com/i/1"
               "\n\nVerify: https://status.example.com/verify.html?id=ann_18c2f0a1b2c_3f9a1c2e")
-    m = signing.match_text(pasted, [doc()])
-    assert m.ok and m.complete
+    m = signing.match_text(pasted, [doc()], PAGE)
+    assert m.ok and m.entry == ann().id
     assert signing.id_from_text(pasted) == "ann_18c2f0a1b2c_3f9a1c2e"
 
 
-def test_thread_part_and_truncated_text_match_partially():
-    assert signing.match_text("Login errors We are investigating (1/2)", [doc()]).ok
-    m = signing.match_text("Login errors\n\nWe are investigating…", [doc()])
-    assert m.ok and not m.complete
+def test_a_thread_part_or_a_truncated_text_is_not_genuine():
+    part = signing.match_text("Login errors We are investigating (1/2)", [doc()], PAGE)
+    assert not part.ok and "part 2 of the 2-part thread is missing" in part.reason
+    cut = signing.match_text("Login errors\n\nWe are investigating…", [doc()], PAGE)
+    assert not cut.ok and "left-out text" in cut.reason
 
 
 def test_update_text_with_its_status_prefix_matches():
     u = signing.update_document(upd(), ann())
-    assert signing.match_text("[Resolved] Login errors\n\nFixed at 10:42.", [doc(), u]).complete
+    assert signing.match_text("[Resolved] Login errors\n\nFixed at 10:42.", [doc(), u]).ok
+    assert not signing.match_text("[Investigating] Login errors\n\nFixed at 10:42.", [doc(), u]).ok
 
 
 @pytest.mark.parametrize("pasted", [
@@ -267,7 +272,7 @@ def test_a_changed_text_does_not_match(pasted):
 
 def test_variant_wording_matches():
     d = signing.announcement_document(ann(variants={"x-main": {"body": "Logins failing; on it."}}))
-    assert signing.match_text("Login errors Logins failing; on it.", [d]).ok
+    assert signing.match_text("Login errors Logins failing; on it. https://status.example.com/i/1", [d]).ok
 
 
 def test_signature_argument_parsing():
@@ -293,7 +298,7 @@ def publish(ring, tmp_path, *messages):
     from broadcaster import official
 
     site = tmp_path / "site"
-    s = settings_with(ring)
+    s = settings_with(ring, verify_url=PAGE)
     state: dict = {}
     for m in messages:
         official.remember_signature(state, signing.sign_message(s, m))
@@ -342,15 +347,15 @@ def test_cli_verify_by_id_and_by_pasted_text_across_rotation(ring, tmp_path, mon
                         lambda s, l, rel: json.loads((site / rel).read_text()) if (site / rel).is_file() else None)
     ok = cli(["verify", "--id", ann().id, "--site", url])
     assert ok.exit_code == 0, ok.output
-    assert "VALID   announcement" in ok.stdout and "VALID   update" in ok.stdout
+    assert ok.stdout.startswith("OK: ") and "signed    announcement" in ok.stdout and "signed    update" in ok.stdout
     assert cli(["verify", "--id", "ann_old", "--site", url]).exit_code == 0
     assert cli(["verify", "--id", "ann_old", "--site", url, "--key-dir", str(ring.dir)]).exit_code == 0
-    pasted = ("Login errors\n\nWe are investigating failed logins.\n\n• EU\n• US\n\n"
+    pasted = ("Login errors\n\nWe are investigating failed logins.\n\n• EU\n• US\n\nhttps://status.example.com/i/1\n\n"
               f"Verify: https://status.example.com/verify.html?id={ann().id}\n")
     good = cli(["verify", "--text", "-", "--site", url], input=pasted)
-    assert good.exit_code == 0 and "TEXT OK" in good.stdout, good.output
+    assert good.exit_code == 0 and good.stdout.startswith("OK: the text is exactly what we signed"), good.output
     bad = cli(["verify", "--text", "-", "--site", url], input=pasted.replace("failed", "fai1ed"))
-    assert bad.exit_code == 1 and "TEXT MISMATCH" in bad.stdout
+    assert bad.exit_code == 1 and bad.stdout.startswith("NOT GENUINE: the text differs from character")
     assert cli(["verify", "--id", "ann_nope", "--site", url]).exit_code == 1
     assert cli(["verify", "--text", "-", "--site", url], input="no link here").exit_code == 2
     # tampering with the published record fails
@@ -358,7 +363,7 @@ def test_cli_verify_by_id_and_by_pasted_text_across_rotation(ring, tmp_path, mon
     rec["entries"][0]["canonical"] = rec["entries"][0]["canonical"].replace("Login", "Logon")
     (sigdir / f"{ann().id}.json").write_text(json.dumps(rec))
     tampered = cli(["verify", "--id", ann().id, "--site", url])
-    assert tampered.exit_code == 1 and "INVALID" in tampered.stdout
+    assert tampered.exit_code == 1 and tampered.stdout.startswith("NOT GENUINE: the signature does not match")
 
 
 def test_cli_verify_a_canonical_document_with_signature(ring, tmp_path, monkeypatch):
@@ -367,8 +372,8 @@ def test_cli_verify_a_canonical_document_with_signature(ring, tmp_path, monkeypa
     record = signing.sign_document(signing.announcement_document(ann()), ring.private("k1"), "k1")
     sig = f"k1:{record['signature']}"
     ok = cli(["verify", "--text", "-", "--signature", sig, "--key-dir", str(ring.dir)], input=record["canonical"] + "\n")
-    assert ok.exit_code == 0 and ok.stdout.startswith("VALID"), ok.output
+    assert ok.exit_code == 0 and ok.stdout.startswith("OK: the document is exactly what was signed"), ok.output
     changed = record["canonical"].replace("investigating", "investigatinG")
     bad = cli(["verify", "--text", "-", "--signature", sig, "--key-dir", str(ring.dir)], input=changed)
-    assert bad.exit_code == 1 and bad.stdout.startswith("INVALID")
+    assert bad.exit_code == 1 and bad.stdout.startswith("NOT GENUINE")
     assert cli(["verify", "--text", "-", "--signature", "nocolon", "--key-dir", str(ring.dir)], input="x").exit_code == 1

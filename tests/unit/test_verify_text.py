@@ -1,0 +1,381 @@
+"""`broadcaster verify` and the verify page never call tampered text genuine; revocation and
+retraction reach readers at once.
+
+Everything goes through the real parts: posts are rendered by each channel kind's own
+``render``, the status site is written by the statuspage channel into a directory, and
+``broadcaster`` runs as a CLI (click's runner) against that directory. The verify page's
+JavaScript text rules run in node (or headless Chromium) over the same table as the Python.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from broadcaster import official, signing
+from broadcaster.channels import _mail, channel_class
+from broadcaster.config import read_settings
+from broadcaster.models import Announcement, Message, Receipt, Update
+from tests.conftest import unavailable
+
+NOW = 1_700_000_000.0
+ANN_ID = "ann_18c2f0a1b2c_3f9a1c2e"
+SITE = "https://status.example.com"
+PAGE = f"{SITE}/verify.html"
+BODY = ("Since 09:12 UTC some people cannot sign in; the error says *session expired*. We are looking at the "
+        "login service and its database. Your data is safe: nothing was lost and no password was exposed.\n\n"
+        "- EU customers: affected\n- US customers: some\n\nWe will post again within 30 minutes, or sooner "
+        "when we know more. Details on [our status page](https://status.example.com/i/1). If you were signed out "
+        "in the middle of an order, the order is kept: sign in again once this is resolved and it will be there.")
+
+CHANNELS = {
+    "mastodon-main": {"kind": "mastodon", "base_url": "https://mastodon.example", "access_token": "t",
+                      "read_instance_limits": False, "max_characters": 1000},
+    "bluesky-main": {"kind": "bluesky", "handle": "status.example.com", "app_password": "p"},
+    "x-main": {"kind": "x", "access_token": "t"},
+    "facebook-page": {"kind": "facebook", "page_id": "1000001", "access_token": "t"},
+    "linkedin-page": {"kind": "linkedin", "organization": "2414183", "access_token": "t"},
+    "ops-slack": {"kind": "webhook", "format": "slack", "url": "https://hooks.example/slack"},
+    "ops-discord": {"kind": "webhook", "format": "discord", "url": "https://hooks.example/discord"},
+    "ops-teams": {"kind": "webhook", "format": "teams", "url": "https://hooks.example/teams"},
+    "ops-webhook": {"kind": "webhook", "format": "generic", "url": "https://hooks.example/generic"},
+    "oncall-email": {"kind": "email", "transport": "smtp", "smtp": {"host": "127.0.0.1", "port": 8025},
+                     "from_address": "status@example.com", "recipients": ["oncall@example.com"]},
+    "atlassian-status": {"kind": "atlassian_statuspage", "page_id": "abcd", "api_key": "k"},
+    "cachet-status": {"kind": "cachet", "base_url": "https://cachet.example", "token": "t"},
+    "chat-misc": {"kind": "apprise", "urls": ["json://localhost/"]},
+}
+STATUS_KINDS = ("statuspage", "atlassian_statuspage", "cachet")
+
+
+def announcement(**kw) -> Announcement:
+    base = dict(id=ANN_ID, kind="incident", title="Login errors", body=BODY, url="https://status.example.com/i/1",
+                severity="major", components=("API",), created_at=NOW,
+                variants={"x-main": {"title": "Logins failing"}})
+    base.update(kw)
+    return Announcement(**base)
+
+
+UPDATE = Update(id="upd_1", announcement_id=ANN_ID, status="identified", created_at=NOW + 600,
+                body="The session store ran out of memory; we are moving it to a larger machine.")
+
+
+# ---------------------------------------------------------------- a configured system on disk
+
+
+class Setup:
+    def __init__(self, tmp: Path, *, signing_on: bool = True, with_site: bool = True):
+        self.tmp = tmp
+        self.out = tmp / "site"
+        channels = dict(CHANNELS)
+        if with_site:
+            channels["status-site"] = {"kind": "statuspage", "output_dir": str(self.out), "site_url": SITE,
+                                       "components": ["API"]}
+        data = {"ledger": f"sqlite:///{tmp}/ledger.db", "public_url": "https://broadcaster.example",
+                "channels": channels}
+        if signing_on:
+            data["signing"] = {"key_dir": str(tmp / "keys")}
+        self.path = tmp / f"broadcaster{'' if signing_on else '-readonly'}.yaml"
+        self.path.write_text(yaml.safe_dump(data))
+        self.settings = read_settings(self.path, env={})
+
+    def channel(self, name: str, **io):
+        cfg = self.settings.channels[name]
+        return channel_class(cfg.kind)(name, cfg, clock=lambda: NOW, **io)
+
+    def message(self, ann: Announcement | None = None, update: Update | None = None, thread=()) -> Message:
+        ann = ann or announcement()
+        return Message(announcement=ann, update=update, thread=thread,
+                       verify_link=signing.verification_suffix(self.settings, ann.id))
+
+    def site(self):
+        return self.channel("status-site", trust_files=lambda state: official.site_files(self.settings, state))
+
+    def publish(self, message: Message, key: str) -> Receipt:
+        """What the engine does for a status page delivery: render, sign, send."""
+        site = self.site()
+        post = site.render(message)
+        post = replace(post, meta={**post.meta, "signature": signing.sign_message(self.settings, message)})
+        return site.send(post, key=key)
+
+    def publish_both(self) -> tuple[Receipt, Receipt]:
+        first = self.publish(self.message(), "dlv_1")
+        second = self.publish(self.message(update=UPDATE, thread=(first,)), "dlv_2")
+        return first, second
+
+    def signature_file(self) -> dict:
+        return json.loads((self.out / f".well-known/broadcaster/signatures/{ANN_ID}.json").read_text())
+
+    def keys_file(self) -> dict:
+        return json.loads((self.out / ".well-known/broadcaster/keys.json").read_text())
+
+
+def cli(setup: Setup | None, *args: str, input: str | None = None):
+    from click.testing import CliRunner
+
+    import broadcaster.cli.keys  # noqa: F401 - registers its commands on `main`
+    from broadcaster.cli import main
+
+    env = {"BROADCASTER_CONFIG": str(setup.path) if setup else ""}
+    return CliRunner().invoke(main, list(args), input=input, env=env)
+
+
+def verify_text(setup: Setup, text: str):
+    ids = [] if signing.id_from_text(text) else ["--id", ANN_ID]
+    return cli(setup, "verify", "--text", "-", *ids, input=text)
+
+
+@pytest.fixture
+def system(tmp_path) -> Setup:
+    s = Setup(tmp_path)
+    assert cli(s, "keys", "create", "--id", "k1").exit_code == 0
+    s.publish_both()
+    return s
+
+
+def reader_copy(channel, message: Message) -> str:
+    """What a reader copies from the post this channel makes: every part of a thread one after
+    the other; from a status page the title, the text and the link; from an e-mail its text."""
+    post = channel.render(message)
+    if channel.kind in STATUS_KINDS:  # the page shows the link apart, unless the text has it already
+        link = None if message.update or (post.url and post.url in post.text) else post.url
+        return "\n\n".join(p for p in (post.title, post.text, link) if p)
+    if channel.kind == "email":
+        return _mail.text_part(post, None)
+    return "\n".join(post.parts or (post.text,))
+
+
+ALL_CHANNELS = [*CHANNELS, "status-site"]
+
+
+# ---------------------------------------------------------------- genuine posts verify on every channel kind
+
+
+@pytest.mark.parametrize("name", ALL_CHANNELS)
+@pytest.mark.parametrize("which", ["announcement", "update"])
+def test_the_genuine_post_of_every_channel_kind_is_ok(system, name, which):
+    message = system.message() if which == "announcement" else system.message(update=UPDATE, thread=(Receipt("r"),))
+    copied = reader_copy(system.channel(name), message)
+    result = verify_text(system, copied)
+    assert result.exit_code == 0, (copied, result.output)
+    assert result.stdout.startswith("OK: "), result.output
+
+
+def test_the_x_post_is_a_thread_and_verifies_only_whole(system):
+    parts = system.channel("x-main").render(system.message()).parts
+    assert len(parts) >= 3 and parts[0].startswith("Logins failing")  # the variant title, split in numbered parts
+    assert verify_text(system, "\n\n".join(parts)).exit_code == 0
+    assert verify_text(system, " ".join(parts)).exit_code == 0
+
+
+# ---------------------------------------------------------------- tampered posts never do
+
+
+def x_thread(system: Setup) -> list[str]:
+    return list(system.channel("x-main").render(system.message()).parts)
+
+
+def mastodon_text(system: Setup, update: bool = False) -> str:
+    msg = system.message(update=UPDATE, thread=(Receipt("r"),)) if update else system.message()
+    return "\n".join(system.channel("mastodon-main").render(msg).parts)
+
+
+TAMPERED = {
+    "deletion marked with an ellipsis": (
+        lambda s: mastodon_text(s).replace("Your data is safe: nothing was lost and no password was exposed.", "…"),
+        "left-out text"),
+    "words deleted without a mark": (
+        lambda s: mastodon_text(s).replace(" and no password was exposed", ""), "differs from character"),
+    "forged status prefix on the first post": (
+        lambda s: "[Send BTC to 1Ab] " + mastodon_text(s), "differs from character"),
+    "forged status prefix on an update": (
+        lambda s: mastodon_text(s, update=True).replace("[Identified]", "[Send BTC to 1Ab]"), "differs from character"),
+    "changed status": (
+        lambda s: mastodon_text(s, update=True).replace("[Identified]", "[Resolved]"), "differs from character"),
+    "verify link on a look-alike domain": (
+        lambda s: mastodon_text(s).replace(PAGE, "https://status.example.com.verify-now.test/verify.html"),
+        "differs from character"),
+    "verify link on another scheme and host": (
+        lambda s: mastodon_text(s).replace(PAGE, "http://status-example.com/verify.html"), "differs from character"),
+    "thread without its last part": (
+        lambda s: "\n".join(x_thread(s)[:-1]), "of the"),
+    "thread without a middle part": (
+        lambda s: "\n".join(x_thread(s)[:1] + x_thread(s)[2:]), "is missing"),
+    "thread parts out of order": (
+        lambda s: "\n".join([x_thread(s)[1], x_thread(s)[0], *x_thread(s)[2:]]), "not in order"),
+    "thread without numbering, last part dropped": (
+        lambda s: " ".join(p.rsplit(" (", 1)[0] for p in x_thread(s)[:-1]), "stops at character"),
+    "extra text after the post": (
+        lambda s: mastodon_text(s) + "\n\nSend 0.1 BTC to 1AbCdEf to keep your account.", "extra text"),
+    "extra text inside the post": (
+        lambda s: mastodon_text(s).replace("We will post again", "Reset your password at evil.test. We will post"),
+        "differs from character"),
+    "one changed character": (
+        lambda s: mastodon_text(s).replace("30 minutes", "3O minutes"), "differs from character"),
+    "the first post cut short by a channel": (
+        lambda s: mastodon_text(s)[:200] + "…", "left-out text"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_tampered_text_is_not_genuine(system, case):
+    make, why = TAMPERED[case]
+    text = make(system)
+    result = verify_text(system, text)
+    first = result.stdout.splitlines()[0] if result.stdout else ""
+    assert result.exit_code == 1, (case, result.output)
+    assert first.startswith("NOT GENUINE: ") and why in first, (case, first)
+    assert "VALID" not in first and not first.startswith("OK")
+
+
+def test_the_answer_shows_where_the_text_differs(system):
+    first = verify_text(system, mastodon_text(system).replace("30 minutes", "3O minutes")).stdout.splitlines()[0]
+    at = signing.normalize(mastodon_text(system)).index("30 minutes") + 2
+    assert f"differs from character {at}: it has \"3O minutes" in first and "where we signed \"30 minutes" in first
+
+
+def test_a_link_elsewhere_is_not_ours_even_with_a_real_id(system):
+    """The id in a phishing link finds the real announcement, and the link then fails the text."""
+    text = mastodon_text(system).replace(PAGE, "https://status-example.test/verify.html")
+    assert signing.id_from_text(text) == ANN_ID
+    result = cli(system, "verify", "--text", "-", input=text)
+    assert result.exit_code == 1 and "status-example.test" in result.stdout.splitlines()[0]
+
+
+# ---------------------------------------------------------------- the page's JavaScript applies the same rules
+
+
+def run_js(cases: list[dict]) -> list[dict]:
+    script = (Path(signing.__file__).parent / "verify.js").read_text(encoding="utf-8")
+    driver = "JSON.stringify(CASES.map((c) => compare(c.pasted, c.expected)))"
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node:
+        program = ("const vm = require('vm'); const fs = require('fs');"
+                   "const src = fs.readFileSync(process.argv[1], 'utf8');"
+                   "const CASES = JSON.parse(fs.readFileSync(0, 'utf8'));"
+                   "vm.runInThisContext(src + '\\n;globalThis.compare = compare;');"
+                   f"process.stdout.write({driver});")
+        path = Path(signing.__file__).parent / "verify.js"
+        out = subprocess.run([node, "-e", program, str(path)], input=json.dumps(cases), capture_output=True,
+                             text=True, check=True, timeout=60)
+        return json.loads(out.stdout)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("node or Playwright (to run the verify page's JavaScript)")
+    from tests.web.test_browser import ARGS, CHROMIUM
+
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        unavailable(f"node or headless Chromium at {CHROMIUM}")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_content("<html><body></body></html>")
+            page.add_script_tag(content=script.replace('if (typeof document !== "undefined")', "if (false)"))
+            return json.loads(page.evaluate(f"(CASES) => {driver}", cases))
+        finally:
+            browser.close()
+
+
+def test_the_page_script_gives_the_same_answer_as_the_cli(system):
+    """Every case of the table, and every genuine rendering: same verdict, same words."""
+    published = system.signature_file()
+    expected = [[e["id"], t] for e in published["entries"] for t in e["readable"]]
+    docs = [json.loads(e["canonical"]) for e in published["entries"]]
+    assert expected == [list(x) for x in signing.readable_texts(docs, PAGE)]  # the site publishes the spec's texts
+    texts = [make(system) for make, _ in TAMPERED.values()]
+    for name in ALL_CHANNELS:
+        ch = system.channel(name)
+        update = system.message(update=UPDATE, thread=(Receipt("r"),))
+        texts += [reader_copy(ch, system.message()), reader_copy(ch, update)]
+    texts += ["", "   ", "Login errors (1/2) x (2/2)", "Émoji 🙂 café\u2028line\u00a0nbsp", "a (0/0)"]
+    cases = [{"pasted": t, "expected": expected} for t in texts]
+    js = run_js(cases)
+    for text, got in zip(texts, js, strict=True):
+        want = signing.compare(text, [tuple(x) for x in expected])
+        assert (got["ok"], got["reason"]) == (want.ok, want.reason), text
+
+
+def test_the_verify_page_carries_the_script_and_the_signature_file_the_link(system):
+    page = (system.out / "verify.html").read_text()
+    assert "function compare(pasted, expected)" in page and "</script" not in page.split("<script>", 1)[1][:-30]
+    assert system.signature_file()["verify_url"] == PAGE
+
+
+# ---------------------------------------------------------------- revocation reaches readers at once
+
+
+def test_revoke_republishes_the_key_list_at_once(system, tmp_path):
+    assert cli(system, "keys", "create", "--id", "k2").exit_code == 0
+    assert {k["id"]: k["status"] for k in system.keys_file()["keys"]} == {"k1": "active"}  # not yet published
+    result = cli(system, "keys", "revoke", "k1")
+    assert result.exit_code == 0, result.output
+    assert {k["id"]: k["status"] for k in system.keys_file()["keys"]} == {"k1": "revoked", "k2": "active"}
+    # a reader who has only the published site: everything k1 signed is not genuine
+    reader = Setup(tmp_path, signing_on=False)
+    for args in (["--id", ANN_ID], ["--text", "-"]):
+        out = cli(reader, "verify", *args, input=mastodon_text(system))
+        assert out.exit_code == 1, out.output
+        assert out.stdout.startswith("NOT GENUINE: key 'k1' has been revoked"), out.output
+    # the incidents on the page survived the republication
+    assert (system.out / "index.html").read_text().count("Login errors") >= 1
+
+
+def test_keys_publish_republishes_by_hand(system, tmp_path):
+    signing.Keyring(tmp_path / "keys").set_status("k1", "revoked")  # revoked where the site was not reachable
+    assert system.keys_file()["keys"][0]["status"] == "active"
+    result = cli(system, "keys", "publish")
+    assert result.exit_code == 0, result.output
+    assert system.keys_file()["keys"][0]["status"] == "revoked"
+    assert cli(Setup(tmp_path, signing_on=False), "verify", "--id", ANN_ID).exit_code == 1
+
+
+def test_keys_publish_without_a_status_site_is_a_usage_error(tmp_path):
+    s = Setup(tmp_path, with_site=False)
+    assert cli(s, "keys", "create", "--id", "k1").exit_code == 0
+    result = cli(s, "keys", "publish")
+    assert result.exit_code == 2 and "no enabled statuspage channel" in result.stderr
+
+
+def test_revoke_says_when_it_could_not_publish(system):
+    keys_json = system.out / ".well-known/broadcaster/keys.json"
+    keys_json.unlink()
+    keys_json.mkdir()  # the site cannot be written (a directory where the file goes)
+    result = cli(system, "keys", "revoke", "k1")
+    assert result.exit_code == 1 and "NOT yet published" in result.stderr, result.output
+
+
+# ---------------------------------------------------------------- retraction reaches readers
+
+
+def test_a_retracted_announcement_never_verifies(system):
+    genuine = mastodon_text(system)
+    assert verify_text(system, genuine).exit_code == 0
+    first = system.site().lookup(system.site().render(system.message()), key="dlv_1")
+    system.site().retract(first)  # what engine.retract_one does for the status page delivery
+    assert system.signature_file()["retracted_at"] == signing.iso(NOW)
+    for args, text in ((["--id", ANN_ID], None), (["--text", "-"], genuine),
+                       (["--text", "-"], mastodon_text(system, update=True))):
+        out = cli(system, "verify", *args, input=text)
+        assert out.exit_code == 1, out.output
+        assert out.stdout.startswith(f"RETRACTED: we withdrew announcement {ANN_ID}"), out.output
+    entry = system.signature_file()["entries"][0]
+    sig = cli(system, "verify", "--signature", f"{entry['key_id']}:{entry['signature']}", "--text", "-",
+              input=entry["canonical"])
+    assert sig.exit_code == 1 and sig.stdout.startswith("RETRACTED"), sig.output
+
+
+def test_retracting_an_update_marks_its_announcement_retracted(system):
+    site = system.site()
+    upd_receipt = site.lookup(site.render(system.message(update=UPDATE)), key="dlv_2")
+    assert upd_receipt is not None and upd_receipt.extra["is_update"]
+    site.retract(upd_receipt)
+    assert "retracted_at" in system.signature_file()
+    assert cli(system, "verify", "--id", ANN_ID).exit_code == 1
