@@ -34,7 +34,6 @@ class Harness:
         self.breaker = MemoryBreaker()
         self.rt = Runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=self.breaker,
                           limiter=MemoryRateLimiter(), channel_io={"http": self.http})
-        self.rt.enqueuer = lambda *a: None
         self.connects: list = []
 
     def use(self, name: str, channel) -> None:

@@ -47,7 +47,6 @@ def live(tmp_path):
     settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", {**CHANNELS, **THREADED},
                              subscribers={"lists": ["customers"], "secret_key": "s" * 40})
     rt = memory_runtime(settings)
-    rt.enqueuer = lambda *a: None
     with serve(settings, rt) as (url, app):
         yield url, app, rt
     rt.ledger.close()
