@@ -70,7 +70,7 @@ def build_message(runtime: Runtime, d: Delivery, ann=None) -> Message:
         thread = tuple(ledger.thread_receipts(d.announcement_id, d.channel, before=d.created_at))
     public = f"{runtime.settings.public_url.rstrip('/')}/a/{ann.id}"
     return Message(announcement=ann, update=upd, thread=thread, public_url=public,
-                   verify_link=signing.verification_suffix(runtime.settings, ann.id))
+                   verify_link=signing.verification_suffix(runtime.settings, ann.id, ann.channels))
 
 
 def render_post(channel, message: Message, d: Delivery, settings=None) -> Post:

@@ -8,6 +8,7 @@ configured verify page (``signing.verify_url``, else the status page's ``site_ur
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -67,12 +68,18 @@ def verification_url(settings: Any, announcement_id: str) -> str | None:
     return link_for(page, announcement_id) if page else None
 
 
-def verification_suffix(settings: Any, announcement_id: str) -> str | None:
-    """What to append to a post's text (before length fitting), or None when signing is off or
-    there is no public verify page to link to."""
+def verification_suffix(settings: Any, announcement_id: str, channels: Iterable[str] | None = None) -> str | None:
+    """What to append to a post's text (before length fitting), or None when signing is off,
+    there is no public verify page to link to, or — given the announcement's ``channels`` —
+    none of them is a status page: only the status site publishes signatures, and a link that
+    would answer "not found" for our own post must not be printed under it."""
     cfg = config_of(settings)
     if cfg is None or not cfg.embed_link:
         return None
+    if channels is not None:
+        configured = getattr(settings, "channels", None) or {}
+        if not any(getattr(configured.get(c), "kind", None) == "statuspage" for c in channels):
+            return None
     url = verification_url(settings, announcement_id)
     return f"\n\nVerify: {url}" if url else None
 

@@ -57,7 +57,7 @@ STATUS_KINDS = ("statuspage", "atlassian_statuspage", "cachet")
 def announcement(**kw) -> Announcement:
     base = dict(id=ANN_ID, kind="incident", title="Login errors", body=BODY, url="https://status.example.com/i/1",
                 severity="major", components=("API",), created_at=NOW,
-                variants={"x-main": {"title": "Logins failing"}})
+                variants={"x-main": {"title": "Logins failing"}}, channels=(*CHANNELS, "status-site"))
     base.update(kw)
     return Announcement(**base)
 
@@ -92,7 +92,7 @@ class Setup:
     def message(self, ann: Announcement | None = None, update: Update | None = None, thread=()) -> Message:
         ann = ann or announcement()
         return Message(announcement=ann, update=update, thread=thread,
-                       verify_link=signing.verification_suffix(self.settings, ann.id))
+                       verify_link=signing.verification_suffix(self.settings, ann.id, ann.channels))
 
     def site(self):
         return self.channel("status-site", trust_files=lambda state: official.site_files(self.settings, state))
@@ -172,6 +172,14 @@ def test_the_x_post_is_a_thread_and_verifies_only_whole(system):
     assert len(parts) >= 3 and parts[0].startswith("Logins failing")  # the variant title, split in numbered parts
     assert verify_text(system, "\n\n".join(parts)).exit_code == 0
     assert verify_text(system, " ".join(parts)).exit_code == 0
+
+
+def test_no_verify_link_under_a_post_that_is_never_signed(system):
+    """Only the status site publishes signatures: a promotion routed elsewhere carries no link
+    that would answer "not found" for our own post."""
+    promo = announcement(kind="promotion", channels=("mastodon-main", "x-main"), variants={})
+    assert "Verify:" not in "".join(system.channel("mastodon-main").render(system.message(promo)).parts)
+    assert "Verify: " + PAGE in "".join(system.channel("mastodon-main").render(system.message()).parts)
 
 
 # ---------------------------------------------------------------- tampered posts never do
