@@ -7,7 +7,8 @@ at the root; the web page (``broadcaster/web``, when present) at ``/``.
 
 Other routers reach shared state through ``request.app.state``: ``runtime`` (ledger, settings,
 channels), ``tokens`` (a :class:`~broadcaster.tokens.TokenStore`, e.g. to sign in with a
-token) and ``public_paths`` (append a prefix under ``/api`` that must work without a token).
+token), ``sessions`` (the web page's session store, checked by the intake guard) and
+``public_paths`` (append a prefix under ``/api`` that must work without a token).
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ def _web(app: FastAPI) -> None:
             raise
         web_router = None
     if web_router is not None:
+        from ..web.session import session_store
+
         app.include_router(web_router)
+        app.state.sessions = session_store(app.state.runtime, app.state.tokens)
     static = Path(__file__).resolve().parent.parent / "web" / "static"
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=static), name="static")
@@ -138,7 +142,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     limiter = Limiter(rt.limiter, clock=rt.clock)
     app.add_middleware(IntakeGuard, settings=settings, tokens=app.state.tokens, limiter=limiter,
-                       public=app.state.public_paths)
+                       public=app.state.public_paths, sessions=getattr(app.state, "sessions", None))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(errors.CatchAll)
     app.openapi = lambda: _openapi_with_intake_errors(app)

@@ -7,7 +7,10 @@ The order is chosen so junk costs as little as possible and real posts keep flow
 3. the token is verified (one indexed look-up) — unknown/revoked → the caller's *address* is
    charged against ``api.anonymous_rate_limit`` (429 when over) and gets 401;
    a valid token is charged against ``api.rate_limit`` under its own name, so one busy token or
-   one noisy address never slows the others down;
+   one noisy address never slows the others down. The web page's session cookie is the same
+   kind of entry point and goes through the same limiter: a valid session is charged to its
+   token's name (the page and the API share one budget per token), a cookie that does not
+   verify is charged to the address like a wrong bearer token (cookie guessing meets 429);
 4. only then is the body read — counted while it streams (a lying or missing Content-Length
    changes nothing) and under a time limit (slow senders get 408).
 
@@ -20,9 +23,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 from anyio import to_thread
+from starlette.requests import cookie_parser
 
 from ..errors import BroadcasterError
 from ..resilience import MemoryRateLimiter
@@ -38,6 +44,16 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_PUBLIC = ("/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics", "/api/v1/public/",
                   "/api/v1/subscribe", "/api/v1/unsubscribe", "/api/v1/subscribers/confirm")
 UNLIMITED = ("/healthz", "/readyz", "/metrics", "/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics")
+#: paths outside /api that never look at the page's session: the sign-in form, assets, API docs
+PAGE_PUBLIC = ("/signin", "/static/", "/docs", "/openapi.json", "/favicon.ico", *UNLIMITED)
+#: the web page's session cookie (``broadcaster/web/session.py``)
+SESSION_COOKIE = "bc_session"
+
+
+class SessionCheck(Protocol):
+    """Turns a session cookie into the principal it stands for (None: unknown, expired, revoked)."""
+
+    def verify(self, value: str) -> Principal | None: ...
 
 
 def matches(path: str, prefixes) -> bool:
@@ -58,6 +74,14 @@ def bearer(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not value or " " in value:
         return None
     return value
+
+
+def session_cookie(header: str | None) -> str | None:
+    """The page's session cookie from a ``Cookie`` header, else None."""
+    if not header:
+        return None
+    value = cookie_parser(header).get(SESSION_COOKIE)
+    return value or None
 
 
 class Limiter:
@@ -82,16 +106,22 @@ class Limiter:
 
 
 class IntakeGuard:
-    def __init__(self, app, *, settings, tokens, limiter: Limiter, public: list[str] | None = None):
+    def __init__(self, app, *, settings, tokens, limiter: Limiter, public: list[str] | None = None,
+                 sessions: SessionCheck | None = None):
         self.app = app
         self.settings = settings
         self.tokens = tokens
         self.limiter = limiter
+        self.sessions = sessions
         #: a list so other routers (subscribers) can add public paths at start-up
         self.public = public if public is not None else list(DEFAULT_PUBLIC)
 
     def protected(self, path: str) -> bool:
         return path.startswith("/api/") and not matches(path, self.public)
+
+    def page(self, path: str) -> bool:
+        """A page (or page JSON) route that acts as whoever its session cookie names."""
+        return self.sessions is not None and not path.startswith("/api/") and not matches(path, PAGE_PUBLIC)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -111,13 +141,26 @@ class IntakeGuard:
             if raw is None:
                 return await self._unauthorized(scope, receive, send, "an Authorization: Bearer <token> header is required")
             try:
-                verdict = await to_thread.run_sync(self._admit, raw, ip)
+                verdict = await to_thread.run_sync(self._admit, self.tokens.verify, raw, ip)
             except BroadcasterError as exc:
                 return await from_broadcaster_error(exc)(scope, receive, send)
             if isinstance(verdict, Principal):
                 scope.setdefault("state", {})["principal"] = verdict
             elif verdict is None:
                 return await self._unauthorized(scope, receive, send, "unknown or revoked token")
+            else:
+                return await self._limited(scope, receive, send, verdict)
+        elif self.page(path) and (cookie := session_cookie(headers.get("cookie"))) is not None:
+            assert self.sessions is not None
+            try:
+                verdict = await to_thread.run_sync(self._admit, self.sessions.verify, cookie, ip)
+            except BroadcasterError as exc:
+                return await from_broadcaster_error(exc)(scope, receive, send)
+            state = scope.setdefault("state", {})
+            if isinstance(verdict, Principal):
+                state["principal"], state["session"] = verdict, cookie
+            elif verdict is None:
+                state["session_refused"] = True  # the page signs the browser out (and clears the cookie)
             else:
                 return await self._limited(scope, receive, send, verdict)
         elif (path.startswith("/api/") and not matches(path, UNLIMITED)) or (
@@ -155,9 +198,9 @@ class IntakeGuard:
 
     # -- the decision that needs I/O, done in one worker thread
 
-    def _admit(self, raw: str, ip: str) -> Principal | float | None:
+    def _admit(self, verify: Callable[[str], Principal | None], raw: str, ip: str) -> Principal | float | None:
         """A Principal (go on), None (401), or seconds to wait (429)."""
-        principal = self.tokens.verify(raw)
+        principal = verify(raw)
         if principal is None:
             wait = self.limiter.wait(f"api:addr:{ip}", self.settings.api.anonymous_rate_limit)
             return wait if wait > 0 else None

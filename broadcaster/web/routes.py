@@ -63,6 +63,15 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
+def to_signin(request: Request) -> RedirectResponse:
+    """Back to the sign-in form; a session cookie the intake guard refused is cleared, so an
+    expired or revoked session is not presented (and counted against the address) again."""
+    resp = redirect("/signin")
+    if (request.scope.get("state") or {}).get("session_refused"):
+        resp.delete_cookie(session.SESSION_COOKIE, path="/")
+    return resp
+
+
 def signed_in(request: Request):
     """(token, principal) or None; the runtime must be there (set by the API's create_app)."""
     return session.current(request)
@@ -155,7 +164,7 @@ def signout(request: Request, form: Form) -> Response:
 def home(request: Request, kind: str | None = None, done: str | None = None) -> Response:
     who = signed_in(request)
     if not who:
-        return redirect("/signin")
+        return to_signin(request)
     rt = session.runtime_of(request)
     try:
         items = views.listing(rt, kind=kind if kind in KINDS else None)
@@ -183,7 +192,7 @@ def compose_ctx(rt, values: dict) -> dict:
 def compose_form(request: Request, kind: str = "incident") -> Response:
     who = signed_in(request)
     if not who:
-        return redirect("/signin")
+        return to_signin(request)
     return page(request, "compose.html", **compose_ctx(session.runtime_of(request), {"kind": kind}), **_ctx(who))
 
 
@@ -217,7 +226,7 @@ def announcement_data(form) -> dict:
 def compose(request: Request, form: Form) -> Response:
     who = signed_in(request)
     if not who:
-        return redirect("/signin")
+        return to_signin(request)
     if not session.csrf_ok(who[0], form.get("csrf")):
         return refused(request, who)
     rt = session.runtime_of(request)
@@ -241,7 +250,7 @@ def compose(request: Request, form: Form) -> Response:
 def announcement(request: Request, ann_id: str, done: str | None = None) -> Response:
     who = signed_in(request)
     if not who:
-        return redirect("/signin")
+        return to_signin(request)
     try:
         data = views.detail(session.runtime_of(request), ann_id)
     except BroadcasterError as exc:
@@ -254,7 +263,7 @@ def announcement(request: Request, ann_id: str, done: str | None = None) -> Resp
 def _action(request: Request, form: FormData, ann_id: str, fn) -> Response:
     who = signed_in(request)
     if not who:
-        return redirect("/signin")
+        return to_signin(request)
     if not session.csrf_ok(who[0], form.get("csrf")):
         return refused(request, who)
     try:
@@ -333,7 +342,7 @@ def confirm(request: Request, delivery_id: str, form: Form) -> Response:
 def channels(request: Request) -> Response:
     who = signed_in(request)
     if not who:
-        return redirect("/signin")
+        return to_signin(request)
     return page(request, "channels.html", rows=views.board(session.runtime_of(request)), **_ctx(who))
 
 

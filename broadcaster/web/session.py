@@ -15,9 +15,10 @@ import time
 
 from fastapi import Request
 
+from ..api.intake import SESSION_COOKIE as SESSION_COOKIE  # the name the intake guard reads
 from ..service import Principal
+from ..tokens import TokenStore
 
-SESSION_COOKIE = "bc_session"
 PRESIGN_COOKIE = "bc_presign"
 _CSRF_LABEL = b"broadcaster-web-csrf-v1"
 
@@ -29,27 +30,37 @@ def runtime_of(request: Request):
     return rt
 
 
+class TokenSessions:
+    """The cookie holds the API token; checked by the API's own TokenStore (one source of truth
+    for hashing, static tokens and revocation)."""
+
+    def __init__(self, tokens: TokenStore):
+        self.tokens = tokens
+
+    def verify(self, value: str) -> Principal | None:
+        return self.tokens.verify(value)
+
+
+def session_store(runtime, tokens: TokenStore) -> TokenSessions:
+    return TokenSessions(tokens)
+
+
 def authenticate(request: Request, token: str | None) -> Principal | None:
-    """The principal a token stands for, or None — checked by the API's own TokenStore (one
-    source of truth for hashing, static tokens and revocation)."""
+    """The principal a token stands for, or None (sign-in)."""
     if not token or len(token) > 512:
         return None
-    store = getattr(request.app.state, "tokens", None)
-    if store is None:
-        from ..tokens import TokenStore
-
-        rt = runtime_of(request)
-        store = request.app.state.tokens = TokenStore(rt.ledger, rt.settings, clock=rt.clock)
     try:
-        return store.verify(token)
+        return request.app.state.tokens.verify(token)
     except Exception:  # noqa: BLE001 - ledger trouble: treat as signed out, never leak details
         return None
 
 
 def current(request: Request) -> tuple[str, Principal] | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    principal = authenticate(request, token)
-    return (token, principal) if principal else None
+    """(session cookie, principal) as verified — and charged to the token's rate limit — by the
+    intake guard before the route ran; None when signed out."""
+    state = request.scope.get("state") or {}
+    principal, cookie = state.get("principal"), state.get("session")
+    return (cookie, principal) if isinstance(principal, Principal) and isinstance(cookie, str) else None
 
 
 def csrf_for(token: str) -> str:
