@@ -11,11 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
-
 from .config import Duration, Settings, Strict
-from .ledger import schema as t
-from .models import SETTLED
 
 log = logging.getLogger(__name__)
 
@@ -45,39 +41,15 @@ class Pruned:
 
 def prune_events(ledger, older_than_seconds: float, *, now: float | None = None) -> int:
     now = ledger.clock() if now is None else now
-    return ledger.prune_events(now - older_than_seconds)
+    return ledger.retention.prune_events(now - older_than_seconds)
 
 
 def prune_announcements(ledger, older_than_seconds: float, *, now: float | None = None, actor: str = "retention",
                         batch: int = 200) -> int:
-    """Delete settled announcements created before ``now - older_than_seconds``, with their
-    updates, deliveries, events and item progress. Returns how many announcements went."""
+    """Delete settled announcements created before ``now - older_than_seconds`` with everything
+    that hangs off them. Returns how many announcements went."""
     now = ledger.clock() if now is None else now
-    cutoff = now - older_than_seconds
-    a, u, d, e, di = t.announcements, t.updates, t.deliveries, t.delivery_events, t.delivery_items
-    settled_states = [str(s) for s in SETTLED]
-    total = 0
-    while True:
-        with ledger.tx() as conn:
-            active = select(d.c.announcement_id).where(d.c.state.not_in(settled_states))
-            ids = list(conn.execute(select(a.c.id).where(
-                a.c.created_at < cutoff,
-                a.c.id.not_in(active),
-                (a.c.retracted_at.is_not(None)) | (a.c.resolved_at.is_not(None)) | (a.c.kind.not_in(("incident", "maintenance"))),
-            ).order_by(a.c.id).limit(batch)).scalars())
-            if not ids:
-                break
-            dids = select(d.c.id).where(d.c.announcement_id.in_(ids))
-            conn.execute(delete(e).where(e.c.delivery_id.in_(dids)))
-            conn.execute(delete(di).where(di.c.delivery_id.in_(dids)))
-            conn.execute(delete(d).where(d.c.announcement_id.in_(ids)))
-            conn.execute(delete(u).where(u.c.announcement_id.in_(ids)))
-            conn.execute(delete(a).where(a.c.id.in_(ids)))
-            ledger.audit(actor, "retention.prune_announcements", None, {"count": len(ids), "before": cutoff}, conn)
-        total += len(ids)
-        if len(ids) < batch:
-            break
-    return total
+    return ledger.retention.prune_announcements(now - older_than_seconds, actor=actor, batch=batch)
 
 
 def prune(ledger, cfg: RetentionSettings, *, now: float | None = None) -> Pruned:

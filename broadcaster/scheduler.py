@@ -110,7 +110,7 @@ class Sweeper:
                     log.info("sweep: %d leases expired, %d released, %d enqueued",
                              report.expired, report.promoted, report.enqueued)
                 if time.time() - last_prune > 3600:
-                    runtime.ledger.prune_idempotency(time.time() - IDEMPOTENCY_KEEP)
+                    runtime.ledger.idempotency.prune(time.time() - IDEMPOTENCY_KEEP)
                     last_prune = time.time()
                 _heartbeat(runtime)
                 if failing:

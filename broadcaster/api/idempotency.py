@@ -3,28 +3,23 @@
 Submit and update get theirs from the service (the key is stored in the same transaction as the
 announcement). The actions are idempotent in effect but not in their answer — a second retract
 would report "0 cancelled" — so the first answer is stored with the key and a replay returns it
-unchanged. Keys live in the ledger's ``idempotency_keys`` table, scoped by token name, and are
-pruned by the ledger's retention (kept at least 24 h).
+unchanged. Keys live in the ledger's one idempotency store (``Ledger.idempotency``), scoped by
+token name, and are pruned by the scheduler (kept at least 24 h).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
-
-from ..errors import IdempotencyConflict
+from ..errors import InvalidRequest
 from ..ledger import Ledger
-from ..ledger import schema as t
 from ..service import request_hash
 
 MAX_KEY = 255
 
 
 def check_key(key: str | None) -> str | None:
-    from ..errors import InvalidRequest
-
     if key is None:
         return None
     key = key.strip()
@@ -33,15 +28,10 @@ def check_key(key: str | None) -> str | None:
     return key
 
 
-def stored(ledger: Ledger, scope: str, key: str, digest: str) -> dict | None:
-    with ledger.read() as conn:
-        row = conn.execute(select(t.idempotency_keys.c.request_hash, t.idempotency_keys.c.response).where(
-            t.idempotency_keys.c.scope == scope, t.idempotency_keys.c.key == key)).first()
-    if row is None:
-        return None
-    if row.request_hash != digest:
-        raise IdempotencyConflict("this Idempotency-Key was already used with a different request; use a new key")
-    return row.response or {}
+def stored(ledger: Ledger, scope: str, key: str, digest: str) -> dict[str, Any] | None:
+    """The answer the first request with this key got, None for a new key."""
+    found = ledger.idempotency.recall(scope, key, digest)
+    return None if found is None else (found.response or {})
 
 
 def once(ledger: Ledger, *, scope: str, key: str | None, action: str, target: str, request: dict[str, Any],
@@ -55,12 +45,7 @@ def once(ledger: Ledger, *, scope: str, key: str | None, action: str, target: st
     if previous is not None:
         return previous, True
     response = run()
-    try:
-        with ledger.tx() as conn:
-            conn.execute(insert(t.idempotency_keys).values(scope=scope, key=full_key, request_hash=digest,
-                                                           target_id=target[:40], response=response,
-                                                           created_at=ledger.clock()))
-    except IntegrityError:
+    if not ledger.idempotency.remember(scope, full_key, digest, target_id=target, response=response):
         # a concurrent request with the same key finished first: answer as it did
         previous = stored(ledger, scope, full_key, digest)
         if previous is not None:

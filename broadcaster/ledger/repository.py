@@ -14,12 +14,12 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.sql.expression import Executable
 
-from ..errors import IdempotencyConflict, LedgerUnavailable, NotFound
+from ..errors import LedgerUnavailable, NotFound
 from ..models import (
     CLAIMABLE,
     Announcement,
@@ -32,6 +32,8 @@ from ..models import (
 )
 from . import schema as t
 from .engine import make_engine, migrate
+from .idempotency import IdempotencyStore
+from .retention import RetentionStore
 
 S = DeliveryState
 
@@ -128,6 +130,10 @@ class Ledger:
             opts["isolation_level"] = "AUTOCOMMIT"
         self._reader = engine.execution_options(**opts)
         self.clock = clock
+        #: client idempotency keys of every POST (one store; see ledger/idempotency.py)
+        self.idempotency = IdempotencyStore(self)
+        #: forgetting old history (see ledger/retention.py)
+        self.retention = RetentionStore(self)
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, clock=time.time) -> "Ledger":
@@ -228,8 +234,7 @@ class Ledger:
             with self.tx() as conn:
                 if idempotency:
                     scope, key, digest = idempotency
-                    conn.execute(insert(t.idempotency_keys).values(scope=scope, key=key, request_hash=digest,
-                                                                   target_id=ann_id, created_at=now))
+                    self.idempotency.remember(scope, key, digest, target_id=ann_id, conn=conn)
                 conn.execute(insert(t.announcements).values(**{k: v for k, v in values.items() if v is not None}))
                 rows, events = self._insert_deliveries(conn, ann_id, None, deliveries, now)
                 self.audit(actor, "announcement.create", ann_id, {"kind": fields.get("kind"),
@@ -250,33 +255,9 @@ class Ledger:
         return Accepted(False, ann, dels, events, updates)
 
     def _replay(self, scope: str, key: str, digest: str) -> str | None:
-        with self.read() as conn:
-            row = conn.execute(select(t.idempotency_keys).where(
-                t.idempotency_keys.c.scope == scope, t.idempotency_keys.c.key == key)).first()
-        if row is None:
-            return None
-        if row.request_hash != digest:
-            raise IdempotencyConflict(
-                "this Idempotency-Key was already used with a different request body; use a new key")
-        return row.target_id
-
-    def remember_idempotent(self, scope: str, key: str, digest: str, target_id: str,
-                            conn: Connection | None = None) -> None:
-        stmt = insert(t.idempotency_keys).values(scope=scope, key=key, request_hash=digest, target_id=target_id,
-                                                 created_at=self.clock())
-        if conn is not None:
-            conn.execute(stmt)
-        else:
-            with self.tx() as c:
-                c.execute(stmt)
-
-    def replay(self, scope: str, key: str, digest: str) -> str | None:
-        """Public form of the idempotency check for other POSTs (updates, retracts)."""
-        return self._replay(scope, key, digest)
-
-    def prune_idempotency(self, older_than: float) -> int:
-        with self.tx() as conn:
-            return conn.execute(delete(t.idempotency_keys).where(t.idempotency_keys.c.created_at < older_than)).rowcount
+        """The id an earlier request with this key created, None for a new key."""
+        found = self.idempotency.recall(scope, key, digest)
+        return found.target_id if found else None
 
     def _insert_deliveries(self, conn: Connection, ann_id: str, update_id: str | None, deliveries: list[dict],
                            now: float) -> tuple[list[dict], list[dict]]:
@@ -404,7 +385,8 @@ class Ledger:
         upd_id = new_id("upd")
         with self.tx() as conn:
             if idempotency:
-                self.remember_idempotent(*idempotency, upd_id, conn=conn)
+                scope, key, digest = idempotency
+                self.idempotency.remember(scope, key, digest, target_id=upd_id, conn=conn)
             conn.execute(insert(t.updates).values(id=upd_id, announcement_id=ann_id, created_at=now, author=actor, **fields))
             if announcement_values:
                 self.set_announcement(ann_id, conn, **announcement_values)
@@ -773,12 +755,6 @@ class Ledger:
             res = conn.execute(renew, {"d_id": delivery_id, "d_owner": owner, "d_until": now + lease})
             return res.rowcount == 1
 
-    def prune_events(self, older_than: float) -> int:
-        """Retention: drop attempt history of settled deliveries older than ``older_than``."""
-        d, e = t.deliveries, t.delivery_events
-        with self.tx() as conn:
-            settled = select(d.c.id).where(d.c.settled_at.is_not(None), d.c.settled_at < older_than)
-            return conn.execute(delete(e).where(e.c.at < older_than, e.c.delivery_id.in_(settled))).rowcount
 
 
 def default_owner() -> str:

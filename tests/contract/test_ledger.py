@@ -110,16 +110,29 @@ def test_idempotency_replay_and_conflict(ledger):
                                                 idempotency=("someone-else", "k", "h"))
     assert created and other != first
     assert len(ledger.list_announcements()) == 2
-    assert ledger.replay("ci", "k", "h") == first
-    assert ledger.replay("ci", "unused", "h") is None
+    assert ledger.idempotency.recall("ci", "k", "h").target_id == first
+    assert ledger.idempotency.recall("ci", "unused", "h") is None
+
+
+def test_one_idempotency_store_keeps_an_actions_answer(ledger):
+    """Actions (retract, retry…) remember the answer they gave; a second writer of the same key
+    loses quietly and reads the first answer; another request with the key is a conflict."""
+    store = ledger.idempotency
+    assert store.remember("ops", "retract:ann_1:k", "h1", target_id="ann_1", response={"cancelled": 2})
+    assert not store.remember("ops", "retract:ann_1:k", "h1", target_id="ann_1", response={"cancelled": 0})
+    assert store.recall("ops", "retract:ann_1:k", "h1").response == {"cancelled": 2}
+    with pytest.raises(IdempotencyConflict):
+        store.recall("ops", "retract:ann_1:k", "h2")
+    assert store.recall("ci", "retract:ann_1:k", "h2") is None, "keys are scoped by token"
 
 
 def test_idempotency_keys_are_pruned_by_age(ledger, clock):
     ledger.create_announcement(fields(), [{"channel": "a"}], actor="t", idempotency=("ci", "old", "h"))
     clock.advance(100)
     ledger.create_announcement(fields(), [{"channel": "a"}], actor="t", idempotency=("ci", "new", "h"))
-    assert ledger.prune_idempotency(NOW + 50) == 1
-    assert ledger.replay("ci", "old", "h") is None and ledger.replay("ci", "new", "h") is not None
+    assert ledger.idempotency.prune(NOW + 50) == 1
+    assert ledger.idempotency.recall("ci", "old", "h") is None
+    assert ledger.idempotency.recall("ci", "new", "h") is not None
 
 
 def test_create_announcement_accepts_a_chosen_id(ledger):
