@@ -36,7 +36,7 @@ KEYS_PATH = f"{signing.WELL_KNOWN}/keys.json"
 SIGNATURES_DIR = f"{signing.WELL_KNOWN}/signatures"
 WHERE_PAGE = "where-we-post.html"
 #: kinds that post to places only we and our team read, or whose URL is a secret
-PRIVATE_KINDS = frozenset({"webhook", "apprise"})
+PRIVATE_KINDS = frozenset({"webhook", "apprise", "matrix", "twilio_sms", "google_chat", "mattermost"})
 KIND_LABELS = {"mastodon": "Mastodon", "bluesky": "Bluesky", "x": "X", "facebook": "Facebook", "linkedin": "LinkedIn",
                "email": "E-mail", "statuspage": "Status page", "atlassian_statuspage": "Status page",
                "cachet": "Status page"}
@@ -113,6 +113,8 @@ def _derive(kind: str, ch: Any) -> dict[str, Any]:
         return {"from": addr, "from_name": name or None}
     if kind == "statuspage" and get("site_url"):
         return {"url": get("site_url").rstrip("/") + "/"}
+    if kind == "telegram" and str(get("chat_id") or "").startswith("@"):
+        return {"handle": get("chat_id"), "url": f"https://t.me/{get('chat_id')[1:]}"}
     return {}
 
 

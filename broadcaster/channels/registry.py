@@ -30,6 +30,7 @@ BUILTIN_MODULES = (
     "cachet",
     "apprise",
     "linkedin",
+    "telegram",
 )
 
 _registry: dict[str, type[Channel[Any]]] = {}

@@ -10,6 +10,7 @@ from .facebook import Facebook
 from .linkedin import LinkedIn
 from .mastodon import Mastodon
 from .statuspage import Statuspage
+from .telegram import Telegram
 from .webhook import Webhook
 from .x import X
 
@@ -26,6 +27,7 @@ PROVIDERS: dict[str, tuple[type[Provider], ...]] = {
     "teams": (Teams,),
     "webhook": (Webhook,),
     "linkedin": (LinkedIn,),
+    "telegram": (Telegram,),
 }
 
 __all__ = ["PROVIDERS", "Provider"]
