@@ -165,9 +165,29 @@ class MetricsMiddleware:
             await self.app(scope, receive, watch)
         finally:
             label = route_label(scope)
-            method = scope.get("method", "")
+            method = method_label(scope.get("method", ""))
             self.metrics.latency.labels(method, label).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(method, label, str(status["code"])).inc()
+            self.metrics.requests.labels(method, label, status_label(status["code"])).inc()
+
+
+#: every label value comes from a fixed set, so no client can grow the exposition: an unknown
+#: method, status or path each fold into one value
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STATUSES = frozenset({200, 201, 202, 204, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 410,
+                      413, 415, 422, 429, 500, 501, 502, 503, 504})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def status_label(code: object) -> str:
+    """The status code when it is a common one, else its class (``4xx``), else ``other``."""
+    if isinstance(code, int) and code in STATUSES:
+        return str(code)
+    if isinstance(code, int) and 100 <= code <= 599:
+        return f"{code // 100}xx"
+    return "other"
 
 
 def route_label(scope) -> str:
@@ -176,6 +196,6 @@ def route_label(scope) -> str:
     path = getattr(ctx, "path", None)
     if path is None:
         path = getattr(scope.get("route"), "path", None)
-    if path is None:
+    if not isinstance(path, str):
         return "static" if scope.get("path", "").startswith("/static") else "unmatched"
     return path

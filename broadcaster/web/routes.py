@@ -126,10 +126,26 @@ def static(name: str) -> Response:
 # ---------------------------------------------------------------- sign in / out
 
 
+#: what the sign-in form can say. A link may pick one by its code (``/signin?error=expired``) but
+#: never supply the words or the status: text from a URL on this page would let a crafted link
+#: tell people to mail their token somewhere.
+SIGNIN_MESSAGES = {
+    "expired": "The sign-in form expired. Please try again.",
+    "invalid": "That token is not valid (or was revoked).",
+    "signed_out": "You are signed out.",
+}
+
+
 @router.get("/signin", response_class=HTMLResponse)
-def signin_form(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
+def signin_form(request: Request, error: str | None = None) -> HTMLResponse:
+    """The form; ``error`` selects one of :data:`SIGNIN_MESSAGES` (anything else shows none)."""
+    return signin_page(request, error if error in SIGNIN_MESSAGES else None)
+
+
+def signin_page(request: Request, code: str | None, status: int = 200) -> HTMLResponse:
     pre = session.new_presign()
-    resp = page(request, "signin.html", status=status, presign=pre, error=error, principal=None, csrf="")
+    resp = page(request, "signin.html", status=status, presign=pre, error=SIGNIN_MESSAGES.get(code or ""),
+                principal=None, csrf="")
     resp.set_cookie(session.PRESIGN_COOKIE, pre, max_age=3600, **session.cookie_args(request))
     return resp
 
@@ -137,10 +153,10 @@ def signin_form(request: Request, error: str | None = None, status: int = 200) -
 @router.post("/signin")
 def signin(request: Request, form: Form) -> Response:
     if not session.presign_ok(request, form.get("csrf")):
-        return signin_form(request, "The sign-in form expired. Please try again.", 403)
+        return signin_page(request, "expired", 403)
     token = str(form.get("token") or "").strip()
     if session.authenticate(request, token) is None:
-        return signin_form(request, "That token is not valid (or was revoked).", 401)
+        return signin_page(request, "invalid", 401)
     resp = redirect("/")
     resp.set_cookie(session.SESSION_COOKIE, token, max_age=12 * 3600, **session.cookie_args(request))
     resp.delete_cookie(session.PRESIGN_COOKIE, path="/")
