@@ -15,10 +15,12 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from .breakglass_audience import SubscriberSource, find_source, source_for
 from .channels import channel_class
 from .channels.base import MemoryProgress
 from .config import Settings
@@ -37,12 +39,17 @@ def _digest(*parts: str) -> str:
 
 @dataclass
 class DirectOutcome:
+    """One channel's result. ``incomplete``: what could be sent was sent, but part of the
+    audience (subscriber lists) was not reached — never reported as delivered."""
+
     channel: str
     delivery_id: str
     state: str
     attempts: int = 0
     receipt: Receipt | None = None
     error: str | None = None
+    note: str | None = None  # where the subscribers came from
+    items: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,13 +92,29 @@ class Journal:
         return out
 
     def delivered(self) -> set[str]:
-        return {r["delivery_id"] for r in self.records() if r.get("type") == "delivery" and r.get("state") == "delivered"}
+        return {r["delivery_id"] for r in self.records()
+                if r.get("type") == "delivery" and r.get("state") == "delivered"}
+
+    def items(self) -> dict[str, dict[str, tuple[str, str | None]]]:
+        """Per delivery, the latest per-item progress (mail recipients, thread parts) journalled."""
+        out: dict[str, dict[str, tuple[str, str | None]]] = {}
+        for r in self.records():
+            if r.get("type") == "delivery" and r.get("items"):
+                mine = out.setdefault(r["delivery_id"], {})
+                for item, (state, detail) in r["items"].items():
+                    if mine.get(item, ("",))[0] not in ("done", "refused"):  # landed is final
+                        mine[item] = (state, detail)
+        return out
 
 
 def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Journal, author: str = "break-glass",
                    clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                    channel_io: dict | None = None, attempts: int = 3,
-                   on_progress: Callable[[DirectOutcome], None] | None = None) -> DirectResult:
+                   on_progress: Callable[[DirectOutcome], None] | None = None,
+                   subscribers_file: str | None = None) -> DirectResult:
+    """Send ``payload`` to its channels now, journalling each outcome. Email channels with
+    ``lists:`` reach the worker's audience from the ledger or ``subscribers_file`` (see
+    ``breakglass_audience.py``), and say which — or that they could not."""
     try:
         req = AnnouncementIn.model_validate(payload)
     except Exception as exc:  # pydantic ValidationError
@@ -112,36 +135,80 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
         components=tuple(req.components), channels=tuple(channels), tags=tuple(req.tags),
         variants={k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
         status=req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind),
-        window=Window(req.window.starts_at, req.window.ends_at) if req.window else None,
+        window=Window(float(req.window.starts_at), float(req.window.ends_at)) if req.window else None,
         author=author, created_at=now,
     )
     already = journal.delivered()
+    progress_before = journal.items()
+    mailing = [n for n in channels if getattr(settings.channels[n], "kind", None) == "email"
+               and getattr(settings.channels[n], "lists", ())]
+    source = find_source(settings, subscribers_file) if mailing else None
     journal.append({"type": "announcement", "id": ann_id, "key": key, "at": now, "author": author,
                     "request": req.model_dump(mode="json"), "channels": channels, "status": ann.status})
     result = DirectResult(ann_id)
     message = Message(announcement=ann, public_url=f"{settings.public_url.rstrip('/')}/a/{ann_id}")
-    for name in channels:
-        delivery_id = "dlv_direct_" + _digest("dlv", key, name)
-        if delivery_id in already:
-            outcome = DirectOutcome(name, delivery_id, "delivered", error="already delivered (journal)")
-        else:
-            outcome = _send_one(settings, name, delivery_id, message, attempts, clock, sleep, channel_io or {})
-            journal.append({"type": "delivery", "announcement_id": ann_id, "delivery_id": delivery_id, "channel": name,
-                            "state": outcome.state, "attempts": outcome.attempts, "at": clock(),
-                            "receipt": outcome.receipt.to_dict() if outcome.receipt else None, "error": outcome.error})
-        result.outcomes.append(outcome)
-        if on_progress:
-            on_progress(outcome)
+    try:
+        for name in channels:
+            delivery_id = "dlv_direct_" + _digest("dlv", key, name)
+            if delivery_id in already:
+                outcome = DirectOutcome(name, delivery_id, "delivered", error="already delivered (journal)")
+            else:
+                progress = MemoryProgress()
+                for item, (state, detail) in progress_before.get(delivery_id, {}).items():
+                    progress.mark([item], state, detail)
+                outcome = _send_to(settings, name, delivery_id, message, attempts, clock, sleep, dict(channel_io or {}),
+                                   progress, source)
+                journal.append({"type": "delivery", "announcement_id": ann_id, "delivery_id": delivery_id,
+                                "channel": name, "state": outcome.state, "attempts": outcome.attempts, "at": clock(),
+                                "receipt": outcome.receipt.to_dict() if outcome.receipt else None,
+                                "error": outcome.error, "note": outcome.note,
+                                "items": {k: list(v) for k, v in outcome.items.items()}})
+            result.outcomes.append(outcome)
+            if on_progress:
+                on_progress(outcome)
+    finally:
+        if source is not None:
+            source.close()
     return result
 
 
+def _send_to(settings: Settings, name: str, delivery_id: str, message: Message, attempts: int, clock, sleep,
+             channel_io: dict, progress: MemoryProgress, source: SubscriberSource | None) -> DirectOutcome:
+    """One channel; for an email channel with lists, first decide which lists can be reached."""
+    cfg = settings.channels[name]
+    lists = tuple(getattr(cfg, "lists", ()) or ()) if getattr(cfg, "kind", None) == "email" else ()
+    if not lists or source is None:
+        return _send_one(settings, name, delivery_id, message, attempts, clock, sleep, channel_io, progress)
+    reached, missed = source.split(lists, message.announcement.kind, settings)
+    channel_io["subscribers"] = source_for(source, message.announcement, settings, reached)
+    note = f"subscribers of {', '.join(reached)} from {source.description}" if reached else None
+    not_reached = "; ".join(f"lists: {n} NOT reached: {why}" for n, why in missed.items()) or None
+    if not reached and not getattr(cfg, "recipients", ()):
+        return DirectOutcome(name, delivery_id, "failed", 0, error=not_reached, note=note)
+    outcome = _send_one(settings, name, delivery_id, message, attempts, clock, sleep, channel_io, progress)
+    outcome.note = note
+    if not_reached:
+        outcome.error = "; ".join(x for x in (not_reached, outcome.error) if x)
+        if outcome.state == "delivered":
+            outcome.state = "incomplete"
+    return outcome
+
+
 def _send_one(settings: Settings, name: str, delivery_id: str, message: Message, attempts: int,
-              clock, sleep, channel_io: dict) -> DirectOutcome:
+              clock, sleep, channel_io: dict, progress: MemoryProgress) -> DirectOutcome:
+    outcome = _attempts(settings, name, delivery_id, message, attempts, clock, sleep, channel_io, progress)
+    outcome.items = progress.states()
+    return outcome
+
+
+def _attempts(settings: Settings, name: str, delivery_id: str, message: Message, attempts: int,
+              clock, sleep, channel_io: dict, progress: MemoryProgress) -> DirectOutcome:
     cfg = settings.channels[name]
     policy = settings.policy_for(name)
-    channel = channel_class(cfg.kind)(name, cfg, clock=clock, timeout=policy.timeout, on_too_long=policy.on_too_long,
-                                      **channel_io)
-    progress = MemoryProgress()
+    cls = channel_class(cfg.kind)
+    if cls is None:
+        return DirectOutcome(name, delivery_id, "failed", 0, error=f"unknown channel kind {cfg.kind!r}")
+    channel = cls(name, cfg, clock=clock, timeout=policy.timeout, on_too_long=policy.on_too_long, **channel_io)
     maybe_sent = False
     try:
         post = channel.render(message)
@@ -183,7 +250,9 @@ def _send_one(settings: Settings, name: str, delivery_id: str, message: Message,
 
 def reconcile(ledger, settings: Settings, journal: Journal, *, actor: str = "reconcile") -> dict[str, int]:
     """Import journal records into the ledger. Delivered stays delivered (never re-posted);
-    unknown stays unknown for an operator; failed becomes pending so the workers finish it.
+    unknown stays unknown for an operator; failed and incomplete (subscriber lists not reached)
+    become pending so the workers finish them — with the per-item progress break-glass made
+    (addresses mailed, thread parts posted), so the workers skip what already landed.
     Running it twice changes nothing the second time."""
     from sqlalchemy import select, update
 
@@ -191,6 +260,7 @@ def reconcile(ledger, settings: Settings, journal: Journal, *, actor: str = "rec
     from .ledger import schema as t
 
     records = journal.records()
+    progress = journal.items()
     anns = {r["id"]: r for r in records if r.get("type") == "announcement"}
     latest: dict[str, dict] = {}
     for r in records:
@@ -225,12 +295,20 @@ def reconcile(ledger, settings: Settings, journal: Journal, *, actor: str = "rec
             counts[state.value] += 1
         ledger.create_announcement(fields, rows, actor=rec.get("author") or actor)
         with ledger.tx() as conn:
-            for d in (x for x in latest.values() if x["announcement_id"] == ann_id and x.get("receipt")):
+            for d in (x for x in latest.values() if x["announcement_id"] == ann_id and x.get("receipt")
+                      and x.get("state") in ("delivered", "unknown")):
                 r = d["receipt"]
                 conn.execute(update(t.deliveries).where(t.deliveries.c.id == d["delivery_id"]).values(
                     receipt=r, remote_id=r.get("remote_id"), remote_url=r.get("url"), attempts=d.get("attempts", 1),
                     settled_at=d["at"]))
             conn.execute(select(1))
+        for delivery_id, items in progress.items():
+            if delivery_id in latest and latest[delivery_id]["announcement_id"] == ann_id:
+                groups: dict[tuple[str, str | None], list[str]] = {}
+                for item, (item_state, detail) in items.items():
+                    groups.setdefault((item_state, detail), []).append(item)
+                for (item_state, detail), names in groups.items():
+                    ledger.mark_items(delivery_id, names, item_state, detail)
         ledger.audit(actor, "announcement.reconcile", ann_id, {"journal": str(journal.path)})
         counts["announcements"] += 1
     return counts

@@ -16,7 +16,8 @@ def _journal_path(path: str | None) -> str:
     return path or os.environ.get("BROADCASTER_JOURNAL") or DEFAULT_JOURNAL
 
 
-def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None, as_json: bool) -> int:
+def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None, as_json: bool,
+                subscribers_file: str | None = None) -> int:
     from ..breakglass import Journal, publish_direct
     from ..errors import InvalidRequest
 
@@ -29,17 +30,22 @@ def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None
     def show(o):
         if not as_json:
             extra = f" {o.receipt.url}" if o.receipt and o.receipt.url else ""
-            click.echo(f"  {o.channel:24} {o.state}{extra}" + (f"  ({o.error})" if o.error and o.state != "delivered" else ""))
+            error = f"  ({o.error})" if o.error and o.state != "delivered" else ""
+            click.echo(f"  {o.channel:24} {o.state}{extra}{error}")
+            if o.note:
+                click.echo(f"  {'':24} {o.note}")
 
     try:
-        result = publish_direct(settings, payload, key=key, journal=Journal(path), on_progress=show)
+        result = publish_direct(settings, payload, key=key, journal=Journal(path), on_progress=show,
+                                subscribers_file=subscribers_file)
     except InvalidRequest as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
     if as_json:
         click.echo(json.dumps({"id": result.announcement_id, "idempotency_key": key, "journal": path,
                                "deliveries": [{"channel": o.channel, "id": o.delivery_id, "state": o.state,
-                                               "remote_url": o.receipt.url if o.receipt else None, "error": o.error}
+                                               "remote_url": o.receipt.url if o.receipt else None, "error": o.error,
+                                               "subscribers": o.note}
                                               for o in result.outcomes]}, indent=2))
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -49,7 +55,8 @@ def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None
 @click.pass_context
 def reconcile(ctx, journal):
     """Import a break-glass journal into the ledger (nothing that landed is re-posted)."""
-    from ..breakglass import Journal, reconcile as do_reconcile
+    from ..breakglass import Journal
+    from ..breakglass import reconcile as do_reconcile
     from ..ledger import Ledger
 
     settings = load(ctx)

@@ -340,12 +340,15 @@ def wait_options(fn: Callable) -> Callable:
                    "for `broadcaster reconcile`.")
 @click.option("--journal", default=None,
               help="Break-glass journal file (default $BROADCASTER_JOURNAL or var/breakglass.jsonl).")
+@click.option("--subscribers-file", default=None, type=click.Path(dir_okay=False),
+              help="Break glass: subscriber lists from this `broadcaster subscribers export` CSV when the ledger "
+                   "cannot be read (the ledger is used whenever it can be).")
 @wait_options
 @json_option
 @connection_options
 @click.pass_context
 def post(ctx, kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at, tags,
-         idempotency_key, direct, journal, wait, timeout, interval, as_json, api_url, token):
+         idempotency_key, direct, journal, subscribers_file, wait, timeout, interval, as_json, api_url, token):
     """Submit an announcement once; the workers deliver it to every channel."""
     payload = build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link,
                             publish_at, tags)
@@ -353,7 +356,9 @@ def post(ctx, kind, title, body, body_file, severity, ann_status, components, ch
     if direct:
         from .breakglass_cmd import post_direct
 
-        ctx.exit(post_direct(ctx, payload, key, journal, as_json))
+        ctx.exit(post_direct(ctx, payload, key, journal, as_json, subscribers_file))
+    if subscribers_file:
+        raise click.UsageError("--subscribers-file goes with --direct (the workers read the ledger)")
 
     def action(api: Api) -> int:
         created = api.call("POST", "/announcements", json_body=payload, headers={"Idempotency-Key": key})

@@ -177,3 +177,16 @@ def migrate(engine: Engine, *, log: Callable[[str], None] | None = None) -> list
         if log:
             log(f"migrated ledger to version {version}: {description}")
     return applied
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite ledger file that does not exist (opening it would create an empty
+    one), else None — for readers such as break-glass that must not create a ledger."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = Path(parsed.database).expanduser()
+    return None if path.exists() else str(path)

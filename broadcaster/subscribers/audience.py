@@ -163,6 +163,9 @@ class SubscriberFile:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def lists(self) -> frozenset[str]:
+        return frozenset(lst for lst, _, _, _ in self._rows)
+
     def rows(self, lists: Sequence[str], states: Sequence[str], marketing_only: bool) -> Iterator[AudienceRow]:
         order = {name: i for i, name in enumerate(lists)}
         chosen = [(order[lst], i, row) for i, (lst, row, state, marketing) in enumerate(self._rows)
