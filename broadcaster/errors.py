@@ -75,8 +75,9 @@ class Forbidden(BroadcasterError):
 class InvalidRequest(BroadcasterError):
     code = "invalid_request"
 
-    def __init__(self, message: str, *, field: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, details: dict | None = None):
         self.field = field
+        self.details = details or {}  # extra facts for the caller (e.g. the accepted values)
         super().__init__(message)
 
 

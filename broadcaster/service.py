@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import components as component_names
 from .errors import InvalidRequest
 from .models import (
     ACTIVE,
@@ -74,6 +75,7 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
         raise InvalidRequest(f"variants for channels this announcement does not go to: {', '.join(bad_variants)}",
                              field="variants")
     principal.check_post(req.kind, channels)
+    components = component_names.resolve(req.components, settings)
 
     now = runtime.clock()
     due = req.publish_at if req.publish_at and req.publish_at > now else now
@@ -81,7 +83,7 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     status = req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind)
     fields = {
         "kind": req.kind, "title": req.title, "body": req.body, "url": req.url, "severity": req.severity,
-        "components": req.components, "tags": req.tags, "channels": channels,
+        "components": components, "tags": req.tags, "channels": channels,
         "variants": {k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
         "status": status, "publish_at": req.publish_at,
         "window_starts_at": req.window.starts_at if req.window else None,
@@ -140,7 +142,7 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
     if req.status in ("resolved", "completed", "cancelled"):
         ann_values["resolved_at"] = now
     if req.components is not None:
-        ann_values["components"] = req.components
+        ann_values["components"] = component_names.resolve(req.components, runtime.settings)
     idem = (principal.name, f"update:{ann_id}:{idempotency_key}", request_hash(req.model_dump(mode="json"))) \
         if idempotency_key else None
     upd_id, created = ledger.add_update(ann_id, {"status": req.status, "body": req.body, "title": req.title}, rows,

@@ -77,6 +77,8 @@ def from_broadcaster_error(exc: BroadcasterError) -> JSONResponse:
     details: dict[str, Any] = {}
     if isinstance(exc, InvalidRequest) and exc.field:
         details["field"] = exc.field
+    if isinstance(exc, InvalidRequest):
+        details.update(exc.details)
     return error_response(status, exc.code, str(exc), details)
 
 

@@ -118,19 +118,41 @@ def active(incident: dict) -> bool:
     return not incident.get("retracted_at") and incident["status"] not in FINAL_STATUSES
 
 
+#: kinds that are incidents on a status page (with a status and an impact); every other kind
+#: (notice, promotion, deploy) is shown as a notice: never as a resolved incident
+INCIDENT_KINDS = frozenset({"incident", "maintenance"})
+NOTICE_LABEL = "Notice"
+
+
+def is_notice(record: dict) -> bool:
+    return record.get("kind") not in INCIDENT_KINDS
+
+
 def visible(state: dict) -> list[dict]:
-    """Incidents that are shown, newest first."""
+    """Records (incidents and notices) that are shown, newest first."""
     shown = [i for i in state.get("incidents", {}).values() if not i.get("retracted_at")]
     return sorted(shown, key=lambda i: (i["created_at"], i["id"]), reverse=True)
 
 
+def visible_incidents(state: dict) -> list[dict]:
+    """Incidents and maintenance that are shown, newest first (no notices)."""
+    return [i for i in visible(state) if not is_notice(i)]
+
+
+def label_of(record: dict, status: str) -> str:
+    """What a status is called on the page: a notice is a notice, whatever its stored status."""
+    return NOTICE_LABEL if is_notice(record) else render.STATUS_LABELS.get(status, status)
+
+
 def component_states(state: dict, names: tuple[str, ...]) -> dict[str, str]:
-    """Configured components (and any an incident names), each at its worst active status."""
+    """The configured components, each at its worst active status. A name an incident carries
+    that is not configured is never shown (submit refuses such names; old state may hold some)."""
     order = ["operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage"]
     out = {n: "operational" for n in names}
-    for inc in visible(state):
+    for inc in visible_incidents(state):
         for name in inc.get("components", []):
-            out.setdefault(name, "operational")
+            if name not in out:
+                continue
             if active(inc):
                 st = component_status(inc["kind"], inc["status"], inc.get("severity"))
                 if order.index(st) > order.index(out[name]):
@@ -140,7 +162,7 @@ def component_states(state: dict, names: tuple[str, ...]) -> dict[str, str]:
 
 def indicator(state: dict) -> str:
     worst = "none"
-    for inc in visible(state):
+    for inc in visible_incidents(state):
         if not active(inc) or (inc["kind"] == "maintenance" and inc["status"] != "in_progress"):
             continue
         if IMPACT_RANK[inc["impact"]] > IMPACT_RANK[worst]:
@@ -160,7 +182,7 @@ def _component_json(name: str, status: str, page: dict, position: int, now: str)
     }
 
 
-def _incident_json(inc: dict, page: dict, site_url: str | None) -> dict[str, Any]:
+def _incident_json(inc: dict, page: dict, site_url: str | None, components: tuple[str, ...]) -> dict[str, Any]:
     final = inc["status"] in FINAL_STATUSES
     updates = [
         {
@@ -178,7 +200,8 @@ def _incident_json(inc: dict, page: dict, site_url: str | None) -> dict[str, Any
         "resolved_at": iso(inc["updated_at"]) if final else None,
         "shortlink": page_link(site_url, f"incidents/{inc['id']}.html"), "page_id": page["id"],
         "incident_updates": updates,
-        "components": [{"id": short_id(f"component:{c}"), "name": c} for c in inc.get("components", [])],
+        "components": [{"id": short_id(f"component:{c}"), "name": c} for c in inc.get("components", [])
+                       if c in components],
     }
     if inc["kind"] == "maintenance":
         window = inc.get("window") or {}
@@ -197,7 +220,7 @@ def summary(state: dict, *, title: str, components: tuple[str, ...], site_url: s
             "updated_at": stamp}
     ind = indicator(state)
     comps = component_states(state, components)
-    incidents = [_incident_json(i, page, site_url) for i in visible(state)]
+    incidents = [_incident_json(i, page, site_url, components) for i in visible_incidents(state)]
     return {
         "page": page,
         "status": {"indicator": ind, "description": INDICATOR_TEXT[ind]},
@@ -246,16 +269,17 @@ border-bottom:1px solid #eee;padding:.4rem 0}
 {% endfor %}</ul>{% endif %}
 {% if active %}<h2>Active</h2>{% for inc in active %}{% include "card.html" %}{% endfor %}{% endif %}
 <h2>History</h2>{% for inc in history %}{% include "card.html" %}{% else %}<p>No incidents reported.</p>{% endfor %}
+{% if notices %}<h2>Notices</h2>{% for inc in notices %}{% include "card.html" %}{% endfor %}{% endif %}
 {% endblock %}""",
     "card.html": """<article><h3><a href="incidents/{{ inc.id }}.html">{{ inc.name }}</a></h3>
-<p><strong>{{ statuses.get(inc.status, inc.status) }}</strong> — {{ inc.updates[-1].text }}</p>
+<p><strong>{{ inc.label }}</strong> — {{ inc.updates[-1].text }}</p>
 <small>{{ inc.updated }}</small></article>
 """,
     "incident.html": """{% extends "base.html" %}{% block title %}{{ inc.name }} · {{ title }}{% endblock %}
 {% block content %}<h2>{{ inc.name }}</h2>
-<p><small>Impact: {{ inc.impact }}{% if inc.components %} · Affects: {{ inc.components | join(", ") }}{% endif %}</small></p>
+<p><small>{% if inc.notice %}Notice{% else %}Impact: {{ inc.impact }}{% endif %}{% if inc.components %} · Affects: {{ inc.components | join(", ") }}{% endif %}</small></p>
 {% if inc.url %}<p><a href="{{ inc.url }}">{{ inc.url }}</a></p>{% endif %}
-{% for u in inc.updates | reverse %}<section class="update"><h3>{{ statuses.get(u.status, u.status) }}</h3>
+{% for u in inc.updates | reverse %}<section class="update"><h3>{{ u.label }}</h3>
 {{ u.html }}<small>{{ u.at }}</small></section>{% endfor %}
 {% endblock %}""",
 }
@@ -267,15 +291,19 @@ def _safe_url(url: str | None) -> str | None:
     return url if url and url.startswith(("https://", "http://")) else None
 
 
-def _view(inc: dict) -> dict:
-    """Template view of an incident: bodies become HTML that ``markdown_to_html`` escaped."""
+def _view(inc: dict, components: tuple[str, ...]) -> dict:
+    """Template view of an incident or notice: bodies become HTML that ``markdown_to_html``
+    escaped; only configured components are named."""
     return {
         **inc,
+        "notice": is_notice(inc),
+        "label": label_of(inc, inc["status"]),
+        "components": [c for c in inc.get("components", []) if c in components],
         "url": _safe_url(inc.get("url")),
         "updated": iso(inc["updated_at"]),
         "updates": [
             {**u, "html": Markup(render.markdown_to_html(u["body"])), "text": render.markdown_to_text(u["body"])[:280],
-             "at": iso(u["created_at"])}
+             "at": iso(u["created_at"]), "label": label_of(inc, u["status"])}
             for u in inc["updates"]
         ],
     }
@@ -285,15 +313,17 @@ def build_site(state: dict, *, title: str, components: tuple[str, ...], site_url
                history: int, now: float) -> dict[str, bytes]:
     """Every file of the site, by relative path. Pure: the same state gives the same bytes."""
     data = summary(state, title=title, components=components, site_url=site_url, now=now)
-    shown = [_view(i) for i in visible(state)]
+    shown = [_view(i, components) for i in visible(state)]
+    incidents = [i for i in shown if not i["notice"]]
     common = {"title": title, "updated": data["page"]["updated_at"], "labels": COMPONENT_LABELS,
               "statuses": render.STATUS_LABELS}
     files = {
         "index.html": _env.get_template("index.html").render(
             **common, root="", indicator=data["status"]["indicator"], description=data["status"]["description"],
             components=component_states(state, components),
-            active=[i for i in shown if i["status"] not in FINAL_STATUSES],
-            history=[i for i in shown if i["status"] in FINAL_STATUSES][:history],
+            active=[i for i in incidents if i["status"] not in FINAL_STATUSES],
+            history=[i for i in incidents if i["status"] in FINAL_STATUSES][:history],
+            notices=[i for i in shown if i["notice"]][:history],
         ).encode(),
         "feed.atom": atom(state, title=title, site_url=site_url, now=now),
         "api/v2/summary.json": dump_json(data),
@@ -303,7 +333,8 @@ def build_site(state: dict, *, title: str, components: tuple[str, ...], site_url
     }
     page = data["page"]
     files["api/v2/incidents.json"] = dump_json(
-        {"page": page, "incidents": [_incident_json(i, page, site_url) for i in visible(state)][:history]})
+        {"page": page, "incidents": [_incident_json(i, page, site_url, components)
+                                      for i in visible_incidents(state)][:history]})
     for inc in shown:
         files[f"incidents/{inc['id']}.html"] = _env.get_template("incident.html").render(
             **common, root="../", inc=inc).encode()
@@ -337,13 +368,12 @@ def atom(state: dict, *, title: str, site_url: str | None, now: float) -> bytes:
     for inc in visible(state)[:50]:
         entry = el(feed, "entry")
         el(entry, "id", f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, base + '#incident:' + inc['id'])}")
-        label = render.STATUS_LABELS.get(inc["status"], inc["status"])
-        el(entry, "title", f"[{label}] {inc['name']}")
+        el(entry, "title", f"[{label_of(inc, inc['status'])}] {inc['name']}")
         el(entry, "updated", iso(inc["updated_at"]))
         el(entry, "published", iso(inc["created_at"]))
         el(entry, "link", rel="alternate", href=page_link(site_url, f"incidents/{inc['id']}.html"))
         body = "".join(
-            f"<p><strong>{html.escape(render.STATUS_LABELS.get(u['status'], u['status']))}</strong>"
+            f"<p><strong>{html.escape(label_of(inc, u['status']))}</strong>"
             f" ({iso(u['created_at'])})</p>"
             + render.markdown_to_html(u["body"])
             for u in reversed(inc["updates"])

@@ -86,13 +86,15 @@ def recipients(rows: Rows, lists: Iterable[str], facts: Facts, settings: Setting
         log.warning("subscribers.secret_key is not set: mail to subscribers goes out without unsubscribe links")
         _warned_no_secret = True
     scope = "marketing" if promotion else "list"
-    wanted_components = set(facts.components)
+    # names compare without case: announcements carry the configured spelling ("API"), a
+    # subscriber may have typed "api"
+    wanted_components = {c.casefold() for c in facts.components}
     out: list[Recipient] = []
     seen: set[str] = set()
     for r in rows(names, RECEIVING, promotion):
         if r.address in seen:
             continue
-        mine = set(r.components)
+        mine = {c.casefold() for c in r.components}
         if mine and wanted_components and not facts.critical and not (mine & wanted_components):
             continue
         seen.add(r.address)

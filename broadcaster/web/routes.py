@@ -22,6 +22,7 @@ from .. import service
 from ..errors import BroadcasterError, Forbidden, InvalidRequest, LedgerUnavailable, NotFound
 from ..models import KINDS, SEVERITIES
 from . import session, views
+from .compose import announcement_data, compose_ctx, form_values
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -189,53 +190,12 @@ def home(request: Request, kind: str | None = None, done: str | None = None) -> 
     return page(request, "list.html", items=items, kind=kind, notice=DONE.get(done or ""), **_ctx(who))
 
 
-def compose_ctx(rt, values: dict) -> dict:
-    settings = rt.settings
-    kind = values.get("kind") if values.get("kind") in KINDS else "incident"
-    chosen = values.get("channels")
-    routes = {k: list(settings.route(k)) for k in KINDS}
-    return {
-        "values": {**values, "kind": kind},
-        "channels": [{"name": n, "kind": c.kind, "description": c.description,
-                      "checked": n in (chosen if chosen is not None else routes[kind])}
-                     for n, c in settings.channels.items() if c.enabled],
-        "routes": routes,
-        "idempotency_key": values.get("idempotency_key") or str(uuid.uuid4()),
-    }
-
-
 @router.get("/compose", response_class=HTMLResponse)
 def compose_form(request: Request, kind: str = "incident") -> Response:
     who = signed_in(request)
     if not who:
         return to_signin(request)
     return page(request, "compose.html", **compose_ctx(session.runtime_of(request), {"kind": kind}), **_ctx(who))
-
-
-def announcement_data(form) -> dict:
-    """The compose form → the service's AnnouncementIn fields."""
-    get = lambda k: (form.get(k) or "").strip()  # noqa: E731
-    channels = [c for c in form.getlist("channels") if c]
-    data: dict[str, Any] = {"kind": get("kind"), "title": get("title"), "body": form.get("body") or "",
-                            "channels": channels}
-    if get("url"):
-        data["url"] = get("url")
-    if get("severity") and data["kind"] == "incident":
-        data["severity"] = get("severity")
-    comps = [c.strip() for c in get("components").split(",") if c.strip()]
-    if comps:
-        data["components"] = comps
-    if get("publish_at"):
-        p = get("publish_at")
-        data["publish_at"] = p if ("Z" in p or "+" in p[10:]) else p + "Z"  # datetime-local is shown as UTC
-    variants = {}
-    for ch in channels:
-        title, body = get(f"variant_title__{ch}"), get(f"variant_body__{ch}")
-        if title or body:
-            variants[ch] = {k: v for k, v in (("title", title), ("body", body)) if v}
-    if variants:
-        data["variants"] = variants
-    return data
 
 
 @router.post("/compose")
@@ -251,9 +211,7 @@ def compose(request: Request, form: Form) -> Response:
     try:
         res = service.submit(rt, data, principal=who[1], idempotency_key=key and f"web:{key}")
     except BroadcasterError as exc:
-        values = {**{k: form.get(k) for k in ("kind", "title", "body", "url", "severity", "components",
-                                               "publish_at")}, "channels": data["channels"],
-                  "idempotency_key": key, "variants": data.get("variants", {})}
+        values = form_values(form, data, key)
         status = 403 if isinstance(exc, Forbidden) else 400
         return page(request, "compose.html", status=status, error=str(exc), **compose_ctx(rt, values), **_ctx(who))
     return redirect(f"/announcements/{quote(res.id)}?done=created")

@@ -9,7 +9,7 @@ import pytest
 
 from broadcaster.models import DeliveryState
 
-from .conftest import assert_error
+from .conftest import assert_error, config
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 INCIDENT = {"kind": "incident", "title": "Database is down", "body": "We are investigating.", "severity": "major"}
@@ -31,10 +31,46 @@ def test_submit_is_accepted_durable_and_wakes_the_workers(env):
     assert sorted((c, d) for d, c, _ in env.enqueued) == sorted((d["channel"], d["id"]) for d in body["deliveries"])
 
 
-def test_the_202_body_is_what_a_get_shows(env):
+def with_components(make_env, tmp_path):
+    """The API config plus a status channel that declares components (not routed)."""
+    cfg = config()
+    cfg["channels"] = {**cfg["channels"], "site": {"kind": "statuspage", "output_dir": str(tmp_path / "site"),
+                                                   "components": ["API", "Database"]}}
+    return make_env(cfg)
+
+
+def test_the_202_body_is_what_a_get_shows(make_env, tmp_path):
+    env = with_components(make_env, tmp_path)
     r = env.post("/announcements", {**INCIDENT, "components": ["api"], "tags": ["db"]})
     assert r.status_code == 202
     assert env.get(f"/announcements/{r.json()['id']}").json() == r.json()
+
+
+def test_component_names_map_to_their_configured_spelling(make_env, tmp_path):
+    env = with_components(make_env, tmp_path)
+    r = env.post("/announcements", {**INCIDENT, "components": [" api ", "DATABASE", "API"]})
+    assert r.status_code == 202, r.text
+    assert r.json()["components"] == ["API", "Database"]  # one spelling, no duplicates
+
+
+def test_unknown_components_are_refused_at_submit_with_the_known_ones(make_env, tmp_path):
+    env = with_components(make_env, tmp_path)
+    before = len(env.ledger.list_announcements())
+    err = assert_error(env.post("/announcements", {**INCIDENT, "components": ["API", "checkout"]}), 422,
+                       "invalid_request")
+    assert err["details"]["field"] == "components" and err["details"]["known"] == ["API", "Database"]
+    assert "'checkout'" in err["message"] and "API, Database" in err["message"]
+    assert len(env.ledger.list_announcements()) == before  # nothing written
+    ann = env.post("/announcements", {**INCIDENT, "components": ["API"]}).json()
+    err = assert_error(env.post(f"/announcements/{ann['id']}/updates",
+                                {"status": "identified", "body": "b", "components": ["Checkout"]}), 422,
+                       "invalid_request")
+    assert err["details"]["field"] == "components"
+
+
+def test_without_configured_components_any_component_is_refused(env):
+    err = assert_error(env.post("/announcements", {**INCIDENT, "components": ["api"]}), 422, "invalid_request")
+    assert err["details"] == {"field": "components", "known": []} and "no components are configured" in err["message"]
 
 
 def test_delivery_fields_and_iso_times(env):

@@ -16,6 +16,8 @@ CHANNELS = {
     "hook-a": {"kind": "webhook", "url": "http://127.0.0.1:9/a"},
     "hook-b": {"kind": "webhook", "url": "http://127.0.0.1:9/b"},
 }
+#: components announcements may name (declared by a status channel that is not routed)
+COMPONENTS = ["API", "Checkout"]
 
 
 @dataclass
@@ -51,7 +53,10 @@ class LiveApi:
 
 @pytest.fixture
 def api(tmp_path):
-    settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", CHANNELS)
+    routed = list(CHANNELS)
+    site = {"kind": "statuspage", "output_dir": str(tmp_path / "site"), "components": COMPONENTS}  # not routed
+    settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", {**CHANNELS, "site": site},
+                             routes={k: routed for k in ("incident", "deploy", "notice", "maintenance")})
     rt = memory_runtime(settings)
     with serve(settings, rt) as (url, app):
         token, _ = app.state.tokens.create("ops", admin=True, actor="test")

@@ -30,7 +30,7 @@ def test_post_json_is_durable_and_carries_a_generated_idempotency_key(api):
                     "--severity", "major", "--component", "checkout")
     assert out["idempotency_key"] and len(out["idempotency_key"]) == 36
     ann = api.runtime.ledger.get_announcement(out["id"])
-    assert (ann.title, ann.severity, ann.components) == ("Checkout errors", "major", ("checkout",))
+    assert (ann.title, ann.severity, ann.components) == ("Checkout errors", "major", ("Checkout",))
     assert sorted(c for _, c in api.wait_enqueued(2)) == ["hook-a", "hook-b"]
 
 

@@ -137,7 +137,10 @@ def web_pages(tmp_path):
     from tests.web.conftest import field
 
     settings = make_settings(f"sqlite:///{tmp_path}/ledger.db",
-                             {"hook-a": {"kind": "webhook", "url": "http://127.0.0.1:9/a"}},
+                             {"hook-a": {"kind": "webhook", "url": "http://127.0.0.1:9/a"},
+                              # declares the component named below (only configured ones are accepted)
+                              "site": {"kind": "statuspage", "output_dir": str(tmp_path / "site"),
+                                       "components": [f"C {EVIL}"]}},
                              routes={"incident": ["hook-a"]})
     rt = memory_runtime(settings)
     app = create_app(settings, rt)

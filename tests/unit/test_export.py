@@ -34,7 +34,8 @@ def populate(url: str) -> Ledger:
     clock = Clock()
     settings = load_settings({"ledger": url, "channels": {
         "hook": {"kind": "webhook", "url": "https://hooks.example.test/a"},
-        "chat": {"kind": "webhook", "format": "slack", "url": "https://hooks.example.test/b"}},
+        "chat": {"kind": "webhook", "format": "slack", "url": "https://hooks.example.test/b"},
+        "site": {"kind": "statuspage", "output_dir": "unused-site", "components": ["db", "api"]}},  # not routed
         "routes": {"incident": ["hook", "chat"], "notice": ["hook"], "maintenance": ["chat"]}}, env={})
     ledger = Ledger.open(url, clock=clock)
     rt = Runtime(settings, ledger=ledger, breaker=MemoryBreaker(), limiter=MemoryRateLimiter(), clock=clock)

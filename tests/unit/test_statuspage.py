@@ -218,3 +218,42 @@ def test_corrupt_state_is_refused_not_overwritten(tmp_path):
     with pytest.raises(PermanentError, match="unreadable"):
         ch.send(ch.render(Message(announcement=incident())), key="k1")
     assert (tmp_path / "site.state" / "state.json").read_text() == "{not json"
+
+
+# ---------------------------------------------------------------- notices and components (issue 13, item 13)
+
+
+@pytest.mark.parametrize("kind", ["notice", "promotion", "deploy"])
+def test_notices_are_never_shown_as_resolved_incidents(tmp_path, kind):
+    ch = make(tmp_path)
+    post_incident(ch)
+    note = Announcement(id="n1", kind=kind, title="New status page address", body="Bookmark it.")
+    ch.send(ch.render(Message(announcement=note)), key="kn")
+    out = files(tmp_path / "site")
+    index = out["index.html"]
+    history, _, notices = index.partition("<h2>Notices</h2>")
+    assert "New status page address" not in history  # not in Active or History
+    assert "<strong>Notice</strong> — Bookmark it." in notices and "Resolved" not in notices
+    page = next(v for k, v in out.items() if k.startswith("incidents/") and "New status page" in v)
+    assert "Resolved" not in page and "<h3>Notice</h3>" in page and "Impact:" not in page
+    listed = json.loads(out["api/v2/incidents.json"])["incidents"]
+    assert [i["name"] for i in listed] == [f"Login {EVIL} down"]  # notices are no incidents
+    feed = ET.fromstring(out["feed.atom"])
+    titles = [e.find(f"{ATOM}title").text for e in feed.iter(f"{ATOM}entry")]
+    assert "[Notice] New status page address" in titles and not any(t.startswith("[Resolved] New") for t in titles)
+
+
+def test_only_configured_components_ever_appear(tmp_path):
+    ch = make(tmp_path, components=["API", "Website"])
+    stray = incident(id="a2", components=("API", "api", "checkout"))
+    ch.send(ch.render(Message(announcement=stray)), key="k2")
+    out = files(tmp_path / "site")
+    names = [c["name"] for c in json.loads(out["api/v2/components.json"])["components"]]
+    assert names == ["API", "Website"]
+    assert [c["status"] for c in json.loads(out["api/v2/components.json"])["components"]] == ["partial_outage",
+                                                                                              "operational"]
+    assert [c["name"] for c in json.loads(out["api/v2/summary.json"])["incidents"][0]["components"]] == ["API"]
+    for name, text in out.items():
+        assert "checkout" not in text and ">api<" not in text, name
+    page = next(v for k, v in out.items() if k.startswith("incidents/"))
+    assert "Affects: API</small>" in page

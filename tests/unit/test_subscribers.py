@@ -35,6 +35,8 @@ def make_runtime(tmp_path, *, sub_cfg: dict | None = None, clock: Clock | None =
             "mail": {"kind": "email", "smtp": {"host": "smtp.example.test", "security": "none"},
                      "from_address": "news@example.test", "lists": ["news", "ops"]},
             "hook": {"kind": "webhook", "url": "https://hooks.example.test/x"},
+            # declares the components announcements may name (not routed)
+            "site": {"kind": "statuspage", "output_dir": str(tmp_path / "site"), "components": ["api", "web", "db"]},
         },
         "routes": {"incident": ["mail"], "promotion": ["mail"], "maintenance": ["mail"], "notice": ["mail"]},
     }
@@ -384,6 +386,8 @@ def test_component_subscriptions(rt):
     assert set(addresses(rt, ["news"], post("incident", api_minor))) == {api.address, every.address}
     assert set(addresses(rt, ["news"], post("incident", no_component))) == {api.address, every.address}
     assert set(addresses(rt, ["news"], post("incident", db_critical))) == {api.address, every.address}
+    upper = confirmed(rt, "upper@example.test", components=["WEB"])  # typed in another case
+    assert upper.address in addresses(rt, ["news"], post("incident", api_minor))
 
 
 def test_lists_are_separate_and_an_address_on_two_lists_is_mailed_once(rt):

@@ -16,6 +16,8 @@ CHANNELS = {
     "hook-a": {"kind": "webhook", "url": "http://127.0.0.1:9/a"},
     "discord-ops": {"kind": "webhook", "format": "discord", "url": "http://127.0.0.1:9/d"},
 }
+#: the components the compose form offers: declared by a status channel (not routed here)
+COMPONENTS = ["API", "Checkout"]
 
 
 def field(html: str, name: str) -> str:
@@ -47,7 +49,8 @@ class Web:
 
 @pytest.fixture
 def web(tmp_path):
-    settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", CHANNELS,
+    site = {"kind": "statuspage", "output_dir": str(tmp_path / "site"), "components": COMPONENTS}
+    settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", {**CHANNELS, "status-site": site},
                              routes={"incident": ["hook-a", "discord-ops"], "promotion": ["hook-a"]})
     rt = memory_runtime(settings)
     yield Web(create_app(settings, rt), rt)

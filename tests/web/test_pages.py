@@ -104,7 +104,7 @@ def test_compose_ticks_the_route_and_creates_the_announcement(web):
     r = compose(c, csrf, **extra)
     assert r.status_code == 303 and r.headers["location"].endswith("?done=created")
     [ann] = web.runtime.ledger.list_announcements()
-    assert (ann.kind, ann.title, ann.severity, ann.components) == ("incident", "API errors", "major", ("api", "checkout"))
+    assert (ann.kind, ann.title, ann.severity, ann.components) == ("incident", "API errors", "major", ("API", "Checkout"))
     assert ann.channels == ("hook-a", "discord-ops")
     assert ann.variants == {"discord-ops": {"title": "Short title"}}
     assert sorted(ch for _, ch, _ in web.enqueued) == ["discord-ops", "hook-a"]
@@ -220,7 +220,7 @@ def test_static_files_and_no_traversal(web):
 def test_script_tags_render_as_text_everywhere(web):
     token = web.token(XSS.replace(" ", ""), admin=True)  # token names cannot hold spaces; this one has none
     c, csrf = web.signed_in(token)
-    r = compose(c, csrf, title=XSS, body=XSS, components=XSS, url=f"https://example.com/?q={XSS}",
+    r = compose(c, csrf, title=XSS, body=XSS, components="api", url=f"https://example.com/?q={XSS}",
                 **{"variant_title__hook-a": XSS, "variant_body__hook-a": XSS})
     assert r.status_code == 303, r.text
     ann_id = r.headers["location"].split("/")[-1].split("?")[0]
@@ -233,9 +233,25 @@ def test_script_tags_render_as_text_everywhere(web):
         "list": c.get("/").text,
         "channels": c.get("/channels").text,
         "compose-error": compose(c, csrf, title=XSS, body=XSS, url="javascript:" + XSS).text,
+        "compose-unknown-component": compose(c, csrf, title=XSS, components=XSS, idempotency_key="k-2").text,
     }
     for name, html in pages.items():
         assert XSS not in html, f"raw script tag on the {name} page"
         assert "<script>" not in html.replace('<script type="application/json" id="routes">', ""), name
     assert pages["announcement"].count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4  # title, body, update, error
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages["list"]
+
+
+def test_compose_offers_the_configured_components_and_refuses_others(web):
+    c, csrf = web.signed_in()
+    page = c.get("/compose").text
+    for name in ("API", "Checkout"):
+        assert f'name="components" value="{name}"' in page
+    assert "placeholder=\"api" not in page
+    r = compose(c, csrf, components=["API", "payments"], idempotency_key="k-9")
+    assert r.status_code == 400 and web.runtime.ledger.list_announcements() == []
+    assert "unknown component(s) &#39;payments&#39;; known components: API, Checkout" in r.text
+    assert 'name="components" value="API" checked' in r.text  # the form keeps what was ticked
+    r = compose(c, csrf, components=["api"], idempotency_key="k-10")
+    assert r.status_code == 303
+    assert web.runtime.ledger.list_announcements()[0].components == ("API",)

@@ -27,7 +27,8 @@
     var data = { kind: kind.value, title: form.title.value, body: form.body.value, channels: ticked(), variants: {} };
     if (form.url.value.trim()) data.url = form.url.value.trim();
     if (kind.value === "incident" && form.severity.value) data.severity = form.severity.value;
-    var comps = form.components.value.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
+    var comps = Array.prototype.map.call(form.querySelectorAll('input[name="components"]:checked'),
+      function (c) { return c.value; });
     if (comps.length) data.components = comps;
     form.querySelectorAll("[data-variant]").forEach(function (f) {
       var ch = f.getAttribute("data-channel");

@@ -1,0 +1,92 @@
+"""The compose form: what the page offers (channels, configured components, a maintenance
+window) and how a posted form becomes the service's ``AnnouncementIn`` fields.
+
+Why a module of its own: the form is the one place where browser field shapes (ticked boxes,
+``datetime-local`` values without a zone) are translated; everything after that goes through the
+same request validation as the API, so the page can never accept what the API refuses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.datastructures import FormData
+
+from .. import components as component_names
+from ..models import KINDS
+from ..runtime import Runtime
+
+#: form fields re-shown after a refused submit
+TEXT_FIELDS = ("kind", "title", "body", "url", "severity", "publish_at", "starts_at", "ends_at")
+
+
+def utc_time(value: str) -> str:
+    """A ``datetime-local`` value (no zone; the form says UTC) as ISO 8601 in UTC; a value that
+    already names its zone is kept. Validation happens in the request model, which names the field."""
+    if not value:
+        return value
+    has_zone = value.endswith(("Z", "z")) or "+" in value[10:] or "-" in value[10:]
+    return value if has_zone else value + "Z"
+
+
+def compose_ctx(rt: Runtime, values: dict[str, Any]) -> dict[str, Any]:
+    settings = rt.settings
+    kind = values.get("kind") if values.get("kind") in KINDS else "incident"
+    chosen = values.get("channels")
+    routes = {k: list(settings.route(k)) for k in KINDS}
+    ticked = {str(n).casefold() for n in values.get("components") or ()}
+    return {
+        "values": {**values, "kind": kind},
+        "channels": [{"name": n, "kind": c.kind, "description": c.description,
+                      "checked": n in (chosen if chosen is not None else routes[kind])}
+                     for n, c in settings.channels.items() if c.enabled],
+        "components": [{"name": n, "checked": n.casefold() in ticked} for n in component_names.known(settings)],
+        "routes": routes,
+        "idempotency_key": values.get("idempotency_key") or str(uuid.uuid4()),
+    }
+
+
+def ticked_components(form: FormData) -> list[str]:
+    """Ticked component boxes; a comma-separated text value (older clients, scripts) is split."""
+    return [name.strip() for value in form.getlist("components") if isinstance(value, str)
+            for name in value.split(",") if name.strip()]
+
+
+def announcement_data(form: FormData) -> dict[str, Any]:
+    """The compose form → the service's AnnouncementIn fields."""
+    def get(k: str) -> str:
+        v = form.get(k)
+        return v.strip() if isinstance(v, str) else ""
+
+    channels = [c for c in form.getlist("channels") if isinstance(c, str) and c]
+    body = form.get("body")
+    data: dict[str, Any] = {"kind": get("kind"), "title": get("title"), "body": body if isinstance(body, str) else "",
+                            "channels": channels}
+    if get("url"):
+        data["url"] = get("url")
+    if get("severity") and data["kind"] == "incident":
+        data["severity"] = get("severity")
+    comps = ticked_components(form)
+    if comps:
+        data["components"] = comps
+    if get("publish_at"):
+        data["publish_at"] = utc_time(get("publish_at"))  # datetime-local is shown as UTC
+    if data["kind"] == "maintenance" and (get("starts_at") or get("ends_at")):
+        # both or neither: a half-filled window is refused by the request model, naming the field
+        data["window"] = {k: utc_time(get(k)) for k in ("starts_at", "ends_at") if get(k)}
+    variants = {}
+    for ch in channels:
+        title, vbody = get(f"variant_title__{ch}"), get(f"variant_body__{ch}")
+        if title or vbody:
+            variants[ch] = {k: v for k, v in (("title", title), ("body", vbody)) if v}
+    if variants:
+        data["variants"] = variants
+    return data
+
+
+def form_values(form: FormData, data: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """What the form showed, to show it again with the error."""
+    values: dict[str, Any] = {k: form.get(k) for k in TEXT_FIELDS}
+    return {**values, "components": ticked_components(form), "channels": data["channels"],
+            "idempotency_key": key, "variants": data.get("variants", {})}
