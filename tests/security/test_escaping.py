@@ -127,6 +127,10 @@ def test_status_page_json_is_escaped_and_round_trips(status_site):
 # ---------------------------------------------------------------- web page
 
 
+#: a component name carrying the attack, within the 100 characters a name may have
+COMPONENT = f"C {EVIL}"[:100]
+
+
 @pytest.fixture
 def web_pages(tmp_path):
     from fastapi.testclient import TestClient
@@ -140,14 +144,14 @@ def web_pages(tmp_path):
                              {"hook-a": {"kind": "webhook", "url": "http://127.0.0.1:9/a"},
                               # declares the component named below (only configured ones are accepted)
                               "site": {"kind": "statuspage", "output_dir": str(tmp_path / "site"),
-                                       "components": [f"C {EVIL}"]}},
+                                       "components": [COMPONENT]}},
                              routes={"incident": ["hook-a"]})
     rt = memory_runtime(settings)
     app = create_app(settings, rt)
     raw, _ = app.state.tokens.create("ops", admin=True, actor="test")
     who = service.Principal("ops", admin=True)
-    ann = service.submit(rt, {"kind": "incident", "title": f"T {EVIL}", "body": f"B {EVIL}", "components": [f"C {EVIL}"],
-                              "tags": [f"tag {EVIL}"], "url": f"https://example.com/?q={BREAKOUT}",
+    ann = service.submit(rt, {"kind": "incident", "title": f"T {EVIL}", "body": f"B {EVIL}", "components": [COMPONENT],
+                              "tags": [f"tag {EVIL}"[:100]], "url": f"https://example.com/?q={BREAKOUT}",
                               "variants": {"hook-a": {"title": f"VT {EVIL}", "body": f"VB {EVIL}"}}}, principal=who)
     (d,) = rt.ledger.deliveries_of(ann.id)
     rt.ledger.force(d.id, S.FAILED, f"provider said {EVIL}", actor="test", from_states=[S.PENDING])
