@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "apprise",
     "linkedin",
     "telegram",
+    "matrix",
 )
 
 _registry: dict[str, type[Channel[Any]]] = {}

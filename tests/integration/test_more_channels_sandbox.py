@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from broadcaster.channels.base import MemoryProgress
+from broadcaster.channels.matrix import Matrix, MatrixSettings
 from broadcaster.channels.telegram import Telegram, TelegramSettings
 from broadcaster.errors import AmbiguousDelivery, AuthError, ContentRejected, RateLimited, TransientError
 from broadcaster.models import Post, Receipt
@@ -83,3 +84,55 @@ def test_telegram_faults(box):
         ch.send(text_post("dropped"), key="k", progress=progress)
     assert progress.states()["part:0"][0] == "sending"  # left uncertain: never re-sent blindly
     assert [p["text"] for p in live(box, "telegram")] == ["dropped"]
+
+
+# ---------------------------------------------------------------- Matrix
+
+ROOM = "!ops:sandbox.test"
+
+
+def matrix(box, token: str = TOKEN) -> Matrix:
+    s = MatrixSettings(homeserver=box.url("matrix"), access_token=token, room_id=ROOM)
+    return Matrix("mx", s, http=httpx.Client(timeout=5))
+
+
+def test_matrix_posts_threads_and_redacts(box):
+    ch = matrix(box)
+    assert "@status:sandbox.test" in ch.check()
+    first = ch.send(text_post("API errors"), key="k1")
+    update = ch.send(text_post("resolved", reply_to=first), key="k2")
+    posts = live(box, "matrix")
+    assert [p["text"] for p in posts] == ["API errors", "resolved"]
+    assert posts[1]["content"]["m.relates_to"]["rel_type"] == "m.thread"
+    assert posts[1]["reply_to"] == first.remote_id
+    ch.retract(update)
+    ch.retract(first)
+    assert live(box, "matrix") == []
+
+
+def test_matrix_send_killed_after_acceptance_retried_with_same_txn_yields_one_event(box):
+    ch = matrix(box)
+    box.set_fault("matrix", "accept_then_drop", count=1)
+    with pytest.raises(AmbiguousDelivery):
+        ch.send(text_post("only once"), key="delivery-1")
+    assert len(box.posts("matrix")) == 1  # the server made it; the answer was lost
+    receipt = ch.send(text_post("only once"), key="delivery-1")
+    posts = box.posts("matrix")
+    assert len(posts) == 1 and receipt.remote_id == posts[0]["id"]
+    puts = [r for r in box.requests("matrix") if r["method"] == "PUT"]
+    assert len(puts) == 2 and puts[0]["path"] == puts[1]["path"]  # the same txnId both times
+
+
+def test_matrix_faults(box):
+    ch = matrix(box)
+    box.set_fault("matrix", "429", count=1, seconds=3)
+    with pytest.raises(RateLimited) as info:
+        ch.send(text_post("x"), key="k")
+    assert info.value.retry_after == 3.0
+    box.set_fault("matrix", "bad_token", count=1)
+    with pytest.raises(AuthError):
+        ch.send(text_post("x"), key="k")
+    box.set_fault("matrix", "5xx", count=1)
+    with pytest.raises(TransientError):
+        ch.send(text_post("x"), key="k")
+    assert ch.send(text_post("x"), key="k").remote_id and len(live(box, "matrix")) == 1

@@ -9,6 +9,7 @@ from .chat import Discord, Slack, Teams
 from .facebook import Facebook
 from .linkedin import LinkedIn
 from .mastodon import Mastodon
+from .matrix import Matrix
 from .statuspage import Statuspage
 from .telegram import Telegram
 from .webhook import Webhook
@@ -28,6 +29,7 @@ PROVIDERS: dict[str, tuple[type[Provider], ...]] = {
     "webhook": (Webhook,),
     "linkedin": (LinkedIn,),
     "telegram": (Telegram,),
+    "matrix": (Matrix,),
 }
 
 __all__ = ["PROVIDERS", "Provider"]
