@@ -282,13 +282,14 @@ def verify(ctx, ann_id, text_source, signature, site, key_dir):
         ctx.exit(EXIT_UNREACHABLE)
     except (signing.SigningError, ValueError) as exc:
         _verdict(ctx, f"NOT GENUINE: {exc}", EXIT_FAILED)
-    click.echo(f"(keys from {where})", err=True)
+    source = [f"  (keys from {where})"]
     if not isinstance(doc, dict) or not doc.get("entries"):
-        _verdict(ctx, f"NOT FOUND: no signed announcement {ann_id} is published — treat it as not from us", EXIT_FAILED)
+        _verdict(ctx, f"NOT FOUND: no signed announcement {ann_id} is published — treat it as not from us", EXIT_FAILED,
+                 source)
     if _retracted(doc):
         _verdict(ctx, f"RETRACTED: we withdrew announcement {ann_id} on {_retracted(doc)}; it no longer stands "
-                 "— do not act on it", EXIT_FAILED)
-    details, good, bad = [], [], []
+                 "— do not act on it", EXIT_FAILED, source)
+    details, good, bad = list(source), [], []
     for entry in doc["entries"]:
         verdict = signing.verify_record(entry, keys)
         label = f"{entry.get('type')} {entry.get('id')}" if isinstance(entry, dict) else "entry"
