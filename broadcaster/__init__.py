@@ -11,11 +11,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+#: the installed distribution's name (``pip show broadcaster-relay``); the import package and the
+#: command are ``broadcaster``, but that name on the public package index is an unrelated project
+DISTRIBUTION = "broadcaster-relay"
+
 try:
     from importlib.metadata import PackageNotFoundError, version as _version
 
     try:
-        __version__ = _version("broadcaster")
+        __version__ = _version(DISTRIBUTION)
     except PackageNotFoundError:  # running from a source tree that was never installed
         __version__ = "0.0.0+unknown"
 except ImportError:  # pragma: no cover - importlib.metadata is in every supported Python

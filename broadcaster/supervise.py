@@ -61,7 +61,9 @@ def find_or_start_redis(configured: str | None, var_dir: Path, env: dict[str, st
     if not binary:
         raise RuntimeError("no Redis found: install it (e.g. 'apt-get install redis-server' or 'brew install redis') "
                            "or set REDIS_URL=redis://host:6379/0")
-    data = var_dir / "redis"
+    # absolute: redis-server changes into --dir before it opens --logfile, so a relative var/
+    # (the default) would point the log at var/redis/var/redis/… and the server would not start
+    data = (var_dir / "redis").resolve()
     data.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [binary, "--port", str(private_port), "--bind", "127.0.0.1", "--dir", str(data),

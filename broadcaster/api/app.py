@@ -21,6 +21,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
+from .. import DISTRIBUTION
 from ..config import Settings
 from ..errors import LedgerUnavailable
 from ..runtime import Runtime
@@ -59,7 +60,7 @@ def default_runtime(settings: Settings) -> Runtime:
 
 def _version() -> str:
     try:
-        return metadata.version("broadcaster")
+        return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return "0"
 

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from .. import DISTRIBUTION
 from ..errors import BroadcasterError, ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -34,7 +35,7 @@ class Group(click.Group):
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_path", metavar="PATH", envvar="BROADCASTER_CONFIG",
               help="Configuration file (env BROADCASTER_CONFIG; default config/broadcaster.yaml).")
-@click.version_option(package_name="broadcaster")
+@click.version_option(package_name=DISTRIBUTION)
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
     """broadcaster — submit an announcement once; deliver it everywhere, even on a bad day."""

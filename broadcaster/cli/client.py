@@ -344,11 +344,14 @@ def wait_options(fn: Callable) -> Callable:
               help="Break glass: subscriber lists from this `broadcaster subscribers export` CSV when the ledger "
                    "cannot be read (the ledger is used whenever it can be).")
 @wait_options
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print only the announcement id (for ID=$(broadcaster post …)); the exit code tells the rest.")
 @json_option
 @connection_options
 @click.pass_context
 def post(ctx, kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at, tags,
-         idempotency_key, direct, journal, subscribers_file, wait, timeout, interval, as_json, api_url, token):
+         idempotency_key, direct, journal, subscribers_file, wait, quiet, timeout, interval, as_json, api_url,
+         token):
     """Submit an announcement once; the workers deliver it to every channel."""
     payload = build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link,
                             publish_at, tags)
@@ -364,10 +367,13 @@ def post(ctx, kind, title, body, body_file, severity, ann_status, components, ch
         created = api.call("POST", "/announcements", json_body=payload, headers={"Idempotency-Key": key})
         ann_id = str(announcement_of(created).get("id"))
         code, final = EXIT_OK, None
-        if not as_json:
+        silent = as_json or quiet
+        if quiet and not as_json:
+            click.echo(ann_id)
+        elif not as_json:
             click.echo(f"accepted {ann_id}" + ("" if created.get("created", True) else " (already submitted)"))
         if wait:
-            code, final = wait_for(api, ann_id, timeout=timeout, interval=interval, as_json=as_json,
+            code, final = wait_for(api, ann_id, timeout=timeout, interval=interval, as_json=silent,
                                    only=lambda d: not d.get("update_id"))
         if as_json:
             # with --wait the top level is the final state (the 202 snapshot would show every
@@ -375,7 +381,7 @@ def post(ctx, kind, title, body, body_file, severity, ann_status, components, ch
             extra = {"idempotency_key": key}
             emit_json({**created, **extra} if final is None else
                       {**final, **extra, "exit_code": code, "accepted": created})
-        elif final is not None:
+        elif final is not None and not quiet:
             own = [d for d in final.get("deliveries") or [] if not d.get("update_id")]
             click.echo(f"overall: {overall_of(final, own)}")
         return code

@@ -78,6 +78,7 @@ def up(ctx, host, port, with_sandbox):
     ledger = Ledger.open(settings.ledger)  # migrate once, before the children start
     token_note = _first_admin_token(ledger, settings, var)
     ledger.close()
+    key_note = _first_signing_key(settings)
     cfg = ["--config", settings.source] if settings.source else []
     sup = Supervisor(child_env(choice.url))
     if sandbox_on:
@@ -100,6 +101,8 @@ def up(ctx, host, port, with_sandbox):
             click.echo(f"  {sandbox_note or 'sandbox:   NOT running (see the message above)'}")
         if token_note:
             click.echo(f"  {token_note}")
+        if key_note:
+            click.echo(f"  {key_note}")
         click.echo("  Ctrl-C stops everything.")
 
     try:
@@ -109,6 +112,25 @@ def up(ctx, host, port, with_sandbox):
             choice.process.terminate()
     click.echo("broadcaster stopped." if code == 0 else "broadcaster stopped: a required part could not run.")
     ctx.exit(code)
+
+
+def _first_signing_key(settings) -> str | None:
+    """With ``signing`` configured and a key directory that holds no key at all, create the first
+    key, as ``broadcaster keys create`` would, so a new installation (the demo) signs from its
+    first post. A keyring that has keys but no usable one is left alone: that is a decision."""
+    from .. import signing
+
+    cfg = signing.config_of(settings)
+    if cfg is None:
+        return None
+    ring = signing.Keyring(cfg.key_dir)
+    try:
+        if ring.keys():
+            return None
+        info = ring.create()
+    except (signing.SigningError, OSError) as exc:
+        return f"signing: no key and none could be created in {cfg.key_dir} ({exc}); posts go out unsigned"
+    return f"signing key created: {info.id} in {cfg.key_dir} (`broadcaster keys list`)"
 
 
 def _first_admin_token(ledger, settings, var: Path) -> str | None:

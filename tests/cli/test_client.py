@@ -75,6 +75,15 @@ def test_wait_all_delivered_exits_0_with_progress_lines(api):
     assert lines[-1] == "overall: delivered"
 
 
+def test_quiet_prints_only_the_id_for_scripts(api):
+    api.outcomes.update({"hook-a": "delivered", "hook-b": "delivered"})
+    res = cli(api, "post", "--kind", "incident", "--title", "x", "--quiet", "--wait", "--timeout", "20",
+              "--interval", "0.1")
+    assert res.exit_code == 0, res.output
+    [line] = res.stdout.splitlines()
+    assert line.startswith("ann_") and api.runtime.ledger.get_announcement(line).title == "x"
+
+
 def test_wait_with_a_failed_channel_exits_1(api):
     api.outcomes.update({"hook-a": "delivered", "hook-b": "failed"})
     res = cli(api, "post", "--kind", "incident", "--title", "DB down", "--wait", "--timeout", "20",

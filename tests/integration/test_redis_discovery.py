@@ -3,6 +3,8 @@ redis-server under var/, else one line saying how to get Redis."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from broadcaster.supervise import find_or_start_redis, redis_reachable
@@ -28,6 +30,19 @@ def test_starts_a_private_redis_when_none_runs(tmp_path):
     try:
         assert choice.process is not None and str(tmp_path) in choice.how
         assert redis_reachable(choice.url)
+    finally:
+        choice.process.terminate()
+        choice.process.wait(5)
+
+
+def test_starts_a_private_redis_under_a_relative_var_dir(tmp_path, monkeypatch):
+    """`up`'s default is the relative `var/`: redis-server changes into --dir before opening
+    --logfile, so relative paths once made the private Redis fail to start on a fresh machine."""
+    monkeypatch.chdir(tmp_path)
+    choice = find_or_start_redis(None, Path("var"), {}, local=DEAD, private_port=free_port())
+    try:
+        assert redis_reachable(choice.url)
+        assert (tmp_path / "var" / "redis" / "redis.log").is_file()
     finally:
         choice.process.terminate()
         choice.process.wait(5)

@@ -54,7 +54,18 @@ def test_version_is_a_string_that_matches_the_installed_distribution():
     from importlib.metadata import version
 
     assert isinstance(broadcaster.__version__, str) and broadcaster.__version__
-    assert broadcaster.__version__ == version("broadcaster")
+    assert broadcaster.__version__ == version(broadcaster.DISTRIBUTION) == version("broadcaster-relay")
+
+
+def test_the_distribution_is_not_named_like_the_unrelated_project_on_the_public_index():
+    """``pip install broadcaster`` fetches somebody else's package: ours is ``broadcaster-relay``
+    (the import package and the command stay ``broadcaster``)."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    assert project["name"] == broadcaster.DISTRIBUTION == "broadcaster-relay"
+    assert project["scripts"]["broadcaster"] == "broadcaster.cli:main"
 
 
 def test_unknown_attribute_is_an_attribute_error():
