@@ -22,6 +22,7 @@ from tests.conftest import unavailable
 from tests.support.signed_site import (
     ALL_CHANNELS,
     ANN_ID,
+    BODY,
     NOW,
     PAGE,
     UPDATE,
@@ -267,3 +268,37 @@ def test_retracting_an_update_marks_its_announcement_retracted(system):
     site.retract(upd_receipt)
     assert "retracted_at" in system.signature_file()
     assert cli(system, "verify", "--id", ANN_ID).exit_code == 1
+
+
+# ---------------------------------------------------------------- end to end: service, engine, status site, CLI
+
+
+def test_through_the_engine_sign_publish_verify_retract(tmp_path):
+    """The worker's own path: submit, the engine signs the status-page post, the statuspage
+    channel publishes; another channel's rendering verifies; a retraction (service + the
+    retract task's engine.retract_one) makes every check answer RETRACTED."""
+    from broadcaster import engine, official, service
+    from broadcaster.principal import Principal
+    from tests.support.runtime import Clock, memory_runtime, wakeups
+
+    s = Setup(tmp_path)
+    assert cli(s, "keys", "create", "--id", "k1").exit_code == 0
+    rt = memory_runtime(s.settings, clock=Clock(NOW),
+                        channel_io={"trust_files": lambda state: official.site_files(s.settings, state)})
+    ops = Principal("ops", admin=True)
+    sub = service.submit(rt, {"kind": "incident", "title": "Login errors", "body": BODY, "severity": "major",
+                              "channels": ["status-site", "mastodon-main"]}, principal=ops)
+    by_channel = {d.channel: d for d in rt.ledger.deliveries_of(sub.id)}
+    assert engine.attempt(rt, by_channel["status-site"].id) == "delivered"
+    mastodon = rt.channel("mastodon-main")
+    text = "\n".join(mastodon.render(engine.build_message(rt, by_channel["mastodon-main"])).parts)
+    assert f"Verify: {PAGE}?id={sub.id}" in text
+    ok = cli(s, "verify", "--text", "-", input=text)
+    assert ok.exit_code == 0 and ok.stdout.startswith("OK: the text is exactly what we signed"), ok.output
+
+    service.retract(rt, sub.id, principal=ops)
+    for delivery_id, _channel in wakeups(rt).retractions:
+        engine.retract_one(rt, delivery_id)
+    for args in (["--id", sub.id], ["--text", "-"]):
+        out = cli(s, "verify", *args, input=text)
+        assert out.exit_code == 1 and out.stdout.startswith(f"RETRACTED: we withdrew announcement {sub.id}"), out.output
