@@ -190,9 +190,11 @@ class SubscriberStore:
         list) after ``not_since``. True when the caller may send it."""
         now = self.ledger.clock()
         with self.ledger.tx() as conn:
-            recent = conn.execute(select(_S.c.id).where(_S.c.address == address, _S.c.confirm_sent_at > not_since)
-                                  .with_for_update()).first()
-            if recent is not None:
+            # lock every row of the address (on PostgreSQL; SQLite has one writer anyway), so two
+            # requests for it — on one list or several — take turns, and the second sees the first's mark
+            sent = conn.execute(select(_S.c.confirm_sent_at).where(_S.c.address == address)
+                                .with_for_update()).scalars().all()
+            if any(at is not None and at > not_since for at in sent):
                 return False
             res = conn.execute(update(_S).where(
                 _S.c.id == subscriber_id, _S.c.state == "pending",

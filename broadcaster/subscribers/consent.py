@@ -135,8 +135,9 @@ def subscribe(runtime: Runtime, list_name: str, address: str, *, components: Ite
     store = SubscriberStore(runtime.ledger)
     now = runtime.ledger.clock()
     sub = store.request(req, stale_before=now - cfg.confirm_within)
-    if sub.state != "pending" or not store.claim_confirmation_mail(sub.id, sub.address,
-                                                                   not_since=now - cfg.confirm_resend_after):
+    # asked for every state (it changes only a pending row), so each answer costs the same work
+    claimed = store.claim_confirmation_mail(sub.id, sub.address, not_since=now - cfg.confirm_resend_after)
+    if sub.state != "pending" or not claimed:
         return sub
     token = links.confirm_token(settings, sub.id, sub.requested_at or sub.created_at, now)
     subject, text = confirmation.confirmation_text(sub, links.link(settings.public_url, links.CONFIRM_PATH, token))
