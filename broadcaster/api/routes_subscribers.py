@@ -20,11 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from .. import subscribers as subs
 from ..errors import Forbidden, InvalidRequest
+from ..requests import validation_problem
 from ..runtime import Runtime
 from ..service import Principal
 from .deps import runtime
@@ -38,6 +39,7 @@ Rt = Annotated[Runtime, Depends(runtime)]
 #: paths that must work without a token (app.py adds them to the intake guard's public list)
 PUBLIC_PATHS = ("/api/v1/subscribe", "/api/v1/unsubscribe", "/api/v1/subscribers/confirm")
 CONFIRM_ACTION = "/api/v1/subscribe/confirm"
+FORM_ACTION = "/api/v1/subscribe/form"
 #: the one answer to every subscribe request, whatever the address's state
 SUBSCRIBE_ANSWER = "if this address can receive mail, a confirmation link is on its way"
 
@@ -108,7 +110,9 @@ class Form:
     note: str = ""
 
 
-def _page(title: str, paragraphs: list[str], forms: tuple[Form, ...] = (), status: int = 200) -> HTMLResponse:
+def _page(title: str, paragraphs: list[str], forms: tuple[Form, ...] = (), status: int = 200,
+          markup: str = "") -> HTMLResponse:
+    """A small public page; ``markup`` is trusted HTML built by the caller (escaped values only)."""
     e = html.escape
     parts = [f"<p>{e(p)}</p>" for p in paragraphs]
     for f in forms:
@@ -124,7 +128,7 @@ def _page(title: str, paragraphs: list[str], forms: tuple[Form, ...] = (), statu
     body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{e(title)}</title></head>'
             f'<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem">'
-            f'<h1>{e(title)}</h1>{"".join(parts)}</body></html>')
+            f'<h1>{e(title)}</h1>{"".join(parts)}{markup}</body></html>')
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store",
                                                             "Referrer-Policy": "no-referrer"})
 
@@ -192,6 +196,48 @@ def subscribe(body: SubscribeIn, rt: Rt) -> SubscribeOut:
     subs.subscribe(rt, body.list, body.address, components=body.components, name=body.name,
                    marketing=body.marketing)
     return SubscribeOut(message=SUBSCRIBE_ANSWER)
+
+
+@router.get("/subscribe/form", include_in_schema=False)
+def subscribe_form(rt: Rt, list: str | None = Query(None, max_length=100)) -> HTMLResponse:
+    """A public page with the subscribe form (link to it as ``/api/v1/subscribe/form?list=NAME``)."""
+    e = html.escape
+    names = sorted(subs.public_lists(rt.settings))
+    if not names:
+        return _page("Subscribe", ["There are no public lists to subscribe to."], status=404)
+    chosen = list if list in names else names[0]
+    options = "".join(f'<option value="{e(n, quote=True)}"{" selected" if n == chosen else ""}>{e(n)}</option>'
+                      for n in names)
+    form = (f'<form method="post" action="{FORM_ACTION}">'
+            f'<p><label>List <select name="list">{options}</select></label></p>'
+            '<p><label>Email address <input type="email" name="address" required maxlength="320"></label></p>'
+            '<p><label>Name (optional) <input type="text" name="name" maxlength="200"></label></p>'
+            '<p><label>Only about these components (optional, comma-separated) '
+            '<input type="text" name="components" maxlength="1000"></label></p>'
+            '<p><label><input type="checkbox" name="marketing" value="yes"> Also send me promotions</label></p>'
+            '<button type="submit">Subscribe</button></form>')
+    return _page("Subscribe", ["We will mail you a link; nothing is sent until you confirm on the page it opens."],
+                 markup=form)
+
+
+@router.post("/subscribe/form", include_in_schema=False)
+async def subscribe_form_post(request: Request, rt: Rt) -> HTMLResponse:
+    """The form's POST: exactly :func:`subscribe` (same rules, same answer for every address)."""
+    try:
+        fields = await _fields(request)
+        data = {"list": fields.get("list", ""), "address": fields.get("address", ""),
+                "name": fields.get("name") or None, "marketing": fields.get("marketing") == "yes",
+                "components": [c.strip() for c in fields.get("components", "").split(",") if c.strip()]}
+        try:
+            body = SubscribeIn.model_validate(data)
+        except ValidationError as exc:
+            raise validation_problem(exc) from None
+        await run_in_threadpool(subs.subscribe, rt, body.list, body.address, components=body.components,
+                                name=body.name, marketing=body.marketing)
+    except InvalidRequest as exc:
+        return _page("Not subscribed", [str(exc), "Go back and correct it."], status=422)
+    return _page("Check your inbox", [SUBSCRIBE_ANSWER[0].upper() + SUBSCRIBE_ANSWER[1:] + ".",
+                                      "Open it and press the button on the page to confirm."])
 
 
 def _confirm_page(request: Request, rt: Runtime, token: str) -> Response:

@@ -176,6 +176,32 @@ def test_the_answer_does_not_tell_who_is_subscribed(env):
     assert len(env.outbox.sent) == before + 1  # only the new address was mailed
 
 
+def form_subscribe(env, address="reader@example.test", **extra):
+    r = env.client.post("/api/v1/subscribe/form", **form({"list": "news", "address": address, **extra}))
+    assert subs.flush(env.runtime, timeout=10)
+    return r
+
+
+def test_the_public_subscribe_form_follows_the_same_rules(env):
+    page = env.client.get("/api/v1/subscribe/form", params={"list": "news"})
+    assert page.status_code == 200 and '<form method="post" action="/api/v1/subscribe/form">' in page.text
+    assert '<option value="news" selected>news</option>' in page.text and 'name="marketing"' in page.text
+    first = form_subscribe(env, name="Reader", components="api, web")
+    assert first.status_code == 200 and "Check your inbox" in first.text
+    sub = subs.find(env.ledger, "news", "reader@example.test")
+    assert (sub.state, sub.name, sub.components, sub.marketing) == ("pending", "Reader", ("api", "web"), False)
+    # the attack through the form: the same pending address, promotions and a new name
+    again = form_subscribe(env, name="Mallory", marketing="yes")
+    assert again.text == first.text and len(env.outbox.sent) == 1
+    assert subs.find(env.ledger, "news", "reader@example.test").name == "Reader"
+    # confirmed, pending and new addresses: one answer
+    confirmed(env, "old@example.test")
+    answers = [form_subscribe(env, a) for a in ("old@example.test", "reader@example.test", "new@example.test")]
+    assert {r.status_code for r in answers} == {200} and answers[0].content == answers[1].content == answers[2].content
+    bad = form_subscribe(env, "not-an-address")
+    assert bad.status_code == 422 and "address" in bad.text
+
+
 @pytest.mark.parametrize("body, field", [
     ({"list": "secret-list", "address": "a@example.test"}, "list"),
     ({"list": "news", "address": "not-an-address"}, "address"),
