@@ -49,6 +49,16 @@ SETTLED = frozenset(
 ACTIVE = frozenset(set(DeliveryState) - SETTLED)
 
 
+#: states whose ``last_error`` is still news: once a later attempt or an operator's ``confirm``
+#: settled a delivery as delivered, its old error is history (kept in the attempt log), not a failure
+ERROR_STATES = frozenset({"failed", "unknown", "retrying", "fallen_back"})
+
+
+def current_error(state: str | DeliveryState, last_error: str | None) -> str | None:
+    """The error to show next to a delivery now (the API's ``current_error``), or None."""
+    return last_error if str(state) in ERROR_STATES else None
+
+
 #: the one-word summaries :func:`overall` can give (the API documents them; the page styles them)
 OVERALL_WORDS = ("empty", "in_progress", "attention", "scheduled", "retracting", "delivered", "retracted",
                  "cancelled")

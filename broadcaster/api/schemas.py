@@ -20,6 +20,7 @@ from ..models import (
     Delivery,
     DeliveryEvent,
     Update,
+    current_error,
     overall,
 )
 from ..requests import Title, text
@@ -71,7 +72,9 @@ class DeliveryOut(Out):
     deadline_at: str | None
     remote_id: str | None
     remote_url: str | None
-    last_error: str | None
+    last_error: str | None = Field(description="the last error recorded, kept after the delivery recovers")
+    current_error: str | None = Field(None, description="last_error while it still matters (failed, unknown, "
+                                      "retrying, fallen_back); null once delivered, e.g. after confirm")
     fallback_of: str | None = Field(None, description="id of the delivery this one stands in for")
     maybe_sent: bool = Field(False, description="an earlier attempt may have landed; being checked, never re-posted")
     created_at: str | None
@@ -89,7 +92,8 @@ def delivery_out(d: Delivery, events: list[DeliveryEvent] | None = None) -> Deli
     return DeliveryOut(
         id=d.id, announcement_id=d.announcement_id, update_id=d.update_id, channel=d.channel, state=str(d.state),
         attempts=d.attempts, due_at=iso(d.due_at), deadline_at=iso(d.deadline_at), remote_id=d.remote_id,
-        remote_url=d.remote_url, last_error=d.last_error, fallback_of=d.fallback_of, maybe_sent=d.maybe_sent,
+        remote_url=d.remote_url, last_error=d.last_error,
+        current_error=current_error(d.state, d.last_error), fallback_of=d.fallback_of, maybe_sent=d.maybe_sent,
         created_at=iso(d.created_at), updated_at=iso(d.updated_at), settled_at=iso(d.settled_at),
         events=[event_out(e) for e in events or ()],
     )

@@ -20,14 +20,12 @@ import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ..models import SETTLED as SETTLED_STATES
-from ..models import overall
+from ..models import current_error, overall
 from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SETTLED = {str(s) for s in SETTLED_STATES}
 BAD = {"failed", "unknown"}
-#: states whose last error is still news (after a retry succeeds or an operator confirms, it is history)
-SHOWS_ERROR = BAD | {"retrying", "fallen_back"}
 #: ``overall`` words that end a ``--wait``, and the exit code each maps to
 WAIT_DONE = {"delivered": EXIT_OK, "cancelled": EXIT_OK, "retracted": EXIT_OK, "attention": EXIT_FAILED}
 UNREACHABLE_STATUS = {502, 503, 504}
@@ -153,6 +151,13 @@ def _iso_time(value: Any) -> datetime | None:
         return None
 
 
+def _error_now(d: dict) -> str | None:
+    """The API's ``current_error`` (the shared rule), computed alike from an older server's answer."""
+    if "current_error" in d:
+        return d["current_error"]
+    return current_error(str(d.get("state") or ""), d.get("last_error"))
+
+
 def note_of(d: dict, held: list[dict], now: datetime | None = None) -> str:
     """The LINK / NOTE cell: the post's link; why it waits; or an error that still matters.
 
@@ -168,9 +173,7 @@ def note_of(d: dict, held: list[dict], now: datetime | None = None) -> str:
         if held:
             return "held: " + ", ".join(f"incident {h.get('id')} is open" for h in held)
         return "due; waiting for the scheduler"
-    if state in SHOWS_ERROR:
-        return str(d.get("last_error") or "")
-    return ""
+    return _error_now(d) or ""
 
 
 def delivery_rows(deliveries: list[dict], held: list[dict] | None = None) -> list[list[Any]]:
@@ -307,7 +310,7 @@ def wait_for(api: Api, ann_id: str, *, timeout: float, interval: float, as_json:
             if seen.get(d["id"]) != state:
                 seen[d["id"]] = state
                 if not as_json:
-                    extra = d.get("remote_url") or (d.get("last_error") if state in SHOWS_ERROR else "") or ""
+                    extra = d.get("remote_url") or _error_now(d) or ""
                     click.echo(f"  {d.get('channel', '?'):24} {state:12} {extra}".rstrip(), err=False)
         verdict = overall_of(data, deliveries) if deliveries else "in_progress"
         if verdict in WAIT_DONE:

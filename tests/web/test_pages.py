@@ -179,6 +179,10 @@ def test_unknown_delivery_confirmed_from_the_page(web):
     assert r.headers["location"] == f"/announcements/{ann_id}?done=confirm"
     assert str(web.runtime.ledger.get_delivery(d.id).state) == "delivered"
     assert c.post(f"/deliveries/{d.id}/confirm", data={"csrf": "forged"}).status_code == 403
+    page = c.get(f"/announcements/{ann_id}").text
+    assert "connection dropped after sending" not in page, "a confirmed delivery shows no red error"
+    row = next(x for x in c.get(f"/ui/announcements/{ann_id}").json()["deliveries"] if x["id"] == d.id)
+    assert row["current_error"] is None and row["last_error"] == "connection dropped after sending"
 
 
 def test_live_preview_uses_each_channels_rules(web):

@@ -31,7 +31,7 @@
     tr.appendChild(cell("Tries", document.createTextNode(String(d.attempts))));
     var link = null;
     if (isLink(d.remote_url)) { link = el("a", null, d.remote_url); link.href = d.remote_url; link.rel = "noopener noreferrer"; }
-    else if (d.last_error) link = el("span", "err", d.last_error);
+    else if (d.current_error) link = el("span", "err", d.current_error);
     tr.appendChild(cell("Link", link));
     var act = cell(null);
     if (RETRYABLE.indexOf(d.state) >= 0 && !retracted) {
