@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings
 from .errors import ConfigError
 from .ledger import Ledger
+from .ledger.opt_outs import OptOutStore
 from .wakeup import Enqueuer, NoEnqueuer
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ class Runtime:
                  enqueuer=enqueuer)
         rt.channel_io.setdefault("subscribers", rt._subscribers)
         rt.channel_io.setdefault("trust_files", rt._trust_files)
+        rt.channel_io.setdefault("opt_outs", OptOutStore(ledger))  # SMS numbers that replied STOP
         return rt
 
     # -- channels, built lazily and kept for the life of the process (connection reuse)

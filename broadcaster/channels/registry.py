@@ -32,6 +32,7 @@ BUILTIN_MODULES = (
     "linkedin",
     "telegram",
     "matrix",
+    "twilio_sms",
 )
 
 _registry: dict[str, type[Channel[Any]]] = {}

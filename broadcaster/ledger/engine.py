@@ -144,11 +144,18 @@ def _v3_subscriber_requests(conn: Connection) -> None:
         conn.execute(text("CREATE INDEX ix_subscribers_address ON subscribers (address)"))
 
 
+def _v4_sms_opt_outs(conn: Connection) -> None:
+    """``sms_opt_outs``: numbers that replied STOP (``ledger/opt_outs.py``). A ledger created at
+    this version has it already (``_v1_initial``)."""
+    schema.sms_opt_outs.create(conn, checkfirst=True)
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "at most one delivery per (announcement or update, channel)", _v2_once_per_channel),
     (3, "subscribers: requested_at, confirm_sent_at", _v3_subscriber_requests),
+    (4, "sms_opt_outs: numbers that replied STOP", _v4_sms_opt_outs),
 ]
 
 LATEST = MIGRATIONS[-1][0]

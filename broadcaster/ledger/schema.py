@@ -193,6 +193,16 @@ subscribers = Table(
     Index("ix_subscribers_address", "address"),
 )
 
+#: numbers that replied STOP to an SMS channel (see ``ledger/opt_outs.py``)
+sms_opt_outs = Table(
+    "sms_opt_outs",
+    metadata,
+    Column("number", String(32), primary_key=True),  # E.164, as configured
+    Column("channel", String(100), nullable=False),  # the channel that learnt it
+    Column("reason", Text, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,

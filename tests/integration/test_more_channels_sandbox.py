@@ -10,6 +10,7 @@ import pytest
 from broadcaster.channels.base import MemoryProgress
 from broadcaster.channels.matrix import Matrix, MatrixSettings
 from broadcaster.channels.telegram import Telegram, TelegramSettings
+from broadcaster.channels.twilio_sms import MemoryOptOuts, TwilioSms, TwilioSmsSettings
 from broadcaster.errors import AmbiguousDelivery, AuthError, ContentRejected, RateLimited, TransientError
 from broadcaster.models import Post, Receipt
 from broadcaster.sandbox import Sandbox
@@ -136,3 +137,59 @@ def test_matrix_faults(box):
     with pytest.raises(TransientError):
         ch.send(text_post("x"), key="k")
     assert ch.send(text_post("x"), key="k").remote_id and len(live(box, "matrix")) == 1
+
+
+# ---------------------------------------------------------------- SMS (Twilio)
+
+ACCOUNT = "AC" + "5" * 32
+N1, N2, N3 = "+15550100001", "+15550100002", "+15550100003"
+
+
+def sms(box, opt_outs: MemoryOptOuts, token: str = TOKEN) -> TwilioSms:
+    s = TwilioSmsSettings(base_url=box.url("twilio"), account_sid=ACCOUNT, auth_token=token,
+                          from_number="+15550199999", recipients=[N1, N2, N3])
+    return TwilioSms("sms", s, http=httpx.Client(timeout=5), opt_outs=opt_outs)
+
+
+def test_sms_reaches_every_recipient_once_and_stop_opts_out(box):
+    box.configure("twilio", unsubscribed=[N2], tokens=[TOKEN])
+    store = MemoryOptOuts()
+    ch = sms(box, store)
+    assert "Sandbox account" in ch.check()
+    receipt = ch.send(text_post("Planned maintenance tonight 22:00–23:00 UTC"), key="k1")
+    assert receipt.extra["sent"] == 2 and receipt.extra["refused"] == 1
+    assert store.opted_out([N1, N2, N3]) == {N2}
+    posts = box.posts("twilio")
+    assert sorted(p["to"] for p in posts) == [N1, N3]
+    assert {p["encoding"] for p in posts} == {"UCS-2"}  # the en dash is not in the GSM alphabet
+    box.configure("twilio", unsubscribed=[])  # even if the carrier forgot, we do not
+    ch.send(text_post("Maintenance finished"), key="k2")
+    creates = [r for r in box.requests("twilio") if r["method"] == "POST"]
+    assert len(creates) == 5  # 3 + 2: N2 was not asked again
+    assert box.state.counts()["twilio"]["duplicate_texts"] == 0
+
+
+def test_sms_answer_lost_is_never_resent(box):
+    box.configure("twilio", tokens=[TOKEN])
+    ch = sms(box, MemoryOptOuts())
+    box.set_fault("twilio", "accept_then_drop", count=1)
+    progress = MemoryProgress()
+    with pytest.raises(AmbiguousDelivery):
+        ch.send(text_post("only once"), key="k", progress=progress)
+    with pytest.raises(AmbiguousDelivery):
+        ch.send(text_post("only once"), key="k", progress=progress)
+    assert sorted(p["to"] for p in box.posts("twilio")) == [N1, N2, N3]  # each exactly once
+
+
+def test_sms_faults(box):
+    box.configure("twilio", tokens=[TOKEN])
+    ch = sms(box, MemoryOptOuts())
+    box.set_fault("twilio", "429", count=1, seconds=2)
+    progress = MemoryProgress()
+    with pytest.raises(RateLimited) as info:
+        ch.send(text_post("x"), key="k", progress=progress)
+    assert info.value.retry_after == 2.0
+    ch.send(text_post("x"), key="k", progress=progress)
+    assert len(box.posts("twilio")) == 3
+    with pytest.raises(AuthError):
+        sms(box, MemoryOptOuts(), token="wrong").send(text_post("x"), key="k2")

@@ -12,6 +12,7 @@ from .mastodon import Mastodon
 from .matrix import Matrix
 from .statuspage import Statuspage
 from .telegram import Telegram
+from .twilio import Twilio
 from .webhook import Webhook
 from .x import X
 
@@ -30,6 +31,7 @@ PROVIDERS: dict[str, tuple[type[Provider], ...]] = {
     "linkedin": (LinkedIn,),
     "telegram": (Telegram,),
     "matrix": (Matrix,),
+    "twilio": (Twilio,),
 }
 
 __all__ = ["PROVIDERS", "Provider"]
