@@ -17,13 +17,13 @@ Both updates reach every channel of the original, threaded, like any update.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import service
+from . import render, service
 from .errors import Conflict, InvalidRequest
 from .ledger import schema as t
 from .models import Announcement, DeliveryState
@@ -38,20 +38,23 @@ WINDOW_OPEN = ("scheduled",)
 WINDOW_RUNNING = ("in_progress",)
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def _end(ts: float) -> str:
+    """``06:00 UTC on 30 Nov 2026``: the readable form ``render.window_text`` uses."""
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    return f"{dt:%H:%M} UTC on {dt.day} {dt:%b %Y}"
 
 
 def step_body(ann: Announcement, status: str) -> str:
-    """The text of an automatic update: a function of the announcement alone (see module doc)."""
+    """The text of an automatic update: a function of the announcement alone (see module doc).
+    (The first post states the window itself: ``render.window_line``.)"""
     w = ann.window
     if status == "in_progress":
-        return f"The maintenance has started. It is planned to end at {_when(w.ends_at)}." if w else \
+        return f"The maintenance has started. It is planned to end at {_end(w.ends_at)}." if w else \
             "The maintenance has started."
     if status == "completed":
         return "The maintenance is complete. Thank you for your patience."
     if status == "cancelled":
-        return (f"The maintenance planned for {_when(w.starts_at)} – {_when(w.ends_at)} has been cancelled."
+        return (f"The maintenance planned for {render.window_text(w.starts_at, w.ends_at)} has been cancelled."
                 if w else "The planned maintenance has been cancelled.")
     raise ValueError(status)
 

@@ -15,6 +15,7 @@ import html
 import math
 import re
 import unicodedata
+from datetime import UTC, datetime
 from typing import Callable
 
 import regex
@@ -170,8 +171,45 @@ def _emphasis_html(escaped: str) -> str:
     return _EM.sub(lambda m: f"<em>{m.group(1) or m.group(2)}</em>", escaped)
 
 
-def html_body(body: str) -> str:
-    return markdown_to_html(body)
+def html_body(body: str, when: str | None = None) -> str:
+    """The body as HTML, after the window line of a maintenance announcement's first post."""
+    html_text = markdown_to_html(body)
+    if when:
+        label, _, value = when.partition(": ")
+        html_text = f"<p><strong>{html.escape(label)}:</strong> {html.escape(value)}</p>\n" + html_text
+    return html_text
+
+
+# ---------------------------------------------------------------- maintenance windows
+
+
+def _day(dt: datetime) -> str:
+    return f"{dt.day} {dt:%b %Y}"
+
+
+def window_text(starts_at: float, ends_at: float) -> str:
+    """A window as people read it, in UTC: ``30 Nov 2026, 04:30–06:00 UTC``, or with both days
+    when it crosses midnight: ``30 Nov 2026, 22:00 – 1 Dec 2026, 02:00 UTC``."""
+    start, end = (datetime.fromtimestamp(t, UTC) for t in (starts_at, ends_at))
+    if start.date() == end.date():
+        return f"{_day(start)}, {start:%H:%M}–{end:%H:%M} UTC"
+    return f"{_day(start)}, {start:%H:%M} – {_day(end)}, {end:%H:%M} UTC"
+
+
+def when_line(kind: str, starts_at: float | None, ends_at: float | None) -> str | None:
+    """``"When: <window>"`` for a maintenance announcement with a window, else None."""
+    if kind != "maintenance" or starts_at is None or ends_at is None:
+        return None
+    return f"When: {window_text(starts_at, ends_at)}"
+
+
+def window_line(message: Message) -> str | None:
+    """The window line the first post of a maintenance announcement carries on every channel
+    (updates do not repeat it: they say what changed)."""
+    a = message.announcement
+    if message.update is not None or a.window is None:
+        return None
+    return when_line(a.kind, a.window.starts_at, a.window.ends_at)
 
 
 def status_prefix(message: Message) -> str:
@@ -181,15 +219,24 @@ def status_prefix(message: Message) -> str:
     return f"[{STATUS_LABELS.get(message.update.status, message.update.status)}] "
 
 
-def plain_text(title: str, body: str, message: Message) -> str:
-    """The one-piece plain text most channels post: title, body, link."""
-    text = status_prefix(message) + title.strip()
+def compose_plain(prefix: str, title: str, body: str, url: str | None, when: str | None = None) -> str:
+    """Status prefix and title, the window line, the body as plain text, the link: the order
+    every channel's plain text (and what signature checks expect) follows."""
+    text = prefix + title.strip()
+    if when:
+        text += "\n\n" + when
     body_text = markdown_to_text(body)
     if body_text:
         text += "\n\n" + body_text
-    url = message.announcement.url
-    if url and message.update is None and url not in text:
+    if url and url not in text:
         text += f"\n\n{url}"
+    return text
+
+
+def plain_text(title: str, body: str, message: Message) -> str:
+    """The one-piece plain text most channels post: title, window (maintenance), body, link."""
+    url = message.announcement.url if message.update is None else None
+    text = compose_plain(status_prefix(message), title, body, url, window_line(message))
     if message.verify_link:
         text += message.verify_link
     return text

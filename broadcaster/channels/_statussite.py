@@ -76,6 +76,10 @@ def status_post(channel: str, message: Message) -> Post:
     """The Post every status channel sends: the announcement's facts travel in ``meta``."""
     a = message.announcement
     title, body = render.title_and_body(message, channel)
+    when = render.window_line(message)
+    if when:  # the first post of a maintenance states its window on every status channel too
+        label, _, value = when.partition(": ")
+        body = f"**{label}:** {value}" + (f"\n\n{body}" if body.strip() else "")
     status = message.status or default_status(a.kind)
     window = {"starts_at": a.window.starts_at, "ends_at": a.window.ends_at} if a.window else None
     return Post(

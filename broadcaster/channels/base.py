@@ -177,7 +177,7 @@ class Channel(Generic[S]):
             title=self.escape(title),
             text=text,
             parts=parts,
-            html=render.html_body(body),
+            html=render.html_body(body, render.window_line(message)),
             url=message.announcement.url,
             reply_to=message.thread[-1] if message.thread else None,
             meta={"status": message.status, "update": message.is_update},

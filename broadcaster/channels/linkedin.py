@@ -210,7 +210,7 @@ class LinkedIn(Channel[LinkedInSettings]):
         text = render.plain_text(title, body, message)
         return Post(
             channel=self.name, kind=message.announcement.kind, title=title, text=text, parts=(text,),
-            html=render.html_body(body), url=message.announcement.url,
+            html=render.html_body(body, render.window_line(message)), url=message.announcement.url,
             reply_to=message.thread[-1] if message.thread else None,
             meta={"status": message.status, "update": message.is_update},
         )

@@ -28,6 +28,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .. import render
@@ -44,15 +45,20 @@ def normalize(text: str) -> str:
     return _WS_RUN.sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
 
 
-def _plain(prefix: str, title: str, body: str, url: str | None) -> str:
+def _plain(prefix: str, title: str, body: str, url: str | None, when: str | None = None) -> str:
     """``render.plain_text`` without the Verify line, from signed fields."""
-    text = prefix + title.strip()
-    body_text = render.markdown_to_text(body)
-    if body_text:
-        text += "\n\n" + body_text
-    if url and url not in text:
-        text += f"\n\n{url}"
-    return text
+    return render.compose_plain(prefix, title, body, url, when)
+
+
+def _when(doc: dict[str, Any]) -> str | None:
+    """The window line a maintenance announcement's first post carries, from the signed window."""
+    window = doc.get("window") or {}
+    try:
+        starts, ends = (datetime.fromisoformat(str(window[k]).replace("Z", "+00:00")).timestamp()
+                        for k in ("starts_at", "ends_at"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return render.when_line(str(doc.get("kind")), starts, ends)
 
 
 def readable_texts(docs: Iterable[dict[str, Any]], verify_page: str | None = None) -> list[tuple[str, str]]:
@@ -67,7 +73,7 @@ def readable_texts(docs: Iterable[dict[str, Any]], verify_page: str | None = Non
             title, body = doc.get("title") or "", doc.get("body") or ""
             pairs = [(title, body)] + [(v.get("title") or title, v["body"] if v.get("body") is not None else body)
                                        for v in (doc.get("variants") or {}).values()]
-            texts = [_plain("", t, b, doc.get("url")) for t, b in pairs]
+            texts = [_plain("", t, b, doc.get("url"), _when(doc)) for t, b in pairs]
             ann_id = str(doc.get("id"))
         else:
             ann_id = str(doc.get("announcement_id"))
