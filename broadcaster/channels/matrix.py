@@ -51,7 +51,9 @@ def txn_id(key: str, what: str) -> str:
 
 
 def event_body(text: str, html: str | None, *, msgtype: str, root: str | None, reply_to: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"msgtype": msgtype, "body": text}
+    # an empty m.mentions (intentional mentions) tells clients that "@room" or a user id in the
+    # author's text notifies nobody
+    body: dict[str, Any] = {"msgtype": msgtype, "body": text, "m.mentions": {}}
     if html:
         body["format"] = "org.matrix.custom.html"
         body["formatted_body"] = html

@@ -75,7 +75,7 @@ def test_send_makes_the_exact_request():
     assert req.headers["Authorization"] == f"Bearer {TOKEN}"
     assert json.loads(req.content) == {"msgtype": "m.notice", "body": "API <down> & out",
                                        "format": "org.matrix.custom.html",
-                                       "formatted_body": "API &lt;down&gt; &amp; out"}
+                                       "formatted_body": "API &lt;down&gt; &amp; out", "m.mentions": {}}
     assert receipt.remote_id == "$ev1" and receipt.extra == {"ids": ["$ev1"], "last_id": "$ev1", "root": "$ev1"}
     assert unquote(receipt.url) == f"https://matrix.to/#/{ROOM}/$ev1"
 

@@ -11,6 +11,7 @@ import pytest
 from broadcaster import render
 from broadcaster.channels import _chat, _statussite
 from broadcaster.channels.cachet import incident_json
+from broadcaster.channels import registry
 from broadcaster.channels.registry import channel_class
 from broadcaster.models import Announcement, Message
 
@@ -35,7 +36,19 @@ SETTINGS = {
     "atlassian_statuspage": {"page_id": "p", "api_key": "k"},
     "cachet": {"base_url": "https://cachet.example", "token": "t"},
     "apprise": {"urls": ["json://127.0.0.1/"]},
+    "telegram": {"bot_token": "1:abc", "chat_id": "@status"},
+    "matrix": {"homeserver": "https://matrix.example", "access_token": "t", "room_id": "!r:matrix.example"},
 }
+
+
+def test_the_table_covers_every_channel_kind():
+    assert {label.split("-")[0] for label in SETTINGS} == set(registry.kinds())
+
+
+def test_matrix_events_notify_nobody_named_in_the_text():
+    from broadcaster.channels.matrix import event_body
+
+    assert event_body("@room look", None, msgtype="m.notice", root=None, reply_to=None)["m.mentions"] == {}
 
 
 def channel(label: str, **extra):
