@@ -89,7 +89,7 @@ def build(
             ("List-Unsubscribe", f"<{unsubscribe_url}>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
-    footer_url = unsubscribe_url if marketing and unsubscribe_url else None
+    footer_url = unsubscribe_url or None  # every mail to a subscriber says how to stop it
     return Mail(
         to=to,
         subject=post.title,
@@ -205,7 +205,8 @@ class Template:
 
     The common headers (From, Reply-To, Subject, Date) and the MIME skeleton (multipart/
     alternative, part headers, boundary) are produced once by the email package; the text and
-    HTML parts are encoded once too, unless a marketing footer makes them differ per address.
+    HTML parts are encoded once too, unless an unsubscribe footer (mail to a subscriber) makes them
+    differ per address.
     :meth:`payload` then only writes the per-recipient headers — To, Message-ID, In-Reply-To/
     References, List-Unsubscribe — and splices the pieces. The bytes are those ``smtp_payload(
     to_mime(build(...)))`` produces for the same recipient (tests compare both)."""
@@ -246,7 +247,7 @@ class Template:
         return out
 
     def bodies(self, unsubscribe_url: str | None) -> tuple[bytes, bytes]:
-        footer = unsubscribe_url if self.marketing and unsubscribe_url else None
+        footer = unsubscribe_url or None
         if footer is None and self._plain is not None:
             return self._plain
         out = (_qp_body(text_part(self.post, footer)), _qp_body(html_part(self.post, footer)))

@@ -193,6 +193,20 @@ def test_marketing_mail_gets_one_click_unsubscribe_only_with_https():
     assert "List-Unsubscribe" not in m2  # http links are not offered as one-click
 
 
+def test_every_mail_to_a_subscriber_says_how_to_stop_it_but_only_promotions_are_one_click():
+    """An incident to a list carries its leave-the-list link in the body (text and HTML); the
+    List-Unsubscribe one-click header stays on promotions; static recipients get no link."""
+    ch, fake = channel(recipients=["ops@x.test"], lists=["news"],
+                       io={"subscribers": lambda lists, post: [("s1@x.test", "https://ex.com/leave/1")]})
+    ch.send(ch.render(message()), key="i1")
+    mails = {to: parsed(d) for to, d in fake.accepted}
+    sub, ops = mails["s1@x.test"], mails["ops@x.test"]
+    assert "List-Unsubscribe" not in sub
+    assert "Unsubscribe: https://ex.com/leave/1" in sub.get_body(("plain",)).get_content()
+    assert 'href="https://ex.com/leave/1"' in sub.get_body(("html",)).get_content()
+    assert "Unsubscribe" not in ops.get_body(("plain",)).get_content()
+
+
 # ---------------------------------------------------------------- progress and replies
 
 
