@@ -259,3 +259,27 @@ def test_compose_offers_the_configured_components_and_refuses_others(web):
     r = compose(c, csrf, components=["api"], idempotency_key="k-10")
     assert r.status_code == 303
     assert web.runtime.ledger.list_announcements()[0].components == ("API",)
+
+
+def test_a_held_promotion_says_which_incident_holds_it(tmp_path):
+    from broadcaster import service
+    from broadcaster.api.app import create_app
+    from tests.cli.live import make_settings, memory_runtime
+    from tests.web.conftest import CHANNELS, Web
+
+    settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", CHANNELS,
+                             routes={"incident": ["hook-a"], "promotion": ["hook-a"]},
+                             quiet_during_incidents=["promotion"])
+    rt = memory_runtime(settings)
+    try:
+        web = Web(create_app(settings, rt), rt)
+        c, _ = web.signed_in()
+        incident = service.submit(rt, {"kind": "incident", "title": "Checkout <down>", "body": "x"},
+                                  principal=service.SYSTEM)
+        promo = service.submit(rt, {"kind": "promotion", "title": "Sale", "body": "50% off"}, principal=service.SYSTEM)
+        page = c.get(f"/announcements/{promo.id}").text
+        assert "Held while incident" in page and f'href="/announcements/{incident.id}"' in page
+        assert "Checkout &lt;down&gt;" in page, "the incident title is escaped"
+        assert "Held while" not in c.get(f"/announcements/{incident.id}").text
+    finally:
+        rt.ledger.close()
