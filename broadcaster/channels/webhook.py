@@ -1,9 +1,11 @@
-"""Chat and generic webhooks: ``format: slack | discord | teams | generic``.
+"""Chat and generic webhooks: ``format: slack | discord | teams | teams_workflow | generic``.
 
 ``generic`` follows the Standard Webhooks spec (v1): ``webhook-id`` (our stable delivery key —
 the receiver's idempotency key, so a retry is safe), ``webhook-timestamp`` and
 ``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``.
 Slack, Discord and Teams have no idempotency: an ambiguous outcome there ends ``unknown``.
+``teams_workflow`` is a Teams Workflows webhook (the replacement of the retired Office 365
+connectors; see ``_teams``).
 """
 
 from __future__ import annotations
@@ -12,26 +14,38 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 from typing import Any, Literal
+
+from pydantic import model_validator
 
 from ..config import ChannelSettings, Secret, SecretUrl
 from ..errors import PermanentError, RateLimited
 from ..models import Post, Receipt
-from . import _chat, _http
+from . import _chat, _http, _teams
 from .base import Channel, done_parts
 from .registry import register
+
+log = logging.getLogger(__name__)
 
 
 class WebhookSettings(ChannelSettings):
     kind: Literal["webhook"] = "webhook"
     url: SecretUrl  # chat webhook URLs are credentials: never logged
-    format: Literal["generic", "slack", "discord", "teams"] = "generic"
+    format: Literal["generic", "slack", "discord", "teams", "teams_workflow"] = "generic"
     secret: Secret | None = None  # generic: "whsec_<base64>" (or any string)
     headers: dict[str, Secret] = {}  # extra headers often carry credentials
     username: str | None = None  # discord display name
     #: let the author's explicit mentions through (Slack ``<!channel>``/``<@U…>``, Discord pings);
     #: off by default, so announcement text never pings anyone (see ``_chat``)
     mentions: bool = False
+
+    @model_validator(mode="after")
+    def _warn_retired_connector(self) -> WebhookSettings:
+        """Loading the configuration already names a retired Teams connector URL (it will fail)."""
+        if self.format in ("teams", "teams_workflow") and _teams.is_retired_connector(self.url.reveal()):
+            log.warning("a Teams webhook channel uses %s", _teams.RETIRED_HINT)
+        return self
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -79,7 +93,7 @@ class Webhook(Channel[WebhookSettings]):
     def escape(self, text: str) -> str:
         if self.fmt == "slack":
             return _chat.slack_text(text, mentions=self.settings.mentions)
-        if self.fmt in ("discord", "teams"):
+        if self.fmt in ("discord", "teams", "teams_workflow"):
             return _chat.markdown_chat_text(text)
         return text  # generic: JSON for a program, which gets the text as written
 
@@ -93,6 +107,8 @@ class Webhook(Channel[WebhookSettings]):
             if self.settings.username:
                 body["username"] = self.settings.username
             return body
+        if self.fmt == "teams_workflow":
+            return _teams.workflow_payload(post)
         if self.fmt == "teams":
             card = {
                 "type": "AdaptiveCard",
@@ -173,6 +189,8 @@ class Webhook(Channel[WebhookSettings]):
         return Receipt(remote_id=remote_id, url=url)
 
     def _classify(self, resp, what: str) -> None:
+        if self.fmt in ("teams", "teams_workflow"):
+            _teams.classify(resp, self.settings.url.reveal(), what)
         if resp.status_code == 429 and self.fmt == "discord":
             data = _http.json_or_none(resp) or {}
             wait = data.get("retry_after") if isinstance(data, dict) else None
@@ -200,4 +218,6 @@ class Webhook(Channel[WebhookSettings]):
             resp = _http.request(self.http, "GET", base, what=f"{self.name} (check)")
             _http.raise_for_status(resp, f"{self.name} (check)", now=self.clock)
             return "webhook exists"
+        if self.fmt in ("teams", "teams_workflow") and _teams.is_retired_connector(self.settings.url.reveal()):
+            raise PermanentError(f"{self.name}: {_teams.RETIRED_HINT}")
         return "URL is well-formed (webhooks cannot be verified without posting)"

@@ -11,7 +11,15 @@ from broadcaster.channels.base import MemoryProgress
 from broadcaster.channels.matrix import Matrix, MatrixSettings
 from broadcaster.channels.telegram import Telegram, TelegramSettings
 from broadcaster.channels.twilio_sms import MemoryOptOuts, TwilioSms, TwilioSmsSettings
-from broadcaster.errors import AmbiguousDelivery, AuthError, ContentRejected, RateLimited, TransientError
+from broadcaster.channels.webhook import Webhook, WebhookSettings
+from broadcaster.errors import (
+    AmbiguousDelivery,
+    AuthError,
+    ContentRejected,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from broadcaster.models import Post, Receipt
 from broadcaster.sandbox import Sandbox
 
@@ -156,7 +164,7 @@ def test_sms_reaches_every_recipient_once_and_stop_opts_out(box):
     store = MemoryOptOuts()
     ch = sms(box, store)
     assert "Sandbox account" in ch.check()
-    receipt = ch.send(text_post("Planned maintenance tonight 22:00–23:00 UTC"), key="k1")
+    receipt = ch.send(text_post("Planned maintenance tonight 22:00\u201323:00 UTC"), key="k1")
     assert receipt.extra["sent"] == 2 and receipt.extra["refused"] == 1
     assert store.opted_out([N1, N2, N3]) == {N2}
     posts = box.posts("twilio")
@@ -193,3 +201,25 @@ def test_sms_faults(box):
     assert len(box.posts("twilio")) == 3
     with pytest.raises(AuthError):
         sms(box, MemoryOptOuts(), token="wrong").send(text_post("x"), key="k2")
+
+
+# ---------------------------------------------------------------- Teams Workflows
+
+
+def teams(box, path: str) -> Webhook:
+    s = WebhookSettings(url=box.url("teams") + path, format="teams_workflow")
+    return Webhook("teams", s, http=httpx.Client(timeout=5))
+
+
+def test_teams_workflow_card_is_accepted(box):
+    teams(box, "/workflows/abc/triggers/manual/paths/invoke?sig=s3cr3t").send(
+        text_post("We are investigating.", title="API errors", url="https://status.example.com/a/1"), key="k")
+    [p] = live(box, "teams")
+    assert p["text"] == "API errors\nWe are investigating."
+
+
+def test_teams_retired_connector_is_permanent_with_the_fix(box):
+    with pytest.raises(PermanentError) as info:
+        teams(box, "/webhookb2/1111@2222/IncomingWebhook/3333/4444").send(text_post("x"), key="k")
+    assert "create a Workflows webhook" in str(info.value)
+    assert live(box, "teams") == []

@@ -3,7 +3,8 @@
 - Slack: 200 ``ok`` as text/plain; plain-text error words; 429 + Retry-After.
 - Discord: ``?wait=true`` → the message object, else 204; JSON errors with numeric codes;
   429 with JSON ``retry_after`` (float seconds) and ``X-RateLimit-*``.
-- Teams (Workflows): 202 Accepted for an Adaptive Card message.
+- Teams (Workflows): 202 Accepted for an Adaptive Card message. A path with ``/webhookb2/`` is a
+  retired Office 365 connector URL and answers 403 as those do now.
 """
 
 from __future__ import annotations
@@ -146,9 +147,16 @@ class Teams(Provider):
         return self.json({"error": {"code": "SandboxError", "message": message}}, status, **extra)
 
     def post(self, call: Call) -> Response:
+        if "webhookb2/" in call.params["path"]:
+            return self.error(403, "Office 365 Connectors are retired; this webhook no longer accepts messages.")
         atts = call.field("attachments")
         if not isinstance(atts, list) or not atts or not all(isinstance(a, dict) and a.get("content") for a in atts):
             return self.error(400, "The request body must be a message with at least one attachment.")
+        if call.field("type") != "message" or any(
+                a.get("contentType") != "application/vnd.microsoft.card.adaptive"
+                or a["content"].get("type") != "AdaptiveCard" for a in atts):
+            return self.error(400, "Each attachment must be an Adaptive Card "
+                                   "(application/vnd.microsoft.card.adaptive).")
         texts = [b.get("text", "") for a in atts for b in (a["content"].get("body") or []) if isinstance(b, dict)]
         self.state.add_post(self.name, id=str(self.state.next_id()), text="\n".join(t for t in texts if t), path=call.params["path"])
         return Response(status_code=202)
