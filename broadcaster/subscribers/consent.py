@@ -24,6 +24,7 @@ from ..config import Settings
 from ..errors import InvalidRequest, NotFound
 from ..ledger import Ledger
 from ..ledger.subscribers import Request, Subscriber, SubscriberStore
+from ..requests import check_subscriber
 from . import confirmation, links
 
 if TYPE_CHECKING:
@@ -37,24 +38,21 @@ LIST_NAME_MAX = 100
 Stopped = Literal["promotions", "everything"]
 
 
-def _control(text: str) -> bool:
-    return any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in text)
-
-
 def normalize_address(address: str) -> str:
     return _mail.normalize(address or "")
 
 
 def check_address(address: str) -> str:
     a = normalize_address(address)
-    if len(a) > 320 or _control(a) or not _mail.valid_address(a):
+    check_subscriber("address", a)
+    if len(a) > 320 or not _mail.valid_address(a):
         raise InvalidRequest("address: not an email address", field="address")
     return a
 
 
 def check_list(name: str) -> str:
-    name = (name or "").strip()
-    if not name or len(name) > LIST_NAME_MAX or _control(name):
+    name = check_subscriber("list", (name or "").strip()) or ""
+    if not name or len(name) > LIST_NAME_MAX:
         raise InvalidRequest("list: give a list name of 1 to 100 characters", field="list")
     return name
 
@@ -64,9 +62,7 @@ def check_name(name: str | None) -> str | None:
         return None
     if len(name) > MAX_NAME:
         raise InvalidRequest(f"name: at most {MAX_NAME} characters", field="name")
-    if _control(name):
-        raise InvalidRequest("name: control characters are not allowed", field="name")
-    return name
+    return check_subscriber("name", name)
 
 
 def check_components(components: Iterable[str] | None) -> tuple[str, ...]:
@@ -74,8 +70,8 @@ def check_components(components: Iterable[str] | None) -> tuple[str, ...]:
     for c in components or ():
         if not isinstance(c, str):
             raise InvalidRequest("components: must be names", field="components")
-        c = c.strip()
-        if not c or len(c) > 100 or ";" in c or _control(c):
+        c = check_subscriber("components", c.strip()) or ""
+        if not c or len(c) > 100 or ";" in c:
             raise InvalidRequest("components: names are 1 to 100 characters, without ';'", field="components")
         if c not in out:
             out.append(c)

@@ -207,6 +207,9 @@ def test_the_public_subscribe_form_follows_the_same_rules(env):
     ({"list": "news", "address": "not-an-address"}, "address"),
     ({"list": "news"}, "address"),
     ({"list": "news", "address": "a@example.test", "admin": True}, "admin"),
+    ({"list": "news", "address": "a@example.test", "name": "Eve\u001b[31m"}, "name"),
+    ({"list": "news", "address": "a@example.test", "name": "NUL\u0000"}, "name"),
+    ({"list": "news", "address": "a@example.test", "components": ["api\u0000"]}, "components"),
 ])
 def test_bad_subscriptions_are_refused_in_the_error_format(env, body, field):
     r = env.client.post("/api/v1/subscribe", json=body)
