@@ -22,6 +22,12 @@ Subscribers CSV (``list,address,name,components,state,marketing,created_at,confi
 unsubscribed_at``; components separated by ``;``; times ISO 8601 UTC to the microsecond) exports
 and re-imports losslessly. Import checks every row and reports bad ones by line number while
 storing the rest; a row for an address already on the list updates it.
+
+The CSV is opened in spreadsheets, and names come from a public form: a cell beginning with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return would be run as a formula
+(``=HYPERLINK(...)``), so such a cell is written with a leading single quote, which spreadsheets
+show as text (OWASP's advice on CSV injection). Import removes exactly that quote, so the round
+trip stays lossless; control characters are refused at intake (the form and the import alike).
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import IO, Any, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -39,6 +47,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from . import subscribers as subs
 from .errors import Conflict, InvalidRequest
 from .ledger import schema as t
+from .requests import check_subscriber
 
 FORMAT = "broadcaster-export"
 VERSION = 1
@@ -152,7 +161,7 @@ def is_empty(ledger) -> bool:
 
 
 def _columns(table, obj: dict[str, Any], line: int, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for col in table.columns:
         if col.name in skip:
             continue
@@ -253,14 +262,29 @@ def _restore(ledger, lines, batch, counts, pending, targets) -> dict[str, int]:
 
 CSV_FIELDS = ("list", "address", "name", "components", "state", "marketing", "created_at", "confirmed_at",
               "unsubscribed_at")
+#: a cell a spreadsheet would evaluate, behind any quotes already prefixed (so escaping is reversible)
+_FORMULA = re.compile(r"^'*[=+\-@\t\r]")
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
+
+
+def as_text_cell(value: str) -> str:
+    """``value`` as a cell spreadsheets show as text: a leading ``'`` before a formula trigger.
+
+    Quotes already in front of a trigger get one more, so :func:`from_text_cell` can always undo
+    exactly what was added (``'=x`` → ``''=x`` → ``'=x``); other values are written unchanged."""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def from_text_cell(value: str) -> str:
+    """The inverse of :func:`as_text_cell`."""
+    return value[1:] if value.startswith("'") and _FORMULA.match(value) else value
 
 
 def _iso(ts: float | None) -> str:
     if ts is None:
         return ""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _epoch(text: str, name: str) -> float | None:
@@ -275,13 +299,21 @@ def _epoch(text: str, name: str) -> float | None:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{name}: not a date-time (ISO 8601, e.g. 2026-01-31T12:00:00Z)") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def subscriber_csv_lines(ledger, *, list_name: str | None = None, page: int = PAGE) -> Iterator[str]:
-    """The subscribers as CSV text, streamed, ordered by list and address."""
+    """The subscribers as CSV text, streamed, ordered by list and address. A bad ``list_name``
+    is refused here, before the stream starts (an HTTP answer cannot turn into an error later)."""
+    check_subscriber("list", list_name)
+    return _subscriber_csv(ledger, list_name, page)
+
+
+def _subscriber_csv(ledger, list_name: str | None, page: int) -> Iterator[str]:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    # CRLF line ends (RFC 4180): the csv module quotes a cell holding any character of the line
+    # terminator, so with a bare "\n" a CR in a stored name was written unquoted and broke the file
+    w = csv.writer(buf, lineterminator="\r\n")
 
     def take() -> str:
         out = buf.getvalue()
@@ -302,9 +334,9 @@ def subscriber_csv_lines(ledger, *, list_name: str | None = None, page: int = PA
         with ledger.read() as conn:
             rows = conn.execute(q).all()
         for r in rows:
-            w.writerow([r.list, r.address, r.name or "", ";".join(r.components or ()), r.state,
-                        "true" if r.marketing else "false", _iso(r.created_at), _iso(r.confirmed_at),
-                        _iso(r.unsubscribed_at)])
+            w.writerow([as_text_cell(v) for v in (
+                r.list, r.address, r.name or "", ";".join(r.components or ()), r.state,
+                "true" if r.marketing else "false", _iso(r.created_at), _iso(r.confirmed_at), _iso(r.unsubscribed_at))])
         if rows:
             yield take()
             last = (rows[-1].list, rows[-1].address)
@@ -334,6 +366,12 @@ class CsvImport:
 
 def _csv_row(values: dict[str, str], list_name: str | None, now: float) -> dict[str, Any]:
     """One CSV row → column values, or ValueError saying what is wrong."""
+    values = {k: from_text_cell(v) for k, v in values.items()}
+    try:
+        for column in ("list", "address", "name", "components"):
+            check_subscriber(column, values.get(column))
+    except InvalidRequest as exc:
+        raise ValueError(str(exc)) from None
     row_list = (values.get("list") or "").strip()
     if list_name and row_list and row_list != list_name:
         raise ValueError(f"list is {row_list!r} but --list is {list_name!r}")
@@ -382,7 +420,7 @@ def import_subscribers_csv(ledger, fp: IO[str], *, list_name: str | None = None,
                              + (f" (unknown: {', '.join(unknown)})" if unknown else " (address is required)"))
     if len(set(header)) != len(header):
         raise InvalidRequest("line 1: a column is named twice")
-    list_name = subs.check_list(list_name) if list_name else None
+    list_name = subs.check_list(check_subscriber("list", list_name) or "") if list_name else None
     now = ledger.clock()
     seen: dict[tuple[str, str], int] = {}
     chunk: list[dict[str, Any]] = []
@@ -418,7 +456,7 @@ def import_subscribers_csv(ledger, fp: IO[str], *, list_name: str | None = None,
             report.errors.append((start, f"has {len(values)} fields, the header has {len(header)}"))
             continue
         try:
-            row = _csv_row(dict(zip(header, values)), list_name, now)
+            row = _csv_row(dict(zip(header, values, strict=True)), list_name, now)
         except ValueError as exc:
             report.errors.append((start, str(exc)))
             continue

@@ -20,12 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from .. import subscribers as subs
 from ..errors import Forbidden, InvalidRequest
-from ..requests import validation_problem
+from ..requests import subscriber_field, validation_problem
 from ..runtime import Runtime
 from ..service import Principal
 from .deps import runtime
@@ -69,6 +69,8 @@ class SubscribeIn(BaseModel):
                                   description="only announcements about these components (empty: all)")
     name: str | None = Field(None, max_length=200)
     marketing: bool = Field(False, description="also send promotions (explicit consent; off unless asked)")
+
+    _one_line = field_validator("list", "address", "name", "components")(subscriber_field)
 
 
 class SubscribeOut(BaseModel):

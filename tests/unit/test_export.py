@@ -209,12 +209,15 @@ def test_line_numbers_count_multi_line_fields_and_blank_lines(tmp_path):
             '\n'
             'broken,x\n'
             'b@example.test,"three\n\nlines"\n'
-            'also broken,y\n')
+            'also broken,y\n'
+            'c@example.test,one line\n')
     ledger = Ledger.open(f"sqlite:///{tmp_path}/l.db")
     report = export.import_subscribers_csv(ledger, io.StringIO(text), list_name="news")
-    assert [line for line, _ in report.errors] == [5, 9]
-    assert report.inserted == 2
-    assert subs.find(ledger, "news", "b@example.test").name == "three\n\nlines"
+    # a name is one line (it goes into mail headers): multi-line cells are reported where they start
+    assert [line for line, _ in report.errors] == [2, 5, 6, 9]
+    assert report.errors[0][1] == "name: must be one line (no line breaks or tabs)"
+    assert report.inserted == 1
+    assert subs.find(ledger, "news", "c@example.test").name == "one line"
 
 
 def test_import_updates_existing_rows_and_checks_the_list(tmp_path):
