@@ -23,11 +23,10 @@ unsubscribed_at``; components separated by ``;``; times ISO 8601 UTC to the micr
 and re-imports losslessly. Import checks every row and reports bad ones by line number while
 storing the rest; a row for an address already on the list updates it.
 
-The CSV is opened in spreadsheets, and names come from a public form: a cell beginning with
-``=``, ``+``, ``-``, ``@``, a tab or a carriage return would be run as a formula
-(``=HYPERLINK(...)``), so such a cell is written with a leading single quote, which spreadsheets
-show as text (OWASP's advice on CSV injection). Import removes exactly that quote, so the round
-trip stays lossless; control characters are refused at intake (the form and the import alike).
+The CSV is opened in spreadsheets, and names come from a public form: a cell a spreadsheet
+would run as a formula is written behind a single quote (:mod:`broadcaster.csvcells`); import
+removes exactly that quote, so the round trip stays lossless. Control characters are refused
+at intake (the form and the import alike).
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +43,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from . import subscribers as subs
+from .csvcells import as_text_cell, from_text_cell
 from .errors import Conflict, InvalidRequest
 from .ledger import schema as t
 from .requests import check_subscriber
@@ -262,23 +261,8 @@ def _restore(ledger, lines, batch, counts, pending, targets) -> dict[str, int]:
 
 CSV_FIELDS = ("list", "address", "name", "components", "state", "marketing", "created_at", "confirmed_at",
               "unsubscribed_at")
-#: a cell a spreadsheet would evaluate, behind any quotes already prefixed (so escaping is reversible)
-_FORMULA = re.compile(r"^'*[=+\-@\t\r]")
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
-
-
-def as_text_cell(value: str) -> str:
-    """``value`` as a cell spreadsheets show as text: a leading ``'`` before a formula trigger.
-
-    Quotes already in front of a trigger get one more, so :func:`from_text_cell` can always undo
-    exactly what was added (``'=x`` → ``''=x`` → ``'=x``); other values are written unchanged."""
-    return "'" + value if _FORMULA.match(value) else value
-
-
-def from_text_cell(value: str) -> str:
-    """The inverse of :func:`as_text_cell`."""
-    return value[1:] if value.startswith("'") and _FORMULA.match(value) else value
 
 
 def _iso(ts: float | None) -> str:

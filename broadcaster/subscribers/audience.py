@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
+from ..csvcells import from_text_cell
 from ..errors import InvalidRequest, NotFound
 from ..ledger import Ledger
 from ..ledger.subscribers import AudienceRow, SubscriberStore
@@ -153,6 +154,7 @@ class SubscriberFile:
             raise InvalidRequest(f"{self.path}: not valid CSV ({exc})", field="subscribers_file") from None
 
     def _row(self, n: int, rec: dict[str, str | None]) -> tuple[str, AudienceRow, str, bool]:
+        rec = {k: from_text_cell(v) if isinstance(v, str) else v for k, v in rec.items()}  # the export's quotes
         address = (rec.get("address") or "").strip().lower()
         list_name = (rec.get("list") or "").strip()
         if not address or not list_name:
