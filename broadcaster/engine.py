@@ -16,7 +16,7 @@ from .channels.base import io_reset, io_started
 from .config import redact, secret_values
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
 from .ledger.repository import default_owner
-from .models import Delivery, DeliveryState, Message, Post, Receipt
+from .models import Announcement, Delivery, DeliveryState, Message, Post, Receipt
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,16 @@ def stamp_post(channel, post: Post, message: Message, d: Delivery, settings=None
     return replace(post, meta=meta)
 
 
+def fallback_targets(fallback: tuple[str, ...] | list[str], ann: Announcement) -> tuple[list[str], list[str]]:
+    """Split a channel's fallbacks into those this announcement may reach and those outside the
+    channels its author's token was limited to (the intake refuses such posts; this holds for
+    announcements accepted before it did, or under a configuration changed since)."""
+    limit = ann.allowed_channels
+    if limit is None:
+        return list(fallback), []
+    return [c for c in fallback if c in limit], [c for c in fallback if c not in limit]
+
+
 def lease_for(runtime: Runtime, channel: str) -> float:
     return runtime.settings.policy_for(channel).timeout * 2 + runtime.settings.scheduler.lease
 
@@ -112,8 +122,14 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
     def finish(state, reason, **kw) -> str:
         fallbacks = None
         if kw.pop("fall_back", False):
+            targets, outside = fallback_targets(pol.fallback, ann)
+            if outside:
+                reason += (f"; not falling back to {', '.join(outside)}: the token that posted this "
+                           "announcement may not post there")
+                if not targets and state == S.FALLEN_BACK:
+                    state = S.FAILED
             fallbacks = [{"channel": fb, "fallback_of": d.id, "deadline_at": d.deadline_at,
-                          "reason": f"fallback for {d.channel} ({d.id})"} for fb in pol.fallback]
+                          "reason": f"fallback for {d.channel} ({d.id})"} for fb in targets]
         ok = ledger.transition(d, state, reason, owner=owner, fallbacks=fallbacks, **kw)
         if not ok:
             log.warning("delivery %s: lease lost before recording %s", d.id, state, extra=_ids(d, state))
@@ -274,10 +290,17 @@ def _enqueue_new_fallbacks(runtime: Runtime, original: Delivery) -> None:
 
 
 def retract_one(runtime: Runtime, delivery_id: str) -> str:
-    """Delete one delivered post where the channel can; mark it retracted either way."""
+    """Delete one delivered post where the channel can; mark it retracted either way.
+
+    The task message only names a delivery; the ledger decides. Anyone who can write to the
+    broker can send one, so unless the announcement itself was retracted (``retract`` records
+    that before it enqueues anything) the live post stays."""
     ledger = runtime.ledger
     d = ledger.get_delivery(delivery_id)
     if d.state not in (S.DELIVERED, S.UNKNOWN):
+        return "skipped"
+    if not ledger.get_announcement(d.announcement_id).retracted_at:
+        log.warning("retract task for delivery %s ignored: its announcement was not retracted", d.id, extra=_ids(d))
         return "skipped"
     channel = runtime.channel(d.channel)
     note = "retracted"

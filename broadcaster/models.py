@@ -122,6 +122,8 @@ class Announcement:
     author: str | None = None
     created_at: float = 0.0
     retracted_at: float | None = None
+    #: the channels the author's token was limited to (None: any); fallbacks stay inside them
+    allowed_channels: tuple[str, ...] | None = None
 
     def variant(self, channel: str) -> tuple[str, str]:
         """Title and body as ``channel`` should see them (per-channel variant wins)."""

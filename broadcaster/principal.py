@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import Forbidden
@@ -16,7 +17,10 @@ class Principal:
     channels: tuple[str, ...] = ()
     admin: bool = False
 
-    def check_post(self, kind: str, channels: list[str]) -> None:
+    def check_post(self, kind: str, channels: list[str], fallbacks: Mapping[str, Sequence[str]] | None = None) -> None:
+        """May this caller post a ``kind`` to ``channels``? ``fallbacks`` maps each of them to
+        every channel it can fall back to (directly or down a chain): a token limited to some
+        channels must not reach the others when one of its channels fails, so those count too."""
         if self.admin:
             return
         if self.kinds and kind not in self.kinds:
@@ -25,6 +29,18 @@ class Principal:
             denied = [c for c in channels if c not in self.channels]
             if denied:
                 raise Forbidden(f"token {self.name!r} may not post to {', '.join(denied)}")
+            for channel, reach in (fallbacks or {}).items():
+                outside = [c for c in reach if c not in self.channels]
+                if outside:
+                    raise Forbidden(
+                        f"token {self.name!r} may not post to {', '.join(outside)}, where {channel} falls back to "
+                        f"when it fails: leave {channel} out, or use a token that may also post to "
+                        f"{', '.join(outside)}")
+
+    def channel_limit(self) -> tuple[str, ...] | None:
+        """The channels this caller's announcements may ever reach (fallbacks included), or None
+        for no limit; the ledger keeps it with the announcement for the engine."""
+        return None if self.admin or not self.channels else self.channels
 
     def check_admin(self, action: str) -> None:
         if not self.admin:

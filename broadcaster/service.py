@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import components as component_names
+from .config import Settings
 from .errors import InvalidRequest
 from .models import (
     ACTIVE,
@@ -74,7 +75,7 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     if bad_variants:
         raise InvalidRequest(f"variants for channels this announcement does not go to: {', '.join(bad_variants)}",
                              field="variants")
-    principal.check_post(req.kind, channels)
+    principal.check_post(req.kind, channels, fallback_reach(settings, channels))
     components = component_names.resolve(req.components, settings)
 
     now = runtime.clock()
@@ -88,6 +89,7 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
         "status": status, "publish_at": req.publish_at,
         "window_starts_at": req.window.starts_at if req.window else None,
         "window_ends_at": req.window.ends_at if req.window else None,
+        "allowed_channels": principal.channel_limit(),
     }
     quiet = req.kind in settings.quiet_during_incidents and runtime.ledger.open_incidents() > 0
     rows = []
@@ -110,6 +112,23 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     return Submitted(res.announcement.id, res.created, [d.id for d in res.deliveries], to_enqueue=wake, status=status)
 
 
+def fallback_reach(settings: Settings, channels: list[str]) -> dict[str, list[str]]:
+    """Each channel → every other channel a failure could hand its message to: its fallbacks,
+    theirs, and so on (a loop ends where it started)."""
+    out: dict[str, list[str]] = {}
+    for channel in channels:
+        seen, todo = [channel], list(settings.policy_for(channel).fallback)
+        while todo:
+            nxt = todo.pop(0)
+            if nxt in seen or nxt not in settings.channels:
+                continue
+            seen.append(nxt)
+            todo.extend(settings.policy_for(nxt).fallback)
+        if len(seen) > 1:
+            out[channel] = seen[1:]
+    return out
+
+
 def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principal: Principal,
                idempotency_key: str | None = None) -> Submitted:
     """Post a follow-up to every channel the original went to (threaded where the channel can)."""
@@ -129,7 +148,7 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
     channels = list(dict.fromkeys(d.channel for d in originals
                                   if d.state not in (S.FALLEN_BACK, S.CANCELLED, S.RETRACTED)))
     channels = [c for c in channels if c in runtime.settings.channels and runtime.settings.channels[c].enabled]
-    principal.check_post(ann.kind, channels)
+    principal.check_post(ann.kind, channels, fallback_reach(runtime.settings, channels))
     if not channels:
         raise InvalidRequest("no channel of this announcement can take an update")
     now = runtime.clock()

@@ -8,6 +8,7 @@ PostgreSQL is reached through psycopg 3 with pre-ping, so a restarted server hea
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_engine(parsed) -> Engine:
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(parsed.database).expanduser())
     # A pool as large as the threads that use it (the API's thread pool, a worker's -c): SQLite
     # connections are cheap to keep, while opening one costs four PRAGMAs — with the default 5
     # (+10 overflow) a busy API opened and closed connections on most requests.
@@ -88,6 +89,27 @@ def _sqlite_engine(parsed) -> Engine:
     event.listen(engine, "commit", _release)
     event.listen(engine, "rollback", _release)
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """The ledger holds subscriber addresses and provider receipts: only its owner may read it.
+    The file is made 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
+    database file's mode); an existing file that every user may read, and its -wal/-shm, lose
+    those rights (group rights an operator gave on purpose stay)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                mode = p.stat().st_mode & 0o777
+                if mode & 0o007:
+                    p.chmod(mode & 0o770)
+                    log.warning("ledger: %s was open to every user of this machine; no longer", p)
+            except FileNotFoundError:
+                pass
+            except PermissionError:
+                log.warning("ledger: %s is open to every user of this machine and cannot be changed here", p)
 
 
 # ---------------------------------------------------------------- migrations
@@ -150,12 +172,21 @@ def _v4_sms_opt_outs(conn: Connection) -> None:
     schema.sms_opt_outs.create(conn, checkfirst=True)
 
 
+def _v5_announcement_reach(conn: Connection) -> None:
+    """``announcements.allowed_channels``: what the author's token could post to, so a fallback
+    never carries an announcement past it (NULL — every older announcement — means no limit)."""
+    if "allowed_channels" not in {c["name"] for c in inspect(conn).get_columns("announcements")}:
+        kind = schema.announcements.c.allowed_channels.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE announcements ADD COLUMN allowed_channels {kind}"))
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "at most one delivery per (announcement or update, channel)", _v2_once_per_channel),
     (3, "subscribers: requested_at, confirm_sent_at", _v3_subscriber_requests),
     (4, "sms_opt_outs: numbers that replied STOP", _v4_sms_opt_outs),
+    (5, "announcements remember the channels their author may reach", _v5_announcement_reach),
 ]
 
 LATEST = MIGRATIONS[-1][0]

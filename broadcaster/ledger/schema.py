@@ -64,6 +64,8 @@ announcements = Table(
     Column("updated_at", Float, nullable=False),
     Column("retracted_at", Float),
     Column("resolved_at", Float),
+    # the channels its author's token was limited to (NULL: no limit): fallbacks stay inside them
+    Column("allowed_channels", JSON),
     Index("ix_announcements_created", "created_at"),
     Index("ix_announcements_kind_status", "kind", "status"),
 )

@@ -595,3 +595,26 @@ def test_a_failing_upgrade_step_leaves_the_previous_schema_as_it_was(ledger_url,
     finally:
         engine.dispose()
     assert "ix_half_done" not in _indexes(ledger_url, "deliveries"), "DDL and version row commit together or not at all"
+
+
+def test_the_sqlite_ledger_and_its_wal_files_are_readable_by_their_owner_only(tmp_path):
+    """It holds subscriber addresses: 0600 whatever the umask, -wal and -shm included; a file an
+    older release left open to every user is narrowed when opened."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        db = tmp_path / "var" / "ledger.db"
+        lg = Ledger.open(f"sqlite:///{db}")
+        try:
+            lg.create_announcement(fields(), [{"channel": "a"}], actor="t")  # the -wal and -shm exist now
+            for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
+                assert stat.S_IMODE((db.parent / name).stat().st_mode) == 0o600, name
+        finally:
+            lg.close()
+        os.chmod(db, 0o644)
+        Ledger.open(f"sqlite:///{db}").close()
+        assert stat.S_IMODE(db.stat().st_mode) == 0o640, "others lose read; group rights stay"
+    finally:
+        os.umask(old)

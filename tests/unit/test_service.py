@@ -123,11 +123,14 @@ def test_principal_limited_to_kinds(rt):
 
 
 def test_principal_limited_to_channels(rt):
-    p = Principal("ops", channels=("a",))
+    p = Principal("ops", channels=("a", "c"))
     with pytest.raises(Forbidden, match="b"):
         service.submit(rt, INCIDENT, principal=p)  # the route includes b
     sub = service.submit(rt, {**INCIDENT, "channels": ["a"]}, principal=p)
     assert sub.created
+    # a falls back to c: a token for a alone could reach c that way, so it is refused
+    with pytest.raises(Forbidden, match="may not post to c, where a falls back"):
+        service.submit(rt, {**INCIDENT, "channels": ["a"]}, principal=Principal("ops-a", channels=("a",)))
 
 
 def test_admin_may_post_anything(rt):
