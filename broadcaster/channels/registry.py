@@ -33,6 +33,8 @@ BUILTIN_MODULES = (
     "telegram",
     "matrix",
     "twilio_sms",
+    "google_chat",
+    "mattermost",
 )
 
 _registry: dict[str, type[Channel[Any]]] = {}

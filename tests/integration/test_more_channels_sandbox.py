@@ -8,7 +8,9 @@ import httpx
 import pytest
 
 from broadcaster.channels.base import MemoryProgress
+from broadcaster.channels.google_chat import GoogleChat, GoogleChatSettings
 from broadcaster.channels.matrix import Matrix, MatrixSettings
+from broadcaster.channels.mattermost import Mattermost, MattermostSettings
 from broadcaster.channels.telegram import Telegram, TelegramSettings
 from broadcaster.channels.twilio_sms import MemoryOptOuts, TwilioSms, TwilioSmsSettings
 from broadcaster.channels.webhook import Webhook, WebhookSettings
@@ -39,9 +41,10 @@ def clean_box(box):
     yield
 
 
-def text_post(*parts: str, reply_to: Receipt | None = None, title: str = "t", url: str | None = None) -> Post:
+def text_post(*parts: str, reply_to: Receipt | None = None, title: str = "t", url: str | None = None,
+              announcement_id: str = "ann") -> Post:
     return Post(channel="c", kind="incident", title=title, text="\n".join(parts), parts=parts, reply_to=reply_to,
-                url=url)
+                url=url, meta={"announcement_id": announcement_id})
 
 
 def live(box, provider: str) -> list[dict]:
@@ -223,3 +226,58 @@ def test_teams_retired_connector_is_permanent_with_the_fix(box):
         teams(box, "/webhookb2/1111@2222/IncomingWebhook/3333/4444").send(text_post("x"), key="k")
     assert "create a Workflows webhook" in str(info.value)
     assert live(box, "teams") == []
+
+
+# ---------------------------------------------------------------- Google Chat and Mattermost
+
+
+def gchat(box, token: str = TOKEN) -> GoogleChat:
+    url = f"{box.url('googlechat')}/v1/spaces/AAAA/messages?key=k3y&token={token}"
+    return GoogleChat("gc", GoogleChatSettings(url=url), http=httpx.Client(timeout=5))
+
+
+def test_google_chat_update_lands_in_the_thread_of_the_first_post(box):
+    ch = gchat(box)
+    first = ch.send(text_post("API errors", announcement_id="ann-1"), key="k1")
+    ch.send(text_post("resolved", reply_to=first), key="k2")
+    ch.send(text_post("another incident", announcement_id="ann-2"), key="k3")
+    a, b, c = box.posts("googlechat")
+    assert a["thread"] == b["thread"] != c["thread"]
+    assert b["reply_to"] == a["thread"]
+
+
+def test_google_chat_faults(box):
+    box.configure("googlechat", tokens=[TOKEN])
+    ch = gchat(box)
+    box.set_fault("googlechat", "429", count=1, seconds=4)
+    with pytest.raises(RateLimited) as info:
+        ch.send(text_post("x"), key="k")
+    assert info.value.retry_after == 4.0
+    with pytest.raises(AuthError):
+        gchat(box, token="wrong").send(text_post("x"), key="k")
+    box.set_fault("googlechat", "accept_then_drop", count=1)
+    with pytest.raises(AmbiguousDelivery):
+        ch.send(text_post("dropped"), key="k")
+    assert [p["text"] for p in box.posts("googlechat")] == ["dropped"]
+
+
+def mattermost(box, hook: str = "h00k") -> Mattermost:
+    return Mattermost("mm", MattermostSettings(url=f"{box.url('mattermost')}/hooks/{hook}", username="Status"),
+                      http=httpx.Client(timeout=5))
+
+
+def test_mattermost_posts_and_faults(box):
+    box.configure("mattermost", tokens=["h00k"])
+    ch = mattermost(box)
+    ch.send(text_post(ch.escape("@channel API errors")), key="k1")
+    [p] = box.posts("mattermost")
+    assert p["text"] == "@\u2060channel API errors" and p["username"] == "Status"
+    with pytest.raises(PermanentError):
+        mattermost(box, hook="gone").send(text_post("x"), key="k")
+    box.set_fault("mattermost", "429", count=1, seconds=5)
+    with pytest.raises(RateLimited) as info:
+        ch.send(text_post("x"), key="k")
+    assert info.value.retry_after == 5.0
+    box.set_fault("mattermost", "5xx", count=1)
+    with pytest.raises(TransientError):
+        ch.send(text_post("x"), key="k")

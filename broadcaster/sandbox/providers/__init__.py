@@ -7,9 +7,11 @@ from .bluesky import Bluesky
 from .cachet import CachetV2, CachetV3
 from .chat import Discord, Slack, Teams
 from .facebook import Facebook
+from .googlechat import GoogleChat
 from .linkedin import LinkedIn
 from .mastodon import Mastodon
 from .matrix import Matrix
+from .mattermost import Mattermost
 from .statuspage import Statuspage
 from .telegram import Telegram
 from .twilio import Twilio
@@ -32,6 +34,8 @@ PROVIDERS: dict[str, tuple[type[Provider], ...]] = {
     "telegram": (Telegram,),
     "matrix": (Matrix,),
     "twilio": (Twilio,),
+    "googlechat": (GoogleChat,),
+    "mattermost": (Mattermost,),
 }
 
 __all__ = ["PROVIDERS", "Provider"]
