@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, insert, or_, select, update
+from sqlalchemy import Row, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NotFound
@@ -215,8 +215,11 @@ class SubscriberStore:
         if marketing is not None:
             values["marketing"] = marketing
         with self.ledger.tx() as conn:
-            res = conn.execute(update(_S).where(_S.c.id == subscriber_id, _S.c.state == "pending",
-                                                _S.c.requested_at == requested_at).values(**values))
+            # rows imported from CSV have no requested_at: their links sign created_at
+            this_request = or_(_S.c.requested_at == requested_at,
+                               and_(_S.c.requested_at.is_(None), _S.c.created_at == requested_at))
+            res = conn.execute(update(_S).where(_S.c.id == subscriber_id, _S.c.state == "pending", this_request)
+                               .values(**values))
             if res.rowcount == 1:
                 self.ledger.audit("public", "subscriber.confirm", subscriber_id,
                                   {} if marketing is None else {"marketing": marketing}, conn)

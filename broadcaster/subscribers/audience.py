@@ -92,7 +92,8 @@ def recipients(rows: Rows, lists: Iterable[str], facts: Facts, settings: Setting
     wanted_components = {c.casefold() for c in facts.components}
     out: list[Recipient] = []
     seen: set[str] = set()
-    for r in rows(names, RECEIVING, promotion):
+    # an opt-out of promotions (``opted_out``) never gets one, whatever its marketing flag says
+    for r in rows(names, ("confirmed",) if promotion else RECEIVING, promotion):
         if r.address in seen:
             continue
         mine = {c.casefold() for c in r.components}

@@ -150,7 +150,7 @@ def pending_of(ledger: Ledger, settings: Settings | None, token: str) -> Subscri
         raise InvalidRequest("this link is not valid any more; please subscribe again", field="token") from None
     if sub.state == "confirmed":
         return sub
-    if sub.state != "pending" or (requested is not None and sub.requested_at != requested):
+    if sub.state != "pending" or (requested is not None and (sub.requested_at or sub.created_at) != requested):
         raise InvalidRequest("this subscription was ended or asked for again meanwhile; use the newest link "
                              "or subscribe again", field="token")
     return sub

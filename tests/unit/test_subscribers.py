@@ -245,6 +245,20 @@ def test_a_failed_confirmation_mail_lets_the_address_ask_again(rt):
     assert "subscriber.confirmation_failed" in actions and "subscriber.confirmation_sent" in actions
 
 
+def test_an_imported_pending_address_can_confirm_its_link(rt):
+    import io
+
+    from broadcaster import export
+
+    csv = io.StringIO("address,list,state\nimp@example.test,news,pending\n")
+    report = export.import_subscribers_csv(rt.ledger, csv)
+    assert report.inserted == 1
+    out = Outbox()
+    ask(rt, "imp@example.test", out)
+    assert len(out.sent) == 1
+    assert subs.confirm(rt.ledger, rt.settings, out.token()).state == "confirmed"
+
+
 def test_restarting_a_subscription_makes_its_older_links_worthless(rt):
     out = Outbox()
     ask(rt, "again@example.test", out)
