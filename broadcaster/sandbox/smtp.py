@@ -45,7 +45,8 @@ class SinkHandler:
     def __init__(self, state: SandboxState):
         self.state = state
 
-    def _log(self, verb: str, target: str, status: int, body: bytes = b"", headers=(), outcome: str | None = None) -> None:
+    def _log(self, verb: str, target: str, status: int, body: bytes = b"", headers=(),
+             outcome: str | None = None) -> None:
         rec = self.state.record(NAME, verb, target, "", headers, body)
         rec["status"], rec["outcome"] = status, outcome
 
@@ -91,11 +92,13 @@ class SinkHandler:
         for fault in faults:
             if fault.mode in ("4xx", "5xx"):
                 answer = _reply(fault, 554 if fault.mode == "5xx" else 451, "Transaction failed (sandbox fault)")
-                self._log("DATA", ",".join(envelope.rcpt_tos), int(answer[:3]), envelope.content, headers, f"fault:{fault.mode}")
+                self._log("DATA", ",".join(envelope.rcpt_tos), int(answer[:3]), envelope.content, headers,
+                          f"fault:{fault.mode}")
                 return answer
         message_id = str(msg.get("Message-ID") or f"<sandbox-{self.state.next_id()}@sandbox>")
         drop = any(f.mode == "accept_then_drop" for f in faults)
-        self._log("DATA", ",".join(envelope.rcpt_tos), 250, envelope.content, headers, "accepted_then_dropped" if drop else None)
+        self._log("DATA", ",".join(envelope.rcpt_tos), 250, envelope.content, headers,
+                  "accepted_then_dropped" if drop else None)
         self.state.add_post(NAME, id=message_id, text=str(msg.get("Subject") or ""), key=message_id,
                             mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos),
                             refused=dict(getattr(envelope, "sandbox_refused", {})), headers=dict(headers),

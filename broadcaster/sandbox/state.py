@@ -78,7 +78,8 @@ class SandboxState:
 
     # -- requests
 
-    def record(self, provider: str, method: str, path: str, query: str, headers: Iterable[tuple[str, str]], body: bytes) -> dict[str, Any]:
+    def record(self, provider: str, method: str, path: str, query: str, headers: Iterable[tuple[str, str]],
+               body: bytes) -> dict[str, Any]:
         text = body[:MAX_BODY].decode("utf-8", "replace")
         parsed: Any = None
         if text[:1] in "{[":
@@ -114,7 +115,8 @@ class SandboxState:
 
     # -- created objects
 
-    def add_post(self, provider: str, *, id: str, text: str = "", key: str | None = None, reply_to: str | None = None, **extra: Any) -> dict[str, Any]:
+    def add_post(self, provider: str, *, id: str, text: str = "", key: str | None = None, reply_to: str | None = None,
+                 **extra: Any) -> dict[str, Any]:
         post = {"provider": provider, "id": str(id), "text": text, "key": key, "reply_to": reply_to,
                 "created_at": self.clock(), "deleted": False, **extra}
         with self.lock:
