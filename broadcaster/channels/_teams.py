@@ -28,8 +28,8 @@ CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 #: Adaptive Card 1.4 renders in Teams on desktop, web and mobile
 CARD_VERSION = "1.4"
 
-RETIRED_HINT = ("this is a retired Office 365 connector URL (…webhook.office.com/webhookb2/…); in Teams, create a "
-                "Workflows webhook (\"Post to a channel when a webhook request is received\") and set its URL with "
+RETIRED_HINT = ("the URL is a retired Office 365 connector URL (…webhook.office.com/webhookb2/…); in Teams, create "
+                "a Workflows webhook (\"Post to a channel when a webhook request is received\") and set its URL with "
                 "format: teams_workflow")
 
 

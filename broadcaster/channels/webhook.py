@@ -43,9 +43,16 @@ class WebhookSettings(ChannelSettings):
     @model_validator(mode="after")
     def _warn_retired_connector(self) -> WebhookSettings:
         """Loading the configuration already names a retired Teams connector URL (it will fail)."""
-        if self.format in ("teams", "teams_workflow") and _teams.is_retired_connector(self.url.reveal()):
-            log.warning("a Teams webhook channel uses %s", _teams.RETIRED_HINT)
+        for warning in self.config_warnings():
+            log.warning("Teams webhook channel: %s", warning)
         return self
+
+    def config_warnings(self) -> list[str]:
+        """Problems that do not make the file invalid but will make deliveries fail
+        (``broadcaster check`` prints them, also with ``--offline``)."""
+        if self.format in ("teams", "teams_workflow") and _teams.is_retired_connector(self.url.reveal()):
+            return [_teams.RETIRED_HINT]
+        return []
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -234,6 +234,9 @@ def check(ctx, offline):
     settings = load(ctx)
     click.echo(f"configuration OK: {settings.source or '(inline)'} — {len(settings.channels)} channels, "
                f"{len(settings.routes)} routes")
+    for name, cfg in settings.channels.items():  # valid, but will fail (e.g. a retired Teams connector URL)
+        for warning in getattr(cfg, "config_warnings", list)():
+            click.echo(f"warning: channels.{name}: {warning}", err=True)
     if offline:
         return
     failed = 0

@@ -139,3 +139,17 @@ def test_loading_a_connector_url_warns_and_check_refuses(caplog):
 def test_check_of_a_workflow_url_passes_without_posting():
     ch, seen = make(WORKFLOW)
     assert "well-formed" in ch.check() and seen == []
+
+
+def test_broadcaster_check_offline_warns_about_a_connector_url(tmp_path):
+    from click.testing import CliRunner
+
+    from broadcaster.cli import main
+
+    cfg = tmp_path / "teams.yaml"
+    cfg.write_text(f"channels:\n  ops-teams: {{kind: webhook, format: teams_workflow, url: '{CONNECTOR}'}}\n"
+                   "routes:\n  incident: [ops-teams]\n")
+    result = CliRunner().invoke(main, ["--config", str(cfg), "check", "--offline"], env={"BROADCASTER_CONFIG": None})
+    assert result.exit_code == 0, result.output
+    assert "warning: channels.ops-teams: the URL is a retired Office 365 connector URL" in result.stderr
+    assert "4444" not in result.output
