@@ -59,9 +59,8 @@ class Decision:
 
 def backoff(attempt: int, policy: ChannelPolicy, rng: random.Random | None = None) -> float:
     """Full jitter: uniform in [0, min(max, base · 2^(attempt-1))], at least 100 ms."""
-    rng = rng or random
     ceiling = min(policy.backoff.max, policy.backoff.base * (2 ** max(0, attempt - 1)))
-    return max(0.1, rng.uniform(0, ceiling))
+    return max(0.1, (rng or random).uniform(0, ceiling))
 
 
 def _give_up(reason: str, policy: ChannelPolicy, maybe_sent: bool | None = None) -> Decision:

@@ -8,15 +8,18 @@ or late task finds the row settled or leased and does nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from . import delivery as policy_mod
 from . import signing
-from .channels.base import io_reset, io_started
-from .config import redact, secret_values
+from .channels.base import Channel, io_reset, io_started
+from .config import ChannelPolicy, redact, secret_values
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
 from .ledger.repository import default_owner
 from .models import Announcement, Delivery, DeliveryState, Message, Post, Receipt
+from .resilience.breaker import Permit
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -105,12 +108,13 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
     ``channel`` (carried by the task message) saves a read before the claim."""
     owner = owner or default_owner()
     ledger = runtime.ledger
-    if channel is None or channel not in runtime.settings.channels:
+    name = channel
+    if name is None or name not in runtime.settings.channels:
         d0 = _peek(runtime, delivery_id)
         if d0 is None:
             return "skipped"
-        channel = d0.channel
-    lease = lease_for(runtime, channel)
+        name = d0.channel
+    lease = lease_for(runtime, name)
     claimed = ledger.claim_with_announcement(delivery_id, owner, lease)
     if claimed is None:
         return "skipped"
@@ -156,33 +160,33 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
         return _nothing_sent(runtime, d, exc, pol, finish)
     if isinstance(prepared, str):
         return prepared
-    channel, post, permit = prepared
+    adapter, post, permit = prepared
 
     progress = LedgerProgress(runtime, d, owner, lease)
     io_reset()
     try:
         if d.maybe_sent:
-            if channel.can_lookup:
-                found = channel.lookup(post, key=d.key)
+            if adapter.can_lookup:
+                found = adapter.lookup(post, key=d.key)
                 if found is not None:
                     _shared(runtime.breaker.success, None, d.channel)
                     return finish(S.DELIVERED, "found on the channel by look-up: the earlier attempt had landed",
                                   receipt=found, attempted=True, maybe_sent=False)
-            elif not channel.idempotent and channel.public:
+            elif not adapter.idempotent and adapter.public:
                 return finish(S.UNKNOWN, "an earlier attempt may have been posted and this channel offers no way "
                                          "to check; not re-sent — check the channel", maybe_sent=True)
-        receipt = channel.send(post, key=d.key, progress=progress)
+        receipt = adapter.send(post, key=d.key, progress=progress)
     except DeliveryError as exc:
-        return _after_error(runtime, d, exc, pol, channel, finish)
+        return _after_error(runtime, d, exc, pol, adapter, finish)
     except Exception as exc:  # noqa: BLE001 - an adapter bug: the request may have gone out…
-        if channel.marks_io and not io_started():  # …unless nothing left yet (see channels.base)
+        if adapter.marks_io and not io_started():  # …unless nothing left yet (see channels.base)
             if isinstance(exc, CONTENT_ERRORS):
                 return _content_failed(runtime, d, exc, finish, "could not be built for sending")
             log.exception("delivery %s: internal error in %s before sending", d.id, d.channel, extra=_ids(d))
             return _nothing_sent(runtime, d, exc, pol, finish)
         log.exception("delivery %s: unexpected error in %s adapter", d.id, d.channel, extra=_ids(d))
-        err = AmbiguousDelivery(f"internal error in the {channel.kind} adapter ({type(exc).__name__})")
-        return _after_error(runtime, d, err, pol, channel, finish)
+        err = AmbiguousDelivery(f"internal error in the {adapter.kind} adapter ({type(exc).__name__})")
+        return _after_error(runtime, d, err, pol, adapter, finish)
     if permit.failures or permit.probe or permit.opened_at is not None:
         _shared(runtime.breaker.success, None, d.channel)  # a healthy closed breaker needs no reset round trip
     note = "delivered" + (" (provider reported an identical earlier post)" if receipt.extra.get("duplicate") else "")
@@ -199,10 +203,10 @@ def _shared(fn, default, *args):
         return default
 
 
-def _prepare(runtime: Runtime, d: Delivery, ann, pol, now: float, finish):
+def _prepare(runtime: Runtime, d: Delivery, ann: Announcement, pol: ChannelPolicy, now: float,
+             finish: Callable[..., str]) -> str | tuple[Channel[Any], Post, Permit]:
     """Breaker, rate limit and rendering: everything before the one remote attempt. Returns the
     recorded outcome (a str) when the attempt must not happen now, else (channel, post, permit)."""
-    from .resilience.breaker import Permit
 
     settings = runtime.settings
     # breaker: do not even try a channel that is down; fall back once it has been down too long
@@ -241,7 +245,7 @@ def _content_failed(runtime: Runtime, d: Delivery, exc: Exception, finish, what:
     against the channel's breaker (the provider is fine) and never "maybe sent"."""
     secrets = secret_values(runtime.settings.channels.get(d.channel))
     detail = str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}"
-    detail = redact(detail, secrets)
+    detail = redact(detail, secrets) or detail
     return finish(S.FAILED, f"{what} for {d.channel}: {detail}; nothing was sent", error=detail,
                   maybe_sent=False)
 

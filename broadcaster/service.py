@@ -79,7 +79,8 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     components = component_names.resolve(req.components, settings)
 
     now = runtime.clock()
-    due = req.publish_at if req.publish_at and req.publish_at > now else now
+    publish_at = None if req.publish_at is None else float(req.publish_at)  # epoch seconds once validated
+    due = publish_at if publish_at and publish_at > now else now
     scheduled = due > now
     status = req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind)
     fields = {
@@ -107,9 +108,9 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     if wake and not defer_enqueue:
         runtime.enqueue(wake)
         wake = []
-    status = {"announcement": res.announcement, "updates": res.updates, "deliveries": res.deliveries,
-              "events": res.events}
-    return Submitted(res.announcement.id, res.created, [d.id for d in res.deliveries], to_enqueue=wake, status=status)
+    written = {"announcement": res.announcement, "updates": res.updates, "deliveries": res.deliveries,
+               "events": res.events}
+    return Submitted(res.announcement.id, res.created, [d.id for d in res.deliveries], to_enqueue=wake, status=written)
 
 
 def fallback_reach(settings: Settings, channels: list[str]) -> dict[str, list[str]]:

@@ -126,7 +126,7 @@ class Ledger:
         # Readers: on SQLite a deferred BEGIN (no write lock); on PostgreSQL autocommit, which
         # saves the BEGIN and ROLLBACK round trips and loses nothing — under READ COMMITTED
         # every statement takes its own snapshot, inside a transaction or not.
-        opts = {"bc_readonly": True}
+        opts: dict[str, Any] = {"bc_readonly": True}
         if engine.dialect.name == "postgresql":
             opts["isolation_level"] = "AUTOCOMMIT"
         self._reader = engine.execution_options(**opts)
@@ -516,6 +516,8 @@ class Ledger:
             if peek is None or S(peek.state) not in CLAIMABLE or (peek.due_at is not None and peek.due_at > now + 0.05):
                 return None
             ann_row = conn.execute(_ANNOUNCEMENT, {"b_id": peek.announcement_id}).first()
+        if ann_row is None:  # the foreign key forbids it; a claim without its announcement cannot proceed
+            return None
         with self.tx() as conn:
             fresh = conn.execute(_CLAIM, {"b_id": delivery_id, "b_state": peek.state, "b_due": now + 0.05,
                                           "state": str(S.SENDING), "lease_owner": owner, "lease_until": now + lease,
@@ -723,17 +725,17 @@ class Ledger:
         d, di = t.deliveries, t.delivery_items
         stmts = self.__dict__.get("_mark_statements")
         if stmts is None:
-            from sqlalchemy import bindparam
+            from sqlalchemy.dialects import postgresql, sqlite
 
-            upsert = None
-            if self.engine.dialect.name in ("sqlite", "postgresql"):
-                if self.engine.dialect.name == "sqlite":
-                    from sqlalchemy.dialects.sqlite import insert as dialect_insert
-                else:
-                    from sqlalchemy.dialects.postgresql import insert as dialect_insert
-                upsert = dialect_insert(di)
-                upsert = upsert.on_conflict_do_update(index_elements=[di.c.delivery_id, di.c.item], set_={
-                    "state": upsert.excluded.state, "detail": upsert.excluded.detail, "at": upsert.excluded.at})
+            upsert: Executable | None = None
+            if self.engine.dialect.name == "sqlite":
+                lite = sqlite.insert(di)
+                upsert = lite.on_conflict_do_update(index_elements=[di.c.delivery_id, di.c.item], set_={
+                    "state": lite.excluded.state, "detail": lite.excluded.detail, "at": lite.excluded.at})
+            elif self.engine.dialect.name == "postgresql":
+                pg = postgresql.insert(di)
+                upsert = pg.on_conflict_do_update(index_elements=[di.c.delivery_id, di.c.item], set_={
+                    "state": pg.excluded.state, "detail": pg.excluded.detail, "at": pg.excluded.at})
             renew = (update(d).where(d.c.id == bindparam("d_id"), d.c.lease_owner == bindparam("d_owner"),
                                      d.c.state == str(S.SENDING)).values(lease_until=bindparam("d_until")))
             stmts = self._mark_statements = (upsert, renew)
