@@ -299,6 +299,48 @@ class SentinelSettings(Strict):
     password: Secret | None = None  # the Sentinels' own password (requirepass in sentinel.conf), if any
 
 
+# ---------------------------------------------------------------- inbound alerts (docs/alerts.md)
+
+class InboundReceiver(Strict):
+    """One sender: which tool it is and how it proves itself (at least one credential)."""
+
+    source: Literal["alertmanager", "grafana", "pagerduty", "opsgenie", "uptime-kuma"]
+    token: Secret | None = None  # Authorization: Bearer <token> (or in ``header``)
+    header: str | None = None  # read the token from this header instead of Authorization
+    username: str | None = None  # HTTP basic auth (Alertmanager's basic_auth)
+    password: Secret | None = None
+    hmac_secret: Secret | None = None  # Grafana's and PagerDuty's signature secret
+    signature_header: str | None = None  # Grafana: default X-Grafana-Alerting-Signature
+    timestamp_header: str | None = None  # Grafana: its optional timestamp header (then replay-safe)
+    max_age: Duration = 300.0  # a signed timestamp older (or newer) than this is refused
+
+
+class InboundMatch(Strict):
+    receiver: str | None = None
+    source: str | None = None
+    severity: str | None = None
+    labels: dict[str, str] = {}
+
+
+class InboundRule(Strict):
+    match: InboundMatch = InboundMatch()
+    kind: Literal["incident", "maintenance", "promotion", "deploy", "notice"] = "incident"
+    severity: Literal["minor", "major", "critical"] | None = None
+    components: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()  # empty: the kind's route
+    title: str = "{title}"
+    body: str = "{summary}"
+    resolved_body: str = "This has been resolved."
+    mode: Literal["draft", "publish"] = "draft"
+
+
+class InboundSettings(Strict):
+    receivers: dict[str, InboundReceiver] = {}
+    rules: tuple[InboundRule, ...] = ()
+    #: a group that fires again within this of resolving reopens its draft or incident
+    flap_window: Duration = 600.0
+
+
 class Settings(Strict):
     ledger: str = "sqlite:///var/broadcaster.db"
     broker: str | None = None  # Redis (or amqp://) URL; None → $REDIS_URL or the local Redis
@@ -319,6 +361,7 @@ class Settings(Strict):
     retention: RetentionSettings = RetentionSettings()
     signing: SigningSettings | None = None  # None: announcements are not signed
     official: OfficialSettings = OfficialSettings()
+    inbound: InboundSettings = InboundSettings()
     source: str | None = None  # path the settings were read from
 
     @field_serializer("ledger", "broker", "redis")
@@ -503,12 +546,34 @@ def _cross_check(settings: Settings, problems: list, declared: set[str] | None =
     for i, kind in enumerate(settings.quiet_during_incidents):
         if kind not in KINDS:
             problems.append((f"quiet_during_incidents[{i}]", f"unknown kind (one of {', '.join(KINDS)})"))
+    _check_inbound(settings, problems, known)
     for key in ("broker", "redis"):
         url = getattr(settings, key)
         if url and url.startswith("sentinel://") and settings.sentinel is None:
             problems.append(("sentinel.master_name", f"required when {key} is a sentinel:// URL "
                                                      "(the name the Sentinels monitor, e.g. mymaster)"))
             break
+
+
+def _check_inbound(settings: Settings, problems: list, known: set[str]) -> None:
+    """Each receiver can authenticate its sender; each rule names receivers and channels that exist."""
+    for name, rec in settings.inbound.receivers.items():
+        where = f"inbound.receivers.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            problems.append((where, "a receiver name is letters, digits, - and _ (it is part of its URL)"))
+        if rec.source == "pagerduty" and not rec.hmac_secret:
+            problems.append((f"{where}.hmac_secret", "required: PagerDuty signs every webhook with it"))
+        elif not (rec.token or rec.hmac_secret or (rec.username and rec.password)):
+            problems.append((where, "needs a credential: token, username and password, or hmac_secret"))
+        if rec.hmac_secret and rec.source not in ("grafana", "pagerduty"):
+            problems.append((f"{where}.hmac_secret", f"{rec.source} does not sign its webhooks; use token"))
+    for i, rule in enumerate(settings.inbound.rules):
+        where = f"inbound.rules[{i}]"
+        if rule.match.receiver and rule.match.receiver not in settings.inbound.receivers:
+            problems.append((f"{where}.match.receiver", f"no receiver named {rule.match.receiver!r}"))
+        for j, ch in enumerate(rule.channels):
+            if ch not in known:
+                problems.append((f"{where}.channels[{j}]", f"no channel named {ch!r}"))
 
 
 def load_settings(data: dict[str, Any], *, env: dict[str, str] | None = None, source: str | None = None) -> Settings:

@@ -76,7 +76,7 @@ def _routers(public: list[str]) -> APIRouter:
 
 
 #: routers written for other issues (subscribers, export); the API works without them
-OPTIONAL = ("routes_subscribers", "routes_export")
+OPTIONAL = ("routes_subscribers", "routes_export", "routes_inbound")
 
 
 def _optional() -> list:

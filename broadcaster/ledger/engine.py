@@ -180,6 +180,11 @@ def _v5_announcement_reach(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE announcements ADD COLUMN allowed_channels {kind}"))
 
 
+def _v6_alert_drafts(conn: Connection) -> None:
+    """``alert_drafts``: draft incidents made from inbound alerts (``ledger/drafts.py``)."""
+    schema.alert_drafts.create(conn, checkfirst=True)
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
@@ -187,6 +192,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "subscribers: requested_at, confirm_sent_at", _v3_subscriber_requests),
     (4, "sms_opt_outs: numbers that replied STOP", _v4_sms_opt_outs),
     (5, "announcements remember the channels their author may reach", _v5_announcement_reach),
+    (6, "alert_drafts: draft incidents from inbound alerts", _v6_alert_drafts),
 ]
 
 LATEST = MIGRATIONS[-1][0]

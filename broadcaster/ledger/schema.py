@@ -205,6 +205,35 @@ sms_opt_outs = Table(
     Column("at", Float, nullable=False),
 )
 
+alert_drafts = Table(
+    "alert_drafts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("receiver", String(64), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("group_key", String(64), nullable=False),  # sha256 of the sender's group key
+    #: the group key while the group is live (draft, published, or just resolved): a UNIQUE index on
+    #: it keeps one draft per alert group; NULL once the group is over (NULLs never collide)
+    Column("open_key", String(140)),
+    Column("state", String(16), nullable=False),  # draft | published | expired | discarded | closed
+    Column("mode", String(10), nullable=False),  # draft | publish (the rule's choice)
+    Column("firing", Boolean, nullable=False, default=True),
+    Column("flaps", Integer, nullable=False, default=0),
+    Column("fields", JSON, nullable=False),  # the announcement it proposes (kind, title, body, ...)
+    Column("resolve_body", Text, nullable=False, default=""),
+    Column("resolve_proposed", Boolean, nullable=False, default=False),
+    Column("alert", JSON, nullable=False),  # the latest source alert (for the reviewer)
+    Column("seen", JSON, nullable=False, default=list),  # recent sender event ids (replays)
+    Column("announcement_id", String(40)),
+    Column("resolve_update_id", String(40)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("resolved_at", Float),
+    Column("published_by", String(200)),
+    Index("ux_alert_drafts_open", "open_key", unique=True),
+    Index("ix_alert_drafts_state", "state", "updated_at"),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,

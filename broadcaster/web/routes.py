@@ -366,3 +366,8 @@ def ui_preview(request: Request, raw: Body) -> Response:
         return JSONResponse({"error": {"code": "invalid_request", "message": str(exc),
                                        "details": {"field": exc.field}}}, status_code=422)
     return JSONResponse({"channels": rows}, headers={"Cache-Control": "no-store"})
+
+
+from . import drafts_page  # noqa: E402 - registers its routes on this router (it imports the helpers above)
+
+router.include_router(drafts_page.router)
