@@ -8,6 +8,7 @@ Every problem is reported as ``key.path: plain sentence`` — all of them at onc
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -201,9 +202,29 @@ class ApiSettings(Strict):
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     rate_limit: Rate = (120, 60.0)  # per token
     anonymous_rate_limit: Rate = (30, 60.0)  # per address, unauthenticated
-    #: addresses of reverse proxies whose X-Forwarded-For is believed (e.g. ["127.0.0.1"])
+    #: reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are
+    #: believed, e.g. ["127.0.0.1", "::1"]; a comma-separated string works too (from ${VAR})
     trusted_proxies: tuple[str, ...] = ()
     workers: int = Field(1, ge=1, le=64)  # API processes (uvicorn workers)
+    #: a web page session ends after this long without a request …
+    session_idle: Duration = Field(12 * 3600.0, gt=0)
+    #: … and this long after sign-in in any case
+    session_lifetime: Duration = Field(7 * 86400.0, gt=0)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, v: Any) -> Any:
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ValueError(f"{p!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
+        return v
 
 
 class WorkerSettings(Strict):

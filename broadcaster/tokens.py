@@ -117,6 +117,21 @@ class TokenStore:
             raise InvalidRequest("tokens can only be created or revoked with a ledger configured")
         return self.ledger
 
+    def principal_named(self, name: str) -> Principal | None:
+        """The principal of the live token called ``name`` (static or in the ledger), else None:
+        a web session re-checks its token on every request, so a revoked token, a static token
+        removed from the configuration or changed scopes take effect at once."""
+        for st in self.settings.tokens:
+            if st.name == name:
+                return Principal(st.name, tuple(st.kinds), tuple(st.channels), st.admin)
+        if self.ledger is None:
+            return None
+        with self.ledger.read() as conn:
+            row = conn.execute(select(t.tokens).where(t.tokens.c.name == name)).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        return Principal(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin))
+
     def _touch(self, token_id: str) -> None:
         now = self.clock()
         with self._lock:
@@ -184,5 +199,6 @@ class TokenStore:
             if row.revoked_at is None:
                 conn.execute(update(t.tokens).where(t.tokens.c.id == row.id).values(revoked_at=now))
                 ledger.audit(actor, "token.revoke", name, {}, conn)
+        ledger.sessions.revoke_for_token(name, now)  # its web page sessions end with it
         return TokenInfo(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin), "ledger",
                          created_at=row.created_at, revoked_at=row.revoked_at or now, last_used_at=row.last_used_at)

@@ -1,8 +1,9 @@
 """The ASGI application: ``create_app(settings, runtime=None) -> FastAPI``.
 
 Layers, outermost first: CatchAll (no traceback ever reaches a client) → metrics (latency of
-every request) → IntakeGuard (size limit, token, rate limits — before any body is read) →
-FastAPI routing with JSON error handlers. The API lives under ``/api/v1``; health and metrics
+every request) → proxy headers (only with ``api.trusted_proxies``: the client address and
+scheme a trusted reverse proxy reports in X-Forwarded-For / X-Forwarded-Proto) → IntakeGuard
+(size limit, token or session, rate limits — before any body is read) → FastAPI routing with JSON error handlers. The API lives under ``/api/v1``; health and metrics
 at the root; the web page (``broadcaster/web``, when present) at ``/``.
 
 Other routers reach shared state through ``request.app.state``: ``runtime`` (ledger, settings,
@@ -144,6 +145,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     limiter = Limiter(rt.limiter, clock=rt.clock)
     app.add_middleware(IntakeGuard, settings=settings, tokens=app.state.tokens, limiter=limiter,
                        public=app.state.public_paths, sessions=getattr(app.state, "sessions", None))
+    if settings.api.trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        # outside the guard: per-address limits see the real client, cookies see https
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.api.trusted_proxies))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(errors.CatchAll)
     app.openapi = lambda: _openapi_with_intake_errors(app)

@@ -165,8 +165,7 @@ def api(ctx, host, port, workers):
     workers = workers or settings.api.workers
     opts = dict(host=host or settings.api.host, port=port or settings.api.port, log_level="warning",
                 timeout_keep_alive=5, timeout_graceful_shutdown=5,
-                proxy_headers=bool(settings.api.trusted_proxies),
-                forwarded_allow_ips=",".join(settings.api.trusted_proxies) or None)
+                proxy_headers=False)  # the app reads them itself, from api.trusted_proxies only
     if workers > 1:
         if not settings.source:
             raise click.UsageError("--workers > 1 needs the configuration in a file (--config)")

@@ -185,6 +185,11 @@ def _v6_alert_drafts(conn: Connection) -> None:
     schema.alert_drafts.create(conn, checkfirst=True)
 
 
+def _v7_web_sessions(conn: Connection) -> None:
+    """The web page's sessions (``ledger/sessions.py``); already there in a ledger created at this version."""
+    schema.web_sessions.create(conn, checkfirst=True)
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
@@ -193,6 +198,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "sms_opt_outs: numbers that replied STOP", _v4_sms_opt_outs),
     (5, "announcements remember the channels their author may reach", _v5_announcement_reach),
     (6, "alert_drafts: draft incidents from inbound alerts", _v6_alert_drafts),
+    (7, "web page sessions", _v7_web_sessions),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -34,6 +34,7 @@ from . import schema as t
 from .engine import make_engine, migrate
 from .idempotency import IdempotencyStore
 from .retention import RetentionStore
+from .sessions import SessionStore
 
 S = DeliveryState
 
@@ -135,6 +136,8 @@ class Ledger:
         self.idempotency = IdempotencyStore(self)
         #: forgetting old history (see ledger/retention.py)
         self.retention = RetentionStore(self)
+        #: the web page's signed-in browsers (see ledger/sessions.py)
+        self.sessions = SessionStore(self)
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, clock=time.time) -> "Ledger":

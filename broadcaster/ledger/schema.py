@@ -234,6 +234,20 @@ alert_drafts = Table(
     Index("ix_alert_drafts_state", "state", "updated_at"),
 )
 
+web_sessions = Table(  # see ledger/sessions.py
+    "web_sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("secret_hash", String(80), nullable=False),  # sha256 of the browser's secret; never the secret
+    Column("token_name", String(200), nullable=False),  # the API token it was exchanged for
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),  # absolute end
+    Column("revoked_at", Float),  # sign-out, or its token was revoked
+    Index("ux_web_sessions_secret", "secret_hash", unique=True),
+    Index("ix_web_sessions_token", "token_name"),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,

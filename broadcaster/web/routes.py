@@ -133,7 +133,6 @@ def static(name: str) -> Response:
 SIGNIN_MESSAGES = {
     "expired": "The sign-in form expired. Please try again.",
     "invalid": "That token is not valid (or was revoked).",
-    "signed_out": "You are signed out.",
 }
 
 
@@ -153,25 +152,40 @@ def signin_page(request: Request, code: str | None, status: int = 200) -> HTMLRe
 
 @router.post("/signin")
 def signin(request: Request, form: Form) -> Response:
+    """Exchange the token for a session: the browser keeps only the session's own secret."""
     if not session.presign_ok(request, form.get("csrf")):
         return signin_page(request, "expired", 403)
-    token = str(form.get("token") or "").strip()
-    if session.authenticate(request, token) is None:
+    token = form.get("token")
+    try:
+        started = session.sessions_of(request).start(token.strip() if isinstance(token, str) else "")
+    except LedgerUnavailable:
+        return page(request, "error.html", status=503, message="The ledger is unavailable; try again shortly.",
+                    principal=None, csrf="")
+    if started is None:
         return signin_page(request, "invalid", 401)
     resp = redirect("/")
-    resp.set_cookie(session.SESSION_COOKIE, token, max_age=12 * 3600, **session.cookie_args(request))
+    resp.set_cookie(session.SESSION_COOKIE, started[0], max_age=int(session.sessions_of(request).lifetime),
+                    **session.cookie_args(request))
     resp.delete_cookie(session.PRESIGN_COOKIE, path="/")
     return resp
 
 
 @router.post("/signout")
 def signout(request: Request, form: Form) -> Response:
+    """Ends the session in the ledger (a copied cookie stops working too) and clears the cookie."""
     who = signed_in(request)
     if who and not session.csrf_ok(who[0], form.get("csrf")):
         return refused(request, who)
+    if who:
+        session.sessions_of(request).end(who[0])
     resp = redirect("/signin")
-    resp.delete_cookie(session.SESSION_COOKIE, path="/")
+    resp.delete_cookie(session.SESSION_COOKIE, path="/", **_cookie_flags(request))
     return resp
+
+
+def _cookie_flags(request: Request) -> dict[str, Any]:
+    args = session.cookie_args(request)
+    return {"secure": args["secure"], "httponly": args["httponly"], "samesite": args["samesite"]}
 
 
 # ---------------------------------------------------------------- list, compose

@@ -36,6 +36,7 @@ def serve(settings, runtime: Runtime):
     app = create_app(settings, runtime)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           proxy_headers=False,  # as `broadcaster api`: the app decides
                                            lifespan="on", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

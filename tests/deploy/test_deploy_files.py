@@ -383,3 +383,52 @@ def test_nginx_snippet_passes_nginx_t(tmp_path):
     assert result.returncode == 0, result.stderr
     for must in ("client_max_body_size 256k", "proxy_request_buffering on", "limit_req_zone", "proxy_read_timeout"):
         assert must in site
+
+
+# ---------------------------------------------------------------- the reverse proxy, trusted
+
+
+def _proxies_of(config_text: str, env: dict[str, str]) -> tuple[str, ...]:
+    return load_settings(yaml.safe_load(config_text), env=env).api.trusted_proxies
+
+
+def test_every_deployment_trusts_exactly_its_own_reverse_proxy():
+    """nginx sends X-Forwarded-For/-Proto; each way of running tells the API who nginx is, so
+    clients keep their own address (per-address limits) and cookies know they travel over https."""
+    import ipaddress
+
+    site = NGINX.read_text()
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in site
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in site
+    upstream = re.search(r"upstream broadcaster_api \{\s*server ([0-9.]+):", site)
+    assert upstream, "nginx proxies to the API on an address"
+    base = env_file(ENV_EXAMPLE)
+    production = PRODUCTION.read_text()
+
+    unit = (UNITS / "broadcaster-api.service").read_text()
+    systemd_env = dict(line.split("=", 2)[1:] for line in unit.splitlines() if line.startswith("Environment="))
+    proxies = _proxies_of(production, {**base, **systemd_env})
+    assert upstream.group(1) in proxies, "systemd: nginx on this host connects from loopback"
+
+    data = compose_interpolate(compose(), base)
+    api_env = data["services"]["api"]["environment"]
+    assert api_env["BROADCASTER_CONFIG"] == "/etc/broadcaster/broadcaster.yaml"
+    gateway = data["networks"]["default"]["ipam"]["config"][0]["gateway"]
+    subnet = ipaddress.ip_network(data["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert ipaddress.ip_address(gateway) in subnet
+    assert _proxies_of(production, {**base, **api_env}) == (gateway,), "compose: only the gateway is trusted"
+
+    config = next(d for _, d in manifests() if d["kind"] == "ConfigMap")
+    secret = yaml.safe_load((DEPLOY / "k8s" / "secret.example.yaml").read_text())
+    api = next(d for _, d in manifests() if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("api"))
+    env = {e["name"]: e["value"] for e in api["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
+    k8s = _proxies_of(config["data"]["broadcaster.yaml"], {**secret["stringData"], **env})
+    assert k8s and all(ipaddress.ip_network(p) for p in k8s), "kubernetes: the ingress pods are trusted"
+
+
+def test_without_a_trusted_proxy_setting_nothing_forwarded_is_believed():
+    base = {k: v for k, v in env_file(ENV_EXAMPLE).items() if k != "BROADCASTER_TRUSTED_PROXIES"}
+    config = next(d for _, d in manifests() if d["kind"] == "ConfigMap")
+    secret = yaml.safe_load((DEPLOY / "k8s" / "secret.example.yaml").read_text())
+    assert _proxies_of(config["data"]["broadcaster.yaml"], secret["stringData"]) == ()
+    assert _proxies_of(PRODUCTION.read_text(), base) == ("127.0.0.1", "::1")  # the proxy on this host
