@@ -15,8 +15,8 @@ import html
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Callable
 
 import regex
 
@@ -141,14 +141,14 @@ def markdown_to_html(md: str) -> str:
     out = []
     for block in blocks:
         lines = block.split("\n")
-        if all(_BULLET.match(l) for l in lines):
-            items = "".join(f"<li>{_inline_html(_BULLET.sub('', l))}</li>" for l in lines)
+        if all(_BULLET.match(line) for line in lines):
+            items = "".join(f"<li>{_inline_html(_BULLET.sub('', line))}</li>" for line in lines)
             out.append(f"<ul>{items}</ul>")
-        elif all(_NUMBERED.match(l) for l in lines):
-            items = "".join(f"<li>{_inline_html(_NUMBERED.sub('', l))}</li>" for l in lines)
+        elif all(_NUMBERED.match(line) for line in lines):
+            items = "".join(f"<li>{_inline_html(_NUMBERED.sub('', line))}</li>" for line in lines)
             out.append(f"<ol>{items}</ol>")
         else:
-            out.append("<p>" + "<br>\n".join(_inline_html(l) for l in lines) + "</p>")
+            out.append("<p>" + "<br>\n".join(_inline_html(line) for line in lines) + "</p>")
     return "\n".join(out)
 
 
@@ -183,17 +183,21 @@ def html_body(body: str, when: str | None = None) -> str:
 # ---------------------------------------------------------------- maintenance windows
 
 
+EN_DASH = "\u2013"  # a range, as typeset (written as an escape so no one mistakes it for "-")
+
+
 def _day(dt: datetime) -> str:
     return f"{dt.day} {dt:%b %Y}"
 
 
 def window_text(starts_at: float, ends_at: float) -> str:
-    """A window as people read it, in UTC: ``30 Nov 2026, 04:30–06:00 UTC``, or with both days
-    when it crosses midnight: ``30 Nov 2026, 22:00 – 1 Dec 2026, 02:00 UTC``."""
+    """A window as people read it, in UTC: ``30 Nov 2026, 04:30-06:00 UTC`` (an en dash between
+    the times), or with both days when it crosses midnight: ``30 Nov 2026, 22:00 - 1 Dec 2026,
+    02:00 UTC`` (an en dash between spaces)."""
     start, end = (datetime.fromtimestamp(t, UTC) for t in (starts_at, ends_at))
     if start.date() == end.date():
-        return f"{_day(start)}, {start:%H:%M}–{end:%H:%M} UTC"
-    return f"{_day(start)}, {start:%H:%M} – {_day(end)}, {end:%H:%M} UTC"
+        return f"{_day(start)}, {start:%H:%M}{EN_DASH}{end:%H:%M} UTC"
+    return f"{_day(start)}, {start:%H:%M} {EN_DASH} {_day(end)}, {end:%H:%M} UTC"
 
 
 def when_line(kind: str, starts_at: float | None, ends_at: float | None) -> str | None:

@@ -247,14 +247,44 @@ def compose_options(fn: Callable) -> Callable:
         click.option("--url", "link", default=None, help="Link to include (http/https)."),
         click.option("--publish-at", default=None, metavar="ISO", help="Publish later (ISO 8601)."),
         click.option("--tag", "tags", multiple=True, help="Tag (repeatable)."),
+        click.option("--starts-at", default=None, metavar="ISO",
+                     help="Maintenance window start (ISO 8601; UTC unless it names an offset). With --ends-at."),
+        click.option("--ends-at", default=None, metavar="ISO", help="Maintenance window end (after --starts-at)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
 
 
+def window_payload(kind: str, starts_at: str | None, ends_at: str | None) -> dict[str, str] | None:
+    """``--starts-at``/``--ends-at`` → the request's ``window``, checked by the same model the API
+    uses (so a bad time or an end not after the start is a usage error before anything is sent)."""
+    if starts_at is None and ends_at is None:
+        return None
+    if kind != "maintenance":
+        raise click.UsageError("--starts-at/--ends-at give a maintenance window: use them with --kind maintenance")
+    if starts_at is None or ends_at is None:
+        raise click.UsageError("a maintenance window needs both --starts-at and --ends-at")
+    from pydantic import ValidationError
+
+    from ..requests import WindowIn
+
+    window = {"starts_at": starts_at, "ends_at": ends_at}
+    try:
+        WindowIn.model_validate(window)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = {"starts_at": "--starts-at", "ends_at": "--ends-at"}.get(str(err["loc"][0]) if err["loc"] else "",
+                                                                        "--ends-at")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if "must be after" in msg:
+            msg = f"must be after --starts-at ({starts_at})"
+        raise click.BadParameter(msg, param_hint=f"'{flag}'") from None
+    return window
+
+
 def build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at,
-                  tags) -> dict:
+                  tags, starts_at=None, ends_at=None) -> dict:
     if body is not None and body_file is not None:
         raise click.UsageError("give --body or --body-file, not both")
     if body_file is not None:
@@ -265,6 +295,9 @@ def build_payload(kind, title, body, body_file, severity, ann_status, components
     for key, values in (("components", components), ("channels", channels), ("tags", tags)):
         if values:
             payload[key] = list(values)
+    window = window_payload(kind, starts_at, ends_at)
+    if window:
+        payload["window"] = window
     return payload
 
 
@@ -353,11 +386,11 @@ def wait_options(fn: Callable) -> Callable:
 @connection_options
 @click.pass_context
 def post(ctx, kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at, tags,
-         idempotency_key, direct, journal, subscribers_file, wait, quiet, timeout, interval, as_json, api_url,
-         token):
+         starts_at, ends_at, idempotency_key, direct, journal, subscribers_file, wait, quiet, timeout, interval,
+         as_json, api_url, token):
     """Submit an announcement once; the workers deliver it to every channel."""
     payload = build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link,
-                            publish_at, tags)
+                            publish_at, tags, starts_at, ends_at)
     key = idempotency_key or str(uuid.uuid4())
     if direct:
         from .breakglass_cmd import post_direct
@@ -463,6 +496,9 @@ _register_simple("retract", "/announcements/{id}/retract", "retracting",
                  "Retract an announcement everywhere (cancel what has not gone out, delete what has).", "ID")
 _register_simple("cancel", "/announcements/{id}/cancel", "cancelled",
                  "Cancel a scheduled announcement before its publish time.", "ID")
+_register_simple("cancel-window", "/maintenance/{id}/cancel", "window cancelled:",
+                 "Cancel a maintenance window: every channel that has it is told (quietly stopped if unpublished).",
+                 "ID")
 _register_simple("retry", "/deliveries/{id}/retry", "retrying",
                  "Send a failed or unknown delivery again (after checking the channel).", "DELIVERY_ID")
 _register_simple("confirm", "/deliveries/{id}/confirm", "confirmed as delivered",
@@ -527,10 +563,10 @@ def list_(ctx, kind, state, limit, as_json, api_url, token):
 @connection_options
 @click.pass_context
 def preview(ctx, kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at, tags,
-            as_json, api_url, token):
+            starts_at, ends_at, as_json, api_url, token):
     """Render the announcement for each channel without sending; exit 1 if a channel refuses it."""
     payload = build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link,
-                            publish_at, tags)
+                            publish_at, tags, starts_at, ends_at)
 
     def action(api: Api) -> int:
         data = api.call("POST", "/preview", json_body=payload)

@@ -32,7 +32,7 @@ def utc_time(value: str) -> str:
 
 def compose_ctx(rt: Runtime, values: dict[str, Any]) -> dict[str, Any]:
     settings = rt.settings
-    kind = values.get("kind") if values.get("kind") in KINDS else "incident"
+    kind = str(values["kind"]) if values.get("kind") in KINDS else "incident"
     chosen = values.get("channels")
     routes = {k: list(settings.route(k)) for k in KINDS}
     ticked = {str(n).casefold() for n in values.get("components") or ()}

@@ -287,3 +287,45 @@ def test_update_of_unknown_announcement_is_exit_2(api):
 @pytest.mark.parametrize("args", [["update", "x", "--status", "resolved"]])
 def test_update_needs_text(api, args):
     assert cli(api, *args).exit_code == 2
+
+
+# ---------------------------------------------------------------- maintenance windows (issue 13, item 14)
+
+
+def test_post_creates_a_maintenance_window_and_previews_state_it(api):
+    out = post_json(api, "--kind", "maintenance", "--title", "Database upgrade", "--body", "Writes pause briefly.",
+                    "--starts-at", "2026-11-30T04:30:00Z", "--ends-at", "2026-11-30T06:00")
+    ann = api.runtime.ledger.get_announcement(out["id"])
+    assert (ann.window.starts_at, ann.window.ends_at) == (1796013000.0, 1796018400.0)  # a zone-less time is UTC
+    res = cli(api, "preview", "--kind", "maintenance", "--title", "Database upgrade", "--starts-at",
+              "2026-11-30T04:30Z", "--ends-at", "2026-11-30T06:00+00:00")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("When: 30 Nov 2026, 04:30\u201306:00 UTC") == 2  # both channels' text
+
+
+@pytest.mark.parametrize("args, flag, words", [
+    (["--starts-at", "tomorrow 4am", "--ends-at", "2026-11-30T06:00Z"], "--starts-at", "ISO 8601"),
+    (["--starts-at", "2026-11-30T04:30Z", "--ends-at", "2026-13-30T06:00Z"], "--ends-at", "ISO 8601"),
+    (["--starts-at", "2026-11-30T06:00Z", "--ends-at", "2026-11-30T06:00Z"], "--ends-at", "must be after --starts-at"),
+    (["--starts-at", "2026-11-30T06:00Z", "--ends-at", "2026-11-30T05:00Z"], "--ends-at", "must be after --starts-at"),
+    (["--starts-at", "2026-11-30T06:00Z"], "--ends-at", "needs both"),
+    (["--kind", "incident", "--starts-at", "2026-11-30T04:00Z", "--ends-at", "2026-11-30T06:00Z"], "--kind maintenance",
+     "use them with"),
+])
+def test_a_bad_window_is_a_clear_usage_error_and_posts_nothing(api, args, flag, words):
+    kind = [] if "--kind" in args else ["--kind", "maintenance"]
+    res = cli(api, "post", *kind, "--title", "Database upgrade", *args)
+    assert res.exit_code == 2, res.output
+    assert flag in res.output and words in res.output and "Traceback" not in res.output
+    assert api.runtime.ledger.list_announcements() == []
+
+
+def test_cancel_window_tells_the_channels(api):
+    out = post_json(api, "--kind", "maintenance", "--title", "Database upgrade",
+                    "--starts-at", "2099-11-30T04:30Z", "--ends-at", "2099-11-30T06:00Z")
+    for d in api.runtime.ledger.deliveries_of(out["id"]):
+        settle(api.runtime, d.id, "delivered")
+    res = cli(api, "cancel-window", out["id"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith(f"window cancelled: {out['id']}") and "told_channels 2" in res.stdout
+    assert api.runtime.ledger.get_announcement(out["id"]).status == "cancelled"

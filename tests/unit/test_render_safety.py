@@ -9,9 +9,8 @@ import httpx
 import pytest
 
 from broadcaster import render
-from broadcaster.channels import _chat, _statussite
+from broadcaster.channels import _chat, _statussite, registry
 from broadcaster.channels.cachet import incident_json
-from broadcaster.channels import registry
 from broadcaster.channels.registry import channel_class
 from broadcaster.models import Announcement, Message
 
@@ -37,6 +36,8 @@ SETTINGS = {
     "cachet": {"base_url": "https://cachet.example", "token": "t"},
     "apprise": {"urls": ["json://127.0.0.1/"]},
     "telegram": {"bot_token": "1:abc", "chat_id": "@status"},
+    "twilio_sms": {"account_sid": "AC0123456789", "auth_token": "t", "from_number": "+15550100000",
+                   "recipients": ["+15550100001"], "max_segments": 10},
     "matrix": {"homeserver": "https://matrix.example", "access_token": "t", "room_id": "!r:matrix.example"},
 }
 
@@ -77,7 +78,8 @@ def test_a_link_labelled_with_another_url_shows_its_real_target(label):
     assert "evil.example" in shown
     assert "bank.example" not in shown
     if label == "cachet":  # Cachet renders the Markdown itself: the label must be the target too
-        assert "[https://evil.example/login](https://evil.example/login)" in incident_json(post, "k", 3, True, False)["message"]
+        sent = incident_json(post, "k", 3, True, False)["message"]
+        assert "[https://evil.example/login](https://evil.example/login)" in sent
 
 
 @pytest.mark.parametrize("label", sorted(SETTINGS))
@@ -104,7 +106,8 @@ def test_emphasis_is_never_inserted_inside_urls(label):
          '<p><strong>Read <a href="https://x.example/__init__">the <em>notes</em></a></strong> now</p>'),
         ("x __y__ https://a.example/__init__.py", "x y https://a.example/__init__.py",
          '<p>x <strong>y</strong> <a href="https://a.example/__init__.py">https://a.example/__init__.py</a></p>'),
-        ("\ue0000\ue001 placeholders typed by the author stay text", "\ufffd0\ufffd placeholders typed by the author stay text",
+        ("\ue0000\ue001 placeholders typed by the author stay text",
+         "\ufffd0\ufffd placeholders typed by the author stay text",
          "<p>\ufffd0\ufffd placeholders typed by the author stay text</p>"),
     ],
 )

@@ -17,7 +17,7 @@ from tests.unit.test_render_safety import SETTINGS, channel
 
 START = datetime(2026, 11, 30, 4, 30, tzinfo=UTC).timestamp()
 END = datetime(2026, 11, 30, 6, 0, tzinfo=UTC).timestamp()
-SHOWN = "30 Nov 2026, 04:30–06:00 UTC"
+SHOWN = "30 Nov 2026, 04:30\u201306:00 UTC"
 LONG_BODY = " ".join(["The database moves to new hardware; writes pause for a few minutes."] * 12)
 
 
@@ -31,9 +31,9 @@ def maintenance(body: str = "Writes pause briefly.", start: float = START, end: 
     [
         (START, END, SHOWN),
         (datetime(2026, 11, 30, 22, 0, tzinfo=UTC).timestamp(), datetime(2026, 12, 1, 2, 0, tzinfo=UTC).timestamp(),
-         "30 Nov 2026, 22:00 – 1 Dec 2026, 02:00 UTC"),
+         "30 Nov 2026, 22:00 \u2013 1 Dec 2026, 02:00 UTC"),
         (datetime(2027, 1, 5, 9, 0, tzinfo=UTC).timestamp(), datetime(2027, 1, 5, 9, 45, tzinfo=UTC).timestamp(),
-         "5 Jan 2027, 09:00–09:45 UTC"),
+         "5 Jan 2027, 09:00\u201309:45 UTC"),
     ],
 )
 def test_window_text_table(start, end, text):

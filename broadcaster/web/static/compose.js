@@ -10,6 +10,7 @@
   var status = document.getElementById("preview-status");
   var kind = document.getElementById("kind");
   var severity = document.getElementById("severity-field");
+  var windowField = document.getElementById("window-field");
   var seq = 0, timer = null;
 
   function el(tag, cls, text) {
@@ -18,6 +19,8 @@
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
   }
+
+  function utc(v) { return v && !/(Z|[+-]\d\d:?\d\d)$/i.test(v) ? v + "Z" : v; }
 
   function ticked() {
     return Array.prototype.map.call(form.querySelectorAll('input[name="channels"]:checked'), function (c) { return c.value; });
@@ -30,6 +33,10 @@
     var comps = Array.prototype.map.call(form.querySelectorAll('input[name="components"]:checked'),
       function (c) { return c.value; });
     if (comps.length) data.components = comps;
+    if (kind.value === "maintenance" && (form.starts_at.value || form.ends_at.value)) {
+      // datetime-local has no zone; the form says UTC (the server reads it the same way)
+      data.window = { starts_at: utc(form.starts_at.value), ends_at: utc(form.ends_at.value) };
+    }
     form.querySelectorAll("[data-variant]").forEach(function (f) {
       var ch = f.getAttribute("data-channel");
       if (!f.value.trim() || data.channels.indexOf(ch) < 0) return;
@@ -87,6 +94,7 @@
     var route = routes[kind.value] || [];
     form.querySelectorAll('input[name="channels"]').forEach(function (c) { c.checked = route.indexOf(c.value) >= 0; });
     severity.hidden = kind.value !== "incident";
+    windowField.hidden = kind.value !== "maintenance";
     later();
   }
 
@@ -94,5 +102,6 @@
   form.addEventListener("input", later);
   form.addEventListener("change", later);
   severity.hidden = kind.value !== "incident";
+  windowField.hidden = kind.value !== "maintenance";
   refresh();
 })();
