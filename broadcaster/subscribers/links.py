@@ -12,11 +12,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 from urllib.parse import quote
 
 from ..config import Settings, SubscribersSettings
 from ..errors import ConfigError, InvalidRequest
+
+log = logging.getLogger(__name__)
 
 SECRET_ENV = "BROADCASTER_SECRET_KEY"
 CONFIRM_PATH = "/api/v1/subscribe/confirm"
@@ -73,7 +76,12 @@ def verify(settings: Settings | None, token: str | None, purpose: str) -> list[s
         payload, mac = _unb64(body), _unb64(sig)
     except (ValueError, TypeError):
         raise bad from None
-    expected = hmac.new(secret(settings), payload, hashlib.sha256).digest()[:20]
+    try:
+        key = secret(settings)
+    except ConfigError:  # nothing was ever signed, so no link can be valid; the operators are told
+        log.warning("an unsubscribe or confirmation link was followed, but subscribers.secret_key is not set")
+        raise bad from None
+    expected = hmac.new(key, payload, hashlib.sha256).digest()[:20]
     if not hmac.compare_digest(mac, expected):
         raise bad
     parts = payload.decode("utf-8", "replace").split("\x1f")

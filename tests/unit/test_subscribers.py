@@ -161,6 +161,8 @@ def test_no_secret_means_no_subscriptions_and_the_env_key_is_used(tmp_path, monk
     with pytest.raises(ConfigError, match="secret_key"):
         subs.subscribe(rt, "news", "dave@example.test", sender=Outbox())
     assert subs.list_subscribers(rt.ledger) == []  # refused before anything was written
+    with pytest.raises(InvalidRequest):  # a followed link is simply not valid (not a server error)
+        subs.confirm(rt.ledger, rt.settings, "c29tZXRoaW5n.c2lnbmF0dXJl")
     monkeypatch.setenv(subs.SECRET_ENV, "env-key-0123456789abcdef")
     out = Outbox()
     ask(rt, "dave@example.test", out)
