@@ -36,8 +36,9 @@ class MatrixSettings(ChannelSettings):
     kind: Literal["matrix"] = "matrix"
     homeserver: Url  # e.g. https://matrix.example.org (the client-server API base)
     access_token: Secret
-    #: the room id (``!abc:example.org``); aliases (``#room:…``) cannot be sent to directly
-    room_id: str = Field(pattern=r"^![^:]+:.+$")
+    #: the room id (``!abc:example.org``; rooms of version 12 and later have no ``:server`` part);
+    #: aliases (``#room:…``) cannot be sent to directly
+    room_id: str = Field(pattern=r"^![^\s/]+$")
     #: ``m.notice`` (the convention for bots: clients do not notify as loudly) or ``m.text``
     msgtype: Literal["m.notice", "m.text"] = "m.notice"
 

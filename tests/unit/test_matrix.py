@@ -164,6 +164,11 @@ def test_check_names_the_user():
     assert "@status:example.org" in make(FakeHomeserver()).check()
 
 
-def test_room_alias_is_refused_by_the_settings():
+@pytest.mark.parametrize("room", ["#ops:example.org", "ops", "!a b", "!a/b"])
+def test_room_alias_and_junk_are_refused_by_the_settings(room):
     with pytest.raises(ValueError):
-        MatrixSettings(homeserver=HS, access_token=TOKEN, room_id="#ops:example.org")
+        MatrixSettings(homeserver=HS, access_token=TOKEN, room_id=room)
+
+
+def test_room_ids_without_a_server_part_are_accepted():
+    MatrixSettings(homeserver=HS, access_token=TOKEN, room_id="!31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM")
