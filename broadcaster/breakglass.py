@@ -254,10 +254,8 @@ def reconcile(ledger, settings: Settings, journal: Journal, *, actor: str = "rec
     become pending so the workers finish them — with the per-item progress break-glass made
     (addresses mailed, thread parts posted), so the workers skip what already landed.
     Running it twice changes nothing the second time."""
-    from sqlalchemy import select, update
-
     from .errors import NotFound
-    from .ledger import schema as t
+    from .ledger.direct import DirectReceipt, record_receipts
 
     records = journal.records()
     progress = journal.items()
@@ -294,14 +292,10 @@ def reconcile(ledger, settings: Settings, journal: Journal, *, actor: str = "rec
                                    + (f" — {d['error']}" if d.get("error") else "")})
             counts[state.value] += 1
         ledger.create_announcement(fields, rows, actor=rec.get("author") or actor)
-        with ledger.tx() as conn:
-            for d in (x for x in latest.values() if x["announcement_id"] == ann_id and x.get("receipt")
-                      and x.get("state") in ("delivered", "unknown")):
-                r = d["receipt"]
-                conn.execute(update(t.deliveries).where(t.deliveries.c.id == d["delivery_id"]).values(
-                    receipt=r, remote_id=r.get("remote_id"), remote_url=r.get("url"), attempts=d.get("attempts", 1),
-                    settled_at=d["at"]))
-            conn.execute(select(1))
+        record_receipts(ledger, [
+            DirectReceipt(d["delivery_id"], d["receipt"], d.get("attempts", 1), d["at"])
+            for d in latest.values() if d["announcement_id"] == ann_id and d.get("receipt")
+            and d.get("state") in ("delivered", "unknown")])
         for delivery_id, items in progress.items():
             if delivery_id in latest and latest[delivery_id]["announcement_id"] == ann_id:
                 groups: dict[tuple[str, str | None], list[str]] = {}
