@@ -18,6 +18,7 @@ Length: texts are fitted to ``max_segments`` billed messages (GSM-7 160/153 sept
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from typing import Any, Literal, Protocol
@@ -39,6 +40,8 @@ from ..models import Post, Receipt
 from . import _http, _sms
 from .base import Channel, Progress
 from .registry import register
+
+log = logging.getLogger(__name__)
 
 E164 = r"^\+[1-9][0-9]{6,14}$"
 #: Twilio error codes that refuse one recipient (the number), not the channel
@@ -239,7 +242,7 @@ class TwilioSms(Channel[TwilioSmsSettings]):
                     refused[number] = exc.reason
                     mark(it, "refused", exc.reason)
                     if exc.code == UNSUBSCRIBED:
-                        self.opt_outs.opt_out(number, channel=self.name, reason=exc.reason)
+                        self._remember_opt_out(number, exc.reason)
                         opted.add(number)
                     continue
                 except AmbiguousDelivery as exc:
@@ -259,6 +262,15 @@ class TwilioSms(Channel[TwilioSmsSettings]):
             raise RecipientsRefused(f"{self.name}: every recipient was refused ({len(refused)})", refused=refused)
         return Receipt(remote_id=sids[0] if sids else None,
                        extra={"sent": len(sids), "refused": len(refused), "segments": [self.count(p) for p in parts]})
+
+    def _remember_opt_out(self, number: str, reason: str) -> None:
+        """Record a STOP. If the store cannot be written now (ledger down), the attempt goes on:
+        this number's item is already ``refused``, and Twilio keeps refusing it until START."""
+        try:
+            self.opt_outs.opt_out(number, channel=self.name, reason=reason)
+        except Exception as exc:  # any failure: never turn a delivered batch into "maybe sent"
+            log.warning("%s: could not record the opt-out of …%s (%s); Twilio still refuses it", self.name,
+                        number[-4:], type(exc).__name__)
 
     def _create(self, number: str, text: str, what: str) -> str:
         form = message_form(number, text, sender=self.settings.from_number, service=self.settings.messaging_service_sid)

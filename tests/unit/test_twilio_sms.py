@@ -273,3 +273,14 @@ def test_form_body_is_never_json():
     make(fake, recipients=(A,)).send(post("x"), key="k")
     with pytest.raises(ValueError):
         json.loads(fake.requests[0].content)
+
+
+def test_an_opt_out_store_that_cannot_write_does_not_stop_the_batch():
+    class Broken(MemoryOptOuts):
+        def opt_out(self, number: str, *, channel: str, reason: str) -> None:
+            raise RuntimeError("ledger down")
+
+    progress = MemoryProgress()
+    fake = FakeTwilio({A: [twilio_error(400, 21610)]})
+    receipt = make(fake, opt_outs=Broken()).send(post("x"), key="k", progress=progress)
+    assert receipt.extra["sent"] == 2 and progress.states()[f"sms:{A}:0"][0] == "refused"
