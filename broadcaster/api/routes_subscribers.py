@@ -149,7 +149,7 @@ async def _fields(request: Request) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             raise InvalidRequest("the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise InvalidRequest("the body must be a JSON object")

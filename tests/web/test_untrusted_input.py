@@ -67,3 +67,10 @@ def test_a_deeply_nested_preview_body_is_the_apis_400(web):
     deep_obj = '{"a":' * 40_000 + "1" + "}" * 40_000  # under api.max_body_bytes
     r = c.post("/ui/preview", content=deep_obj, headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
     assert r.status_code == 400 and set(r.json()["error"]) == {"code", "message", "details"}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/subscribe/form", "/api/v1/subscribe/confirm", "/api/v1/unsubscribe"])
+def test_public_forms_refuse_deeply_nested_json_without_a_500(web, path):
+    deep = "[" * 100_000 + "]" * 100_000
+    r = web.client().post(path, content=deep, headers={"Content-Type": "application/json"})
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:200])
