@@ -123,7 +123,10 @@ def markdown_to_text(md: str) -> str:
 
     def link(label: str, url: str) -> str:
         shown = link_label(label, url)
-        return url if shown.strip() == url else f"{_plain_emphasis(shown)} ({url})"
+        if shown.strip() == url:
+            return url
+        label_text, urls = _shield(shown, lambda t, u: f"[{t}]({u})", lambda u: u)  # a URL in the label too
+        return f"{_unshield(_plain_emphasis(label_text), urls)} ({url})"
 
     out = []
     for raw in md.replace("\r\n", "\n").split("\n"):
@@ -155,7 +158,8 @@ def markdown_to_html(md: str) -> str:
 def _inline_html(text: str) -> str:
     def link(label: str, url: str) -> str:
         shown = link_label(label, url)
-        inner = html.escape(shown) if shown == url else _emphasis_html(html.escape(shown))
+        label_text, urls = _shield(shown, lambda t, u: html.escape(f"[{t}]({u})"), html.escape)
+        inner = _unshield(_emphasis_html(html.escape(label_text)), urls)
         return f'<a href="{html.escape(url, quote=True)}">{inner}</a>'
 
     def bare(url: str) -> str:

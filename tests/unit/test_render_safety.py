@@ -106,6 +106,8 @@ def test_emphasis_is_never_inserted_inside_urls(label):
          '<p><a href="https://bank.example.evil.example/">https://bank.example.evil.example/</a></p>'),
         ("**Read [the *notes*](https://x.example/__init__)** now", "Read the notes (https://x.example/__init__) now",
          '<p><strong>Read <a href="https://x.example/__init__">the <em>notes</em></a></strong> now</p>'),
+        ("[*see* https://x.example/_a_](https://x.example/_a_)", "see https://x.example/_a_ (https://x.example/_a_)",
+         '<p><a href="https://x.example/_a_"><em>see</em> https://x.example/_a_</a></p>'),
         ("x __y__ https://a.example/__init__.py", "x y https://a.example/__init__.py",
          '<p>x <strong>y</strong> <a href="https://a.example/__init__.py">https://a.example/__init__.py</a></p>'),
         ("\ue0000\ue001 placeholders typed by the author stay text",
