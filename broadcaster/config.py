@@ -362,6 +362,18 @@ class InboundSettings(Strict):
     flap_window: Duration = 600.0
 
 
+class ReviewSettings(Strict):
+    """Two-person review (docs/alerts.md): posts of these kinds, or to these channels, wait for a
+    second token's approval before any delivery becomes due."""
+
+    kinds: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    #: an admin token posting while an incident is open is not held (the first minutes matter)
+    admins_skip_during_incident: bool = True
+    #: how often the scheduler logs a post still waiting (and past its publish time)
+    remind_every: Duration = 900.0
+
+
 class Settings(Strict):
     ledger: str = "sqlite:///var/broadcaster.db"
     broker: str | None = None  # Redis (or amqp://) URL; None → $REDIS_URL or the local Redis
@@ -383,6 +395,7 @@ class Settings(Strict):
     signing: SigningSettings | None = None  # None: announcements are not signed
     official: OfficialSettings = OfficialSettings()
     inbound: InboundSettings = InboundSettings()
+    review: ReviewSettings = ReviewSettings()
     source: str | None = None  # path the settings were read from
 
     @field_serializer("ledger", "broker", "redis")
@@ -588,6 +601,12 @@ def _check_inbound(settings: Settings, problems: list, known: set[str]) -> None:
             problems.append((where, "needs a credential: token, username and password, or hmac_secret"))
         if rec.hmac_secret and rec.source not in ("grafana", "pagerduty"):
             problems.append((f"{where}.hmac_secret", f"{rec.source} does not sign its webhooks; use token"))
+    for i, kind in enumerate(settings.review.kinds):
+        if kind not in KINDS:
+            problems.append((f"review.kinds[{i}]", f"unknown kind (one of {', '.join(KINDS)})"))
+    for i, ch in enumerate(settings.review.channels):
+        if ch not in known:
+            problems.append((f"review.channels[{i}]", f"no channel named {ch!r}"))
     for i, rule in enumerate(settings.inbound.rules):
         where = f"inbound.rules[{i}]"
         if rule.match.receiver and rule.match.receiver not in settings.inbound.receivers:

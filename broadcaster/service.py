@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import components as component_names
+from . import review
 from .config import Settings
 from .errors import InvalidRequest
 from .models import (
@@ -100,6 +101,7 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
             "accepted; held while an incident is open (quiet_during_incidents)" if quiet else "accepted")
         rows.append({"channel": ch, "state": state, "due_at": due, "reason": reason,
                      "deadline_at": due + settings.deadline_for(req.kind, ch)})
+    rows = review.hold(runtime, req.kind, channels, principal, rows)  # two-person review, where configured
     idem = None
     if idempotency_key:
         idem = (principal.name, idempotency_key, request_hash(req.model_dump(mode="json")))

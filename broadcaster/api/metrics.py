@@ -38,6 +38,9 @@ class ApiMetrics:
                                  ["method", "route"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.registry.register(LedgerCollector(runtime))
+        from .metrics_features import FeatureCollector  # approvals, channel readiness
+
+        self.registry.register(FeatureCollector(runtime))
 
     def accepted(self, kind: str) -> None:
         self._accepted.labels(kind).inc()

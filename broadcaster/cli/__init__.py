@@ -53,7 +53,7 @@ def load(ctx: click.Context):
     return root.obj["settings"]
 
 
-for _module in ("server", "client", "admin", "data", "breakglass_cmd", "keys", "drafts_cmd"):
+for _module in ("server", "client", "admin", "data", "breakglass_cmd", "keys", "drafts_cmd", "review_cmd"):
     try:
         importlib.import_module(f"{__name__}.{_module}")
     except ModuleNotFoundError as _exc:

@@ -382,6 +382,7 @@ def ui_preview(request: Request, raw: Body) -> Response:
     return JSONResponse({"channels": rows}, headers={"Cache-Control": "no-store"})
 
 
-from . import drafts_page  # noqa: E402 - registers its routes on this router (it imports the helpers above)
+from . import approvals_page, drafts_page  # noqa: E402 - their routes join this router (they use the helpers above)
 
 router.include_router(drafts_page.router)
+router.include_router(approvals_page.router)
