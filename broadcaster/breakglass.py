@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import components as component_names
 from .breakglass_audience import SubscriberSource, find_source, source_for
 from .channels import channel_class
 from .channels.base import MemoryProgress
@@ -132,7 +133,8 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
     ann_id = "ann_direct_" + _digest("ann", key)
     ann = Announcement(
         id=ann_id, kind=req.kind, title=req.title, body=req.body, url=req.url, severity=req.severity,
-        components=tuple(req.components), channels=tuple(channels), tags=tuple(req.tags),
+        components=tuple(component_names.resolve(req.components, settings)), channels=tuple(channels),
+        tags=tuple(req.tags),
         variants={k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
         status=req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind),
         window=Window(float(req.window.starts_at), float(req.window.ends_at)) if req.window else None,
@@ -144,7 +146,8 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
                and getattr(settings.channels[n], "lists", ())]
     source = find_source(settings, subscribers_file) if mailing else None
     journal.append({"type": "announcement", "id": ann_id, "key": key, "at": now, "author": author,
-                    "request": req.model_dump(mode="json"), "channels": channels, "status": ann.status})
+                    "request": {**req.model_dump(mode="json"), "components": list(ann.components)},
+                    "channels": channels, "status": ann.status})
     result = DirectResult(ann_id)
     message = Message(announcement=ann, public_url=f"{settings.public_url.rstrip('/')}/a/{ann_id}")
     try:

@@ -32,6 +32,7 @@ def write_config(path, sandbox, ledger: str):
                               "read_instance_limits": False},
             "hook": {"kind": "webhook", "format": "generic", "url": sandbox.url("webhook") + "/bg"},
             "x-main": {"kind": "x", "base_url": sandbox.url("x"), "access_token": "t"},
+            "site": {"kind": "statuspage", "output_dir": str(path.parent / "site"), "components": ["API"]},
         },
         "routes": {"incident": ["mastodon-main", "hook", "x-main"]},
     }))
@@ -74,3 +75,17 @@ def test_direct_post_then_reconcile(sandbox, tmp_path):
     assert len(ledger.list_announcements()) == 1
     assert len(sandbox.posts("mastodon")) == 1, "reconcile never posts"
     ledger.close()
+
+
+def test_direct_post_refuses_unknown_components_and_stores_the_configured_spelling(sandbox, tmp_path):
+    down = write_config(tmp_path / "down.yaml", sandbox, "postgresql://nobody@127.0.0.1:1/none")
+    journal = tmp_path / "journal.jsonl"
+    base = ["--config", down, "post", "--direct", "--journal", str(journal), "--kind", "incident", "--title", "Down",
+            "--channel", "hook"]
+    refused = CliRunner().invoke(main, [*base, "--component", "checkout"])
+    assert refused.exit_code != 0 and "known components: API" in refused.output
+    assert sandbox.posts("webhook") == []  # refused before anything was sent
+    ok = CliRunner().invoke(main, [*base, "--component", "api", "--json"])
+    assert ok.exit_code == 0, ok.output
+    recorded = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert next(r for r in recorded if r["type"] == "announcement")["request"]["components"] == ["API"]
