@@ -3,8 +3,9 @@
 Layers, outermost first: CatchAll (no traceback ever reaches a client) → metrics (latency of
 every request) → proxy headers (only with ``api.trusted_proxies``: the client address and
 scheme a trusted reverse proxy reports in X-Forwarded-For / X-Forwarded-Proto) → IntakeGuard
-(size limit, token or session, rate limits — before any body is read) → FastAPI routing with JSON error handlers. The API lives under ``/api/v1``; health and metrics
-at the root; the web page (``broadcaster/web``, when present) at ``/``.
+(size limit, token or session, rate limits — before any body is read) → FastAPI routing with
+JSON error handlers. The API lives under ``/api/v1``; health and metrics at the root; the web
+page (``broadcaster/web``, when present) at ``/``.
 
 Other routers reach shared state through ``request.app.state``: ``runtime`` (ledger, settings,
 channels), ``tokens`` (a :class:`~broadcaster.tokens.TokenStore`, e.g. to sign in with a
@@ -95,6 +96,7 @@ def _optional() -> list:
 
 def _web(app: FastAPI) -> None:
     """The web page, written separately; the API works without it."""
+    web_router: APIRouter | None
     try:
         from ..web.routes import router as web_router
     except ModuleNotFoundError as exc:
@@ -152,7 +154,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.api.trusted_proxies))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(errors.CatchAll)
-    app.openapi = lambda: _openapi_with_intake_errors(app)
+    app.openapi = lambda: _openapi_with_intake_errors(app)  # type: ignore[method-assign]
     return app
 
 

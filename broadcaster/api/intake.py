@@ -59,10 +59,7 @@ class SessionCheck(Protocol):
 def matches(path: str, prefixes) -> bool:
     """Whole path segments only: ``/api/v1/subscribe`` covers ``/api/v1/subscribe/confirm`` but
     not ``/api/v1/subscribers`` (an admin route). An entry ending in ``/`` covers everything below."""
-    for p in prefixes:
-        if path == p or path.startswith(p if p.endswith("/") else p + "/"):
-            return True
-    return False
+    return any(path == p or path.startswith(p if p.endswith("/") else p + "/") for p in prefixes)
 
 
 def bearer(header: str | None) -> str | None:
@@ -97,7 +94,7 @@ class Limiter:
         if self.shared is not None:
             try:
                 return float(self.shared.acquire(key, limit, per))
-            except Exception as exc:  # noqa: BLE001 - Redis trouble must not refuse posts
+            except Exception as exc:
                 now = time.monotonic()
                 if now - self._warned > 60:
                     self._warned = now
@@ -139,7 +136,8 @@ class IntakeGuard:
         if self.protected(path):
             raw = bearer(headers.get("authorization"))
             if raw is None:
-                return await self._unauthorized(scope, receive, send, "an Authorization: Bearer <token> header is required")
+                return await self._unauthorized(scope, receive, send,
+                                                "an Authorization: Bearer <token> header is required")
             try:
                 verdict = await to_thread.run_sync(self._admit, self.tokens.verify, raw, ip)
             except BroadcasterError as exc:
@@ -183,8 +181,9 @@ class IntakeGuard:
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            return await error_response(408, "request_timeout",
-                                        f"the request body did not arrive within {BODY_TIMEOUT:g} seconds")(scope, receive, send)
+            late = error_response(408, "request_timeout",
+                                  f"the request body did not arrive within {BODY_TIMEOUT:g} seconds")
+            return await late(scope, receive, send)
         delivered = False
 
         async def replay():

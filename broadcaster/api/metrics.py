@@ -59,7 +59,7 @@ class LedgerCollector:
         up = GaugeMetricFamily("broadcaster_ledger_up", "1 when the ledger answered this scrape")
         try:
             families = list(self._from_ledger())
-        except Exception as exc:  # noqa: BLE001 - a scrape must never fail
+        except Exception as exc:
             log.warning("metrics: ledger unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0)
             yield up
@@ -76,7 +76,7 @@ class LedgerCollector:
         try:
             raw = self.rt.redis.get(SCHEDULER_HEARTBEAT) if self.rt.redis is not None else None
             fam.add_metric([], float(raw or 0))
-        except Exception:  # noqa: BLE001 - a scrape must never fail
+        except Exception:
             fam.add_metric([], 0.0)
         return fam
 
@@ -95,9 +95,9 @@ class LedgerCollector:
                                    "Age of the oldest due delivery still waiting", labels=["channel"])
         now = self.rt.clock()
         for name in self.rt.settings.channels:
-            s = stats.get(name, {})
-            backlog.add_metric([name], s.get("backlog", 0))
-            due = s.get("oldest_due")
+            row = stats.get(name, {})
+            backlog.add_metric([name], row.get("backlog", 0))
+            due = row.get("oldest_due")
             oldest.add_metric([name], max(0.0, now - due) if due else 0.0)
         yield backlog
         yield oldest
@@ -127,7 +127,8 @@ class LedgerCollector:
                                     labels=["channel"])
         for row in conn.execute(q):
             channel, count, total, *cum = row
-            buckets = [(str(float(b)), int(c or 0)) for b, c in zip(LATENCY_BUCKETS, cum)] + [("+Inf", int(count))]
+            buckets = [(str(float(b)), int(c or 0)) for b, c in zip(LATENCY_BUCKETS, cum, strict=True)]
+            buckets.append(("+Inf", int(count)))
             fam.add_metric([channel], buckets, float(total or 0.0))
         return fam
 
@@ -138,7 +139,7 @@ class LedgerCollector:
             try:
                 st = self.rt.breaker.state(name, self.rt.settings.policy_for(name).breaker.cooldown).state
                 fam.add_metric([name], BREAKER_VALUE.get(st, -1))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 fam.add_metric([name], -1)
         return fam
 

@@ -221,7 +221,8 @@ def compose(request: Request, form: Form) -> Response:
         return refused(request, who)
     rt = session.runtime_of(request)
     data = announcement_data(form)
-    key = (form.get("idempotency_key") or "")[:200] or None
+    given = form.get("idempotency_key")
+    key = given[:200] if isinstance(given, str) and given else None
     try:
         res = service.submit(rt, data, principal=who[1], idempotency_key=key and f"web:{key}")
     except BroadcasterError as exc:

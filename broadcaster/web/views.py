@@ -6,7 +6,7 @@ so what the page counts is what will be posted.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ def when(value: float | str | None) -> str:
         return ""
     if isinstance(value, str):
         return value.replace("T", " ").split(".")[0].removesuffix("Z") + "Z"
-    return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def safe_link(url: str | None) -> str | None:
@@ -90,7 +90,7 @@ def board(runtime) -> list[dict[str, Any]]:
     settings = runtime.settings
     try:
         stats = runtime.ledger.channel_stats()
-    except Exception:  # noqa: BLE001 - show the board even if the ledger hiccups
+    except Exception:
         stats = {}
     rows = []
     for name, cfg in settings.channels.items():
@@ -98,7 +98,7 @@ def board(runtime) -> list[dict[str, Any]]:
         try:
             br = runtime.breaker.state(name, settings.policy_for(name).breaker.cooldown)
             breaker, failures = br.state, br.failures
-        except Exception:  # noqa: BLE001
+        except Exception:
             breaker, failures = "unknown", None
         rows.append({"name": name, "kind": cfg.kind, "enabled": cfg.enabled, "description": cfg.description,
                      "breaker": breaker, "failures": failures, "backlog": s.get("backlog", 0),

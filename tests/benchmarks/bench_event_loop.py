@@ -109,7 +109,7 @@ def run(quick: bool = False, senders: int | None = None, seconds: float | None =
              result["healthz_under_flood"]["n"]],
             [f"/ui/preview ({result['previews']['per_s']}/s)", ms(result["previews"]["p50_s"]),
              ms(result["previews"]["p99_s"]), ms(result["previews"]["max_s"]), result["previews"]["n"]]]
-    table(f"event loop: {senders} preview senders, {len(BODY)} chars × {result['params']['channels']} channels",
+    table(f"event loop: {senders} preview senders, {len(BODY)} chars x {result['params']['channels']} channels",
           ["request", "p50", "p99", "max", "n"], rows)
     write_json("event_loop", result)
     return result
