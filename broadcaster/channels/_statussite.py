@@ -13,7 +13,7 @@ import html
 import json
 import uuid
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import DictLoader, Environment
@@ -112,7 +112,7 @@ def short_id(key: str) -> str:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------- state → views
@@ -219,7 +219,7 @@ def page_link(site_url: str | None, path: str) -> str:
 
 
 def summary(state: dict, *, title: str, components: tuple[str, ...], site_url: str | None, now: float) -> dict:
-    stamp = iso(state.get("updated_at") or now)
+    stamp = iso(state.get("updated_at") or now) or ""  # never empty: ``now`` is a time
     page = {"id": short_id(f"page:{title}"), "name": title, "url": site_url or "", "time_zone": "Etc/UTC",
             "updated_at": stamp}
     ind = indicator(state)
@@ -281,7 +281,8 @@ border-bottom:1px solid #eee;padding:.4rem 0}
 """,
     "incident.html": """{% extends "base.html" %}{% block title %}{{ inc.name }} · {{ title }}{% endblock %}
 {% block content %}<h2>{{ inc.name }}</h2>
-<p><small>{% if inc.notice %}Notice{% else %}Impact: {{ inc.impact }}{% endif %}{% if inc.components %} · Affects: {{ inc.components | join(", ") }}{% endif %}</small></p>
+<p><small>{% if inc.notice %}Notice{% else %}Impact: {{ inc.impact }}{% endif %}
+{%- if inc.components %} · Affects: {{ inc.components | join(", ") }}{% endif %}</small></p>
 {% if inc.url %}<p><a href="{{ inc.url }}">{{ inc.url }}</a></p>{% endif %}
 {% for u in inc.updates | reverse %}<section class="update"><h3>{{ u.label }}</h3>
 {{ u.html }}<small>{{ u.at }}</small></section>{% endfor %}

@@ -20,8 +20,9 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -75,7 +76,8 @@ def apply(state: dict, post: Post, key: str, now: float) -> tuple[dict, str, str
     official.remember_signature(state, post.meta.get("signature"))
     incidents = state.setdefault("incidents", {})
     meta = post.meta
-    update = {"id": site.short_id(f"update:{key}"), "key": key, "status": site.status_of(post),
+    update_id = site.short_id(f"update:{key}")
+    update = {"id": update_id, "key": key, "status": site.status_of(post),
               "body": meta.get("body") or post.text, "created_at": now}
     target = post.reply_to.remote_id if meta.get("update") and post.reply_to else None
     if target not in incidents:  # first post (or an update whose incident is unknown here)
@@ -89,12 +91,12 @@ def apply(state: dict, post: Post, key: str, now: float) -> tuple[dict, str, str
                 "announcement_id": meta.get("announcement_id"),  # its signature file is marked on retraction
             }
             state["updated_at"] = now
-        return state, inc_id, update["id"]
+        return state, inc_id, update_id
     inc = incidents[target]
     if all(u["id"] != update["id"] for u in inc["updates"]):
         inc["updates"].append(update)
         inc["status"], inc["updated_at"], state["updated_at"] = update["status"], now, now
-    return state, target, update["id"]
+    return state, str(target), update_id
 
 
 def retract(state: dict, receipt: Receipt, now: float) -> dict:
@@ -183,7 +185,7 @@ class Statuspage(Channel[StatuspageSettings]):
     def locked(self) -> Iterator[dict]:
         try:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            lock = open(self.state_path.with_name(".state.lock"), "a+b")
+            lock = open(self.state_path.with_name(".state.lock"), "a+b")  # noqa: SIM115 - closed by the with below
         except OSError as exc:
             raise TransientError(f"{self.name}: cannot open the state directory ({exc.strerror})") from exc
         with lock:
@@ -196,7 +198,8 @@ class Statuspage(Channel[StatuspageSettings]):
         except FileNotFoundError:
             return {"version": 1, "incidents": {}}
         except (OSError, ValueError) as exc:
-            raise PermanentError(f"{self.name}: state file {self.state_path} is unreadable ({type(exc).__name__})") from exc
+            raise PermanentError(f"{self.name}: state file {self.state_path} is unreadable "
+                                 f"({type(exc).__name__})") from exc
 
     def save_and_publish(self, state: dict) -> None:
         files = site.build_site(state, title=self.settings.title, components=self.settings.components,
@@ -214,7 +217,7 @@ class Statuspage(Channel[StatuspageSettings]):
             try:
                 if mirror.path is not None:
                     write_tree(Path(mirror.path), files)
-                else:
+                elif mirror.command is not None:  # a mirror has one or the other (MirrorSettings)
                     run_mirror_command(mirror.command, self.output, mirror.timeout)
             except (OSError, subprocess.SubprocessError) as exc:
                 reason = "timed out" if isinstance(exc, subprocess.TimeoutExpired) else (

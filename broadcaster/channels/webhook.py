@@ -17,7 +17,7 @@ import json
 import logging
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from ..config import ChannelSettings, Secret, SecretUrl
 from ..errors import PermanentError, RateLimited
@@ -34,7 +34,7 @@ class WebhookSettings(ChannelSettings):
     url: SecretUrl  # chat webhook URLs are credentials: never logged
     format: Literal["generic", "slack", "discord", "teams", "teams_workflow"] = "generic"
     secret: Secret | None = None  # generic: "whsec_<base64>" (or any string)
-    headers: dict[str, Secret] = {}  # extra headers often carry credentials
+    headers: dict[str, Secret] = Field(default_factory=dict)  # extra headers often carry credentials
     username: str | None = None  # discord display name
     #: let the author's explicit mentions through (Slack ``<!channel>``/``<@U…>``, Discord pings);
     #: off by default, so announcement text never pings anyone (see ``_chat``)
@@ -167,11 +167,12 @@ class Webhook(Channel[WebhookSettings]):
         done = done_parts(progress)
         ids: list[str] = []
         for i in range(len(post.parts)):
-            if i in done and done[i]:
-                ids.append(done[i])
+            earlier = done.get(i)
+            if earlier:
+                ids.append(earlier)
                 continue
             receipt = self._send_one(post, key, i)
-            ids.append(receipt.remote_id)
+            ids.append(receipt.remote_id or f"msg_{key}")
             if progress is not None:
                 progress.mark([f"part:{i}"], "done", receipt.remote_id)
         return Receipt(remote_id=ids[0], extra={"parts": ids})
@@ -205,7 +206,8 @@ class Webhook(Channel[WebhookSettings]):
                 wait = _http.parse_retry_after(resp.headers.get("retry-after"))
             raise RateLimited(f"{what}: rate limited", retry_after=wait, response=_http.short(resp), status=429)
         if resp.status_code == 410:
-            raise PermanentError(f"{what}: endpoint is gone (HTTP 410); disable it", response=_http.short(resp), status=410)
+            raise PermanentError(f"{what}: endpoint is gone (HTTP 410); disable it", response=_http.short(resp),
+                                 status=410)
         if self.fmt == "discord" and resp.status_code == 404:
             raise PermanentError(f"{what}: unknown webhook (HTTP 404)", response=_http.short(resp), status=404)
         _http.raise_for_status(resp, what, now=self.clock)
