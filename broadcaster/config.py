@@ -374,6 +374,16 @@ class ReviewSettings(Strict):
     remind_every: Duration = 900.0
 
 
+class ReadinessSettings(Strict):
+    """Readiness checks (docs/alerts.md): each channel's non-posting credential check, on a schedule."""
+
+    enabled: bool = True
+    interval: Duration = 900.0  # how often the scheduler checks every enabled channel
+    warn_before: Duration = 7 * 86400.0  # a token expiring sooner than this is flagged
+    #: channel → when its token expires (ISO date or epoch), for providers that do not tell
+    token_expires: dict[str, str] = {}
+
+
 class Settings(Strict):
     ledger: str = "sqlite:///var/broadcaster.db"
     broker: str | None = None  # Redis (or amqp://) URL; None → $REDIS_URL or the local Redis
@@ -396,6 +406,7 @@ class Settings(Strict):
     official: OfficialSettings = OfficialSettings()
     inbound: InboundSettings = InboundSettings()
     review: ReviewSettings = ReviewSettings()
+    readiness: ReadinessSettings = ReadinessSettings()
     source: str | None = None  # path the settings were read from
 
     @field_serializer("ledger", "broker", "redis")
@@ -601,6 +612,9 @@ def _check_inbound(settings: Settings, problems: list, known: set[str]) -> None:
             problems.append((where, "needs a credential: token, username and password, or hmac_secret"))
         if rec.hmac_secret and rec.source not in ("grafana", "pagerduty"):
             problems.append((f"{where}.hmac_secret", f"{rec.source} does not sign its webhooks; use token"))
+    for ch in settings.readiness.token_expires:
+        if ch not in known:
+            problems.append((f"readiness.token_expires.{ch}", "no channel by that name"))
     for i, kind in enumerate(settings.review.kinds):
         if kind not in KINDS:
             problems.append((f"review.kinds[{i}]", f"unknown kind (one of {', '.join(KINDS)})"))

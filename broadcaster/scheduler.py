@@ -40,10 +40,10 @@ Hook = Callable[[Runtime, TickReport], object]
 
 def feature_hooks() -> list[Hook]:
     """The hooks a scheduler process runs: maintenance window steps, bounce marking, retention."""
-    from . import lifecycle, retention, review, subscribers
+    from . import lifecycle, readiness, retention, review, subscribers
 
     return [lifecycle.maintenance_hook, subscribers.BounceWatcher(), retention.RetentionHook(),
-            review.ReviewReminder()]
+            review.ReviewReminder(), readiness.ReadinessHook()]
 
 
 class Sweeper:

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -247,7 +248,7 @@ def check(ctx, offline):
         ch = rt.build_channel(name)
         try:
             what = ch.check()
-            click.echo(f"  {name:24} {cfg.kind:22} ok: {what}")
+            click.echo(f"  {name:24} {cfg.kind:22} ok: {what}{_expiry_note(settings, name, ch)}")
         except DeliveryError as exc:
             from ..config import redact, secret_values
 
@@ -257,6 +258,18 @@ def check(ctx, offline):
             ch.close()
     if failed:
         ctx.exit(1)
+
+
+def _expiry_note(settings, name: str, ch) -> str:
+    """The token expiry forecast, where the adapter learnt it or the configuration states it."""
+    from ..readiness import configured_expiry
+
+    learnt = getattr(ch, "credential_expires_at", None)
+    expires = float(learnt) if isinstance(learnt, (int, float)) else configured_expiry(settings, name)
+    if expires is None:
+        return ""
+    days = (expires - time.time()) / 86400
+    return f"; token EXPIRED {-days:.0f} days ago" if days < 0 else f"; token expires in {days:.0f} days"
 
 
 @main.command()

@@ -190,6 +190,11 @@ def _v7_web_sessions(conn: Connection) -> None:
     schema.web_sessions.create(conn, checkfirst=True)
 
 
+def _v8_channel_readiness(conn: Connection) -> None:
+    """``channel_readiness``: each channel's last readiness check (``ledger/readiness.py``)."""
+    schema.channel_readiness.create(conn, checkfirst=True)
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
@@ -199,6 +204,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (5, "announcements remember the channels their author may reach", _v5_announcement_reach),
     (6, "alert_drafts: draft incidents from inbound alerts", _v6_alert_drafts),
     (7, "web page sessions", _v7_web_sessions),
+    (8, "channel_readiness: each channel's last readiness check", _v8_channel_readiness),
 ]
 
 LATEST = MIGRATIONS[-1][0]

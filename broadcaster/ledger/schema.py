@@ -248,6 +248,18 @@ web_sessions = Table(  # see ledger/sessions.py
     Index("ix_web_sessions_token", "token_name"),
 )
 
+#: the last readiness check of each channel (``ledger/readiness.py``)
+channel_readiness = Table(
+    "channel_readiness",
+    metadata,
+    Column("channel", String(100), primary_key=True),
+    Column("ready", Boolean, nullable=False),
+    Column("detail", Text, nullable=False, default=""),  # redacted: never a credential
+    Column("checked_at", Float, nullable=False),
+    Column("since", Float, nullable=False),  # when it last changed between ready and not ready
+    Column("expires_at", Float),  # the credential's expiry, when known
+)
+
 schema_version = Table(
     "schema_version",
     metadata,

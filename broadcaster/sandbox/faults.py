@@ -24,6 +24,7 @@ MODES: dict[str, str] = {
     "duplicate": "refuse the create as the provider refuses a duplicate",
     "bad_token": "refuse the credentials (401 or the provider's equivalent)",
     "expired_token": "an expired session token (Bluesky: 400 ExpiredToken; others as bad_token)",
+    "revoked_token": "the token was revoked: every call refuses it as bad_token does, credential checks too",
 }
 CREATE_ONLY = frozenset({"accept_then_drop", "duplicate"})
 DEFAULT_SECONDS = {"429": 60.0, "slow": 5.0}

@@ -59,6 +59,7 @@ class SinkHandler:
                 "down": "421 4.3.2 Service not available, closing transmission channel",
                 "429": "451 4.7.1 Rate limited, try again later",
                 "bad_token": "530 5.7.0 Authentication required",
+                "revoked_token": "530 5.7.0 Authentication required",
             }.get(fault.mode)
             if answer:
                 self._log("MAIL", address, int(answer[:3]), outcome=f"fault:{fault.mode}")
@@ -119,8 +120,8 @@ class SmtpSink:
         self.controller: Controller | None = None
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data: Any) -> AuthResult:
-        faults = self.state.faults.take(NAME, "AUTH", modes={"bad_token"})
-        return AuthResult(success=not any(f.mode == "bad_token" for f in faults))
+        faults = self.state.faults.take(NAME, "AUTH", modes={"bad_token", "revoked_token"})
+        return AuthResult(success=not any(f.mode in ("bad_token", "revoked_token") for f in faults))
 
     def start(self) -> SmtpSink:
         self.controller = Controller(SinkHandler(self.state), hostname=self.host, port=self.port,

@@ -332,7 +332,10 @@ def channels(request: Request) -> Response:
     who = signed_in(request)
     if not who:
         return to_signin(request)
-    return page(request, "channels.html", rows=views.board(session.runtime_of(request)), **_ctx(who))
+    rt = session.runtime_of(request)
+    from ..readiness import board as readiness_board  # each channel's last readiness check
+
+    return page(request, "channels.html", rows=views.board(rt), ready=readiness_board(rt), **_ctx(who))
 
 
 # ---------------------------------------------------------------- JSON for the page's scripts

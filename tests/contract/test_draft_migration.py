@@ -19,7 +19,7 @@ def test_older_ledger_gains_the_drafts_table(ledger_url, monkeypatch):
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE alert_drafts"))
     assert current_version(engine) == 5
-    assert migrate(engine) == [6]
+    assert 6 in migrate(engine)
     assert inspect(engine).has_table("alert_drafts")
     row = {"receiver": "r", "source": "alertmanager", "group_key": "g", "open_key": "r:g", "state": "draft",
            "mode": "draft", "fields": {}, "alert": {}, "seen": [], "created_at": 1.0, "updated_at": 1.0}

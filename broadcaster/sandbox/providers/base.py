@@ -139,7 +139,7 @@ class Provider:
             return self.client_error(fault.status or 400)
         if fault.mode == "429":
             return self.rate_limited(now + float(fault.seconds or 0))
-        if fault.mode == "bad_token":
+        if fault.mode in ("bad_token", "revoked_token"):
             return self.unauthorized()
         if fault.mode == "expired_token":
             return self.expired_token()
