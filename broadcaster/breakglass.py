@@ -24,6 +24,7 @@ from . import components as component_names
 from .breakglass_audience import SubscriberSource, find_source, source_for
 from .channels import channel_class
 from .channels.base import MemoryProgress
+from .compose import compose, message_for
 from .config import Settings
 from .errors import AmbiguousDelivery, DeliveryError, InvalidRequest, PermanentError, RateLimited
 from .models import Announcement, DeliveryState, Message, Receipt, Window
@@ -149,7 +150,7 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
                     "request": {**req.model_dump(mode="json"), "components": list(ann.components)},
                     "channels": channels, "status": ann.status})
     result = DirectResult(ann_id)
-    message = Message(announcement=ann, public_url=f"{settings.public_url.rstrip('/')}/a/{ann_id}")
+    message = message_for(settings, ann)
     try:
         for name in channels:
             delivery_id = "dlv_direct_" + _digest("dlv", key, name)
@@ -214,10 +215,7 @@ def _attempts(settings: Settings, name: str, delivery_id: str, message: Message,
     channel = cls(name, cfg, clock=clock, timeout=policy.timeout, on_too_long=policy.on_too_long, **channel_io)
     maybe_sent = False
     try:
-        post = channel.render(message)
-        post = type(post)(**{**post.__dict__, "meta": {**post.meta, "announcement_id": message.announcement.id,
-                                                        "delivery_id": delivery_id,
-                                                        "created_at": message.announcement.created_at}})
+        post = compose(channel, message, delivery_id=delivery_id, settings=settings)
         for attempt in range(1, attempts + 1):
             try:
                 if maybe_sent and channel.can_lookup:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
+from . import compose
 from . import delivery as policy_mod
-from . import signing
 from .channels.base import Channel, io_reset, io_started
 from .config import ChannelPolicy, redact, secret_values
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
@@ -64,29 +63,16 @@ class LedgerProgress:
             self._renewed_at = now
 
 
-def build_message(runtime: Runtime, d: Delivery, ann=None) -> Message:
+def build_message(runtime: Runtime, d: Delivery, ann: Announcement | None = None) -> Message:
+    """The message delivery ``d`` carries, read from the ledger (its update and the thread of
+    earlier receipts on its channel), composed as the preview and break-glass compose it."""
     ledger = runtime.ledger
     ann = ann if ann is not None else ledger.get_announcement(d.announcement_id)
     upd = ledger.get_update(d.update_id) if d.update_id else None
     thread: tuple[Receipt, ...] = ()
     if upd is not None:
         thread = tuple(ledger.thread_receipts(d.announcement_id, d.channel, before=d.created_at))
-    public = f"{runtime.settings.public_url.rstrip('/')}/a/{ann.id}"
-    return Message(announcement=ann, update=upd, thread=thread, public_url=public,
-                   verify_link=signing.verification_suffix(runtime.settings, ann.id, ann.channels))
-
-
-def render_post(channel, message: Message, d: Delivery, settings=None) -> Post:
-    return stamp_post(channel, channel.render(message), message, d, settings)
-
-
-def stamp_post(channel, post: Post, message: Message, d: Delivery, settings=None) -> Post:
-    """The rendered post with the ids (and, for a status page, the signature) it travels with."""
-    meta = {**post.meta, "announcement_id": d.announcement_id, "update_id": d.update_id, "delivery_id": d.id,
-            "created_at": message.update.created_at if message.update else message.announcement.created_at}
-    if settings is not None and channel.kind == "statuspage":
-        meta["signature"] = signing.sign_message(settings, message)
-    return replace(post, meta=meta)
+    return compose.message_for(runtime.settings, ann, upd, thread)
 
 
 def fallback_targets(fallback: tuple[str, ...] | list[str], ann: Announcement) -> tuple[list[str], list[str]]:
@@ -236,7 +222,7 @@ def _prepare(runtime: Runtime, d: Delivery, ann: Announcement, pol: ChannelPolic
         return _after_error(runtime, d, exc, pol, channel, finish)
     except CONTENT_ERRORS as exc:
         return _content_failed(runtime, d, exc, finish, "cannot be rendered")
-    return channel, stamp_post(channel, rendered, message, d, settings), permit
+    return channel, compose.stamp(channel, rendered, message, delivery_id=d.id, settings=settings), permit
 
 
 def _content_failed(runtime: Runtime, d: Delivery, exc: Exception, finish, what: str) -> str:

@@ -1,7 +1,8 @@
 """Preview: how each channel would render an announcement — nothing is sent or stored.
 
-Rendering is the channels' own pure ``render``, the same one the workers use, so lengths and
-thread splits shown here are the ones that will be posted.
+Rendering goes through ``compose`` like the workers' (the same public link and ``Verify:`` line,
+the channel's own pure ``render``), so the texts, lengths and thread splits shown here are the
+ones that will be posted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from ..compose import compose, message_for
 from ..errors import DeliveryError, InvalidRequest
 from ..models import Announcement, Message, Window
 from ..runtime import Runtime
@@ -33,12 +35,12 @@ RENDER_SLOTS = threading.BoundedSemaphore(2)
 PREVIEW_ID = "ann_preview" + "0" * 14
 
 
-def transient(body: PreviewIn, author: str, now: float) -> Announcement:
+def transient(body: PreviewIn, author: str, now: float, channels: list[str]) -> Announcement:
     window = Window(body.window.starts_at, body.window.ends_at) if body.window else None
     status = body.status or {"incident": "investigating", "maintenance": "scheduled"}.get(body.kind)
     return Announcement(
         id=PREVIEW_ID, kind=body.kind, title=body.title, body=body.body, url=body.url, severity=body.severity,
-        components=tuple(body.components), publish_at=body.publish_at, window=window, channels=tuple(body.channels),
+        components=tuple(body.components), publish_at=body.publish_at, window=window, channels=tuple(channels),
         variants={k: v.model_dump(exclude_none=True) for k, v in body.variants.items()}, tags=tuple(body.tags),
         status=status, author=author, created_at=now,
     )
@@ -54,7 +56,7 @@ def render_one(rt: Runtime, name: str, message: Message) -> PreviewChannel:
         return PreviewChannel(channel=name, kind=kind, parts=[], lengths=[], limit=None, title=None, text=None,
                               error="this channel could not be prepared; see the server log")
     try:
-        post = ch.render(message)
+        post = compose(ch, message)
     except DeliveryError as exc:
         return PreviewChannel(channel=name, kind=kind, parts=[], lengths=[], limit=limit, title=None, text=None,
                               error=str(exc))
@@ -84,6 +86,5 @@ def preview(body: PreviewIn, who: Annotated[Principal, Depends(principal)], rt: 
     unknown = [c for c in channels if c not in settings.channels]
     if unknown:
         raise InvalidRequest(f"unknown channel(s): {', '.join(unknown)}", field="channels")
-    public = f"{settings.public_url.rstrip('/')}/a/{PREVIEW_ID}"
-    message = Message(announcement=transient(body, who.name, rt.clock()), public_url=public)
+    message = message_for(settings, transient(body, who.name, rt.clock(), channels))
     return PreviewOut(channels=render_all(rt, channels, message))

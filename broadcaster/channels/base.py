@@ -107,6 +107,8 @@ class Channel(Generic[S]):
     idempotent: ClassVar[bool] = False
     can_lookup: ClassVar[bool] = False
     can_retract: ClassVar[bool] = False
+    #: publishes announcements' signatures (the status site), so its posts carry one
+    carries_signatures: ClassVar[bool] = False
     #: a public channel must never see a post twice (PRODUCT.md guarantee 2)
     public: ClassVar[bool] = True
     #: every remote call goes through ``self.http`` or follows an ``io_begins()`` (module docstring)

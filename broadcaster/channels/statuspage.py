@@ -166,6 +166,7 @@ class Statuspage(Channel[StatuspageSettings]):
     idempotent = True
     can_lookup = True
     can_retract = True
+    carries_signatures = True
 
     @property
     def output(self) -> Path:
