@@ -23,8 +23,8 @@ from ..models import (
     current_error,
     overall,
 )
-from ..requests import Title, text
-from ..service import AnnouncementIn, now_iso
+from ..requests import text
+from ..service import now_iso
 
 iso = now_iso  # epoch seconds → "2026-01-02T03:04:05.678Z"
 
@@ -236,12 +236,6 @@ class RetryOut(Out):
 
 
 # ---------------------------------------------------------------- preview
-
-
-class PreviewIn(AnnouncementIn):
-    """Same fields as a submission; the title may be empty while someone is still typing."""
-
-    title: Title = ""
 
 
 class PreviewChannel(Out):

@@ -1,18 +1,20 @@
 """Data the web page shows, shaped from the ledger and the channels (no HTML here).
 
-The preview calls each channel's own ``render`` — the very code a worker runs before sending —
-so what the page counts is what will be posted.
+The preview is the one preview use case (``broadcaster.preview``), composed like the post, so
+what the page counts is what will be posted.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from .. import preview as preview_use_case
 from .. import service
-from ..models import Message
+from ..preview import PreviewIn
 
 UPDATE_STATUSES = {"incident": ("investigating", "identified", "monitoring", "resolved"),
                    "maintenance": ("scheduled", "in_progress", "completed", "cancelled")}
@@ -38,18 +40,11 @@ def safe_link(url: str | None) -> str | None:
 
 def preview(runtime, data: dict, author: str) -> list[dict[str, Any]]:
     """Render ``data`` (an unsent announcement) for each of its channels, via the API's preview."""
-    from ..api.routes_preview import PREVIEW_ID, render_all, transient
-    from ..api.schemas import PreviewIn
-
     try:
         req = PreviewIn.model_validate(data)
     except ValidationError as exc:
         raise service.validation_problem(exc) from None
-    settings = runtime.settings
-    channels = [c for c in dict.fromkeys(req.channels) if c in settings.channels] or list(settings.route(req.kind))
-    public = f"{settings.public_url.rstrip('/')}/a/{PREVIEW_ID}"
-    message = Message(announcement=transient(req, author, runtime.clock()), public_url=public)
-    return [row.model_dump(mode="json") for row in render_all(runtime, channels, message)]
+    return [asdict(row) for row in preview_use_case.preview(runtime, req, author)]
 
 
 # ---------------------------------------------------------------- announcement page and lists

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from broadcaster import service
-from broadcaster.api import routes_preview
+from broadcaster import preview as routes_preview
 from tests.cli.live import make_settings, memory_runtime, serve
 from tests.web.conftest import field
 
