@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import html
 import json
+import re
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field
 
 from ..config import ChannelSettings, Secret, Url
 from ..errors import AmbiguousDelivery, AuthError, ContentRejected, PermanentError, RateLimited, TransientError
-from ..models import Post, Receipt
+from ..models import Message, Post, Receipt
 from . import _http
 from .base import Channel, Progress, done_parts
 from .registry import register
@@ -48,6 +50,16 @@ class TelegramSettings(ChannelSettings):
 def escape(text: str) -> str:
     """Author text for ``parse_mode: HTML``: the three characters Telegram's HTML parser reads."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+#: an ``&`` that does not start one of the entities :func:`escape` writes: a cut-off entity
+_BROKEN_ENTITY = re.compile(r"&(?!(?:amp|lt|gt);)[a-z]*")
+
+
+def heal(part: str) -> str:
+    """A part cut inside an entity (only a single word longer than the limit is cut mid-word)
+    loses the fragment, which Telegram's HTML parser would refuse."""
+    return _BROKEN_ENTITY.sub("", part)
 
 
 def visible_length(text: str) -> int:
@@ -136,6 +148,10 @@ class Telegram(Channel[TelegramSettings]):
 
     def count(self, text: str) -> int:
         return visible_length(text)
+
+    def render(self, message: Message) -> Post:
+        post = super().render(message)
+        return replace(post, parts=tuple(heal(p) for p in post.parts))
 
     # -- one pass over the thread
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -179,3 +180,18 @@ def test_check_names_the_bot():
 def test_repr_and_settings_hide_the_token():
     ch = make(FakeBot())
     assert TOKEN not in repr(ch) and TOKEN not in repr(ch.settings)
+
+
+def test_a_word_cut_at_the_limit_never_leaves_half_an_entity():
+    class Small(Telegram):  # a small limit, so the grapheme-by-grapheme cut stays quick
+        max_length = 40
+
+    ch = Small("tg", TelegramSettings(base_url=BASE, bot_token=TOKEN, chat_id="@c"), on_too_long="truncate")
+    for lead in range(6):  # shift where the cut falls
+        giant = "x" * lead + "&<" * 100  # the first word: truncation must cut inside it
+        msg = Message(announcement=Announcement(id="a1", kind="incident", title=giant, body="b"))
+        [part] = ch.render(msg).parts
+        assert visible_length(part) <= 40
+        assert re.fullmatch(r"(?:[^&]|&(?:amp|lt|gt);)*", part), part[-20:]
+    with pytest.raises(ContentRejected):  # a thread never cuts a word: it refuses instead
+        Small("tg", TelegramSettings(base_url=BASE, bot_token=TOKEN, chat_id="@c"), on_too_long="thread").render(msg)
