@@ -4,6 +4,7 @@ waiting for approval, and each channel's last readiness check (``readiness.py``)
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,9 +34,16 @@ class FeatureCollector:
     def _approvals(self) -> Iterator[Metric]:
         from ..ledger.approvals import ApprovalStore
 
+        store = ApprovalStore(self.rt.ledger)
         fam = GaugeMetricFamily("broadcaster_approvals_pending", "Posts waiting for a second person's approval")
-        fam.add_metric([], len(ApprovalStore(self.rt.ledger).held_ids(limit=10000)))
+        fam.add_metric([], len(store.held_ids(limit=10000)))
         yield fam
+        now = time.time()
+        late = [now - (h.announcement.publish_at or h.announcement.created_at) for h in store.pending(limit=200)]
+        oldest = GaugeMetricFamily("broadcaster_approvals_overdue_seconds",
+                                   "How long the longest-waiting post has been past its time without approval")
+        oldest.add_metric([], max([x for x in late if x > 0], default=0.0))
+        yield oldest
 
     def _readiness(self) -> Iterator[Metric]:
         try:

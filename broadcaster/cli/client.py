@@ -167,6 +167,8 @@ def note_of(d: dict, held: list[dict], now: datetime | None = None) -> str:
     if d.get("remote_url"):
         return str(d["remote_url"])
     if state == "scheduled":
+        if d.get("due_at") is None:  # two-person review holds it without a due time
+            return "awaiting a second person's approval (broadcaster approvals list)"
         due = _iso_time(d.get("due_at"))
         if due is not None and due > (now or datetime.now(UTC)):
             return f"until {d.get('due_at')}"

@@ -114,3 +114,17 @@ def test_metrics_count_posts_waiting(review_env):
     promo(env, env.token("marketing", kinds=["promotion"]))
     text = env.client.get("/metrics").text
     assert "broadcaster_approvals_pending 1.0" in text
+    overdue = next(x for x in text.splitlines() if x.startswith("broadcaster_approvals_overdue_seconds "))
+    assert float(overdue.split()[-1]) > 0
+
+
+def test_scheduler_reminds_of_posts_past_their_time(review_env, caplog):
+    from broadcaster.review import ReviewReminder
+
+    env = review_env
+    ann_id = promo(env, env.token("marketing", kinds=["promotion"]))
+    later = promo(env, env.token("marketing", kinds=["promotion"]), title="Next week", publish_at=time.time() + 3600)
+    with caplog.at_level("WARNING", logger="broadcaster.review"):
+        tick(env.runtime, [ReviewReminder()])
+    [line] = [r.getMessage() for r in caplog.records if "second person" in r.getMessage()]
+    assert ann_id in line and later not in line

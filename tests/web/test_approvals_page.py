@@ -28,10 +28,13 @@ def test_approvals_page_and_cli(tmp_path):
     assert ann.id in html and "hook-a" in html and "discord-ops" in html and "Half price." in html
     assert XSS not in html and "You wrote this post" in html
     assert c.post(f"/approvals/{ann.id}/approve", data={"csrf": csrf}).status_code == 403
+    assert "Waiting for a second person" in c.get(f"/announcements/{ann.id}").text
 
     with serve(settings, rt) as (url, app):
         reviewer, _ = app.state.tokens.create("reviewer", kinds=["promotion"], actor="test")
         env = {"BROADCASTER_URL": url, "BROADCASTER_TOKEN": reviewer}
+        status = CliRunner().invoke(main, ["status", ann.id], env=env, catch_exceptions=False)
+        assert "awaiting a second person's approval" in status.stdout
         listed = CliRunner().invoke(main, ["approvals", "list"], env=env, catch_exceptions=False)
         assert listed.exit_code == 0 and "-- discord-ops" in listed.stdout and "Half price." in listed.stdout
         own = CliRunner().invoke(main, ["approvals", "approve", ann.id], env={**env, "BROADCASTER_TOKEN": author})
