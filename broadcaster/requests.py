@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from .errors import InvalidRequest
-from .limits import CHANNEL, STATUS, multiline, text_problem
+from .limits import CHANNEL, IDEMPOTENCY_KEY, STATUS, multiline, text_problem
 from .models import INCIDENT_STATUSES, KINDS, MAINTENANCE_STATUSES, SEVERITIES
 
 #: times a datetime can hold and people mean: 1970 … 9999
@@ -220,6 +220,25 @@ def check_subscriber(field: str, value: str | None) -> str | None:
         if problem:
             raise InvalidRequest(f"{field}: {problem}", field=field)
     return value
+
+
+# ---------------------------------------------------------------- idempotency keys
+
+
+def stored_key(prefix: str, key: str) -> str:
+    """The form an Idempotency-Key is stored in under ``prefix`` (``update:<id>:``, ``web:``).
+
+    The key itself is 1-255 characters without control characters (the web page's hidden field
+    reaches here unchecked by the API's header rules). When prefix and key together would not fit
+    the column, the key is stored as its SHA-256 — the same key always maps to the same row."""
+    problem = text_problem(key, one_line=True)
+    if problem or not key or len(key) > IDEMPOTENCY_KEY:
+        raise InvalidRequest(f"Idempotency-Key: {problem or f'must be 1-{IDEMPOTENCY_KEY} characters'}",
+                             field="Idempotency-Key")
+    whole = prefix + key
+    if len(whole) <= IDEMPOTENCY_KEY:
+        return whole
+    return prefix + "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- errors and hashes

@@ -26,7 +26,15 @@ from .models import (
     overall,
 )
 from .principal import SYSTEM, Principal
-from .requests import AnnouncementIn, UpdateIn, VariantIn, WindowIn, request_hash, validation_problem
+from .requests import (
+    AnnouncementIn,
+    UpdateIn,
+    VariantIn,
+    WindowIn,
+    request_hash,
+    stored_key,
+    validation_problem,
+)
 from .runtime import Runtime
 
 __all__ = [  # the request shapes and Principal are re-exported: callers import them from here
@@ -104,7 +112,7 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     rows = review.hold(runtime, req.kind, channels, principal, rows)  # two-person review, where configured
     idem = None
     if idempotency_key:
-        idem = (principal.name, idempotency_key, request_hash(req.model_dump(mode="json")))
+        idem = (principal.name, stored_key("", idempotency_key), request_hash(req.model_dump(mode="json")))
     res = runtime.ledger.accept(fields, rows, actor=principal.name, idempotency=idem)
     wake = [(d.id, d.channel) for d in res.deliveries if d.state == S.PENDING] if res.created else []
     if wake and not defer_enqueue:
@@ -165,8 +173,8 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
         ann_values["resolved_at"] = now
     if req.components is not None:
         ann_values["components"] = component_names.resolve(req.components, runtime.settings)
-    idem = (principal.name, f"update:{ann_id}:{idempotency_key}", request_hash(req.model_dump(mode="json"))) \
-        if idempotency_key else None
+    idem = (principal.name, stored_key(f"update:{ann_id}:", idempotency_key),
+            request_hash(req.model_dump(mode="json"))) if idempotency_key else None
     upd_id, created = ledger.add_update(ann_id, {"status": req.status, "body": req.body, "title": req.title}, rows,
                                         actor=principal.name, announcement_values=ann_values, idempotency=idem)
     if created:

@@ -119,6 +119,10 @@ def wants_json(request: Request) -> bool:
 
 
 def install(app: FastAPI) -> None:
+    from .params import CleanParams
+
+    app.add_middleware(CleanParams)  # innermost: after the intake guard's size, token and rate checks
+
     @app.exception_handler(BroadcasterError)
     async def _ours(request: Request, exc: BroadcasterError) -> Response:
         return from_broadcaster_error(exc)

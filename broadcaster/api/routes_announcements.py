@@ -8,12 +8,14 @@ from fastapi import BackgroundTasks, Body, Depends, Query, Request, Response
 
 from .. import service
 from ..errors import InvalidRequest
+from ..limits import ID, STATUS
 from ..models import KINDS, DeliveryState
 from ..runtime import Runtime
 from ..service import AnnouncementIn, Principal, UpdateIn
 from . import idempotency
 from .auth import principal
-from .deps import make_router, idempotency_key, location, parse_time, runtime
+from .deps import idempotency_key, location, make_router, parse_time, runtime
+from .params import Id
 from .schemas import (
     AnnouncementDetail,
     AnnouncementPage,
@@ -58,13 +60,14 @@ def submit(body: AnnouncementIn, request: Request, response: Response, backgroun
 def list_announcements(
     who: Who, rt: Rt,
     kind: str | None = Query(None, description=" | ".join(KINDS)),
-    status: str | None = Query(None, description="the announcement's status, e.g. investigating, resolved"),
+    status: str | None = Query(None, max_length=STATUS,
+                               description="the announcement's status, e.g. investigating, resolved"),
     state: str | None = Query(None, description="only announcements with a delivery in this state"),
     since: str | None = Query(None, description="created at or after (ISO 8601 or epoch seconds)"),
     until: str | None = Query(None, description="created before (ISO 8601 or epoch seconds)"),
     open: bool = Query(False, description="only announcements neither resolved nor retracted"),
     limit: int = Query(50, ge=1, le=200),
-    before: str | None = Query(None, max_length=40, description="the `next` cursor of the previous page"),
+    before: str | None = Query(None, max_length=ID, description="the `next` cursor of the previous page"),
 ):
     """Newest first, paged with the ``next`` cursor."""
     if kind is not None and kind not in KINDS:
@@ -79,14 +82,14 @@ def list_announcements(
 
 
 @router.get("/announcements/{ann_id}", response_model=AnnouncementDetail)
-def show(ann_id: str, who: Who, rt: Rt):
+def show(ann_id: Id, who: Who, rt: Rt):
     """One announcement with every delivery, its attempt log, and every update."""
     return announcement_detail(service.status_of(rt, ann_id))
 
 
 @router.post("/announcements/{ann_id}/updates", status_code=202, response_model=UpdateAccepted,
              responses={200: {"model": UpdateAccepted, "description": "a replay of an earlier Idempotency-Key"}})
-def add_update(ann_id: str, body: UpdateIn, response: Response, who: Who, rt: Rt, key: Key):
+def add_update(ann_id: Id, body: UpdateIn, response: Response, who: Who, rt: Rt, key: Key):
     """A follow-up (new status and text) to every channel the announcement went to, threaded."""
     res = service.add_update(rt, ann_id, body, principal=who, idempotency_key=key)
     response.status_code = 202 if res.created else 200
@@ -101,7 +104,7 @@ def add_update(ann_id: str, body: UpdateIn, response: Response, who: Who, rt: Rt
 
 @router.post("/announcements/{ann_id}/retract", status_code=202, response_model=RetractOut,
              responses={200: {"model": RetractOut, "description": "a replay of an earlier Idempotency-Key"}})
-def retract(ann_id: str, response: Response, who: Who, rt: Rt, key: Key,
+def retract(ann_id: Id, response: Response, who: Who, rt: Rt, key: Key,
             body: Annotated[RetractIn | None, Body()] = None):
     """Stop what has not gone out and delete what has, where the channel allows it."""
     reason = body.reason if body else ""
@@ -118,7 +121,7 @@ def retract(ann_id: str, response: Response, who: Who, rt: Rt, key: Key,
 
 @router.post("/announcements/{ann_id}/cancel", response_model=CancelOut,
              responses={200: {"model": CancelOut}})
-def cancel(ann_id: str, response: Response, who: Who, rt: Rt, key: Key):
+def cancel(ann_id: Id, response: Response, who: Who, rt: Rt, key: Key):
     """Cancel the deliveries of a scheduled announcement that have not been published yet."""
 
     def run():

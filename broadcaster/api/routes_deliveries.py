@@ -8,11 +8,13 @@ from fastapi import Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import service
+from ..requests import Url
 from ..runtime import Runtime
 from ..service import Principal
 from . import idempotency
 from .auth import principal
-from .deps import make_router, idempotency_key, runtime
+from .deps import idempotency_key, make_router, runtime
+from .params import Id
 from .routes_announcements import ERRORS
 from .schemas import RetryOut
 
@@ -21,7 +23,7 @@ router = make_router(tags=["deliveries"], responses=ERRORS)
 
 @router.post("/deliveries/{delivery_id}/retry", status_code=202, response_model=RetryOut,
              responses={200: {"model": RetryOut, "description": "a replay of an earlier Idempotency-Key"}})
-def retry(delivery_id: str, response: Response, who: Annotated[Principal, Depends(principal)],
+def retry(delivery_id: Id, response: Response, who: Annotated[Principal, Depends(principal)],
           rt: Annotated[Runtime, Depends(runtime)], key: Annotated[str | None, Depends(idempotency_key)]):
     """Send a failed, unknown or fallen-back delivery again (the operator has checked the channel)."""
 
@@ -40,11 +42,11 @@ def retry(delivery_id: str, response: Response, who: Annotated[Principal, Depend
 
 class ConfirmIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str | None = Field(None, max_length=2000, description="where the operator found the post")
+    url: Url | None = Field(None, description="where the operator found the post")
 
 
 @router.post("/deliveries/{delivery_id}/confirm", response_model=RetryOut)
-def confirm(delivery_id: str, who: Annotated[Principal, Depends(principal)], rt: Annotated[Runtime, Depends(runtime)],
+def confirm(delivery_id: Id, who: Annotated[Principal, Depends(principal)], rt: Annotated[Runtime, Depends(runtime)],
             body: ConfirmIn | None = None):
     """Settle an `unknown` delivery as delivered: the operator found the post on the channel."""
     service.confirm_delivered(rt, delivery_id, principal=who, url=body.url if body else None)

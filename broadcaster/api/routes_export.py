@@ -18,6 +18,7 @@ from ..runtime import Runtime
 from ..service import Principal
 from .auth import principal
 from .deps import runtime
+from .params import Id
 from .schemas import AnnouncementPage, ErrorOut, announcement_out
 
 ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut},
@@ -72,7 +73,7 @@ class CancelWindowOut(BaseModel):
 
 
 @router.post("/maintenance/{ann_id}/cancel", tags=["announcements"], response_model=CancelWindowOut)
-def cancel_window(ann_id: str, who: Who, rt: Rt, body: CancelWindowIn | None = None):
+def cancel_window(ann_id: Id, who: Who, rt: Rt, body: CancelWindowIn | None = None):
     """Cancel a maintenance window: every channel that has it gets a threaded 'cancelled'
     update; if it was not published yet, it is simply stopped. Repeating it changes nothing."""
     return CancelWindowOut(**lifecycle.cancel_window(rt, ann_id, principal=who, reason=body.reason if body else ""))
