@@ -84,37 +84,47 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .channels.base import Channel
-    from .config import ChannelPolicy, Secret, Settings, load_settings, parse_duration, parse_rate, read_settings
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; "X as X" marks a re-export
+    from .channels.base import (
+        Channel as Channel,
+    )
+    from .config import (
+        ChannelPolicy as ChannelPolicy,
+        Secret as Secret,
+        Settings as Settings,
+        load_settings as load_settings,
+        parse_duration as parse_duration,
+        parse_rate as parse_rate,
+        read_settings as read_settings,
+    )
     from .errors import (
-        AmbiguousDelivery,
-        AuthError,
-        BroadcasterError,
-        ChannelUnavailable,
-        ConfigError,
-        Conflict,
-        ContentRejected,
-        DeliveryError,
-        Forbidden,
-        IdempotencyConflict,
-        InvalidRequest,
-        LedgerError,
-        LedgerUnavailable,
-        NotFound,
-        PermanentError,
-        RateLimited,
-        RecipientsRefused,
-        TransientError,
+        AmbiguousDelivery as AmbiguousDelivery,
+        AuthError as AuthError,
+        BroadcasterError as BroadcasterError,
+        ChannelUnavailable as ChannelUnavailable,
+        ConfigError as ConfigError,
+        Conflict as Conflict,
+        ContentRejected as ContentRejected,
+        DeliveryError as DeliveryError,
+        Forbidden as Forbidden,
+        IdempotencyConflict as IdempotencyConflict,
+        InvalidRequest as InvalidRequest,
+        LedgerError as LedgerError,
+        LedgerUnavailable as LedgerUnavailable,
+        NotFound as NotFound,
+        PermanentError as PermanentError,
+        RateLimited as RateLimited,
+        RecipientsRefused as RecipientsRefused,
+        TransientError as TransientError,
     )
     from .models import (
-        Announcement,
-        Delivery,
-        DeliveryEvent,
-        DeliveryState,
-        Message,
-        Post,
-        Receipt,
-        Update,
-        Window,
+        Announcement as Announcement,
+        Delivery as Delivery,
+        DeliveryEvent as DeliveryEvent,
+        DeliveryState as DeliveryState,
+        Message as Message,
+        Post as Post,
+        Receipt as Receipt,
+        Update as Update,
+        Window as Window,
     )
