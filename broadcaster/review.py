@@ -86,10 +86,10 @@ def preview_of(runtime: Runtime, held: Held) -> list[dict[str, Any]]:
             continue
         item: dict[str, Any] = {"channel": d.channel, "delivery": d.id}
         try:
-            from .engine import build_message, render_post  # the workers' own steps: the preview is exact
+            from .compose import compose, message_for  # the workers' own steps: the preview is exact
 
-            ch = runtime.channel(d.channel)
-            post = render_post(ch, build_message(runtime, d, held.announcement), d, runtime.settings)
+            post = compose(runtime.channel(d.channel), message_for(runtime.settings, held.announcement),
+                           delivery_id=d.id, settings=runtime.settings)
             item.update(text=post.text, title=post.title, parts=list(post.parts or (post.text,)))
         except Exception as exc:  # one channel's problem must not hide the others
             item["error"] = f"cannot render: {type(exc).__name__}"
