@@ -10,7 +10,6 @@ of the same length.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 from pydantic import Field
@@ -24,11 +23,6 @@ from .runtime import Runtime
 from .service import AnnouncementIn
 
 log = logging.getLogger(__name__)
-
-#: previews rendered at once in this process. Rendering is CPU work in the thread pool; a few
-#: at a time keep the event loop (and /healthz) getting the GIL, and leave the pool's other
-#: threads for everyone else while one client floods the preview.
-RENDER_SLOTS = threading.BoundedSemaphore(2)
 
 #: same length as a real id (read from the id maker, so the two cannot drift apart), so every
 #: link that carries the id counts as it will in the post
@@ -102,9 +96,8 @@ def render_one(rt: Runtime, name: str, message: Message) -> ChannelPreview:
 
 
 def preview(rt: Runtime, body: PreviewIn, author: str) -> list[ChannelPreview]:
-    """Every channel's rendering of ``body``, in one of the :data:`RENDER_SLOTS` (call from a
-    worker thread, never on the event loop)."""
+    """Every channel's rendering of ``body``. CPU work: callers run it in a render slot, off the
+    event loop (``api/render_slots.py``)."""
     channels = channels_for(rt, body)
     message = message_for(rt.settings, transient(body, author, rt.clock(), channels))
-    with RENDER_SLOTS:
-        return [render_one(rt, name, message) for name in channels]
+    return [render_one(rt, name, message) for name in channels]

@@ -42,8 +42,8 @@ def checks(rt: Runtime) -> dict[str, str]:
 
 @router.get("/healthz", response_model=Health)
 @router.get("/api/v1/healthz", response_model=Health, include_in_schema=False)
-def healthz():
-    """The process is alive and answering."""
+async def healthz():
+    """The process is alive and answering (on the event loop itself: no thread needed, no I/O)."""
     return Health()
 
 

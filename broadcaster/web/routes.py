@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 
 from .. import service
+from ..api import render_slots
 from ..errors import BroadcasterError, Forbidden, InvalidRequest, LedgerUnavailable, NotFound
 from ..models import KINDS, SEVERITIES
 from . import session, views
@@ -363,15 +364,23 @@ def ui_announcement(request: Request, ann_id: str) -> Response:
 
 
 @router.post("/ui/preview")
-def ui_preview(request: Request, raw: Body) -> Response:
-    """Runs in the thread pool (a plain ``def``): parsing and rendering a large text for every
-    channel is CPU work that must never hold the event loop (``/healthz`` and every other request
-    would wait). The body is already bounded by ``api.max_body_bytes`` and the schema's limits."""
+async def ui_preview(request: Request, raw: Body) -> Response:
+    """The live preview. The session was checked by the intake guard; parsing and rendering a
+    large text for every channel is CPU work, done in a render slot off the event loop
+    (``api/render_slots.py``) so ``/healthz`` and every other request keep being answered. The
+    body is already bounded by ``api.max_body_bytes`` and the schema's limits."""
     who = signed_in(request)
     if not who:
         return _json_error(401, "unauthorized", "sign in again")
     if not session.csrf_ok(who[0], request.headers.get("x-csrf-token")):
         return _json_error(403, "csrf", "reload the page")
+    try:
+        return await render_slots.render(_preview, session.runtime_of(request), raw, who[1].name)
+    except render_slots.Busy:
+        return render_slots.busy()
+
+
+def _preview(rt: Any, raw: bytes, author: str) -> JSONResponse:
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
@@ -379,7 +388,7 @@ def ui_preview(request: Request, raw: Body) -> Response:
     if not isinstance(body, dict):
         return _json_error(400, "bad_request", "send a JSON object")
     try:
-        rows = views.preview(session.runtime_of(request), body, who[1].name)
+        rows = views.preview(rt, body, author)
     except InvalidRequest as exc:
         return JSONResponse({"error": {"code": "invalid_request", "message": str(exc),
                                        "details": {"field": exc.field}}}, status_code=422)

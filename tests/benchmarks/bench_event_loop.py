@@ -3,8 +3,8 @@ page's live preview (``POST /ui/preview``) with 20 kB texts for every channel of
 configuration, against the real API (``create_app`` under uvicorn, its own process).
 
 Before issue 13 the preview rendered on the event loop, and two such loops made ``/healthz``
-take 11.6 s. Now rendering runs in the thread pool, at most ``RENDER_SLOTS`` at a time, so the
-loop keeps answering. Printed: ``/healthz`` p50 / p99 / max idle and under the flood, and
+take 11.6 s. Now rendering runs in worker threads, two at a time per process
+(``broadcaster/api/render_slots.py``), so the loop keeps answering. Printed: ``/healthz`` p50 / p99 / max idle and under the flood, and
 previews answered per second.
 
     python -m tests.benchmarks.bench_event_loop [--quick] [--senders N] [--seconds S]

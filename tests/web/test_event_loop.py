@@ -204,3 +204,33 @@ def test_healthz_answers_while_previews_flood_the_page(live):
     c.timeout = httpx.Timeout(300)  # one such preview is seconds of CPU on a busy machine
     latencies = flood_previews(url, c, csrf, senders=2, seconds=3.0)
     assert latencies and max(latencies) < HEALTHZ_TIMEOUT, f"slowest /healthz {max(latencies):.2f} s"
+
+
+def test_a_pile_of_slow_previews_leaves_the_thread_pool_to_everyone_else(live, monkeypatch):
+    """More previews in flight than the thread pool has threads (40): they wait for a render
+    slot without holding a thread, the overflow is refused at once, and ``/healthz`` as well as
+    an API call that needs a thread (the token check, the ledger) keep being answered."""
+    url, app, _ = live
+    c, csrf, raw = sign_in(url, app)
+    gate = Gate(routes_preview.render_one)
+    monkeypatch.setattr(routes_preview, "render_one", gate)
+    body = {"kind": "incident", "title": "Pile", "body": "word " * 100, "channels": ["hook-a"]}
+    answers: list[int] = []
+    with ThreadPoolExecutor(48) as pool:
+        futures = [pool.submit(lambda: c.post("/ui/preview", json=body, headers={"X-CSRF-Token": csrf}).status_code)
+                   for _ in range(48)]
+        try:
+            assert gate.entered.wait(15)
+            deadline = time.monotonic() + 90
+            while sum(f.done() for f in futures) < 48 - 2 - 8 and time.monotonic() < deadline:
+                time.sleep(0.05)  # the overflow is answered while the first two still render
+            refused = [f.result() for f in futures if f.done()]
+            assert refused.count(503) == 48 - 2 - 8, refused
+            assert healthz_answers(url), "/healthz starved"
+            r = httpx.get(url + "/api/v1/channels", headers={"Authorization": f"Bearer {raw}"}, timeout=HEALTHZ_TIMEOUT)
+            assert r.status_code == 200
+        finally:
+            gate.opened.set()
+        answers = [f.result() for f in futures]
+    assert answers.count(503) == 48 - 2 - 8, answers
+    assert answers.count(200) == 10
