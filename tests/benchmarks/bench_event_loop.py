@@ -4,8 +4,8 @@ configuration, against the real API (``create_app`` under uvicorn, its own proce
 
 Before issue 13 the preview rendered on the event loop, and two such loops made ``/healthz``
 take 11.6 s. Now rendering runs in worker threads, two at a time per process
-(``broadcaster/api/render_slots.py``), so the loop keeps answering. Printed: ``/healthz`` p50 / p99 / max idle and under the flood, and
-previews answered per second.
+(``broadcaster/api/render_slots.py``), so the loop keeps answering. Printed: ``/healthz`` p50 /
+p99 / max idle and under the flood, and previews answered per second.
 
     python -m tests.benchmarks.bench_event_loop [--quick] [--senders N] [--seconds S]
 """
