@@ -31,6 +31,8 @@ SETTINGS = {
     "webhook-slack": {"url": "https://hooks.example/slack", "format": "slack"},
     "webhook-discord": {"url": "https://hooks.example/discord", "format": "discord"},
     "webhook-teams": {"url": "https://hooks.example/teams", "format": "teams"},
+    "webhook-workflow": {"url": "https://flows.example/workflows/1/triggers/manual/paths/invoke?sig=s",
+                         "format": "teams_workflow"},
     "statuspage": {"output_dir": "/nonexistent/site"},
     "atlassian_statuspage": {"page_id": "p", "api_key": "k"},
     "cachet": {"base_url": "https://cachet.example", "token": "t"},
@@ -150,8 +152,9 @@ def test_discord_pings_nobody_and_shows_masked_links_as_text():
         "everyone", "users", "roles"]
 
 
-def test_teams_card_shows_masked_links_as_text():
-    ch = channel("webhook-teams")
+@pytest.mark.parametrize("label", ["webhook-teams", "webhook-workflow"])
+def test_teams_card_shows_masked_links_as_text(label):
+    ch = channel(label)
     card = ch.payload(ch.render(message("see [https://bank.example]( https://evil.example)", title="[t](x)")), "k")
     texts = [b["text"] for b in card["attachments"][0]["content"]["body"]]
     assert all("](" not in t for t in texts)
