@@ -67,13 +67,13 @@ def check_channel(runtime: Runtime, name: str) -> Outcome:
         ready = True
         if expires is not None and expires <= time.time():
             ready, detail = False, f"token expired {datetime.fromtimestamp(expires, UTC):%Y-%m-%d}"
-    except Exception as exc:  # any failure means "would fail today"; the reason is kept, redacted
+    except Exception as exc:  # noqa: BLE001 - any failure means "would fail today"; the reason is kept
         ready, detail = False, f"{type(exc).__name__}: {exc}"
     finally:
         if ch is not None:
             try:
                 ch.close()
-            except Exception:  # closing a half-built client must not hide the result
+            except Exception:  # noqa: BLE001 - closing a half-built client must not hide the result
                 log.debug("readiness: closing %s failed", name)
     return Outcome(name, ready, redact(detail, secret_values(cfg)) or "", expires)
 

@@ -15,8 +15,7 @@ from typing import Any
 
 from .errors import Conflict, Forbidden
 from .ledger.approvals import HELD_REASON, ApprovalStore, Held
-from .models import Announcement
-from .models import DeliveryState as S
+from .models import Announcement, DeliveryState as S
 from .principal import Principal
 from .runtime import Runtime
 
@@ -91,7 +90,8 @@ def preview_of(runtime: Runtime, held: Held) -> list[dict[str, Any]]:
             post = compose(runtime.channel(d.channel), message_for(runtime.settings, held.announcement),
                            delivery_id=d.id, settings=runtime.settings)
             item.update(text=post.text, title=post.title, parts=list(post.parts or (post.text,)))
-        except Exception as exc:  # one channel's problem must not hide the others
+        except Exception as exc:  # noqa: BLE001 - one channel's problem must not hide the others
+            log.warning("review preview of %s on %s failed (%s)", held.announcement.id, d.channel, type(exc).__name__)
             item["error"] = f"cannot render: {type(exc).__name__}"
         out.append(item)
     return out

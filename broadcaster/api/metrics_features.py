@@ -24,11 +24,11 @@ class FeatureCollector:
     def collect(self) -> Iterator[Metric]:
         try:
             yield from self._approvals()
-        except Exception as exc:  # a scrape must never fail
+        except Exception as exc:  # noqa: BLE001 - a scrape must never fail
             log.warning("metrics: approvals unavailable (%s)", type(exc).__name__)
         try:
             yield from self._readiness()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - nor because of the other family
             log.warning("metrics: readiness unavailable (%s)", type(exc).__name__)
 
     def _approvals(self) -> Iterator[Metric]:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, select, update
 
-from ..models import Announcement, Delivery
-from ..models import DeliveryState as S
+from ..models import Announcement, Delivery, DeliveryState as S
 from . import schema as t
 from .repository import Ledger
 

@@ -298,3 +298,30 @@ def test_inbound_config_errors_name_the_key_and_hide_secrets():
         assert path in text, text
     assert "SECRET" not in text
     assert "SECRET" not in repr(load_settings(config(inbound=INBOUND), env={}).inbound)
+
+
+def test_publish_rule_flap_after_resolve_reopens_the_same_incident(alerts_env):
+    env = alerts_env
+    send(env, "alertmanager/prom-auto", raw(am_payload("firing")), bearer(AM_TOKEN))
+    send(env, "alertmanager/prom-auto", raw(am_payload("resolved")), bearer(AM_TOKEN))
+    again = send(env, "alertmanager/prom-auto", raw(am_payload("firing")), bearer(AM_TOKEN)).json()
+    assert again["result"] == "reopened" and again["update"], again
+    [ann] = announcements(env)
+    assert env.ledger.get_announcement(ann.id).status == "investigating"
+    send(env, "alertmanager/prom-auto", raw(am_payload("resolved")), bearer(AM_TOKEN))
+    assert env.ledger.get_announcement(ann.id).status == "resolved"
+    assert len(announcements(env)) == 1 and len(drafts(env)) == 1
+
+
+def test_a_group_that_fires_after_the_flap_window_is_a_new_draft(tmp_path):
+    env = Env(tmp_path, config(inbound={**INBOUND, "flap_window": "0s"}))
+    try:
+        first = send(env, "alertmanager/prom", raw(am_payload("firing")), bearer(AM_TOKEN)).json()["draft"]
+        send(env, "alertmanager/prom", raw(am_payload("resolved")), bearer(AM_TOKEN))
+        time.sleep(0.01)  # past a zero-length window (ordering, not timing: any later moment will do)
+        second = send(env, "alertmanager/prom", raw(am_payload("firing")), bearer(AM_TOKEN)).json()
+        assert second["result"] == "created" and second["draft"] != first
+        assert {d.state for d in drafts(env)} == {"expired", "draft"}
+    finally:
+        env.client.close()
+        env.ledger.close()

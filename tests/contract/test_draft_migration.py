@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from broadcaster.ledger import Ledger, current_version, make_engine, migrate, schema
-from broadcaster.ledger import engine as ledger_engine
+from broadcaster.ledger import Ledger, current_version, engine as ledger_engine, make_engine, migrate, schema
 
 
 def test_older_ledger_gains_the_drafts_table(ledger_url, monkeypatch):
