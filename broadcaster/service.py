@@ -12,8 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import components as component_names
-from . import review
+from . import components as component_names, review
 from .config import Settings
 from .errors import InvalidRequest
 from .models import (

@@ -11,7 +11,7 @@ from ..errors import BroadcasterError
 from . import session
 from .routes import Form, _ctx, error_page, page, redirect, refused, signed_in, to_signin
 
-router = APIRouter(include_in_schema=False)
+router: APIRouter = APIRouter(include_in_schema=False)
 NOTICES = {"approved": "Approved: its deliveries are due.", "rejected": "Rejected: nothing was posted."}
 
 

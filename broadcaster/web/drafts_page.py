@@ -13,7 +13,7 @@ from ..ledger.drafts import DraftStore
 from . import session
 from .routes import Form, _ctx, error_page, page, redirect, refused, signed_in, to_signin
 
-router = APIRouter(include_in_schema=False)
+router: APIRouter = APIRouter(include_in_schema=False)
 NOTICES = {"published": "Published: every channel has a delivery in the ledger.", "saved": "Draft saved.",
            "discarded": "Draft discarded."}
 LISTED = ("draft", "publishing", "published", "expired", "discarded", "closed")
