@@ -24,6 +24,7 @@ from . import components as component_names
 from .breakglass_audience import SubscriberSource, find_source, source_for
 from .channels import channel_class
 from .channels.base import MemoryProgress
+from .channels.ports import ChannelPorts
 from .compose import compose, message_for
 from .config import Settings
 from .errors import AmbiguousDelivery, DeliveryError, InvalidRequest, PermanentError, RateLimited
@@ -212,7 +213,8 @@ def _attempts(settings: Settings, name: str, delivery_id: str, message: Message,
     cls = channel_class(cfg.kind)
     if cls is None:
         return DirectOutcome(name, delivery_id, "failed", 0, error=f"unknown channel kind {cfg.kind!r}")
-    channel = cls(name, cfg, clock=clock, timeout=policy.timeout, on_too_long=policy.on_too_long, **channel_io)
+    channel = cls(name, cfg, clock=clock, timeout=policy.timeout, on_too_long=policy.on_too_long,
+                  http=channel_io.get("http"), ports=ChannelPorts.pick(channel_io))
     maybe_sent = False
     try:
         post = compose(channel, message, delivery_id=delivery_id, settings=settings)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .channels.ports import ChannelPorts
 from .config import Settings
 from .errors import ConfigError
 from .ledger import Ledger
@@ -146,8 +147,9 @@ class Runtime:
         if cls is None:  # config validation refuses unknown kinds; an extra may have gone missing since
             raise ConfigError([(f"channels.{name}.kind", f"no adapter for kind {cfg.kind!r} is installed")])
         policy = self.settings.policy_for(name)
-        io = {**self.channel_io, **extra_io}
-        return cls(name, cfg, clock=self.clock, timeout=policy.timeout, on_too_long=policy.on_too_long, **io)
+        given = {**self.channel_io, **extra_io}
+        return cls(name, cfg, clock=self.clock, timeout=policy.timeout, on_too_long=policy.on_too_long,
+                   http=given.get("http"), ports=ChannelPorts.pick(given))
 
     def _subscribers(self, lists, post):
         """Subscriber source for e-mail channels: ``(address, unsubscribe_url)`` pairs."""

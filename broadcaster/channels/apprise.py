@@ -50,7 +50,7 @@ class Apprise(Channel[AppriseSettings]):
 
     @property
     def factory(self) -> Callable[[], Any]:
-        return self.io.get("apprise_factory") or default_factory
+        return self.apprise_factory or default_factory
 
     def _target(self, index: int, url: Secret) -> Any:
         obj = self.factory()

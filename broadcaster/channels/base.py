@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -36,6 +36,7 @@ from .. import render
 from ..config import ChannelSettings
 from ..errors import ContentRejected, PermanentError
 from ..models import Message, Post, Receipt
+from .ports import AppriseFactory, ChannelPorts, OptOuts, SmtpFactory, Subscribers, TrustFiles
 
 _io = threading.local()
 
@@ -125,8 +126,14 @@ class Channel(Generic[S]):
         clock: Callable[[], float] = time.time,
         timeout: float = 10.0,
         on_too_long: str = "thread",
-        **io: Any,
+        ports: ChannelPorts | None = None,
+        smtp_factory: SmtpFactory | None = None,
+        subscribers: Subscribers | None = None,
+        trust_files: TrustFiles | None = None,
+        apprise_factory: AppriseFactory | None = None,
+        opt_outs: OptOuts | None = None,
     ):
+        """``ports`` carries a process's collaborators; a keyword given here wins over it."""
         self.name = name
         self.settings: S = settings
         self.clock = clock
@@ -134,7 +141,12 @@ class Channel(Generic[S]):
         self.on_too_long = on_too_long
         self._http = http
         self._owns_http = http is None
-        self.io = io
+        given = ports or ChannelPorts()
+        self.smtp_factory = smtp_factory or given.smtp_factory
+        self.subscribers = subscribers or given.subscribers
+        self.trust_files = trust_files or given.trust_files
+        self.apprise_factory = apprise_factory or given.apprise_factory
+        self.opt_out_store = opt_outs or given.opt_outs
 
     # -- I/O seams
 

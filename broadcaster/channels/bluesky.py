@@ -11,9 +11,9 @@ rate-limited) and refreshed when the access token expires — which arrives as H
 from __future__ import annotations
 
 import dataclasses
-import re
 import hashlib
 import json
+import re
 import threading
 from datetime import datetime, timezone
 from typing import Any, Literal

@@ -15,8 +15,7 @@ import httpx
 from ..config import ChannelSettings, Secret, Url
 from ..errors import PermanentError, TransientError
 from ..models import Message, Post, Receipt
-from . import _http
-from . import _statussite as site
+from . import _http, _statussite as site
 from .base import Channel, Progress
 from .registry import register
 

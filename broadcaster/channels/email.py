@@ -21,7 +21,7 @@ import logging
 import smtplib
 import ssl
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from pydantic import Field, model_validator
 
@@ -43,7 +43,6 @@ from .registry import register
 
 log = logging.getLogger(__name__)
 
-Subscribers = Callable[[tuple[str, ...], Post], Iterable[tuple[str, str | None]]]
 
 
 class SmtpSettings(Strict):
@@ -346,14 +345,14 @@ class Email(Channel[EmailSettings]):
         st = self.settings
         if st.transport == "postmark":
             return PostmarkSender(st.postmark_section, self, f"{self.name} (postmark)")
-        return SmtpSender(st.smtp_section, st.from_address, self.io.get("smtp_factory"), f"{self.name} (smtp)")
+        return SmtpSender(st.smtp_section, st.from_address, self.smtp_factory, f"{self.name} (smtp)")
 
     def audience(self, post: Post) -> dict[str, tuple[str, str | None]]:
         """item → (address, unsubscribe URL): static recipients, then subscribers, deduplicated."""
         out: dict[str, tuple[str, str | None]] = {
             _mail.normalize(a): (a.strip(), None) for a in self.settings.recipients
         }
-        source: Subscribers | None = self.io.get("subscribers")
+        source = self.subscribers
         if self.settings.lists and source is None:
             log.warning("%s: lists configured but no subscriber source; static recipients only", self.name)
         if self.settings.lists and source is not None:

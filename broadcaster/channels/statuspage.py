@@ -205,9 +205,8 @@ class Statuspage(Channel[StatuspageSettings]):
     def save_and_publish(self, state: dict) -> None:
         files = site.build_site(state, title=self.settings.title, components=self.settings.components,
                                 site_url=self.settings.site_url, history=self.settings.history, now=self.clock())
-        trust = self.io.get("trust_files")
-        if trust is not None:
-            files.update(trust(state))
+        if self.trust_files is not None:
+            files.update(self.trust_files(state))
         try:
             atomic_write(self.state_path, json.dumps(state, indent=1).encode())
             write_tree(self.output, files)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -39,6 +39,7 @@ from ..errors import (
 from ..models import Post, Receipt
 from . import _http, _sms
 from .base import Channel, Progress
+from .ports import OptOuts
 from .registry import register
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,6 @@ RECIPIENT_CODES = {
     21635: "'To' number is a landline",
 }
 UNSUBSCRIBED = 21610  # the recipient replied STOP
-
-
-class OptOuts(Protocol):
-    """Where numbers that replied STOP are kept (the ledger's ``sms_opt_outs`` in a running system)."""
-
-    def opted_out(self, numbers: Iterable[str]) -> set[str]: ...
-
-    def opt_out(self, number: str, *, channel: str, reason: str) -> None: ...
 
 
 class MemoryOptOuts:
@@ -189,10 +182,9 @@ class TwilioSms(Channel[TwilioSmsSettings]):
 
     @property
     def opt_outs(self) -> OptOuts:
-        store = self.io.get("opt_outs")
-        if store is None:  # no ledger (tests, tools): remember for this process only
-            store = self.io["opt_outs"] = MemoryOptOuts()
-        return store
+        if self.opt_out_store is None:  # no ledger (tests, tools): remember for this process only
+            self.opt_out_store = MemoryOptOuts()
+        return self.opt_out_store
 
     def _url(self, path: str) -> str:
         return f"{self.settings.base_url.rstrip('/')}/2010-04-01/Accounts/{self.settings.account_sid}{path}"
