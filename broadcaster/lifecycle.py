@@ -20,12 +20,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-
 from . import render, service
 from .errors import Conflict, InvalidRequest
-from .ledger import schema as t
 from .models import Announcement, DeliveryState
 from .service import Principal
 
@@ -61,36 +57,19 @@ def step_body(ann: Announcement, status: str) -> str:
 
 def due_steps(ledger, now: float, limit: int = 200) -> list[tuple[str, str]]:
     """``(announcement id, status)`` for every maintenance window whose next step is due."""
-    a = t.announcements
-    q = select(a.c.id, a.c.status, a.c.window_starts_at, a.c.window_ends_at).where(
-        a.c.kind == "maintenance", a.c.window_starts_at.is_not(None), a.c.window_starts_at <= now,
-        a.c.resolved_at.is_(None), a.c.retracted_at.is_(None),
-        a.c.status.in_(WINDOW_OPEN + WINDOW_RUNNING),
-    ).order_by(a.c.window_starts_at).limit(limit)
     out = []
-    with ledger.read() as conn:
-        for r in conn.execute(q):
-            if r.window_ends_at is not None and r.window_ends_at <= now:
-                out.append((r.id, "completed"))
-            elif r.status in WINDOW_OPEN:
-                out.append((r.id, "in_progress"))
+    for w in ledger.windows.started(now, WINDOW_OPEN + WINDOW_RUNNING, limit=limit):
+        if w.ends_at is not None and w.ends_at <= now:
+            out.append((w.announcement_id, "completed"))
+        elif w.status in WINDOW_OPEN:
+            out.append((w.announcement_id, "in_progress"))
     return out
 
 
 def _set_status(ledger, ann_id: str, frm: tuple[str, ...], status: str, *, actor: str, reason: str) -> bool:
     """Move the status without an update (nothing to tell anyone); conditional, so races are harmless."""
-    a = t.announcements
-    now = ledger.clock()
-    values: dict[str, Any] = {"status": status, "updated_at": now}
-    if status in ("completed", "cancelled"):
-        values["resolved_at"] = now
-    with ledger.tx() as conn:
-        res = conn.execute(update(a).where(a.c.id == ann_id, a.c.status.in_(frm), a.c.resolved_at.is_(None))
-                           .values(**values))
-        if res.rowcount == 1:
-            ledger.audit(actor, "announcement.status", ann_id, {"status": status, "reason": reason}, conn)
-            return True
-    return False
+    return ledger.windows.set_status(ann_id, frm, status, closes=status in ("completed", "cancelled"),
+                                     actor=actor, reason=reason)
 
 
 def advance(runtime, ann_id: str, status: str) -> str:
@@ -108,7 +87,7 @@ def advance(runtime, ann_id: str, status: str) -> str:
     body = {"status": status, "body": step_body(ann, status)}
     try:
         res = service.add_update(runtime, ann_id, body, principal=SCHEDULER, idempotency_key=f"lifecycle:{status}")
-    except (IntegrityError, Conflict):
+    except Conflict:
         return "replayed"  # another scheduler wrote the same step at the same moment
     except InvalidRequest as exc:
         # no channel can take it (all fell back or were cancelled): keep the record straight

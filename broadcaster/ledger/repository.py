@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.sql.expression import Executable
 
-from ..errors import LedgerUnavailable, NotFound
+from ..errors import Conflict, LedgerUnavailable, NotFound
 from ..models import (
     CLAIMABLE,
     Announcement,
@@ -35,6 +35,7 @@ from .engine import make_engine, migrate
 from .idempotency import IdempotencyStore
 from .retention import RetentionStore
 from .sessions import SessionStore
+from .windows import WindowStore
 
 S = DeliveryState
 
@@ -136,6 +137,8 @@ class Ledger:
         self.idempotency = IdempotencyStore(self)
         #: forgetting old history (see ledger/retention.py)
         self.retention = RetentionStore(self)
+        #: maintenance windows' due steps and quiet status moves (see ledger/windows.py)
+        self.windows = WindowStore(self)
         #: the web page's signed-in browsers (see ledger/sessions.py)
         self.sessions = SessionStore(self)
 
@@ -387,15 +390,24 @@ class Ledger:
                 return existing, False
         now = self.clock()
         upd_id = new_id("upd")
-        with self.tx() as conn:
-            if idempotency:
-                scope, key, digest = idempotency
-                self.idempotency.remember(scope, key, digest, target_id=upd_id, conn=conn)
-            conn.execute(insert(t.updates).values(id=upd_id, announcement_id=ann_id, created_at=now, author=actor, **fields))
-            if announcement_values:
-                self.set_announcement(ann_id, conn, **announcement_values)
-            self._insert_deliveries(conn, ann_id, upd_id, deliveries, now)
-            self.audit(actor, "announcement.update", ann_id, {"update": upd_id, "status": fields.get("status")}, conn)
+        try:
+            with self.tx() as conn:
+                if idempotency:
+                    scope, key, digest = idempotency
+                    self.idempotency.remember(scope, key, digest, target_id=upd_id, conn=conn)
+                conn.execute(insert(t.updates).values(id=upd_id, announcement_id=ann_id, created_at=now,
+                                                      author=actor, **fields))
+                if announcement_values:
+                    self.set_announcement(ann_id, conn, **announcement_values)
+                self._insert_deliveries(conn, ann_id, upd_id, deliveries, now)
+                self.audit(actor, "announcement.update", ann_id, {"update": upd_id, "status": fields.get("status")},
+                           conn)
+        except IntegrityError:
+            # a concurrent request with the same key committed first: answer as it did
+            existing = self._replay(*idempotency) if idempotency else None
+            if existing:
+                return existing, False
+            raise Conflict(f"announcement {ann_id} changed while this update was being written; try again") from None
         return upd_id, True
 
     def updates_of(self, ann_id: str) -> list[Update]:
