@@ -88,6 +88,9 @@ def check_all(runtime: Runtime) -> list[Readiness]:
         rec = store.record(name, ready=o.ready, detail=o.detail, expires_at=o.expires_at)
         if not o.ready:
             log.warning("readiness: channel %s is NOT ready: %s", name, o.detail)
+        elif expiring_soon(runtime.settings, rec):
+            log.warning("readiness: the token of channel %s expires %s: renew it", name,
+                        datetime.fromtimestamp(rec.expires_at or 0, UTC).strftime("%Y-%m-%d %H:%M UTC"))
         out.append(rec)
     store.forget_except(names)
     return out
@@ -118,6 +121,11 @@ class ReadinessHook:
             check_all(runtime)
         except Exception:  # the next round tries again
             log.exception("readiness round failed")
+
+
+def expiring_soon(settings: Settings, r: Readiness) -> bool:
+    """Its token expires within ``readiness.warn_before`` (flagged on the page and in the log)."""
+    return r.expires_at is not None and r.expires_at - time.time() < settings.readiness.warn_before
 
 
 def board(runtime: Runtime) -> dict[str, Readiness]:

@@ -269,7 +269,10 @@ def _expiry_note(settings, name: str, ch) -> str:
     if expires is None:
         return ""
     days = (expires - time.time()) / 86400
-    return f"; token EXPIRED {-days:.0f} days ago" if days < 0 else f"; token expires in {days:.0f} days"
+    if days < 0:
+        return f"; token EXPIRED {-days:.0f} days ago"
+    soon = " — renew it" if expires - time.time() < settings.readiness.warn_before else ""
+    return f"; token expires in {days:.0f} days{soon}"
 
 
 @main.command()

@@ -334,9 +334,11 @@ def channels(request: Request) -> Response:
     if not who:
         return to_signin(request)
     rt = session.runtime_of(request)
-    from ..readiness import board as readiness_board  # each channel's last readiness check
+    from ..readiness import board as readiness_board, expiring_soon  # each channel's last readiness check
 
-    return page(request, "channels.html", rows=views.board(rt), ready=readiness_board(rt), **_ctx(who))
+    ready = readiness_board(rt)
+    soon = {name for name, r in ready.items() if expiring_soon(rt.settings, r)}
+    return page(request, "channels.html", rows=views.board(rt), ready=ready, expiring=soon, **_ctx(who))
 
 
 # ---------------------------------------------------------------- JSON for the page's scripts

@@ -90,6 +90,8 @@ def test_expiry_forecast_and_expired_token(sandbox, tmp_path):
     prefix = 'broadcaster_channel_token_expires_seconds{channel="mastodon-main"}'
     line = next(x for x in text.splitlines() if x.startswith(prefix))
     assert 2 * 86400 < float(line.split()[-1]) <= 3 * 86400
+    row = c.get("/channels").text.split("mastodon-main", 1)[1].split("</tr>", 1)[0]
+    assert "renew soon" in row
     rt.ledger.close()
 
 
@@ -110,4 +112,5 @@ def test_cli_check_forecasts_token_expiry(sandbox, tmp_path):
                                    "readiness": {"token_expires": {"mastodon-main": str(soon)}}}))
     res = CliRunner().invoke(main, ["--config", str(cfg), "check"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert "token expires in 10 days" in next(x for x in res.output.splitlines() if "mastodon-main" in x)
+    line = next(x for x in res.output.splitlines() if "mastodon-main" in x)
+    assert "token expires in 10 days" in line and "renew" not in line  # beyond warn_before (7 days)
