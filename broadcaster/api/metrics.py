@@ -14,9 +14,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from sqlalchemy import case, func, select
 
-from ..ledger import schema as t
 from ..models import DeliveryState
 from ..runtime import Runtime
 
@@ -101,35 +99,24 @@ class LedgerCollector:
             oldest.add_metric([name], max(0.0, now - due) if due else 0.0)
         yield backlog
         yield oldest
-        with ledger.read() as conn:
-            yield self._retries(conn)
-            yield self._latency(conn)
+        yield self._retries()
+        yield self._latency()
 
-    def _retries(self, conn):
-        d, e = t.deliveries, t.delivery_events
+    def _retries(self) -> CounterMetricFamily:
         fam = CounterMetricFamily("broadcaster_delivery_retries", "Attempts that ended in a retry", labels=["channel"])
-        rows = dict(conn.execute(select(d.c.channel, func.count()).select_from(e.join(d, e.c.delivery_id == d.c.id))
-                                 .where(e.c.to_state == DeliveryState.RETRYING.value).group_by(d.c.channel)).all())
+        rows = self.rt.ledger.stats.retries_per_channel()
         for name in self.rt.settings.channels:
             fam.add_metric([name], rows.get(name, 0))
         return fam
 
-    def _latency(self, conn):
+    def _latency(self) -> HistogramMetricFamily:
         """Cumulative histogram of due → delivered per channel, straight from the ledger."""
-        d, a = t.deliveries, t.announcements
-        start = case((a.c.publish_at > d.c.created_at, a.c.publish_at), else_=d.c.created_at)
-        lat = d.c.settled_at - start
-        cols = [d.c.channel, func.count(), func.coalesce(func.sum(lat), 0.0)]
-        cols += [func.sum(case((lat <= b, 1), else_=0)) for b in LATENCY_BUCKETS]
-        q = (select(*cols).select_from(d.join(a, d.c.announcement_id == a.c.id))
-             .where(d.c.state == DeliveryState.DELIVERED.value, d.c.settled_at.is_not(None)).group_by(d.c.channel))
         fam = HistogramMetricFamily("broadcaster_delivery_latency_seconds", "From due to delivered, per channel",
                                     labels=["channel"])
-        for row in conn.execute(q):
-            channel, count, total, *cum = row
-            buckets = [(str(float(b)), int(c or 0)) for b, c in zip(LATENCY_BUCKETS, cum, strict=True)]
-            buckets.append(("+Inf", int(count)))
-            fam.add_metric([channel], buckets, float(total or 0.0))
+        for h in self.rt.ledger.stats.delivery_latency(LATENCY_BUCKETS):
+            buckets = [(str(float(b)), c) for b, c in zip(LATENCY_BUCKETS, h.at_most, strict=True)]
+            buckets.append(("+Inf", h.count))
+            fam.add_metric([h.channel], buckets, h.total_seconds)
         return fam
 
     def _breakers(self):

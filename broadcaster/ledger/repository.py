@@ -35,6 +35,7 @@ from .engine import make_engine, migrate
 from .idempotency import IdempotencyStore
 from .retention import RetentionStore
 from .sessions import SessionStore
+from .stats import DeliveryStats
 from .windows import WindowStore
 
 S = DeliveryState
@@ -139,6 +140,8 @@ class Ledger:
         self.retention = RetentionStore(self)
         #: maintenance windows' due steps and quiet status moves (see ledger/windows.py)
         self.windows = WindowStore(self)
+        #: aggregates for /metrics (see ledger/stats.py)
+        self.stats = DeliveryStats(self)
         #: the web page's signed-in browsers (see ledger/sessions.py)
         self.sessions = SessionStore(self)
 
