@@ -13,14 +13,16 @@ import html
 import json
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jinja2 import DictLoader, Environment
 from markupsafe import Markup
 
 from .. import render
 from ..models import Message, Post
+from . import _statusbadge as badge, _statushistory as history, _statustime as when
+from ._statuspages import env as _env
 
 # ---------------------------------------------------------------- vocabulary (all status channels)
 
@@ -118,18 +120,56 @@ def iso(ts: float | None) -> str | None:
 # ---------------------------------------------------------------- state → views
 
 
-def active(incident: dict) -> bool:
-    return not incident.get("retracted_at") and incident["status"] not in FINAL_STATUSES
+@dataclass(frozen=True)
+class Site:
+    """What a build needs besides the state: the page's configuration and the build time."""
+
+    title: str
+    components: tuple[str, ...]
+    site_url: str | None
+    now: float
+    history: int = 50
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def effective_status(inc: dict, now: float) -> str:
+    """The status a record has at ``now``: a maintenance still marked ``scheduled`` is in
+    progress once its window opens and completed once it closes (nobody needs to post that);
+    one the author moved on (``in_progress``, ``completed``…) keeps the author's word."""
+    status = str(inc["status"])
+    window = inc.get("window") or None
+    if inc.get("kind") == "maintenance" and status == "scheduled" and window:
+        if now >= window["ends_at"]:
+            return "completed"
+        if now >= window["starts_at"]:
+            return "in_progress"
+    return status
+
+
+def active(incident: dict, now: float) -> bool:
+    return not incident.get("retracted_at") and effective_status(incident, now) not in FINAL_STATUSES
 
 
 #: kinds that are incidents on a status page (with a status and an impact); every other kind
 #: (notice, promotion, deploy) is shown as a notice: never as a resolved incident
 INCIDENT_KINDS = frozenset({"incident", "maintenance"})
 NOTICE_LABEL = "Notice"
+#: component state → the page indicator it stands for (Statuspage's vocabulary)
+STATE_INDICATOR = {"operational": "none", "under_maintenance": "maintenance", "degraded_performance": "minor",
+                   "partial_outage": "major", "major_outage": "critical"}
+
+
+#: kinds never listed on the status site (its index, history, feed and JSON): a status page
+#: is no place for marketing. The record keeps its own page, so a receipt's link still works.
+UNLISTED_KINDS = frozenset({"promotion"})
 
 
 def is_notice(record: dict) -> bool:
     return record.get("kind") not in INCIDENT_KINDS
+
+
+def listed(record: dict) -> bool:
+    return record.get("kind") not in UNLISTED_KINDS
 
 
 def visible(state: dict) -> list[dict]:
@@ -148,64 +188,111 @@ def label_of(record: dict, status: str) -> str:
     return NOTICE_LABEL if is_notice(record) else render.STATUS_LABELS.get(status, status)
 
 
-def component_states(state: dict, names: tuple[str, ...]) -> dict[str, str]:
-    """The configured components, each at its worst active status. A name an incident carries
+def state_for(inc: dict, status: str, name: str) -> str:
+    """The state ``inc`` in ``status`` gives component ``name``: the author's explicit choice
+    (``component_states``) while the record is open, else the rule of its severity."""
+    default = component_status(inc["kind"], status, inc.get("severity"))
+    explicit = (inc.get("component_states") or {}).get(name)
+    if explicit in COMPONENT_LABELS and status not in FINAL_STATUSES and default != "operational":
+        return str(explicit)
+    return default
+
+
+def component_states(state: dict, site: Site) -> dict[str, str]:
+    """The configured components, each at its worst current state. A name an incident carries
     that is not configured is never shown (submit refuses such names; old state may hold some)."""
-    order = ["operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage"]
-    out = {n: "operational" for n in names}
+    out = {n: "operational" for n in site.components}
     for inc in visible_incidents(state):
+        if not active(inc, site.now):
+            continue
+        status = effective_status(inc, site.now)
         for name in inc.get("components", []):
-            if name not in out:
-                continue
-            if active(inc):
-                st = component_status(inc["kind"], inc["status"], inc.get("severity"))
-                if order.index(st) > order.index(out[name]):
-                    out[name] = st
+            if name in out:
+                out[name] = history.worse(out[name], state_for(inc, status, name))
     return out
 
 
-def indicator(state: dict) -> str:
-    worst = "none"
+def indicator(state: dict, site: Site) -> tuple[str, str]:
+    """(indicator, banner text), derived from the worst component state — so the banner never
+    reads "outage" while every component reads Operational. An open record that names no
+    configured component still raises the indicator (clients must learn of it), but the banner
+    says what is known: an incident or maintenance is under way."""
+    worst = "operational"
+    for st in component_states(state, site).values():
+        worst = history.worse(worst, st)
+    ind = STATE_INDICATOR[worst]
+    if ind != "none":
+        return ind, INDICATOR_TEXT[ind]
+    loose = "none"
     for inc in visible_incidents(state):
-        if not active(inc) or (inc["kind"] == "maintenance" and inc["status"] != "in_progress"):
+        named = [c for c in inc.get("components", []) if c in site.components]
+        status = effective_status(inc, site.now)
+        if named or not active(inc, site.now) or (inc["kind"] == "maintenance" and status != "in_progress"):
             continue
-        if IMPACT_RANK[inc["impact"]] > IMPACT_RANK[worst]:
-            worst = inc["impact"]
-    return worst
+        if IMPACT_RANK[inc["impact"]] > IMPACT_RANK[loose]:
+            loose = inc["impact"]
+    if loose == "none":
+        return "none", INDICATOR_TEXT["none"]
+    return loose, ("Maintenance in progress" if loose == "maintenance" else "An incident is being handled")
 
 
-# ---------------------------------------------------------------- JSON (status-page summary shape)
+# ---------------------------------------------------------------- JSON (Statuspage's public v2 shapes)
 
 
-def _component_json(name: str, status: str, page: dict, position: int, now: str) -> dict[str, Any]:
+def _component_json(name: str, status: str, page: dict, position: int, now: str,
+                    group_id: str | None) -> dict[str, Any]:
     return {
         "id": short_id(f"component:{name}"), "name": name, "status": status, "created_at": now,
         "updated_at": now, "position": position, "description": None, "showcase": True,
-        "start_date": None, "group_id": None, "page_id": page["id"], "group": False,
+        "start_date": None, "group_id": group_id, "page_id": page["id"], "group": False,
         "only_show_if_degraded": False,
     }
 
 
-def _incident_json(inc: dict, page: dict, site_url: str | None, components: tuple[str, ...]) -> dict[str, Any]:
-    final = inc["status"] in FINAL_STATUSES
+def components_json(state: dict, site: Site, page: dict, stamp: str) -> list[dict[str, Any]]:
+    """Components, then each group as a component with ``group: true`` and its members' ids."""
+    comps = component_states(state, site)
+    member_of = {m: g for g, members in site.groups.items() for m in members}
+    out = [_component_json(n, s, page, p, stamp, short_id(f"group:{member_of[n]}") if n in member_of else None)
+           for p, (n, s) in enumerate(comps.items(), 1)]
+    for p, (group, members) in enumerate(site.groups.items(), len(out) + 1):
+        worst = "operational"
+        for m in members:
+            worst = history.worse(worst, comps.get(m, "operational"))
+        g = _component_json(group, worst, page, p, stamp, None)
+        g.update(id=short_id(f"group:{group}"), group=True, components=[short_id(f"component:{m}") for m in members])
+        out.append(g)
+    return out
+
+
+def _incident_json(inc: dict, page: dict, site: Site) -> dict[str, Any]:
+    status = effective_status(inc, site.now)
+    final = status in FINAL_STATUSES
+    named = [c for c in inc.get("components", []) if c in site.components]
     updates = [
         {
             "id": u["id"], "status": u["status"], "body": u["body"], "incident_id": inc["id"],
             "created_at": iso(u["created_at"]), "updated_at": iso(u["created_at"]),
-            "display_at": iso(u["created_at"]), "affected_components": None,
+            "display_at": iso(u["created_at"]),
+            "affected_components": [
+                {"code": short_id(f"component:{c}"), "name": c, "old_status": "operational",
+                 "new_status": state_for(inc, u["status"], c)} for c in named] or None,
         }
         for u in reversed(inc["updates"])
     ]
+    ended = inc["updated_at"]
+    if final and status != inc["status"]:  # completed by its window, not by a post
+        ended = (inc.get("window") or {}).get("ends_at", ended)
     out = {
-        "id": inc["id"], "name": inc["name"], "status": inc["status"], "impact": inc["impact"],
+        "id": inc["id"], "name": inc["name"], "status": status, "impact": inc["impact"],
         "created_at": iso(inc["created_at"]), "updated_at": iso(inc["updated_at"]),
         "started_at": iso(inc["created_at"]),
         "monitoring_at": iso(next((u["created_at"] for u in inc["updates"] if u["status"] == "monitoring"), None)),
-        "resolved_at": iso(inc["updated_at"]) if final else None,
-        "shortlink": page_link(site_url, f"incidents/{inc['id']}.html"), "page_id": page["id"],
+        "resolved_at": iso(ended) if final else None,
+        "shortlink": page_link(site.site_url, f"incidents/{inc['id']}.html"), "page_id": page["id"],
         "incident_updates": updates,
-        "components": [{"id": short_id(f"component:{c}"), "name": c} for c in inc.get("components", [])
-                       if c in components],
+        "components": [{"id": short_id(f"component:{c}"), "name": c, "status": state_for(inc, status, c)}
+                       for c in named],
     }
     if inc["kind"] == "maintenance":
         window = inc.get("window") or {}
@@ -218,21 +305,31 @@ def page_link(site_url: str | None, path: str) -> str:
     return f"{site_url.rstrip('/')}/{path}" if site_url else path
 
 
-def summary(state: dict, *, title: str, components: tuple[str, ...], site_url: str | None, now: float) -> dict:
-    stamp = iso(state.get("updated_at") or now) or ""  # never empty: ``now`` is a time
-    page = {"id": short_id(f"page:{title}"), "name": title, "url": site_url or "", "time_zone": "Etc/UTC",
-            "updated_at": stamp}
-    ind = indicator(state)
-    comps = component_states(state, components)
-    incidents = [_incident_json(i, page, site_url, components) for i in visible_incidents(state)]
+def api_v2(state: dict, site: Site) -> dict[str, dict]:
+    """Every ``api/v2/*.json`` document, by path, in the shapes Statuspage documents for its
+    public page API (so its clients and widgets read our static site unchanged)."""
+    stamp = iso(state.get("updated_at") or site.now) or ""  # never empty: ``now`` is a time
+    page = {"id": short_id(f"page:{site.title}"), "name": site.title, "url": site.site_url or "",
+            "time_zone": "Etc/UTC", "updated_at": stamp}
+    ind, text = indicator(state, site)
+    status = {"indicator": ind, "description": text}
+    comps = components_json(state, site, page, stamp)
+    records = [_incident_json(i, page, site) for i in visible_incidents(state)]
+    incidents = [i for i in records if i["impact"] != "maintenance"]
+    maint = [i for i in records if i["impact"] == "maintenance"]
+    unresolved = [i for i in incidents if i["status"] not in FINAL_STATUSES]
+    upcoming = [i for i in maint if i["status"] == "scheduled"]
+    in_progress = [i for i in maint if i["status"] in ("in_progress", "verifying")]
     return {
-        "page": page,
-        "status": {"indicator": ind, "description": INDICATOR_TEXT[ind]},
-        "components": [_component_json(n, s, page, p, stamp) for p, (n, s) in enumerate(comps.items(), 1)],
-        "incidents": [i for i in incidents if i["impact"] != "maintenance" and i["status"] not in FINAL_STATUSES],
-        "scheduled_maintenances": [
-            i for i in incidents if i["impact"] == "maintenance" and i["status"] not in FINAL_STATUSES
-        ],
+        "summary.json": {"page": page, "status": status, "components": comps, "incidents": unresolved,
+                         "scheduled_maintenances": upcoming + in_progress},
+        "status.json": {"page": page, "status": status},
+        "components.json": {"page": page, "components": comps},
+        "incidents.json": {"page": page, "incidents": incidents[:site.history]},
+        "incidents/unresolved.json": {"page": page, "incidents": unresolved},
+        "scheduled-maintenances.json": {"page": page, "scheduled_maintenances": maint[:site.history]},
+        "scheduled-maintenances/upcoming.json": {"page": page, "scheduled_maintenances": upcoming},
+        "scheduled-maintenances/active.json": {"page": page, "scheduled_maintenances": in_progress},
     }
 
 
@@ -245,101 +342,97 @@ def dump_json(data: Any) -> bytes:
 # ---------------------------------------------------------------- HTML
 
 
-_TEMPLATES = {
-    "base.html": """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{% block title %}{{ title }}{% endblock %}</title>
-<link rel="alternate" type="application/atom+xml" title="{{ title }}" href="{{ root }}feed.atom">
-<style>
-body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}
-.banner{padding:1rem;border-radius:.4rem;color:#fff;background:#2e7d32}
-.banner.minor{background:#f9a825}.banner.major{background:#ef6c00}.banner.critical{background:#c62828}
-.banner.maintenance{background:#1565c0}
-ul.components{list-style:none;padding:0}ul.components li{display:flex;justify-content:space-between;
-border-bottom:1px solid #eee;padding:.4rem 0}
-.update{border-left:3px solid #ccc;padding-left:.8rem;margin:1rem 0}small{color:#666}
-</style></head><body>
-<header><h1><a href="{{ root }}index.html">{{ title }}</a></h1></header>
-{% block content %}{% endblock %}
-<footer><small>Updated {{ updated }} · <a href="{{ root }}feed.atom">Atom feed</a> ·
-<a href="{{ root }}api/v2/summary.json">JSON</a></small></footer>
-</body></html>
-""",
-    "index.html": """{% extends "base.html" %}{% block content %}
-<p class="banner {{ indicator }}">{{ description }}</p>
-{% if components %}<h2>Components</h2><ul class="components">
-{% for name, status in components.items() %}<li><span>{{ name }}</span><span>{{ labels[status] }}</span></li>
-{% endfor %}</ul>{% endif %}
-{% if active %}<h2>Active</h2>{% for inc in active %}{% include "card.html" %}{% endfor %}{% endif %}
-<h2>History</h2>{% for inc in history %}{% include "card.html" %}{% else %}<p>No incidents reported.</p>{% endfor %}
-{% if notices %}<h2>Notices</h2>{% for inc in notices %}{% include "card.html" %}{% endfor %}{% endif %}
-{% endblock %}""",
-    "card.html": """<article><h3><a href="incidents/{{ inc.id }}.html">{{ inc.name }}</a></h3>
-<p><strong>{{ inc.label }}</strong> — {{ inc.updates[-1].text }}</p>
-<small>{{ inc.updated }}</small></article>
-""",
-    "incident.html": """{% extends "base.html" %}{% block title %}{{ inc.name }} · {{ title }}{% endblock %}
-{% block content %}<h2>{{ inc.name }}</h2>
-<p><small>{% if inc.notice %}Notice{% else %}Impact: {{ inc.impact }}{% endif %}
-{%- if inc.components %} · Affects: {{ inc.components | join(", ") }}{% endif %}</small></p>
-{% if inc.url %}<p><a href="{{ inc.url }}">{{ inc.url }}</a></p>{% endif %}
-{% for u in inc.updates | reverse %}<section class="update"><h3>{{ u.label }}</h3>
-{{ u.html }}<small>{{ u.at }}</small></section>{% endfor %}
-{% endblock %}""",
-}
-
-_env = Environment(loader=DictLoader(_TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True)
-
-
 def _safe_url(url: str | None) -> str | None:
     return url if url and url.startswith(("https://", "http://")) else None
 
 
-def _view(inc: dict, components: tuple[str, ...]) -> dict:
+def _view(inc: dict, site: Site) -> dict:
     """Template view of an incident or notice: bodies become HTML that ``markdown_to_html``
-    escaped; only configured components are named."""
+    escaped; only configured components are named; times read as people read them."""
+    now = site.now
+    status = effective_status(inc, now)
+    named = [c for c in inc.get("components", []) if c in site.components]
+    final = status in FINAL_STATUSES
+    ended = inc["updated_at"] if final else now
+    if final and status != inc["status"]:
+        ended = (inc.get("window") or {}).get("ends_at", ended)
+    window = inc.get("window") or None
     return {
         **inc,
+        "status": status,
         "notice": is_notice(inc),
-        "label": label_of(inc, inc["status"]),
-        "components": [c for c in inc.get("components", []) if c in components],
+        "label": label_of(inc, status),
+        "components": named,
+        "states": {c: COMPONENT_LABELS[state_for(inc, status, c)] for c in named},
         "url": _safe_url(inc.get("url")),
-        "updated": iso(inc["updated_at"]),
+        "updated": when.time_html(inc["updated_at"], now),
+        "started": when.time_html(inc["created_at"], now),
+        "duration": when.duration(max(0.0, ended - inc["created_at"])),
+        "final": final,
+        "month": datetime.fromtimestamp(inc["created_at"], UTC).strftime("%B %Y"),
+        "window": {"starts": when.time_html(window["starts_at"], now, zone=True),
+                   "ends": when.time_html(window["ends_at"], now, zone=True)} if window else None,
         "updates": [
             {**u, "html": Markup(render.markdown_to_html(u["body"])), "text": render.markdown_to_text(u["body"])[:280],
-             "at": iso(u["created_at"]), "label": label_of(inc, u["status"])}
+             "at": when.time_html(u["created_at"], now), "label": label_of(inc, u["status"]),
+             "states": {c: COMPONENT_LABELS[state_for(inc, u["status"], c)] for c in named}}
             for u in inc["updates"]
         ],
     }
 
 
-def build_site(state: dict, *, title: str, components: tuple[str, ...], site_url: str | None,
-               history: int, now: float) -> dict[str, bytes]:
-    """Every file of the site, by relative path. Pure: the same state gives the same bytes."""
-    data = summary(state, title=title, components=components, site_url=site_url, now=now)
-    shown = [_view(i, components) for i in visible(state)]
+def _bars(state: dict, site: Site) -> list[dict]:
+    """Per component: the 90-day bar and the uptime over those days."""
+    records = visible_incidents(state)
+    out = []
+    for name in site.components:
+        spans = [s for inc in records if name in inc.get("components", [])
+                 for s in history.segments(inc, name, site.now, state_for)]
+        days = []
+        for d in history.bar(spans, site.now):
+            detail = "; ".join(f"{COMPONENT_LABELS[st]} {when.duration(t)}" for st, t in sorted(
+                d["spent"].items(), key=lambda kv: history.ORDER.index(kv[0]), reverse=True))
+            days.append({"state": d["state"], "title": f"{when.day(d['start'])}: {detail or 'No incidents'}"})
+        out.append({"name": name, "uptime": f"{history.uptime(spans, site.now):.2f}", "days": days})
+    return out
+
+
+def build_site(state: dict, site: Site) -> dict[str, bytes]:
+    """Every file of the site, by relative path. Pure: the same state and time give the same bytes."""
+    docs = api_v2(state, site)
+    ind, text = indicator(state, site)
+    shown = [_view(i, site) for i in visible(state)]
     incidents = [i for i in shown if not i["notice"]]
-    common = {"title": title, "updated": data["page"]["updated_at"], "labels": COMPONENT_LABELS,
-              "statuses": render.STATUS_LABELS}
+    comps = component_states(state, site)
+    grouped = {m for members in site.groups.values() for m in members}
+    common = {"title": site.title, "updated": when.time_html(state.get("updated_at") or site.now, site.now),
+              "labels": COMPONENT_LABELS, "indicator": ind, "description": text}
+    months: dict[str, list[dict]] = {}
+    for inc in incidents:
+        if inc["final"]:
+            months.setdefault(inc["month"], []).append(inc)
     files = {
         "index.html": _env.get_template("index.html").render(
-            **common, root="", indicator=data["status"]["indicator"], description=data["status"]["description"],
-            components=component_states(state, components),
-            active=[i for i in incidents if i["status"] not in FINAL_STATUSES],
-            history=[i for i in incidents if i["status"] in FINAL_STATUSES][:history],
-            notices=[i for i in shown if i["notice"]][:history],
+            **common, root="",
+            components=comps, bars={b["name"]: b for b in _bars(state, site)},
+            groups=[(g, [m for m in members if m in comps]) for g, members in site.groups.items()],
+            loose=[c for c in comps if c not in grouped],
+            upcoming=[i for i in incidents if i["kind"] == "maintenance" and i["status"] == "scheduled"],
+            active=[i for i in incidents if not i["final"] and i["status"] != "scheduled"],
+            history=[i for i in incidents if i["final"]][:site.history],
+            notices=[i for i in shown if i["notice"] and listed(i)][:site.history],
         ).encode(),
-        "feed.atom": atom(state, title=title, site_url=site_url, now=now),
-        "api/v2/summary.json": dump_json(data),
-        "api/v2/status.json": dump_json({"page": data["page"], "status": data["status"]}),
-        "api/v2/components.json": dump_json({"page": data["page"], "components": data["components"]}),
-        "api/v2/incidents/unresolved.json": dump_json({"page": data["page"], "incidents": data["incidents"]}),
+        "history.html": _env.get_template("history.html").render(**common, root="", months=months).encode(),
+        "widget.html": _env.get_template("widget.html").render(**common, root="", components=comps).encode(),
+        "status.js": when.SCRIPT.encode(),
+        "feed.atom": atom(state, title=site.title, site_url=site.site_url, now=site.now),
+        "badge.svg": badge.svg("status", text if ind != "none" else "operational", badge.COLOURS[ind]),
     }
-    page = data["page"]
-    files["api/v2/incidents.json"] = dump_json(
-        {"page": page, "incidents": [_incident_json(i, page, site_url, components)
-                                      for i in visible_incidents(state)][:history]})
+    for name, st in comps.items():
+        files[f"badges/{short_id(f'component:{name}')}.svg"] = badge.svg(
+            name, COMPONENT_LABELS[st].lower(), badge.COLOURS[STATE_INDICATOR[st]])
+    for path, doc in docs.items():
+        files[f"api/v2/{path}"] = dump_json(doc)
     for inc in shown:
         files[f"incidents/{inc['id']}.html"] = _env.get_template("incident.html").render(
             **common, root="../", inc=inc).encode()
@@ -370,7 +463,7 @@ def atom(state: dict, *, title: str, site_url: str | None, now: float) -> bytes:
     if site_url:
         el(feed, "link", rel="alternate", href=page_link(site_url, "index.html"))
         el(feed, "link", rel="self", href=page_link(site_url, "feed.atom"))
-    for inc in visible(state)[:50]:
+    for inc in [i for i in visible(state) if listed(i)][:50]:
         entry = el(feed, "entry")
         el(entry, "id", f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, base + '#incident:' + inc['id'])}")
         el(entry, "title", f"[{label_of(inc, inc['status'])}] {inc['name']}")

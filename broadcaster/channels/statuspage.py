@@ -62,8 +62,22 @@ class StatuspageSettings(ChannelSettings):
     title: str = "Service status"
     site_url: Url | None = None  # public URL of output_dir, for absolute links in feed and JSON
     components: tuple[str, ...] = ()
+    #: optional headings over components: group name → its members (each a declared component)
+    groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     mirrors: tuple[MirrorSettings, ...] = ()
     history: int = Field(50, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _groups(self) -> StatuspageSettings:
+        seen: dict[str, str] = {}
+        for group, members in self.groups.items():
+            for m in members:
+                if m not in self.components:
+                    raise ValueError(f"groups.{group}: {m!r} is not one of components")
+                if m in seen:
+                    raise ValueError(f"groups.{group}: {m!r} is already in group {seen[m]!r}")
+                seen[m] = group
+        return self
 
 
 # ---------------------------------------------------------------- pure state changes
@@ -87,6 +101,7 @@ def apply(state: dict, post: Post, key: str, now: float) -> tuple[dict, str, str
                 "id": inc_id, "key": key, "kind": post.kind, "name": post.title, "status": site.status_of(post),
                 "severity": meta.get("severity"), "impact": site.impact_of(post.kind, meta.get("severity")),
                 "components": list(meta.get("components") or []), "window": meta.get("window"),
+                "component_states": dict(meta.get("component_states") or {}),
                 "url": post.url, "created_at": now, "updated_at": now, "retracted_at": None, "updates": [update],
                 "announcement_id": meta.get("announcement_id"),  # its signature file is marked on retraction
             }
@@ -203,8 +218,9 @@ class Statuspage(Channel[StatuspageSettings]):
                                  f"({type(exc).__name__})") from exc
 
     def save_and_publish(self, state: dict) -> None:
-        files = site.build_site(state, title=self.settings.title, components=self.settings.components,
-                                site_url=self.settings.site_url, history=self.settings.history, now=self.clock())
+        files = site.build_site(state, site.Site(
+            title=self.settings.title, components=self.settings.components, site_url=self.settings.site_url,
+            history=self.settings.history, groups=dict(self.settings.groups), now=self.clock()))
         if self.trust_files is not None:
             files.update(self.trust_files(state))
         try:

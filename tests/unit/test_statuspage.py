@@ -206,7 +206,7 @@ def test_settings_and_check(tmp_path):
     with pytest.raises(ValueError, match="either path or command"):
         StatuspageSettings.model_validate({"kind": "statuspage", "output_dir": "x", "mirrors": [{}]})
     ch = make(tmp_path, mirrors=[{"path": str(tmp_path / "m")}, {"command": "no-such-binary-xyz {dir}"}])
-    with pytest.raises(PermanentError, match="mirror 2 .*command not found"):
+    with pytest.raises(PermanentError, match=r"mirror 2 .*command not found"):
         ch.check()
     assert "ready" in make(tmp_path, mirrors=[{"path": str(tmp_path / "m")}]).check()
 
@@ -231,16 +231,20 @@ def test_notices_are_never_shown_as_resolved_incidents(tmp_path, kind):
     ch.send(ch.render(Message(announcement=note)), key="kn")
     out = files(tmp_path / "site")
     index = out["index.html"]
-    history, _, notices = index.partition("<h2>Notices</h2>")
+    history, _, notices = index.partition('<h2 id="h-notices">Notices</h2>')
     assert "New status page address" not in history  # not in Active or History
-    assert "<strong>Notice</strong> — Bookmark it." in notices and "Resolved" not in notices
+    if kind == "promotion":  # marketing is not listed on a status page at all
+        assert "New status page address" not in notices
+    else:
+        assert "<strong>Notice</strong> — Bookmark it." in notices and "Resolved" not in notices
     page = next(v for k, v in out.items() if k.startswith("incidents/") and "New status page" in v)
     assert "Resolved" not in page and "<h3>Notice</h3>" in page and "Impact:" not in page
     listed = json.loads(out["api/v2/incidents.json"])["incidents"]
     assert [i["name"] for i in listed] == [f"Login {EVIL} down"]  # notices are no incidents
     feed = ET.fromstring(out["feed.atom"])
     titles = [e.find(f"{ATOM}title").text for e in feed.iter(f"{ATOM}entry")]
-    assert "[Notice] New status page address" in titles and not any(t.startswith("[Resolved] New") for t in titles)
+    assert ("[Notice] New status page address" in titles) == (kind != "promotion")
+    assert not any(t.startswith("[Resolved] New") for t in titles)
 
 
 def test_only_configured_components_ever_appear(tmp_path):
