@@ -55,10 +55,14 @@ def text(value: str) -> str:
 
 Title = Annotated[str, Field(max_length=300), AfterValidator(one_line)]
 Body = Annotated[str, Field(max_length=20000), AfterValidator(text)]
-Url = Annotated[str, Field(max_length=2000), AfterValidator(one_line)]
+#: longest URL accepted anywhere (an announcement's link, where an operator found a post)
+URL_MAX = 2000
+Url = Annotated[str, Field(max_length=URL_MAX), AfterValidator(one_line)]
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(one_line)]
 ChannelName = Annotated[str, Field(min_length=1, max_length=CHANNEL), AfterValidator(one_line)]
 Status = Annotated[str, Field(min_length=1, max_length=STATUS), AfterValidator(one_line)]
+#: why something was retracted or cancelled (multi-line; kept in the audit log and told to channels)
+Reason = Annotated[str, Field(max_length=2000), AfterValidator(text)]
 
 
 def _a(kind: str) -> str:

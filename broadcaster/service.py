@@ -7,7 +7,7 @@ and only then wakes the workers (a failed wake-up is logged, never fatal: the sw
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from . import components as component_names, review
 from .config import Settings
 from .errors import InvalidRequest
+from .limits import text_problem
 from .models import (
     ACTIVE,
     INCIDENT_STATUSES,
@@ -26,6 +27,7 @@ from .models import (
 )
 from .principal import SYSTEM, Principal
 from .requests import (
+    URL_MAX,
     AnnouncementIn,
     UpdateIn,
     VariantIn,
@@ -240,6 +242,9 @@ def confirm_delivered(runtime: Runtime, delivery_id: str, *, principal: Principa
         raise InvalidRequest(f"delivery is {d.state}; only an unknown delivery can be confirmed")
     if url is not None and not url.startswith(("http://", "https://")):
         raise InvalidRequest("url must start with http:// or https://", field="url")
+    if url is not None and (len(url) > URL_MAX or text_problem(url, one_line=True)):  # the web form's too
+        raise InvalidRequest(f"url: {text_problem(url, one_line=True) or f'at most {URL_MAX} characters'}",
+                             field="url")
     if not ledger.force(d.id, S.DELIVERED, "confirmed on the channel by an operator", actor=principal.name,
                         from_states=[S.UNKNOWN], maybe_sent=False, remote_url=url or None):
         raise InvalidRequest("delivery changed state meanwhile; reload and try again")
@@ -286,7 +291,7 @@ def now_iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     try:
-        return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+        return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
     except (OverflowError, ValueError, OSError):  # a corrupt stored time must not break every listing
         return None
 

@@ -3,8 +3,9 @@
 Layers, outermost first: CatchAll (no traceback ever reaches a client) → metrics (latency of
 every request) → proxy headers (only with ``api.trusted_proxies``: the client address and
 scheme a trusted reverse proxy reports in X-Forwarded-For / X-Forwarded-Proto) → IntakeGuard
-(size limit, token or session, rate limits — before any body is read) → FastAPI routing with
-JSON error handlers. The API lives under ``/api/v1``; health and metrics at the root; the web
+(size limit, token or session, rate limits — before any body is read) → CleanParams (no control
+character in a query value or a page path: ``api/params.py``) → FastAPI routing with JSON error
+handlers. The API lives under ``/api/v1``; health and metrics at the root; the web
 page (``broadcaster/web``, when present) at ``/``.
 
 Other routers reach shared state through ``request.app.state``: ``runtime`` (ledger, settings,

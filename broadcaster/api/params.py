@@ -4,15 +4,17 @@ An id or a filter goes straight into a ``WHERE``; PostgreSQL refuses a NUL byte 
 parameter, so ``/announcements/ann%00x`` or ``?status=%00`` used to become a database error
 and a 500. Nothing legitimate puts a control character or a line break in a path or a query:
 
-* every id in an API path is declared :data:`Id` (its characters and its column's length), so
-  routing answers 422 naming the parameter (``ann_id``) before the handler runs;
-* :class:`CleanParams`, in front of every route, answers 422 naming the query parameter for a
-  bad query value, and 404 for a bad character in a path outside the API (the web page's ids).
+* :class:`CleanParams`, in front of every route, answers 422 naming the parameter for a bad
+  query value or a bad character in an API path parameter (the name is found from the OpenAPI
+  path templates), and 404 for a bad character in any other path (the web page's ids);
+* ids in API paths are declared :data:`Id` (their characters and their column's length), so a
+  malformed or over-long id is a 422 naming it too.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Path
@@ -39,9 +41,36 @@ def query_problem(query_string: bytes) -> tuple[str, str] | None:
     return None
 
 
+def _templates(app: Any) -> list[re.Pattern[str]]:
+    """The app's API path templates as patterns with named groups (built once per app)."""
+    cached = getattr(app.state, "param_templates", None)
+    if cached is None:
+        cached = []
+        for path in app.openapi().get("paths", {}):
+            if "{" in path:
+                named = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+                cached.append(re.compile(f"^{named}$"))
+        app.state.param_templates = cached
+    return cached
+
+
+def path_param(app: Any, path: str) -> str | None:
+    """The name of the path parameter holding a bad character, if ``path`` is an API route's."""
+    try:
+        templates = _templates(app)
+    except Exception:  # no OpenAPI document to read: the caller answers without a name
+        return None
+    for pattern in templates:
+        m = pattern.match(path)
+        if m:
+            for name, value in m.groupdict().items():
+                if text_problem(value, one_line=True):
+                    return name
+    return None
+
+
 class CleanParams:
-    """ASGI middleware: refuse control characters and line breaks in the query (422 naming the
-    parameter) and in paths the API's typed ids do not cover (404)."""
+    """ASGI middleware: refuse control characters and line breaks in query values and paths."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -59,9 +88,14 @@ class CleanParams:
             field, problem = found
             response = error_response(422, "invalid_request", f"{field}: {problem}", {"field": field}) if as_json \
                 else PlainTextResponse(f"{field}: {problem}", status_code=422)
-        elif not path.startswith(JSON_PREFIXES) and text_problem(path, one_line=True):
-            response = error_response(404, "not_found", "no such page", {"field": "path"}) if as_json \
-                else PlainTextResponse("no such page", status_code=404)
+        elif text_problem(path, one_line=True):
+            name = path_param(scope.get("app"), path) if path.startswith(JSON_PREFIXES) else None
+            if name is not None:
+                response = error_response(422, "invalid_request", f"{name}: {text_problem(path, one_line=True)}",
+                                          {"field": name})
+            else:
+                response = error_response(404, "not_found", "no such page", {"field": "path"}) if as_json \
+                    else PlainTextResponse("no such page", status_code=404)
         if response is None:
             await self.app(scope, receive, send)
         else:

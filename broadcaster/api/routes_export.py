@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import export, lifecycle
+from ..requests import Reason
 from ..runtime import Runtime
 from ..service import Principal
 from .auth import principal
@@ -62,7 +63,7 @@ def incidents(who: Who, rt: Rt, open: bool = Query(True, description="only incid
 
 class CancelWindowIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    reason: str = Field("", max_length=2000)
+    reason: Reason = ""
 
 
 class CancelWindowOut(BaseModel):

@@ -10,9 +10,9 @@ validates exactly what the CLI and the web page submit.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import (
     OVERALL_WORDS,
@@ -23,7 +23,7 @@ from ..models import (
     current_error,
     overall,
 )
-from ..requests import text
+from ..requests import Reason
 from ..service import now_iso
 
 iso = now_iso  # epoch seconds → "2026-01-02T03:04:05.678Z"
@@ -213,7 +213,7 @@ class UpdateAccepted(Out):
 
 class RetractIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    reason: Annotated[str, Field(max_length=2000), AfterValidator(text)] = ""
+    reason: Reason = ""
 
 
 class RetractOut(Out):

@@ -67,6 +67,7 @@ ATTACKS = [
     ("confirm-nul-id", "POST", "/api/v1/deliveries/d%00/confirm", None, admin, 422, "delivery_id"),
     ("confirm-nul-url", "POST", "/api/v1/deliveries/{delivery}/confirm", {"url": "https://x.test/\x00"}, admin, 422,
      "url"),
+    ("any-api-path-param", "GET", "/api/v1/drafts/d%00", None, admin, 422, "draft_id"),
     ("status-filter-nul", "GET", "/api/v1/announcements?status=%00", None, admin, 422, "status"),
     ("status-filter-long", "GET", "/api/v1/announcements?status=" + "x" * 100, None, admin, 422, "status"),
     ("before-nul", "GET", "/api/v1/announcements?before=%00", None, admin, 422, "before"),
@@ -78,6 +79,8 @@ ATTACKS = [
      "ann_id"),
     ("retract-nul-id", "POST", "/api/v1/announcements/a%00/retract", None, admin, 422, "ann_id"),
     ("retract-nul-reason", "POST", "/api/v1/announcements/{incident}/retract", {"reason": "r\x00"}, admin, 422,
+     "reason"),
+    ("cancel-window-nul-reason", "POST", "/api/v1/maintenance/{incident}/cancel", {"reason": "r\x00"}, admin, 422,
      "reason"),
     ("cancel-window-nul-id", "POST", "/api/v1/maintenance/a%00/cancel", None, admin, 422, "ann_id"),
     ("subscribers-after-nul", "GET", "/api/v1/subscribers?after=%00", None, admin, 422, "after"),
@@ -197,3 +200,16 @@ def test_the_web_forms_idempotency_key_cannot_reach_the_database_unchecked(e, ke
     assert r.status_code in (303, 400), r.text[:300]
     if r.status_code == 400:
         assert counts(e.ledger) == before
+
+
+@pytest.mark.parametrize("url", ["https://example.test/\x00", "https://example.test/" + "x" * 2001],
+                         ids=["nul", "long"])
+def test_confirm_checks_the_url_in_the_service_every_caller_shares(e, url):
+    from broadcaster import service
+    from tests.cli.live import settle
+
+    settle(e.runtime, e.delivery, "unknown")
+    with pytest.raises(InvalidRequest) as caught:
+        service.confirm_delivered(e.runtime, e.delivery, principal=service.SYSTEM, url=url)
+    assert caught.value.field == "url"
+    assert str(e.ledger.get_delivery(e.delivery).state) == "unknown"
