@@ -84,5 +84,6 @@ function tick(){document.querySelectorAll('span.rel[data-ts]').forEach(function(
 e.textContent='('+rel(+e.getAttribute('data-ts'))+')'})}
 document.querySelectorAll('time[data-zone]').forEach(function(e){var d=new Date(e.getAttribute('datetime'));
 if(isNaN(d))return;var l=document.createElement('span');l.className='local';
-l.textContent=' · your time: '+d.toLocaleString(undefined,{dateStyle:'medium',timeStyle:'short',timeZoneName:'short'});
+l.textContent=' · your time: '+d.toLocaleString(undefined,{year:'numeric',month:'short',day:'numeric',hour:'2-digit',
+minute:'2-digit',timeZoneName:'short'});
 e.after(l)});tick();setInterval(tick,30000)})();"""
