@@ -41,7 +41,9 @@ def _handle(rt: Runtime, source: str, name: str, headers: Any, body: bytes) -> J
     # an unknown receiver and a wrong credential look the same to the caller
     if rec is None or rec.source != source or not verified(rec, headers, body, rt.clock()):
         log.warning("inbound %s/%s: refused a request that did not prove its sender", source[:20], name[:64])
-        return error_response(401, "unauthorized", "this receiver could not verify the sender")
+        # a 401 names a scheme (RFC 9110); one fixed answer, so it tells nothing about the receiver
+        return error_response(401, "unauthorized", "this receiver could not verify the sender",
+                              headers={"WWW-Authenticate": 'Bearer realm="inbound"'})
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):

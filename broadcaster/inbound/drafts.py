@@ -159,6 +159,7 @@ def publish(runtime: Runtime, draft_id: str, *, principal: Principal) -> dict[st
     resolved gets its resolve update. Whoever calls first wins; a second call changes nothing."""
     store = DraftStore(runtime.ledger)
     draft = store.get(draft_id)
+    check_may_post(runtime, draft.fields, principal)  # before any claim: a refused caller changes nothing
     if draft.state == "draft" or (draft.state == "publishing" and draft.published_by == principal.name):
         return _publish_new(runtime, store, draft, principal)
     if draft.state == "published" and draft.resolve_proposed:
@@ -207,6 +208,17 @@ def _publish_resolve(runtime: Runtime, store: DraftStore, draft: Draft, principa
     return {"announcement": draft.announcement_id, "update": res.id}
 
 
+def check_may_post(runtime: Runtime, fields: dict[str, Any], principal: Principal) -> None:
+    """Only a caller who could post the draft as it stands may publish, edit or discard it. No
+    ``channels`` means the kind's route — checked as such, so an empty list is not a way past a
+    token's channel limit (and fallbacks count, as in ``service.submit``)."""
+    from ..service import fallback_reach
+
+    kind = str(fields.get("kind"))
+    channels = list(fields.get("channels") or ()) or list(runtime.settings.route(kind))
+    principal.check_post(kind, channels, fallback_reach(runtime.settings, channels))
+
+
 def check_fields(fields: dict[str, Any]) -> AnnouncementIn:
     try:
         return AnnouncementIn.model_validate(fields)
@@ -221,16 +233,17 @@ def edit(runtime: Runtime, draft_id: str, changes: dict[str, Any], *, principal:
     resolve_body = changes.pop("resolve_body", None)
     if resolve_body is not None and not isinstance(resolve_body, str):
         raise InvalidRequest("resolve_body: expected text", field="resolve_body")
+    check_may_post(runtime, draft.fields, principal)  # the draft as it is: no narrowing someone's draft to fit
     fields = {**draft.fields, **changes}
     check_fields(fields)
-    principal.check_post(str(fields.get("kind")), list(fields.get("channels") or []))
+    check_may_post(runtime, fields, principal)  # and as it would become
     return store.edit(draft_id, fields=fields, resolve_body=resolve_body, actor=principal.name)
 
 
 def discard(runtime: Runtime, draft_id: str, *, principal: Principal) -> Draft:
     store = DraftStore(runtime.ledger)
     draft = store.get(draft_id)
-    principal.check_post(str(draft.fields.get("kind")), list(draft.fields.get("channels") or []))
+    check_may_post(runtime, draft.fields, principal)
     if not store.move(draft_id, ("draft",), {"state": "discarded", "resolved_at": None if draft.firing else
                                              runtime.clock()}, actor=principal.name, action="discard"):
         raise Conflict(f"draft {draft_id} is {draft.state}; only a waiting draft can be discarded")
