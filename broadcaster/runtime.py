@@ -125,6 +125,7 @@ class Runtime:
         rt.channel_io.setdefault("subscribers", rt._subscribers)
         rt.channel_io.setdefault("trust_files", rt._trust_files)
         rt.channel_io.setdefault("opt_outs", OptOutStore(ledger))  # SMS numbers that replied STOP
+        rt.channel_io.setdefault("endpoints", rt._endpoints())  # webhooks subscribers brought
         return rt
 
     # -- channels, built lazily and kept for the life of the process (connection reuse)
@@ -156,6 +157,12 @@ class Runtime:
         from .subscribers import subscribers_for
 
         return subscribers_for(self.ledger, lists, post, public_url=self.settings.public_url, settings=self.settings)
+
+    def _endpoints(self) -> Any:
+        """The endpoint source of ``subscriber_webhooks`` channels (``subscribers/endpoints.py``)."""
+        from .subscribers.endpoints import Source
+
+        return Source(self)
 
     def _trust_files(self, state):
         """Official-channel list, keys, signatures and verify page for the status site."""

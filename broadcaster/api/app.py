@@ -79,7 +79,7 @@ def _routers(public: list[str]) -> APIRouter:
 
 
 #: routers written for other issues (subscribers, export); the API works without them
-OPTIONAL = ("routes_subscribers", "routes_export", "routes_inbound", "routes_review")
+OPTIONAL = ("routes_subscribers", "routes_endpoints", "routes_export", "routes_inbound", "routes_review")
 
 
 def _optional() -> list:

@@ -35,6 +35,7 @@ BUILTIN_MODULES = (
     "twilio_sms",
     "google_chat",
     "mattermost",
+    "subscriber_webhooks",
 )
 
 _registry: dict[str, type[Channel[Any]]] = {}

@@ -195,6 +195,11 @@ def _v8_channel_readiness(conn: Connection) -> None:
     schema.channel_readiness.create(conn, checkfirst=True)
 
 
+def _v9_subscriber_endpoints(conn: Connection) -> None:
+    """``subscriber_endpoints``: webhooks subscribers brought (``ledger/endpoints.py``)."""
+    schema.subscriber_endpoints.create(conn, checkfirst=True)
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
@@ -205,6 +210,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "alert_drafts: draft incidents from inbound alerts", _v6_alert_drafts),
     (7, "web page sessions", _v7_web_sessions),
     (8, "channel_readiness: each channel's last readiness check", _v8_channel_readiness),
+    (9, "subscriber_endpoints: webhooks subscribers brought", _v9_subscriber_endpoints),
 ]
 
 LATEST = MIGRATIONS[-1][0]

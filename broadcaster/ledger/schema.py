@@ -195,6 +195,32 @@ subscribers = Table(
     Index("ix_subscribers_address", "address"),
 )
 
+#: webhooks subscribers brought (Slack, Teams Workflows, Discord, signed generic): see
+#: ``ledger/endpoints.py``. ``url`` is a credential (a chat webhook URL posts as its owner).
+subscriber_endpoints = Table(
+    "subscriber_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("list", String(100), nullable=False),
+    Column("format", String(16), nullable=False),  # slack | teams_workflow | discord | generic
+    Column("url", Text, nullable=False),
+    Column("url_key", String(64), nullable=False),  # sha256 of the URL: one row per (list, URL)
+    Column("owner", String(320)),  # an address told when the endpoint is disabled (optional)
+    Column("components", JSON, nullable=False, default=list),
+    Column("state", String(16), nullable=False),  # pending | confirmed | disabled
+    Column("code_hash", String(64)),  # sha256 of the challenge code in flight (pending only)
+    Column("created_at", Float, nullable=False),
+    Column("requested_at", Float, nullable=False),  # the current request; the signing secret derives from it
+    Column("challenge_sent_at", Float),
+    Column("confirmed_at", Float),
+    Column("failures", Integer, nullable=False, default=0),  # consecutive failed posts
+    Column("last_error", Text),
+    Column("disabled_at", Float),
+    Column("notice", String(16)),  # how the owner heard of the disabling: mailed | failed | none
+    Index("ux_subscriber_endpoints_list_url", "list", "url_key", unique=True),
+    Index("ix_subscriber_endpoints_list_state", "list", "state"),
+)
+
 #: numbers that replied STOP to an SMS channel (see ``ledger/opt_outs.py``)
 sms_opt_outs = Table(
     "sms_opt_outs",

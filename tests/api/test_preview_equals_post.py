@@ -31,6 +31,7 @@ EXTRA_KINDS = {
     "ops-mattermost": {"kind": "mattermost", "url": "https://mattermost.example/hooks/xyz"},
     "ops-teams-flow": {"kind": "webhook", "format": "teams_workflow",
                        "url": "https://prod.westus.logic.azure.com/workflows/abc/triggers/manual/paths/invoke"},
+    "subscriber-hooks": {"kind": "subscriber_webhooks", "lists": ["ops"]},
 }
 
 

@@ -40,6 +40,7 @@ SETTINGS = {
     "telegram": {"bot_token": "1:abc", "chat_id": "@status"},
     "google_chat": {"url": "https://chat.example/v1/spaces/S/messages?key=k&token=t"},
     "mattermost": {"url": "https://mattermost.example/hooks/abc"},
+    "subscriber_webhooks": {"lists": ["ops"]},
     "twilio_sms": {"account_sid": "AC0123456789", "auth_token": "t", "from_number": "+15550100000",
                    "recipients": ["+15550100001"], "max_segments": 10},
     "matrix": {"homeserver": "https://matrix.example", "access_token": "t", "room_id": "!r:matrix.example"},
