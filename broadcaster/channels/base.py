@@ -36,7 +36,16 @@ from .. import render
 from ..config import ChannelSettings
 from ..errors import ContentRejected, PermanentError
 from ..models import Message, Post, Receipt
-from .ports import AppriseFactory, ChannelPorts, OptOuts, SmtpFactory, Subscribers, TrustFiles
+from .ports import (
+    AppriseFactory,
+    ChannelPorts,
+    EndpointSource,
+    OptOuts,
+    Resolver,
+    SmtpFactory,
+    Subscribers,
+    TrustFiles,
+)
 
 _io = threading.local()
 
@@ -132,6 +141,8 @@ class Channel(Generic[S]):
         trust_files: TrustFiles | None = None,
         apprise_factory: AppriseFactory | None = None,
         opt_outs: OptOuts | None = None,
+        endpoints: EndpointSource | None = None,
+        resolver: Resolver | None = None,
     ):
         """``ports`` carries a process's collaborators; a keyword given here wins over it."""
         self.name = name
@@ -147,6 +158,8 @@ class Channel(Generic[S]):
         self.trust_files = trust_files or given.trust_files
         self.apprise_factory = apprise_factory or given.apprise_factory
         self.opt_out_store = opt_outs or given.opt_outs
+        self.endpoints = endpoints or given.endpoints
+        self.resolver = resolver or given.resolver
 
     # -- I/O seams
 

@@ -10,16 +10,22 @@ give a plain function or an in-memory twin:
 - ``trust_files`` — the status site's official-channel list, key list, signature files and
   verify page, built from the site's state;
 - ``apprise_factory`` — makes an ``apprise.Apprise`` object (the optional extra);
-- ``opt_outs`` — SMS numbers that replied STOP (the ledger's ``sms_opt_outs``).
+- ``opt_outs`` — SMS numbers that replied STOP (the ledger's ``sms_opt_outs``);
+- ``endpoints`` — the webhooks subscribers brought, and their failure tracking
+  (``subscribers/endpoints.py``), for ``subscriber_webhooks``;
+- ``resolver`` — host name → addresses for the network guard (``_outbound``; DNS by default).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..models import Post
+
+if TYPE_CHECKING:
+    from ..ledger.endpoints import Endpoint
 
 #: opens an SMTP connection from the channel's SMTP settings
 SmtpFactory = Callable[..., Any]
@@ -29,6 +35,8 @@ Subscribers = Callable[[tuple[str, ...], Post], Iterable[tuple[str, str | None]]
 TrustFiles = Callable[[dict[str, Any]], dict[str, bytes]]
 #: a fresh ``apprise.Apprise``
 AppriseFactory = Callable[[], Any]
+#: (host, port) → the addresses it resolves to now
+Resolver = Callable[[str, int], list[str]]
 
 
 class OptOuts(Protocol):
@@ -39,6 +47,28 @@ class OptOuts(Protocol):
     def opt_out(self, number: str, *, channel: str, reason: str) -> None: ...
 
 
+class EndpointSource(Protocol):
+    """The endpoints a ``subscriber_webhooks`` channel posts to, and where it reports each outcome."""
+
+    def targets(self, lists: Sequence[str], post: Post, formats: Sequence[str]) -> list[Endpoint]:
+        """Confirmed endpoints of ``lists`` that should get ``post`` (components, kind)."""
+        ...
+
+    def current(self, endpoint_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each endpoint now (one disabled during the pass is skipped)."""
+        ...
+
+    def secret(self, endpoint: Endpoint) -> str:
+        """The endpoint's signing secret (``whsec_…``)."""
+        ...
+
+    def succeeded(self, endpoint: Endpoint) -> None: ...
+
+    def failed(self, endpoint: Endpoint, error: str, max_failures: int) -> None:
+        """Count a failed post; disable the endpoint and tell its owner at ``max_failures``."""
+        ...
+
+
 @dataclass(frozen=True)
 class ChannelPorts:
     smtp_factory: SmtpFactory | None = None
@@ -46,6 +76,8 @@ class ChannelPorts:
     trust_files: TrustFiles | None = None
     apprise_factory: AppriseFactory | None = None
     opt_outs: OptOuts | None = None
+    endpoints: EndpointSource | None = None
+    resolver: Resolver | None = None
 
     @classmethod
     def pick(cls, available: dict[str, Any]) -> ChannelPorts:

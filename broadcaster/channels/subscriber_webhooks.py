@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import httpx
 from pydantic import Field
@@ -34,6 +33,7 @@ from ..ledger.endpoints import Endpoint
 from ..models import Post, Receipt
 from . import _chat, _http, _outbound
 from .base import Channel, MemoryProgress, Progress, io_begins
+from .ports import EndpointSource
 from .registry import register
 from .webhook import Webhook, WebhookSettings, sign
 
@@ -57,24 +57,6 @@ class SubscriberWebhooksSettings(ChannelSettings):
     @property
     def rules(self) -> _outbound.Rules:
         return _outbound.Rules(allow_http=self.allow_http, allow_private=self.allow_private)
-
-
-class EndpointSource(Protocol):
-    """What the channel needs from the subscriber side (``subscribers/endpoints.py`` provides it)."""
-
-    def targets(self, lists: Sequence[str], post: Post, formats: Sequence[str]) -> list[Endpoint]:
-        """Confirmed endpoints of ``lists`` that should get ``post`` (components, kind)."""
-
-    def current(self, endpoint_ids: Sequence[str]) -> dict[str, str]:
-        """The state of each endpoint now (one disabled during the pass is skipped)."""
-
-    def secret(self, endpoint: Endpoint) -> str:
-        """The endpoint's signing secret (``whsec_…``)."""
-
-    def succeeded(self, endpoint: Endpoint) -> None: ...
-
-    def failed(self, endpoint: Endpoint, error: str, max_failures: int) -> None:
-        """Count a failed post; disable the endpoint and tell its owner at ``max_failures``."""
 
 
 def formatted(post: Post, fmt: str) -> Post:
@@ -119,7 +101,7 @@ class SubscriberWebhooks(Channel[SubscriberWebhooksSettings]):
         return self._http
 
     def source(self) -> EndpointSource:
-        src: EndpointSource | None = self.io.get("endpoints")
+        src = self.endpoints
         if src is None:
             raise PermanentError(f"{self.name}: no endpoint source (the runtime provides it)")
         return src
@@ -140,7 +122,7 @@ class SubscriberWebhooks(Channel[SubscriberWebhooksSettings]):
         what = f"{self.name} (endpoint {endpoint.id}, {endpoint.format})"
         io_begins()
         resp = _outbound.pinned_post(self._client(), url, self.settings.rules, content=body, headers=headers,
-                                     what=what, resolver=self.io.get("resolver") or _outbound.system_resolver)
+                                     what=what, resolver=self.resolver or _outbound.system_resolver)
         self._shape(endpoint.format)._classify(resp, what)
         return resp
 
