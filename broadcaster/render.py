@@ -11,6 +11,8 @@ the counters live here as pure functions.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import html
 import math
 import re
@@ -306,21 +308,28 @@ def mastodon_length(text: str, url_weight: int = 23) -> int:
 
 
 def _x_plain(text: str) -> int:
-    total = 0
-    for cluster in graphemes(text):
-        if _EMOJI_CLUSTER.search(cluster):
-            total += 2  # an emoji sequence (ZWJ family, skin tone, flag, keycap) counts as one emoji
-            continue
-        for ch in cluster:
-            cp = ord(ch)
-            total += 1 if any(lo <= cp <= hi for lo, hi in _X_LIGHT) else 2
-    return total
+    if text.isascii():
+        return len(text)  # every ASCII code point is light and none is an emoji presentation
+    return sum(_x_cluster(cluster) for cluster in graphemes(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _x_cluster(cluster: str) -> int:
+    """One grapheme cluster's X weight (cached: texts repeat the same few clusters)."""
+    if _EMOJI_CLUSTER.search(cluster):
+        return 2  # an emoji sequence (ZWJ family, skin tone, flag, keycap) counts as one emoji
+    return sum(1 if any(lo <= ord(ch) <= hi for lo, hi in _X_LIGHT) else 2 for ch in cluster)
 
 
 def _x_url_spans(text: str) -> list[tuple[int, int]]:
-    spans = url_spans(text)
+    """URLs, then bare domains that do not start inside one (found by bisecting the URLs'
+    starts, so many links in a long text cost n log n, not URLs × domains)."""
+    urls = url_spans(text)
+    starts = [s for s, _ in urls]
+    spans = list(urls)
     for m in _BARE_DOMAIN.finditer(text):
-        if not any(s <= m.start() < e for s, e in spans):
+        at = bisect.bisect_right(starts, m.start()) - 1
+        if at < 0 or m.start() >= urls[at][1]:
             spans.append(m.span())
     return sorted(spans)
 
@@ -352,27 +361,74 @@ def fit(text: str, limit: int, count: Counter, mode: str, channel: str) -> list[
     return split_thread(text, limit, count)
 
 
+def _last_fitting(fits: Callable[[int], bool], lo: int, hi: int, guess: int | None = None) -> int:
+    """The largest ``m`` in ``lo..hi`` with ``fits(m)``, or ``lo - 1`` when ``fits(lo)`` fails.
+
+    Galloping from ``guess`` (the previous part's size lands near the answer) or from ``lo``,
+    then bisecting, so finding a cut costs O(part × log part) counter work instead of one count
+    per token (quadratic). It assumes what every channel counter satisfies at word boundaries:
+    a longer prefix never measures less than a shorter one. Each answer is still a cut the real
+    counter measured as fitting, so a part is never over the limit whatever the counter does."""
+    if lo > hi:
+        return lo - 1
+    good, bad = lo - 1, hi + 1  # invariant: good fits (or is lo - 1), bad does not (or is hi + 1)
+    if guess is not None and lo < guess <= hi:
+        if fits(guess):
+            good = guess
+        else:
+            bad, step = guess, 1
+            while bad - step > lo and not fits(bad - step):  # gallop down to a cut that fits
+                bad, step = bad - step, step * 2
+            if bad - step > lo:
+                good = bad - step
+    if good < lo:
+        if not fits(lo):
+            return lo - 1
+        good = lo
+    step = 1
+    while good + step < bad:  # gallop up: good fits; find a bad (or the end) above it
+        probe = good + step
+        if not fits(probe):
+            bad = probe
+            break
+        good, step = probe, step * 2
+    while bad - good > 1:  # bisect: good fits, bad does not (or is past the end)
+        mid = (good + bad) // 2
+        if fits(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
 def truncate(text: str, limit: int, count: Counter, ellipsis: str = "…") -> str:
     """Cut at a word boundary and add ``ellipsis``; a first word too long is cut by grapheme."""
     if count(text) <= limit:
         return text
-    out = ""
-    for w in _tokens(text):
-        if count((out + w).rstrip() + ellipsis) > limit:
-            break
-        out += w
+    offsets = _offsets(_tokens(text))
+    # the most whole tokens whose (right-stripped) text plus the ellipsis fits
+    m = _last_fitting(lambda k: count(text[: offsets[k]].rstrip() + ellipsis) <= limit, 1, len(offsets) - 1)
+    out = text[: offsets[max(m, 0)]]
     if out.strip():
         return out.rstrip() + ellipsis
-    for g in graphemes(text):  # no whole word fits: fall back to cutting inside it
-        if count(out + g + ellipsis) > limit:
-            break
-        out += g
-    return out + ellipsis
+    # no whole word fits: fall back to cutting inside it, grapheme by grapheme from the start
+    ends = _offsets(graphemes(text))
+    g = _last_fitting(lambda k: count(out + text[: ends[k]] + ellipsis) <= limit, 1, len(ends) - 1)
+    return out + text[: ends[max(g, 0)]] + ellipsis
 
 
 def _tokens(text: str) -> list[str]:
     """Words with their trailing whitespace; URLs are single tokens (never split)."""
     return re.findall(r"\S+\s*|\s+", text)
+
+
+def _offsets(pieces: list[str]) -> list[int]:
+    """``offsets[k]`` is where piece ``k`` starts in ``"".join(pieces)`` (the last is the end),
+    so any run of pieces is one slice of the text."""
+    out = [0]
+    for piece in pieces:
+        out.append(out[-1] + len(piece))
+    return out
 
 
 def _ends_sentence(token: str) -> bool:
@@ -385,10 +441,13 @@ def split_thread(text: str, limit: int, count: Counter) -> list[str]:
     Prefers a sentence end when it leaves the part at least half full. A single word longer
     than the room left beside the numbering (a giant URL) is refused with ``ContentRejected``.
     """
+    text = text.strip()
+    tokens = _tokens(text)
+    sizes = [count(tok.strip()) for tok in tokens]  # measured once for every numbering width
     for width in (1, 2, 3):
         biggest = "9" * width
         room = limit - count(f" ({biggest}/{biggest})")
-        parts = _pack(text.strip(), room, count)
+        parts = _pack(text, tokens, sizes, room, count, int(biggest))
         if len(parts) <= int(biggest):
             n = len(parts)
             out = [f"{p} ({i}/{n})" for i, p in enumerate(parts, 1)]
@@ -399,28 +458,38 @@ def split_thread(text: str, limit: int, count: Counter) -> list[str]:
     raise ContentRejected("text too long to thread")
 
 
-def _pack(text: str, room: int, count: Counter) -> list[str]:
-    """Greedy packing of whole tokens into parts of at most ``room``."""
+def _pack(text: str, tokens: list[str], sizes: list[int], room: int, count: Counter, most: int) -> list[str]:
+    """Greedy packing of whole tokens (``"".join(tokens) == text``, ``sizes`` their stripped
+    lengths) into parts of at most ``room``; stops once there are more than ``most`` parts,
+    as the caller then tries a wider numbering anyway.
+
+    Each part takes the most tokens that fit (found by :func:`_last_fitting`), then steps back
+    to the last sentence end inside it if that keeps the part at least half full."""
     if room <= 0:
         raise ContentRejected("limit too small to thread")
-    tokens = _tokens(text)
-    for tok in tokens:
-        if count(tok.strip()) > room:
+    for tok, size in zip(tokens, sizes, strict=True):
+        if size > room:
             raise ContentRejected(f"a single word or link is longer than the limit ({room}): {tok.strip()[:40]}…")
+    offsets = _offsets(tokens)
+    sentence_ends = [k for k, tok in enumerate(tokens) if _ends_sentence(tok)]
+    n = len(tokens)
     parts: list[str] = []
-    i = 0
-    while i < len(tokens):
-        j = i  # tokens[i:j] is the current part
-        while j < len(tokens) and count("".join(tokens[i : j + 1]).rstrip()) <= room:
-            j += 1
-        j = max(j, i + 1)  # never stall: an unfittable token is caught by the caller's check
-        if j < len(tokens):  # overflow: step back to a sentence end if that keeps the part half full
-            for k in range(j - 1, i, -1):
-                if _ends_sentence(tokens[k]) and count("".join(tokens[i : k + 1]).rstrip()) >= room // 2:
-                    j = k + 1
-                    break
-        part = "".join(tokens[i:j]).strip()
+    i = size = 0
+    while i < n and len(parts) <= most:
+        start = offsets[i]
+
+        def measure(j: int, start: int = start) -> int:  # the part made of tokens[i:j]
+            return count(text[start : offsets[j]].rstrip())
+
+        guess = i + size if size else None  # parts of a text tend to take as many tokens
+        j = max(_last_fitting(lambda m: measure(m) <= room, i + 1, n, guess), i + 1)  # never stall
+        if j < n:  # overflow: step back to the last sentence end if that keeps the part half full
+            # the last sentence end among tokens[i + 1 : j]: an earlier one measures less still
+            at = bisect.bisect_right(sentence_ends, j - 1) - 1
+            if at >= 0 and sentence_ends[at] > i and measure(sentence_ends[at] + 1) >= room // 2:
+                j = sentence_ends[at] + 1
+        part = text[start : offsets[j]].strip()
         if part:
             parts.append(part)
-        i = j
+        size, i = j - i, j
     return parts

@@ -8,7 +8,7 @@ import argparse
 import time
 import traceback
 
-from . import bench_apprise, bench_email, bench_event_loop, bench_fanout, bench_intake, bench_recovery
+from . import bench_apprise, bench_email, bench_event_loop, bench_fanout, bench_intake, bench_recovery, bench_render
 from .common import machine, table, write_json
 
 BENCHMARKS = {
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "intake": lambda quick: bench_intake.run(quick),
     "recovery": lambda quick: bench_recovery.run(quick),
     "event_loop": lambda quick: bench_event_loop.run(quick),
+    "render": lambda quick: bench_render.run(quick),
 }
 
 
@@ -62,6 +63,13 @@ def summary_rows(name: str, r: dict) -> list[list]:
         return [[name, "/healthz ≤ 1 s while previews flood the page",
                  f"max {(f['max_s'] or 0) * 1000:.0f} ms, p99 {(f['p99_s'] or 0) * 1000:.0f} ms",
                  r["targets"].get("healthz_max<=1s")]]
+    if name == "render":
+        def cell(k: str, v: dict) -> str:
+            before = "-" if v["before_s"] is None else f"{v['before_s']:.2f}"
+            return f"{k} {v['after_s']:.3f} (was {before})"
+
+        return [[name, "20 kB thread split: CPU s (before)",
+                 ", ".join(cell(k, v) for k, v in r["runs"].items() if "parts" in v), r["targets"].get("same_parts")]]
     return []
 
 
