@@ -74,6 +74,16 @@ MATRIX: dict[tuple[str, str], tuple[str | None, dict, dict[str, int]]] = {
     ("GET", "/api/v1/unsubscribe"): (None, {"token": "forged"}, public(422)),
     ("POST", "/api/v1/unsubscribe"): (None, {"token": "forged"}, public(422)),
     ("GET", "/api/v1/subscribers"): (None, {}, expect(admin=200, poster=403, deploy=403, hook_only=403)),
+    # no list here takes endpoints: the registration is refused alike for everyone (the same answer)
+    ("POST", "/api/v1/subscribe/endpoint"): (None, {"list": "news", "endpoint": {"format": "slack",
+                                                                                "url": "https://hooks.example/x"}},
+                                             public(422)),
+    ("POST", "/api/v1/subscribe/endpoint/confirm"): (None, {"code": "0" * 32}, public(422)),
+    ("GET", "/api/v1/subscribers/endpoints"): (None, {}, expect(admin=200, poster=403, deploy=403, hook_only=403)),
+    ("POST", "/api/v1/subscribers/endpoints/{endpoint_id}/enable"): (
+        "endpoint", {}, expect(admin=404, poster=403, deploy=403, hook_only=403)),
+    ("POST", "/api/v1/subscribers/endpoints/{endpoint_id}/disable"): (
+        "endpoint", {}, expect(admin=404, poster=403, deploy=403, hook_only=403)),
     ("GET", "/api/v1/export"): (None, {}, expect(admin=200, poster=403, deploy=403, hook_only=403)),
     ("GET", "/api/v1/export/subscribers.csv"): (None, {}, expect(admin=200, poster=403, deploy=403, hook_only=403)),
     ("GET", "/api/v1/incidents"): (None, {}, expect(valid=200)),
@@ -148,6 +158,8 @@ class Matrix:
             return {"ann_id": ann.id}
         if what == "receiver":
             return {"source": "alertmanager", "receiver": "prom"}
+        if what == "endpoint":  # a subscriber endpoint that does not exist: only an admin learns that
+            return {"endpoint_id": "end_00000000000000000000000"}
         raise AssertionError(what)
 
     def call(self, method: str, path: str, caller: str, what: str | None, data: dict):
