@@ -50,6 +50,11 @@ def _map(value: Any) -> dict[str, str]:
     return {str(k)[:100]: _text(v) for k, v in list(value.items())[:100]}
 
 
+def _list(value: Any) -> list[Any]:
+    """A list the sender sent, or none: a number or an object where a list belongs is no crash."""
+    return value[:100] if isinstance(value, list) else []
+
+
 def _maybe(payload: dict[str, Any], key: str) -> dict[str, Any]:
     value = payload.get(key)
     return value if isinstance(value, dict) else {}
@@ -119,7 +124,7 @@ def opsgenie(payload: dict[str, Any]) -> Signal:
         raise InvalidRequest("alert.alertId: expected the alert id", field="alert.alertId")
     labels = {**_map(alert.get("details")), "priority": _text(alert.get("priority")),
               "severity": _text(alert.get("priority")), "entity": _text(alert.get("entity")),
-              "tags": ",".join(_text(t) for t in alert.get("tags") or [] if isinstance(t, str))}
+              "tags": ",".join(_text(t) for t in _list(alert.get("tags")) if isinstance(t, str))}
     return Signal(group=group, firing=action == "Create", title=_text(alert.get("message")) or "Opsgenie alert",
                   summary=_text(alert.get("description")) or _text(alert.get("message")),
                   labels={k: v for k, v in labels.items() if v})
