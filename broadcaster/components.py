@@ -49,3 +49,19 @@ def resolve(names: Iterable[str], settings: Settings, *, field: str = "component
         raise InvalidRequest(f"{field}: unknown component(s) {listed}; {choice}", field=field,
                              details={"known": list(configured)})
     return list(out)
+
+
+def explicit_states(states: dict[str, str], components: list[str], settings: Settings) -> dict[str, str]:
+    """An author's ``component_states`` with each name in its configured spelling; a name the
+    announcement does not list under ``components`` is refused (a state for a component the
+    incident does not affect would be shown nowhere, or worse, silently)."""
+    if not states:
+        return {}
+    resolve(list(states), settings, field="component_states")  # every unknown name at once
+    spelled = {resolve([name], settings, field="component_states")[0]: st for name, st in states.items()}
+    outside = [n for n in spelled if n not in components]
+    if outside:
+        raise InvalidRequest(f"component_states: {', '.join(repr(n) for n in outside)} not among this "
+                             "announcement's components", field="component_states",
+                             details={"components": list(components)})
+    return spelled

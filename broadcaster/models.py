@@ -12,6 +12,8 @@ from typing import Any
 
 KINDS = ("incident", "maintenance", "promotion", "deploy", "notice")
 SEVERITIES = ("minor", "major", "critical")
+#: what an incident or maintenance may set a component to (Statuspage's component vocabulary)
+COMPONENT_STATES = ("operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")
 INCIDENT_STATUSES = ("investigating", "identified", "monitoring", "resolved")
 MAINTENANCE_STATUSES = ("scheduled", "in_progress", "completed", "cancelled")
 
@@ -124,6 +126,8 @@ class Announcement:
     retracted_at: float | None = None
     #: the channels the author's token was limited to (None: any); fallbacks stay inside them
     allowed_channels: tuple[str, ...] | None = None
+    #: component → state the author chose (status pages); a component not here follows severity
+    component_states: dict[str, str] = field(default_factory=dict)
 
     def variant(self, channel: str) -> tuple[str, str]:
         """Title and body as ``channel`` should see them (per-channel variant wins)."""

@@ -59,7 +59,7 @@ def transient(body: PreviewIn, author: str, now: float, channels: list[str]) -> 
         id=PREVIEW_ID, kind=body.kind, title=body.title, body=body.body, url=body.url, severity=body.severity,
         components=tuple(body.components), publish_at=publish_at, window=window, channels=tuple(channels),
         variants={k: v.model_dump(exclude_none=True) for k, v in body.variants.items()}, tags=tuple(body.tags),
-        status=status, author=author, created_at=now,
+        status=status, author=author, created_at=now, component_states=dict(body.component_states),
     )
 
 

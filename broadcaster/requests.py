@@ -25,7 +25,7 @@ from pydantic import (
 
 from .errors import InvalidRequest
 from .limits import CHANNEL, IDEMPOTENCY_KEY, STATUS, multiline, text_problem
-from .models import INCIDENT_STATUSES, KINDS, MAINTENANCE_STATUSES, SEVERITIES
+from .models import COMPONENT_STATES, INCIDENT_STATUSES, KINDS, MAINTENANCE_STATUSES, SEVERITIES
 
 #: times a datetime can hold and people mean: 1970 … 9999
 _EARLIEST, _LATEST = 0.0, 253402300799.0
@@ -147,6 +147,10 @@ class AnnouncementIn(BaseModel):
     severity: str | None = Field(None, json_schema_extra={"enum": [*SEVERITIES, None]})
     status: Status | None = None
     components: list[Name] = Field(default_factory=list, max_length=50)
+    #: optional: a state per named component instead of the one its severity gives
+    component_states: dict[Name, str] = Field(
+        default_factory=dict, max_length=50,
+        json_schema_extra={"additionalProperties": {"enum": list(COMPONENT_STATES)}})
     publish_at: float | str | None = None
     window: WindowIn | None = None
     channels: list[ChannelName] = Field(default_factory=list, max_length=100)
@@ -165,6 +169,16 @@ class AnnouncementIn(BaseModel):
     def _severity(cls, v: str | None) -> str | None:
         if v is not None and v not in SEVERITIES:
             raise ValueError(f"must be one of {', '.join(SEVERITIES)}")
+        return v
+
+    @field_validator("component_states")
+    @classmethod
+    def _component_states(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        bad = sorted({s for s in v.values() if s not in COMPONENT_STATES})
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a component state (one of {', '.join(COMPONENT_STATES)})")
+        if v and info.data.get("kind") not in (None, "incident", "maintenance"):
+            raise ValueError("only incidents and maintenance set component states")
         return v
 
     @field_validator("status")

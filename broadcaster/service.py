@@ -87,6 +87,7 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
                              field="variants")
     principal.check_post(req.kind, channels, fallback_reach(settings, channels))
     components = component_names.resolve(req.components, settings)
+    component_states = component_names.explicit_states(req.component_states, components, settings)
 
     now = runtime.clock()
     publish_at = None if req.publish_at is None else float(req.publish_at)  # epoch seconds once validated
@@ -95,7 +96,8 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     status = req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind)
     fields = {
         "kind": req.kind, "title": req.title, "body": req.body, "url": req.url, "severity": req.severity,
-        "components": components, "tags": req.tags, "channels": channels,
+        "components": components, "component_states": component_states or None, "tags": req.tags,
+        "channels": channels,
         "variants": {k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
         "status": status, "publish_at": req.publish_at,
         "window_starts_at": req.window.starts_at if req.window else None,

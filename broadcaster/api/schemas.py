@@ -133,6 +133,7 @@ class AnnouncementOut(Out):
     severity: str | None
     status: str | None
     components: list[str]
+    component_states: dict[str, str]
     tags: list[str]
     channels: list[str]
     variants: dict[str, dict[str, str]]
@@ -172,7 +173,8 @@ def _counts(deliveries: list[Delivery]) -> dict[str, int]:
 def _fields(a: Announcement, deliveries: list[Delivery]) -> dict[str, Any]:
     return dict(
         id=a.id, kind=a.kind, title=a.title, body=a.body, url=a.url, severity=a.severity, status=a.status,
-        components=list(a.components), tags=list(a.tags), channels=list(a.channels), variants=dict(a.variants),
+        components=list(a.components), component_states=dict(a.component_states),
+        tags=list(a.tags), channels=list(a.channels), variants=dict(a.variants),
         publish_at=iso(a.publish_at),
         window=WindowOut(starts_at=iso(a.window.starts_at), ends_at=iso(a.window.ends_at)) if a.window else None,
         author=a.author, created_at=iso(a.created_at), retracted_at=iso(a.retracted_at),

@@ -97,6 +97,7 @@ def status_post(channel: str, message: Message) -> Post:
             "update": message.is_update,
             "severity": a.severity,
             "components": list(a.components),
+            "component_states": dict(a.component_states),
             "window": window,
             # providers that render the author's Markdown (Cachet) must show every link's real target
             "body": render.honest_links(body),

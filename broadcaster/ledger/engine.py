@@ -200,6 +200,14 @@ def _v9_subscriber_endpoints(conn: Connection) -> None:
     schema.subscriber_endpoints.create(conn, checkfirst=True)
 
 
+def _v10_component_states(conn: Connection) -> None:
+    """``announcements.component_states``: the state an author chose per component (NULL — every
+    older announcement — means each follows the severity)."""
+    if "component_states" not in {c["name"] for c in inspect(conn).get_columns("announcements")}:
+        kind = schema.announcements.c.component_states.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE announcements ADD COLUMN component_states {kind}"))
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
@@ -211,6 +219,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (7, "web page sessions", _v7_web_sessions),
     (8, "channel_readiness: each channel's last readiness check", _v8_channel_readiness),
     (9, "subscriber_endpoints: webhooks subscribers brought", _v9_subscriber_endpoints),
+    (10, "announcements: component states chosen by the author", _v10_component_states),
 ]
 
 LATEST = MIGRATIONS[-1][0]

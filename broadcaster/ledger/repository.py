@@ -75,6 +75,7 @@ def _announcement_from(m) -> Announcement:
         channels=tuple(m["channels"] or ()), variants=dict(m["variants"] or {}), tags=tuple(m["tags"] or ()),
         status=m["status"], author=m["author"], created_at=m["created_at"], retracted_at=m["retracted_at"],
         allowed_channels=None if m["allowed_channels"] is None else tuple(m["allowed_channels"]),
+        component_states=dict(m["component_states"] or {}),
     )
 
 

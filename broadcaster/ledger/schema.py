@@ -66,6 +66,8 @@ announcements = Table(
     Column("resolved_at", Float),
     # the channels its author's token was limited to (NULL: no limit): fallbacks stay inside them
     Column("allowed_channels", JSON),
+    # component → state chosen by the author (NULL: every component follows the severity)
+    Column("component_states", JSON),
     Index("ix_announcements_created", "created_at"),
     Index("ix_announcements_kind_status", "kind", "status"),
 )

@@ -362,3 +362,25 @@ def test_cancel_a_scheduled_announcement(env):
     assert env.post(f"/announcements/{a['id']}/cancel").json()["cancelled"] == 0
     assert {d["state"] for d in env.get(f"/announcements/{a['id']}").json()["deliveries"]} == {"cancelled"}
     assert_error(env.post("/announcements/ann_nope/cancel"), 404, "not_found")
+
+
+def test_component_states_are_chosen_per_component_and_checked(make_env, tmp_path):
+    env = with_components(make_env, tmp_path)
+    r = env.post("/announcements", {**INCIDENT, "components": ["API", "Database"],
+                                    "component_states": {"database": "major_outage"}})
+    assert r.status_code == 202, r.text
+    assert r.json()["component_states"] == {"Database": "major_outage"}  # the configured spelling
+    assert env.ledger.get_announcement(r.json()["id"]).component_states == {"Database": "major_outage"}
+    before = len(env.ledger.list_announcements())
+    for states, field, words in [
+        ({"API": "on_fire"}, "component_states", "'on_fire' is not a component state"),
+        ({"Checkout": "major_outage"}, "component_states", "unknown component(s) 'Checkout'"),
+        ({"Database": "major_outage"}, "component_states", "'Database' not among"),  # not in components
+    ]:
+        body = {**INCIDENT, "components": ["API"], "component_states": states}
+        err = assert_error(env.post("/announcements", body), 422, "invalid_request")
+        assert err["details"]["field"].startswith(field) and words in err["message"], err
+    err = assert_error(env.post("/announcements", {"kind": "promotion", "title": "Sale",
+                                                   "component_states": {"API": "operational"}}), 422, "invalid_request")
+    assert "only incidents and maintenance" in err["message"]
+    assert len(env.ledger.list_announcements()) == before  # nothing written

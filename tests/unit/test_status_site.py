@@ -274,3 +274,13 @@ def test_badges_are_valid_svg_and_the_widget_has_no_script(tmp_path):
     assert [t.text for t in api_badge.iter(f"{SVG}text")] == ["API", "operational"]
     widget = read(tmp_path, "widget.html")
     assert "<script" not in widget and "Major outage" in widget and "Web &lt;&#34;&amp;&gt;" in widget
+
+
+def test_an_authors_component_state_reaches_the_page(tmp_path):
+    clock = Clock(T0)
+    ch = channel(tmp_path, clock)
+    a = Announcement(id="a1", kind="incident", title="Mail down", severity="minor", components=("API", "Mail"),
+                     component_states={"Mail": "major_outage"})
+    ch.send(ch.render(Message(announcement=a)), key="k1")
+    assert states(tmp_path) == {"API": "degraded_performance", "Website": "operational", "Mail": "major_outage"}
+    assert api(tmp_path, "status.json")["status"] == {"indicator": "critical", "description": "Major Service Outage"}
