@@ -2,6 +2,8 @@
 
     broadcaster subscribers import FILE.csv [--list NAME]
     broadcaster subscribers export [--list NAME] [--output FILE]
+    broadcaster subscribers endpoints list [--list NAME] [--state STATE] [--json]
+    broadcaster subscribers endpoints enable|disable ID
     broadcaster export [--output FILE]
     broadcaster import FILE
     broadcaster prune [--events-older-than 90d] [--announcements-older-than 730d]
@@ -89,6 +91,68 @@ def subscribers_export(ctx, list_name, output):
 
     with _ledger(ctx) as ledger, _output(output) as fp:
         export.export_subscribers_csv(ledger, fp, list_name=list_name)
+
+
+@subscribers.group("endpoints")
+def endpoints():
+    """Webhooks subscribers brought: list them, enable a disabled one, disable one."""
+
+
+@endpoints.command("list")
+@click.option("--list", "list_name", metavar="NAME", help="Only this list.")
+@click.option("--state", type=click.Choice(["pending", "confirmed", "disabled"]), help="Only this state.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines instead of a table.")
+@click.pass_context
+def endpoints_list(ctx, list_name, state, as_json):
+    """Endpoints by id; URLs as scheme and host only (a webhook URL is a credential)."""
+    import json
+
+    from ..subscribers import endpoints as eps
+
+    with _ledger(ctx) as ledger:
+        after = None
+        while True:
+            page = eps.list_endpoints(ledger, list_name=list_name, state=state, after=after, limit=500)
+            for ep in page:
+                row = ep.to_dict()
+                if as_json:
+                    click.echo(json.dumps(row))
+                else:
+                    click.echo(f"{ep.id}  {ep.state:<9}  {ep.format:<14}  {ep.list}  {row['url']}  "
+                               f"failures={ep.failures}  notice={ep.notice or '-'}")
+            if len(page) < 500:
+                break
+            after = page[-1].id
+
+
+def _set_endpoint(ctx, endpoint_id: str, enabled: bool) -> None:
+    from ..errors import NotFound
+    from ..subscribers import endpoints as eps
+
+    with _ledger(ctx) as ledger:
+        try:
+            ep = eps.set_state(ledger, endpoint_id, enabled=enabled, actor=_actor())
+        except NotFound:
+            click.echo(f"error: no endpoint {endpoint_id}", err=True)
+            ctx.exit(EXIT_USAGE)
+    click.echo(f"{ep.id}: {ep.state}" + (" (pending: only its owner's challenge code confirms it)"
+                                         if ep.state == "pending" else ""))
+
+
+@endpoints.command("enable")
+@click.argument("endpoint_id")
+@click.pass_context
+def endpoints_enable(ctx, endpoint_id):
+    """Post to a disabled endpoint again (its run of failures starts at 0)."""
+    _set_endpoint(ctx, endpoint_id, True)
+
+
+@endpoints.command("disable")
+@click.argument("endpoint_id")
+@click.pass_context
+def endpoints_disable(ctx, endpoint_id):
+    """Stop posting to an endpoint (its owner may register it again)."""
+    _set_endpoint(ctx, endpoint_id, False)
 
 
 @main.command("export")
