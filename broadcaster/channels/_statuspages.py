@@ -66,6 +66,12 @@ TEMPLATES = {
 <section aria-labelledby="h-history"><h2 id="h-history">Past incidents</h2>
 {% for inc in history %}{% include "card.html" %}{% else %}<p>No incidents reported.</p>{% endfor %}
 <p><a href="history.html">Incident history by month</a></p></section>
+<section aria-labelledby="h-subscribe"><h2 id="h-subscribe">Get updates</h2>
+<ul>{% if subscribe_url %}<li><a href="{{ subscribe_url }}">By e-mail</a> (you confirm by mail; you may choose
+components)</li>{% endif %}
+<li><a href="feed.atom">Atom feed of every incident</a>{% if feeds %}, or of one component:
+{% for name, path in feeds.items() %}<a href="{{ path }}">{{ name }}</a>{% if not loop.last %}, {% endif %}{% endfor %}
+{% endif %}</li></ul></section>
 {% if notices %}<section aria-labelledby="h-notices"><h2 id="h-notices">Notices</h2>
 {% for inc in notices %}{% include "card.html" %}{% endfor %}</section>{% endif %}
 {% endblock %}""",

@@ -131,6 +131,8 @@ class Site:
     now: float
     history: int = 50
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the API's public subscribe form (a link only: the page never calls the API)
+    subscribe_url: str | None = None
 
 
 def effective_status(inc: dict, now: float) -> str:
@@ -417,7 +419,8 @@ def build_site(state: dict, site: Site) -> dict[str, bytes]:
             **common, root="",
             components=comps, bars={b["name"]: b for b in _bars(state, site)},
             groups=[(g, [m for m in members if m in comps]) for g, members in site.groups.items()],
-            loose=[c for c in comps if c not in grouped],
+            loose=[c for c in comps if c not in grouped], subscribe_url=site.subscribe_url,
+            feeds={c: f"feeds/{short_id(f'component:{c}')}.atom" for c in comps},
             upcoming=[i for i in incidents if i["kind"] == "maintenance" and i["status"] == "scheduled"],
             active=[i for i in incidents if not i["final"] and i["status"] != "scheduled"],
             history=[i for i in incidents if i["final"]][:site.history],
@@ -429,6 +432,9 @@ def build_site(state: dict, site: Site) -> dict[str, bytes]:
         "feed.atom": atom(state, title=site.title, site_url=site.site_url, now=site.now),
         "badge.svg": badge.svg("status", text if ind != "none" else "operational", badge.COLOURS[ind]),
     }
+    for name in comps:
+        files[f"feeds/{short_id(f'component:{name}')}.atom"] = atom(
+            state, title=site.title, site_url=site.site_url, now=site.now, component=name)
     for name, st in comps.items():
         files[f"badges/{short_id(f'component:{name}')}.svg"] = badge.svg(
             name, COMPONENT_LABELS[st].lower(), badge.COLOURS[STATE_INDICATOR[st]])
@@ -443,8 +449,13 @@ def build_site(state: dict, site: Site) -> dict[str, bytes]:
 # ---------------------------------------------------------------- Atom
 
 
-def atom(state: dict, *, title: str, site_url: str | None, now: float) -> bytes:
-    """An Atom 1.0 feed, one entry per incident; built with ElementTree so it is always well-formed."""
+def atom(state: dict, *, title: str, site_url: str | None, now: float, component: str | None = None) -> bytes:
+    """An Atom 1.0 feed, one entry per incident (only those naming ``component`` when given:
+    a reader can follow just the part they use); built with ElementTree so it is always
+    well-formed."""
+    path = f"feeds/{short_id(f'component:{component}')}.atom" if component else "feed.atom"
+    if component:
+        title = f"{title} · {component}"
     ns = "http://www.w3.org/2005/Atom"
     ET.register_namespace("", ns)
     base = site_url or "urn:broadcaster:status"
@@ -463,8 +474,11 @@ def atom(state: dict, *, title: str, site_url: str | None, now: float) -> bytes:
     el(author, "name", title)
     if site_url:
         el(feed, "link", rel="alternate", href=page_link(site_url, "index.html"))
-        el(feed, "link", rel="self", href=page_link(site_url, "feed.atom"))
-    for inc in [i for i in visible(state) if listed(i)][:50]:
+        el(feed, "link", rel="self", href=page_link(site_url, path))
+    records = [i for i in visible(state) if listed(i)]
+    if component:
+        records = [i for i in records if not is_notice(i) and component in i.get("components", [])]
+    for inc in records[:50]:
         entry = el(feed, "entry")
         el(entry, "id", f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, base + '#incident:' + inc['id'])}")
         el(entry, "title", f"[{label_of(inc, inc['status'])}] {inc['name']}")

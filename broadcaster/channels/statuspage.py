@@ -23,11 +23,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
 from .. import official
-from ..config import ChannelSettings, Duration, Strict, Url
+from ..config import ChannelSettings, Duration, Settings, Strict, Url
 from ..errors import PermanentError, TransientError
 from ..models import Message, Post, Receipt
 from . import _statussite as site
@@ -66,6 +67,8 @@ class StatuspageSettings(ChannelSettings):
     groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     mirrors: tuple[MirrorSettings, ...] = ()
     history: int = Field(50, ge=1, le=10_000)
+    #: the "By e-mail" link: the API's public form, e.g. <public_url>/api/v1/subscribe/form?list=customers
+    subscribe_url: Url | None = None
 
     @model_validator(mode="after")
     def _groups(self) -> StatuspageSettings:
@@ -220,7 +223,8 @@ class Statuspage(Channel[StatuspageSettings]):
     def save_and_publish(self, state: dict) -> None:
         files = site.build_site(state, site.Site(
             title=self.settings.title, components=self.settings.components, site_url=self.settings.site_url,
-            history=self.settings.history, groups=dict(self.settings.groups), now=self.clock()))
+            history=self.settings.history, groups=dict(self.settings.groups), now=self.clock(),
+            subscribe_url=self.settings.subscribe_url))
         if self.trust_files is not None:
             files.update(self.trust_files(state))
         try:
@@ -287,3 +291,16 @@ class Statuspage(Channel[StatuspageSettings]):
         if problems:
             raise PermanentError(f"{self.name}: " + "; ".join(problems))
         return f"output and {len(self.settings.mirrors)} mirror(s) ready"
+
+
+def shared_fate(settings: Settings) -> list[str]:
+    """Warnings for ``broadcaster check``: a status site served from the host of our own
+    ``public_url`` goes down with it — the one day it is needed."""
+    api_host = urlsplit(settings.public_url).hostname
+    out = []
+    for name, cfg in settings.channels.items():
+        if (isinstance(cfg, StatuspageSettings) and cfg.enabled and cfg.site_url
+                and urlsplit(cfg.site_url).hostname == api_host):
+            out.append(f"channels.{name}.site_url: the status site shares its host ({api_host}) with "
+                       "public_url; serve it from elsewhere (see docs/status-site.md)")
+    return out

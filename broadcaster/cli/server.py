@@ -237,6 +237,10 @@ def check(ctx, offline):
     for name, cfg in settings.channels.items():  # valid, but will fail (e.g. a retired Teams connector URL)
         for warning in getattr(cfg, "config_warnings", list)():
             click.echo(f"warning: channels.{name}: {warning}", err=True)
+    from ..channels.statuspage import shared_fate
+
+    for warning in shared_fate(settings):
+        click.echo(f"warning: {warning}", err=True)
     if offline:
         return
     failed = 0

@@ -284,3 +284,47 @@ def test_an_authors_component_state_reaches_the_page(tmp_path):
     ch.send(ch.render(Message(announcement=a)), key="k1")
     assert states(tmp_path) == {"API": "degraded_performance", "Website": "operational", "Mail": "major_outage"}
     assert api(tmp_path, "status.json")["status"] == {"indicator": "critical", "description": "Major Service Outage"}
+
+
+def test_subscribe_links_and_a_feed_per_component(tmp_path):
+    clock = Clock(T0)
+    ch = channel(tmp_path, clock, subscribe_url="https://api.example.com/api/v1/subscribe/form?list=customers")
+    two_component_incident(ch, clock, resolve=False)
+    ch.send(ch.render(Message(announcement=Announcement(id="n", kind="notice", title="New address"))), key="n")
+    index = read(tmp_path, "index.html")
+    get = index.split('id="h-subscribe"')[1].split("</section>")[0]
+    assert 'href="https://api.example.com/api/v1/subscribe/form?list=customers">By e-mail' in get
+    comps = {c["name"]: c["id"] for c in api(tmp_path, "components.json")["components"]}
+    atom_ns = "{http://www.w3.org/2005/Atom}"
+    for name, expected in [("API", ["Slow logins"]), ("Mail", [])]:
+        assert f'href="feeds/{comps[name]}.atom">{name}</a>' in get
+        feed = ET.fromstring((tmp_path / f"site/feeds/{comps[name]}.atom").read_bytes())
+        assert feed.find(f"{atom_ns}title").text == f"Example status · {name}"
+        titles = [e.find(f"{atom_ns}title").text.split("] ", 1)[1] for e in feed.iter(f"{atom_ns}entry")]
+        assert titles == expected  # only its incidents (no notices, no other component's)
+    assert "By e-mail" not in read_plain(tmp_path)
+
+
+def read_plain(tmp_path: Path) -> str:
+    """The index of a site without ``subscribe_url``: no e-mail link to nowhere."""
+    clock = Clock(T0)
+    other = tmp_path / "plain"
+    ch = channel(other, clock)
+    two_component_incident(ch, clock)
+    return read(other, "index.html")
+
+
+def test_check_warns_when_the_status_site_shares_the_apis_host(tmp_path):
+    from click.testing import CliRunner
+
+    from broadcaster.cli import main
+
+    cfg = tmp_path / "b.yaml"
+    for site_url, warned in [("https://example.com/status", True), ("https://status.example.net", False)]:
+        cfg.write_text("public_url: https://example.com\nchannels:\n"
+                       f"  site: {{kind: statuspage, output_dir: {tmp_path / 'out'}, site_url: '{site_url}'}}\n")
+        result = CliRunner().invoke(main, ["--config", str(cfg), "check", "--offline"],
+                                    env={"BROADCASTER_CONFIG": None})
+        assert result.exit_code == 0, result.output
+        assert ("warning: channels.site.site_url: the status site shares its host (example.com)" in result.stderr
+                ) is warned, result.stderr
