@@ -19,6 +19,7 @@ from broadcaster.channels import _outbound
 from broadcaster.channels.webhook import verify
 from broadcaster.config import SubscribersSettings
 from broadcaster.errors import PermanentError
+from broadcaster.ledger import Ledger
 from broadcaster.subscribers import endpoints as eps
 from tests.support.receiver import Receiver, Seen
 
@@ -50,8 +51,8 @@ def endpoint_config(tmp_path, *, lab: bool = True, max_failures: int = 3) -> dic
     return cfg
 
 
-def make(tmp_path, **kw) -> Env:
-    e = Env(tmp_path, endpoint_config(tmp_path, **kw))
+def make(tmp_path, ledger_url: str | None = None, **kw) -> Env:
+    e = Env(tmp_path, endpoint_config(tmp_path, **kw), Ledger.open(ledger_url) if ledger_url else None)
     e.runtime.settings = e.runtime.settings.model_copy(
         update={"subscribers": SubscribersSettings(secret_key=SIGNING_KEY)})
     e.outbox = Outbox()
@@ -62,6 +63,16 @@ def make(tmp_path, **kw) -> Env:
 @pytest.fixture
 def env(tmp_path):
     e = make(tmp_path)
+    yield e
+    e.runtime.close()
+    e.client.close()
+    e.ledger.close()
+
+
+@pytest.fixture
+def env_any(tmp_path, ledger_url):
+    """On SQLite and on PostgreSQL."""
+    e = make(tmp_path, ledger_url)
     yield e
     e.runtime.close()
     e.client.close()
@@ -121,7 +132,8 @@ def announcements(receiver: Receiver) -> list[Seen]:
 
 
 def test_endpoint_is_confirmed_by_challenge_gets_only_its_components_and_is_disabled_after_failures(
-        env, receivers):
+        env_any, receivers):
+    env = env_any
     api, web = receivers(), receivers()
     assert register(env, api.url + "/slack", "slack", components=["api"], owner=OWNER).status_code == 202
     assert register(env, web.url + "/hook", "generic", components=["Web"]).status_code == 202
