@@ -46,7 +46,11 @@ def pending(runtime: Runtime, limit: int = 200) -> list[Held]:
 def _check(runtime: Runtime, ann: Announcement, principal: Principal, action: str) -> None:
     if (ann.author or "") == principal.name:
         raise Forbidden(f"{action} needs a second person: {principal.name!r} wrote this post")
-    principal.check_post(ann.kind, list(ann.channels))
+    from .service import fallback_reach  # service imports this module
+
+    # releasing a post is letting it go out: the same right as posting it, fallbacks included
+    channels = list(ann.channels)
+    principal.check_post(ann.kind, channels, fallback_reach(runtime.settings, channels))
 
 
 def approve(runtime: Runtime, ann_id: str, *, principal: Principal) -> dict[str, Any]:

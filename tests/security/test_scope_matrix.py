@@ -254,6 +254,22 @@ def test_the_author_of_a_held_post_cannot_release_it(matrix):
         assert "second person" in assert_error(r, 403, "forbidden")["message"]
 
 
+def test_approving_needs_the_right_to_post_where_the_held_post_can_fall_back(make_env):
+    """A reviewer limited to ``hook`` cannot release a post to ``hook`` that falls back to
+    ``ops-chat``: approving lets it go out, so it needs what posting it needs."""
+    cfg = config(review={"kinds": ["promotion"]},
+                 policy={"channels": {"hook": {"fallback": ["ops-chat"]}}})
+    env = make_env(cfg)
+    ann = service.submit(env.runtime, {"kind": "promotion", "title": "Sale", "channels": ["hook"]}, principal=AUTHOR)
+    narrow = env.token("narrow-reviewer", channels=["hook"])
+    r = env.client.post(f"/api/v1/announcements/{ann.id}/approve", headers=narrow)
+    assert "ops-chat" in assert_error(r, 403, "forbidden")["message"]
+    assert [d.state for d in env.ledger.deliveries_of(ann.id)] == [S.SCHEDULED]  # still held
+    wide = env.token("wide-reviewer", channels=["hook", "ops-chat"])
+    ok = env.client.post(f"/api/v1/announcements/{ann.id}/approve", headers=wide)
+    assert ok.status_code == 200, ok.text
+
+
 # ---------------------------------------------------------------- timing
 
 
