@@ -79,7 +79,10 @@ components)</li>{% endif %}
 <span class="st-{{ components[name] }}">{{ labels[components[name]] }}</span></div>
 <div class="bar" role="img" aria-label="{{ name }}: last 90 days, {{ bar.uptime }}% uptime">
 {% for d in bar.days %}<span class="d-{{ d.state }}" title="{{ d.title }}"></span>{% endfor %}</div>
-<div class="row"><small>90 days ago</small><small>{{ bar.uptime }}% uptime</small><small>Today</small></div></li>
+<div class="row"><small>{{ bar.first }}</small><small>{{ bar.uptime }}% uptime</small>
+<small>{{ bar.last }}</small></div>
+{% if bar.bad %}<details><summary>Days with incidents ({{ bar.bad | length }})</summary><ul>
+{% for t in bar.bad %}<li>{{ t }}</li>{% endfor %}</ul></details>{% endif %}</li>
 """,
     "card.html": """<article><h3><a href="{{ root }}incidents/{{ inc.id }}.html">{{ inc.name }}</a></h3>
 <p><strong>{{ inc.label }}</strong> — {{ inc.updates[-1].text }}</p>

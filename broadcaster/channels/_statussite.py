@@ -396,7 +396,10 @@ def _bars(state: dict, site: Site) -> list[dict]:
             detail = "; ".join(f"{COMPONENT_LABELS[st]} {when.duration(t)}" for st, t in sorted(
                 d["spent"].items(), key=lambda kv: history.ORDER.index(kv[0]), reverse=True))
             days.append({"state": d["state"], "title": f"{when.day(d['start'])}: {detail or 'No incidents'}"})
-        out.append({"name": name, "uptime": f"{history.uptime(spans, site.now):.2f}", "days": days})
+        bar = history.bar(spans, site.now)
+        out.append({"name": name, "uptime": f"{history.uptime(spans, site.now):.2f}", "days": days,
+                    "first": when.day(bar[0]["start"]), "last": when.day(bar[-1]["start"]),
+                    "bad": [d["title"] for d in days if d["state"] != "operational"]})
     return out
 
 

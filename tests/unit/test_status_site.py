@@ -238,6 +238,11 @@ def test_bars_uptime_timeline_and_history(tmp_path):
     days = re.findall(r'<span class="d-([a-z_]+)" title="([^"]+)"', api_bar)
     assert len(days) == 90 and days[-1] == ("partial_outage", "30 Nov 2026: Partial outage 1 h")
     assert {d for d, _ in days[:-1]} == {"operational"} and days[0][1] == "2 Sep 2026: No incidents"
+    # the bar is dated (a page not rebuilt for days must not call its last day "today"), and the
+    # days' details are also a list that opens by keyboard or tap, not only a hover
+    assert "<small>2 Sep 2026</small>" in api_bar and "<small>30 Nov 2026</small>" in api_bar
+    assert "<summary>Days with incidents (1)</summary>" in api_bar
+    assert "<li>30 Nov 2026: Partial outage 1 h</li>" in index
     # readable times: absolute with the zone and relative, no raw ISO in the text
     assert "30 Nov 2026, 01:53 UTC" in index and "(12 minutes ago)" in index
     assert not re.search(r">[^<]*\d{4}-\d\d-\d\dT", index)

@@ -117,6 +117,7 @@ def test_incident_on_two_components_then_resolved(browser, served, tmp_path):  #
     plain.goto(f"{base}/index.html")
     body = plain.inner_text("body")
     assert "All Systems Operational" in body and "UTC (in 1 day)" in body  # written at build time
+    assert "Days with incidents (1)" in body
     assert "your time:" not in body  # nothing needed the script
     assert "Database upgrade" in body
     context.close()
