@@ -133,9 +133,11 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
                              f"no channels given and no route for {req.kind!r}", field="channels")
     now = clock()
     ann_id = "ann_direct_" + _digest("ann", key)
+    components = component_names.resolve(req.components, settings)
     ann = Announcement(
         id=ann_id, kind=req.kind, title=req.title, body=req.body, url=req.url, severity=req.severity,
-        components=tuple(component_names.resolve(req.components, settings)), channels=tuple(channels),
+        components=tuple(components), channels=tuple(channels),
+        component_states=component_names.explicit_states(req.component_states, components, settings),
         tags=tuple(req.tags),
         variants={k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
         status=req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind),

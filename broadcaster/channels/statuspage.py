@@ -112,6 +112,9 @@ def apply(state: dict, post: Post, key: str, now: float) -> tuple[dict, str, str
         return state, inc_id, update_id
     inc = incidents[target]
     if all(u["id"] != update["id"] for u in inc["updates"]):
+        if "components" in meta:  # an update may change what the incident affects (the author's list)
+            inc["components"] = list(meta.get("components") or [])
+            inc["component_states"] = dict(meta.get("component_states") or {})
         inc["updates"].append(update)
         inc["status"], inc["updated_at"], state["updated_at"] = update["status"], now, now
     return state, str(target), update_id

@@ -244,7 +244,10 @@ def compose_options(fn: Callable) -> Callable:
                      help="Read the body from a file, or '-' for standard input."),
         click.option("--severity", type=click.Choice(["minor", "major", "critical"]), default=None),
         click.option("--status", "ann_status", default=None, help="Initial status (e.g. investigating)."),
-        click.option("--component", "components", multiple=True, help="Affected component (repeatable)."),
+        click.option("--component", "components", multiple=True, metavar="NAME[=STATE]",
+                     help="Affected component (repeatable); NAME=STATE sets its state on the status page "
+                          "(operational, degraded_performance, partial_outage, major_outage, under_maintenance) "
+                          "instead of the severity's."),
         click.option("--channel", "channels", multiple=True, help="Channel (repeatable; default: the route)."),
         click.option("--url", "link", default=None, help="Link to include (http/https)."),
         click.option("--publish-at", default=None, metavar="ISO", help="Publish later (ISO 8601)."),
@@ -285,6 +288,23 @@ def window_payload(kind: str, starts_at: str | None, ends_at: str | None) -> dic
     return window
 
 
+def component_args(values: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    """``--component API`` and ``--component API=major_outage``: the names, and the states given.
+    A value whose part after ``=`` is no component state stays a plain name (the API judges it)."""
+    from ..models import COMPONENT_STATES
+
+    names: list[str] = []
+    states: dict[str, str] = {}
+    for value in values:
+        name, sep, state = value.rpartition("=")
+        if sep and state.strip() in COMPONENT_STATES and name.strip():
+            names.append(name.strip())
+            states[name.strip()] = state.strip()
+        else:
+            names.append(value)
+    return names, states
+
+
 def build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at,
                   tags, starts_at=None, ends_at=None) -> dict:
     if body is not None and body_file is not None:
@@ -294,7 +314,10 @@ def build_payload(kind, title, body, body_file, severity, ann_status, components
     payload: dict[str, Any] = {"kind": kind, "title": title, "body": body or ""}
     optional = {"severity": severity, "status": ann_status, "url": link, "publish_at": publish_at}
     payload.update({k: v for k, v in optional.items() if v})
-    for key, values in (("components", components), ("channels", channels), ("tags", tags)):
+    names, states = component_args(components)
+    if states:
+        payload["component_states"] = states
+    for key, values in (("components", names), ("channels", channels), ("tags", tags)):
         if values:
             payload[key] = list(values)
     window = window_payload(kind, starts_at, ends_at)

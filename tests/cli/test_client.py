@@ -34,6 +34,15 @@ def test_post_json_is_durable_and_carries_a_generated_idempotency_key(api):
     assert sorted(c for _, c in api.wait_enqueued(2)) == ["hook-a", "hook-b"]
 
 
+def test_component_state_on_the_command_line(api):
+    out = post_json(api, "--kind", "incident", "--title", "Checkout down", "--severity", "minor",
+                    "--component", "checkout=major_outage", "--component", "checkout")
+    ann = api.runtime.ledger.get_announcement(out["id"])
+    assert ann.components == ("Checkout",) and ann.component_states == {"Checkout": "major_outage"}
+    res = cli(api, "post", "--kind", "incident", "--title", "x", "--component", "checkout=melting")
+    assert res.exit_code != 0 and "melting" in res.output  # not a state: the API refuses the name
+
+
 def test_body_from_stdin(api):
     out = post_json(api, "--kind", "notice", "--title", "Read me", "--body-file", "-",
                     input="line one\n\n- a *list*\n")

@@ -333,3 +333,15 @@ def test_check_warns_when_the_status_site_shares_the_apis_host(tmp_path):
         assert result.exit_code == 0, result.output
         assert ("warning: channels.site.site_url: the status site shares its host (example.com)" in result.stderr
                 ) is warned, result.stderr
+
+
+def test_an_update_that_changes_the_components_reaches_the_page(tmp_path):
+    clock = Clock(T0)
+    ch = channel(tmp_path, clock)
+    a = Announcement(id="a1", kind="incident", title="Slow", severity="major", components=("API",))
+    first = ch.send(ch.render(Message(announcement=a)), key="k1")
+    assert states(tmp_path)["Mail"] == "operational"
+    wider = Announcement(id="a1", kind="incident", title="Slow", severity="major", components=("API", "Mail"))
+    u = Update(id="u1", announcement_id="a1", status="identified", body="Mail too")
+    ch.send(ch.render(Message(announcement=wider, update=u, thread=(first,))), key="k1-u1")
+    assert states(tmp_path) == {"API": "partial_outage", "Website": "operational", "Mail": "partial_outage"}
