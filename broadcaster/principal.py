@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from .errors import Forbidden
 
@@ -48,3 +49,14 @@ class Principal:
 
 
 SYSTEM = Principal("system", admin=True)
+
+
+#: the web page's session cookie: set at sign-in (``web/session.py``), read by the API's intake
+#: guard so a page request is limited and authenticated like the token behind it
+SESSION_COOKIE = "bc_session"
+
+
+class SessionCheck(Protocol):
+    """Turns a session cookie into the principal it stands for (None: unknown, expired, revoked)."""
+
+    def verify(self, value: str) -> Principal | None: ...

@@ -1,1 +1,2 @@
-"""HTTP API: ``create_app(settings, runtime=None)`` builds the FastAPI application."""
+"""HTTP API: ``app.create_api(settings, runtime=None, mounts=())`` builds the FastAPI application
+(``broadcaster.asgi`` composes it with the web page)."""

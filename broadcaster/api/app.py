@@ -1,12 +1,12 @@
-"""The ASGI application: ``create_app(settings, runtime=None) -> FastAPI``.
+"""The HTTP API application: ``create_api(settings, runtime=None, mounts=()) -> FastAPI``.
 
 Layers, outermost first: CatchAll (no traceback ever reaches a client) → metrics (latency of
 every request) → proxy headers (only with ``api.trusted_proxies``: the client address and
 scheme a trusted reverse proxy reports in X-Forwarded-For / X-Forwarded-Proto) → IntakeGuard
 (size limit, token or session, rate limits — before any body is read) → CleanParams (no control
 character in a query value or a page path: ``api/params.py``) → FastAPI routing with JSON error
-handlers. The API lives under ``/api/v1``; health and metrics at the root; the web
-page (``broadcaster/web``, when present) at ``/``.
+handlers. The API lives under ``/api/v1``; health and metrics at the root; whatever ``mounts``
+add (``broadcaster.asgi`` mounts the web page at ``/``).
 
 Other routers reach shared state through ``request.app.state``: ``runtime`` (ledger, settings,
 channels), ``tokens`` (a :class:`~broadcaster.tokens.TokenStore`, e.g. to sign in with a
@@ -17,12 +17,11 @@ token), ``sessions`` (the web page's session store, checked by the intake guard)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import metadata
-from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.staticfiles import StaticFiles
 
 from .. import DISTRIBUTION
 from ..config import Settings
@@ -95,26 +94,14 @@ def _optional() -> list:
     return found
 
 
-def _web(app: FastAPI) -> None:
-    """The web page, written separately; the API works without it."""
-    web_router: APIRouter | None
-    try:
-        from ..web.routes import router as web_router
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("broadcaster.web", "broadcaster.web.routes"):
-            raise
-        web_router = None
-    if web_router is not None:
-        from ..web.session import session_store
-
-        app.include_router(web_router)
-        app.state.sessions = session_store(app.state.runtime, app.state.tokens)
-    static = Path(__file__).resolve().parent.parent / "web" / "static"
-    if static.is_dir():
-        app.mount("/static", StaticFiles(directory=static), name="static")
+#: something served beside the API by the same app and runtime (the web page): called with the
+#: app after the API's routes and before the middleware, so the intake guard sees what it adds
+#: (``app.state.sessions``)
+Mount = Callable[[FastAPI], None]
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+def create_api(settings: Settings, runtime: Runtime | None = None, *, mounts: Sequence[Mount] = ()) -> FastAPI:
+    """The HTTP API. The whole server (API and page) is composed in ``broadcaster.asgi``."""
     owned = runtime is None
     rt = default_runtime(settings) if runtime is None else runtime
 
@@ -143,7 +130,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(health)
     docs_ui.install(app)  # /docs with Swagger UI's assets served locally (works offline)
     app.include_router(_routers(app.state.public_paths))
-    _web(app)
+    for mount in mounts:
+        mount(app)
 
     limiter = Limiter(rt.limiter, clock=rt.clock)
     app.add_middleware(IntakeGuard, settings=settings, tokens=app.state.tokens, limiter=limiter,
@@ -182,13 +170,3 @@ def _openapi_with_intake_errors(app: FastAPI) -> dict:
                 status, {"description": text, "content": {"application/json": {"schema": error_ref}}})
     app.openapi_schema = spec
     return spec
-
-
-def app_from_environment() -> FastAPI:
-    """Factory for multi-process serving (``broadcaster api --workers N``): each process reads
-    ``$BROADCASTER_CONFIG`` and builds its own runtime."""
-    from ..config import read_settings
-    from ..logs import configure
-
-    configure()
-    return create_app(read_settings())

@@ -28,6 +28,7 @@ from ..errors import (
     LedgerUnavailable,
     NotFound,
 )
+from ..schemas import error_response
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,6 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 
 #: paths whose errors are JSON even for unknown routes (the web page keeps its own HTML errors)
 JSON_PREFIXES = ("/api", "/healthz", "/readyz", "/metrics")
-
-
-def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}},
-                        status_code=status, headers=headers)
 
 
 def status_for(exc: BroadcasterError) -> int:

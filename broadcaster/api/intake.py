@@ -24,15 +24,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 import anyio
 from anyio import to_thread
 from starlette.requests import cookie_parser
 
 from ..errors import BroadcasterError
+from ..principal import SESSION_COOKIE, Principal, SessionCheck
 from ..resilience import MemoryRateLimiter
-from ..service import Principal
 from .errors import error_response, from_broadcaster_error
 
 log = logging.getLogger(__name__)
@@ -46,16 +45,6 @@ DEFAULT_PUBLIC = ("/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics", "/api/
 UNLIMITED = ("/healthz", "/readyz", "/metrics", "/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics")
 #: paths outside /api that never look at the page's session: the sign-in form, assets, API docs
 PAGE_PUBLIC = ("/signin", "/static/", "/docs", "/openapi.json", "/favicon.ico", *UNLIMITED)
-#: the web page's session cookie (``broadcaster/web/session.py``)
-SESSION_COOKIE = "bc_session"
-
-
-class SessionCheck(Protocol):
-    """Turns a session cookie into the principal it stands for (None: unknown, expired, revoked)."""
-
-    def verify(self, value: str) -> Principal | None: ...
-
-
 def matches(path: str, prefixes) -> bool:
     """Whole path segments only: ``/api/v1/subscribe`` covers ``/api/v1/subscribe/confirm`` but
     not ``/api/v1/subscribers`` (an admin route). An entry ending in ``/`` covers everything below."""

@@ -11,12 +11,7 @@ from ..errors import InvalidRequest
 from ..limits import ID, STATUS
 from ..models import KINDS, DeliveryState
 from ..runtime import Runtime
-from ..service import AnnouncementIn, Principal, UpdateIn
-from . import idempotency
-from .auth import principal
-from .deps import idempotency_key, location, make_router, parse_time, runtime
-from .params import Id
-from .schemas import (
+from ..schemas import (
     AnnouncementDetail,
     AnnouncementPage,
     CancelOut,
@@ -28,6 +23,11 @@ from .schemas import (
     announcement_out,
     delivery_out,
 )
+from ..service import AnnouncementIn, Principal, UpdateIn
+from . import idempotency
+from .auth import principal
+from .deps import idempotency_key, location, make_router, parse_time, runtime
+from .params import Id
 
 ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut},
           429: {"model": ErrorOut}, 503: {"model": ErrorOut}}

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends
 
 from ..runtime import Runtime, queue_name
+from ..schemas import BreakerOut, ChannelList, ChannelOut, iso
 from ..service import Principal
 from .auth import principal
 from .deps import make_router, runtime
 from .routes_announcements import ERRORS
-from .schemas import BreakerOut, ChannelList, ChannelOut, iso
 
 log = logging.getLogger(__name__)
 router = make_router(tags=["channels"], responses=ERRORS)

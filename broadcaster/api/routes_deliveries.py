@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import service
 from ..requests import Url
 from ..runtime import Runtime
+from ..schemas import RetryOut
 from ..service import Principal
 from . import idempotency
 from .auth import principal
 from .deps import idempotency_key, make_router, runtime
 from .params import Id
 from .routes_announcements import ERRORS
-from .schemas import RetryOut
 
 router = make_router(tags=["deliveries"], responses=ERRORS)
 

@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import export, lifecycle
 from ..requests import Reason
 from ..runtime import Runtime
+from ..schemas import AnnouncementPage, ErrorOut, announcement_out
 from ..service import Principal
 from .auth import principal
 from .deps import runtime
 from .params import Id
-from .schemas import AnnouncementPage, ErrorOut, announcement_out
 
 ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut},
           429: {"model": ErrorOut}, 503: {"model": ErrorOut}}

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..runtime import Runtime
-from .schemas import Health, Ready
+from ..schemas import Health, Ready
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])

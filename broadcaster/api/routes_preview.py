@@ -10,15 +10,14 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.responses import JSONResponse
 
-from .. import preview as use_case
+from .. import preview as use_case, render_slots
 from ..preview import PreviewIn
 from ..runtime import Runtime
+from ..schemas import ErrorOut, PreviewChannel, PreviewOut
 from ..service import Principal
-from . import render_slots
 from .auth import principal
 from .deps import make_router, runtime
 from .routes_announcements import ERRORS
-from .schemas import ErrorOut, PreviewChannel, PreviewOut
 
 router = make_router(tags=["preview"], responses=ERRORS)
 

@@ -27,10 +27,10 @@ from .. import subscribers as subs
 from ..errors import Forbidden, InvalidRequest
 from ..requests import subscriber_field, validation_problem
 from ..runtime import Runtime
+from ..schemas import ErrorOut
 from ..service import Principal
 from .deps import runtime
 from .intake import bearer
-from .schemas import ErrorOut
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 422, 429, 503)}
 router = APIRouter(tags=["subscribers"], responses=ERRORS)

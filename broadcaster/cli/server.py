@@ -171,9 +171,9 @@ def api(ctx, host, port, workers):
         if not settings.source:
             raise click.UsageError("--workers > 1 needs the configuration in a file (--config)")
         os.environ["BROADCASTER_CONFIG"] = settings.source  # each process reads the same file
-        uvicorn.run("broadcaster.api.app:app_from_environment", factory=True, workers=workers, **opts)
+        uvicorn.run("broadcaster.asgi:app_from_environment", factory=True, workers=workers, **opts)
         return
-    from ..api.app import create_app
+    from ..asgi import create_app
 
     uvicorn.run(create_app(settings), **opts)
 

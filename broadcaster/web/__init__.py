@@ -1,1 +1,1 @@
-"""The web page at ``/`` (``routes.router``), included by the API app so both share one Runtime."""
+"""The web page at ``/`` (``routes.router``), mounted beside the API by ``broadcaster.asgi`` so both share one Runtime."""

@@ -18,8 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 
-from .. import service
-from ..api import render_slots
+from .. import render_slots, service
 from ..errors import BroadcasterError, Forbidden, InvalidRequest, LedgerUnavailable, NotFound
 from ..models import KINDS, SEVERITIES
 from . import session, views
@@ -75,7 +74,7 @@ def to_signin(request: Request) -> RedirectResponse:
 
 
 def signed_in(request: Request):
-    """(token, principal) or None; the runtime must be there (set by the API's create_app)."""
+    """(token, principal) or None; the runtime must be there (set by broadcaster.asgi.create_app)."""
     return session.current(request)
 
 

@@ -23,9 +23,9 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from ..api.intake import SESSION_COOKIE as SESSION_COOKIE  # the name the intake guard reads
 from ..config import Settings
 from ..ledger import Ledger, new_id
+from ..principal import SESSION_COOKIE as SESSION_COOKIE  # the name the API's intake guard reads
 from ..runtime import Runtime
 from ..service import Principal
 from ..tokens import TokenStore
@@ -37,7 +37,7 @@ _CSRF_LABEL = b"broadcaster-web-csrf-v1"
 def runtime_of(request: Request):
     rt = getattr(request.app.state, "runtime", None)
     if rt is None:
-        raise RuntimeError("the web page needs app.state.runtime (set by create_app)")
+        raise RuntimeError("the web page needs app.state.runtime (set by broadcaster.asgi.create_app)")
     return rt
 
 
@@ -96,7 +96,7 @@ def session_store(runtime: Runtime, tokens: TokenStore) -> Sessions:
 def sessions_of(request: Request) -> Sessions:
     store = getattr(request.app.state, "sessions", None)
     if not isinstance(store, Sessions):
-        raise RuntimeError("the web page needs app.state.sessions (set by create_app)")
+        raise RuntimeError("the web page needs app.state.sessions (set by broadcaster.asgi.create_app)")
     return store
 
 

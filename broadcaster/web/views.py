@@ -12,8 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import preview as preview_use_case
-from .. import service
+from .. import preview as preview_use_case, service
 from ..preview import PreviewIn
 
 UPDATE_STATUSES = {"incident": ("investigating", "identified", "monitoring", "resolved"),
@@ -52,7 +51,7 @@ def preview(runtime, data: dict, author: str) -> list[dict[str, Any]]:
 
 def detail(runtime, ann_id: str) -> dict[str, Any]:
     """The announcement with deliveries and events, in the API's own JSON shape."""
-    from ..api.schemas import announcement_detail
+    from ..schemas import announcement_detail
 
     return announcement_detail(service.status_of(runtime, ann_id)).model_dump(mode="json", by_alias=True)
 

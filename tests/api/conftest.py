@@ -53,7 +53,7 @@ class Env:
     """The app under test and the handles a test needs to poke at it."""
 
     def __init__(self, tmp_path, cfg: dict | None = None, ledger: Ledger | None = None):
-        from broadcaster.api.app import create_app
+        from broadcaster.asgi import create_app
 
         self.settings = load_settings(cfg or config(), env={})
         self.ledger = ledger or Ledger.open(f"sqlite:///{tmp_path}/l.db")

@@ -218,7 +218,7 @@ def test_junk_from_one_address_is_limited_while_real_tokens_keep_flowing(make_en
 
 
 def test_rate_limits_fall_back_to_local_when_redis_is_down(make_env):
-    from broadcaster.api.app import create_app
+    from broadcaster.asgi import create_app
 
     e = make_env(config(api={"max_body_bytes": 4096, "rate_limit": "2/m", "anonymous_rate_limit": "1000/m"}))
 

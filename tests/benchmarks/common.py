@@ -494,7 +494,7 @@ def _scheduler_main(path: str) -> None:
 def _api_main(path: str, port: int) -> None:
     import uvicorn
 
-    from broadcaster.api.app import create_app
+    from broadcaster.asgi import create_app
     from broadcaster.logs import configure
 
     configure("WARNING")

@@ -71,7 +71,7 @@ def private_pg():
 
 
 def test_postgres_restart(private_pg, private_redis, receiver):
-    from broadcaster.api.app import create_app
+    from broadcaster.asgi import create_app
     from broadcaster.tokens import TokenStore
 
     channels = {"hook": {"kind": "webhook", "format": "generic", "url": receiver.url + "/hook"}}

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from broadcaster.api.app import create_app
+from broadcaster.asgi import create_app
 from broadcaster.config import load_settings
 from broadcaster.models import DeliveryState, Receipt
 from broadcaster.runtime import Runtime

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from broadcaster.api.app import create_app
+from broadcaster.asgi import create_app
 from broadcaster.cli import main
 from broadcaster.readiness import ReadinessHook, check_all
 from broadcaster.scheduler import Sweeper

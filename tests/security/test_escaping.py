@@ -135,7 +135,7 @@ COMPONENT = f"C {EVIL}"[:100]
 def web_pages(tmp_path):
     from fastapi.testclient import TestClient
 
-    from broadcaster.api.app import create_app
+    from broadcaster.asgi import create_app
     from broadcaster.models import DeliveryState as S
     from tests.cli.live import make_settings, memory_runtime
     from tests.web.conftest import field

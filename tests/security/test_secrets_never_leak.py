@@ -216,7 +216,7 @@ def run_flows(tmp_path, handler) -> dict:
     credentials, then read everything back through the API."""
     from tests.api.conftest import TestClient
 
-    from broadcaster.api.app import create_app
+    from broadcaster.asgi import create_app
     from broadcaster.tokens import TokenStore
 
     rt = make_runtime(tmp_path, handler)
@@ -391,7 +391,7 @@ def test_bluesky_error_names_are_not_trusted(tmp_path):
 def test_an_unexpected_exception_carrying_a_secret_is_not_shown_or_logged(tmp_path, logs, monkeypatch):
     from tests.api.conftest import TestClient
 
-    from broadcaster.api.app import create_app
+    from broadcaster.asgi import create_app
     from broadcaster.tokens import TokenStore
 
     rt = make_runtime(tmp_path, echo_handler)

@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from broadcaster.api.app import create_app
+from broadcaster.asgi import create_app
 from tests.cli.live import make_settings, memory_runtime
 from tests.support.runtime import wakeups
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from broadcaster.api.app import create_app
+from broadcaster.asgi import create_app
 from broadcaster.cli import main
 from broadcaster.models import DeliveryState as S
 from tests.cli.live import make_settings, memory_runtime, serve

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from broadcaster.api.app import create_app
+from broadcaster.asgi import create_app
 from broadcaster.ledger.drafts import DraftStore
 from tests.cli.live import make_settings, memory_runtime
 from tests.web.conftest import CHANNELS, XSS, Web

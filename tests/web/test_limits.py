@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from broadcaster.api.app import create_app
+from broadcaster.asgi import create_app
 from tests.cli.live import make_settings, memory_runtime
 from tests.web.conftest import CHANNELS, Web
 

@@ -264,7 +264,7 @@ def test_compose_offers_the_configured_components_and_refuses_others(web):
 
 def test_a_held_promotion_says_which_incident_holds_it(tmp_path):
     from broadcaster import service
-    from broadcaster.api.app import create_app
+    from broadcaster.asgi import create_app
     from tests.cli.live import make_settings, memory_runtime
     from tests.web.conftest import CHANNELS, Web
 

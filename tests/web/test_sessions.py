@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import inspect, select, text
 
-from broadcaster.api.app import create_app
+from broadcaster.asgi import create_app
 from broadcaster.config import load_settings
 from broadcaster.errors import ConfigError
 from broadcaster.ledger import Ledger

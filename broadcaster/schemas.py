@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import (
+from .models import (
     OVERALL_WORDS,
     Announcement,
     Delivery,
@@ -23,8 +24,8 @@ from ..models import (
     current_error,
     overall,
 )
-from ..requests import Reason
-from ..service import now_iso
+from .requests import Reason
+from .service import now_iso
 
 iso = now_iso  # epoch seconds → "2026-01-02T03:04:05.678Z"
 
@@ -44,6 +45,13 @@ class ErrorBody(Out):
 
 class ErrorOut(Out):
     error: ErrorBody
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """An :class:`ErrorOut` answer: every refusal of the API and the page has this one shape."""
+    return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}},
+                        status_code=status, headers=headers)
 
 
 # ---------------------------------------------------------------- deliveries

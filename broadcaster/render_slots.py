@@ -19,7 +19,7 @@ from typing import TypeVar
 from anyio import CapacityLimiter, to_thread
 from fastapi.responses import JSONResponse
 
-from .errors import error_response
+from .schemas import error_response
 
 T = TypeVar("T")
 
