@@ -24,7 +24,7 @@ from ..service import Principal
 from ..subscribers import endpoints as eps
 from .deps import runtime
 from .routes_subscribers import admin
-from .schemas import ErrorOut
+from ..schemas import ErrorOut
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 422, 429, 503)}
 router = APIRouter(tags=["subscribers"], responses=ERRORS)
