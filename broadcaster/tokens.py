@@ -19,14 +19,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from .config import Settings
 from .errors import InvalidRequest, NotFound
-from .ledger import Ledger
-from .ledger import schema as t
-from .ledger.repository import new_id
+from .ledger import Ledger, new_id
 from .limits import CONTROL, TOKEN_NAME
 from .models import KINDS
 from .service import Principal
@@ -102,14 +97,13 @@ class TokenStore:
                 found = Principal(st.name, tuple(st.kinds), tuple(st.channels), st.admin)
         if found is not None or self.ledger is None:
             return found
-        with self.ledger.read() as conn:
-            row = conn.execute(select(t.tokens).where(t.tokens.c.hash == digest)).first()
+        row = self.ledger.tokens.by_hash(digest)
         stored = row.hash if row is not None else _DUMMY
         ok = hmac.compare_digest(stored.encode(), digest.encode()) and row is not None and row.revoked_at is None
         if not ok or row is None:
             return None
         self._touch(row.id)
-        return Principal(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin))
+        return Principal(row.name, row.kinds, row.channels, row.admin)
 
     def _store(self) -> Ledger:
         """The ledger, for what only tokens kept there can do (create, revoke, touch)."""
@@ -126,11 +120,10 @@ class TokenStore:
                 return Principal(st.name, tuple(st.kinds), tuple(st.channels), st.admin)
         if self.ledger is None:
             return None
-        with self.ledger.read() as conn:
-            row = conn.execute(select(t.tokens).where(t.tokens.c.name == name)).first()
+        row = self.ledger.tokens.by_name(name)
         if row is None or row.revoked_at is not None:
             return None
-        return Principal(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin))
+        return Principal(row.name, row.kinds, row.channels, row.admin)
 
     def _touch(self, token_id: str) -> None:
         now = self.clock()
@@ -139,9 +132,8 @@ class TokenStore:
                 return
             self._touched[token_id] = now
         try:
-            with self._store().tx() as conn:
-                conn.execute(update(t.tokens).where(t.tokens.c.id == token_id).values(last_used_at=now))
-        except Exception:
+            self._store().tokens.touch(token_id, now)
+        except Exception:  # noqa: BLE001 - "last used" is a courtesy; the request it serves goes on
             pass
 
     # -- administration (CLI)
@@ -160,29 +152,21 @@ class TokenStore:
         if any(st.name == name for st in self.settings.tokens):
             raise InvalidRequest(f"a token named {name!r} is defined in the configuration", field="name")
         raw, now = generate(), self.clock()
-        try:
-            ledger = self._store()
-            with ledger.tx() as conn:
-                conn.execute(insert(t.tokens).values(id=new_id("tok"), name=name, hash=hash_token(raw),
-                                                     kinds=list(kinds),
-                                                     channels=list(channels), admin=admin, created_at=now))
-                ledger.audit(actor, "token.create", name,
-                                  {"kinds": list(kinds), "channels": list(channels), "admin": admin}, conn)
-        except IntegrityError:
+        added = self._store().tokens.add(token_id=new_id("tok"), name=name, digest=hash_token(raw), kinds=kinds,
+                                         channels=channels, admin=admin, now=now, actor=actor)
+        if not added:
             raise InvalidRequest(f"a token named {name!r} already exists (revoked tokens keep their name); "
-                                 "pick another name", field="name") from None
+                                 "pick another name", field="name")
         return raw, TokenInfo(name, kinds, channels, admin, "ledger", created_at=now)
 
     def list(self, *, include_revoked: bool = True) -> list[TokenInfo]:
         out = [TokenInfo(st.name, tuple(st.kinds), tuple(st.channels), st.admin, "config")
                for st in self.settings.tokens]
         if self.ledger is not None:
-            with self.ledger.read() as conn:
-                rows = conn.execute(select(t.tokens).order_by(t.tokens.c.created_at, t.tokens.c.name)).all()
-            for r in rows:
+            for r in self.ledger.tokens.all():
                 if r.revoked_at is not None and not include_revoked:
                     continue
-                out.append(TokenInfo(r.name, tuple(r.kinds or ()), tuple(r.channels or ()), bool(r.admin), "ledger",
+                out.append(TokenInfo(r.name, r.kinds, r.channels, r.admin, "ledger",
                                      created_at=r.created_at, revoked_at=r.revoked_at, last_used_at=r.last_used_at))
         return out
 
@@ -192,13 +176,9 @@ class TokenStore:
         if len(name) > TOKEN_NAME or CONTROL.search(name):  # no token can have it; not worth a query
             raise NotFound(f"no token named {name!r}")
         now, ledger = self.clock(), self._store()
-        with ledger.tx() as conn:
-            row = conn.execute(select(t.tokens).where(t.tokens.c.name == name)).first()
-            if row is None:
-                raise NotFound(f"no token named {name!r}")
-            if row.revoked_at is None:
-                conn.execute(update(t.tokens).where(t.tokens.c.id == row.id).values(revoked_at=now))
-                ledger.audit(actor, "token.revoke", name, {}, conn)
+        row = ledger.tokens.revoke(name, now=now, actor=actor)
+        if row is None:
+            raise NotFound(f"no token named {name!r}")
         ledger.sessions.revoke_for_token(name, now)  # its web page sessions end with it
-        return TokenInfo(row.name, tuple(row.kinds or ()), tuple(row.channels or ()), bool(row.admin), "ledger",
+        return TokenInfo(row.name, row.kinds, row.channels, row.admin, "ledger",
                          created_at=row.created_at, revoked_at=row.revoked_at or now, last_used_at=row.last_used_at)

@@ -36,6 +36,7 @@ from .idempotency import IdempotencyStore
 from .retention import RetentionStore
 from .sessions import SessionStore
 from .stats import DeliveryStats
+from .tokens import TokenRecords
 from .windows import WindowStore
 
 S = DeliveryState
@@ -143,6 +144,8 @@ class Ledger:
         self.windows = WindowStore(self)
         #: aggregates for /metrics (see ledger/stats.py)
         self.stats = DeliveryStats(self)
+        #: API tokens' rows, hashes only (see ledger/tokens.py)
+        self.tokens = TokenRecords(self)
         #: the web page's signed-in browsers (see ledger/sessions.py)
         self.sessions = SessionStore(self)
 
