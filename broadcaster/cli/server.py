@@ -83,8 +83,9 @@ def up(ctx, host, port, with_sandbox):
     cfg = ["--config", settings.source] if settings.source else []
     sup = Supervisor(child_env(choice.url))
     if sandbox_on:
+        site = _site_on_sandbox(settings, box.port)
         sup.add("sandbox", *cfg, "sandbox", "--host", box.host, "--port", str(box.port),
-                "--smtp-port", str(box.smtp_port), required=False,
+                "--smtp-port", str(box.smtp_port), *(["--site", site] if site else []), required=False,
                 probe=lambda: port_answers(_probe_host(box.host), box.port))
     api_url = f"http://{_url_host(_probe_host(host))}:{port}"
     sup.add("api", *cfg, "api", "--host", host, "--port", str(port), probe=lambda: http_ok(f"{api_url}/healthz"))
@@ -113,6 +114,23 @@ def up(ctx, host, port, with_sandbox):
             choice.process.terminate()
     click.echo("broadcaster stopped." if code == 0 else "broadcaster stopped: a required part could not run.")
     ctx.exit(code)
+
+
+def _site_on_sandbox(settings, sandbox_port: int) -> str | None:
+    """The output directory of the status site whose ``site_url`` is the sandbox's ``/status``
+    (the demo's), for the sandbox to serve — so the ``Verify:`` link in its posts opens. A site
+    published anywhere else is that web server's to serve, not ours."""
+    from urllib.parse import urlsplit
+
+    from ..channels.statuspage import StatuspageSettings
+    from ..sandbox.app import SITE_PATH
+
+    for cfg in settings.channels.values():
+        if isinstance(cfg, StatuspageSettings) and cfg.enabled and cfg.site_url:
+            url = urlsplit(str(cfg.site_url))
+            if url.port == sandbox_port and url.path.rstrip("/") == SITE_PATH:
+                return str(cfg.output_dir)
+    return None
 
 
 def _first_signing_key(settings) -> str | None:

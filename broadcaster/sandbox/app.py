@@ -1,5 +1,7 @@
 """The sandbox ASGI app: every provider under its own prefix, the control API under
-``/_sandbox``, one shared :class:`SandboxState`."""
+``/_sandbox``, one shared :class:`SandboxState` — and, given ``site_dir``, a status site's output
+directory served read-only at ``/status/``: the demo's stand-in for the separate web host or
+bucket a real status site is published to, so the ``Verify:`` link in demo posts opens."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any, Callable
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from .control import control_routes
 from .drop import DropConnections
@@ -15,13 +18,16 @@ from .providers import PROVIDERS, Provider
 from .state import SandboxState
 
 SMTP = "smtp"
+#: where ``site_dir`` is served (a demo ``site_url`` is ``http://<sandbox>/status``)
+SITE_PATH = "/status"
 
 
 class SandboxApp:
     """ASGI callable. ``providers[prefix]`` lists the stand-ins mounted at ``/{prefix}``."""
 
     def __init__(self, state: SandboxState | None = None, *, rate_limits: bool = True,
-                 settings: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time):
+                 settings: dict[str, dict[str, Any]] | None = None, clock: Callable[[], float] = time.time,
+                 site_dir: str | None = None):
         self.state = state or SandboxState(clock=clock)
         self.providers: dict[str, list[Provider]] = {}
         for prefix, classes in PROVIDERS.items():
@@ -33,6 +39,8 @@ class SandboxApp:
         mounts = [Mount("/_sandbox", routes=control_routes(self))]
         for prefix, instances in self.providers.items():
             mounts.append(Mount(f"/{prefix}", routes=[r for p in instances for r in p.routes()]))
+        if site_dir:  # GET/HEAD only; the directory may appear after the first post
+            mounts.append(Mount(SITE_PATH, app=StaticFiles(directory=site_dir, html=True, check_dir=False)))
         self.starlette = Starlette(routes=mounts)
         self.asgi = DropConnections(self.starlette)
 

@@ -29,7 +29,10 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--webhook-secret", multiple=True, metavar="NAME=SECRET",
               help="Verify Standard Webhooks signatures on /webhook/NAME with SECRET (whsec_...).")
 @click.option("--no-rate-limits", is_flag=True, help="Do not enforce the providers' request windows.")
-def sandbox(host: str, port: int, smtp_port: int, faults: tuple[str, ...], webhook_secret: tuple[str, ...], no_rate_limits: bool) -> None:
+@click.option("--site", "site_dir", metavar="DIR", default=None,
+              help="Serve a status site's output directory read-only at /status/ (the demo's web host).")
+def sandbox(host: str, port: int, smtp_port: int, faults: tuple[str, ...], webhook_secret: tuple[str, ...],
+            no_rate_limits: bool, site_dir: str | None) -> None:
     """Local stand-ins for the provider APIs with switchable faults (demos, drills, tests).
 
     Faults can be changed while it runs: POST /_sandbox/faults {"provider": "x", "mode": "down"}.
@@ -43,7 +46,7 @@ def sandbox(host: str, port: int, smtp_port: int, faults: tuple[str, ...], webho
     settings = {"webhook": {"secrets": _pairs(webhook_secret, "--webhook-secret")}} if webhook_secret else None
     try:
         box = Sandbox(host, port, None if smtp_port < 0 else smtp_port, faults=parsed,
-                      rate_limits=not no_rate_limits, settings=settings, log_level="info")
+                      rate_limits=not no_rate_limits, settings=settings, log_level="info", site_dir=site_dir)
         unknown = [f.provider for f in parsed if f.provider not in box.app.names]
         if unknown:
             raise click.UsageError(f"unknown provider(s) in --fault: {', '.join(unknown)}; known: {', '.join(box.app.names)}")
@@ -53,6 +56,8 @@ def sandbox(host: str, port: int, smtp_port: int, faults: tuple[str, ...], webho
     click.echo(f"sandbox control page: {box.base_url}/_sandbox/")
     for name in box.app.providers:
         click.echo(f"  {name:<11} base_url {box.url(name)}")
+    if site_dir:
+        click.echo(f"  {'status':<11} {box.base_url}/status/  ({site_dir}, read-only)")
     if box.smtp_port is not None:
         click.echo(f"  {'smtp':<11} {host}:{box.smtp_port}")
     for fault in parsed:

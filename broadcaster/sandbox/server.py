@@ -28,9 +28,10 @@ class Sandbox:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8099, smtp_port: int | None = 8025, *,
                  faults: Iterable[Fault] = (), rate_limits: bool = True,
-                 settings: dict[str, dict[str, Any]] | None = None, log_level: str = "warning"):
+                 settings: dict[str, dict[str, Any]] | None = None, log_level: str = "warning",
+                 site_dir: str | None = None):
         self.host = host
-        self.app = SandboxApp(rate_limits=rate_limits, settings=settings)
+        self.app = SandboxApp(rate_limits=rate_limits, settings=settings, site_dir=site_dir)
         self.state: SandboxState = self.app.state
         for fault in faults:
             self.state.faults.add(fault)
