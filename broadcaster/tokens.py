@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .config import Settings
 from .errors import InvalidRequest, NotFound
 from .ledger import Ledger, new_id
-from .limits import CONTROL, TOKEN_NAME
+from .limits import CONTROL, TOKEN_NAME, hidden_problem
 from .models import KINDS
 from .service import Principal
 
@@ -37,6 +37,9 @@ def check_name(name: str | None) -> str:
     """A token name: it is the author of what the token posts, the actor in the audit log and the
     target of the token's own audit rows, so it must fit each of those columns."""
     name = (name or "").strip()
+    hidden = hidden_problem(name, one_line=True)
+    if hidden:
+        raise InvalidRequest(f"name: {hidden}", field="name")
     if not name or len(name) > TOKEN_NAME or CONTROL.search(name) or any(c.isspace() for c in name):
         raise InvalidRequest(f"name: a token name is 1-{TOKEN_NAME} characters, without spaces or control "
                              "characters", field="name")

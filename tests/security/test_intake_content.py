@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from broadcaster.channels._mail import header_line
 from broadcaster.cli import main
+from broadcaster.errors import InvalidRequest
 from broadcaster.requests import AnnouncementIn, UpdateIn
+from broadcaster.tokens import check_name as check_token_name
 from tests.cli.conftest import api  # noqa: F401  (the live API fixture)
 from tests.web.conftest import web  # noqa: F401  (the web page fixture)
 
@@ -196,3 +198,58 @@ def test_any_update_status_the_intake_accepts_fits_its_column(status):
     except ValueError:
         return
     assert 1 <= len(accepted) <= 20 and accepted.strip() == accepted and accepted.isprintable()
+
+
+# ---------------------------------------------------------------- hidden and reordered text
+
+
+HIDDEN = {"rlo": "\u202e", "lro": "\u202d", "rli": "\u2067", "pdi": "\u2069", "lrm": "\u200e", "rlm": "\u200f",
+          "alm": "\u061c", "word-joiner": "\u2060", "invisible-times": "\u2062", "bom": "\ufeff"}
+
+
+@pytest.mark.parametrize("char", HIDDEN.values(), ids=HIDDEN.keys())
+@pytest.mark.parametrize("field", ["title", "body"])
+def test_bidi_and_invisible_controls_are_refused_in_titles_and_bodies(e, char, field):
+    """Trojan-Source-style spoofing: ``ok\\u202ex`` was accepted (202) and delivered, showing a
+    reader text in another order than the one stored."""
+    before = counts(e.ledger)
+    r = e.client.post("/api/v1/announcements", json={"kind": "deploy", "title": "ok", "body": "xy",
+                                                     "channels": ["ops-chat"], field: f"ok{char}x"},
+                      headers=e.admin)
+    err = refused(e, r, field)
+    assert f"U+{ord(char):04X}" in err["message"]
+    assert counts(e.ledger) == before and e.enqueued == []
+
+
+def test_a_leading_bom_is_refused_too(e):
+    refused(e, e.client.post("/api/v1/announcements", json={**GOOD, "body": "\ufeffbody"}, headers=e.admin),
+            "body")
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"title": "Data\u200bbase down"}, "title"),
+    ({"components": ["A\u200bPI"]}, "components.0"),
+    ({"tags": ["x\u200cy"]}, "tags.0"),
+    ({"variants": {"hook": {"body": "a\u202eb"}}}, "variants.hook.body"),
+], ids=["title-zwsp", "component-zwsp", "tag-zwnj", "variant-body-rlo"])
+def test_zero_width_characters_are_refused_in_one_line_fields(e, fields, field):
+    refused(e, e.client.post("/api/v1/announcements", json={**GOOD, **fields}, headers=e.admin), field)
+
+
+def test_emoji_sequences_and_flags_still_pass(e):
+    """The joiner U+200D, variation selectors, regional-indicator flags and tag-sequence flags
+    are what real incident text uses; only the characters that hide or reorder text are refused."""
+    title = "\U0001f469\u200d\U0001f4bb on it \U0001f1e9\U0001f1ea \U0001f3f3\ufe0f\u200d\U0001f308 " \
+            "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+    body = f"{title}\nzero\u200bwidth space inside a body is text"
+    a = e.submit(title=title, body=body)
+    stored = e.ledger.get_announcement(a["id"])
+    assert stored.title == title and stored.body == body
+
+
+def test_a_subscriber_name_and_a_token_name_refuse_bidi_controls(e):
+    r = e.client.post("/api/v1/subscribe", json={"list": "customers", "address": "y@example.com",
+                                                 "name": "Eve\u202egnp.exe"})
+    refused(e, r, "name")
+    with pytest.raises(InvalidRequest, match="U\\+2066"):
+        check_token_name("ci\u2066bot")
