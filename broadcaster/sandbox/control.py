@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from .faults import MODES, fault_from
 from .providers.bluesky import as_bluesky
+from .state import REPEAT_WINDOW
 
 if TYPE_CHECKING:
     from .app import SandboxApp
@@ -59,6 +60,7 @@ def control_routes(app: "SandboxApp") -> list[Route]:
         page = _templates.get_template("index.html").render(
             providers=app.names, base=str(request.base_url).rstrip("/"), faults=[f.as_dict() for f in state.faults.listed()],
             counts=state.counts(), requests=list(reversed(state.requests()))[:100], modes=MODES,
+            repeat_minutes=round(REPEAT_WINDOW / 60),
         )
         return HTMLResponse(page)
 

@@ -36,26 +36,50 @@ def mask_query(query: str) -> str:
     return urlencode([(k, "***" if k in SECRET_PARAMS else v) for k, v in pairs])
 
 
-def repeats(posts: Iterable[dict[str, Any]]) -> int:
-    """How many posts repeat one that the same reader already got.
+#: how close in time two identical texts must be to count as one post made twice (seconds)
+REPEAT_WINDOW = 600.0
 
-    A public post has one audience, so its text alone says whether it was posted twice. A mail
-    has one per recipient: the same announcement mailed to two people is two mails, not a
-    repeat. A mail is a repeat for a recipient who already got its Message-ID (a re-sent copy)
-    or its text (the same announcement sent again under a new id).
+
+def repeats(posts: Iterable[dict[str, Any]], window: float = REPEAT_WINDOW) -> int:
+    """How many posts repeat one that the same reader already got — what the sandbox page's
+    "repeats" column shows.
+
+    A post repeats an earlier one when it carries the same idempotency key (the stand-in kept
+    it although the key said "the same request again"), or the same text in the same thread
+    (a reply posted twice under one parent), or the same text within ``window`` seconds (a
+    second delivery of one message: a retry, a fallback). The same words posted again later —
+    an operator announcing a recurring problem, or two demo recipes a few minutes apart that
+    say the same — are two announcements, not a double post, and are not counted; neither is
+    a post that differs in anything, so a real double post of a signed announcement (its
+    Verify link names the announcement) is caught whenever it came.
+
+    A mail has one audience per recipient: the same announcement mailed to two people is two
+    mails, not a repeat. A mail is a repeat for a recipient who already got its Message-ID (a
+    re-sent copy), or its text within ``window`` (the same announcement sent again under a new id).
     """
-    seen: set[tuple[str, str, str]] = set()
+    keys_seen: set[tuple[str, str]] = set()
+    texts_seen: dict[tuple[str, str], list[tuple[float, str | None]]] = {}
     n = 0
     for post in posts:
         recipients = post.get("rcpt_tos")
+        when = float(post.get("created_at") or 0.0)
+        thread = post.get("reply_to")
         if recipients is None:
-            keys = [("", "text", post["text"])]
+            readers = [""]
+            text = str(post.get("text") or "")
         else:
-            text = post.get("content_text", post["text"])
-            keys = [k for r in recipients for k in ((r.lower(), "id", post["id"]), (r.lower(), "text", text))]
-        if any(k in seen for k in keys):
-            n += 1
-        seen.update(keys)
+            readers = [str(r).lower() for r in recipients]
+            text = str(post.get("content_text", post.get("text")) or "")
+        key = post.get("key")
+        ids = [(r, str(key)) for r in readers] if key else []
+        texts = [(r, text) for r in readers] if text else []
+        repeated = any(k in keys_seen for k in ids) or any(
+            (thread is not None and thread == t) or abs(when - w) <= window
+            for k in texts for w, t in texts_seen.get(k, ()))
+        n += repeated
+        keys_seen.update(ids)
+        for k in texts:
+            texts_seen.setdefault(k, []).append((when, thread))
     return n
 
 

@@ -15,6 +15,7 @@ one in the same file exported). Each file must exit 0.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -108,6 +109,9 @@ for script in recipes/*.sh; do
   name=$(basename "$script" .sh)
   ( bash -e -o pipefail "$script" > "results/$name.out" 2>&1; echo $? > "results/$name.rc" )
 done
+curl -fsS http://127.0.0.1:8099/_sandbox/counts > results/sandbox-counts.json || true
+curl -fsS 'http://127.0.0.1:8099/_sandbox/posts?provider=mastodon' > results/mastodon-posts.json || true
+curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:8099/status/verify.html > results/verify-page.code || true
 kill -INT "$UP"
 wait "$UP"
 echo "UP-EXIT $?"
@@ -153,3 +157,10 @@ def test_every_recipe_runs_against_the_demo(tmp_path):
             out = (work / "results" / f"{name}.out").read_text(errors="replace")[-3000:]
             failures.append(f"{doc.relative_to(ROOT)}: exit {rc}\n{out}")
     assert not failures, "\n\n".join(failures) + "\n\nup.log:\n" + (work / "up.log").read_text()[-3000:]
+    # what a newcomer sees after them: no provider shows a repeat (README's recipes once posted
+    # the same words twice), and the posts' Verify link opens (the sandbox serves the status site)
+    counts = json.loads((work / "results" / "sandbox-counts.json").read_text() or "{}")
+    assert counts and not {p: c for p, c in counts.items() if c.get("duplicate_texts")}, counts
+    assert (work / "results" / "verify-page.code").read_text() == "200"
+    toots = json.loads((work / "results" / "mastodon-posts.json").read_text() or "[]")
+    assert any("Verify: http://127.0.0.1:8099/status/verify.html?id=" in p.get("text", "") for p in toots), toots[-3:]

@@ -421,3 +421,37 @@ def test_counter_helpers_are_independent_of_other_modules():
 def test_cli_rejects_bad_fault():
     result = CliRunner().invoke(sandbox_command, ["--fault", "mastodon=explode"])
     assert result.exit_code == 2 and "unknown fault mode" in result.output
+
+
+def test_repeats_count_a_double_post_not_the_same_words_announced_again_later(client, clock):
+    """The README's recipes once posted the same words twice a few minutes apart and the page
+    showed "repeats 1" on Slack and Mastodon — an apparent double post that was two
+    announcements. A repeat is the same idempotency key, the same text in the same thread, or
+    the same text within the window; the same words much later are a new post."""
+    slack = "/slack/services/T/B/X"
+
+    def toot(text: str, key: str, reply_to: str | None = None) -> str:
+        body = {"status": text, **({"in_reply_to_id": reply_to} if reply_to else {})}
+        return client.post("/mastodon/api/v1/statuses", json=body, headers={**AUTH, "Idempotency-Key": key}).json()["id"]
+
+    def repeats() -> dict[str, int]:
+        counts = client.get("/_sandbox/counts").json()
+        return {p: counts.get(p, {}).get("duplicate_texts", 0) for p in ("slack", "mastodon")}
+
+    client.post(slack, json={"text": "Elevated API errors"})
+    root = toot("Elevated API errors", "k1")
+    clock.now += 2 * 3600  # hours later, the same words again: a new announcement
+    client.post(slack, json={"text": "Elevated API errors"})
+    toot("Elevated API errors", "k2")
+    assert repeats() == {"slack": 0, "mastodon": 0}
+    clock.now += 30  # a second delivery of the same message moments later: a double post
+    client.post(slack, json={"text": "Elevated API errors"})
+    toot("Elevated API errors", "k3")
+    assert repeats() == {"slack": 1, "mastodon": 1}
+    clock.now += 2 * 3600  # the same reply under the same parent, whenever: a double post
+    toot("Resolved.", "k4", reply_to=root)
+    clock.now += 2 * 3600
+    toot("Resolved.", "k5", reply_to=root)
+    assert repeats() == {"slack": 1, "mastodon": 2}
+    page = client.get("/_sandbox/").text
+    assert "same text within 10 minutes" in page and "same idempotency key" in page
