@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from urllib.parse import quote
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,28 @@ class ClientError(Exception):
 
 
 # ---------------------------------------------------------------- the HTTP side
+
+
+class IdParam(click.ParamType):
+    """An id given on the command line: it becomes one path segment of a request, so an id with
+    ``/`` (or one that is ``.`` or ``..``) is refused as a usage error (exit 2) before any request —
+    ``ann_../../x`` used to reach ``/api/v1/x``."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text or "/" in text or text in (".", ".."):
+            self.fail(f"{text!r} is not an id (an id has no '/' and is not '.' or '..')", param, ctx)
+        return text
+
+
+ID = IdParam()
+
+
+def seg(value: str) -> str:
+    """``value`` as one URL path segment: every reserved character percent-encoded."""
+    return quote(value, safe="")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -357,7 +380,7 @@ def wait_for(api: Api, ann_id: str, *, timeout: float, interval: float, as_json:
     data: dict = {}
     while True:
         try:
-            data = api.call("GET", f"/announcements/{ann_id}")
+            data = api.call("GET", f"/announcements/{seg(ann_id)}")
         except ClientError as exc:
             if exc.code != EXIT_UNREACHABLE or time.monotonic() >= deadline:
                 raise
@@ -451,7 +474,7 @@ def post(ctx, kind, title, body, body_file, severity, ann_status, components, ch
 
 
 @main.command()
-@click.argument("announcement_id")
+@click.argument("announcement_id", type=ID)
 @click.option("--status", "upd_status", required=True, help="New status (e.g. identified, resolved, completed).")
 @click.option("--body", default=None)
 @click.option("--body-file", type=click.File("r", encoding="utf-8"), default=None, help="File, or '-' for stdin.")
@@ -475,7 +498,7 @@ def update(ctx, announcement_id, upd_status, body, body_file, title, idempotency
     key = idempotency_key or str(uuid.uuid4())
 
     def action(api: Api) -> int:
-        res = api.call("POST", f"/announcements/{announcement_id}/updates", json_body=payload,
+        res = api.call("POST", f"/announcements/{seg(announcement_id)}/updates", json_body=payload,
                        headers={"Idempotency-Key": key})
         upd_id = (res or {}).get("id")
         code, final = EXIT_OK, None
@@ -496,7 +519,7 @@ def update(ctx, announcement_id, upd_status, body, body_file, title, idempotency
 def _simple_post(path_fmt: str, done: str):
     def command(ctx, target_id, as_json, api_url, token, **_):
         def action(api: Api) -> int:
-            res = api.call("POST", path_fmt.format(id=target_id), json_body={},
+            res = api.call("POST", path_fmt.format(id=seg(target_id)), json_body={},
                            headers={"Idempotency-Key": str(uuid.uuid4())})
             if as_json:
                 emit_json(res)
@@ -513,7 +536,7 @@ def _simple_post(path_fmt: str, done: str):
 def _register_simple(name: str, path_fmt: str, done: str, help_text: str, arg: str) -> None:
     fn = _simple_post(path_fmt, done)
     fn.__doc__ = help_text
-    fn = connection_options(json_option(click.argument("target_id", metavar=arg)(click.pass_context(fn))))
+    fn = connection_options(json_option(click.argument("target_id", metavar=arg, type=ID)(click.pass_context(fn))))
     main.command(name)(fn)
 
 
@@ -531,7 +554,7 @@ _register_simple("confirm", "/deliveries/{id}/confirm", "confirmed as delivered"
 
 
 @main.command()
-@click.argument("announcement_id")
+@click.argument("announcement_id", type=ID)
 @wait_options
 @json_option
 @connection_options
@@ -543,7 +566,7 @@ def status(ctx, announcement_id, wait, timeout, interval, as_json, api_url, toke
         if wait:
             code, data = wait_for(api, announcement_id, timeout=timeout, interval=interval, as_json=as_json)
         else:
-            data = api.call("GET", f"/announcements/{announcement_id}")
+            data = api.call("GET", f"/announcements/{seg(announcement_id)}")
             code = EXIT_FAILED if overall_of(data) == "attention" else EXIT_OK
         if as_json:
             emit_json(data)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import EXIT_OK, main
-from .client import Api, connection_options, emit_json, json_option, run, table
+from .client import ID, Api, connection_options, emit_json, json_option, run, seg, table
 
 
 @main.group()
@@ -55,7 +55,7 @@ def list_(ctx: click.Context, state: str, as_json: bool, api_url: str, token: st
 
 
 @drafts.command("show")
-@click.argument("draft_id")
+@click.argument("draft_id", type=ID)
 @json_option
 @connection_options
 @click.pass_context
@@ -63,7 +63,7 @@ def show(ctx: click.Context, draft_id: str, as_json: bool, api_url: str, token: 
     """One draft with its source alert."""
 
     def action(api: Api) -> int:
-        data = api.call("GET", f"/drafts/{draft_id}")
+        data = api.call("GET", f"/drafts/{seg(draft_id)}")
         emit_json(data) if as_json else _show(data)
         return EXIT_OK
 
@@ -72,13 +72,13 @@ def show(ctx: click.Context, draft_id: str, as_json: bool, api_url: str, token: 
 
 def _post(verb: str, help_text: str) -> None:
     @drafts.command(verb, help=help_text)
-    @click.argument("draft_id")
+    @click.argument("draft_id", type=ID)
     @json_option
     @connection_options
     @click.pass_context
     def command(ctx: click.Context, draft_id: str, as_json: bool, api_url: str, token: str | None) -> None:
         def action(api: Api) -> int:
-            data = api.call("POST", f"/drafts/{draft_id}/{verb}", json_body={},
+            data = api.call("POST", f"/drafts/{seg(draft_id)}/{verb}", json_body={},
                             headers={"Idempotency-Key": str(uuid.uuid4())})
             if as_json:
                 emit_json(data)

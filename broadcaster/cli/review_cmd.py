@@ -7,7 +7,7 @@ import uuid
 import click
 
 from . import EXIT_OK, main
-from .client import Api, connection_options, emit_json, json_option, run
+from .client import ID, Api, connection_options, emit_json, json_option, run, seg
 
 
 @main.group()
@@ -44,7 +44,7 @@ def list_(ctx: click.Context, as_json: bool, api_url: str, token: str | None) ->
 
 def _decide(verb: str, help_text: str) -> None:
     @approvals.command(verb, help=help_text)
-    @click.argument("announcement_id")
+    @click.argument("announcement_id", type=ID)
     @click.option("--reason", default="", help="Why (kept in the audit log).")
     @json_option
     @connection_options
@@ -53,7 +53,7 @@ def _decide(verb: str, help_text: str) -> None:
                 token: str | None) -> None:
         def action(api: Api) -> int:
             body = {"reason": reason} if reason else {}
-            data = api.call("POST", f"/announcements/{announcement_id}/{verb}", json_body=body,
+            data = api.call("POST", f"/announcements/{seg(announcement_id)}/{verb}", json_body=body,
                             headers={"Idempotency-Key": str(uuid.uuid4())})
             done = {"approve": "approved", "reject": "rejected"}[verb]
             emit_json(data) if as_json else click.echo(f"{done} {announcement_id}")

@@ -338,3 +338,26 @@ def test_cancel_window_tells_the_channels(api):
     assert res.exit_code == 0, res.output
     assert res.stdout.startswith(f"window cancelled: {out['id']}") and "told_channels 2" in res.stdout
     assert api.runtime.ledger.get_announcement(out["id"]).status == "cancelled"
+
+
+# ---------------------------------------------------------------- ids become one path segment
+
+
+@pytest.mark.parametrize("args", [["status", "ann_../../x"], ["retract", "ann_../x"], ["update", "a/b", "--status",
+                                  "resolved", "--body", "b"], ["cancel", ".."], ["drafts", "show", "d/../x"],
+                                  ["approvals", "approve", "../announcements"], ["retry", "dlv/1"]])
+def test_an_id_with_a_slash_is_a_usage_error_before_any_request(args):
+    """``broadcaster status 'ann_../../x'`` used to request ``/api/v1/x``. Nothing listens on the
+    port given: a request would exit 3 (unreachable), a usage error exits 2 first."""
+    res = CliRunner().invoke(main, [*args, "--api-url", f"http://127.0.0.1:{free_port()}", "--token", "t"])
+    assert res.exit_code == 2, res.output
+    assert "is not an id" in res.output
+
+
+def test_an_id_is_quoted_into_its_path_segment(api):
+    """Characters that mean something in a URL (``?``, ``#``, ``%``) stay part of the id: the API
+    sees the whole id (and refuses its shape) instead of ``ann_x`` (404 no announcement 'ann_x')."""
+    for weird in ("ann_x?y=1", "ann_x#frag", "ann_%2e%2e"):
+        res = cli(api, "status", weird)
+        assert res.exit_code == 2, res.output
+        assert "422 ann_id" in res.stderr and "404" not in res.stderr, res.stderr
