@@ -280,7 +280,13 @@ def _enqueue_new_fallbacks(runtime: Runtime, original: Delivery) -> None:
 
 
 def retract_one(runtime: Runtime, delivery_id: str) -> str:
-    """Delete one delivered post where the channel can; mark it retracted either way.
+    """Delete one delivered post where the channel can, and mark the delivery retracted.
+
+    ``retracted`` alone means the post is gone. Where it is not — the channel cannot delete
+    (e-mail, Slack and generic webhooks), or the delete was refused — the row says so in its
+    note (``last_error``, shown as ``current_error``): "cannot be deleted on email: still
+    visible to readers". The row is retracted either way (nothing more will be sent or tried;
+    an e-mail in an inbox cannot be taken back); the note is what keeps that honest.
 
     The task message only names a delivery; the ledger decides. Anyone who can write to the
     broker can send one, so unless the announcement itself was retracted (``retract`` records
@@ -293,14 +299,29 @@ def retract_one(runtime: Runtime, delivery_id: str) -> str:
         log.warning("retract task for delivery %s ignored: its announcement was not retracted", d.id, extra=_ids(d))
         return "skipped"
     channel = runtime.channel(d.channel)
-    note = "retracted"
+    where = channel_label(runtime, d.channel)
+    still_up: str | None
     if d.receipt is not None and channel.can_retract:
         try:
             channel.retract(d.receipt)
-            note = "deleted on the channel"
+            note, still_up = "deleted on the channel", None
         except DeliveryError as exc:
-            note = f"could not delete on the channel ({exc}); marked retracted"
+            still_up = f"could not be deleted on {where} ({exc}): still visible to readers — remove it by hand"
+            note = still_up
+    elif channel.can_retract:  # no receipt: we never learnt where it landed (an unknown delivery)
+        still_up = f"not deleted on {where}: where it landed is unknown — check the channel and remove it by hand"
+        note = still_up
     else:
-        note = "this channel cannot delete posts; marked retracted — remove it by hand if needed"
-    ledger.force(d.id, S.RETRACTED, note, actor="worker", from_states=[S.DELIVERED, S.UNKNOWN])
-    return "retracted"
+        still_up = f"cannot be deleted on {where}: still visible to readers"
+        note = still_up
+    ledger.force(d.id, S.RETRACTED, note, actor="worker", from_states=[S.DELIVERED, S.UNKNOWN],
+                 note=still_up, set_note=True)
+    return "retracted" if still_up is None else "not_withdrawn"
+
+
+def channel_label(runtime: Runtime, name: str) -> str:
+    """How a note names a channel's kind: ``email``, ``slack webhook``, ``mastodon``."""
+    cfg = runtime.settings.channels.get(name)
+    kind = str(getattr(cfg, "kind", "") or name)
+    fmt = getattr(cfg, "format", None)
+    return f"{fmt} webhook" if kind == "webhook" and fmt else kind

@@ -52,8 +52,10 @@ ACTIVE = frozenset(set(DeliveryState) - SETTLED)
 
 
 #: states whose ``last_error`` is still news: once a later attempt or an operator's ``confirm``
-#: settled a delivery as delivered, its old error is history (kept in the attempt log), not a failure
-ERROR_STATES = frozenset({"failed", "unknown", "retrying", "fallen_back"})
+#: settled a delivery as delivered, its old error is history (kept in the attempt log), not a failure.
+#: A retracted delivery's is the retraction's own note — set only when the post is still up
+#: ("cannot be deleted on email: still visible to readers"), cleared when it was deleted.
+ERROR_STATES = frozenset({"failed", "unknown", "retrying", "fallen_back", "retracted"})
 
 
 def current_error(state: str | DeliveryState, last_error: str | None) -> str | None:

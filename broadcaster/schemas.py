@@ -82,7 +82,9 @@ class DeliveryOut(Out):
     remote_url: str | None
     last_error: str | None = Field(description="the last error recorded, kept after the delivery recovers")
     current_error: str | None = Field(None, description="last_error while it still matters (failed, unknown, "
-                                      "retrying, fallen_back); null once delivered, e.g. after confirm")
+                                      "retrying, fallen_back); null once delivered, e.g. after confirm; on a "
+                                      "retracted delivery, why the post is still visible (e.g. 'cannot be "
+                                      "deleted on email: still visible to readers'), null when it was deleted")
     fallback_of: str | None = Field(None, description="id of the delivery this one stands in for")
     maybe_sent: bool = Field(False, description="an earlier attempt may have landed; being checked, never re-posted")
     created_at: str | None

@@ -187,6 +187,8 @@ def note_of(d: dict, held: list[dict], now: datetime | None = None) -> str:
     A delivery settled as delivered (by a later attempt or an operator's ``confirm``) keeps its
     old ``last_error`` in the API for the record, but showing it here would read as a failure."""
     state = d.get("state")
+    if state == "retracted" and _error_now(d):  # retracted, but the post is still up: say so first
+        return str(_error_now(d))
     if d.get("remote_url"):
         return str(d["remote_url"])
     if state == "scheduled":
@@ -391,7 +393,7 @@ def wait_for(api: Api, ann_id: str, *, timeout: float, interval: float, as_json:
             if seen.get(d["id"]) != state:
                 seen[d["id"]] = state
                 if not as_json:
-                    extra = d.get("remote_url") or _error_now(d) or ""
+                    extra = note_of(d, [])
                     click.echo(f"  {d.get('channel', '?'):24} {state:12} {extra}".rstrip(), err=False)
         verdict = overall_of(data, deliveries) if deliveries else "in_progress"
         if verdict in WAIT_DONE:
@@ -540,8 +542,45 @@ def _register_simple(name: str, path_fmt: str, done: str, help_text: str, arg: s
     main.command(name)(fn)
 
 
-_register_simple("retract", "/announcements/{id}/retract", "retracting",
-                 "Retract an announcement everywhere (cancel what has not gone out, delete what has).", "ID")
+@main.command()
+@click.argument("target_id", metavar="ID", type=ID)
+@wait_options
+@json_option
+@connection_options
+@click.pass_context
+def retract(ctx, target_id, wait, timeout, interval, as_json, api_url, token):
+    """Retract an announcement everywhere (cancel what has not gone out, delete what has).
+
+    E-mail, Slack and generic webhooks cannot take back what they delivered: those deliveries
+    end ``retracted`` with the note "cannot be deleted on …: still visible to readers". With
+    --wait: exit 0 when every post is withdrawn, 1 when one is still visible (or --timeout)."""
+
+    def action(api: Api) -> int:
+        res = api.call("POST", f"/announcements/{seg(target_id)}/retract", json_body={},
+                       headers={"Idempotency-Key": str(uuid.uuid4())})
+        if not as_json:
+            counts = ", ".join(f"{k} {v}" for k, v in (res or {}).items() if isinstance(v, int))
+            click.echo(f"retracting {target_id}" + (f" ({counts})" if counts else ""))
+        if not wait:
+            if as_json:
+                emit_json(res)
+            return EXIT_OK
+        code, final = wait_for(api, target_id, timeout=timeout, interval=interval, as_json=as_json)
+        visible = [d for d in final.get("deliveries") or [] if d.get("state") == "retracted" and _error_now(d)]
+        if visible and code == EXIT_OK:
+            code = EXIT_FAILED
+        if as_json:
+            emit_json({**final, "exit_code": code, "accepted": res,
+                       "still_visible": [{"channel": d.get("channel"), "id": d.get("id"), "note": _error_now(d)}
+                                         for d in visible]})
+        elif visible:
+            click.echo("not withdrawn — still visible to readers on: "
+                       + ", ".join(sorted({str(d.get("channel")) for d in visible})), err=True)
+        return code
+
+    run(ctx, api_url, token, action)
+
+
 _register_simple("cancel", "/announcements/{id}/cancel", "cancelled",
                  "Cancel a scheduled announcement before its publish time.", "ID")
 _register_simple("cancel-window", "/maintenance/{id}/cancel", "window cancelled:",

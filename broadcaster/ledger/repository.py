@@ -612,9 +612,11 @@ class Ledger:
 
     def force(self, delivery_id: str, to: DeliveryState, reason: str, *, actor: str, from_states: Iterable[DeliveryState],
               due_at: float | None = None, maybe_sent: bool | None = None, deadline_at: float | None = None,
-              remote_url: str | None = None) -> bool:
+              remote_url: str | None = None, note: str | None = None, set_note: bool = False) -> bool:
         """Operator actions (retry, cancel, retract-mark, confirm): move only from ``from_states``.
-        It changes the one row in place: no operator action ever adds a delivery."""
+        It changes the one row in place: no operator action ever adds a delivery. With
+        ``set_note`` the row's ``last_error`` becomes ``note`` (None clears it): a retraction says
+        there whether the post is still visible."""
         now = self.clock()
         d = t.deliveries
         values: dict[str, Any] = {"state": str(to), "updated_at": now, "lease_owner": None, "lease_until": None}
@@ -626,6 +628,8 @@ class Ledger:
             values["deadline_at"] = deadline_at
         if remote_url is not None:
             values["remote_url"] = remote_url
+        if set_note:
+            values["last_error"] = note
         if to in (S.CANCELLED, S.RETRACTED, S.DELIVERED):
             values["settled_at"] = now
         elif to in (S.PENDING, S.RETRYING):

@@ -361,3 +361,61 @@ def test_an_id_is_quoted_into_its_path_segment(api):
         res = cli(api, "status", weird)
         assert res.exit_code == 2, res.output
         assert "422 ann_id" in res.stderr and "404" not in res.stderr, res.stderr
+
+
+# ---------------------------------------------------------------- retract says what is still visible
+
+
+def _run_retractions(api, stop):
+    """What a worker does with each retract task: engine.retract_one (the ledger decides)."""
+    import time
+
+    from broadcaster import engine
+    from tests.support.runtime import wakeups
+
+    done = set()
+    while not stop.is_set():
+        for delivery_id, _ in list(wakeups(api.runtime).retractions):
+            if delivery_id not in done:
+                done.add(delivery_id)
+                engine.retract_one(api.runtime, delivery_id)
+        time.sleep(0.02)
+
+
+def test_retract_wait_says_a_webhook_post_is_still_visible_and_exits_1(api):
+    """Generic webhooks (like e-mail and Slack) cannot delete what they delivered: `retract`
+    once marked them retracted and the docs said "all withdrawn". Now each says it is still
+    visible — in `retract --wait` (exit 1), `status`, and the API's delivery."""
+    import threading
+
+    api.outcomes.update({"hook-a": "delivered", "hook-b": "delivered"})
+    res = cli(api, "post", "--kind", "incident", "--title", "Wrong post", "--quiet", "--wait", "--timeout", "20",
+              "--interval", "0.1")
+    assert res.exit_code == 0, res.output
+    ann_id = res.stdout.strip()
+    stop = threading.Event()
+    worker = threading.Thread(target=_run_retractions, args=(api, stop), daemon=True)
+    worker.start()
+    try:
+        res = cli(api, "retract", ann_id, "--wait", "--timeout", "20", "--interval", "0.1")
+    finally:
+        stop.set()
+        worker.join(5)
+    assert res.exit_code == 1, res.output
+    note = "cannot be deleted on generic webhook: still visible to readers"
+    assert any("hook-a" in line and "retracted" in line and note in line for line in res.stdout.splitlines())
+    assert "not withdrawn — still visible to readers on: hook-a, hook-b" in res.stderr
+    status = cli(api, "status", ann_id)
+    assert note in status.stdout and "overall: retracted" in status.stdout
+    data = json.loads(cli(api, "status", ann_id, "--json").stdout)
+    assert {d["channel"]: (d["state"], d["current_error"]) for d in data["deliveries"]} == {
+        "hook-a": ("retracted", note), "hook-b": ("retracted", note)}
+
+
+def test_retract_wait_exits_0_when_nothing_is_left_up(api):
+    out = post_json(api, "--kind", "notice", "--title", "Later", "--publish-at", "2999-01-01T00:00:00Z")
+    res = cli(api, "retract", out["id"], "--wait", "--timeout", "20", "--interval", "0.1", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["exit_code"] == 0 and data["still_visible"] == []
+    assert {d["state"] for d in data["deliveries"]} == {"cancelled"}

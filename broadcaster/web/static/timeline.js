@@ -30,7 +30,8 @@
     tr.appendChild(cell("State", badge));
     tr.appendChild(cell("Tries", document.createTextNode(String(d.attempts))));
     var link = null;
-    if (isLink(d.remote_url)) { link = el("a", null, d.remote_url); link.href = d.remote_url; link.rel = "noopener noreferrer"; }
+    if (d.state === "retracted" && d.current_error) link = el("span", "err", d.current_error);  // still up
+    else if (isLink(d.remote_url)) { link = el("a", null, d.remote_url); link.href = d.remote_url; link.rel = "noopener noreferrer"; }
     else if (d.current_error) link = el("span", "err", d.current_error);
     tr.appendChild(cell("Link", link));
     var act = cell(null);
