@@ -230,6 +230,10 @@ class ApiSettings(Strict):
 class WorkerSettings(Strict):
     concurrency: int = Field(8, ge=1, le=256)
     pool: Literal["threads", "prefork", "solo"] = "threads"
+    #: deliveries of one channel a worker claims and sends at once (see broadcaster.drain)
+    batch: int = Field(8, ge=1, le=64)
+    #: threads sending one batch concurrently (1: one after another in the worker's thread)
+    batch_threads: int = Field(1, ge=1, le=16)
 
 
 class SandboxSettings(Strict):

@@ -85,6 +85,23 @@ def fallback_targets(fallback: tuple[str, ...] | list[str], ann: Announcement) -
     return [c for c in fallback if c in limit], [c for c in fallback if c not in limit]
 
 
+def with_fallbacks(pol: ChannelPolicy, d: Delivery, ann: Announcement, state: DeliveryState, reason: str,
+                   fall_back: bool) -> tuple[DeliveryState, str, list[dict[str, Any]] | None]:
+    """The outcome to record when the policy says ``fall_back``: the fallback deliveries to add
+    (only to channels the announcement's token may reach — a fallen-back delivery with none
+    left fails instead), and the reason naming those left out."""
+    if not fall_back:
+        return state, reason, None
+    targets, outside = fallback_targets(pol.fallback, ann)
+    if outside:
+        reason += (f"; not falling back to {', '.join(outside)}: the token that posted this "
+                   "announcement may not post there")
+        if not targets and state == S.FALLEN_BACK:
+            state = S.FAILED
+    return state, reason, [{"channel": fb, "fallback_of": d.id, "deadline_at": d.deadline_at,
+                            "reason": f"fallback for {d.channel} ({d.id})"} for fb in targets]
+
+
 def lease_for(runtime: Runtime, channel: str) -> float:
     return runtime.settings.policy_for(channel).timeout * 2 + runtime.settings.scheduler.lease
 
@@ -110,16 +127,7 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
     now = runtime.clock()
 
     def finish(state, reason, **kw) -> str:
-        fallbacks = None
-        if kw.pop("fall_back", False):
-            targets, outside = fallback_targets(pol.fallback, ann)
-            if outside:
-                reason += (f"; not falling back to {', '.join(outside)}: the token that posted this "
-                           "announcement may not post there")
-                if not targets and state == S.FALLEN_BACK:
-                    state = S.FAILED
-            fallbacks = [{"channel": fb, "fallback_of": d.id, "deadline_at": d.deadline_at,
-                          "reason": f"fallback for {d.channel} ({d.id})"} for fb in targets]
+        state, reason, fallbacks = with_fallbacks(pol, d, ann, state, reason, kw.pop("fall_back", False))
         ok = ledger.transition(d, state, reason, owner=owner, fallbacks=fallbacks, **kw)
         if not ok:
             log.warning("delivery %s: lease lost before recording %s", d.id, state, extra=_ids(d, state))
@@ -132,12 +140,9 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
             runtime.enqueue([(d.id, d.channel)], countdown=max(0.0, due - runtime.clock()))
         return str(state)
 
-    if d.deadline_at is not None and now > d.deadline_at:
-        return finish(S.FAILED, "deadline passed before it could be sent; not delivered late")
-    if ann.retracted_at:
-        return finish(S.CANCELLED, "announcement was retracted before this was sent")
-    if d.channel not in settings.channels or not settings.channels[d.channel].enabled:
-        return finish(S.FAILED, f"channel {d.channel!r} is no longer configured or is disabled")
+    settled = settled_before_sending(runtime, d, ann, now, finish)
+    if settled is not None:
+        return settled
 
     try:
         prepared = _prepare(runtime, d, ann, pol, now, finish)
@@ -148,7 +153,13 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
         return prepared
     adapter, post, permit = prepared
 
-    progress = LedgerProgress(runtime, d, owner, lease)
+    return _send_one(runtime, d, adapter, post, permit, LedgerProgress(runtime, d, owner, lease), pol, finish)
+
+
+def _send_one(runtime: Runtime, d: Delivery, adapter: Channel[Any], post: Post, permit: Permit,
+              progress: LedgerProgress, pol: ChannelPolicy, finish: Callable[..., str]) -> str:
+    """The one remote attempt of a claimed, rendered delivery (look-up first when an earlier
+    attempt may have landed) and its outcome. Runs on any thread: the I/O marker is per thread."""
     io_reset()
     try:
         if d.maybe_sent:
@@ -179,6 +190,20 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
     return finish(S.DELIVERED, note, receipt=receipt, attempted=True, maybe_sent=False)
 
 
+def settled_before_sending(runtime: Runtime, d: Delivery, ann: Announcement, now: float,
+                           finish: Callable[..., str]) -> str | None:
+    """A claimed delivery that must not be sent at all (deadline passed, announcement retracted,
+    channel gone): its recorded outcome; else None."""
+    settings = runtime.settings
+    if d.deadline_at is not None and now > d.deadline_at:
+        return finish(S.FAILED, "deadline passed before it could be sent; not delivered late")
+    if ann.retracted_at:
+        return finish(S.CANCELLED, "announcement was retracted before this was sent")
+    if d.channel not in settings.channels or not settings.channels[d.channel].enabled:
+        return finish(S.FAILED, f"channel {d.channel!r} is no longer configured or is disabled")
+    return None
+
+
 def _shared(fn, default, *args):
     """Call the shared Redis state (breaker, rate limit) failing open: when Redis is unreachable,
     announcements still go out (providers' own limits are still honoured from their answers)."""
@@ -194,24 +219,41 @@ def _prepare(runtime: Runtime, d: Delivery, ann: Announcement, pol: ChannelPolic
     """Breaker, rate limit and rendering: everything before the one remote attempt. Returns the
     recorded outcome (a str) when the attempt must not happen now, else (channel, post, permit)."""
 
-    settings = runtime.settings
     # breaker: do not even try a channel that is down; fall back once it has been down too long
     permit = _shared(runtime.breaker.allow, Permit(True), d.channel, pol.breaker.failures, pol.breaker.cooldown)
     if not permit.allowed:
-        if policy_mod.breaker_fallback_due(permit.opened_at, now, pol):
-            return finish(S.FALLEN_BACK, f"circuit breaker open for {now - permit.opened_at:.0f}s "
-                                         f"(fallback_after {pol.fallback_after:.0f}s)", fall_back=True)
-        dec = policy_mod.decide(ChannelUnavailable(retry_after=permit.retry_after), attempt=d.attempts, now=now,
-                                deadline_at=d.deadline_at, policy=pol, idempotent=False, can_lookup=False)
-        return finish(dec.state, dec.reason, due_at=dec.due_at, fall_back=dec.fall_back)
+        return _breaker_refused(d, permit, pol, now, finish)
 
     # shared rate limit: wait in the ledger, not in the worker
     if pol.rate_limit:
         wait = _shared(runtime.limiter.acquire, 0.0, d.channel, *pol.rate_limit)
         if wait > 0:
-            return finish(S.RETRYING if d.attempts else S.PENDING, f"rate limit {pol.rate_limit[0]} per "
-                          f"{pol.rate_limit[1]:.0f}s reached; waiting {wait:.2f}s", due_at=now + wait)
+            return _rate_limited(d, pol, now, wait, finish)
+    return _render(runtime, d, ann, pol, permit, finish)
 
+
+def _breaker_refused(d: Delivery, permit: Permit, pol: ChannelPolicy, now: float, finish: Callable[..., str]) -> str:
+    """The channel's breaker is open: retry at the probe time, or fall back once it has been
+    open for ``fallback_after``."""
+    if permit.opened_at is not None and policy_mod.breaker_fallback_due(permit.opened_at, now, pol):
+        return finish(S.FALLEN_BACK, f"circuit breaker open for {now - permit.opened_at:.0f}s "
+                                     f"(fallback_after {pol.fallback_after:.0f}s)", fall_back=True)
+    dec = policy_mod.decide(ChannelUnavailable(retry_after=permit.retry_after), attempt=d.attempts, now=now,
+                            deadline_at=d.deadline_at, policy=pol, idempotent=False, can_lookup=False)
+    return finish(dec.state, dec.reason, due_at=dec.due_at, fall_back=dec.fall_back)
+
+
+def _rate_limited(d: Delivery, pol: ChannelPolicy, now: float, wait: float, finish: Callable[..., str]) -> str:
+    """No slot in the shared rate limit: back to the ledger, due when the next slot frees."""
+    assert pol.rate_limit is not None
+    return finish(S.RETRYING if d.attempts else S.PENDING, f"rate limit {pol.rate_limit[0]} per "
+                  f"{pol.rate_limit[1]:.0f}s reached; waiting {wait:.2f}s", due_at=now + wait)
+
+
+def _render(runtime: Runtime, d: Delivery, ann: Announcement, pol: ChannelPolicy, permit: Permit,
+            finish: Callable[..., str]) -> str | tuple[Channel[Any], Post, Permit]:
+    """The post this delivery sends (pure rendering, after the ledger reads its message needs),
+    or the recorded outcome when the text cannot become one."""
     channel = runtime.channel(d.channel)
     message = build_message(runtime, d, ann)  # ledger reads: an outage here is retried, not a content error
     try:
@@ -222,7 +264,7 @@ def _prepare(runtime: Runtime, d: Delivery, ann: Announcement, pol: ChannelPolic
         return _after_error(runtime, d, exc, pol, channel, finish)
     except CONTENT_ERRORS as exc:
         return _content_failed(runtime, d, exc, finish, "cannot be rendered")
-    return channel, compose.stamp(channel, rendered, message, delivery_id=d.id, settings=settings), permit
+    return channel, compose.stamp(channel, rendered, message, delivery_id=d.id, settings=runtime.settings), permit
 
 
 def _content_failed(runtime: Runtime, d: Delivery, exc: Exception, finish, what: str) -> str:

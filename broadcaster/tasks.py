@@ -20,7 +20,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from . import engine
+from . import drain, engine
 from .config import Settings, read_settings
 from .errors import LedgerUnavailable
 from .runtime import DEFAULT_QUEUE, Runtime, broker_url, queue_name
@@ -37,19 +37,23 @@ class CeleryEnqueuer:
         self.app = app
 
     def deliver(self, items: Sequence[tuple[str, str]], countdown: float | None = None) -> None:
+        """One ``broadcaster.drain`` per channel named in ``items``: the worker that takes it
+        sends whatever of that channel is due, these deliveries included."""
+        channels = list(dict.fromkeys(channel for _delivery_id, channel in items))
         with self.app.producer_or_acquire() as producer:
-            for delivery_id, channel in items:
+            for channel in channels:
                 opts: dict[str, Any] = {"queue": queue_name(channel), "producer": producer}
                 if countdown:
                     opts["countdown"] = countdown
-                self.app.send_task(DELIVER, (delivery_id, channel), **opts)
+                self.app.send_task(DRAIN, (channel,), **opts)
 
     def retract(self, delivery_id: str, channel: str) -> None:
         self.app.send_task(RETRACT, (delivery_id,), queue=queue_name(channel))
 
 
-#: task names: the wire contract between publishers and workers
-DELIVER, RETRACT = "broadcaster.deliver", "broadcaster.retract"
+#: task names: the wire contract between publishers and workers. ``deliver`` (one delivery) is no
+#: longer published but still served: messages queued before an upgrade are processed.
+DELIVER, DRAIN, RETRACT = "broadcaster.deliver", "broadcaster.drain", "broadcaster.retract"
 
 
 def celery_enqueuer(settings: Settings) -> CeleryEnqueuer:
@@ -115,6 +119,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
         except LedgerUnavailable as exc:
             # …a longer outage is left to the sweeper: nothing was claimed, the row is still due
             log.warning("delivery %s postponed: %s", delivery_id, exc)
+            return "ledger_unavailable"
+
+    @app.task(name=DRAIN, ignore_result=True, shared=False)
+    def drain_channel(channel: str) -> str:
+        try:
+            return _ledger_retry(drain.drain)(get_runtime(), channel).word()
+        except LedgerUnavailable as exc:
+            # what was claimed stays leased (the sweep takes it back); the rest is still due
+            log.warning("drain of %s postponed: %s", channel, exc)
             return "ledger_unavailable"
 
     @app.task(name=RETRACT, ignore_result=True, shared=False)

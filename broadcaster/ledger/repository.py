@@ -113,6 +113,18 @@ _CLAIM = update(_D).where(
 _SETTLE_LEASED = update(_D).where(_D.c.id == bindparam("b_id"), _D.c.lease_owner == bindparam("b_owner"),
                                   _D.c.state == str(S.SENDING))
 _INSERT_EVENT = insert(t.delivery_events)
+# a drain's batch claim (Ledger.claim_batch): the due rows of one channel, oldest first
+_CLAIMABLE_NAMES = [str(s) for s in CLAIMABLE]
+_DUE_OF_CHANNEL = select(_D.c.id, _D.c.state, _D.c.announcement_id).where(
+    _D.c.channel == bindparam("b_channel"), _D.c.state.in_(_CLAIMABLE_NAMES),
+    or_(_D.c.due_at.is_(None), _D.c.due_at <= bindparam("b_due")),
+).order_by(_D.c.due_at, _D.c.id).limit(bindparam("b_limit"))
+_CLAIM_IDS = update(_D).where(_D.c.id.in_(bindparam("b_ids", expanding=True)), _D.c.state == bindparam("b_state"),
+                              or_(_D.c.due_at.is_(None), _D.c.due_at <= bindparam("b_due"))).returning(*_D.c)
+_PICKED = _DUE_OF_CHANNEL.with_for_update(skip_locked=True).cte("picked")
+_CLAIM_BATCH_PG = (update(_D).where(_D.c.id == _PICKED.c.id, _D.c.state.in_(_CLAIMABLE_NAMES))
+                   .returning(*_D.c, _PICKED.c.state.label("b_prev_state")))
+_ANNOUNCEMENTS = select(t.announcements).where(t.announcements.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
 class Accepted(NamedTuple):
@@ -549,6 +561,63 @@ class Ledger:
             self._event(conn, delivery_id, peek.state, str(S.SENDING), fresh.attempts + 1, f"claimed by {owner}", at=now)
         return _delivery(fresh), _announcement(ann_row)
 
+    def claim_batch(self, channel: str, owner: str, lease: float,
+                    limit: int) -> list[tuple[Delivery, Announcement]]:
+        """Claim up to ``limit`` due deliveries of ``channel`` for ``owner`` at once, each with its
+        own lease (``sending``, ``lease_owner``, ``lease_until``) and its own claim event, and
+        return them with their announcements — oldest due first.
+
+        PostgreSQL: ONE conditional statement, ``WITH picked AS (SELECT … FOR UPDATE SKIP
+        LOCKED LIMIT n) UPDATE … FROM picked … RETURNING``: rows another worker is claiming
+        are skipped, never waited for nor taken twice. SQLite: a lock-free read of the due rows,
+        then, under its one writer (``BEGIN IMMEDIATE``), ``UPDATE … WHERE id IN (…) AND state =
+        <the state read> AND due … RETURNING`` — a row another worker took meanwhile is simply
+        not returned. Either way a row is claimed by one owner only, and everything after the
+        claim is per delivery, exactly as for :meth:`claim`."""
+        if limit < 1:
+            return []
+        now = self.clock()
+        params = {"b_channel": channel, "b_due": now + 0.05, "b_limit": limit, "state": str(S.SENDING),
+                  "lease_owner": owner, "lease_until": now + lease, "updated_at": now}
+        if self.engine.dialect.name == "postgresql":
+            with self.tx() as conn:
+                picked = [(r, r.b_prev_state) for r in conn.execute(_CLAIM_BATCH_PG, params).all()]
+                return self._claimed(conn, picked, owner, now)
+        # SQLite: as claim_with_announcement, one lock-free read (the due rows, their states and
+        # announcements: a drain that finds nothing takes no write lock), then per state read one
+        # conditional UPDATE … WHERE id IN (…) AND state = <read> AND due, under the one writer
+        with self.read() as conn:
+            due = conn.execute(_DUE_OF_CHANNEL, params).all()
+            if not due:
+                return []
+            anns = self._announcements_of(conn, {r.announcement_id for r in due})
+        with self.tx() as conn:
+            rows: list[tuple[Row, str]] = []
+            for state in sorted({r.state for r in due}):
+                ids = [r.id for r in due if r.state == state]
+                rows += [(r, state) for r in conn.execute(_CLAIM_IDS, {**params, "b_ids": ids, "b_state": state})]
+            return self._claimed(conn, rows, owner, now, anns)
+
+    @staticmethod
+    def _announcements_of(conn: Connection, ids: Iterable[str]) -> dict[str, Announcement]:
+        return {a.id: _announcement(a) for a in conn.execute(_ANNOUNCEMENTS, {"b_ids": list(ids)}).all()}
+
+    def _claimed(self, conn: Connection, rows: list[tuple[Row, str]], owner: str, now: float,
+                 anns: dict[str, Announcement] | None = None) -> list[tuple[Delivery, Announcement]]:
+        """The claim events of a batch (one executemany) and the claimed rows with their
+        announcements, oldest due first."""
+        if not rows:
+            return []
+        conn.execute(_INSERT_EVENT, [
+            {"delivery_id": r.id, "at": now, "from_state": prev, "to_state": str(S.SENDING),
+             "attempt": r.attempts + 1, "reason": f"claimed by {owner} (batch of {len(rows)})", "response": None}
+            for r, prev in rows])
+        if anns is None:
+            anns = self._announcements_of(conn, {r.announcement_id for r, _ in rows})
+        out = [(_delivery_from(r._mapping), anns[r.announcement_id]) for r, _ in rows]
+        out.sort(key=lambda x: (x[0].due_at or 0.0, x[0].id))
+        return out
+
     def extend_lease(self, delivery_id: str, owner: str, lease: float) -> bool:
         now = self.clock()
         d = t.deliveries
@@ -578,7 +647,27 @@ class Ledger:
         ``fallbacks`` become new deliveries of the same message in the same transaction — except
         on a channel that already has this message, which the event's reason then names (with
         the delivery that carries it) instead of posting it twice."""
+        with self.tx() as conn:
+            return self._record(conn, delivery, to, reason, self.clock(), owner=owner, attempted=attempted,
+                                due_at=due_at, receipt=receipt, response=response, error=error,
+                                maybe_sent=maybe_sent, fallbacks=fallbacks)
+
+    def transition_many(self, outcomes: list[tuple[Delivery, DeliveryState, str, dict[str, Any]]], *,
+                        owner: str) -> list[bool]:
+        """Record several outcomes of one worker's batch in ONE transaction: each
+        ``(delivery, to, reason, options)`` exactly as :meth:`transition` with ``owner`` would
+        (``options`` are its keyword arguments), each conditional on this owner still holding
+        that delivery's lease. Returns, per outcome, whether it was recorded."""
+        if not outcomes:
+            return []
         now = self.clock()
+        with self.tx() as conn:
+            return [self._record(conn, d, to, reason, now, owner=owner, **opts) for d, to, reason, opts in outcomes]
+
+    def _record(self, conn: Connection, delivery: Delivery, to: DeliveryState, reason: str, now: float, *,
+                owner: str | None = None, attempted: bool = False, due_at: float | None = None,
+                receipt: Receipt | None = None, response: str | None = None, error: str | None = None,
+                maybe_sent: bool | None = None, fallbacks: list[dict] | None = None) -> bool:
         d = t.deliveries
         values: dict[str, Any] = {"state": str(to), "updated_at": now, "lease_owner": None, "lease_until": None}
         if attempted:
@@ -595,19 +684,18 @@ class Ledger:
             values["maybe_sent"] = maybe_sent
         if to in (S.DELIVERED, S.FAILED, S.FALLEN_BACK, S.UNKNOWN, S.CANCELLED, S.RETRACTED):
             values["settled_at"] = now
-        with self.tx() as conn:
-            if owner is not None:
-                res = conn.execute(_SETTLE_LEASED, {"b_id": delivery.id, "b_owner": owner, **values})
-            else:
-                res = conn.execute(update(d).where(d.c.id == delivery.id).values(**values))
-            if res.rowcount != 1:
-                return False
-            attempt = delivery.attempts + (1 if attempted else 0)
-            if fallbacks:
-                already = self._insert_fallbacks(conn, delivery.announcement_id, delivery.update_id, fallbacks, now)
-                reason += "".join(f"; fallback {ch} already has it ({x.id}, {x.state}): not sent again"
-                                  for ch, x in already.items())
-            self._event(conn, delivery.id, str(delivery.state), str(to), attempt, reason, response, at=now)
+        if owner is not None:
+            res = conn.execute(_SETTLE_LEASED, {"b_id": delivery.id, "b_owner": owner, **values})
+        else:
+            res = conn.execute(update(d).where(d.c.id == delivery.id).values(**values))
+        if res.rowcount != 1:
+            return False
+        attempt = delivery.attempts + (1 if attempted else 0)
+        if fallbacks:
+            already = self._insert_fallbacks(conn, delivery.announcement_id, delivery.update_id, fallbacks, now)
+            reason += "".join(f"; fallback {ch} already has it ({x.id}, {x.state}): not sent again"
+                              for ch, x in already.items())
+        self._event(conn, delivery.id, str(delivery.state), str(to), attempt, reason, response, at=now)
         return True
 
     def force(self, delivery_id: str, to: DeliveryState, reason: str, *, actor: str, from_states: Iterable[DeliveryState],

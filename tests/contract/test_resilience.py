@@ -247,3 +247,34 @@ def test_limit_is_shared_exactly_under_concurrency(limiter):
 def test_limit_long_window_reports_long_waits(limiter):
     assert limiter.acquire("slow", 1, 3600) == 0.0
     assert limiter.acquire("slow", 1, 3600) == pytest.approx(3600, abs=1)
+
+
+def test_a_batch_takes_as_many_slots_as_are_free_and_no_more(limiter):
+    """A drain asks once for its whole batch: it gets what the window has left, and the wait
+    until the next slot for the rest; single requests and batches share one window."""
+    assert limiter.acquire_many("b", 5, 60, 3) == (3, 0.0)
+    assert limiter.acquire("b", 5, 60) == 0.0
+    granted, wait = limiter.acquire_many("b", 5, 60, 4)
+    assert granted == 1 and 59 <= wait <= 60
+    assert limiter.acquire_many("b", 5, 60, 2) == (0, pytest.approx(wait, abs=1)), "a full window grants nothing"
+    assert limiter.acquire("b", 5, 60) > 0
+
+
+def test_batches_racing_for_one_limit_never_get_more_than_it(limiter):
+    barrier = threading.Barrier(6)
+    granted: list[int] = []
+    lock = threading.Lock()
+
+    def worker():
+        barrier.wait()
+        for _ in range(4):
+            n, _wait = limiter.acquire_many("race", 10, 60, 3)
+            with lock:
+                granted.append(n)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sum(granted) == 10, "exactly the limit, whatever the batch sizes"

@@ -200,3 +200,27 @@ def test_each_message_reaches_only_its_channel_queue(shared_redis_url):
         assert lists == {"bc.ch.a": 1}
     finally:
         client.flushdb()
+
+
+def test_a_per_delivery_message_queued_before_an_upgrade_is_still_processed(system_factory, sqlite_url, receiver):
+    """Workers now wake per channel (``broadcaster.drain``); a ``broadcaster.deliver`` message
+    naming one delivery, published by an older version and still in a queue, is served too."""
+    from broadcaster.runtime import queue_name
+    from broadcaster.tasks import DELIVER
+    from broadcaster.wakeup import NoEnqueuer
+
+    system = system_factory(sqlite_url, {"hook": hook(receiver.url + "/hook")})
+    publisher = system.runtime.enqueuer
+    system.runtime.enqueuer = NoEnqueuer()  # no drain for this one: only the old message wakes a worker
+    try:
+        ann = submit(system)
+    finally:
+        system.runtime.enqueuer = publisher
+    [d] = system.runtime.ledger.deliveries_of(ann)
+    system.app.send_task(DELIVER, (d.id, "hook"), queue=queue_name("hook"))
+    with system.worker():  # no scheduler: nothing but that message can send it
+        [d] = system.wait_settled(ann, timeout=30)
+    assert str(d.state) == "delivered"
+    assert len(receiver.ok()) == 1 and receiver.unique_ids() == {f"msg_{d.id}"}
+    claim = [e for e in system.runtime.ledger.events_of(d.id) if e.to_state == "sending"]
+    assert len(claim) == 1 and "batch" not in claim[0].reason, "claimed by the single-delivery path"

@@ -64,7 +64,7 @@ def test_two_queue_groups_and_a_scheduler_deliver_everything_once(pg_database, p
     cfg.write_text(yaml.safe_dump(data))
 
     # an upgrade on an empty database, then again on the current schema
-    for expect in ("applied 1", "applied 0"):
+    for expect in ("(was 0; applied", "applied 0)"):
         done = subprocess.run([sys.executable, "-m", "broadcaster", "--config", str(cfg), "migrate"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr

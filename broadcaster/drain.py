@@ -1,0 +1,245 @@
+"""Draining one channel: the worker's batched hot path.
+
+A wake-up names a channel; the worker claims up to ``worker.batch`` due deliveries of it in one
+conditional statement (:meth:`~broadcaster.ledger.Ledger.claim_batch`), asks the breaker and the
+shared rate limiter once for the batch (taking as many permits as it will use), sends them
+over the channel's kept-alive client (one after another, or concurrently with
+``worker.batch_threads``), and records every outcome in one transaction
+(:meth:`~broadcaster.ledger.Ledger.transition_many`). It repeats while full batches keep coming.
+
+Why this keeps every promise of a single attempt (``engine.attempt``): the guarantees live on
+each delivery row, not on the message. Each claimed delivery has its own lease, idempotency key
+(its id), ``maybe_sent`` rule, deadline, per-item progress and its own ``delivery.decide``
+outcome — the very functions ``engine.attempt`` uses. A worker killed mid-batch leaves every
+delivery it held ``sending`` under its lease, which the sweep expires into ``retrying`` with
+``maybe_sent``: the place a killed single attempt leaves its one delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import delivery as policy_mod
+from .channels.base import Channel
+from .config import ChannelPolicy
+from .engine import (
+    LedgerProgress,
+    _breaker_refused,
+    _enqueue_new_fallbacks,
+    _ids,
+    _nothing_sent,
+    _rate_limited,
+    _render,
+    _send_one,
+    _shared,
+    lease_for,
+    settled_before_sending,
+    with_fallbacks,
+)
+from .ledger.repository import default_owner
+from .models import Announcement, Delivery, DeliveryState, Post
+from .resilience.breaker import Permit
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+S = DeliveryState
+
+#: a drain stops after this many seconds of full batches (the rest is left to the next wake-up
+#: or the sweep) so one busy channel cannot hold a worker thread for ever
+DRAIN_BUDGET = 10.0
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _senders(runtime: Runtime) -> ThreadPoolExecutor:
+    """The process's send threads (``worker.batch_threads`` per worker thread); a send that
+    waited too long for one is given back unsent (see :func:`_send_all`)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            w = runtime.settings.worker
+            _pool = ThreadPoolExecutor(max_workers=min(512, w.concurrency * w.batch_threads),
+                                       thread_name_prefix="bc-send")
+        return _pool
+
+
+def batch_size(runtime: Runtime, channel: str) -> int:
+    """How many deliveries one claim takes: ``worker.batch``, but never more than the channel's
+    rate limit lets out in one window (a limit of 1/s means a batch of 1)."""
+    size = runtime.settings.worker.batch
+    pol = runtime.settings.policy_for(channel)
+    if pol.rate_limit:
+        size = min(size, pol.rate_limit[0])
+    return max(1, size)
+
+
+@dataclass
+class _Outcome:
+    delivery: Delivery
+    state: DeliveryState
+    reason: str
+    options: dict[str, Any]
+
+
+@dataclass
+class DrainReport:
+    claimed: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+
+    def word(self) -> str:
+        """A word for logs: ``drained 8 (delivered 7, retrying 1)``, or ``idle``."""
+        if not self.claimed:
+            return "idle"
+        return f"drained {self.claimed} (" + ", ".join(f"{k} {v}" for k, v in sorted(self.states.items())) + ")"
+
+
+def drain(runtime: Runtime, channel: str, owner: str | None = None, *, budget: float = DRAIN_BUDGET) -> DrainReport:
+    """Send what is due on ``channel`` in batches until a claim comes back short, the breaker or
+    the rate limit holds some back, or ``budget`` seconds have passed."""
+    report = DrainReport()
+    if channel not in runtime.settings.channels:
+        log.warning("drain for unknown channel %r ignored", channel)
+        return report
+    owner = owner or default_owner()
+    try:  # built (imports, client) before anything is claimed: that time is not the leases'
+        runtime.channel(channel)
+    except Exception:  # each delivery meets the same error again in _render, and is given back
+        log.warning("channel %s could not be built before claiming", channel, exc_info=True)
+    size = batch_size(runtime, channel)
+    lease = lease_for(runtime, channel)
+    started = time.monotonic()
+    while True:
+        claimed = runtime.ledger.claim_batch(channel, owner, lease, size)
+        if not claimed:
+            break
+        report.claimed += len(claimed)
+        held_back = _one_batch(runtime, claimed, owner, lease, report)
+        if len(claimed) < size or held_back:
+            break
+        if time.monotonic() - started >= budget:
+            # more may be due: hand the rest to a fresh wake-up (the queue's turn for the others
+            # first) rather than to the sweep's requeue_after; the id only names the channel
+            runtime.enqueue([(claimed[-1][0].id, channel)])
+            break
+    return report
+
+
+def _one_batch(runtime: Runtime, claimed: list[tuple[Delivery, Announcement]], owner: str, lease: float,
+               report: DrainReport) -> bool:
+    """One claimed batch of one channel, end to end. Returns whether the breaker or the rate limit
+    held any back (then the drain stops: what is left is not due yet)."""
+    channel = claimed[0][0].channel
+    pol = runtime.settings.policy_for(channel)
+    now = runtime.clock()
+    outcomes: list[_Outcome] = []
+    lock = threading.Lock()
+
+    def finisher(d: Delivery, ann: Announcement) -> Callable[..., str]:
+        def finish(state: DeliveryState, reason: str, **kw: Any) -> str:
+            state, reason, fallbacks = with_fallbacks(pol, d, ann, state, reason, kw.pop("fall_back", False))
+            if fallbacks is not None:
+                kw["fallbacks"] = fallbacks
+            with lock:
+                outcomes.append(_Outcome(d, state, reason, kw))
+            return str(state)
+        return finish
+
+    finishes = {d.id: finisher(d, ann) for d, ann in claimed}
+    live = [(d, ann) for d, ann in claimed if settled_before_sending(runtime, d, ann, now, finishes[d.id]) is None]
+    held_back = False
+    go: list[tuple[Delivery, Channel[Any], Post, Permit]] = []
+    if live:
+        permit = _shared(runtime.breaker.allow, Permit(True), channel, pol.breaker.failures, pol.breaker.cooldown)
+        if not permit.allowed:
+            held_back = True
+            for d, _ann in live:
+                _breaker_refused(d, permit, pol, now, finishes[d.id])
+            live = []
+        elif permit.probe and len(live) > 1:  # half-open: one probe at a time, the rest shortly after
+            held_back = True
+            for d, _ann in live[1:]:
+                finishes[d.id](S.RETRYING if d.attempts else S.PENDING,
+                               "circuit breaker half-open: another delivery is probing the channel",
+                               due_at=now + 1.0)
+            live = live[:1]
+        if live and pol.rate_limit:
+            granted, wait = _shared(runtime.limiter.acquire_many, (len(live), 0.0), channel, *pol.rate_limit,
+                                    len(live))
+            for d, _ann in live[granted:]:
+                held_back = True
+                _rate_limited(d, pol, now, wait, finishes[d.id])
+            live = live[:granted]
+        for d, ann in live:
+            try:
+                prepared = _render(runtime, d, ann, pol, permit, finishes[d.id])
+            except Exception as exc:  # nothing was sent: give the claim back, never "maybe sent"
+                log.exception("delivery %s: internal error before sending", d.id, extra=_ids(d))
+                _nothing_sent(runtime, d, exc, pol, finishes[d.id])
+                continue
+            if not isinstance(prepared, str):
+                go.append((d, *prepared))
+    _send_all(runtime, go, owner, lease, pol, finishes, now)
+    _record(runtime, outcomes, owner, report)
+    return held_back
+
+
+def _send_all(runtime: Runtime, go: list[tuple[Delivery, Channel[Any], Post, Permit]], owner: str, lease: float,
+              pol: ChannelPolicy, finishes: dict[str, Callable[..., str]], claimed_at: float) -> None:
+    """Each delivery's one remote attempt: one after another in this thread, or over the
+    process's send threads when ``worker.batch_threads`` > 1.
+
+    A send starts only while it can still end inside its lease (``lease_for`` = 2 × timeout +
+    ``scheduler.lease``): once ``timeout`` + half of ``scheduler.lease`` has passed since the
+    claim, the rest of the batch is given back unsent, due at once. So a slow provider can never
+    make a queued delivery outlive its lease and be taken for a dead worker's."""
+    cutoff = claimed_at + pol.timeout + runtime.settings.scheduler.lease / 2
+
+    def one(item: tuple[Delivery, Channel[Any], Post, Permit]) -> str:
+        d, adapter, post, permit = item
+        if runtime.clock() > cutoff:
+            return finishes[d.id](S.RETRYING if d.attempts else S.PENDING,
+                                  "not sent: its batch ran long; given back, due now", due_at=runtime.clock())
+        try:
+            return _send_one(runtime, d, adapter, post, permit, LedgerProgress(runtime, d, owner, lease), pol,
+                             finishes[d.id])
+        except Exception:  # recording failed (the ledger): the lease expiry settles it
+            log.exception("delivery %s: could not finish the attempt", d.id, extra=_ids(d))
+            return "error"
+
+    if runtime.settings.worker.batch_threads > 1 and len(go) > 1:
+        list(_senders(runtime).map(one, go))
+    else:  # measured faster on a small, busy machine: the sends are mostly Python, and the GIL is one
+        for item in go:
+            one(item)
+
+
+def _record(runtime: Runtime, outcomes: list[_Outcome], owner: str, report: DrainReport) -> None:
+    """Every outcome of the batch in one transaction, then the wake-ups they call for."""
+    if not outcomes:
+        return
+    oks = runtime.ledger.transition_many([(o.delivery, o.state, o.reason, o.options) for o in outcomes], owner=owner)
+    soon: list[tuple[str, str]] = []
+    countdown = 0.0
+    for o, ok in zip(outcomes, oks, strict=True):
+        d, state = o.delivery, o.state
+        if not ok:
+            log.warning("delivery %s: lease lost before recording %s", d.id, state, extra=_ids(d, state))
+            report.states["lease_lost"] = report.states.get("lease_lost", 0) + 1
+            continue
+        report.states[str(state)] = report.states.get(str(state), 0) + 1
+        log.info("delivery %s to %s: %s (%s)", d.id, d.channel, state, o.reason[:200], extra=_ids(d, state))
+        if o.options.get("fallbacks"):
+            _enqueue_new_fallbacks(runtime, d)
+        due = o.options.get("due_at")
+        if state in (S.RETRYING, S.PENDING) and due is not None and due - runtime.clock() <= policy_mod.SHORT_WAIT:
+            soon.append((d.id, d.channel))
+            countdown = max(countdown, due - runtime.clock())
+    if soon:  # one wake-up for the lot: by then every one of them is due
+        runtime.enqueue(soon, countdown=max(0.0, countdown))

@@ -1,0 +1,233 @@
+"""drain.drain(): a channel's due deliveries claimed, gated, sent and recorded as one batch, on a
+real SQLite ledger with a fake clock, the memory breaker/limiter twins and the real webhook
+adapter over httpx.MockTransport. Every guarantee stays per delivery: own key, own outcome, own
+lease; a worker killed mid-batch leaves each one maybe_sent/retrying after its lease."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from broadcaster import drain, service
+from broadcaster.config import load_settings
+from broadcaster.ledger import Ledger
+from broadcaster.models import DeliveryState as S
+from tests.support.runtime import Clock, memory_runtime, wakeups
+from tests.unit.test_engine_attempt import LookupChannel, lookup_kind  # noqa: F401 - fixture
+
+NOW = 1_700_000_000.0
+
+
+class Provider:
+    """Every request recorded (from several send threads at once); the ids listed in ``fail``
+    are answered 503, everything else 200."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.fail: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.requests.append(request)
+        if request.headers.get("webhook-id", "").removeprefix("msg_") in self.fail:
+            return httpx.Response(503, json={"ok": False})
+        return httpx.Response(200, json={"ok": True})
+
+    def keys(self, path: str) -> list[str]:
+        return [r.headers["webhook-id"] for r in self.requests if r.url.path == path]
+
+
+def hook(path: str) -> dict:
+    return {"kind": "webhook", "format": "generic", "url": f"https://hooks.example{path}", "secret": "whsec_dGVzdA=="}
+
+
+@pytest.fixture
+def h(tmp_path, lookup_kind):  # noqa: F811 - the imported fixture
+    clock = Clock(NOW)
+    provider = Provider()
+    settings = load_settings({
+        "channels": {"hook": hook("/hook"), "other": hook("/other"), "three": hook("/three"),
+                     "one": hook("/one"), "looky": {"kind": "test-lookup"}},
+        "policy": {"defaults": {"attempts": 3, "backoff": {"base": "1s", "max": "4s"},
+                                "breaker": {"failures": 2, "cooldown": "30s"}},
+                   "channels": {"three": {"rate_limit": "3/10s"}, "one": {"rate_limit": "1/10s"}}},
+        "worker": {"batch": 8},
+    }, env={})
+    ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db", clock=clock)
+    http = httpx.Client(transport=httpx.MockTransport(provider))
+    rt = memory_runtime(settings, ledger=ledger, clock=clock, channel_io={"http": http})
+    rt.provider = provider  # type: ignore[attr-defined]
+    yield rt
+    rt.close()
+    http.close()
+    ledger.close()
+
+
+def submit(rt, channel: str, n: int = 1) -> list[str]:
+    out = []
+    for i in range(n):
+        sub = service.submit(rt, {"kind": "incident", "title": f"API errors {i}", "body": "Investigating.",
+                                  "channels": [channel]}, principal=service.SYSTEM)
+        out.extend(sub.deliveries)
+    return out
+
+
+def states(rt, did: str) -> list[str]:
+    return [e.to_state for e in rt.ledger.events_of(did)]
+
+
+def test_a_drain_sends_every_due_delivery_of_its_channel_each_under_its_own_key(h):
+    ids = submit(h, "hook", 20)
+    [untouched] = submit(h, "other")
+    report = drain.drain(h, "hook", owner="w1")
+    assert report.claimed == 20 and report.states == {"delivered": 20}
+    assert sorted(h.provider.keys("/hook")) == sorted(f"msg_{i}" for i in ids), "one request per delivery, own key"
+    for did in ids:
+        d = h.ledger.get_delivery(did)
+        assert (d.state, d.attempts, d.remote_id, d.lease_owner) == (S.DELIVERED, 1, f"msg_{did}", None)
+        assert states(h, did) == ["pending", "sending", "delivered"]
+    assert h.ledger.get_delivery(untouched).state == S.PENDING, "a drain names one channel"
+    assert drain.drain(h, "hook", owner="w1").word() == "idle"
+
+
+def test_each_delivery_of_a_batch_gets_its_own_outcome(h):
+    ok1, bad, ok2 = submit(h, "hook", 3)
+    h.provider.fail = {bad}
+    drain.drain(h, "hook", owner="w1")
+    assert h.ledger.get_delivery(ok1).state == S.DELIVERED and h.ledger.get_delivery(ok2).state == S.DELIVERED
+    d = h.ledger.get_delivery(bad)
+    assert d.state == S.RETRYING and d.attempts == 1 and d.due_at > NOW
+    assert d.maybe_sent is False, "a 503 from an idempotent webhook"
+    assert wakeups(h).deliveries[-1][:2] == (bad, "hook"), "a short wait wakes a worker again"
+
+
+def test_a_batch_takes_as_many_permits_as_the_rate_limit_allows_and_no_more(h):
+    ids = submit(h, "three", 5)
+    assert drain.batch_size(h, "three") == 3 and drain.batch_size(h, "one") == 1
+    drain.drain(h, "three", owner="w1")
+    assert len(h.provider.keys("/three")) == 3, "never more than 3 in the 10-s window"
+    rows = [h.ledger.get_delivery(i) for i in ids]
+    assert [r.state for r in rows[:3]] == [S.DELIVERED] * 3
+    for r in rows[3:]:  # claimed, refused by the limiter, given back untouched
+        assert (r.state, r.attempts, r.due_at) == (S.PENDING, 0, NOW + 10)
+        assert "rate limit 3 per 10s" in h.ledger.events_of(r.id)[-1].reason
+    drain.drain(h, "three", owner="w1")
+    assert len(h.provider.keys("/three")) == 3, "not due yet"
+    h.clock.advance(10)
+    drain.drain(h, "three", owner="w1")
+    assert len(h.provider.keys("/three")) == 5
+
+
+def test_a_partial_grant_sends_only_what_the_limiter_granted(h):
+    ids = submit(h, "three", 3)
+    assert h.limiter.acquire("three", 3, 10.0) == 0  # another worker took one slot
+    drain.drain(h, "three", owner="w1")
+    assert len(h.provider.keys("/three")) == 2
+    assert [h.ledger.get_delivery(i).state for i in ids] == [S.DELIVERED, S.DELIVERED, S.PENDING]
+
+
+def test_a_limit_of_one_per_window_means_batches_of_one(h):
+    ids = submit(h, "one", 3)
+    drain.drain(h, "one", owner="w1")
+    assert len(h.provider.keys("/one")) == 1
+    assert sum(1 for i in ids if h.ledger.get_delivery(i).state == S.DELIVERED) == 1
+
+
+def test_an_open_breaker_holds_back_the_whole_batch_without_a_request(h):
+    ids = submit(h, "hook", 4)
+    for _ in range(2):
+        h.breaker.failure("hook", 2, 30.0)
+    drain.drain(h, "hook", owner="w1")
+    assert h.provider.requests == []
+    for did in ids:
+        d = h.ledger.get_delivery(did)
+        assert d.state in (S.PENDING, S.RETRYING) and d.due_at >= NOW + 29 and d.attempts == 0
+
+
+def _killed_before_recording(monkeypatch, rt) -> None:
+    def die(*_a, **_k):
+        raise SystemExit("worker killed")  # the process ends before the batch's outcomes are written
+
+    monkeypatch.setattr(rt.ledger, "transition_many", die)
+
+
+def test_a_worker_killed_mid_batch_leaves_each_delivery_where_a_single_kill_would(h, monkeypatch):
+    ids = submit(h, "hook", 4)
+    with monkeypatch.context() as m:
+        _killed_before_recording(m, h)
+        with pytest.raises(SystemExit):
+            drain.drain(h, "hook", owner="w1")
+    assert len(h.provider.requests) == 4, "the requests left"
+    assert all(h.ledger.get_delivery(i).state == S.SENDING for i in ids)
+    lease = drain.lease_for(h, "hook")
+    h.clock.advance(lease + 1)
+    assert sorted(h.ledger.expire_leases()) == sorted(ids)
+    for did in ids:
+        d = h.ledger.get_delivery(did)
+        assert (d.state, d.maybe_sent, d.attempts) == (S.RETRYING, True, 1)
+    drain.drain(h, "hook", owner="w2")
+    # an idempotent webhook is sent again under the same key: the receiver drops the copy
+    assert sorted(h.provider.keys("/hook")) == sorted([f"msg_{i}" for i in ids] * 2)
+    assert all(h.ledger.get_delivery(i).state == S.DELIVERED for i in ids)
+
+
+def test_after_a_kill_mid_batch_a_channel_that_can_look_up_finds_each_post_instead_of_reposting(h, monkeypatch):
+    ids = submit(h, "looky", 3)
+    with monkeypatch.context() as m:
+        _killed_before_recording(m, h)
+        with pytest.raises(SystemExit):
+            drain.drain(h, "looky", owner="w1")
+    assert len(LookupChannel.sent) == 3
+    h.clock.advance(drain.lease_for(h, "looky") + 1)
+    h.ledger.expire_leases()
+    drain.drain(h, "looky", owner="w2")
+    assert len(LookupChannel.sent) == 3, "nothing posted twice"
+    assert sorted(LookupChannel.looked_up) == sorted(h.ledger.get_delivery(i).key for i in ids)
+    assert all(h.ledger.get_delivery(i).state == S.DELIVERED for i in ids)
+
+
+def test_a_drain_that_runs_out_of_time_wakes_another_for_the_rest(h):
+    ids = submit(h, "hook", 12)
+    before = len(wakeups(h).deliveries)
+    report = drain.drain(h, "hook", owner="w1", budget=0.0)
+    assert report.claimed == 8, "one batch, then the budget is spent"
+    assert [w[1] for w in wakeups(h).deliveries[before:]] == ["hook"], "a wake-up for the channel, not the sweep"
+    assert sum(1 for i in ids if h.ledger.get_delivery(i).state == S.PENDING) == 4
+
+
+def test_a_batch_that_ran_long_gives_the_rest_back_unsent_before_their_leases_could_end(h):
+    """Sends one after another must not outlive a lease: once timeout + half of scheduler.lease
+    has passed since the claim, the deliveries not yet sent go back, due at once, nothing sent."""
+    ids = submit(h, "looky", 3)
+    LookupChannel.during_send = [lambda: h.clock.advance(h.settings.policy_for("looky").timeout
+                                                         + h.settings.scheduler.lease)]
+    drain.drain(h, "looky", owner="w1")
+    assert len(LookupChannel.sent) == 1, "the first send took too long: the others were not started"
+    rows = [h.ledger.get_delivery(i) for i in ids]
+    assert rows[0].state == S.DELIVERED
+    for r in rows[1:]:
+        assert (r.state, r.attempts, r.maybe_sent, r.lease_owner) == (S.PENDING, 0, False, None)
+        assert "batch ran long" in h.ledger.events_of(r.id)[-1].reason
+    assert wakeups(h).deliveries[-1][1] == "looky", "woken again at once"
+
+
+def test_batch_threads_send_a_batch_concurrently_with_the_same_outcomes(tmp_path, lookup_kind):  # noqa: F811
+    clock = Clock(NOW)
+    provider = Provider()
+    settings = load_settings({"channels": {"hook": hook("/hook")}, "worker": {"batch": 8, "batch_threads": 4}}, env={})
+    ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db", clock=clock)
+    http = httpx.Client(transport=httpx.MockTransport(provider))
+    rt = memory_runtime(settings, ledger=ledger, clock=clock, channel_io={"http": http})
+    try:
+        ids = submit(rt, "hook", 6)
+        provider.fail = {ids[2]}
+        drain.drain(rt, "hook", owner="w1")
+        assert sorted(provider.keys("/hook")) == sorted(f"msg_{i}" for i in ids)
+        assert [rt.ledger.get_delivery(i).state for i in ids] == [S.DELIVERED] * 2 + [S.RETRYING] + [S.DELIVERED] * 3
+    finally:
+        rt.close()
+        http.close()
+        ledger.close()
