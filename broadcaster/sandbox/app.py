@@ -6,7 +6,8 @@ bucket a real status site is published to, so the ``Verify:`` link in demo posts
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
