@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test install services bench clean
+.PHONY: run test lint install services bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ run: $(STAMP)       ## install, then run API + worker + scheduler + sandbox on t
 services:           ## start Redis / PostgreSQL on loopback when they are down (needs root)
 	@bash .ci/services
 
-test: $(STAMP) services   ## install, start services if needed, run every test
+lint: $(STAMP)      ## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade, simplify, …) and mypy
+	$(BIN)/ruff check broadcaster tests
+	$(BIN)/mypy
+
+test: $(STAMP) services lint   ## install, start services if needed, lint, run every test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP) services  ## performance figures (not part of the tests)

@@ -72,7 +72,7 @@ def _from_ledger(settings: Settings) -> tuple[SubscriberSource | None, str]:
         ledger = Ledger.open(settings.ledger, migrate_schema=False)
         store = SubscriberStore(ledger)
         store.page(limit=1)  # can it be read at all?
-    except Exception as exc:  # any failure to read it means: not reachable now
+    except Exception as exc:  # noqa: BLE001 - any failure to read it means: not reachable now
         if ledger is not None:
             ledger.close()
         return None, f"ledger unreachable ({type(exc).__name__})"

@@ -11,8 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import compose
-from . import delivery as policy_mod
+from . import compose, delivery as policy_mod
 from .channels.base import Channel, io_reset, io_started
 from .config import ChannelPolicy, redact, secret_values
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
@@ -146,7 +145,7 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
 
     try:
         prepared = _prepare(runtime, d, ann, pol, now, finish)
-    except Exception as exc:  # noqa: BLE001 - nothing was sent: give the claim back, never "maybe sent"
+    except Exception as exc:  # nothing was sent: give the claim back, never "maybe sent"
         log.exception("delivery %s: internal error before sending", d.id, extra=_ids(d))
         return _nothing_sent(runtime, d, exc, pol, finish)
     if isinstance(prepared, str):
@@ -175,7 +174,7 @@ def _send_one(runtime: Runtime, d: Delivery, adapter: Channel[Any], post: Post, 
         receipt = adapter.send(post, key=d.key, progress=progress)
     except DeliveryError as exc:
         return _after_error(runtime, d, exc, pol, adapter, finish)
-    except Exception as exc:  # noqa: BLE001 - an adapter bug: the request may have gone out…
+    except Exception as exc:  # an adapter bug: the request may have gone out…
         if adapter.marks_io and not io_started():  # …unless nothing left yet (see channels.base)
             if isinstance(exc, CONTENT_ERRORS):
                 return _content_failed(runtime, d, exc, finish, "could not be built for sending")

@@ -105,7 +105,7 @@ def maintenance_hook(runtime, report=None) -> int:
             if advance(runtime, ann_id, status) == "posted":
                 n += 1
                 log.info("maintenance %s: posted %s", ann_id, status)
-        except Exception:  # noqa: BLE001 - one broken announcement must not stop the others
+        except Exception:  # one broken announcement must not stop the others
             log.exception("maintenance %s: could not post %s", ann_id, status)
     if report is not None and n:
         report.extra["maintenance_steps"] = n

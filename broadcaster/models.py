@@ -18,7 +18,7 @@ INCIDENT_STATUSES = ("investigating", "identified", "monitoring", "resolved")
 MAINTENANCE_STATUSES = ("scheduled", "in_progress", "completed", "cancelled")
 
 
-class DeliveryState(str, enum.Enum):
+class DeliveryState(enum.StrEnum):
     SCHEDULED = "scheduled"  # waiting for publish_at (or held while an incident is open)
     PENDING = "pending"  # due, waiting for a worker
     SENDING = "sending"  # claimed by a worker under a lease
@@ -30,8 +30,6 @@ class DeliveryState(str, enum.Enum):
     CANCELLED = "cancelled"
     RETRACTED = "retracted"
 
-    def __str__(self) -> str:  # so f-strings show "delivered", not "DeliveryState.DELIVERED"
-        return self.value
 
 
 #: states from which a worker may claim a delivery

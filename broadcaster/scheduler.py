@@ -74,7 +74,7 @@ class Sweeper:
                 hook(runtime, report)
             except LedgerUnavailable:
                 raise
-            except Exception:  # noqa: BLE001 - one feature's hook must not stop the sweep
+            except Exception:  # one feature's hook must not stop the sweep
                 log.exception("scheduler hook %s failed", getattr(hook, "__name__", hook))
         return report
 
@@ -121,7 +121,7 @@ class Sweeper:
                 if not failing:
                     log.error("scheduler: %s; will keep trying", exc)
                 failing = True
-            except Exception:  # noqa: BLE001 - never let the safety net die
+            except Exception:  # never let the safety net die
                 log.exception("scheduler sweep failed; will retry")
             stop.wait(max(0.05, interval - (time.monotonic() - started)))
 

@@ -30,7 +30,7 @@ def redis_reachable(url: str, timeout: float = 1.0) -> bool:
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         return bool(client.ping())
-    except Exception:  # any failure means "not usable"
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
         return False
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from datetime import UTC
 
 from fastapi import APIRouter, FastAPI, Header, Request
 
@@ -28,7 +29,7 @@ def location(ann_id: str) -> str:
 
 def parse_time(name: str, value: str | None) -> float | None:
     """A query-string time: ISO 8601 (``Z`` or an offset; naive means UTC) or epoch seconds."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ..errors import InvalidRequest
 
@@ -43,7 +44,7 @@ def parse_time(name: str, value: str | None) -> float | None:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidRequest(f"{name}: not a date-time (use ISO 8601, e.g. 2026-11-22T14:00:00Z)", field=name) from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def lenient_json() -> dict:

@@ -169,7 +169,7 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback reaches a client
             stack = frames(exc)
             log.error("unhandled %s on %s %s\n%s", type(exc).__name__, scope.get("method"), scope.get("path"), stack)
             if not started:

@@ -83,7 +83,7 @@ class Limiter:
         if self.shared is not None:
             try:
                 return float(self.shared.acquire(key, limit, per))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a shared limiter that cannot answer falls back to this process's own
                 now = time.monotonic()
                 if now - self._warned > 60:
                     self._warned = now

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from ..models import DeliveryState
 from ..runtime import Runtime
+from ..scheduler import HEARTBEAT_KEY as SCHEDULER_HEARTBEAT
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class LedgerCollector:
         up = GaugeMetricFamily("broadcaster_ledger_up", "1 when the ledger answered this scrape")
         try:
             families = list(self._from_ledger())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the ledger cannot
             log.warning("metrics: ledger unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0)
             yield up
@@ -74,7 +75,7 @@ class LedgerCollector:
         try:
             raw = self.rt.redis.get(SCHEDULER_HEARTBEAT) if self.rt.redis is not None else None
             fam.add_metric([], float(raw or 0))
-        except Exception:
+        except Exception:  # noqa: BLE001 - no heartbeat readable counts as none
             fam.add_metric([], 0.0)
         return fam
 
@@ -126,12 +127,10 @@ class LedgerCollector:
             try:
                 st = self.rt.breaker.state(name, self.rt.settings.policy_for(name).breaker.cooldown).state
                 fam.add_metric([name], BREAKER_VALUE.get(st, -1))
-            except Exception:
+            except Exception:  # noqa: BLE001 - an unreadable breaker shows as -1 (unknown)
                 fam.add_metric([name], -1)
         return fam
 
-
-from ..scheduler import HEARTBEAT_KEY as SCHEDULER_HEARTBEAT  # noqa: E402
 
 
 class MetricsMiddleware:

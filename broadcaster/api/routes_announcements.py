@@ -53,7 +53,8 @@ def submit(body: AnnouncementIn, request: Request, response: Response, backgroun
     response.headers["Location"] = location(res.id)
     if not res.created:
         response.headers["Idempotent-Replayed"] = "true"
-    return announcement_detail(res.status)
+    # submit answers from what it wrote; read it back only if a caller ever gets no snapshot
+    return announcement_detail(res.status if res.status is not None else service.status_of(rt, res.id))
 
 
 @router.get("/announcements", response_model=AnnouncementPage)

@@ -20,11 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from .. import limits
 from ..requests import subscriber_field
 from ..runtime import Runtime
+from ..schemas import ErrorOut
 from ..service import Principal
 from ..subscribers import endpoints as eps
 from .deps import runtime
 from .routes_subscribers import admin
-from ..schemas import ErrorOut
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 422, 429, 503)}
 router = APIRouter(tags=["subscribers"], responses=ERRORS)

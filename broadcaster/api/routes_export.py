@@ -7,7 +7,7 @@ incidents still open; ``POST /maintenance/{id}/cancel`` cancels a window and tel
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -22,8 +22,7 @@ from .auth import principal
 from .deps import runtime
 from .params import Id
 
-ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut},
-          429: {"model": ErrorOut}, 503: {"model": ErrorOut}}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 422, 429, 503)}
 router = APIRouter(responses=ERRORS)
 
 Who = Annotated[Principal, Depends(principal)]

@@ -82,7 +82,7 @@ def build(
     if parent:
         parent_id = message_id(parent, to, domain)
         refs = [message_id(root, to, domain)] if root and root != parent else []
-        headers += [("In-Reply-To", parent_id), ("References", " ".join(refs + [parent_id]))]
+        headers += [("In-Reply-To", parent_id), ("References", " ".join([*refs, parent_id]))]
     one_click = marketing and unsubscribe_url is not None and unsubscribe_url.startswith("https://")
     if one_click:
         headers += [
@@ -240,7 +240,7 @@ class Template:
         if self.parent:
             parent_id = message_id(self.parent, to, self.domain)
             refs = [message_id(self.root, to, self.domain)] if self.root and self.root != self.parent else []
-            out += [("In-Reply-To", parent_id), ("References", " ".join(refs + [parent_id]))]
+            out += [("In-Reply-To", parent_id), ("References", " ".join([*refs, parent_id]))]
         if self.marketing and unsubscribe_url and unsubscribe_url.startswith("https://"):
             out += [("List-Unsubscribe", f"<{unsubscribe_url}>"),
                     ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]

@@ -11,7 +11,8 @@ several URLs a failure of one would make a retry repeat the others. Each URL is 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import Field
 

@@ -6,10 +6,11 @@ Why metadata: the API has no idempotency key, so the incident carries our delive
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
+from pydantic import Field
 
 from ..config import ChannelSettings, Secret, Url
 from ..errors import PermanentError, RateLimited, TransientError
@@ -28,12 +29,12 @@ class AtlassianSettings(ChannelSettings):
     base_url: Url = "https://api.statuspage.io"
     page_id: str
     api_key: Secret
-    components: dict[str, str] = {}  # our component name → Statuspage component id
+    components: dict[str, str] = Field(default_factory=dict)  # our component name → Statuspage component id
     deliver_notifications: bool = True
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def incident_body(post: Post, key: str | None, components: dict[str, str], notify: bool) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -77,7 +77,7 @@ def rkey_for(key: str, part: int, created_at: float) -> str:
 
 
 def iso_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
 
 
 def link_facets(text: str) -> list[dict[str, Any]]:
@@ -271,7 +271,8 @@ class Bluesky(Channel[BlueskySettings]):
                 existing = self._get(rkey, f"{what} (probe)")
             except DeliveryError as exc:
                 if resp.status_code >= 500:
-                    raise AmbiguousDelivery(f"{what}: provider error and the record could not be checked", response=_http.short(resp), status=resp.status_code) from exc
+                    raise AmbiguousDelivery(f"{what}: provider error and the record could not be checked",
+                                            response=_http.short(resp), status=resp.status_code) from exc
                 existing = None
             if existing is not None:
                 if (existing.get("value") or {}).get("text") != record["text"]:

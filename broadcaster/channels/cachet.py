@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import httpx
+from pydantic import Field
 
 from ..config import ChannelSettings, Secret, Url
 from ..errors import PermanentError, TransientError
@@ -38,7 +39,7 @@ class CachetSettings(ChannelSettings):
     base_url: Url
     token: Secret
     version: Literal[2, 3] = 3
-    components: dict[str, int] = {}  # our component name → Cachet component id
+    components: dict[str, int] = Field(default_factory=dict)  # our component name → Cachet component id
     visible: bool = True
     notify: bool = False
 

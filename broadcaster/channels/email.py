@@ -16,12 +16,14 @@ with the same Message-ID.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import smtplib
 import ssl
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -146,10 +148,8 @@ class SmtpSender:
         try:
             self.conn.quit()
         except (smtplib.SMTPException, OSError):
-            try:
+            with contextlib.suppress(OSError):
                 self.conn.close()
-            except OSError:
-                pass
         self.conn = None
 
     def message(self, template: _mail.Template, to: str, unsubscribe: str | None) -> bytes:
@@ -429,7 +429,7 @@ class Email(Channel[EmailSettings]):
             raise TransientError(f"{self.name}: {counts}; deferred recipients are tried again later")
         if everyone and not done:
             raise RecipientsRefused(f"{self.name}: every recipient was refused ({len(refused)})", refused=refused)
-        root, parent = _mail.thread_keys(post.reply_to)
+        root, _parent = _mail.thread_keys(post.reply_to)
         domain = _mail.domain_of(self.settings.from_address)
         return Receipt(
             remote_id=_mail.message_id(key, "", domain),

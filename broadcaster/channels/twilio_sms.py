@@ -260,7 +260,7 @@ class TwilioSms(Channel[TwilioSmsSettings]):
         this number's item is already ``refused``, and Twilio keeps refusing it until START."""
         try:
             self.opt_outs.opt_out(number, channel=self.name, reason=reason)
-        except Exception as exc:  # any failure: never turn a delivered batch into "maybe sent"
+        except Exception as exc:  # noqa: BLE001 - any failure: never turn a delivered batch into "maybe sent"
             log.warning("%s: could not record the opt-out of …%s (%s); Twilio still refuses it", self.name,
                         number[-4:], type(exc).__name__)
 

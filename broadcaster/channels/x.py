@@ -60,7 +60,8 @@ def classify(response: httpx.Response, what: str, now) -> None:
         return
     excerpt = _http.short(response)
     if code == 429:
-        raise RateLimited(f"{what}: rate limited or usage capped", retry_after=rate_limit_wait(response.headers, now()), response=excerpt, status=code)
+        raise RateLimited(f"{what}: rate limited or usage capped", retry_after=rate_limit_wait(response.headers, now()),
+                          response=excerpt, status=code)
     if code == 401:
         raise AuthError(f"{what}: token refused (HTTP 401)", response=excerpt, status=code)
     if code == 403:

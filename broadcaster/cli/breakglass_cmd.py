@@ -55,8 +55,7 @@ def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None
 @click.pass_context
 def reconcile(ctx, journal):
     """Import a break-glass journal into the ledger (nothing that landed is re-posted)."""
-    from ..breakglass import Journal
-    from ..breakglass import reconcile as do_reconcile
+    from ..breakglass import Journal, reconcile as do_reconcile
     from ..ledger import Ledger
 
     settings = load(ctx)

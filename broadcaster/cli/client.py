@@ -20,8 +20,7 @@ import click
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..models import SETTLED as SETTLED_STATES
-from ..models import current_error, overall
+from ..models import SETTLED as SETTLED_STATES, current_error, overall
 from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
 
 DEFAULT_URL = "http://127.0.0.1:8080"

@@ -60,7 +60,7 @@ def subscribers_import(ctx, file, list_name):
     from ..errors import InvalidRequest
 
     try:
-        fp = sys.stdin if file == "-" else open(file, encoding="utf-8-sig", newline="")
+        fp = sys.stdin if file == "-" else open(file, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below, unless stdin
     except OSError as exc:
         click.echo(f"error: cannot read {file}: {exc.strerror}", err=True)
         ctx.exit(EXIT_USAGE)
@@ -177,7 +177,7 @@ def import_cmd(ctx, file):
     from ..errors import Conflict, InvalidRequest
 
     try:
-        fp = sys.stdin if file == "-" else open(file, encoding="utf-8")
+        fp = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115 - closed below, unless stdin
     except OSError as exc:
         click.echo(f"error: cannot read {file}: {exc.strerror}", err=True)
         ctx.exit(EXIT_USAGE)

@@ -301,8 +301,7 @@ def _expiry_note(settings, name: str, ch) -> str:
 @click.pass_context
 def migrate(ctx):
     """Bring the ledger schema up to date (safe to run on every upgrade)."""
-    from ..ledger import LATEST, current_version, make_engine
-    from ..ledger import migrate as do_migrate
+    from ..ledger import LATEST, current_version, make_engine, migrate as do_migrate
 
     settings = load(ctx)
     engine = make_engine(settings.ledger)

@@ -11,8 +11,9 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
@@ -162,7 +163,7 @@ class Ledger:
         self.sessions = SessionStore(self)
 
     @classmethod
-    def open(cls, url: str, *, migrate_schema: bool = True, clock=time.time) -> "Ledger":
+    def open(cls, url: str, *, migrate_schema: bool = True, clock=time.time) -> Ledger:
         engine = make_engine(url)
         ledger = cls(engine, clock=clock)
         if migrate_schema:
@@ -274,7 +275,7 @@ class Ledger:
         blank = {c.name: None for c in t.deliveries.c}
         dels = [_delivery_from(blank | r) for r in rows]
         return Accepted(True, _announcement_from(values), dels,
-                        {d.id: [DeliveryEvent(**e)] for d, e in zip(dels, events)})
+                        {d.id: [DeliveryEvent(**e)] for d, e in zip(dels, events, strict=False)})
 
     def _accepted_before(self, ann_id: str) -> Accepted:
         ann, updates, dels, events = self.snapshot(ann_id)

@@ -14,7 +14,7 @@ import collections
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 
 class MemoryRateLimiter:

@@ -50,7 +50,7 @@ async def body_of(request: Request) -> tuple[dict[str, Any] | None, bool]:
     return (data if isinstance(data, dict) else None), False
 
 
-def control_routes(app: "SandboxApp") -> list[Route]:
+def control_routes(app: SandboxApp) -> list[Route]:
     state = app.state
 
     def provider_arg(request: Request) -> str | None:

@@ -9,7 +9,8 @@ wrapper raises ``httpx.RemoteProtocolError``, which is what a real client would 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 

@@ -62,9 +62,7 @@ class Fault:
             return False
         if self.path and self.path not in path:
             return False
-        if (self.recipient or None) != (recipient.lower() if recipient else None):
-            return False
-        return True
+        return (self.recipient or None) == (recipient.lower() if recipient else None)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,14 +6,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import uvicorn
 
 from .app import SMTP, SandboxApp
 from .faults import Fault
-from .smtp import SmtpSink
 from .providers.bluesky import as_bluesky
+from .smtp import SmtpSink
 from .state import SandboxState
 
 
@@ -47,7 +48,7 @@ class Sandbox:
 
     # -- lifecycle
 
-    def start(self, timeout: float = 10.0) -> "Sandbox":
+    def start(self, timeout: float = 10.0) -> Sandbox:
         if self.smtp_port is not None:
             self._smtp = SmtpSink(self.state, self.host, self.smtp_port).start()
         self._sock.listen(128)
@@ -72,7 +73,7 @@ class Sandbox:
             self._smtp = None
         self._sock.close()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -141,7 +141,7 @@ class Mailer:
         ledger = self.store.ledger
         try:
             job.send(job.address, job.subject, job.text)
-        except Exception as exc:  # any failure: log it, let the address ask again
+        except Exception as exc:  # noqa: BLE001 - any failure: log it, let the address ask again
             log.warning("confirmation mail to subscriber %s failed: %s", job.subscriber_id, type(exc).__name__)
             try:
                 self.store.release_confirmation_mail(job.subscriber_id, job.marked_at)

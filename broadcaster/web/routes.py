@@ -395,8 +395,3 @@ def _preview(rt: Any, raw: bytes, author: str) -> JSONResponse:
                                        "details": {"field": exc.field}}}, status_code=422)
     return JSONResponse({"channels": rows}, headers={"Cache-Control": "no-store"})
 
-
-from . import approvals_page, drafts_page  # noqa: E402 - their routes join this router (they use the helpers above)
-
-router.include_router(drafts_page.router)
-router.include_router(approvals_page.router)

@@ -15,8 +15,8 @@ from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
-from broadcaster.wakeup import MemoryEnqueuer
 from broadcaster.tokens import TokenStore
+from broadcaster.wakeup import MemoryEnqueuer
 
 warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
 with warnings.catch_warnings():

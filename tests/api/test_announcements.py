@@ -218,7 +218,7 @@ def test_list_filters_and_pages(env):
     while page["next"]:
         page = env.get("/announcements", params={"limit": 2, "before": page["next"]}).json()
         seen += [a["id"] for a in page["items"]]
-    assert seen == [deploy] + ids[::-1]
+    assert seen == [deploy, *ids[::-1]]
     assert [a["id"] for a in env.get("/announcements", params={"kind": "deploy"}).json()["items"]] == [deploy]
     item = env.get("/announcements", params={"kind": "deploy"}).json()["items"][0]
     assert item["overall"] == "in_progress" and item["counts"] == {"pending": 1}

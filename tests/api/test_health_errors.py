@@ -97,7 +97,7 @@ def test_a_bug_is_a_generic_500_without_traceback_or_message(env, monkeypatch, c
     a = env.ledger.list_announcements()
     with caplog.at_level(logging.ERROR):
         r = env.get("/announcements/ann_x")
-    err = assert_error(r, 500, "internal_error")
+    assert_error(r, 500, "internal_error")
     assert "hunter2" not in r.text and "RuntimeError" not in r.text
     assert "hunter2" not in caplog.text and "RuntimeError" in caplog.text  # logged, without the message
     assert a == []

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from broadcaster import compose, engine
-from broadcaster.preview import PREVIEW_ID
 from broadcaster.channels import registry
+from broadcaster.preview import PREVIEW_ID
 from broadcaster.signing import Keyring
 from tests.api.conftest import Env
 from tests.support.signed_site import BODY, CHANNELS

@@ -80,7 +80,7 @@ def run(quick: bool = False, n: int | None = None, k: int = 4, workers: int = 1,
            "ratio_vs_threads": round(ration, 3) if ration else None,
            "targets": {">=apprise": bool(ratio1 and ratio1 >= 1.0)}}
     table(f"against Apprise ({n}×{k} = {n * k} posts)", ["sender", "deliveries/s", "delivered", "wall", "ours ÷ it"],
-          [[f"Apprise (sequential notify)", ap1["deliveries_per_s"], ap1["delivered"], f"{ap1['wall_s']} s",
+          [["Apprise (sequential notify)", ap1["deliveries_per_s"], ap1["delivered"], f"{ap1['wall_s']} s",
             res["ratio_vs_sequential"]],
            [f"Apprise ({concurrency} threads)", apn["deliveries_per_s"], apn["delivered"], f"{apn['wall_s']} s",
             res["ratio_vs_threads"]],

@@ -72,7 +72,6 @@ def run(quick: bool = False, down: float | None = None, arrivals_per_s: float = 
         rig.start_workers(raw=False)
         if sched.poll() is not None:
             raise RuntimeError(f"scheduler exited: {bench.procs.tail('scheduler')}")
-        since = time.time()
         rig.submit(0, "warm")
         time.sleep(1.0)
         rig.standin.reset()

@@ -96,12 +96,14 @@ def run(quick: bool = False, slow: bool = False) -> dict[str, Any]:
         text = ch.escape(render.plain_text("Checkout errors", BODY, message))
         limit = ch.max_length
         assert limit is not None
-        after = seconds(lambda: render.fit(text, limit, ch.count, "thread", label), repeat)  # noqa: B023
+        after = seconds(lambda text=text, limit=limit, ch=ch, label=label: render.fit(text, limit, ch.count, "thread", label),
+                        repeat)
         parts = render.fit(text, limit, ch.count, "thread", label)
         before = same = None
         if old is not None:
             count = old_counter(label, ch, old)
-            before = seconds(lambda: old.fit(text, limit, count, "thread", label), 1)  # noqa: B023
+            before = seconds(lambda text=text, limit=limit, count=count, label=label: old.fit(text, limit, count, "thread",
+                                                                                          label), 1)
             same = old.fit(text, limit, count, "thread", label) == parts
         out[label] = {"limit": limit, "chars": len(text), "parts": len(parts), "before_s": before,
                       "after_s": round(after, 4), "same_parts": same}

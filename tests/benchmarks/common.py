@@ -32,8 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "var" / "bench"
@@ -68,7 +69,7 @@ def pct(values: Iterable[float], q: float) -> float | None:
     xs = sorted(values)
     if not xs:
         return None
-    k = max(0, min(len(xs) - 1, int(round(q / 100.0 * len(xs) + 0.5)) - 1))
+    k = max(0, min(len(xs) - 1, round(q / 100.0 * len(xs) + 0.5) - 1))
     return xs[k]
 
 
@@ -104,8 +105,8 @@ def table(title: str, headers: list[str], rows: list[list[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     line = "  ".join("-" * w for w in widths)
-    out = [title, line, "  ".join(c.ljust(w) for c, w in zip(cells[0], widths)), line]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells[1:]]
+    out = [title, line, "  ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=False)), line]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in cells[1:]]
     out.append(line)
     text = "\n".join(out)
     print(text, flush=True)
@@ -217,7 +218,7 @@ class Bench:
         self.procs.stop_all()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "Bench":
+    def __enter__(self) -> Bench:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -581,7 +582,8 @@ def top_frames(collapsed: Path, n: int = 15, focus: str | None = None) -> dict[s
             self_c[_frame_key(frames[-1])] += c
         for key in {_frame_key(f) for f in frames}:
             incl_c[key] += c
-    share = lambda cnt: [[k, round(100.0 * v / total, 1)] for k, v in cnt.most_common(n)] if total else []
+    def share(cnt):
+        return [[k, round(100.0 * v / total, 1)] for k, v in cnt.most_common(n)] if total else []
     return {"samples": total, "self": share(self_c), "inclusive": share(incl_c)}
 
 

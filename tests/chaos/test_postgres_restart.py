@@ -38,14 +38,14 @@ class PrivatePostgres:
         return subprocess.run(["runuser", "-u", "postgres", "--", *args], check=check, capture_output=True, text=True,
                               timeout=60)
 
-    def init(self) -> "PrivatePostgres":
+    def init(self) -> PrivatePostgres:
         try:
             self._as_postgres(f"{self.bin}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
         except (subprocess.CalledProcessError, OSError) as exc:
             unavailable(f"a private PostgreSQL cluster ({exc})")
         return self.start()
 
-    def start(self) -> "PrivatePostgres":
+    def start(self) -> PrivatePostgres:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._as_postgres(f"{self.bin}/pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w",
                           "start")

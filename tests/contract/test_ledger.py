@@ -11,8 +11,7 @@ import pytest
 
 from broadcaster.errors import IdempotencyConflict, NotFound
 from broadcaster.ledger import LATEST, Ledger, current_version, make_engine, migrate
-from broadcaster.models import DeliveryState as S
-from broadcaster.models import Receipt
+from broadcaster.models import DeliveryState as S, Receipt
 
 NOW = 1_700_000_000.0
 
@@ -170,7 +169,7 @@ def test_claim_is_exclusive_under_eight_racing_threads(ledger_url, ledger):
             barrier = threading.Barrier(8)
             wins, errors = [], []
 
-            def worker(i):
+            def worker(i, barrier=barrier, d=d, wins=wins, errors=errors):
                 try:
                     barrier.wait(10)
                     if others[i].claim(d.id, f"w{i}", 30) is not None:
@@ -275,7 +274,7 @@ def test_two_deliveries_falling_back_to_the_same_channel_at_once_make_one(ledger
                 barrier.wait(10)
                 others[i].transition(claimed[i], S.FALLEN_BACK, "gave up", owner=f"w{i}", attempted=True,
                                      fallbacks=[{"channel": "c", "fallback_of": claimed[i].id}])
-            except Exception as exc:  # reported below
+            except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=fall_back, args=(i,)) for i in range(2)]

@@ -126,7 +126,7 @@ def test_compose_names_every_part():
     assert "--appendonly yes" in redis_cmd and "--requirepass" in redis_cmd
     assert "redisdata:/data" in services["redis"]["volumes"]
     assert any("pgdata" in v for v in services["postgres"]["volumes"])
-    for name in ("api", "scheduler", "migrate") + tuple(n for n in services if n.startswith("worker-")):
+    for name in ("api", "scheduler", "migrate", *tuple(n for n in services if n.startswith("worker-"))):
         s = services[name]
         assert s["build"]["dockerfile"] == "deploy/Dockerfile" and s["env_file"], name
         assert s["read_only"] is True, name

@@ -16,8 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from broadcaster import engine
-from broadcaster import subscribers as subs
+from broadcaster import engine, subscribers as subs
 from broadcaster.cli import main
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger

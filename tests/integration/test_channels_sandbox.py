@@ -23,7 +23,6 @@ from broadcaster.sandbox import Sandbox
 from tests.conftest import PrivateRedis, _reset_pg
 from tests.support.sandbox_env import (
     CREATE_PATH,
-    FB_PAGE,
     MAIL_TO,
     PAGE,
     PROVIDER,

@@ -53,7 +53,7 @@ def rabbit_system(amqp_url, private_redis, ledger_url, receiver):
 
 
 def test_receiver_failing_three_times_gets_it_exactly_once_over_rabbitmq(rabbit_system, receiver, private_redis):
-    system, channel = rabbit_system
+    system, _channel = rabbit_system
     assert system.app.conf.broker_url.startswith("amqp://")
     receiver.script(503, 503, 503)
     with system.worker():

@@ -63,9 +63,8 @@ def test_mastodon_idempotency_over_the_wire(box, http):
 
 def test_slow_fault_times_out_the_client_but_the_post_lands(box):
     box.set_fault("slack", "slow", count=1, seconds=1.0)
-    with httpx.Client(timeout=0.3) as short:
-        with pytest.raises(httpx.ReadTimeout):
-            short.post(box.url("slack") + "/services/T/B/X", json={"text": "maybe"})
+    with httpx.Client(timeout=0.3) as short, pytest.raises(httpx.ReadTimeout):
+        short.post(box.url("slack") + "/services/T/B/X", json={"text": "maybe"})
     deadline = time.monotonic() + 3
     while box.post_count("slack") == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -120,17 +119,15 @@ def test_one_mail_to_two_recipients_is_not_a_repeat_but_a_second_copy_is(box, ht
 
 def test_smtp_drop_after_data_is_ambiguous_but_delivered(box):
     box.set_fault("smtp", "accept_then_drop", count=1)
-    with pytest.raises(smtplib.SMTPServerDisconnected):
-        with smtplib.SMTP(box.host, box.smtp_port, timeout=5) as smtp:
-            smtp.sendmail("ops@example.com", ["a@example.com"], "Subject: Hi\r\n\r\nBody")
+    with pytest.raises(smtplib.SMTPServerDisconnected), smtplib.SMTP(box.host, box.smtp_port, timeout=5) as smtp:
+        smtp.sendmail("ops@example.com", ["a@example.com"], "Subject: Hi\r\n\r\nBody")
     assert box.mails_to("a@example.com") == 1
 
 
 def test_smtp_down(box):
     box.set_fault("smtp", "down", count=1)
-    with smtplib.SMTP(box.host, box.smtp_port, timeout=5) as smtp:
-        with pytest.raises(smtplib.SMTPSenderRefused) as info:
-            smtp.sendmail("ops@example.com", ["a@example.com"], "Subject: Hi\r\n\r\nBody")
+    with smtplib.SMTP(box.host, box.smtp_port, timeout=5) as smtp, pytest.raises(smtplib.SMTPSenderRefused) as info:
+        smtp.sendmail("ops@example.com", ["a@example.com"], "Subject: Hi\r\n\r\nBody")
     assert info.value.smtp_code == 421
 
 

@@ -72,7 +72,7 @@ class Server:
         self.log = open(tmp_path / "server.log", "wb")
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         exe = Path(sys.executable).with_name("broadcaster")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "broadcaster"]
         self.proc = subprocess.Popen([*cmd, "--config", str(self.config), "api", "--host", "127.0.0.1",

@@ -209,9 +209,8 @@ def test_tabs_and_newlines_are_ordinary_text(big):
 
 
 def test_nul_in_a_title_is_a_clear_422_on_postgresql(make_env, pg_database):
-    from tests.conftest import _reset_pg
-
     from broadcaster.ledger import Ledger
+    from tests.conftest import _reset_pg
 
     _reset_pg(pg_database)
     ledger = Ledger.open(pg_database.replace("postgresql://", "postgresql+psycopg://"))

@@ -14,16 +14,13 @@ import csv
 import io
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from sqlalchemy import update
 
-from broadcaster import export
-from broadcaster import subscribers as subs
+from broadcaster import export, subscribers as subs
 from broadcaster.config import SubscribersSettings
 from broadcaster.csvcells import as_text_cell, from_text_cell
-from broadcaster.ledger import Ledger
-from broadcaster.ledger import schema as t
+from broadcaster.ledger import Ledger, schema as t
 from broadcaster.subscribers.audience import SubscriberFile
 
 from .conftest import Env, assert_error, config

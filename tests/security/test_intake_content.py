@@ -13,8 +13,7 @@ import email
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from broadcaster.channels._mail import header_line
 from broadcaster.cli import main
@@ -145,7 +144,7 @@ def test_the_preview_tells_the_author_before_they_submit(e):
 # ---------------------------------------------------------------- the web page and the CLI
 
 
-def test_the_web_compose_form_refuses_a_title_with_a_line_break(web):  # noqa: F811
+def test_the_web_compose_form_refuses_a_title_with_a_line_break(web):
     c, csrf = web.signed_in()
     before = counts(web.runtime.ledger)
     r = c.post("/compose", data={"csrf": csrf, "kind": "incident", "title": "Down\r\nBcc: x@example.test",
@@ -154,7 +153,7 @@ def test_the_web_compose_form_refuses_a_title_with_a_line_break(web):  # noqa: F
     assert counts(web.runtime.ledger) == before and web.enqueued == []
 
 
-def test_the_web_update_form_refuses_an_unknown_status(web):  # noqa: F811
+def test_the_web_update_form_refuses_an_unknown_status(web):
     c, csrf = web.signed_in()
     r = c.post("/compose", data={"csrf": csrf, "kind": "incident", "title": "Down", "body": "b",
                                  "channels": ["hook-a"]}, follow_redirects=False)
@@ -164,7 +163,7 @@ def test_the_web_update_form_refuses_an_unknown_status(web):  # noqa: F811
     assert web.runtime.ledger.get_announcement(ann_id).status == "investigating"
 
 
-def test_the_cli_names_the_field_and_exits_2(api):  # noqa: F811
+def test_the_cli_names_the_field_and_exits_2(api):
     res = CliRunner().invoke(main, ["post", "--kind", "incident", "--title", "Down\nBcc: x@example.test",
                                     "--body", "b"], env=api.env(), catch_exceptions=False)
     assert res.exit_code == 2, res.output

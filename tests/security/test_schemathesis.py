@@ -22,12 +22,19 @@ import pytest
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 schemathesis = pytest.importorskip("schemathesis")
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis import checks as sc  # noqa: E402
+from hypothesis import (
+    HealthCheck,
+    Phase,
+    given,
+    settings,
+    strategies as st,
+)
+from schemathesis import (
+    GenerationMode,
+    checks as sc,
+)
 
-from .conftest import Env, config  # noqa: E402
+from .conftest import Env, config
 
 #: examples per operation and generation mode, by ledger; 21+ operations, most in both modes:
 #: ≈ 1,300 cases on SQLite, ≈ 450 on PostgreSQL (each case there costs a network round trip or more)

@@ -40,8 +40,7 @@ ENV = {
     "POSTMARK_TOKEN": "postmark-token-SECRET-q7r8s9",
 }
 #: the values, and fragments an echo or a truncation could leave behind
-NEEDLES = tuple(ENV.values()) + ("webhook-path-SECRET", "c2lnbmluZy1TRUNSRVQ", "SECRET-g7h8", "SECRET-j0k1",
-                                 "SECRET-m3n4", "SECRET-q7r8")
+NEEDLES = (*tuple(ENV.values()), "webhook-path-SECRET", "c2lnbmluZy1TRUNSRVQ", "SECRET-g7h8", "SECRET-j0k1", "SECRET-m3n4", "SECRET-q7r8")
 
 CONFIG = {
     "ledger": "sqlite:///unused.db",
@@ -178,7 +177,7 @@ def log_text(caplog) -> str:
 def test_settings_never_show_a_secret(tmp_path):
     settings = load_settings(CONFIG, env=ENV)
     views = [repr(settings), str(settings), json.dumps(settings.model_dump(mode="json")), settings.model_dump_json()]
-    for name, ch in settings.channels.items():
+    for ch in settings.channels.values():
         views += [repr(ch), str(ch), ch.model_dump_json()]
     rt = Runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=MemoryBreaker(),
                  limiter=MemoryRateLimiter())
@@ -214,10 +213,9 @@ def test_configuration_errors_do_not_quote_secrets(broken):
 def run_flows(tmp_path, handler) -> dict:
     """Submit to all six channels, attempt each once through the engine, check every channel's
     credentials, then read everything back through the API."""
-    from tests.api.conftest import TestClient
-
     from broadcaster.asgi import create_app
     from broadcaster.tokens import TokenStore
+    from tests.api.conftest import TestClient
 
     rt = make_runtime(tmp_path, handler)
     raw_token, _ = TokenStore(rt.ledger, rt.settings).create("ops-admin", admin=True, actor="test")
@@ -389,10 +387,9 @@ def test_bluesky_error_names_are_not_trusted(tmp_path):
 
 
 def test_an_unexpected_exception_carrying_a_secret_is_not_shown_or_logged(tmp_path, logs, monkeypatch):
-    from tests.api.conftest import TestClient
-
     from broadcaster.asgi import create_app
     from broadcaster.tokens import TokenStore
+    from tests.api.conftest import TestClient
 
     rt = make_runtime(tmp_path, echo_handler)
     raw, _ = TokenStore(rt.ledger, rt.settings).create("ops", admin=True, actor="test")

@@ -7,6 +7,7 @@ answer). ``mode = "pass"`` forwards faithfully.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import struct
@@ -29,7 +30,7 @@ class FaultProxy:
         self._stopped = threading.Event()
         self.connections = 0
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         threading.Thread(target=self._accept_loop, daemon=True).start()
         return self
 
@@ -90,10 +91,8 @@ class FaultProxy:
             return
         finally:
             for s in (client, upstream):
-                try:
+                with contextlib.suppress(OSError):
                     s.close()
-                except OSError:
-                    pass
             with self._lock:
                 self._conns.discard(client)
                 self._conns.discard(upstream)

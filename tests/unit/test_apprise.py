@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from typing import ClassVar
 
 import pytest
 
@@ -18,8 +19,9 @@ A = Announcement(id="a1", kind="incident", title="Outage", body="Details")
 class FakeApprise:
     """Mimics ``apprise.Apprise``: ``add`` → bool, ``notify`` → True / False / None."""
 
-    results: dict[str, object] = {}
-    sent: list[tuple[str, dict]] = []
+    #: shared by every instance, as the test reads them after the adapter made its own
+    results: ClassVar[dict[str, object]] = {}
+    sent: ClassVar[list[tuple[str, dict]]] = []
 
     def __init__(self):
         self.url = None

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from broadcaster.channels import registry
 from broadcaster.config import ChannelSettings, Settings, load_settings
 from broadcaster.errors import ConfigError
-from broadcaster.channels import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"

@@ -260,7 +260,7 @@ def test_drop_after_data_is_ambiguous_for_that_address_only():
 
 
 def test_drop_before_data_is_plain_transient():
-    ch, fake = channel(FakeSMTP({"a@x.test": "drop_before_data"}))
+    ch, _fake = channel(FakeSMTP({"a@x.test": "drop_before_data"}))
     progress = MemoryProgress()
     with pytest.raises(TransientError) as err:
         ch.send(ch.render(message()), key="k", progress=progress)
@@ -269,7 +269,7 @@ def test_drop_before_data_is_plain_transient():
 
 
 def test_421_stops_the_pass():
-    ch, fake = channel(FakeSMTP({"b@x.test": 421}))
+    ch, _fake = channel(FakeSMTP({"b@x.test": 421}))
     progress = MemoryProgress()
     with pytest.raises(TransientError):
         ch.send(ch.render(message()), key="k", progress=progress)
@@ -540,7 +540,7 @@ def test_one_write_per_message_carrying_the_previous_outcome():
 
 def test_a_held_outcome_is_written_when_the_pass_stops():
     # 421 on c: b's "done" is held when the pass raises; it must still be recorded
-    ch, fake = channel(FakeSMTP({"c@x.test": 421}))
+    ch, _fake = channel(FakeSMTP({"c@x.test": 421}))
     progress = RecordingProgress()
     with pytest.raises(TransientError):
         ch.send(ch.render(message()), key="k", progress=progress)

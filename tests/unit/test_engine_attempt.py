@@ -14,8 +14,7 @@ from broadcaster.channels.base import Channel
 from broadcaster.config import ChannelSettings, load_settings
 from broadcaster.errors import TransientError
 from broadcaster.ledger import Ledger
-from broadcaster.models import DeliveryState as S
-from broadcaster.models import Receipt
+from broadcaster.models import DeliveryState as S, Receipt
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
 from broadcaster.wakeup import MemoryEnqueuer

@@ -124,9 +124,9 @@ def test_import_refuses_a_ledger_that_is_not_empty(tmp_path):
     (lambda lines: lines[:-1], "without its end line"),
     (lambda lines: lines[: len(lines) // 2], "without its end line"),
     (lambda lines: lines[1:], "not a broadcaster export"),
-    (lambda lines: lines[:3] + ["{not json\n"] + lines[3:], "line 4: not JSON"),
-    (lambda lines: lines[:2] + [json.dumps({"type": "martian"}) + "\n"] + lines[2:], "unknown type"),
-    (lambda lines: [lines[0].replace('"version":1', '"version":99')] + lines[1:], "version 99"),
+    (lambda lines: [*lines[:3], "{not json\n", *lines[3:]], "line 4: not JSON"),
+    (lambda lines: [*lines[:2], json.dumps({"type": "martian"}) + "\n", *lines[2:]], "unknown type"),
+    (lambda lines: [lines[0].replace('"version":1', '"version":99'), *lines[1:]], "version 99"),
     (lambda lines: lines[:-2] + lines[-1:], "end line counts"),
     (lambda lines: lines[:1] + lines[2:-1] + [lines[-1].replace('"announcement":3', '"announcement":2')],
      "do not fit together"),
@@ -239,7 +239,6 @@ def test_import_updates_existing_rows_and_checks_the_list(tmp_path):
 
 
 def test_cli_commands(tmp_path):
-    import broadcaster.cli.data  # noqa: F401 - registers the commands on main
     from broadcaster.cli import main
 
     src = f"sqlite:///{tmp_path}/src.db"

@@ -9,7 +9,15 @@ import httpx
 import pytest
 
 from broadcaster.channels.facebook import Facebook, FacebookSettings, usage_wait
-from broadcaster.errors import AmbiguousDelivery, AuthError, ContentRejected, DeliveryError, PermanentError, RateLimited, TransientError
+from broadcaster.errors import (
+    AmbiguousDelivery,
+    AuthError,
+    ContentRejected,
+    DeliveryError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from broadcaster.models import Announcement, Message, Post, Receipt, Update
 
 TOKEN = "EAAB-page-token-secret"

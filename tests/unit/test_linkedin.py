@@ -224,7 +224,7 @@ ERRORS = [
 def test_error_classification(reply, error, wait):
     with pytest.raises(error) as info:
         make(FakeLinkedIn([reply])).send(post("x"), key="k")
-    assert type(info.value) is error or error is PermanentError and isinstance(info.value, PermanentError)
+    assert type(info.value) is error or (error is PermanentError and isinstance(info.value, PermanentError))
     if error is RateLimited:
         assert info.value.retry_after == wait
     if error is ContentRejected or error is AuthError:

@@ -156,7 +156,8 @@ def test_transport_timeout_is_ambiguous():
     def boom(request):
         raise httpx.ReadTimeout("slow", request=request)
 
-    ch = Mastodon("m", MastodonSettings(base_url=BASE, access_token=TOKEN, read_instance_limits=False), http=httpx.Client(transport=httpx.MockTransport(boom)))
+    ch = Mastodon("m", MastodonSettings(base_url=BASE, access_token=TOKEN, read_instance_limits=False),
+                  http=httpx.Client(transport=httpx.MockTransport(boom)))
     with pytest.raises(AmbiguousDelivery):
         ch.send(post("x"), key="k")
 

@@ -16,8 +16,7 @@ from broadcaster import engine, service
 from broadcaster.config import load_settings
 from broadcaster.errors import Forbidden
 from broadcaster.ledger import Ledger
-from broadcaster.models import DeliveryState as S
-from broadcaster.models import Receipt
+from broadcaster.models import DeliveryState as S, Receipt
 from broadcaster.principal import Principal
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime

@@ -9,8 +9,7 @@ from broadcaster import scheduler, service
 from broadcaster.config import load_settings
 from broadcaster.errors import Forbidden, IdempotencyConflict, InvalidRequest, NotFound
 from broadcaster.ledger import Ledger
-from broadcaster.models import DeliveryState as S
-from broadcaster.models import Receipt
+from broadcaster.models import DeliveryState as S, Receipt
 from broadcaster.service import SYSTEM, Principal
 from tests.support.runtime import NOW, Clock, memory_runtime, wakeups
 

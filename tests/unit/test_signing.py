@@ -287,7 +287,6 @@ def test_signature_argument_parsing():
 def cli(args, input=None, env=None):
     from click.testing import CliRunner
 
-    import broadcaster.cli.keys  # noqa: F401 - registers its commands on `main`
     from broadcaster.cli import main
 
     return CliRunner().invoke(main, args, input=input, env={"BROADCASTER_CONFIG": "", **(env or {})})
@@ -344,7 +343,7 @@ def test_cli_verify_by_id_and_by_pasted_text_across_rotation(ring, tmp_path, mon
     url = site.as_uri()
     # --site as a file:// URL is not fetched over HTTP: use the keyring and a local copy instead
     monkeypatch.setattr("broadcaster.cli.keys._fetch_json",
-                        lambda s, l, rel: json.loads((site / rel).read_text()) if (site / rel).is_file() else None)
+                        lambda s, loc, rel: json.loads((site / rel).read_text()) if (site / rel).is_file() else None)
     ok = cli(["verify", "--id", ann().id, "--site", url])
     assert ok.exit_code == 0, ok.output
     assert ok.stdout.startswith("OK: ") and "signed    announcement" in ok.stdout and "signed    update" in ok.stdout

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from broadcaster import service
-from broadcaster import subscribers as subs
+from broadcaster import service, subscribers as subs
 from broadcaster.config import SubscribersSettings, load_settings
 from broadcaster.errors import ConfigError, InvalidRequest
-from broadcaster.ledger import Ledger
-from broadcaster.ledger import schema as t
+from broadcaster.ledger import Ledger, schema as t
 from broadcaster.models import Post
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime

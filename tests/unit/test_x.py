@@ -9,7 +9,15 @@ import pytest
 
 from broadcaster.channels.base import MemoryProgress
 from broadcaster.channels.x import X, XSettings
-from broadcaster.errors import AmbiguousDelivery, AuthError, ContentRejected, DeliveryError, PermanentError, RateLimited, TransientError
+from broadcaster.errors import (
+    AmbiguousDelivery,
+    AuthError,
+    ContentRejected,
+    DeliveryError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from broadcaster.models import Announcement, Message, Post, Receipt
 
 TOKEN = "x-user-token-s3cr3t"
@@ -128,7 +136,8 @@ def test_error_table(response, error):
 
 
 def test_rate_limit_waits_for_the_reset_epoch():
-    reply = httpx.Response(429, json={"title": "Too Many Requests"}, headers={"x-rate-limit-reset": str(int(NOW) + 300), "x-rate-limit-remaining": "0"})
+    reply = httpx.Response(429, json={"title": "Too Many Requests"},
+                           headers={"x-rate-limit-reset": str(int(NOW) + 300), "x-rate-limit-remaining": "0"})
     with pytest.raises(RateLimited) as info:
         make(FakeX([reply])).send(post("x"), key="k")
     assert info.value.retry_after == pytest.approx(300)

@@ -21,8 +21,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from broadcaster import service
-from broadcaster import preview as routes_preview
+from broadcaster import preview as routes_preview, service
 from tests.cli.live import make_settings, memory_runtime, serve
 from tests.web.conftest import field
 
@@ -128,7 +127,8 @@ def test_page_actions_write_the_ledger_off_the_event_loop(live, monkeypatch, act
     if action == "compose":
         gate = Gate(service.submit)
         monkeypatch.setattr(service, "submit", gate)
-        request = lambda: c.post("/compose", data=form)  # noqa: E731
+        def request():
+            return c.post("/compose", data=form)
     else:
         ann_id = c.post("/compose", data=form, follow_redirects=False).headers["location"].split("/")[2].split("?")[0]
         name = {"update": "add_update", "retract": "retract"}[action]
@@ -136,7 +136,8 @@ def test_page_actions_write_the_ledger_off_the_event_loop(live, monkeypatch, act
         monkeypatch.setattr(service, name, gate)
         data = {"csrf": csrf, "status": "identified", "body": "Found it.", "confirm": "yes", "reason": "wrong"}
         path = {"update": "updates", "retract": "retract"}[action]
-        request = lambda: c.post(f"/announcements/{ann_id}/{path}", data=data)  # noqa: E731
+        def request():
+            return c.post(f"/announcements/{ann_id}/{path}", data=data)
     with parked(request, gate) as done:
         assert healthz_answers(url), f"/healthz waited for the page's {action}"
     assert done and done[0].status_code == 200

@@ -32,7 +32,7 @@ def test_sign_in_sets_a_strict_httponly_cookie(web):
     assert "httponly" in r.headers["set-cookie"].lower()
     r = c.post("/signin", data={"csrf": field(r.text, "csrf"), "token": web.token(admin=True)}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/"
-    cookie = [h for h in r.headers.get_list("set-cookie") if h.startswith("bc_session=")][0].lower()
+    cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("bc_session=")).lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
     assert c.get("/").status_code == 200
 

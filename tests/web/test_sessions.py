@@ -13,8 +13,7 @@ from sqlalchemy import inspect, select, text
 from broadcaster.asgi import create_app
 from broadcaster.config import load_settings
 from broadcaster.errors import ConfigError
-from broadcaster.ledger import Ledger
-from broadcaster.ledger import schema as t
+from broadcaster.ledger import Ledger, schema as t
 from broadcaster.ledger.engine import MIGRATIONS, make_engine, migrate
 from tests.cli.live import make_settings, memory_runtime, serve
 from tests.web.conftest import CHANNELS, Web, field

@@ -17,7 +17,6 @@ import pytest
 
 from broadcaster import signing
 from tests.support.signed_site import ANN_ID, PAGE, Setup, cli, mastodon_text, verify_text, x_thread
-from tests.web.test_browser import browser  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.slow]
 
@@ -61,7 +60,7 @@ def verdict(page, text: str | None = None) -> str:
     return page.text_content("#out p") or ""
 
 
-def test_the_verify_page_in_a_real_browser(browser, system, site):  # noqa: F811
+def test_the_verify_page_in_a_real_browser(browser, system, site):
     problems: list[str] = []
     page = browser.new_page()
     page.on("pageerror", lambda e: problems.append(str(e)))
@@ -95,7 +94,7 @@ def test_the_verify_page_in_a_real_browser(browser, system, site):  # noqa: F811
     assert not problems, problems
 
 
-def test_a_revoked_key_fails_on_the_page_right_after_revoke(browser, system, site):  # noqa: F811
+def test_a_revoked_key_fails_on_the_page_right_after_revoke(browser, system, site):
     assert cli(system, "keys", "create", "--id", "k2").exit_code == 0
     assert cli(system, "keys", "revoke", "k1").exit_code == 0
     page = browser.new_page()

@@ -197,7 +197,8 @@ class Bluesky(Provider):
             return self.xrpc(400, "InvalidRequest", "Invalid rkey: expected a TID")
         uri, cid = f"at://{did}/{collection}/{rkey}", cid_of(record)
         existing = self.records.get((did, collection, rkey))
-        out = {"uri": uri, "cid": cid, "commit": {"cid": cid_of([uri, cid, self.state.next_id()]), "rev": make_tid(int(self.state.clock() * 1e6), 0)}, "validationStatus": "valid"}
+        commit = {"cid": cid_of([uri, cid, self.state.next_id()]), "rev": make_tid(int(self.state.clock() * 1e6), 0)}
+        out = {"uri": uri, "cid": cid, "commit": commit, "validationStatus": "valid"}
         if existing and not put:
             return self.server_error(500)  # "There is already a value at key" surfaces as a generic error
         if existing and existing["cid"] == cid:

@@ -4,7 +4,7 @@ Both answer as provider ``cachet``: a real host runs one of them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -16,7 +16,7 @@ V2_STATUS = {0: "Scheduled", 1: "Investigating", 2: "Identified", 3: "Watching",
 
 
 def ts(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def as_int(value: Any) -> int | None:

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import PlainTextResponse, Response
@@ -112,7 +112,7 @@ class Discord(Provider):
         mid = str(1_200_000_000_000_000_000 + self.state.next_id())
         msg = {"id": mid, "type": 0, "content": content, "channel_id": "100000000000000001", "webhook_id": call.params["hook"],
                "author": {"id": call.params["hook"], "username": call.field("username") or "Sandbox hook", "bot": True},
-               "embeds": call.field("embeds") or [], "timestamp": datetime.fromtimestamp(self.state.clock(), timezone.utc).isoformat()}
+               "embeds": call.field("embeds") or [], "timestamp": datetime.fromtimestamp(self.state.clock(), UTC).isoformat()}
         with self.state.lock:
             self.messages[mid] = msg
         self.state.add_post(self.name, id=mid, text=content)

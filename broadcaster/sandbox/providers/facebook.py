@@ -122,7 +122,8 @@ class Facebook(Provider):
             return self.json({"id": oid if oid != "me" else "1000", "name": self.settings["page_name"]})
         post = self.posts.get(oid)
         if not post or post.get("deleted"):
-            return self.graph_error(400, 100, f"Unsupported get request. Object with ID '{oid}' does not exist", "GraphMethodException", error_subcode=33)
+            return self.graph_error(400, 100, f"Unsupported get request. Object with ID '{oid}' does not exist",
+                                    "GraphMethodException", error_subcode=33)
         page, _, pid = oid.partition("_")
         return self.json({"id": oid, "message": post["message"], "permalink_url": f"https://www.facebook.com/{page}/posts/{pid}"})
 

@@ -4,7 +4,7 @@ URLs at a fixed weight, ``/api/v2/instance`` limits and ISO-8601 ``X-RateLimit-R
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -17,7 +17,7 @@ VISIBILITIES = {"public", "unlisted", "private", "direct"}
 
 
 def iso(ts: float, micro: bool = False) -> str:
-    dt = datetime.fromtimestamp(ts, timezone.utc)
+    dt = datetime.fromtimestamp(ts, UTC)
     return dt.isoformat(timespec="microseconds" if micro else "milliseconds").replace("+00:00", "Z")
 
 

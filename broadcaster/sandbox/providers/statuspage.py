@@ -4,7 +4,7 @@ wrapped in ``{"incident": {...}}``, ``metadata`` for the dedupe look-up, 429 + R
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -19,7 +19,7 @@ COMPONENT_STATUSES = {"operational", "under_maintenance", "degraded_performance"
 
 
 def now_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def unflatten(data: dict[str, Any], root: str) -> dict[str, Any]:

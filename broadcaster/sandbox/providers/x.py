@@ -71,7 +71,7 @@ class X(Provider):
         if unknown:
             return self.invalid(f"The following properties are not allowed: {', '.join(sorted(unknown))}")
         text = call.field("text")
-        if not isinstance(text, str) or not text and not call.field("media"):
+        if not isinstance(text, str) or (not text and not call.field("media")):
             return self.invalid("$.text: a non-empty text is required")
         if x_weighted_length(text) > 280:
             return self.invalid("$.text: Your Tweet text is too long (weighted length over 280).")
