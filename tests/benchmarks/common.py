@@ -148,7 +148,7 @@ class Procs:
         self.items: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        logf = open(self.workdir / f"{name}.log", "ab")
+        logf = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child process writes it for its whole life
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), "BROADCASTER_LOG_FORMAT": "text", **(env or {})}
         proc = subprocess.Popen(args, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env=full_env,
                                 start_new_session=True)

@@ -118,7 +118,7 @@ def sink():
 
 def _worker(config: str, log_path) -> subprocess.Popen:
     env = {**os.environ, "BROADCASTER_LOG_FORMAT": "text"}
-    out = open(log_path, "ab")
+    out = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
     try:
         return subprocess.Popen([sys.executable, "-m", "broadcaster", "--config", config, "worker", "--pool", "threads",
                                  "-c", "2", "--loglevel", "WARNING"], env=env, stdout=out, stderr=subprocess.STDOUT,

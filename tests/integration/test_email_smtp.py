@@ -12,10 +12,10 @@ import pytest
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
-from broadcaster.channels.base import MemoryProgress
-from broadcaster.channels.email import Email, EmailSettings
-from broadcaster.errors import TransientError
-from broadcaster.models import Announcement, Message
+from broadcaster.channels.base import MemoryProgress  # noqa: E402
+from broadcaster.channels.email import Email, EmailSettings  # noqa: E402
+from broadcaster.errors import TransientError  # noqa: E402
+from broadcaster.models import Announcement, Message  # noqa: E402
 
 
 class Handler:

@@ -70,7 +70,7 @@ def test_two_queue_groups_and_a_scheduler_deliver_everything_once(pg_database, p
         assert expect in done.stdout, done.stdout
 
     receiver.script(503, 503, 503, 503, 503)  # the first few requests fail, whichever channel they hit
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in (*GROUPS, "scheduler")}
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in (*GROUPS, "scheduler")}  # noqa: SIM115 - the child process writes it for its whole life
     procs: list[subprocess.Popen] = []
     system = System(settings_for(pg_database, private_redis.url, channels, routes=data["routes"],
                                  policy=data["policy"]))

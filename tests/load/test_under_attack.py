@@ -69,7 +69,7 @@ class Server:
         }
         self.config = tmp_path / "attack.yaml"
         self.config.write_text(yaml.safe_dump(cfg))
-        self.log = open(tmp_path / "server.log", "wb")
+        self.log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - the server writes it until stop() closes it
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Server:

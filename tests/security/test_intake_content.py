@@ -144,7 +144,7 @@ def test_the_preview_tells_the_author_before_they_submit(e):
 # ---------------------------------------------------------------- the web page and the CLI
 
 
-def test_the_web_compose_form_refuses_a_title_with_a_line_break(web):
+def test_the_web_compose_form_refuses_a_title_with_a_line_break(web):  # noqa: F811
     c, csrf = web.signed_in()
     before = counts(web.runtime.ledger)
     r = c.post("/compose", data={"csrf": csrf, "kind": "incident", "title": "Down\r\nBcc: x@example.test",
@@ -153,7 +153,7 @@ def test_the_web_compose_form_refuses_a_title_with_a_line_break(web):
     assert counts(web.runtime.ledger) == before and web.enqueued == []
 
 
-def test_the_web_update_form_refuses_an_unknown_status(web):
+def test_the_web_update_form_refuses_an_unknown_status(web):  # noqa: F811
     c, csrf = web.signed_in()
     r = c.post("/compose", data={"csrf": csrf, "kind": "incident", "title": "Down", "body": "b",
                                  "channels": ["hook-a"]}, follow_redirects=False)
@@ -163,7 +163,7 @@ def test_the_web_update_form_refuses_an_unknown_status(web):
     assert web.runtime.ledger.get_announcement(ann_id).status == "investigating"
 
 
-def test_the_cli_names_the_field_and_exits_2(api):
+def test_the_cli_names_the_field_and_exits_2(api):  # noqa: F811
     res = CliRunner().invoke(main, ["post", "--kind", "incident", "--title", "Down\nBcc: x@example.test",
                                     "--body", "b"], env=api.env(), catch_exceptions=False)
     assert res.exit_code == 2, res.output

@@ -22,19 +22,19 @@ import pytest
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 schemathesis = pytest.importorskip("schemathesis")
 
-from hypothesis import (
+from hypothesis import (  # noqa: E402 - after the importorskip above
     HealthCheck,
     Phase,
     given,
     settings,
     strategies as st,
 )
-from schemathesis import (
+from schemathesis import (  # noqa: E402 - after the importorskip above
     GenerationMode,
     checks as sc,
 )
 
-from .conftest import Env, config
+from .conftest import Env, config  # noqa: E402
 
 #: examples per operation and generation mode, by ledger; 21+ operations, most in both modes:
 #: ≈ 1,300 cases on SQLite, ≈ 450 on PostgreSQL (each case there costs a network round trip or more)

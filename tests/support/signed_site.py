@@ -110,6 +110,7 @@ class Setup:
 def cli(setup: Setup | None, *args: str, input: str | None = None):
     from click.testing import CliRunner
 
+    import broadcaster.cli.keys  # noqa: F401 - registers its commands on `main`
     from broadcaster.cli import main
 
     env = {"BROADCASTER_CONFIG": str(setup.path) if setup else ""}

@@ -91,7 +91,7 @@ class PayloadBug(Webhook):
 
     def send(self, post, *, key, progress=None):
         if self.after_request:
-            self.http
+            self.http  # noqa: B018 - the client was asked for: the request is on its way
         raise ValueError("cannot encode this title")
 
 

@@ -239,6 +239,7 @@ def test_import_updates_existing_rows_and_checks_the_list(tmp_path):
 
 
 def test_cli_commands(tmp_path):
+    import broadcaster.cli.data  # noqa: F401 - registers the commands on main
     from broadcaster.cli import main
 
     src = f"sqlite:///{tmp_path}/src.db"

@@ -70,7 +70,7 @@ def test_the_distribution_is_not_named_like_the_unrelated_project_on_the_public_
 
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError):
-        broadcaster.definitely_not_exported
+        broadcaster.definitely_not_exported  # noqa: B018
     with pytest.raises(ImportError):
         exec("from broadcaster import definitely_not_exported", {})
 

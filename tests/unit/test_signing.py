@@ -287,6 +287,7 @@ def test_signature_argument_parsing():
 def cli(args, input=None, env=None):
     from click.testing import CliRunner
 
+    import broadcaster.cli.keys  # noqa: F401 - registers its commands on `main`
     from broadcaster.cli import main
 
     return CliRunner().invoke(main, args, input=input, env={"BROADCASTER_CONFIG": "", **(env or {})})

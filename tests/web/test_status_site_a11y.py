@@ -17,7 +17,8 @@ import pytest
 from broadcaster.channels.statuspage import Statuspage, StatuspageSettings
 from broadcaster.models import Announcement, Message, Update, Window
 from tests.conftest import unavailable
-from tests.web.test_status_site_browser import Clock
+from tests.web.test_browser import browser  # noqa: F401 - the fixture
+from tests.web.test_status_site_browser import Clock, served  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.slow]
 CANDIDATES = [os.environ.get("BROADCASTER_AXE", ""), "/opt/axe/node_modules/axe-core/axe.min.js",
@@ -32,7 +33,7 @@ def axe_script() -> Path:
     raise AssertionError  # unreachable: unavailable() skips or fails
 
 
-def test_no_serious_accessibility_violations(browser, served):
+def test_no_serious_accessibility_violations(browser, served):  # noqa: F811 - fixtures
     script = axe_script()
     root, base = served
     clock = Clock(time.time() - 7200)

@@ -21,7 +21,7 @@ import pytest
 
 from broadcaster.channels.statuspage import Statuspage, StatuspageSettings
 from broadcaster.models import Announcement, Message, Update, Window
-from tests.web.test_browser import ARTIFACTS
+from tests.web.test_browser import ARTIFACTS, browser  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.slow]
 
@@ -54,7 +54,7 @@ def component_states(page) -> dict[str, str]:
     return {r.locator("span").nth(0).inner_text(): r.locator("span").nth(1).inner_text() for r in rows}
 
 
-def test_incident_on_two_components_then_resolved(browser, served, tmp_path):
+def test_incident_on_two_components_then_resolved(browser, served, tmp_path):  # noqa: F811 - fixture
     root, base = served
     clock = Clock(time.time() - 3 * 3600)
     settings = StatuspageSettings.model_validate({

@@ -17,6 +17,7 @@ import pytest
 
 from broadcaster import signing
 from tests.support.signed_site import ANN_ID, PAGE, Setup, cli, mastodon_text, verify_text, x_thread
+from tests.web.test_browser import browser  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.slow]
 
@@ -60,7 +61,7 @@ def verdict(page, text: str | None = None) -> str:
     return page.text_content("#out p") or ""
 
 
-def test_the_verify_page_in_a_real_browser(browser, system, site):
+def test_the_verify_page_in_a_real_browser(browser, system, site):  # noqa: F811
     problems: list[str] = []
     page = browser.new_page()
     page.on("pageerror", lambda e: problems.append(str(e)))
@@ -94,7 +95,7 @@ def test_the_verify_page_in_a_real_browser(browser, system, site):
     assert not problems, problems
 
 
-def test_a_revoked_key_fails_on_the_page_right_after_revoke(browser, system, site):
+def test_a_revoked_key_fails_on_the_page_right_after_revoke(browser, system, site):  # noqa: F811
     assert cli(system, "keys", "create", "--id", "k2").exit_code == 0
     assert cli(system, "keys", "revoke", "k1").exit_code == 0
     page = browser.new_page()
