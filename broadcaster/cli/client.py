@@ -12,9 +12,9 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from urllib.parse import quote
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import click
 import httpx

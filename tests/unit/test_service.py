@@ -418,8 +418,7 @@ def test_overall_summary_words(states, retracted, word):
 
 
 def test_the_cli_and_the_api_share_one_overall():
-    from broadcaster import models
-    from broadcaster import schemas
+    from broadcaster import models, schemas
     from broadcaster.cli import client
 
     assert service.overall is models.overall and schemas.overall is models.overall
