@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -45,6 +46,19 @@ def one_line(value: str) -> str:
     return value
 
 
+def raw_one_line(value: Any) -> Any:
+    """:func:`one_line` on the value as sent, before pydantic trims it: the models trim plain
+    blanks (``str_strip_whitespace``), which used to turn ``"deploy\\n"`` or ``"API\\n"`` into an
+    accepted value — a line break or control character anywhere in a one-line field is an error."""
+    if isinstance(value, str):
+        one_line(value)
+    return value
+
+
+#: a one-line field checked as sent (see :func:`raw_one_line`)
+AsSent = BeforeValidator(raw_one_line)
+
+
 def text(value: str) -> str:
     """A body: tabs and newlines are text, other control characters are not; CRLF becomes LF."""
     problem = text_problem(value, one_line=False)
@@ -53,14 +67,14 @@ def text(value: str) -> str:
     return multiline(value)
 
 
-Title = Annotated[str, Field(max_length=300), AfterValidator(one_line)]
+Title = Annotated[str, AsSent, Field(max_length=300), AfterValidator(one_line)]
 Body = Annotated[str, Field(max_length=20000), AfterValidator(text)]
 #: longest URL accepted anywhere (an announcement's link, where an operator found a post)
 URL_MAX = 2000
-Url = Annotated[str, Field(max_length=URL_MAX), AfterValidator(one_line)]
-Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(one_line)]
-ChannelName = Annotated[str, Field(min_length=1, max_length=CHANNEL), AfterValidator(one_line)]
-Status = Annotated[str, Field(min_length=1, max_length=STATUS), AfterValidator(one_line)]
+Url = Annotated[str, AsSent, Field(max_length=URL_MAX), AfterValidator(one_line)]
+Name = Annotated[str, AsSent, Field(min_length=1, max_length=NAME_MAX), AfterValidator(one_line)]
+ChannelName = Annotated[str, AsSent, AsSent, Field(min_length=1, max_length=CHANNEL), AfterValidator(one_line)]
+Status = Annotated[str, AsSent, Field(min_length=1, max_length=STATUS), AfterValidator(one_line)]
 #: why something was retracted or cancelled (multi-line; kept in the audit log and told to channels)
 Reason = Annotated[str, Field(max_length=2000), AfterValidator(text)]
 
@@ -140,15 +154,15 @@ class AnnouncementIn(BaseModel):
     """What a user submits once. ``channels`` empty → the route for ``kind``."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    kind: str = Field(..., json_schema_extra={"enum": list(KINDS)})
+    kind: Annotated[str, AsSent] = Field(..., json_schema_extra={"enum": list(KINDS)})
     title: Title = Field(..., min_length=1)
     body: Body = ""
     url: Url | None = None
-    severity: str | None = Field(None, json_schema_extra={"enum": [*SEVERITIES, None]})
+    severity: Annotated[str, AsSent] | None = Field(None, json_schema_extra={"enum": [*SEVERITIES, None]})
     status: Status | None = None
     components: list[Name] = Field(default_factory=list, max_length=50)
     #: optional: a state per named component instead of the one its severity gives
-    component_states: dict[Name, str] = Field(
+    component_states: dict[Name, Annotated[str, AsSent]] = Field(
         default_factory=dict, max_length=50,
         json_schema_extra={"additionalProperties": {"enum": list(COMPONENT_STATES)}})
     publish_at: float | str | None = None
@@ -223,8 +237,9 @@ class UpdateIn(BaseModel):
 
 def subscriber_field(value: Any) -> Any:
     """A subscriber's list, address, name or component names: one line each, no control
-    characters (the public form and the CSV import share it; the CSV export is read by
-    spreadsheets and mail merges, and a name ends up in mail headers)."""
+    characters, checked as sent (models use it ``mode="before"``, ahead of their trimming). The
+    public form and the CSV import share it; the CSV export is read by spreadsheets and mail
+    merges, and a name ends up in mail headers."""
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, str):
             one_line(item)
@@ -234,7 +249,7 @@ def subscriber_field(value: Any) -> Any:
 def check_subscriber(field: str, value: str | None) -> str | None:
     """:func:`subscriber_field` for callers outside a model: InvalidRequest naming ``field``."""
     if value is not None:
-        problem = text_problem(value, one_line=True)
+        problem = text_problem(value, one_line=True)  # as given: callers trim after, never before
         if problem:
             raise InvalidRequest(f"{field}: {problem}", field=field)
     return value

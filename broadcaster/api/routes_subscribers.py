@@ -70,7 +70,7 @@ class SubscribeIn(BaseModel):
     name: str | None = Field(None, max_length=200)
     marketing: bool = Field(False, description="also send promotions (explicit consent; off unless asked)")
 
-    _one_line = field_validator("list", "address", "name", "components")(subscriber_field)
+    _one_line = field_validator("list", "address", "name", "components", mode="before")(subscriber_field)
 
 
 class SubscribeOut(BaseModel):

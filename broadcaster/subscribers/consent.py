@@ -43,15 +43,15 @@ def normalize_address(address: str) -> str:
 
 
 def check_address(address: str) -> str:
+    check_subscriber("address", address)  # as given: normalizing must not hide a line break
     a = normalize_address(address)
-    check_subscriber("address", a)
     if len(a) > 320 or not _mail.valid_address(a):
         raise InvalidRequest("address: not an email address", field="address")
     return a
 
 
 def check_list(name: str) -> str:
-    name = check_subscriber("list", (name or "").strip()) or ""
+    name = (check_subscriber("list", name) or "").strip()
     if not name or len(name) > LIST_NAME_MAX:
         raise InvalidRequest("list: give a list name of 1 to 100 characters", field="list")
     return name
@@ -70,7 +70,7 @@ def check_components(components: Iterable[str] | None) -> tuple[str, ...]:
     for c in components or ():
         if not isinstance(c, str):
             raise InvalidRequest("components: must be names", field="components")
-        c = check_subscriber("components", c.strip()) or ""
+        c = (check_subscriber("components", c) or "").strip()
         if not c or len(c) > 100 or ";" in c:
             raise InvalidRequest("components: names are 1 to 100 characters, without ';'", field="components")
         if c not in out:

@@ -49,15 +49,16 @@ def compose_ctx(rt: Runtime, values: dict[str, Any]) -> dict[str, Any]:
 
 def ticked_components(form: FormData) -> list[str]:
     """Ticked component boxes; a comma-separated text value (older clients, scripts) is split."""
-    return [name.strip() for value in form.getlist("components") if isinstance(value, str)
+    return [name.strip(" ") for value in form.getlist("components") if isinstance(value, str)
             for name in value.split(",") if name.strip()]
 
 
 def announcement_data(form: FormData) -> dict[str, Any]:
-    """The compose form → the service's AnnouncementIn fields."""
+    """The compose form → the service's AnnouncementIn fields. Only plain spaces are trimmed: a
+    line break or control character reaches the checks and is refused, never cleaned away."""
     def get(k: str) -> str:
         v = form.get(k)
-        return v.strip() if isinstance(v, str) else ""
+        return v.strip(" ") if isinstance(v, str) else ""
 
     channels = [c for c in form.getlist("channels") if isinstance(c, str) and c]
     body = form.get("body")
@@ -65,6 +66,8 @@ def announcement_data(form: FormData) -> dict[str, Any]:
                             "channels": channels}
     if get("url"):
         data["url"] = get("url")
+    if get("status"):  # a status the author chose is checked, never replaced by the default
+        data["status"] = get("status")
     if get("severity") and data["kind"] == "incident":
         data["severity"] = get("severity")
     comps = ticked_components(form)

@@ -265,7 +265,7 @@ def _action(request: Request, form: FormData, ann_id: str, fn) -> Response:
 @router.post("/announcements/{ann_id}/updates")
 def post_update(request: Request, ann_id: str, form: Form) -> Response:
     def act(rt, form, principal):
-        data = {"status": (form.get("status") or "").strip(), "body": form.get("body") or ""}
+        data = {"status": (form.get("status") or "").strip(" "), "body": form.get("body") or ""}
         key = (form.get("idempotency_key") or "")[:200] or None
         service.add_update(rt, ann_id, data, principal=principal, idempotency_key=key and f"web:{key}")
         return "update"

@@ -252,3 +252,69 @@ def test_a_subscriber_name_and_a_token_name_refuse_bidi_controls(e):
     refused(e, r, "name")
     with pytest.raises(InvalidRequest, match="U\\+2066"):
         check_token_name("ci\u2066bot")
+
+
+# ---------------------------------------------------------------- refused, never cleaned up
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"kind": "deploy\n", "channels": ["ops-chat"]}, "kind"),
+    ({"kind": "\rincident"}, "kind"),
+    ({"components": ["API\n"]}, "components.0"),
+    ({"severity": "major\r\n"}, "severity"),
+    ({"title": "Down\n"}, "title"),
+    ({"tags": ["\tops"]}, "tags.0"),
+    ({"channels": ["hook\n"]}, "channels.0"),
+    ({"url": "https://example.test/\n"}, "url"),
+    ({"components": ["API"], "component_states": {"API\n": "major_outage"}}, "component_states.API\n.[key]"),
+], ids=["kind-lf", "kind-cr", "component-lf", "severity-crlf", "title-lf", "tag-tab", "channel-lf", "url-lf",
+        "state-key-lf"])
+def test_a_trailing_line_break_in_a_one_line_field_is_refused_not_stripped(e, fields, field):
+    """``"kind": "deploy\\n"`` and ``"components": ["API\\n"]`` used to be accepted and stored
+    stripped, while a title with a line break inside was refused."""
+    before = counts(e.ledger)
+    r = e.client.post("/api/v1/announcements", json={**GOOD, **fields}, headers=e.admin)
+    err = assert_error(r, 422, "invalid_request")
+    assert err["details"]["field"].startswith(field.split(".")[0]), err
+    assert counts(e.ledger) == before
+
+
+def test_plain_surrounding_spaces_are_still_trimmed(e):
+    a = e.submit(kind=" incident ", title="  Down  ", severity=" major ")
+    stored = e.ledger.get_announcement(a["id"])
+    assert (stored.kind, stored.title, stored.severity) == ("incident", "Down", "major")
+
+
+def test_an_update_status_with_a_trailing_line_break_is_refused(e):
+    a = e.submit()
+    refused(e, e.client.post(f"/api/v1/announcements/{a['id']}/updates", json={"status": "resolved\n", "body": "b"},
+                             headers=e.admin), "status")
+    assert e.ledger.get_announcement(a["id"]).status == "investigating"
+
+
+@pytest.mark.parametrize("status", ["resolved\r\nX", "resolved\n", "nonsense"])
+def test_the_web_forms_never_store_a_status_other_than_the_one_given(web, status):  # noqa: F811
+    """``status=resolved\\r\\nX`` on the compose form answered 303 and stored ``investigating``."""
+    c, csrf = web.signed_in()
+    before = counts(web.runtime.ledger)
+    r = c.post("/compose", data={"csrf": csrf, "kind": "incident", "title": "Down", "body": "b", "status": status,
+                                 "channels": ["hook-a"]}, follow_redirects=False)
+    assert r.status_code == 400 and "status" in r.text, r.status_code
+    assert counts(web.runtime.ledger) == before
+    r = c.post("/compose", data={"csrf": csrf, "kind": "incident", "title": "Down", "body": "b",
+                                 "channels": ["hook-a"]}, follow_redirects=False)
+    ann_id = r.headers["location"].split("/")[-1].split("?")[0]
+    r = c.post(f"/announcements/{ann_id}/updates", data={"csrf": csrf, "status": status, "body": "b"},
+               follow_redirects=False)
+    assert r.status_code >= 400 and "status" in r.text
+    assert web.runtime.ledger.get_announcement(ann_id).status == "investigating"
+
+
+@pytest.mark.parametrize("fields, field", [({"components": ["API\n"]}, "components"),
+                                           ({"address": "y@example.com\n"}, "address"),
+                                           ({"list": "customers\r\n"}, "list")])
+def test_a_subscription_with_a_trailing_line_break_is_refused(e, fields, field):
+    before = counts(e.ledger)
+    r = e.client.post("/api/v1/subscribe", json={"list": "customers", "address": "y@example.com", **fields})
+    refused(e, r, field)
+    assert counts(e.ledger) == before
