@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
+from .. import components as components_of
 from ..channels import _mail
 from ..config import Settings
 from ..errors import InvalidRequest, NotFound
@@ -80,6 +81,15 @@ def check_components(components: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def known_components(components: Iterable[str] | None, settings: Settings) -> tuple[str, ...]:
+    """:func:`check_components`, then each name in its configured spelling; a name no status
+    channel declares is refused with ``details.known`` (as at submit: an announcement naming it
+    is refused, so a subscription to it would never be served). A validation error, the same
+    whoever is subscribed, so it tells nothing about who is."""
+    names = check_components(components)
+    return tuple(components_of.resolve(names, settings)) if names else ()
+
+
 def public_lists(settings: Settings) -> set[str]:
     """Lists anyone may subscribe to: configured ones and those an email channel mails."""
     names = set(links.settings_of(settings).lists)
@@ -122,7 +132,7 @@ def subscribe(runtime: Runtime, list_name: str, address: str, *, components: Ite
     confirmation mail went to the address within the interval, queue one. The caller must not
     tell anyone what came back."""
     settings = runtime.settings
-    req = _request(list_name, address, components, name, marketing)
+    req = _request(list_name, address, known_components(components, settings), name, marketing)
     if req.list not in public_lists(settings):
         raise InvalidRequest("list: no such list", field="list")
     links.secret(settings)  # refuse before writing anything if links cannot be signed

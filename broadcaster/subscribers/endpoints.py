@@ -51,7 +51,7 @@ from ..ledger import Ledger
 from ..ledger.endpoints import STATES, Endpoint, EndpointRequest, EndpointStore
 from ..models import Post
 from . import audience, confirmation, links
-from .consent import check_address, check_components, check_list
+from .consent import check_address, check_list, known_components
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -130,7 +130,7 @@ def register(runtime: Runtime, list_name: str, fmt: str, url: str, *, components
     fmt, url = check_endpoint(fmt, url, ch.formats, ch.rules, resolver)
     owner = check_address(owner) if owner else None
     req = EndpointRequest(list=list_name, format=fmt, url=url, url_key=hashlib.sha256(url.encode()).hexdigest(),
-                          owner=owner, components=check_components(components))
+                          owner=owner, components=known_components(components, settings))
     links.secret(settings)  # refuse before writing anything if secrets cannot be derived
     cfg = links.settings_of(settings)
     store = EndpointStore(runtime.ledger)

@@ -309,3 +309,11 @@ def test_the_post_goes_to_the_address_that_was_checked():
     assert req.url.host == "93.184.216.34" and req.url.port == 8443 and req.url.query == b"x=1"
     assert req.headers["host"] == "hooks.example.test:8443"
     assert req.extensions["sni_hostname"] == "hooks.example.test"
+
+
+def test_an_endpoint_for_an_unknown_component_is_refused(env, receiver):
+    r = register(env, receiver.url + "/slack", "slack", components=["Nope"], owner=OWNER)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["details"]["field"] == "components" and err["details"]["known"] == ["API", "Web"]
+    assert receiver.requests == []  # no challenge went out

@@ -53,7 +53,8 @@ def env(tmp_path):
     cfg = config()
     cfg["channels"] = {**cfg["channels"], "mail": {
         "kind": "email", "smtp": {"host": "smtp.example.test", "password": "smtp-password-secret-1"},
-        "from_address": "news@example.test", "lists": ["news"]}}
+        "from_address": "news@example.test", "lists": ["news"]},
+        "site": {"kind": "statuspage", "output_dir": str(tmp_path / "site"), "components": ["api", "web", "db"]}}
     e = Env(tmp_path, cfg)
     e.runtime.settings = e.runtime.settings.model_copy(
         update={"subscribers": SubscribersSettings(secret_key=SIGNING_KEY)})
@@ -336,3 +337,30 @@ def test_cancel_a_maintenance_window_tells_every_channel(env):
     detail = env.get(f"/announcements/{ann['id']}").json()
     assert detail["status"] == "cancelled" and [u["status"] for u in detail["updates"]] == ["cancelled"]
     assert_error(env.post(f"/maintenance/{env.submit()['id']}/cancel"), 422, "invalid_request")
+
+
+# ---------------------------------------------------------------- components must be known
+
+
+def test_an_unknown_component_is_refused_with_the_known_ones(env):
+    """A subscription to ``Nope`` used to be accepted (202) although no announcement can name it."""
+    r = subscribe(env, components=["api", "Nope"])
+    err = assert_error(r, 422, "invalid_request")
+    assert err["details"]["field"] == "components" and err["details"]["known"] == ["api", "web", "db"]
+    assert "'Nope'" in err["message"]
+    assert env.outbox.sent == [] and subs.find(env.ledger, "news", "reader@example.test") is None
+    r = form_subscribe(env, components="Nope")
+    assert r.status_code in (400, 422) and "Nope" in r.text
+    assert env.outbox.sent == [] and subs.find(env.ledger, "news", "reader@example.test") is None
+
+
+def test_the_answer_to_an_unknown_component_does_not_depend_on_who_is_subscribed(env):
+    confirmed(env, "known@example.test")
+    a = subscribe(env, "known@example.test", components=["Nope"])
+    b = subscribe(env, "stranger@example.test", components=["Nope"])
+    assert a.status_code == 422 and (a.status_code, a.json()) == (b.status_code, b.json())
+
+
+def test_a_component_is_stored_in_its_configured_spelling(env):
+    assert subscribe(env, components=["API", " Db "]).status_code == 202
+    assert subs.find(env.ledger, "news", "reader@example.test").components == ("api", "db")
