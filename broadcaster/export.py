@@ -43,6 +43,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from . import subscribers as subs
+from .config import Settings
 from .csvcells import as_text_cell, from_text_cell
 from .errors import Conflict, InvalidRequest
 from .ledger import schema as t
@@ -348,7 +349,8 @@ class CsvImport:
                 "errors": [{"line": n, "message": m} for n, m in self.errors]}
 
 
-def _csv_row(values: dict[str, str], list_name: str | None, now: float) -> dict[str, Any]:
+def _csv_row(values: dict[str, str], list_name: str | None, now: float,
+             settings: Settings | None = None) -> dict[str, Any]:
     """One CSV row → column values, or ValueError saying what is wrong."""
     values = {k: from_text_cell(v) for k, v in values.items()}
     try:
@@ -365,7 +367,9 @@ def _csv_row(values: dict[str, str], list_name: str | None, now: float) -> dict[
     try:
         name_of_list = subs.check_list(name_of_list)
         address = subs.check_address(values.get("address") or "")
-        components = subs.check_components([c for c in (values.get("components") or "").split(";") if c.strip()])
+        named = [c for c in (values.get("components") or "").split(";") if c.strip()]
+        components = (subs.known_components(named, settings) if settings is not None
+                      else subs.check_components(named))
     except InvalidRequest as exc:
         raise ValueError(str(exc)) from None
     name = values.get("name") or None
@@ -385,8 +389,10 @@ def _csv_row(values: dict[str, str], list_name: str | None, now: float) -> dict[
 
 
 def import_subscribers_csv(ledger, fp: IO[str], *, list_name: str | None = None, actor: str = "cli",
-                           batch: int = PAGE) -> CsvImport:
-    """Store every good row; report each bad one as ``(line number, message)``."""
+                           batch: int = PAGE, settings: Settings | None = None) -> CsvImport:
+    """Store every good row; report each bad one as ``(line number, message)``. With
+    ``settings``, a row naming a component no status channel declares is a bad row (as at the
+    public form); the configured spelling is stored."""
     from .ledger.repository import new_id
 
     report = CsvImport()
@@ -440,7 +446,7 @@ def import_subscribers_csv(ledger, fp: IO[str], *, list_name: str | None = None,
             report.errors.append((start, f"has {len(values)} fields, the header has {len(header)}"))
             continue
         try:
-            row = _csv_row(dict(zip(header, values, strict=True)), list_name, now)
+            row = _csv_row(dict(zip(header, values, strict=True)), list_name, now, settings)
         except ValueError as exc:
             report.errors.append((start, str(exc)))
             continue

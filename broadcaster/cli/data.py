@@ -66,7 +66,8 @@ def subscribers_import(ctx, file, list_name):
         ctx.exit(EXIT_USAGE)
     with fp, _ledger(ctx) as ledger:
         try:
-            report = export.import_subscribers_csv(ledger, fp, list_name=list_name, actor=_actor())
+            report = export.import_subscribers_csv(ledger, fp, list_name=list_name, actor=_actor(),
+                                                   settings=load(ctx))
         except InvalidRequest as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_USAGE)

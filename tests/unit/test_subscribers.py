@@ -487,3 +487,16 @@ def test_the_config_section_keeps_its_secret(tmp_path):
     assert subs.verify(rt.settings, token, "unsubscribe") == ["sub_x", "list"]
     assert SECRET not in repr(cfg) and SECRET not in token
     rt.ledger.close()
+
+
+def test_a_csv_import_with_settings_refuses_unknown_components_and_respells_known_ones(rt):
+    import io
+
+    from broadcaster import export
+
+    csv = io.StringIO("address,list,components\na@example.test,news,API;Nope\nb@example.test,news,API;Db\n")
+    report = export.import_subscribers_csv(rt.ledger, csv, settings=rt.settings)
+    assert report.inserted == 1 and len(report.errors) == 1
+    assert report.errors[0][0] == 2 and "Nope" in report.errors[0][1]
+    assert subs.find(rt.ledger, "news", "a@example.test") is None
+    assert subs.find(rt.ledger, "news", "b@example.test").components == ("api", "db")
