@@ -17,7 +17,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "broadcaster"
 
 #: modules outside broadcaster/ledger that still build SQL themselves (to be moved; never grow)
-STILL_SPEAKING_SQL = {"broadcaster.export", "broadcaster.limits"}
+STILL_SPEAKING_SQL = {"broadcaster.export"}
 
 
 def modules() -> dict[str, Path]:
