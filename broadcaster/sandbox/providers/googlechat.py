@@ -71,7 +71,7 @@ class GoogleChat(Provider):
             if key and not existing:
                 self.threads[(space, key)] = thread_name
         name = f"spaces/{space}/messages/m{n}"
-        self.state.add_post(self.name, id=name, text=text, key=key, reply_to=existing if reply else None,
+        self.state.add_post(self.name, id=name, text=text, thread_key=key, reply_to=existing if reply else None,
                             thread=thread_name)
         created = datetime.fromtimestamp(self.state.clock(), UTC).isoformat().replace("+00:00", "Z")
         return self.json({"name": name, "sender": {"name": "users/webhook", "type": "BOT"}, "text": text,
