@@ -1,6 +1,6 @@
 """Plain data shared by the ledger, the delivery engine and the channels.
 
-No I/O here: these are the nouns of PRODUCT.md (announcement, update, delivery, post, receipt).
+No I/O here: these are the nouns of the product (docs/architecture.md) (announcement, update, delivery, post, receipt).
 """
 
 from __future__ import annotations

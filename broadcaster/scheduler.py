@@ -19,7 +19,7 @@ from .runtime import Runtime, broker_url, state_redis_url
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_KEEP = 48 * 3600.0  # PRODUCT.md promises at least 24 h
+IDEMPOTENCY_KEEP = 48 * 3600.0  # an Idempotency-Key replays for at least 24 h (the documented promise)
 HEARTBEAT_KEY = "bc:scheduler:last_tick"  # exported by /metrics for the "scheduler not running" alert
 SENTINEL_KEY = "bc:broker:sentinel"  # vanishes with the queues when Redis restarts empty or is flushed
 

@@ -1,4 +1,4 @@
-"""Idempotency-Key for the action POSTs (retract, cancel, retry), PRODUCT.md guarantee 3.
+"""Idempotency-Key for the action POSTs (retract, cancel, retry), the client-idempotency guarantee (docs/reliability.md).
 
 Submit and update get theirs from the service (the key is stored in the same transaction as the
 announcement). The actions are idempotent in effect but not in their answer — a second retract

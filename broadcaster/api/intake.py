@@ -1,4 +1,4 @@
-"""Protection of the intake (PRODUCT.md guarantee 7), as one ASGI middleware in front of routing.
+"""Protection of the intake (the "under attack" guarantee, docs/reliability.md), as one ASGI middleware in front of routing.
 
 The order is chosen so junk costs as little as possible and real posts keep flowing:
 

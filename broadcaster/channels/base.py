@@ -119,7 +119,7 @@ class Channel(Generic[S]):
     can_retract: ClassVar[bool] = False
     #: publishes announcements' signatures (the status site), so its posts carry one
     carries_signatures: ClassVar[bool] = False
-    #: a public channel must never see a post twice (PRODUCT.md guarantee 2)
+    #: a public channel must never see a post twice (the at-most-once guarantee, docs/reliability.md)
     public: ClassVar[bool] = True
     #: every remote call goes through ``self.http`` or follows an ``io_begins()`` (module docstring)
     marks_io: ClassVar[bool] = True

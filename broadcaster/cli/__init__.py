@@ -1,6 +1,6 @@
 """The ``broadcaster`` command. Each module adds its commands to :data:`main`.
 
-Exit codes (PRODUCT.md): 0 all delivered / ok, 1 some channel failed or unknown, 2 usage or
+Exit codes: 0 all delivered / ok, 1 some channel failed or unknown, 2 usage or
 configuration error, 3 server unreachable. No traceback reaches the user.
 """
 

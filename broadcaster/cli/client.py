@@ -1,7 +1,7 @@
 """Client commands over the HTTP API: post, update, retract, cancel, status, list, retry, preview.
 
 They talk only to the API (``BROADCASTER_URL``, ``BROADCASTER_TOKEN``), never to the ledger, so a
-CI runner needs nothing but a URL and a scoped token. Exit codes follow PRODUCT.md: 0 all
+CI runner needs nothing but a URL and a scoped token. Exit codes: 0 all
 delivered / ok, 1 some channel failed or unknown (or ``--wait`` timed out), 2 usage, config or a
 refused request, 3 server unreachable.
 """

@@ -1,6 +1,6 @@
 """A large mailing through SMTP to a loopback server, with a worker killed halfway.
 
-The promise under test (issue 3, PRODUCT.md "email"): everyone on the list gets exactly one
+The promise under test (the email channel, docs/configuration.md): everyone on the list gets exactly one
 mail even when the server refuses some recipients temporarily (4xx on their first RCPT) and the
 worker process is SIGKILLed in the middle of the mailing. A second worker process then finishes
 the job; the scheduler thread in this test process expires the dead worker's lease.

@@ -1,4 +1,4 @@
-"""Under attack (PRODUCT.md guarantee 7): the real API, served by uvicorn in its own process
+"""Under attack (the "under attack" guarantee, docs/reliability.md): the real API, served by uvicorn in its own process
 (``broadcaster api``) with its rate limits in a real Redis, is flooded on loopback with junk —
 requests without a token, with guessed tokens, and from a valid but over-eager token — while a
 legitimate client posts one announcement a second.

@@ -1,4 +1,4 @@
-"""The audit log is complete (PRODUCT.md guarantee 8: every action is in the audit log with its
+"""The audit log is complete (the "nothing leaks" guarantee, docs/reliability.md: every action is in the audit log with its
 author): each mutating API action — submit, update, retract, cancel, retry, maintenance cancel —
 and each token create/revoke leaves an ``audit_log`` row naming the token that did it; refused
 actions (403, 401, 422) leave none; an idempotent replay adds none.

@@ -1,7 +1,7 @@
 """Bad input at the intake: oversized and deeply nested bodies, invalid UTF-8, control characters,
 a 1 MB title, 500 channels, wrong content types, huge headers, numbers JSON allows but time does not.
 
-Promise checked (PRODUCT.md guarantee 7 and Interfaces): every such request is refused with a
+Promise checked (the "under attack" guarantee and the API error shape, docs/reliability.md): every such request is refused with a
 clear ``{"error": {...}}`` answer and leaves nothing behind — no announcement, delivery, update,
 idempotency key or audit row is written by a refused request (counted table by table).
 """

@@ -1,7 +1,7 @@
 """Schemathesis against our own OpenAPI, in-process over ASGI (no network), with an admin token.
 
 Every operation in ``/openapi.json`` gets schema-valid ("positive") and schema-violating
-("negative") requests generated from the spec. Promise checked (PRODUCT.md, Interfaces): no
+("negative") requests generated from the spec. Promise checked (the API error shape, docs/reliability.md): no
 request, however odd, gets a 5xx; every error is ``{"error": {"code", "message", "details"}}``;
 every 2xx answer matches its documented schema and content type. Hypothesis is derandomized,
 so a run is reproducible; at least 1,000 cases are generated on SQLite (figures printed at the end).

@@ -2,7 +2,7 @@
 
 Seven callers — admin, full poster (any kind, any channel, not admin), deploy-only, a token
 limited to one channel, a revoked token, an unknown token, no token — against every operation,
-each on a fresh target, with the status each must get (PRODUCT.md Interfaces, Auth). The matrix
+each on a fresh target, with the status each must get (docs/reliability.md, "Tokens and scopes"). The matrix
 is checked against ``/openapi.json`` so a new endpoint without a row fails here.
 
 Timing: an unknown token and a known-but-refused one (revoked, or a real one with one character

@@ -1,4 +1,4 @@
-"""Secrets never leak (PRODUCT.md guarantee 8).
+"""Secrets never leak (docs/reliability.md).
 
 Known secret values are configured — through ``${VAR}`` from the environment, as in production —
 for every kind of credential: a chat webhook URL, a webhook signing secret, a Mastodon token, an
