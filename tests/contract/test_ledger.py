@@ -12,21 +12,7 @@ import pytest
 from broadcaster.errors import IdempotencyConflict, NotFound
 from broadcaster.ledger import LATEST, Ledger, current_version, make_engine, migrate
 from broadcaster.models import DeliveryState as S, Receipt
-
-NOW = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = NOW):
-        self.t = t
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.t += seconds
+from tests.support.runtime import NOW, Clock
 
 
 @pytest.fixture

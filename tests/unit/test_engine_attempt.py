@@ -18,20 +18,7 @@ from broadcaster.models import DeliveryState as S, Receipt
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
 from broadcaster.wakeup import MemoryEnqueuer
-from tests.support.runtime import wakeups
-
-NOW = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = NOW):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from tests.support.runtime import NOW, Clock, wakeups
 
 
 class Provider:
