@@ -29,28 +29,44 @@ SLOTS = 2
 QUEUE = 8
 RETRY_AFTER = 2
 
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = weakref.WeakKeyDictionary()
+class _Slots:
+    """One loop's limiter and its own count of previews admitted (rendering or waiting).
+
+    The count is kept here, changed without an ``await`` between the check and the increment:
+    the limiter's own statistics only see a waiter once it reaches ``acquire``, after a
+    checkpoint, so requests arriving together would all pass a check made on them.
+    """
+
+    def __init__(self) -> None:
+        self.limiter = CapacityLimiter(SLOTS)
+        self.admitted = 0
+
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slots] = weakref.WeakKeyDictionary()
 
 
 class Busy(Exception):
     """Every slot is rendering and the queue is full."""
 
 
-def _limiter() -> CapacityLimiter:
+def _for_this_loop() -> _Slots:
     loop = asyncio.get_running_loop()  # one per event loop (tests run several)
-    limiter = _limiters.get(loop)
-    if limiter is None:
-        limiter = _limiters[loop] = CapacityLimiter(SLOTS)
-    return limiter
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = _Slots()
+    return slots
 
 
 async def render(fn: Callable[..., T], *args: object) -> T:
     """``fn(*args)`` in a worker thread once a slot is free; :class:`Busy` if the queue is full."""
-    limiter = _limiter()
-    stats = limiter.statistics()
-    if stats.borrowed_tokens >= stats.total_tokens and stats.tasks_waiting >= QUEUE:
+    slots = _for_this_loop()
+    if slots.admitted >= SLOTS + QUEUE:
         raise Busy()
-    return await to_thread.run_sync(fn, *args, limiter=limiter)
+    slots.admitted += 1
+    try:
+        return await to_thread.run_sync(fn, *args, limiter=slots.limiter)
+    finally:
+        slots.admitted -= 1
 
 
 def busy() -> JSONResponse:

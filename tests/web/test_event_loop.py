@@ -63,14 +63,15 @@ def sign_in(url: str, app) -> tuple[httpx.Client, str, str]:
 class Gate:
     """Wraps a function so each call waits until the test opens the gate."""
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, *, hold: float = 30.0):
         self.fn = fn
+        self.hold = hold  # a bound so a failed test cannot leave a request parked for ever
         self.entered = threading.Event()
         self.opened = threading.Event()
 
     def __call__(self, *a, **kw):
         self.entered.set()
-        self.opened.wait(30)
+        self.opened.wait(self.hold)
         return self.fn(*a, **kw)
 
 
@@ -216,7 +217,9 @@ def test_a_pile_of_slow_previews_leaves_the_thread_pool_to_everyone_else(live, m
     # a bound on a stalled request only (a busy CI machine may take a while to answer 48 at
     # once); what is asserted is who gets 503 and who gets 200, not how fast
     c.timeout = httpx.Timeout(120)
-    gate = Gate(routes_preview.render_one)
+    # held longer than the wait below: a render released by the gate's own bound would free a
+    # slot, let a queued preview in and turn the count of refusals into a race with the clock
+    gate = Gate(routes_preview.render_one, hold=200)
     monkeypatch.setattr(routes_preview, "render_one", gate)
     body = {"kind": "incident", "title": "Pile", "body": "word " * 100, "channels": ["hook-a"]}
     answers: list[int] = []
