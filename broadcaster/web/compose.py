@@ -14,11 +14,15 @@ from typing import Any
 from starlette.datastructures import FormData
 
 from .. import components as component_names
-from ..models import KINDS
+from ..models import COMPONENT_STATES, KINDS
 from ..runtime import Runtime
 
 #: form fields re-shown after a refused submit
 TEXT_FIELDS = ("kind", "title", "body", "url", "severity", "publish_at", "starts_at", "ends_at")
+#: a component's explicit state is the select ``state__<component name>`` (empty: from severity)
+STATE_PREFIX = "state__"
+#: the states the form offers, worded as the status page words them ("Partial outage")
+STATE_LABELS = {s: s.replace("_", " ").capitalize() for s in COMPONENT_STATES}
 
 
 def utc_time(value: str) -> str:
@@ -36,12 +40,15 @@ def compose_ctx(rt: Runtime, values: dict[str, Any]) -> dict[str, Any]:
     chosen = values.get("channels")
     routes = {k: list(settings.route(k)) for k in KINDS}
     ticked = {str(n).casefold() for n in values.get("components") or ()}
+    states = {str(k).casefold(): v for k, v in (values.get("component_states") or {}).items()}
     return {
         "values": {**values, "kind": kind},
         "channels": [{"name": n, "kind": c.kind, "description": c.description,
                       "checked": n in (chosen if chosen is not None else routes[kind])}
                      for n, c in settings.channels.items() if c.enabled],
-        "components": [{"name": n, "checked": n.casefold() in ticked} for n in component_names.known(settings)],
+        "components": [{"name": n, "checked": n.casefold() in ticked, "state": states.get(n.casefold(), "")}
+                       for n in component_names.known(settings)],
+        "component_states": STATE_LABELS,
         "routes": routes,
         "idempotency_key": values.get("idempotency_key") or str(uuid.uuid4()),
     }
@@ -51,6 +58,14 @@ def ticked_components(form: FormData) -> list[str]:
     """Ticked component boxes; a comma-separated text value (older clients, scripts) is split."""
     return [name.strip(" ") for value in form.getlist("components") if isinstance(value, str)
             for name in value.split(",") if name.strip()]
+
+
+def chosen_states(form: FormData) -> dict[str, str]:
+    """The states picked in the per-component selects (an empty choice: the severity decides).
+    A state for a component that is not ticked is passed on and refused by the service, which
+    names ``component_states`` — the form never drops what the author chose."""
+    return {key[len(STATE_PREFIX):]: value for key, value in form.multi_items()
+            if key.startswith(STATE_PREFIX) and isinstance(value, str) and value}
 
 
 def announcement_data(form: FormData) -> dict[str, Any]:
@@ -73,6 +88,9 @@ def announcement_data(form: FormData) -> dict[str, Any]:
     comps = ticked_components(form)
     if comps:
         data["components"] = comps
+    states = chosen_states(form)
+    if states:
+        data["component_states"] = states
     if get("publish_at"):
         data["publish_at"] = utc_time(get("publish_at"))  # datetime-local is shown as UTC
     if data["kind"] == "maintenance" and (get("starts_at") or get("ends_at")):
@@ -91,5 +109,6 @@ def announcement_data(form: FormData) -> dict[str, Any]:
 def form_values(form: FormData, data: dict[str, Any], key: str | None) -> dict[str, Any]:
     """What the form showed, to show it again with the error."""
     values: dict[str, Any] = {k: form.get(k) for k in TEXT_FIELDS}
-    return {**values, "components": ticked_components(form), "channels": data["channels"],
+    return {**values, "components": ticked_components(form), "component_states": chosen_states(form),
+            "channels": data["channels"],
             "idempotency_key": key, "variants": data.get("variants", {})}

@@ -303,3 +303,25 @@ def test_compose_creates_a_maintenance_window_through_the_same_validation(web):
     assert r.status_code == 303, r.text
     [ann] = web.runtime.ledger.list_announcements()
     assert (ann.window.starts_at, ann.window.ends_at) == (1796013000.0, 1796018400.0)  # the form's times are UTC
+
+
+def test_compose_sets_component_states_explicitly(web):
+    c, csrf = web.signed_in()
+    page = c.get("/compose").text
+    assert 'name="state__API"' in page and 'name="state__Checkout"' in page
+    assert 'value="major_outage">Major outage</option>' in page
+    # a state for a component that is not ticked is refused, naming the field, and kept on the form
+    r = compose(c, csrf, components=["API"], state__Checkout="major_outage", idempotency_key="s-1")
+    assert r.status_code == 400 and "component_states" in r.text and "not among" in r.text
+    assert '<option value="major_outage" selected>' in r.text
+    assert web.runtime.ledger.list_announcements() == []
+    # a state that is not one of the five is refused by the same check as the API's
+    r = compose(c, csrf, components=["API"], state__API="on_fire", idempotency_key="s-2")
+    assert r.status_code == 400 and "not a component state" in r.text
+    r = compose(c, csrf, components=["API", "Checkout"], state__API="major_outage", state__Checkout="",
+                idempotency_key="s-3")
+    assert r.status_code == 303, r.text
+    [ann] = web.runtime.ledger.list_announcements()
+    assert ann.component_states == {"API": "major_outage"}  # Checkout follows the severity
+    detail = c.get(f"/ui/announcements/{ann.id}").json()
+    assert detail["component_states"] == {"API": "major_outage"}

@@ -33,6 +33,11 @@
     var comps = Array.prototype.map.call(form.querySelectorAll('input[name="components"]:checked'),
       function (c) { return c.value; });
     if (comps.length) data.components = comps;
+    form.querySelectorAll("select[data-component]").forEach(function (s) {
+      if (!s.value) return;  // empty: the severity decides
+      data.component_states = data.component_states || {};
+      data.component_states[s.getAttribute("data-component")] = s.value;
+    });
     if (kind.value === "maintenance" && (form.starts_at.value || form.ends_at.value)) {
       // datetime-local has no zone; the form says UTC (the server reads it the same way)
       data.window = { starts_at: utc(form.starts_at.value), ends_at: utc(form.ends_at.value) };
@@ -98,6 +103,15 @@
     later();
   }
 
+  // choosing a component's state means it is affected: tick it (without script the server says so)
+  form.querySelectorAll("select[data-component]").forEach(function (s) {
+    s.addEventListener("change", function () {
+      if (!s.value) return;
+      form.querySelectorAll('input[name="components"]').forEach(function (c) {
+        if (c.value === s.getAttribute("data-component")) c.checked = true;
+      });
+    });
+  });
   kind.addEventListener("change", onKind);
   form.addEventListener("input", later);
   form.addEventListener("change", later);
