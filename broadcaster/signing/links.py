@@ -19,7 +19,7 @@ VERIFY_PAGE = "verify.html"
 
 @dataclass(frozen=True)
 class SigningConfig:
-    """The ``signing:`` section (read duck-typed, so it works before and after config.py has it)."""
+    """The ``signing:`` section (read duck-typed, so it works before and after broadcaster.config has it)."""
 
     key_dir: str = "var/keys"
     key_id: str | None = None  # sign with this key; default: the keyring's active key

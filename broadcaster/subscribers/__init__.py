@@ -72,7 +72,7 @@ from .links import (
     verify,
 )
 
-#: the ``subscribers:`` section is defined once, in config.py
+#: the ``subscribers:`` section is defined once, in broadcaster.config
 SubscriberSettings = SubscribersSettings
 
 __all__ = [
