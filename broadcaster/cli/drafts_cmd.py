@@ -9,7 +9,10 @@ from typing import Any
 import click
 
 from . import EXIT_OK, main
-from .client import ID, Api, connection_options, emit_json, json_option, run, seg, table
+from .apiclient import ID, Api, seg
+from .options import connection_options, json_option
+from .output import emit_json, table
+from .running import run
 
 
 @main.group()

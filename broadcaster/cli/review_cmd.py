@@ -7,7 +7,10 @@ import uuid
 import click
 
 from . import EXIT_OK, main
-from .client import ID, Api, connection_options, emit_json, json_option, run, seg
+from .apiclient import ID, Api, seg
+from .options import connection_options, json_option
+from .output import emit_json
+from .running import run
 
 
 @main.group()
