@@ -39,31 +39,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError, StatementError
-
 from . import subscribers as subs
 from .config import Settings
 from .csvcells import as_text_cell, from_text_cell
 from .errors import Conflict, InvalidRequest
-from .ledger import schema as t
+from .ledger import Ledger
+from .ledger.archive import KINDS, MissingColumn, Record, record
+from .ledger.subscribers import Imported, SubscriberStore
 from .requests import check_subscriber
 
 FORMAT = "broadcaster-export"
 VERSION = 1
 PAGE = 500
-
-#: JSON Lines type → table, in restore order (parents first)
-TABLES = {
-    "announcement": t.announcements,
-    "update": t.updates,
-    "delivery": t.deliveries,
-    "subscriber": t.subscribers,
-    "audit": t.audit_log,
-}
-EVENT_FIELDS = ("at", "from_state", "to_state", "attempt", "reason", "response")
-ITEM_FIELDS = ("item", "state", "detail", "at")
-AUDIT_FIELDS = ("at", "actor", "action", "target", "details")
 
 
 def _line(obj: dict[str, Any]) -> str:
@@ -76,71 +63,27 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _row(kind: str, row, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    out = {"type": kind}
-    for k, v in row._mapping.items():
-        if k not in skip:
-            out[k] = _plain(v)
+def _object(rec: Record) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": rec.kind, **{k: _plain(v) for k, v in rec.values.items()}}
+    if rec.kind == "delivery":
+        out["events"] = [{k: _plain(v) for k, v in ev.items()} for ev in rec.events]
+        out["items"] = [{k: _plain(v) for k, v in it.items()} for it in rec.items]
     return out
 
 
-def _pages(ledger, table, key, *, page: int = PAGE) -> Iterator[list]:
-    """Rows of ``table`` ordered by ``key`` (unique), one short read per page."""
-    last = None
-    while True:
-        q = select(table).order_by(key).limit(page)
-        if last is not None:
-            q = q.where(key > last)
-        with ledger.read() as conn:
-            rows = conn.execute(q).all()
-        if not rows:
-            return
-        yield rows
-        last = rows[-1]._mapping[key.name]
-        if len(rows) < page:
-            return
-
-
-def export_lines(ledger, *, page: int = PAGE) -> Iterator[str]:
+def export_lines(ledger: Ledger, *, page: int = PAGE) -> Iterator[str]:
     """The whole ledger as JSON Lines, streamed."""
-    counts = {k: 0 for k in TABLES}
+    counts = dict.fromkeys(KINDS, 0)
     yield _line({"type": "meta", "format": FORMAT, "version": VERSION})
-    for rows in _pages(ledger, t.announcements, t.announcements.c.id, page=page):
-        for r in rows:
-            counts["announcement"] += 1
-            yield _line(_row("announcement", r))
-    for rows in _pages(ledger, t.updates, t.updates.c.id, page=page):
-        for r in rows:
-            counts["update"] += 1
-            yield _line(_row("update", r))
-    e, di = t.delivery_events, t.delivery_items
-    for rows in _pages(ledger, t.deliveries, t.deliveries.c.id, page=page):
-        ids = [r.id for r in rows]
-        events: dict[str, list] = {i: [] for i in ids}
-        items: dict[str, list] = {i: [] for i in ids}
-        with ledger.read() as conn:
-            for ev in conn.execute(select(e).where(e.c.delivery_id.in_(ids)).order_by(e.c.delivery_id, e.c.id)):
-                events[ev.delivery_id].append({k: _plain(ev._mapping[k]) for k in EVENT_FIELDS})
-            for it in conn.execute(select(di).where(di.c.delivery_id.in_(ids)).order_by(di.c.delivery_id, di.c.item)):
-                items[it.delivery_id].append({k: _plain(it._mapping[k]) for k in ITEM_FIELDS})
-        for r in rows:
-            counts["delivery"] += 1
-            out = _row("delivery", r)
-            out["events"] = events[r.id]
-            out["items"] = items[r.id]
-            yield _line(out)
-    for rows in _pages(ledger, t.subscribers, t.subscribers.c.id, page=page):
-        for r in rows:
-            counts["subscriber"] += 1
-            yield _line(_row("subscriber", r))
-    for rows in _pages(ledger, t.audit_log, t.audit_log.c.id, page=page):
-        for r in rows:
-            counts["audit"] += 1
-            yield _line(_row("audit", r, skip=("id",)))
+    for kind in KINDS:
+        for records in ledger.archive.pages(kind, page=page):
+            for rec in records:
+                counts[kind] += 1
+                yield _line(_object(rec))
     yield _line({"type": "end", "counts": counts})
 
 
-def write_export(ledger, fp: IO[str]) -> dict[str, int]:
+def write_export(ledger: Ledger, fp: IO[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for line in export_lines(ledger):
         fp.write(line)
@@ -152,110 +95,62 @@ def write_export(ledger, fp: IO[str]) -> dict[str, int]:
 # ---------------------------------------------------------------- restore
 
 
-def is_empty(ledger) -> bool:
-    with ledger.read() as conn:
-        for table in (t.announcements, t.updates, t.deliveries, t.subscribers):
-            if conn.execute(select(func.count()).select_from(table)).scalar():
-                return False
-    return True
+def is_empty(ledger: Ledger) -> bool:
+    return ledger.archive.is_empty()
 
 
-def _columns(table, obj: dict[str, Any], line: int, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for col in table.columns:
-        if col.name in skip:
-            continue
-        if col.name not in obj:
-            if col.nullable:
-                out[col.name] = None
-                continue
-            raise InvalidRequest(f"line {line}: {obj.get('type')} lacks {col.name!r}")
-        out[col.name] = obj[col.name]
-    return out
-
-
-def import_lines(ledger, lines: Iterable[str], *, batch: int = PAGE) -> dict[str, int]:
+def import_lines(ledger: Ledger, lines: Iterable[str], *, batch: int = PAGE) -> dict[str, int]:
     """Restore an export into an empty ledger, in one transaction. Returns counts by type."""
-    if not is_empty(ledger):
+    if not ledger.archive.is_empty():
         raise Conflict("the ledger is not empty: an export can only be imported into a fresh ledger "
                        "(no announcements, deliveries or subscribers)")
-    counts = {k: 0 for k in TABLES}
-    pending: dict[str, list] = {"announcement": [], "update": [], "delivery": [], "event": [], "item": [],
-                                "subscriber": [], "audit": []}
-    targets = {"announcement": t.announcements, "update": t.updates, "delivery": t.deliveries,
-               "event": t.delivery_events, "item": t.delivery_items, "subscriber": t.subscribers,
-               "audit": t.audit_log}
-    try:
-        return _restore(ledger, lines, batch, counts, pending, targets)
-    except IntegrityError:
-        raise InvalidRequest("the file's rows do not fit together (a duplicate id, or a reference to a row the "
-                             "file does not hold); nothing was imported") from None
-    except StatementError as exc:
-        raise InvalidRequest(f"the database refused a row of the file ({type(getattr(exc, 'orig', exc)).__name__}); "
-                             "nothing was imported") from None
-
-
-def _restore(ledger, lines, batch, counts, pending, targets) -> dict[str, int]:
-    seen_meta = seen_end = False
-
-    def flush(conn) -> None:
-        for kind, rows in pending.items():
-            if rows:
-                conn.execute(insert(targets[kind]), rows)
-                rows.clear()
-
-    with ledger.tx() as conn:
-        n = 0
-        for n, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            if seen_end:
-                raise InvalidRequest(f"line {n}: data after the end line")
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                raise InvalidRequest(f"line {n}: not JSON") from None
-            kind = obj.get("type") if isinstance(obj, dict) else None
-            if not seen_meta:
-                if kind != "meta" or obj.get("format") != FORMAT:
-                    raise InvalidRequest("line 1: not a broadcaster export (no meta line)")
-                if obj.get("version") != VERSION:
-                    raise InvalidRequest(f"line 1: export version {obj.get('version')!r} is not supported "
-                                         f"(this version reads {VERSION})")
-                seen_meta = True
-                continue
-            if kind == "end":
-                expected = obj.get("counts") or {}
-                if {k: expected.get(k, 0) for k in counts} != counts:
-                    raise InvalidRequest(f"line {n}: the end line counts {expected} but the file holds {counts}")
-                seen_end = True
-                continue
-            if kind not in TABLES:
-                raise InvalidRequest(f"line {n}: unknown type {kind!r}")
-            counts[kind] += 1
-            if kind == "delivery":
-                row = _columns(t.deliveries, obj, n, skip=("once_key",))
-                # exports made before the at-most-once key lack it: it follows from the row
-                row["once_key"] = obj.get("once_key") or t.once_key(row["announcement_id"], row["update_id"],
-                                                                    row["channel"])
-                pending["delivery"].append(row)
-                for ev in obj.get("events") or ():
-                    pending["event"].append({"delivery_id": obj["id"], **{k: ev.get(k) for k in EVENT_FIELDS}})
-                for it in obj.get("items") or ():
-                    pending["item"].append({"delivery_id": obj["id"], **{k: it.get(k) for k in ITEM_FIELDS}})
-            elif kind == "audit":
-                pending["audit"].append({k: obj.get(k) for k in AUDIT_FIELDS})
-            else:
-                pending[kind].append(_columns(TABLES[kind], obj, n))
-            if sum(len(v) for v in pending.values()) >= batch:
-                flush(conn)
-        if not seen_meta:
-            raise InvalidRequest("the file is empty")
-        if not seen_end:
-            raise InvalidRequest(f"the file ends at line {n} without its end line: was the export cut short? "
-                                 "nothing was imported")
-        flush(conn)
+    counts: dict[str, int] = dict.fromkeys(KINDS, 0)
+    ledger.archive.restore(_records(lines, counts), batch=batch)
     return counts
+
+
+def _records(lines: Iterable[str], counts: dict[str, int]) -> Iterator[Record]:
+    """The records of an export file, checked line by line (counted into ``counts``); raises
+    :class:`InvalidRequest` naming the line — which ends the restore with nothing written."""
+    seen_meta = seen_end = False
+    n = 0
+    for n, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        if seen_end:
+            raise InvalidRequest(f"line {n}: data after the end line")
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            raise InvalidRequest(f"line {n}: not JSON") from None
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if not seen_meta:
+            if kind != "meta" or obj.get("format") != FORMAT:
+                raise InvalidRequest("line 1: not a broadcaster export (no meta line)")
+            if obj.get("version") != VERSION:
+                raise InvalidRequest(f"line 1: export version {obj.get('version')!r} is not supported "
+                                     f"(this version reads {VERSION})")
+            seen_meta = True
+            continue
+        if kind == "end":
+            expected = obj.get("counts") or {}
+            if {k: expected.get(k, 0) for k in counts} != counts:
+                raise InvalidRequest(f"line {n}: the end line counts {expected} but the file holds {counts}")
+            seen_end = True
+            continue
+        if kind not in KINDS:
+            raise InvalidRequest(f"line {n}: unknown type {kind!r}")
+        counts[kind] += 1
+        try:
+            rec = record(kind, obj)
+        except MissingColumn as exc:
+            raise InvalidRequest(f"line {n}: {exc}") from None
+        yield rec
+    if not seen_meta:
+        raise InvalidRequest("the file is empty")
+    if not seen_end:
+        raise InvalidRequest(f"the file ends at line {n} without its end line: was the export cut short? "
+                             "nothing was imported")
 
 
 # ---------------------------------------------------------------- subscribers CSV
@@ -287,14 +182,14 @@ def _epoch(text: str, name: str) -> float | None:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
-def subscriber_csv_lines(ledger, *, list_name: str | None = None, page: int = PAGE) -> Iterator[str]:
+def subscriber_csv_lines(ledger: Ledger, *, list_name: str | None = None, page: int = PAGE) -> Iterator[str]:
     """The subscribers as CSV text, streamed, ordered by list and address. A bad ``list_name``
     is refused here, before the stream starts (an HTTP answer cannot turn into an error later)."""
     check_subscriber("list", list_name)
     return _subscriber_csv(ledger, list_name, page)
 
 
-def _subscriber_csv(ledger, list_name: str | None, page: int) -> Iterator[str]:
+def _subscriber_csv(ledger: Ledger, list_name: str | None, page: int) -> Iterator[str]:
     buf = io.StringIO()
     # CRLF line ends (RFC 4180): the csv module quotes a cell holding any character of the line
     # terminator, so with a bare "\n" a CR in a stored name was written unquoted and broke the file
@@ -308,19 +203,13 @@ def _subscriber_csv(ledger, list_name: str | None, page: int) -> Iterator[str]:
 
     w.writerow(CSV_FIELDS)
     yield take()
-    s = t.subscribers
+    store = SubscriberStore(ledger)
     last: tuple[str, str] | None = None
     while True:
-        q = select(s).order_by(s.c.list, s.c.address).limit(page)
-        if list_name is not None:
-            q = q.where(s.c.list == list_name)
-        if last is not None:
-            q = q.where((s.c.list > last[0]) | ((s.c.list == last[0]) & (s.c.address > last[1])))
-        with ledger.read() as conn:
-            rows = conn.execute(q).all()
+        rows = store.by_address(list_name=list_name, after=last, limit=page)
         for r in rows:
             w.writerow([as_text_cell(v) for v in (
-                r.list, r.address, r.name or "", ";".join(r.components or ()), r.state,
+                r.list, r.address, r.name or "", ";".join(r.components), r.state,
                 "true" if r.marketing else "false", _iso(r.created_at), _iso(r.confirmed_at), _iso(r.unsubscribed_at))])
         if rows:
             yield take()
@@ -329,7 +218,7 @@ def _subscriber_csv(ledger, list_name: str | None, page: int) -> Iterator[str]:
             return
 
 
-def export_subscribers_csv(ledger, fp: IO[str], *, list_name: str | None = None) -> None:
+def export_subscribers_csv(ledger: Ledger, fp: IO[str], *, list_name: str | None = None) -> None:
     for chunk in subscriber_csv_lines(ledger, list_name=list_name):
         fp.write(chunk)
 
@@ -350,8 +239,8 @@ class CsvImport:
 
 
 def _csv_row(values: dict[str, str], list_name: str | None, now: float,
-             settings: Settings | None = None) -> dict[str, Any]:
-    """One CSV row → column values, or ValueError saying what is wrong."""
+             settings: Settings | None = None) -> Imported:
+    """One CSV row → the subscriber it states, or ValueError saying what is wrong."""
     values = {k: from_text_cell(v) for k, v in values.items()}
     try:
         for column in ("list", "address", "name", "components"):
@@ -382,19 +271,17 @@ def _csv_row(values: dict[str, str], list_name: str | None, now: float,
     if mk and mk not in _TRUE | _FALSE:
         raise ValueError(f"marketing: {mk!r} is not true or false")
     created = _epoch(values.get("created_at") or "", "created_at")
-    return {"list": name_of_list, "address": address, "name": name, "components": list(components), "state": state,
-            "marketing": mk not in _FALSE if mk else True, "created_at": now if created is None else created,
-            "confirmed_at": _epoch(values.get("confirmed_at") or "", "confirmed_at"),
-            "unsubscribed_at": _epoch(values.get("unsubscribed_at") or "", "unsubscribed_at")}
+    return Imported(list=name_of_list, address=address, name=name, components=tuple(components), state=state,
+                    marketing=mk not in _FALSE if mk else True, created_at=now if created is None else created,
+                    confirmed_at=_epoch(values.get("confirmed_at") or "", "confirmed_at"),
+                    unsubscribed_at=_epoch(values.get("unsubscribed_at") or "", "unsubscribed_at"))
 
 
-def import_subscribers_csv(ledger, fp: IO[str], *, list_name: str | None = None, actor: str = "cli",
+def import_subscribers_csv(ledger: Ledger, fp: IO[str], *, list_name: str | None = None, actor: str = "cli",
                            batch: int = PAGE, settings: Settings | None = None) -> CsvImport:
     """Store every good row; report each bad one as ``(line number, message)``. With
     ``settings``, a row naming a component no status channel declares is a bad row (as at the
     public form); the configured spelling is stored."""
-    from .ledger.repository import new_id
-
     report = CsvImport()
     reader = csv.reader(fp)
     try:
@@ -413,23 +300,13 @@ def import_subscribers_csv(ledger, fp: IO[str], *, list_name: str | None = None,
     list_name = subs.check_list(check_subscriber("list", list_name) or "") if list_name else None
     now = ledger.clock()
     seen: dict[tuple[str, str], int] = {}
-    chunk: list[dict[str, Any]] = []
-    s = t.subscribers
+    chunk: list[Imported] = []
+    store = SubscriberStore(ledger)
 
-    def store(rows: list[dict[str, Any]]) -> None:
-        with ledger.tx() as conn:
-            for lst in {r["list"] for r in rows}:
-                addrs = [r["address"] for r in rows if r["list"] == lst]
-                existing = {a: i for a, i in conn.execute(select(s.c.address, s.c.id).where(
-                    s.c.list == lst, s.c.address.in_(addrs)))}
-                new = [r for r in rows if r["list"] == lst and r["address"] not in existing]
-                if new:
-                    conn.execute(insert(s), [{"id": new_id("sub"), **r} for r in new])
-                    report.inserted += len(new)
-                for r in rows:
-                    if r["list"] == lst and r["address"] in existing:
-                        conn.execute(update(s).where(s.c.id == existing[r["address"]]).values(**r))
-                        report.updated += 1
+    def flush(rows: list[Imported]) -> None:
+        inserted, updated = store.import_rows(rows)
+        report.inserted += inserted
+        report.updated += updated
 
     while True:
         start = reader.line_num + 1
@@ -450,17 +327,17 @@ def import_subscribers_csv(ledger, fp: IO[str], *, list_name: str | None = None,
         except ValueError as exc:
             report.errors.append((start, str(exc)))
             continue
-        key = (row["list"], row["address"])
+        key = (row.list, row.address)
         if key in seen:
-            report.errors.append((start, f"{row['address']} is already on line {seen[key]} for list {row['list']!r}"))
+            report.errors.append((start, f"{row.address} is already on line {seen[key]} for list {row.list!r}"))
             continue
         seen[key] = start
         chunk.append(row)
         if len(chunk) >= batch:
-            store(chunk)
+            flush(chunk)
             chunk = []
     if chunk:
-        store(chunk)
+        flush(chunk)
     ledger.audit(actor, "subscribers.import", list_name, {"inserted": report.inserted, "updated": report.updated,
                                                           "errors": len(report.errors)})
     return report

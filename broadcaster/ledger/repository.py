@@ -32,6 +32,7 @@ from ..models import (
     Window,
 )
 from . import schema as t
+from .archive import LedgerArchive
 from .engine import make_engine, migrate
 from .idempotency import IdempotencyStore
 from .retention import RetentionStore
@@ -161,6 +162,8 @@ class Ledger:
         self.tokens = TokenRecords(self)
         #: the web page's signed-in browsers (see ledger/sessions.py)
         self.sessions = SessionStore(self)
+        #: every row as records, and a restore into an empty ledger (see ledger/archive.py)
+        self.archive = LedgerArchive(self)
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, clock=time.time) -> Ledger:

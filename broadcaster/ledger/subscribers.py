@@ -76,6 +76,22 @@ class AudienceRow:
     components: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Imported:
+    """A subscriber as an import file states it: every choice and date (an address already on the
+    list takes all of them)."""
+
+    list: str
+    address: str
+    name: str | None
+    components: tuple[str, ...]
+    state: str
+    marketing: bool
+    created_at: float
+    confirmed_at: float | None
+    unsubscribed_at: float | None
+
+
 #: states in which a request starts over (the old choices were ended by their owner or a bounce)
 RESTARTABLE = ("unsubscribed", "opted_out", "bounced")
 
@@ -109,6 +125,18 @@ class SubscriberStore:
             q = q.where(_S.c.state == state)
         if after:
             q = q.where(_S.c.id > after)
+        with self.ledger.read() as conn:
+            return [Subscriber.from_row(r) for r in conn.execute(q)]
+
+    def by_address(self, *, list_name: str | None = None, after: tuple[str, str] | None = None,
+                   limit: int = 500) -> list[Subscriber]:
+        """Ordered by list, then address (the CSV export's order); ``after`` is the last
+        ``(list, address)`` of the previous page."""
+        q = select(_S).order_by(_S.c.list, _S.c.address).limit(limit)
+        if list_name is not None:
+            q = q.where(_S.c.list == list_name)
+        if after is not None:
+            q = q.where((_S.c.list > after[0]) | ((_S.c.list == after[0]) & (_S.c.address > after[1])))
         with self.ledger.read() as conn:
             return [Subscriber.from_row(r) for r in conn.execute(q)]
 
@@ -154,6 +182,25 @@ class SubscriberStore:
                 self.ledger.audit(actor, "subscriber.renew", sid, {"list": req.list, "from": row.state,
                                                                    "state": state}, conn)
             return Subscriber.from_row(conn.execute(select(_S).where(_S.c.id == sid)).one())
+
+    def import_rows(self, rows: Sequence[Imported]) -> tuple[int, int]:
+        """Store imported rows in ONE transaction: a new address is inserted, one already on its
+        list takes every field of the row. Returns ``(inserted, updated)``."""
+        inserted = updated = 0
+        with self.ledger.tx() as conn:
+            for lst in dict.fromkeys(r.list for r in rows):
+                mine = [r for r in rows if r.list == lst]
+                existing = {a: i for a, i in conn.execute(select(_S.c.address, _S.c.id).where(
+                    _S.c.list == lst, _S.c.address.in_([r.address for r in mine])))}
+                new = [_imported_values(r) | {"id": new_id("sub")} for r in mine if r.address not in existing]
+                if new:
+                    conn.execute(insert(_S), new)
+                    inserted += len(new)
+                for r in mine:
+                    if r.address in existing:
+                        conn.execute(update(_S).where(_S.c.id == existing[r.address]).values(**_imported_values(r)))
+                        updated += 1
+        return inserted, updated
 
     def request(self, req: Request, *, stale_before: float, actor: str = "public") -> Subscriber:
         """The public subscribe: a new address becomes pending with these choices; a pending one
@@ -269,3 +316,9 @@ class SubscriberStore:
             for sid in ids:
                 self.ledger.audit(actor, "subscriber.bounced", sid, {"reason": reason[:200]} if reason else {}, conn)
         return len(ids)
+
+
+def _imported_values(r: Imported) -> dict[str, Any]:
+    return {"list": r.list, "address": r.address, "name": r.name, "components": list(r.components),
+            "state": r.state, "marketing": r.marketing, "created_at": r.created_at,
+            "confirmed_at": r.confirmed_at, "unsubscribed_at": r.unsubscribed_at}

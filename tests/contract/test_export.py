@@ -111,13 +111,14 @@ def test_export_lines_have_a_stable_shape(tmp_path):
     ledger.close()
 
 
-def test_import_refuses_a_ledger_that_is_not_empty(tmp_path):
+def test_import_refuses_a_ledger_that_is_not_empty(ledger_url, tmp_path):
     data = export_text(populate(f"sqlite:///{tmp_path}/a.db"))
-    target = Ledger.open(f"sqlite:///{tmp_path}/b.db")
+    target = Ledger.open(ledger_url)
     subs.add(target, "news", "someone@example.test", actor="test")
     with pytest.raises(Conflict, match="not empty"):
         export.import_lines(target, io.StringIO(data))
     assert export.export_lines(target) is not None and len(target.list_announcements()) == 0
+    target.close()
 
 
 @pytest.mark.parametrize("mangle, message", [
@@ -131,12 +132,34 @@ def test_import_refuses_a_ledger_that_is_not_empty(tmp_path):
     (lambda lines: lines[:1] + lines[2:-1] + [lines[-1].replace('"announcement":3', '"announcement":2')],
      "do not fit together"),
 ])
-def test_a_damaged_file_imports_nothing(tmp_path, mangle, message):
+def test_a_damaged_file_imports_nothing(ledger_url, tmp_path, mangle, message):
     data = export_text(populate(f"sqlite:///{tmp_path}/a.db")).splitlines(keepends=True)
-    target = Ledger.open(f"sqlite:///{tmp_path}/b.db")
+    target = Ledger.open(ledger_url)
     with pytest.raises(InvalidRequest, match=message):
         export.import_lines(target, mangle(data), batch=2)
     assert export.is_empty(target)  # all or nothing, even after several batches were written
+    target.close()
+
+
+def test_a_row_without_a_required_column_names_its_line(ledger_url, tmp_path):
+    lines = export_text(populate(f"sqlite:///{tmp_path}/a.db")).splitlines(keepends=True)
+    n, first = next((n, json.loads(x)) for n, x in enumerate(lines) if '"type":"update"' in x)
+    del first["announcement_id"]
+    lines[n] = json.dumps(first) + "\n"
+    target = Ledger.open(ledger_url)
+    with pytest.raises(InvalidRequest, match=f"line {n + 1}: update lacks 'announcement_id'"):
+        export.import_lines(target, lines)
+    assert export.is_empty(target)
+    target.close()
+
+
+def test_an_export_made_before_the_once_key_gets_it_on_import(ledger_url, tmp_path):
+    lines = export_text(populate(f"sqlite:///{tmp_path}/a.db")).splitlines(keepends=True)
+    old = [json.dumps({k: v for k, v in json.loads(x).items() if k != "once_key"}) + "\n" for x in lines]
+    target = Ledger.open(ledger_url)
+    export.import_lines(target, old)
+    assert "".join(lines) == export_text(target)
+    target.close()
 
 
 # ---------------------------------------------------------------- subscribers CSV
@@ -161,10 +184,10 @@ def csv_with_bad_rows(n: int, bad_every: int, seed: int = 7) -> tuple[str, list[
     return "\n".join(lines) + "\n", bad
 
 
-def test_ten_thousand_rows_with_twenty_bad_ones(tmp_path):
+def test_ten_thousand_rows_with_twenty_bad_ones(ledger_url, tmp_path):
     text, bad = csv_with_bad_rows(10_000, 500)
     assert len(bad) == 20
-    ledger = Ledger.open(f"sqlite:///{tmp_path}/l.db")
+    ledger = Ledger.open(ledger_url)
     report = export.import_subscribers_csv(ledger, io.StringIO(text), list_name="news")
     assert report.inserted == 9_980 and report.updated == 0
     assert [line for line, _ in report.errors] == bad
@@ -183,11 +206,11 @@ def test_ten_thousand_rows_with_twenty_bad_ones(tmp_path):
     fresh.close()
 
 
-def test_csv_round_trip_keeps_every_field(tmp_path):
+def test_csv_round_trip_keeps_every_field(ledger_url, tmp_path):
     ledger = populate(f"sqlite:///{tmp_path}/a.db")
     out1 = io.StringIO()
     export.export_subscribers_csv(ledger, out1)
-    fresh = Ledger.open(f"sqlite:///{tmp_path}/b.db")
+    fresh = Ledger.open(ledger_url)
     assert export.import_subscribers_csv(fresh, io.StringIO(out1.getvalue())).errors == []
     before = {(s.list, s.address): s for s in subs.list_subscribers(ledger)}
     after = {(s.list, s.address): s for s in subs.list_subscribers(fresh)}
@@ -201,9 +224,11 @@ def test_csv_round_trip_keeps_every_field(tmp_path):
     out2 = io.StringIO()
     export.export_subscribers_csv(fresh, out2)
     assert out2.getvalue() == out1.getvalue()
+    ledger.close()
+    fresh.close()
 
 
-def test_line_numbers_count_multi_line_fields_and_blank_lines(tmp_path):
+def test_line_numbers_count_multi_line_fields_and_blank_lines(ledger_url):
     text = ('address,name\n'
             'a@example.test,"two\nlines"\n'
             '\n'
@@ -211,17 +236,18 @@ def test_line_numbers_count_multi_line_fields_and_blank_lines(tmp_path):
             'b@example.test,"three\n\nlines"\n'
             'also broken,y\n'
             'c@example.test,one line\n')
-    ledger = Ledger.open(f"sqlite:///{tmp_path}/l.db")
+    ledger = Ledger.open(ledger_url)
     report = export.import_subscribers_csv(ledger, io.StringIO(text), list_name="news")
     # a name is one line (it goes into mail headers): multi-line cells are reported where they start
     assert [line for line, _ in report.errors] == [2, 5, 6, 9]
     assert report.errors[0][1] == "name: must be one line (no line breaks or tabs)"
     assert report.inserted == 1
     assert subs.find(ledger, "news", "c@example.test").name == "one line"
+    ledger.close()
 
 
-def test_import_updates_existing_rows_and_checks_the_list(tmp_path):
-    ledger = Ledger.open(f"sqlite:///{tmp_path}/l.db")
+def test_import_updates_existing_rows_and_checks_the_list(ledger_url):
+    ledger = Ledger.open(ledger_url)
     subs.add(ledger, "news", "a@example.test", state="pending", actor="test")
     text = "list,address,state\nnews,A@example.test,confirmed\nother,b@example.test,confirmed\n,c@example.test,\n"
     report = export.import_subscribers_csv(ledger, io.StringIO(text), list_name="news")
@@ -233,6 +259,7 @@ def test_import_updates_existing_rows_and_checks_the_list(tmp_path):
     assert no_list.errors == [(2, "no list: give a list column or --list")]
     with pytest.raises(InvalidRequest, match="unknown: email"):
         export.import_subscribers_csv(ledger, io.StringIO("email\nx@example.test\n"), list_name="news")
+    ledger.close()
 
 
 # ---------------------------------------------------------------- the commands
