@@ -25,14 +25,17 @@ from .common import (
     RAW_QUEUE,
     Bench,
     StandIn,
+    create_token,
     inclusive_of,
     log,
     ms,
     pct,
+    post_announcements,
     print_profile,
     pyspy_record,
     pyspy_wait,
     settings_data,
+    start_api,
     table,
     top_frames,
     wait_consumers,
@@ -84,6 +87,7 @@ class Rig:
         bench.on_close(self._close_rt)
         self.procs: list = []
         self.mode: str | None = None
+        self.api_proc, self.api_port, self.api_token = None, 0, ""
 
     def _close_rt(self) -> None:
         self.rt.close()
@@ -91,15 +95,18 @@ class Rig:
         if self.rt.redis is not None:
             self.rt.redis.close()
 
-    def start_workers(self, raw: bool) -> None:
+    def start_workers(self, raw: bool, workers: int | None = None) -> None:
+        """``workers`` processes (default: the rig's) of the system or the baseline, all started
+        before any is waited for; returns once every one is consuming."""
         mode = "raw" if raw else "system"
-        if self.mode == mode:
+        workers = workers or self.workers
+        if self.mode == mode and len(self.procs) == workers:
             return
         self.stop_workers()
-        for i in range(self.workers):
+        for i in range(workers):
             args = ["worker", str(self.settings_path), "-c", str(self.concurrency)] + (["--raw"] if raw else [])
             self.procs.append(self.bench.procs.py(f"worker-{mode}-{i}", *args))
-        wait_consumers(self.bench, self.workers, self.procs)
+        wait_consumers(self.bench, workers, self.procs)
         self.mode = mode
 
     def stop_workers(self) -> None:
@@ -109,6 +116,35 @@ class Rig:
         self.mode = None
 
     # -- the system
+
+    def start_api(self, processes: int = 1) -> None:
+        """The API on the rig's settings (``processes`` uvicorn workers) and a token for it:
+        submits then go through HTTP (``post``) as a client's do. Give the rig ``extra={"api":
+        {"rate_limit": …}}`` to lift the per-token limit."""
+        self.api_token = create_token(self.settings_path, "rig")
+        self.api_proc, self.api_port = start_api(self.bench, self.settings_path, "rig", processes)
+
+    def post(self, n: int, tag: str, threads: int = 4) -> dict[str, Any]:
+        """``n`` announcements through ``POST /api/v1/announcements`` from ``threads`` clients."""
+        payloads = [{"kind": "incident", "title": f"Elevated API errors ({tag} #{i})", "body": BODY,
+                     "severity": "minor"} for i in range(n)]
+        return post_announcements(self.api_port, self.api_token, payloads, threads, tag)
+
+    def exactly_once(self, t0: float) -> dict[str, Any]:
+        """The stand-in's answered ``webhook-id``s (since its last reset) against the ledger's
+        delivered deliveries created since ``t0``: each must have arrived once, nothing else."""
+        from sqlalchemy import select
+
+        from broadcaster.ledger import schema as t
+
+        d = t.deliveries
+        with self.rt.ledger.read() as conn:
+            rows = conn.execute(select(d.c.id, d.c.state).where(d.c.created_at >= t0)).all()
+        expected = {f"msg_{r.id}" for r in rows}
+        got = self.standin.ids()
+        return {"deliveries": len(rows), "delivered": sum(1 for r in rows if r.state == "delivered"),
+                "received": sum(got.values()), "missing": len(expected - set(got)),
+                "duplicates": sum(c - 1 for c in got.values() if c > 1), "unexpected": len(set(got) - expected)}
 
     def submit(self, i: int, tag: str) -> str:
         from broadcaster import service

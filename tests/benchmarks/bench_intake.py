@@ -18,14 +18,13 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
 from .common import (
     Bench,
-    free_port,
+    create_token,
     inclusive_of,
     log,
     ms,
@@ -35,9 +34,9 @@ from .common import (
     pyspy_record,
     pyspy_wait,
     settings_data,
+    start_api,
     table,
     top_frames,
-    wait_port,
     write_json,
 )
 
@@ -149,30 +148,15 @@ def py_run(port: int, mode: str, token: str, seconds: int, conns: int, run: str)
             "statuses": statuses, "req_per_s": round(len(lat) / dur, 1), "p50_s": pct(lat, 50), "p99_s": pct(lat, 99)}
 
 
-def start_api(bench: Bench, ledger: str, name: str, k: int, processes: int = 1) -> tuple[Any, int, str]:
-    from broadcaster.ledger import Ledger
-    from broadcaster.tokens import TokenStore
-
-    from .common import load
-
+def intake_api(bench: Bench, ledger: str, name: str, k: int, processes: int = 1) -> tuple[Any, int, str]:
+    """An API whose channels go nowhere (no worker runs), with its token lifted out of the rate limit."""
     channels = {f"wh{i}": {"kind": "webhook", "format": "generic", "url": f"http://127.0.0.1:9/hook/wh{i}"}
                 for i in range(k)}
     data = settings_data(ledger, bench.redis_url, channels, api={"rate_limit": "10000000/1s"})
     path = bench.write_settings(data, f"settings-{name}")
-    settings = load(path)
-    led = Ledger.open(settings.ledger)
-    raw, _info = TokenStore(led, settings).create(f"bench-{name}", actor="bench")
-    led.close()
-    port = free_port()
-    if processes == 1:
-        proc = bench.procs.py(f"api-{name}", "api", str(path), str(port))
-    else:  # exactly what an operator runs: broadcaster api --workers N
-        proc = bench.procs.start(f"api-{name}", [sys.executable, "-m", "broadcaster", "--config", str(path), "api",
-                                                 "--host", "127.0.0.1", "--port", str(port),
-                                                 "--workers", str(processes)])
-    wait_port(port, timeout=30, proc=proc)
-    time.sleep(0.5 * (processes - 1))  # let every process finish its start-up before load
-    return proc, port, raw
+    token = create_token(path, name)
+    proc, port = start_api(bench, path, name, processes)
+    return proc, port, token
 
 
 def run(quick: bool = False, postgres: bool = True, k: int = 4, profile: bool = True,
@@ -208,7 +192,7 @@ def run(quick: bool = False, postgres: bool = True, k: int = 4, profile: bool = 
         for n in processes:
             for name, url in backends:
                 tag = f"{name}/{n}"
-                proc, port, token = start_api(bench, url, f"{name}-{n}", k, n)
+                proc, port, token = intake_api(bench, url, f"{name}-{n}", k, n)
                 log(f"{tag}: warm-up ({n} API process{'es' if n > 1 else ''})")
                 load_run(bench, port, "post", token, 1, f"warm-{name}-{n}")
                 log(f"{tag}: authenticated posts with unique Idempotency-Keys")

@@ -280,13 +280,16 @@ _DOWN = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n
 def _standin_main(port: int) -> None:
     """A deliberately minimal HTTP/1.1 server (keep-alive, Content-Length bodies) that answers
     every POST at once and records (time, status, path, webhook-id). ``/_stats?from=i``,
-    ``/_status/<code>`` and ``/_reset`` control it."""
+    ``/_ids`` (each webhook-id answered 200, with how often), ``/_status/<code>`` and
+    ``/_reset`` control it."""
     arrivals: list[tuple[float, int, str]] = []
     ids: collections.Counter = collections.Counter()
     mode = {"status": 200}
 
     def control(path: str) -> bytes:
-        if path.startswith("/_stats"):
+        if path.startswith("/_ids"):
+            body = json.dumps(ids).encode()
+        elif path.startswith("/_stats"):
             start = int(path.partition("from=")[2] or 0)
             ok = sum(1 for a in arrivals if a[1] == 200)
             body = json.dumps({"count": len(arrivals), "ok": ok, "unique": len(ids),
@@ -370,6 +373,10 @@ class StandIn:
 
     def stats(self, start: int = 0) -> dict[str, Any]:
         return self.http.get(f"/_stats?from={start}").json()
+
+    def ids(self) -> dict[str, int]:
+        """Every ``webhook-id`` answered with 200 since the last reset, and how many times."""
+        return self.http.get("/_ids").json()
 
     def count(self) -> int:
         return self.http.get("/_stats?from=999999999").json()["count"]
@@ -504,24 +511,76 @@ def _api_main(path: str, port: int) -> None:
                 timeout_graceful_shutdown=5, proxy_headers=False, access_log=False)
 
 
-def wait_consumers(bench: Bench, n: int, procs: list[subprocess.Popen], timeout: float = 30.0) -> None:
-    """Wait until ``n`` workers are consuming: each idle kombu Redis consumer sits in BRPOP."""
-    import redis
+def create_token(settings_path: Path, name: str) -> str:
+    """A bearer token for the API, stored hashed in the settings' ledger (what ``broadcaster
+    tokens create`` does); returns the raw token."""
+    from broadcaster.ledger import Ledger
+    from broadcaster.tokens import TokenStore
 
-    client = redis.Redis.from_url(bench.redis_url)
-    deadline = time.monotonic() + timeout
+    settings = load(settings_path)
+    led = Ledger.open(settings.ledger)
     try:
-        while time.monotonic() < deadline:
-            for proc in procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"a worker exited with {proc.returncode}; see {bench.dir}")
-            if sum(1 for c in client.client_list() if c.get("cmd") == "brpop") >= n:
-                time.sleep(0.3)
-                return
-            time.sleep(0.1)
+        raw, _info = TokenStore(led, settings).create(f"bench-{name}", actor="bench")
     finally:
-        client.close()
-    raise RuntimeError(f"{n} worker(s) not consuming after {timeout}s; see {bench.dir}")
+        led.close()
+    return raw
+
+
+def start_api(bench: Bench, settings_path: Path, name: str, processes: int = 1) -> tuple[subprocess.Popen, int]:
+    """The API on a free port: one uvicorn process (the ``api`` entry point below), or exactly
+    what an operator runs for more, ``broadcaster api --workers N``. Returns (process, port)."""
+    port = free_port()
+    if processes == 1:
+        proc = bench.procs.py(f"api-{name}", "api", str(settings_path), str(port))
+    else:
+        proc = bench.procs.start(f"api-{name}", [PY, "-m", "broadcaster", "--config", str(settings_path), "api",
+                                                 "--host", "127.0.0.1", "--port", str(port),
+                                                 "--workers", str(processes)])
+    wait_port(port, timeout=30, proc=proc)
+    time.sleep(0.5 * (processes - 1))  # let every process finish its start-up before load
+    return proc, port
+
+
+def post_announcements(port: int, token: str, payloads: list[dict[str, Any]], threads: int = 4,
+                       tag: str = "run") -> dict[str, Any]:
+    """``POST /api/v1/announcements`` for each payload from ``threads`` client threads (one
+    kept-alive httpx client each, a unique Idempotency-Key per request), as a CI fleet would.
+    Returns the ids accepted (202), the statuses, and the rate."""
+    import threading
+
+    import httpx
+
+    ids: list[str] = []
+    statuses: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+
+    def loop(tid: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            for i in range(tid, len(payloads), threads):
+                resp = client.post("/api/v1/announcements", json=payloads[i],
+                                   headers={"Idempotency-Key": f"{tag}-{i}"})
+                with lock:
+                    statuses[resp.status_code] += 1
+                    if resp.status_code == 202:
+                        ids.append(resp.json()["id"])
+
+    t0 = time.monotonic()
+    ths = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    took = time.monotonic() - t0
+    return {"ids": ids, "accepted": len(ids), "statuses": dict(statuses), "seconds": round(took, 3),
+            "accepted_per_s": round(len(ids) / took, 1) if took > 0 else None}
+
+
+def wait_consumers(bench: Bench, n: int, procs: list[subprocess.Popen], timeout: float = 30.0) -> None:
+    """Wait until ``n`` workers are consuming from the bench's Redis (each idle one sits in BRPOP)."""
+    from tests.support.consumers import wait_consumers as wait
+
+    wait(bench.redis_url, n, procs, timeout, where=str(bench.dir))
 
 
 # ---------------------------------------------------------------- profiling

@@ -5,12 +5,19 @@ worker processes each consume their own queue group and a scheduler process runs
 deploy/compose.yaml runs them. 30 announcements to 4 webhook channels (two per group), some
 first answered with 503s, must each arrive exactly once: the receiver counts distinct
 ``webhook-id`` values and successful requests.
+
+Then the other way to scale: three worker processes on the *same* channel queue drain one
+backlog together. Their batch claims (``FOR UPDATE SKIP LOCKED``) race for the same rows; each
+delivery must be claimed by exactly one of them and arrive exactly once, and every process must
+have claimed some (else nothing raced).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +27,13 @@ import pytest
 import yaml
 
 from broadcaster import service
-from broadcaster.runtime import DEFAULT_QUEUE, queue_name
+from broadcaster.config import load_settings
+from broadcaster.runtime import DEFAULT_QUEUE, Runtime, queue_name
+from broadcaster.tasks import celery_enqueuer
+from broadcaster.wakeup import NoEnqueuer
 from tests.conftest import _reset_pg
+from tests.support.consumers import wait_consumers
+from tests.support.receiver import Reply
 from tests.support.system import System, settings_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -117,3 +129,69 @@ def test_two_queue_groups_and_a_scheduler_deliver_everything_once(pg_database, p
         text = (tmp_path / f"{group}.log").read_text()
         others = [n for n in CHANNELS if n not in names]
         assert not any(f" to {n}:" in text for n in others), f"worker {group} handled another group's channel"
+
+
+BACKLOG = 60  # deliveries of one channel, waiting before any worker runs
+SHARERS = 3  # worker processes on that channel's queue, 2 threads each, claiming 2 at a time
+SEND_TIME = 0.2  # the receiver's answer time: the drain lasts ~2 s with three processes, ~6 s with one
+_CLAIMED_BY = re.compile(r"claimed by [^ ]*:(\d+):\d+ \(batch of (\d+)\)")
+
+
+def test_three_workers_drain_one_channel_backlog_each_delivery_claimed_and_sent_once(pg_database, private_redis,
+                                                                                      receiver, tmp_path):
+    _reset_pg(pg_database)
+    channels = {"hook": {"kind": "webhook", "format": "generic", "url": f"{receiver.url}/hook",
+                         "secret": "whsec_dGVzdC1zZWNyZXQtZm9yLW11bHRpd29ya2Vycw=="}}
+    data = {"ledger": pg_database, "broker": private_redis.url, "channels": channels, "routes": {"incident": ["hook"]},
+            "policy": {"defaults": {"attempts": 3, "backoff": {"base": 0.2, "max": 1}, "timeout": 5}},
+            "worker": {"batch": 2}}
+    cfg = tmp_path / "broadcaster.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    settings = load_settings(data, env={})
+
+    # the backlog: committed with no wake-up published, so no worker can start before the others
+    submitter = Runtime.from_settings(settings, enqueuer=NoEnqueuer())
+    logs = [open(tmp_path / f"worker-{i}.log", "w") for i in range(SHARERS)]  # noqa: SIM115 - the child process writes it for its whole life
+    procs: list[subprocess.Popen] = []
+    try:
+        ids = [service.submit(submitter, {"kind": "incident", "title": f"Incident {i}", "body": "Investigating."},
+                              principal=service.SYSTEM).id for i in range(BACKLOG)]
+        receiver.script(*[Reply(delay=SEND_TIME)] * BACKLOG)
+        procs = [_broadcaster(cfg, "worker", "-Q", queue_name("hook"), "--pool", "threads", "-c", "2",
+                              "--loglevel", "INFO", log=fh) for fh in logs]
+        wait_consumers(private_redis.url, SHARERS, procs, timeout=60, where=str(tmp_path))
+        wake = celery_enqueuer(settings)
+        for _ in range(SHARERS * 2):  # a drain for every worker thread, all at once
+            wake.deliver([(ids[0], "hook")])
+        deadline = time.time() + 45
+        while time.time() < deadline:
+            deliveries = [d for ann in ids for d in submitter.ledger.deliveries_of(ann)]
+            if all(str(d.state) == "delivered" for d in deliveries):
+                break
+            time.sleep(0.2)
+        assert all(p.poll() is None for p in procs), "a worker process died during the drain"
+        claims = {d.id: [e.reason for e in submitter.ledger.events_of(d.id) if e.to_state == "sending"]
+                  for d in deliveries}
+    finally:
+        for p in procs:
+            _stop(p)
+        for fh in logs:
+            fh.close()
+        submitter.close()
+        submitter.ledger.close()
+
+    assert len(deliveries) == BACKLOG
+    assert [str(d.state) for d in deliveries] == ["delivered"] * BACKLOG, "the backlog was not drained in 45 s"
+    assert all(d.attempts == 1 for d in deliveries)
+
+    # each delivery claimed by exactly one process, in a batch of at most worker.batch
+    assert all(len(reasons) == 1 for reasons in claims.values()), \
+        {i: r for i, r in claims.items() if len(r) != 1}
+    owners = {i: _CLAIMED_BY.search(r[0]) for i, r in claims.items()}
+    assert all(m is not None and 1 <= int(m.group(2)) <= 2 for m in owners.values()), claims
+    per_process = collections.Counter(int(m.group(1)) for m in owners.values() if m)
+    assert set(per_process) == {p.pid for p in procs}, f"not every worker process claimed: {dict(per_process)}"
+
+    # and each arrived exactly once, nothing else arrived
+    assert len(receiver.requests) == BACKLOG, f"{len(receiver.requests) - BACKLOG} extra requests"
+    assert receiver.unique_ids() == {f"msg_{d.id}" for d in deliveries}

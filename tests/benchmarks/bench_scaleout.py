@@ -1,0 +1,216 @@
+"""Scale-out: the fan-out of ``bench_fanout`` through the HTTP API with 1, 2 and 4 worker
+processes on one PostgreSQL ledger — deliveries/s per worker count, and proof that adding
+processes sends nothing twice.
+
+Each worker count runs two phases on the same rig (private Redis, the fast stand-in, a fresh
+PostgreSQL database, one API process, N worker processes × 8 threads):
+
+- **end to end**: N workers consuming; ``n`` announcements × K signed generic webhooks posted
+  through ``POST /api/v1/announcements`` by 4 client threads; deliveries/s from the first POST
+  to the last delivery recorded (the API's intake rate is printed next to it: on a small
+  machine it can be the bound, not the workers).
+- **backlog**: the same posts with no worker running; the wake-ups the API published are
+  dropped, N workers are started and consuming, then the same wake-ups (one drain per channel
+  per announcement, as the API publishes them) go out at once: deliveries/s of the workers
+  alone, from that moment to the last delivery recorded.
+
+After every phase the stand-in's ``webhook-id``s (``msg_<delivery id>``) are compared with the
+ledger: each delivery arrived exactly once, nothing unknown arrived. The claim events say which
+process claimed each delivery (claims of one row by two processes would show as a re-claim).
+The script exits 1 if any delivery is missing, duplicated or not delivered.
+
+    python -m tests.benchmarks.bench_scaleout [--quick] [-n 300] [--workers 1 2 4] [--rounds 2] [--api 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import time
+from typing import Any
+
+from .bench_fanout import Rig
+from .common import Bench, log, pg_create, table, write_json
+
+NAME = "scaleout"
+_CLAIMED = re.compile(r"claimed by .*:(\d+):\d+ \(batch of (\d+)\)")
+
+
+def load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def claims_by_process(rig: Rig, t0: float) -> dict[str, Any]:
+    """Who claimed the deliveries created since ``t0``: claims per worker process (from each
+    claim event's owner), the mean batch, and rows claimed more than once."""
+    from sqlalchemy import select
+
+    from broadcaster.ledger import schema as t
+
+    d, e = t.deliveries, t.delivery_events
+    with rig.rt.ledger.read() as conn:
+        rows = conn.execute(select(e.c.delivery_id, e.c.reason).join(d, d.c.id == e.c.delivery_id)
+                            .where(d.c.created_at >= t0, e.c.to_state == "sending")).all()
+    index = {p.pid: i for i, p in enumerate(rig.procs)}
+    per: collections.Counter = collections.Counter()
+    batches = []
+    for r in rows:
+        m = _CLAIMED.search(r.reason or "")
+        per[index.get(int(m.group(1)), -1) if m else -1] += 1
+        if m:
+            batches.append(int(m.group(2)))
+    times = collections.Counter(r.delivery_id for r in rows)
+    return {"claims": len(rows), "per_process": [per.get(i, 0) for i in range(len(rig.procs))],
+            "other": per.get(-1, 0), "reclaimed": sum(1 for c in times.values() if c > 1),
+            "mean_batch": round(sum(batches) / len(batches), 2) if batches else None}
+
+
+def _wait_delivered(rig: Rig, t0: float, total: int, timeout: float) -> tuple[int, float | None, int]:
+    deadline = time.time() + timeout
+    done, last, bad = 0, None, 0
+    while time.time() < deadline:
+        done, last, bad = rig.delivered_since(t0)
+        if done + bad >= total:
+            break
+        time.sleep(0.2)
+    return done, last, bad
+
+
+def _finish(rig: Rig, t0: float, start: float, posted: dict[str, Any], n: int, timeout: float) -> dict[str, Any]:
+    total = n * rig.k
+    done, last, bad = _wait_delivered(rig, t0, total, timeout)
+    wall = (last or time.time()) - start
+    check = rig.exactly_once(t0)
+    return {"announcements": n, "accepted": posted["accepted"], "statuses": posted["statuses"],
+            "intake_per_s": posted["accepted_per_s"], "deliveries": total, "delivered": done, "not_delivered": bad,
+            "wall_s": round(wall, 3), "deliveries_per_s": round(done / wall, 1) if wall > 0 else None,
+            "check": check, "claims": claims_by_process(rig, t0)}
+
+
+def end_to_end(rig: Rig, workers: int, n: int, threads: int, timeout: float, tag: str) -> dict[str, Any]:
+    rig.start_workers(raw=False, workers=workers)
+    rig.standin.reset()
+    load = load_avg()
+    t0 = time.time()
+    posted = rig.post(n, tag, threads)
+    return {"load": load, **_finish(rig, t0, t0, posted, n, timeout)}
+
+
+def backlog(rig: Rig, workers: int, n: int, threads: int, timeout: float, tag: str) -> dict[str, Any]:
+    import redis
+
+    from broadcaster.runtime import queue_name
+
+    rig.stop_workers()
+    rig.standin.reset()
+    t0 = time.time()
+    posted = rig.post(n, tag, threads)
+    wakeups = [[(d.id, d.channel) for d in rig.rt.ledger.deliveries_of(ann)] for ann in posted["ids"]]
+    time.sleep(1.0)  # the API publishes right after each answer: let the last ones land
+    broker = redis.Redis.from_url(rig.bench.redis_url)
+    broker.delete(*[queue_name(c) for c in rig.channels])
+    broker.close()
+    rig.start_workers(raw=False, workers=workers)
+    load = load_avg()
+    start = time.time()
+    for items in wakeups:
+        rig.rt.enqueue(items)
+    return {"load": load, **_finish(rig, t0, start, posted, n, timeout)}
+
+
+def failures_of(run: dict[str, Any]) -> list[str]:
+    c = run["check"]
+    out = []
+    if run["accepted"] != run["announcements"]:
+        out.append(f"{run['announcements'] - run['accepted']} announcements not accepted ({run['statuses']})")
+    if run["delivered"] != run["deliveries"]:
+        out.append(f"{run['deliveries'] - run['delivered']} deliveries not delivered")
+    for key in ("missing", "duplicates", "unexpected"):
+        if c[key]:
+            out.append(f"{c[key]} {key} at the stand-in")
+    if run["claims"]["reclaimed"]:
+        out.append(f"{run['claims']['reclaimed']} deliveries claimed more than once")
+    return out
+
+
+def run(quick: bool = False, n: int | None = None, k: int = 4, counts: tuple[int, ...] = (1, 2, 4),
+        concurrency: int = 8, threads: int = 4, rounds: int = 1, api: int = 1) -> dict[str, Any]:
+    n = n or (60 if quick else 300)
+    timeout = 60 if quick else 120
+    print(f"\n== scale-out: {n} announcements × {k} webhook channels through the API ({api} process(es), "
+          f"{threads} client threads), "
+          f"{'/'.join(map(str, counts))} worker process(es) × {concurrency} threads, PostgreSQL ledger, "
+          f"{rounds} round(s) ==", flush=True)
+    res: dict[str, Any] = {"params": {"n": n, "k": k, "workers": list(counts), "concurrency": concurrency,
+                                      "client_threads": threads, "rounds": rounds, "ledger": "postgresql",
+                                      "api_processes": api}, "runs": [], "failures": []}
+    with Bench(NAME) as bench:
+        try:
+            url, drop = pg_create()
+        except Exception as exc:  # noqa: BLE001 - no PostgreSQL: say so, as the intake benchmark does
+            res["skipped"] = f"PostgreSQL unavailable ({type(exc).__name__}: {exc})"
+            print(res["skipped"], flush=True)
+            return res
+        bench.on_close(drop)
+        rig = Rig(bench, k, counts[0], concurrency, ledger=url, extra={"api": {"rate_limit": "10000000/1s"}})
+        rig.start_api(api)
+        log("warm-up (1 worker, a few posts)")
+        end_to_end(rig, 1, 8, threads, timeout, "warm")
+        for r in range(rounds):
+            for w in (counts if r % 2 == 0 else tuple(reversed(counts))):
+                for phase, fn in (("end to end", end_to_end), ("backlog", backlog)):
+                    log(f"round {r + 1}, {w} worker(s): {phase} (load {' '.join(map(str, load_avg()))})")
+                    one = fn(rig, w, n, threads, timeout, f"r{r}-w{w}-{phase.split()[0]}")
+                    one.update({"round": r + 1, "workers": w, "phase": phase})
+                    res["runs"].append(one)
+                    bad = failures_of(one)
+                    res["failures"] += [f"round {r + 1}, {w} worker(s), {phase}: {b}" for b in bad]
+                    log(f"  {one['deliveries_per_s']} deliveries/s, intake {one['intake_per_s']}/s, "
+                        f"claims per process {one['claims']['per_process']}, "
+                        f"dupes {one['check']['duplicates']}, missing {one['check']['missing']}")
+        rig.stop_workers()
+
+    def rate(w: int, phase: str) -> float | None:
+        xs = [x["deliveries_per_s"] or 0 for x in res["runs"] if x["workers"] == w and x["phase"] == phase]
+        return round(sum(xs) / len(xs), 1) if xs else None
+
+    res["mean_per_s"] = {phase: {w: rate(w, phase) for w in counts} for phase in ("end to end", "backlog")}
+    rows = []
+    for x in res["runs"]:
+        base = res["mean_per_s"][x["phase"]][counts[0]]
+        c = x["check"]
+        rows.append([x["round"], x["phase"], x["workers"], " ".join(map(str, x["load"])), x["intake_per_s"],
+                     x["deliveries_per_s"], f"×{(x['deliveries_per_s'] or 0) / base:.2f}" if base else "-",
+                     "/".join(map(str, x["claims"]["per_process"])), x["claims"]["mean_batch"],
+                     f"{x['delivered']}/{x['deliveries']}", c["duplicates"], c["missing"] + c["unexpected"]])
+    table(f"scale-out ({n}×{k} = {n * k} deliveries per phase; × is against the mean of {counts[0]} worker(s))",
+          ["round", "phase", "workers", "load 1/5/15", "intake/s", "deliveries/s", "×", "claims per process",
+           "batch", "delivered", "dupes", "missing"], rows)
+    if res["failures"]:
+        print("NOT EXACTLY ONCE:\n  " + "\n  ".join(res["failures"]), flush=True)
+    else:
+        print("every delivery arrived exactly once in every phase (stand-in webhook-ids = ledger deliveries)",
+              flush=True)
+    write_json(NAME, res)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("-n", type=int, default=None, help="announcements per phase (default 300, quick 60)")
+    p.add_argument("-k", type=int, default=4, help="webhook channels per announcement")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker process counts")
+    p.add_argument("-c", "--concurrency", type=int, default=8, help="threads per worker process")
+    p.add_argument("--threads", type=int, default=4, help="client threads posting to the API")
+    p.add_argument("--rounds", type=int, default=1, help="rounds; even ones run the counts in reverse order")
+    p.add_argument("--api", type=int, default=1, help="API processes (broadcaster api --workers N above 1)")
+    a = p.parse_args(argv)
+    res = run(a.quick, a.n, a.k, tuple(a.workers), a.concurrency, a.threads, a.rounds, a.api)
+    return 1 if res.get("failures") or res.get("skipped") else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
