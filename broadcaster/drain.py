@@ -1,11 +1,11 @@
 """Draining one channel: the worker's batched hot path.
 
 A wake-up names a channel; the worker claims up to ``worker.batch`` due deliveries of it in one
-conditional statement (:meth:`~broadcaster.ledger.Ledger.claim_batch`), asks the breaker and the
+conditional statement (:meth:`~broadcaster.ledger.ports.DeliveryLedger.claim_batch`), asks the breaker and the
 shared rate limiter once for the batch (taking as many permits as it will use), sends them
 over the channel's kept-alive client (one after another, or concurrently with
 ``worker.batch_threads``), and records every outcome in one transaction
-(:meth:`~broadcaster.ledger.Ledger.transition_many`). It repeats while full batches keep coming.
+(:meth:`~broadcaster.ledger.ports.DeliveryLedger.transition_many`). It repeats while full batches keep coming.
 
 Why this keeps every promise of a single attempt (``engine.attempt``): the guarantees live on
 each delivery row, not on the message. Each claimed delivery has its own lease, idempotency key
@@ -116,7 +116,7 @@ def drain(runtime: Runtime, channel: str, owner: str | None = None, *, budget: f
     lease = lease_for(runtime, channel)
     started = time.monotonic()
     while True:
-        claimed = runtime.ledger.claim_batch(channel, owner, lease, size)
+        claimed = runtime.deliveries.claim_batch(channel, owner, lease, size)
         if not claimed:
             break
         report.claimed += len(claimed)
@@ -224,7 +224,7 @@ def _record(runtime: Runtime, outcomes: list[_Outcome], owner: str, report: Drai
     """Every outcome of the batch in one transaction, then the wake-ups they call for."""
     if not outcomes:
         return
-    oks = runtime.ledger.transition_many([(o.delivery, o.state, o.reason, o.options) for o in outcomes], owner=owner)
+    oks = runtime.deliveries.transition_many([(o.delivery, o.state, o.reason, o.options) for o in outcomes], owner=owner)
     soon: list[tuple[str, str]] = []
     countdown = 0.0
     for o, ok in zip(outcomes, oks, strict=True):

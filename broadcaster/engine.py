@@ -3,6 +3,11 @@
 
 The ledger row, not the broker message, decides whether a send already happened: a duplicate
 or late task finds the row settled or leased and does nothing.
+
+It reaches the ledger only through the delivery port, ``runtime.deliveries``
+(:class:`~broadcaster.ledger.ports.DeliveryLedger`): the SQL ledger in a running system, the
+journalled memory twin in break-glass (``breakglass.py``) — one pipeline, one policy
+(:func:`broadcaster.delivery.decide`), wherever it runs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from . import compose, delivery as policy_mod
 from .channels.base import Channel, io_reset, io_started
 from .config import ChannelPolicy, redact, secret_values
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
+from .ledger.ports import DeliveryLedger
 from .ledger.repository import default_owner
 from .models import Announcement, Delivery, DeliveryState, Message, Post, Receipt
 from .resilience.breaker import Permit
@@ -40,7 +46,7 @@ class LedgerProgress:
         import time
 
         self._clock = time.monotonic  # paces renewals only; the lease itself is on the ledger's clock
-        self.ledger = runtime.ledger
+        self.ledger: DeliveryLedger = runtime.deliveries
         self.delivery_id = delivery.id
         self.owner = owner
         self.lease = lease
@@ -65,7 +71,7 @@ class LedgerProgress:
 def build_message(runtime: Runtime, d: Delivery, ann: Announcement | None = None) -> Message:
     """The message delivery ``d`` carries, read from the ledger (its update and the thread of
     earlier receipts on its channel), composed as the preview and break-glass compose it."""
-    ledger = runtime.ledger
+    ledger = runtime.deliveries
     ann = ann if ann is not None else ledger.get_announcement(d.announcement_id)
     upd = ledger.get_update(d.update_id) if d.update_id else None
     thread: tuple[Receipt, ...] = ()
@@ -109,7 +115,7 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
     """Try delivery ``delivery_id`` once. Returns a word for logs: the new state or ``skipped``.
     ``channel`` (carried by the task message) saves a read before the claim."""
     owner = owner or default_owner()
-    ledger = runtime.ledger
+    ledger = runtime.deliveries
     name = channel
     if name is None or name not in runtime.settings.channels:
         d0 = _peek(runtime, delivery_id)
@@ -308,14 +314,14 @@ def _peek(runtime: Runtime, delivery_id: str) -> Delivery | None:
     from .errors import NotFound
 
     try:
-        return runtime.ledger.get_delivery(delivery_id)
+        return runtime.deliveries.get_delivery(delivery_id)
     except NotFound:
         log.warning("task for unknown delivery %s ignored", delivery_id)
         return None
 
 
 def _enqueue_new_fallbacks(runtime: Runtime, original: Delivery) -> None:
-    fresh = [x for x in runtime.ledger.deliveries_of(original.announcement_id)
+    fresh = [x for x in runtime.deliveries.deliveries_of(original.announcement_id)
              if x.fallback_of == original.id and x.state == S.PENDING]
     runtime.enqueue([(x.id, x.channel) for x in fresh])
 
@@ -332,7 +338,7 @@ def retract_one(runtime: Runtime, delivery_id: str) -> str:
     The task message only names a delivery; the ledger decides. Anyone who can write to the
     broker can send one, so unless the announcement itself was retracted (``retract`` records
     that before it enqueues anything) the live post stays."""
-    ledger = runtime.ledger
+    ledger = runtime.deliveries
     d = ledger.get_delivery(delivery_id)
     if d.state not in (S.DELIVERED, S.UNKNOWN):
         return "skipped"

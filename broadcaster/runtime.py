@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from .channels.ports import ChannelPorts
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, LedgerUnavailable
 from .ledger import Ledger
 from .ledger.opt_outs import OptOutStore
+from .ledger.ports import DeliveryPort
 from .wakeup import Enqueuer, NoEnqueuer
 
 if TYPE_CHECKING:
@@ -86,20 +87,27 @@ DEFAULT_QUEUE = "bc.default"
 
 
 class Runtime:
+    """``ledger`` is the whole SQL ledger (intake, API, features); ``deliveries`` the port the
+    engine, the drain and the sweep use — the same object unless given apart: break-glass
+    runs the engine over a journalled :class:`~broadcaster.ledger.memory.MemoryLedger` and has
+    no SQL ledger at all, and ``check`` only builds channels (neither)."""
+
     def __init__(
         self,
         settings: Settings,
         *,
-        ledger: Ledger,
+        ledger: Ledger | None = None,
         breaker,
         limiter,
         clock: Callable[[], float] = time.time,
         channel_io: dict | None = None,
         redis=None,
         enqueuer: Enqueuer | None = None,
+        deliveries: DeliveryPort | None = None,
     ):
         self.settings = settings
-        self.ledger = ledger
+        self._ledger = ledger
+        self._deliveries: DeliveryPort | None = deliveries if deliveries is not None else ledger
         self.breaker = breaker
         self.limiter = limiter
         self.clock = clock
@@ -109,6 +117,19 @@ class Runtime:
         self._lock = threading.Lock()
         #: how workers are woken (Celery in servers, a recorder in tests, nobody in offline tools)
         self.enqueuer: Enqueuer = enqueuer if enqueuer is not None else NoEnqueuer()
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise LedgerUnavailable("this process runs without the SQL ledger (break-glass, `check`)")
+        return self._ledger
+
+    @property
+    def deliveries(self) -> DeliveryPort:
+        """What the engine, the drain and the sweep read and write (``ledger/ports.py``)."""
+        if self._deliveries is None:
+            raise LedgerUnavailable("this process runs without a ledger (`check` builds channels only)")
+        return self._deliveries
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True, enqueuer: Enqueuer | None = None) -> Runtime:

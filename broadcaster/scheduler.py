@@ -4,6 +4,9 @@ Every ``scheduler.interval`` seconds: expire dead workers' leases, release sched
 became due (holding quiet kinds while an incident is open), and enqueue every due delivery the
 broker has not been told about recently. A lost message or an emptied Redis therefore costs at
 most ``requeue_after`` seconds, never a delivery.
+
+The sweep itself reads and writes through the delivery port (``runtime.deliveries``,
+:class:`~broadcaster.ledger.ports.SweepLedger`); its feature hooks use the whole ledger.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class Sweeper:
 
     def tick(self) -> TickReport:
         runtime = self.runtime
-        ledger, settings = runtime.ledger, runtime.settings
+        ledger, settings = runtime.deliveries, runtime.settings
         report = TickReport()
         report.expired = len(ledger.expire_leases())
         if self._broker_was_emptied():

@@ -262,7 +262,7 @@ def check(ctx, offline):
     if offline:
         return
     failed = 0
-    rt = Runtime(settings, ledger=None, breaker=None, limiter=None)  # type: ignore[arg-type]
+    rt = Runtime(settings, breaker=None, limiter=None)  # builds channels only: no ledger
     for name, cfg in settings.channels.items():
         if not cfg.enabled:
             click.echo(f"  {name:24} {cfg.kind:22} disabled")

@@ -26,13 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine.default import DefaultExecutionContext
 
+from .ports import once_key as once_key  # the key's one definition: the memory twin uses it too
+
 metadata = MetaData()
-
-
-def once_key(announcement_id: str, update_id: str | None, channel: str) -> str:
-    """The message a delivery carries (the announcement, or one of its updates) and where to.
-    Ids never contain ``/`` and ``-`` is never an update id, so the key is unambiguous."""
-    return f"{announcement_id}/{update_id or '-'}/{channel}"
 
 
 def _once_key_default(context: DefaultExecutionContext) -> str:
