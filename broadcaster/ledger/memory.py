@@ -386,13 +386,16 @@ class MemoryLedger:
             row["settled_at"] = now
         tx.put_delivery(row)
         if fallbacks:
-            already: dict[str, Row] = {}
-            for f in fallbacks:
-                holder = tx.holder(once_key(delivery.announcement_id, delivery.update_id, f["channel"]))
+            already: dict[str, Row] = {}  # channels that had the message before this outcome
+            for ch in dict.fromkeys(f["channel"] for f in fallbacks):
+                holder = tx.holder(once_key(delivery.announcement_id, delivery.update_id, ch))
                 if holder is not None:
-                    already.setdefault(f["channel"], holder)
-                    continue
-                self._new_delivery(tx, delivery.announcement_id, delivery.update_id, f)
+                    already[ch] = holder
+            made: set[str] = set()
+            for f in fallbacks:
+                if f["channel"] not in already and f["channel"] not in made:
+                    self._new_delivery(tx, delivery.announcement_id, delivery.update_id, f)
+                    made.add(f["channel"])
             reason += "".join(f"; fallback {ch} already has it ({x['id']}, {x['state']}): not sent again"
                               for ch, x in already.items())
         tx.event(delivery.id, str(delivery.state), str(to), delivery.attempts + (1 if attempted else 0), reason,
