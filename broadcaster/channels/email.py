@@ -1,17 +1,23 @@
-"""Email: one message per recipient over SMTP or the Postmark HTTP API.
+"""Email: one message per recipient over SMTP or the Postmark API.
 
 Why one message per recipient: each carries its own unsubscribe link and Message-ID, and each
 address gets its own durable progress mark, so a retry mails only those not yet accepted.
 
-A pass (one ``send``): for every address not yet ``done``/``refused`` — mark ``sending``, hand
-the message over, then mark ``done`` (accepted), ``refused`` (5yz, or Postmark 406) or
-``failed`` (4yz: tried again on the next attempt); that outcome is written together with the next
-address's ``sending`` (:class:`Marks`). The message body is built once per pass
-(:class:`~broadcaster.channels._mail.Template`); only the per-recipient headers are written per
-address. A connection lost after the message body was
-sent leaves the address ``sending`` (it may have been accepted); the pass goes on over a new
-connection, ends with ``AmbiguousDelivery``, and a later attempt re-sends only that address,
-with the same Message-ID.
+A pass (one ``send``) hands the addresses not yet ``done``/``refused`` to ``connections`` SMTP
+connections in parallel (:mod:`._lanes`; Postmark: one request at a time). Each connection takes
+the next address, marks it ``sending``, hands the message over, then records ``done`` (accepted),
+``refused`` (5yz, or Postmark 406) or ``failed`` (4yz: tried again on the next attempt); that
+outcome is written together with the same connection's next ``sending`` (:class:`~._lanes.Marks`),
+and all connections' marks go to the ledger in group commits. So each connection has at most one
+address in flight: a crash leaves at most one uncertain address per connection.
+
+The message body is built once per pass (:class:`~broadcaster.channels._mail.Template`); only the
+per-recipient headers are written per address. A connection lost after the message body was sent
+leaves the address ``sending`` (it may have been accepted); that connection reconnects and goes
+on, the pass ends with ``AmbiguousDelivery``, and a later attempt re-sends only that address, with
+the same Message-ID. A connection that cannot open, or is lost before a body was sent, ends; the
+address it could not hand over goes to the other connections (once), and with none left the pass
+ends with that error and the rest is sent by a later attempt — nobody is mailed twice for it.
 """
 
 from __future__ import annotations
@@ -21,11 +27,11 @@ import email.utils
 import logging
 import smtplib
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .. import render
 from ..config import ChannelSettings, Duration, Secret, Strict, Url
@@ -40,11 +46,15 @@ from ..errors import (
 )
 from ..models import KINDS, Message, Post, Receipt
 from . import _http, _mail
+from ._lanes import Committer, Marks, Work
 from .base import Channel, MemoryProgress, Progress, io_begins
 from .registry import register
 
 log = logging.getLogger(__name__)
 
+#: parallel SMTP connections per mailing, unless configured (docs/performance.md has the figures)
+DEFAULT_CONNECTIONS = 4
+MAX_CONNECTIONS = 32
 
 
 class SmtpSettings(Strict):
@@ -75,8 +85,17 @@ class EmailSettings(ChannelSettings):
     reply_to: str | None = None
     recipients: tuple[str, ...] = ()
     lists: tuple[str, ...] = ()  # subscriber list names, resolved by the injected source
-    batch_size: int = Field(100, ge=1, le=10_000)  # messages per SMTP connection
+    batch_size: int = Field(100, ge=1, le=10_000)  # messages per SMTP connection before it is reopened
+    #: SMTP connections sending one mailing in parallel, each with its own in-flight address
+    connections: int = Field(DEFAULT_CONNECTIONS, ge=1, le=MAX_CONNECTIONS)
     marketing_kinds: tuple[str, ...] = ("promotion",)  # these get List-Unsubscribe one-click
+
+    @field_validator("connections")
+    @classmethod
+    def _smtp_only(cls, value: int, info: ValidationInfo) -> int:
+        if value > 1 and info.data.get("transport") == "postmark":
+            raise ValueError("applies to SMTP only: Postmark messages are sent one request at a time (leave it out)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailSettings:
@@ -280,52 +299,6 @@ def postmark_outcome(resp, what: str, *, now: Callable[[], float]) -> tuple[str,
 # ---------------------------------------------------------------- the channel
 
 
-Mark = tuple[list[str], str, str | None]  # (items, state, detail)
-
-
-class Marks:
-    """The progress writes of one pass, two per address folded into one.
-
-    An address's outcome (``done``/``refused``/``failed``) is held back and written together with
-    the next address's ``sending`` mark — one ledger transaction per message when the progress
-    offers ``mark_all`` (:class:`~broadcaster.engine.LedgerProgress` does), else one ``mark``
-    after the other. Still only one address is ever in flight: its ``sending`` is durable before
-    its message goes out, and the previous outcome is durable no later than that. A crash
-    between an acceptance and the next write leaves that address ``sending`` — the one in-flight
-    address, re-sent with the same Message-ID. :meth:`flush` writes a held outcome; ``send``
-    calls it however the pass ends."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.many = getattr(progress, "mark_all", None)
-        self.held: Mark | None = None
-
-    def hold(self, mark: Mark) -> None:
-        if self.held is not None:
-            self.flush()
-        self.held = mark
-
-    def write(self, *marks: Mark) -> None:
-        if self.held is not None:
-            marks = (self.held, *marks)
-            self.held = None  # cleared first: a failed write is not tried again by flush
-        if self.many is not None:
-            self.many(list(marks))
-            return
-        for items, state, detail in marks:
-            self.progress.mark(items, state, detail)
-
-    def flush(self) -> None:
-        if self.held is not None:
-            self.write()
-
-
-
-def chunks(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 @register
 class Email(Channel[EmailSettings]):
     kind = "email"
@@ -361,6 +334,13 @@ class Email(Channel[EmailSettings]):
                     out.setdefault(_mail.normalize(address), (address.strip(), unsubscribe))
         return out
 
+    def lanes(self, todo: int) -> int:
+        """How many connections send this pass: ``connections`` (SMTP), never more than there
+        are addresses; Postmark sends one request at a time."""
+        if self.settings.transport != "smtp":
+            return 1 if todo else 0
+        return min(self.settings.connections, todo)
+
     def send(self, post: Post, *, key: str, progress: Progress | None = None) -> Receipt:
         progress = progress if progress is not None else MemoryProgress()
         everyone = self.audience(post)
@@ -370,50 +350,99 @@ class Email(Channel[EmailSettings]):
         template = _mail.Template(post, key=key, domain=_mail.domain_of(st.from_address), from_address=st.from_address,
                                   reply_to=st.reply_to, date=self.clock(),
                                   marketing=post.kind in st.marketing_kinds)
-        marks = Marks(progress)
-        sent = 0
-        writer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-marks")
+        work: Work[tuple[str, str, str | None]] = Work(todo, key=lambda entry: entry[0])
+        committer = Committer(progress, self.name)
+        errors: list[DeliveryError] = []
+        fatal: list[BaseException] = []
+
+        def lane() -> None:
+            try:
+                self._lane(work, committer, template)
+            except DeliveryError as exc:  # this connection is done; the others go on with the rest
+                errors.append(exc)
+            except BaseException as exc:  # noqa: BLE001 - not the provider's: every connection stops, send raises it
+                work.stop()
+                fatal.append(exc)
+
+        n = self.lanes(len(todo))
         io_begins()  # the template (headers from the text) is built: from here on, mail may leave
+        others = ThreadPoolExecutor(n - 1, thread_name_prefix=f"{self.name}-smtp") if n > 1 else None
         try:
-            for batch in chunks(todo, st.batch_size):
-                sender = self.sender()
-                sender.open()
-                try:
-                    for item, address, unsubscribe in batch:
-                        if sender.conn is None:  # lost after an ambiguous send: the others still go out
-                            sender.open()
-                        sent += self._one(sender, marks, template, item, address, unsubscribe, writer)
-                finally:
-                    sender.close()
+            for _ in range(n - 1):
+                others.submit(lane)  # type: ignore[union-attr]
+            if n:
+                lane()  # the first connection in the caller's thread
         finally:
-            writer.shutdown(wait=True)
-            marks.flush()  # the last outcome, and the one held when a pass stops early
-        return self._settle(post, key, everyone, progress.states(), sent, len(everyone) - len(todo))
+            if others is not None:
+                others.shutdown(wait=True)
+            committer.close()
+        if fatal:
+            raise fatal[0]
+        if errors and work.left():  # nobody was left to send some addresses: the first error says why
+            raise errors[0]
+        return self._settle(post, key, everyone, progress.states(), work.accepted, len(everyone) - len(todo))
+
+    def _lane(self, work: Work[tuple[str, str, str | None]], committer: Committer, template: _mail.Template) -> None:
+        """One connection's share of a pass: take the next address until none is left, over a
+        connection reopened every ``batch_size`` messages and after an ambiguous loss. An error
+        that leaves an address certainly undelivered gives it back (once) for another connection,
+        and ends this one."""
+        marks = Marks(committer)
+        sender, used = None, 0
+        try:
+            while (entry := work.take()) is not None:
+                item, address, unsubscribe = entry
+                try:
+                    if sender is None or sender.conn is None or used >= self.settings.batch_size:
+                        if sender is not None:
+                            sender.close()
+                        sender, used = self.sender(), 0
+                        sender.open()
+                except BaseException:
+                    sender = None
+                    work.put_back(entry)
+                    raise
+                used += 1
+                try:
+                    state = self._one(sender, marks, template, item, address, unsubscribe)
+                except DeliveryError:  # marked failed: not handed over
+                    work.give_back(entry)
+                    raise
+                except BaseException:
+                    work.finish()
+                    raise
+                work.finish(state == "done")
+                if sender.conn is None and state != "sending":  # dropped without ambiguity: stop here
+                    raise TransientError(f"{self.name}: connection closed by the server")
+        finally:
+            if sender is not None:
+                sender.close()
+            marks.flush()  # the last outcome, and the one held when this connection stops early
 
     def _one(self, sender, marks: Marks, template: _mail.Template, item: str, address: str,
-             unsubscribe: str | None, writer: ThreadPoolExecutor) -> bool:
-        """Hand one message over; True when the server accepted it. Its outcome is held and
-        recorded with the next address's ``sending`` mark (see :class:`Marks`)."""
+             unsubscribe: str | None) -> str:
+        """Hand one message over; returns its state: ``done``, ``refused``, ``failed`` (held and
+        recorded with this connection's next ``sending`` mark, see :class:`Marks`) or ``sending``
+        (the connection was lost after the body: uncertain, left so). Raises a ``DeliveryError``
+        after marking the address ``failed`` when it was certainly not handed over."""
         msg = sender.message(template, address, unsubscribe)
         try:
             # the durable "sending" mark is written while the envelope is exchanged (nothing is
             # delivered before the body), and the body waits for it
-            writing = writer.submit(marks.write, ([item], "sending", None))
+            writing = marks.submit(([item], "sending", None))
             try:
                 refused = sender.envelope(address)
             finally:
                 writing.result()
             outcome, detail = refused if refused is not None else sender.body(msg)
         except AmbiguousDelivery:
-            return False  # stays "sending": re-sent with the same Message-ID by a later attempt
+            return "sending"  # re-sent with the same Message-ID by a later attempt
         except DeliveryError as exc:
             marks.write(([item], "failed", str(exc)[:200]))
             raise
         state = {"done": "done", "refused": "refused"}.get(outcome, "failed")
         marks.hold(([item], state, detail))
-        if sender.conn is None:  # the server dropped us without ambiguity: stop, retry later
-            raise TransientError(f"{self.name}: connection closed by the server")
-        return state == "done"
+        return state
 
     def _settle(self, post: Post, key: str, everyone: dict, states: dict, sent: int, skipped: int) -> Receipt:
         def count(state: str) -> int:

@@ -1,5 +1,6 @@
 """The email channel against a real SMTP server on loopback (aiosmtpd): per-recipient 4xx/5xx
-replies, and a second attempt that mails nobody twice."""
+replies, a second attempt that mails nobody twice, and connections refused or dropped while
+others go on."""
 
 from __future__ import annotations
 
@@ -118,3 +119,56 @@ def test_connection_refused_is_transient():
     with pytest.raises(TransientError, match="cannot connect"):
         ch.send(ch.render(Message(announcement=Announcement(id="a", kind="notice", title="t"))), key="k", progress=progress)
     assert progress.states() == {}
+
+
+class Dropping(Handler):
+    """Closes the connection (no reply) at the first RCPT of ``drop``; nobody greylisted."""
+
+    def __init__(self, drop: str):
+        super().__init__()
+        self.greylisted, self.refused = set(), set()
+        self.drop = drop
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address == self.drop:
+            self.drop = ""
+            server.transport.close()
+            return "421 4.3.0 gone"  # never reaches the client: the connection is closed
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+def test_a_refused_and_a_dropped_connection_leave_their_share_to_the_others():
+    """Four connections: the second is refused (nothing listens where it goes), another is
+    dropped by the server before a message's body. Both shares go out over the others, in the
+    same pass, each address once, with its own stable Message-ID."""
+    from broadcaster.channels import _mail
+    from broadcaster.channels.email import connect_smtp
+
+    handler = Dropping(drop="r07@example.net")
+    controller = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    recipients = [f"r{i:02d}@example.net" for i in range(40)]
+    opened = []
+
+    def factory(s):
+        opened.append(s.port)
+        if len(opened) == 2:  # a real refusal: nothing listens on this port
+            return connect_smtp(s.model_copy(update={"port": free_port()}))
+        return connect_smtp(s)
+
+    try:
+        settings = EmailSettings.model_validate({
+            "kind": "email", "smtp": {"host": "127.0.0.1", "port": controller.port, "security": "none", "timeout": 5},
+            "from_address": "Status <status@example.com>", "recipients": recipients, "connections": 4,
+        })
+        ch = Email("mail", settings, smtp_factory=factory)
+        post = ch.render(Message(announcement=Announcement(id="a1", kind="incident", title="API down")))
+        progress = MemoryProgress()
+        receipt = ch.send(post, key="delivery-1", progress=progress)
+    finally:
+        controller.stop()
+    assert handler.drop == "", "the server dropped a connection"
+    assert len(opened) >= 3, "the refused connection was tried"
+    assert Counter(r for r, _ in handler.received) == dict.fromkeys(recipients, 1)
+    assert receipt.extra["sent"] == 40 and {s for s, _ in progress.states().values()} == {"done"}
+    assert all(m["Message-ID"] == _mail.message_id("delivery-1", r, "example.com") for r, m in handler.received)

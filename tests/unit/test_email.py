@@ -108,6 +108,7 @@ def settings(**kw):
         "smtp": {"host": "mx.test", "security": "none"},
         "from_address": "Status <status@example.com>",
         "recipients": ["a@x.test", "b@x.test", "c@x.test"],
+        "connections": 1,  # one scripted connection; several: the tests under "parallel connections"
     }
     base.update(kw)
     return EmailSettings.model_validate(base)
