@@ -1,6 +1,9 @@
 """Bulk email: one announcement to 100,000 recipients (``--quick``: 10,000) through the whole
 system — submit → ledger → Celery worker → email adapter (one message per recipient, durable
-per-address progress) → a loopback SMTP sink — against bare smtplib loops over one connection.
+per-address progress) → a loopback SMTP sink — with the channel's ``connections`` at 1, 2, 4 and
+8 (a fresh worker and mailing each), against bare smtplib loops over one connection (the
+pre-built one runs before and after the system runs; the faster is the floor). The load average
+is printed with each run: the machine may be shared.
 
 The sink is a minimal asyncio SMTP server (``common._smtpsink_main``) that answers at once and
 stores nothing, so it is not the bottleneck. Two bare loops run in their own processes:
@@ -11,7 +14,7 @@ isolates the cost of message building from the cost of durable bookkeeping.
 Every run is bounded: when a budget runs out, the rate so far is reported and the time for all
 recipients extrapolated (marked ``extrapolated``).
 
-    python -m tests.benchmarks.bench_email [--quick] [-r RECIPIENTS]
+    python -m tests.benchmarks.bench_email [--quick] [-r RECIPIENTS] [-c CONNECTIONS ...]
 """
 
 from __future__ import annotations
@@ -118,98 +121,147 @@ def _env() -> dict[str, str]:
 # ---------------------------------------------------------------- the system
 
 
-def run(quick: bool = False, recipients: int | None = None, profile: bool = True) -> dict[str, Any]:
+#: the SMTP connection counts measured, each a fresh worker and a fresh mailing (issue 15 part 3)
+CONNECTIONS = (1, 2, 4, 8)
+
+
+def loadavg() -> str:
+    import os
+
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run_system(bench: Bench, rt, port: int, n: int, budget: float, connections: int, channel: dict[str, Any],
+               data_for, profile: bool, quick: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One mailing to ``n`` recipients through a fresh worker whose email channel uses
+    ``connections`` SMTP connections: submit → worker → adapter → sink, until settled or ``budget``."""
     from broadcaster import service
+
+    path = bench.write_settings(data_for({"mail": {**channel, "connections": connections}}), name=f"settings-c{connections}")
+    worker = bench.procs.py(f"worker-c{connections}", "worker", str(path), "-c", "2")
+    wait_consumers(bench, 1, [worker])
+    base = smtp_count(port)
+    load_before = loadavg()
+    log(f"broadcaster, {connections} SMTP connection(s): submit → worker → email adapter (budget {budget} s, "
+        f"load {load_before})")
+    t0 = time.time()
+    ann = service.submit(rt, {"kind": "incident", "title": "Elevated API errors", "body": BODY},
+                         principal=service.SYSTEM).id
+    spy, prof_out = (None, None)
+    done_at, state, timeline = None, None, []
+    prof_started = False
+    while time.time() - t0 < budget:
+        time.sleep(0.5)
+        sent = smtp_count(port) - base
+        timeline.append((round(time.time() - t0, 1), sent))
+        if profile and not prof_started and time.time() - t0 > 2:
+            spy, prof_out = pyspy_record(bench, worker.pid, 4 if quick else 8, f"email-worker-c{connections}")
+            prof_started = True
+        d = rt.ledger.deliveries_of(ann)[0]
+        state = str(d.state)
+        if d.settled_at:
+            done_at = d.settled_at
+            break
+    rss = rss_peak_mb(worker.pid)
+    sent = smtp_count(port) - base
+    wall = (done_at or time.time()) - t0
+    pyspy_wait(spy)
+    bench.procs.stop(worker)
+    per_s = sent / wall if wall > 0 else 0
+    ours = {"connections": connections, "sent": sent, "state": state, "complete": done_at is not None and sent >= n,
+            "wall_s": round(wall, 2), "per_s": round(per_s, 1), "rss_peak_mb": round(rss or 0, 1),
+            "time_for_all_s": round(wall if done_at else n / per_s, 1) if per_s else None,
+            "extrapolated": done_at is None, "load_before": load_before, "load_after": loadavg(),
+            "timeline": timeline[-10:]}
+    prof = top_frames(prof_out, 20) if prof_out else None
+    if prof:
+        prof["breakdown"] = inclusive_of(prof_out, [
+            "Email.send", "Email._lane", "Email._one", "Template.payload", "Committer._write",
+            "LedgerProgress.mark_all", "Ledger.mark_items_and_extend", "SmtpSender.envelope", "SmtpSender.body",
+            "Email.audience"])
+    return ours, prof
+
+
+def run(quick: bool = False, recipients: int | None = None, profile: bool = True,
+        connections: tuple[int, ...] = CONNECTIONS) -> dict[str, Any]:
+    from broadcaster.channels.email import DEFAULT_CONNECTIONS
     from broadcaster.runtime import Runtime
     from broadcaster.tasks import celery_enqueuer
 
     from .common import load
 
     n = recipients or (10_000 if quick else 100_000)
-    budget = 14 if quick else 100
+    budget = 14 if quick else 60
     bare_budget = 4 if quick else 22
-    print(f"\n== bulk email: {n} recipients, one SMTP sink on loopback ==", flush=True)
+    print(f"\n== bulk email: {n} recipients, one SMTP sink on loopback, {', '.join(map(str, connections))} "
+          f"connection(s); load {loadavg()} ==", flush=True)
     with Bench(NAME) as bench:
         bench.start_redis()
         port = free_port()
         sink = bench.procs.py("smtpsink", "smtpsink", str(port))
         wait_port(port, proc=sink)
-        channels = {"mail": {"kind": "email", "transport": "smtp",
-                             "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "timeout": "30s"},
-                             "from_address": FROM, "recipients": addresses(n), "batch_size": 10_000}}
-        data = settings_data(f"sqlite:///{bench.dir}/ledger.db", bench.redis_url, channels,
-                             policy={"defaults": {"attempts": 8, "backoff": {"base": "1s", "max": "60s"},
-                                                  "timeout": "30s"}})
-        path = bench.write_settings(data)
-        settings = load(path)
+        channel = {"kind": "email", "transport": "smtp",
+                   "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "timeout": "30s"},
+                   "from_address": FROM, "recipients": addresses(n), "batch_size": 10_000}
+
+        def data_for(channels: dict[str, Any]) -> dict[str, Any]:
+            return settings_data(f"sqlite:///{bench.dir}/ledger.db", bench.redis_url, channels,
+                                 policy={"defaults": {"attempts": 8, "backoff": {"base": "1s", "max": "60s"},
+                                                      "timeout": "30s"}})
+
+        settings = load(bench.write_settings(data_for({"mail": channel})))
         rt = Runtime.from_settings(settings, enqueuer=celery_enqueuer(settings))
         bench.on_close(lambda: (rt.close(), rt.ledger.close()))
 
-        log("bare smtplib loop, one pre-built message, one connection")
+        log(f"bare smtplib loop, one pre-built message, one connection (load {loadavg()})")
         fixed = run_bare(bench, port, n, bare_budget, "fixed")
         log("bare smtplib loop, each message built by the adapter's _mail functions")
         mime = run_bare(bench, port, n, bare_budget, "mime")
 
-        worker = bench.procs.py("worker", "worker", str(path), "-c", "2")
-        wait_consumers(bench, 1, [worker])
-        base = smtp_count(port)
-        log(f"broadcaster: submit → worker → email adapter (budget {budget} s)")
-        t0 = time.time()
-        ann = service.submit(rt, {"kind": "incident", "title": "Elevated API errors", "body": BODY},
-                             principal=service.SYSTEM).id
-        spy, prof_out = (None, None)
-        done_at, state, timeline = None, None, []
-        prof_started = False
-        while time.time() - t0 < budget:
-            time.sleep(1.0)
-            sent = smtp_count(port) - base
-            timeline.append((round(time.time() - t0, 1), sent))
-            if profile and not prof_started and time.time() - t0 > 3:
-                spy, prof_out = pyspy_record(bench, worker.pid, 4 if quick else 10, "email-worker")
-                prof_started = True
-            d = rt.ledger.deliveries_of(ann)[0]
-            state = str(d.state)
-            if d.settled_at:
-                done_at = d.settled_at
-                break
-        rss = rss_peak_mb(worker.pid)
-        sent = smtp_count(port) - base
-        wall = (done_at or time.time()) - t0
-        pyspy_wait(spy)
-        bench.procs.stop(worker)
-        per_s = sent / wall if wall > 0 else 0
-        ours = {"sent": sent, "state": state, "complete": done_at is not None and sent >= n, "wall_s": round(wall, 2),
-                "per_s": round(per_s, 1), "rss_peak_mb": round(rss or 0, 1),
-                "time_for_all_s": round(wall if done_at else n / per_s, 1) if per_s else None,
-                "extrapolated": done_at is None, "timeline": timeline[-10:]}
-        prof = top_frames(prof_out, 20) if prof_out else None
-        if prof:
-            prof["breakdown"] = inclusive_of(prof_out, [
-                "Email.send", "Email._one", "build", "to_mime", "smtp_payload", "LedgerProgress.mark",
-                "Ledger.mark_items", "Ledger.extend_lease", "SmtpSender.deliver", "Email.audience"])
+        runs: dict[int, dict[str, Any]] = {}
+        prof = None
+        for c in connections:
+            runs[c], p = run_system(bench, rt, port, n, budget, c, channel, data_for,
+                                    profile and c == DEFAULT_CONNECTIONS, quick)
+            prof = p or prof
+        log(f"bare smtplib loop again, after the system runs (load {loadavg()})")
+        fixed_after = run_bare(bench, port, n, bare_budget, "fixed")
 
-    ratio = ours["per_s"] / fixed["per_s"] if fixed["per_s"] else None
-    ratio_mime = ours["per_s"] / mime["per_s"] if mime["per_s"] else None
+    default = runs.get(DEFAULT_CONNECTIONS) or runs[max(runs)]
+    floor = max(fixed["per_s"], fixed_after["per_s"])  # the faster of the two bare runs: the harder bar
+
+    def ratio(r: dict[str, Any], base: float) -> float | None:
+        return round(r["per_s"] / base, 3) if base else None
+
+    for r in runs.values():
+        r["ratio_vs_bare"] = ratio(r, floor)
     res = {"params": {"recipients": n, "batch_size": 10_000, "worker_concurrency": 2, "ledger": "sqlite",
-                      "budget_s": budget, "bare_budget_s": bare_budget},
-           "bare_fixed": fixed, "bare_mime": mime, "broadcaster": ours,
-           "ratio_vs_bare": round(ratio, 3) if ratio else None,
-           "ratio_vs_bare_mime": round(ratio_mime, 3) if ratio_mime else None,
-           "targets": {"<=60s_for_100k": bool(ours["time_for_all_s"] and ours["time_for_all_s"] * (100_000 / n) <= 60),
-                       "<=300MB_rss": bool(ours["rss_peak_mb"] and ours["rss_peak_mb"] <= 300),
-                       ">=0.7x_bare": bool(ratio and ratio >= 0.7)},
+                      "budget_s": budget, "bare_budget_s": bare_budget, "connections": list(connections),
+                      "default_connections": DEFAULT_CONNECTIONS},
+           "bare_fixed": fixed, "bare_fixed_after": fixed_after, "bare_mime": mime,
+           "broadcaster": default, "by_connections": {str(c): r for c, r in runs.items()},
+           "ratio_vs_bare": ratio(default, floor), "ratio_vs_bare_mime": ratio(default, mime["per_s"]),
+           "targets": {"<=20s_for_100k": bool(default["time_for_all_s"]
+                                              and default["time_for_all_s"] * (100_000 / n) <= 20),
+                       "<=300MB_rss": bool(default["rss_peak_mb"] and default["rss_peak_mb"] <= 300),
+                       ">=1.5x_bare": bool(ratio(default, floor) and ratio(default, floor) >= 1.5)},
            "profile_worker": prof}
+
     def row(label, r, ratio_):
         t = f"{r['time_for_all_s']} s" + (" (extrapolated)" if not r.get("complete") else "")
-        return [label, r["per_s"], r["sent"], t, f"{r['rss_peak_mb']} MB", ratio_]
-    table(f"bulk email ({n} recipients)", ["sender", "messages/s", "sent", f"time for {n}", "peak RSS", "ours ÷ it"],
-          [row("bare smtplib, pre-built message", fixed, res["ratio_vs_bare"]),
-           row("bare smtplib + adapter's MIME build", mime, res["ratio_vs_bare_mime"]),
-           row("broadcaster worker (whole system)", ours, 1.0)])
-    print(f"targets (scaled to 100,000): ≤ 60 s → {res['targets']['<=60s_for_100k']}; ≤ 300 MB RSS → "
-          f"{res['targets']['<=300MB_rss']}; ≥ 0.7× bare → {res['targets']['>=0.7x_bare']}", flush=True)
+        return [label, r["per_s"], r["sent"], t, f"{r['rss_peak_mb']} MB", ratio_, r.get("load_before", "")]
+    rows = [row("bare smtplib, pre-built message, 1 connection", fixed, round(fixed["per_s"] / floor, 3)),
+            row("  the same, after the system runs", fixed_after, round(fixed_after["per_s"] / floor, 3)),
+            row("bare smtplib + adapter's MIME build", mime, round(mime["per_s"] / floor, 3))]
+    rows += [row(f"broadcaster worker, {c} connection{'s' if c > 1 else ''}"
+                 + (" (default)" if c == DEFAULT_CONNECTIONS else ""), r, r["ratio_vs_bare"]) for c, r in runs.items()]
+    table(f"bulk email ({n} recipients)", ["sender", "messages/s", "sent", f"time for {n}", "peak RSS",
+                                           "÷ bare pre-built", "load before"], rows)
+    print(f"targets (default {DEFAULT_CONNECTIONS} connections, scaled to 100,000): ≤ 20 s → "
+          f"{res['targets']['<=20s_for_100k']}; ≤ 300 MB RSS → {res['targets']['<=300MB_rss']}; ≥ 1.5× bare → "
+          f"{res['targets']['>=1.5x_bare']}", flush=True)
     if prof:
-        print_profile("email worker profile (py-spy)", prof)
+        print_profile(f"email worker profile, {DEFAULT_CONNECTIONS} connections (py-spy)", prof)
     write_json(NAME, res)
     return res
 
@@ -223,8 +275,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("-r", "--recipients", type=int, default=None)
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("-c", "--connections", type=int, action="append",
+                   help=f"SMTP connection counts to measure (repeatable; default {' '.join(map(str, CONNECTIONS))})")
     a = p.parse_args(argv)
-    run(a.quick, a.recipients, not a.no_profile)
+    run(a.quick, a.recipients, not a.no_profile, tuple(a.connections or CONNECTIONS))
 
 
 if __name__ == "__main__":
