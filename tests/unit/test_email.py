@@ -640,7 +640,7 @@ def test_ledger_progress_renews_the_lease_at_most_every_few_seconds(monkeypatch)
             return None if lease is None else True
 
     class Rt:
-        ledger = FakeLedger()
+        deliveries = FakeLedger()  # the delivery port LedgerProgress writes through
 
     class D:
         id = "dlv_1"
