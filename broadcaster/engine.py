@@ -18,7 +18,7 @@ from typing import Any
 
 from . import compose, delivery as policy_mod
 from .channels.base import Channel, io_reset, io_started
-from .config import ChannelPolicy, redact, secret_values
+from .config import ChannelPolicy, redact
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
 from .ledger.ports import DeliveryLedger
 from .ledger.repository import default_owner
@@ -276,7 +276,7 @@ def _content_failed(runtime: Runtime, d: Delivery, exc: Exception, finish, what:
     """The text cannot become this channel's message (too long, a line break in a mail header…):
     nothing was sent and trying again cannot help, so the delivery fails at once — not counted
     against the channel's breaker (the provider is fine) and never "maybe sent"."""
-    secrets = secret_values(runtime.settings.channels.get(d.channel))
+    secrets = runtime.secrets_of(d.channel)
     detail = str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}"
     detail = redact(detail, secrets) or detail
     return finish(S.FAILED, f"{what} for {d.channel}: {detail}; nothing was sent", error=detail,
@@ -293,7 +293,7 @@ def _nothing_sent(runtime: Runtime, d: Delivery, exc: Exception, pol, finish) ->
 def _after_error(runtime: Runtime, d: Delivery, exc: DeliveryError, pol, channel, finish) -> str:
     if policy_mod.counts_against_breaker(exc):
         _shared(runtime.breaker.failure, None, d.channel, pol.breaker.failures, pol.breaker.cooldown)
-    secrets = secret_values(runtime.settings.channels.get(d.channel))
+    secrets = runtime.secrets_of(d.channel)
     dec = policy_mod.decide(exc, attempt=d.attempts + 1, now=runtime.clock(), deadline_at=d.deadline_at, policy=pol,
                             idempotent=bool(channel.idempotent), can_lookup=bool(channel.can_lookup),
                             public=bool(channel.public))

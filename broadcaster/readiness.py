@@ -9,7 +9,9 @@ channels page, exported as ``broadcaster_channel_ready{channel}`` (and
 
 Expiry is known when the adapter learns it during ``check()`` (an attribute
 ``credential_expires_at``, epoch seconds) or when the operator writes it in
-``readiness.token_expires`` (LinkedIn's 60-day tokens, a page token's date).
+``readiness.token_expires`` (LinkedIn's 60-day tokens, a page token's date). A channel whose
+token is renewed (``refresh:``, see ``oauth/``) is renewed by its check when due, and its expiry
+is the end of the renewal chain (a refresh token's own end), not the short-lived access token's.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .config import Settings, redact, secret_values
+from .config import Settings, redact
 from .ledger.readiness import Readiness, ReadinessStore
 from .runtime import Runtime
 
@@ -56,14 +58,16 @@ def configured_expiry(settings: Settings, channel: str) -> float | None:
 def check_channel(runtime: Runtime, name: str) -> Outcome:
     """Run one channel's check on a fresh instance (the workers' own stay untouched)."""
     settings = runtime.settings
-    cfg = settings.channels[name]
     ch = None
     expires = configured_expiry(settings, name)
     try:
         ch = runtime.build_channel(name)
         detail = ch.check()
         learnt = getattr(ch, "credential_expires_at", None)
-        expires = float(learnt) if isinstance(learnt, (int, float)) else expires
+        if runtime.credential(name) is not None:
+            expires = float(learnt) if isinstance(learnt, (int, float)) else None  # renewed: the chain's end
+        else:
+            expires = float(learnt) if isinstance(learnt, (int, float)) else expires
         ready = True
         if expires is not None and expires <= time.time():
             ready, detail = False, f"token expired {datetime.fromtimestamp(expires, UTC):%Y-%m-%d}"
@@ -75,7 +79,7 @@ def check_channel(runtime: Runtime, name: str) -> Outcome:
                 ch.close()
             except Exception:  # noqa: BLE001 - closing a half-built client must not hide the result
                 log.debug("readiness: closing %s failed", name)
-    return Outcome(name, ready, redact(detail, secret_values(cfg)) or "", expires)
+    return Outcome(name, ready, redact(detail, runtime.secrets_of(name)) or "", expires)
 
 
 def check_all(runtime: Runtime) -> list[Readiness]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .channels.ports import ChannelPorts
-from .config import Settings
+from .config import Settings, secret_values
 from .errors import ConfigError, LedgerUnavailable
 from .ledger import Ledger
 from .ledger.opt_outs import OptOutStore
@@ -23,6 +23,7 @@ from .wakeup import Enqueuer, NoEnqueuer
 
 if TYPE_CHECKING:
     from .channels.base import Channel
+    from .oauth.credential import Credential
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,11 @@ class Runtime:
         self.channel_io = dict(channel_io or {})
         self._channels: dict[str, Channel[Any]] = {}
         self._lock = threading.Lock()
+        self._credentials: dict[str, Credential] = {}
+        self._credentials_lock = threading.Lock()
         #: how workers are woken (Celery in servers, a recorder in tests, nobody in offline tools)
         self.enqueuer: Enqueuer = enqueuer if enqueuer is not None else NoEnqueuer()
+        self.channel_io.setdefault("credentials", self.credential)  # renewable OAuth tokens (oauth/)
 
     @property
     def ledger(self) -> Ledger:
@@ -173,6 +177,34 @@ class Runtime:
         return cls(name, cfg, clock=self.clock, timeout=policy.timeout, on_too_long=policy.on_too_long,
                    http=given.get("http"), ports=ChannelPorts.pick(given))
 
+    def credential(self, name: str) -> Credential | None:
+        """The channel's renewable credential (one per process, shared by every instance of the
+        channel), or None when its settings have no ``refresh:`` section."""
+        cfg = self.settings.channels.get(name)
+        if cfg is None or getattr(cfg, "refresh", None) is None:
+            return None
+        with self._credentials_lock:
+            cred = self._credentials.get(name)
+            if cred is None:
+                from .oauth.credential import for_channel
+                from .oauth.lock import LOCAL, RedisRefreshLock
+                from .readiness import configured_expiry
+
+                lock = RedisRefreshLock(self.redis) if self.redis is not None else LOCAL
+                cred = for_channel(name, cfg, lock=lock, http=self.channel_io.get("http"), clock=self.clock,
+                                   timeout=self.settings.policy_for(name).timeout,
+                                   configured_expiry=configured_expiry(self.settings, name))
+                self._credentials[name] = cred
+            return cred
+
+    def secrets_of(self, name: str) -> set[str]:
+        """Every secret value of a channel — configured, and renewed since — to cut out of
+        anything stored or shown."""
+        found = secret_values(self.settings.channels.get(name))
+        with self._credentials_lock:
+            cred = self._credentials.get(name)
+        return found | cred.secrets() if cred is not None else found
+
     def _subscribers(self, lists, post):
         """Subscriber source for e-mail channels: ``(address, unsubscribe_url)`` pairs."""
         from .subscribers import subscribers_for
@@ -198,6 +230,10 @@ class Runtime:
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         self._channels.clear()
+        with self._credentials_lock:
+            for cred in self._credentials.values():
+                cred.close()
+            self._credentials.clear()
 
     # -- waking workers: the broker is only a signal, the ledger is the truth
 

@@ -42,11 +42,13 @@ Hook = Callable[[Runtime, TickReport], object]
 
 
 def feature_hooks() -> list[Hook]:
-    """The hooks a scheduler process runs: maintenance window steps, bounce marking, retention."""
+    """The hooks a scheduler process runs: maintenance window steps, bounce marking, retention,
+    review reminders, readiness checks, token renewal."""
     from . import lifecycle, readiness, retention, review, subscribers
+    from .oauth.hook import RefreshHook
 
     return [lifecycle.maintenance_hook, subscribers.BounceWatcher(), retention.RetentionHook(),
-            review.ReviewReminder(), readiness.ReadinessHook()]
+            review.ReviewReminder(), readiness.ReadinessHook(), RefreshHook()]
 
 
 class Sweeper:

@@ -39,6 +39,7 @@ from ..models import Message, Post, Receipt
 from .ports import (
     AppriseFactory,
     ChannelPorts,
+    CredentialSource,
     EndpointSource,
     OptOuts,
     Resolver,
@@ -143,6 +144,7 @@ class Channel(Generic[S]):
         opt_outs: OptOuts | None = None,
         endpoints: EndpointSource | None = None,
         resolver: Resolver | None = None,
+        credentials: CredentialSource | None = None,
     ):
         """``ports`` carries a process's collaborators; a keyword given here wins over it."""
         self.name = name
@@ -160,6 +162,7 @@ class Channel(Generic[S]):
         self.opt_out_store = opt_outs or given.opt_outs
         self.endpoints = endpoints or given.endpoints
         self.resolver = resolver or given.resolver
+        self.credentials = credentials or given.credentials
 
     # -- I/O seams
 

@@ -21,7 +21,9 @@ from .. import render
 from ..config import ChannelSettings, Secret, Url
 from ..errors import AmbiguousDelivery, AuthError, DeliveryError, PermanentError, RateLimited, TransientError
 from ..models import Message, Post, Receipt
+from ..oauth.settings import FacebookRefresh
 from . import _http
+from ._oauth import RenewableToken
 from .base import Channel, Progress
 from .registry import register
 
@@ -40,6 +42,9 @@ class FacebookSettings(ChannelSettings):
     web_url: Url = "https://www.facebook.com"
     #: commonly quoted message limit (not in the official docs)
     max_characters: int = Field(63206, ge=100)
+    #: learn the Page token's expiry (debug_token) and re-derive it from a Page admin's
+    #: long-lived user token when it is invalid or expiring; docs/token-refresh.md
+    refresh: FacebookRefresh | None = None
 
 
 # ---------------------------------------------------------------- pure pieces
@@ -100,13 +105,19 @@ def classify(response: httpx.Response, what: str) -> DeliveryError | None:
     return PermanentError(label, response=excerpt, status=status)
 
 
+def token_refused(response: httpx.Response) -> bool:
+    """Graph error 190 (expired, invalidated, or otherwise unusable token) or 102 (session)."""
+    error = graph_error(response)
+    return error is not None and error.get("code") in TOKEN
+
+
 def is_duplicate(response: httpx.Response) -> bool:
     error = graph_error(response)
     return error is not None and error.get("code") == DUPLICATE
 
 
 @register
-class Facebook(Channel[FacebookSettings]):
+class Facebook(RenewableToken, Channel[FacebookSettings]):
     kind = "facebook"
     Settings = FacebookSettings
     idempotent = False
@@ -131,21 +142,26 @@ class Facebook(Channel[FacebookSettings]):
         return f"{web}/{page}/posts/{post}" if post else f"{web}/{object_id}"
 
     def _call(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.settings.access_token.reveal()}"}
-        return _http.request(self.http, method, f"{self.base}/{path}", headers=headers, what=what, **kw)
+        return self.with_token(
+            lambda token: _http.request(self.http, method, f"{self.base}/{path}",
+                                        headers={"Authorization": f"Bearer {token}"}, what=what, **kw),
+            token_refused)
 
     def send(self, post: Post, *, key: str, progress: Progress | None = None) -> Receipt:
         text = post.parts[0] if post.parts else post.text
         # updates comment on the original post, also when the thread's last entry is a comment
         parent = (post.reply_to.extra.get("parent") or post.reply_to.remote_id) if post.reply_to else None
-        form = {"message": text, "access_token": self.settings.access_token.reveal()}
+        form = {"message": text}
         if parent:
             what, path = f"{self.name} (comment)", f"{parent}/comments"
         else:
             what, path = f"{self.name} (page post)", f"{self.settings.page_id}/feed"
             if post.url:
                 form["link"] = post.url
-        resp = _http.request(self.http, "POST", f"{self.base}/{path}", data=form, what=what)
+        resp = self.with_token(
+            lambda token: _http.request(self.http, "POST", f"{self.base}/{path}", data={**form, "access_token": token},
+                                        what=what),
+            token_refused)
         if is_duplicate(resp):
             return Receipt(remote_id=None, url=None, extra={"duplicate": True})
         error = classify(resp, what)
@@ -164,7 +180,7 @@ class Facebook(Channel[FacebookSettings]):
         if error is not None:
             raise error
         data = _http.json_or_none(resp) or {}
-        return f"page {data.get('name', '?')} ({data.get('id', self.settings.page_id)})"
+        return f"page {data.get('name', '?')} ({data.get('id', self.settings.page_id)}){self.note_expiry()}"
 
     def retract(self, receipt: Receipt) -> None:
         if not receipt.remote_id:

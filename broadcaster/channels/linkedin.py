@@ -30,7 +30,9 @@ from .. import render
 from ..config import ChannelSettings, Secret, Url
 from ..errors import AmbiguousDelivery, AuthError, ContentRejected, PermanentError, RateLimited
 from ..models import Message, Post, Receipt
+from ..oauth.settings import LinkedInRefresh
 from . import _http
+from ._oauth import RenewableToken
 from .base import Channel, Progress
 from .registry import register
 
@@ -56,6 +58,8 @@ class LinkedInSettings(ChannelSettings):
     #: the public page, for links and the official-channel list (default: /company/<id>/)
     page_url: Url | None = None
     max_characters: int = Field(MAX_COMMENTARY, ge=100, le=100_000)
+    #: renew the token with a programmatic refresh token (apps approved for them); docs/token-refresh.md
+    refresh: LinkedInRefresh | None = None
 
     @field_validator("organization")
     @classmethod
@@ -138,6 +142,12 @@ def _message(response: httpx.Response) -> str:
     return ""
 
 
+def token_refused(response: httpx.Response) -> bool:
+    """A 401: LinkedIn's answer to an expired or revoked token (``EXPIRED_ACCESS_TOKEN``,
+    ``REVOKED_ACCESS_TOKEN``, ``INVALID_ACCESS_TOKEN``); a renewal tells which."""
+    return response.status_code == 401
+
+
 def classify(response: httpx.Response, what: str, now) -> None:
     """LinkedIn's meaning of a status code."""
     code = response.status_code
@@ -177,7 +187,7 @@ def permalink(web_url: str, urn: str) -> str:
 
 
 @register
-class LinkedIn(Channel[LinkedInSettings]):
+class LinkedIn(RenewableToken, Channel[LinkedInSettings]):
     kind = "linkedin"
     Settings = LinkedInSettings
     idempotent = False
@@ -192,8 +202,12 @@ class LinkedIn(Channel[LinkedInSettings]):
     def max_length(self) -> int:  # type: ignore[override]
         return self.settings.max_characters
 
-    def _headers(self) -> dict[str, str]:
-        return headers(self.settings.access_token.reveal(), self.settings.api_version)
+    def _call(self, method: str, url: str, what: str, **kw: Any) -> httpx.Response:
+        """One request with the current token (once more with a renewed one after a 401)."""
+        return self.with_token(
+            lambda token: _http.request(self.http, method, url, headers=headers(token, self.settings.api_version),
+                                        what=what, **kw),
+            token_refused)
 
     def count(self, text: str) -> int:
         return commentary_length(text)
@@ -218,8 +232,7 @@ class LinkedIn(Channel[LinkedInSettings]):
     def send(self, post: Post, *, key: str, progress: Progress | None = None) -> Receipt:
         text = post.parts[0] if post.parts else post.text
         what = f"{self.name} (page post)"
-        resp = _http.request(self.http, "POST", f"{self.base}/rest/posts", json=post_body(self.settings.author, text),
-                             headers=self._headers(), what=what)
+        resp = self._call("POST", f"{self.base}/rest/posts", what, json=post_body(self.settings.author, text))
         earlier = duplicate_of(resp)
         if earlier:
             return Receipt(remote_id=earlier, url=permalink(self.settings.web_url, earlier),
@@ -230,18 +243,16 @@ class LinkedIn(Channel[LinkedInSettings]):
 
     def check(self) -> str:
         what = f"{self.name} (organization)"
-        resp = _http.request(self.http, "GET", f"{self.base}/rest/organizations/{self.settings.organization}",
-                             headers=self._headers(), what=what)
+        resp = self._call("GET", f"{self.base}/rest/organizations/{self.settings.organization}", what)
         classify(resp, what, self.clock)
         data = _http.json_or_none(resp) or {}
         name = data.get("localizedName") or data.get("vanityName") or "?"
-        return f"{name} ({self.settings.author}), LinkedIn-Version {self.settings.api_version}"
+        return f"{name} ({self.settings.author}), LinkedIn-Version {self.settings.api_version}{self.note_expiry()}"
 
     def retract(self, receipt: Receipt) -> None:
         if not receipt.remote_id:
             raise PermanentError(f"{self.name}: no post URN recorded; delete it on LinkedIn by hand")
         what = f"{self.name} (delete {receipt.remote_id})"
-        resp = _http.request(self.http, "DELETE", self.base + post_path(receipt.remote_id), headers=self._headers(),
-                             what=what)
+        resp = self._call("DELETE", self.base + post_path(receipt.remote_id), what)
         if resp.status_code not in (404, 410):  # already gone is what we wanted
             classify(resp, what, self.clock)

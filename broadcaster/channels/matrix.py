@@ -23,7 +23,9 @@ from pydantic import Field
 from ..config import ChannelSettings, Secret, Url
 from ..errors import AmbiguousDelivery, AuthError, ContentRejected, PermanentError, RateLimited, TransientError
 from ..models import Post, Receipt
+from ..oauth.settings import MatrixRefresh
 from . import _http
+from ._oauth import RenewableToken
 from .base import Channel, Progress, done_parts
 from .registry import register
 
@@ -41,6 +43,9 @@ class MatrixSettings(ChannelSettings):
     room_id: str = Field(pattern=r"^![^\s/]+$")
     #: ``m.notice`` (the convention for bots: clients do not notify as loudly) or ``m.text``
     msgtype: Literal["m.notice", "m.text"] = "m.notice"
+    #: renew an expiring access token with its refresh token (a login with refresh_token: true);
+    #: docs/token-refresh.md
+    refresh: MatrixRefresh | None = None
 
 
 # ---------------------------------------------------------------- pure request/response shaping
@@ -72,6 +77,14 @@ def html_part(text: str) -> str:
 
 def event_url(room_id: str, event_id: str) -> str:
     return f"https://matrix.to/#/{quote(room_id, safe='')}/{quote(event_id, safe='')}"
+
+
+def token_refused(response: Any) -> bool:
+    """``M_UNKNOWN_TOKEN`` (with ``soft_logout: true`` when the token merely expired)."""
+    if response.status_code != 401:
+        return False
+    data = _http.json_or_none(response)
+    return isinstance(data, dict) and data.get("errcode") == "M_UNKNOWN_TOKEN"
 
 
 def classify(response: Any, what: str) -> None:
@@ -118,7 +131,7 @@ def thread_root(receipt: Receipt | None) -> tuple[str | None, str | None]:
 
 
 @register
-class Matrix(Channel[MatrixSettings]):
+class Matrix(RenewableToken, Channel[MatrixSettings]):
     kind = "matrix"
     Settings = MatrixSettings
     idempotent = True  # transaction ids: a repeat returns the event already made
@@ -131,8 +144,13 @@ class Matrix(Channel[MatrixSettings]):
     def _room(self) -> str:
         return f"{self.settings.homeserver.rstrip('/')}/_matrix/client/v3/rooms/{quote(self.settings.room_id, safe='')}"
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.settings.access_token.reveal()}", "Content-Type": "application/json"}
+    def _call(self, method: str, url: str, what: str, **kw: Any) -> Any:
+        """One request with the current token (once more with a renewed one when it expired)."""
+        return self.with_token(
+            lambda token: _http.request(self.http, method, url, what=what, **kw,
+                                        headers={"Authorization": f"Bearer {token}",
+                                                 "Content-Type": "application/json"}),
+            token_refused)
 
     # -- one pass over the thread
 
@@ -159,8 +177,7 @@ class Matrix(Channel[MatrixSettings]):
 
     def _put(self, path: str, body: dict[str, Any], what: str) -> str:
         content = json.dumps(body, ensure_ascii=False).encode()
-        resp = _http.request(self.http, "PUT", f"{self._room()}/{path}", content=content, headers=self._auth(),
-                             what=what)
+        resp = self._call("PUT", f"{self._room()}/{path}", what, content=content)
         classify(resp, what)
         return parse_event(resp, what)
 
@@ -169,10 +186,10 @@ class Matrix(Channel[MatrixSettings]):
     def check(self) -> str:
         what = f"{self.name} (whoami)"
         url = f"{self.settings.homeserver.rstrip('/')}/_matrix/client/v3/account/whoami"
-        resp = _http.request(self.http, "GET", url, headers=self._auth(), what=what)
+        resp = self._call("GET", url, what)
         classify(resp, what)
         data = _http.json_or_none(resp) or {}
-        return f"{data.get('user_id') or '?'} (room {self.settings.room_id})"
+        return f"{data.get('user_id') or '?'} (room {self.settings.room_id}){self.note_expiry()}"
 
     def retract(self, receipt: Receipt) -> None:
         """Redact every event, last first; each redaction has its own derived ``txnId``."""
@@ -181,8 +198,7 @@ class Matrix(Channel[MatrixSettings]):
             what = f"{self.name} (redact {event_id})"
             path = f"redact/{quote(event_id, safe='')}/{txn_id(event_id, 'redact')}"
             content = json.dumps({"reason": "retracted"}).encode()
-            resp = _http.request(self.http, "PUT", f"{self._room()}/{path}", content=content, headers=self._auth(),
-                                 what=what)
+            resp = self._call("PUT", f"{self._room()}/{path}", what, content=content)
             if resp.status_code == 404:
                 continue  # already gone is what we wanted
             classify(resp, what)

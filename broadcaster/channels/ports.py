@@ -13,7 +13,9 @@ give a plain function or an in-memory twin:
 - ``opt_outs`` — SMS numbers that replied STOP (the ledger's ``sms_opt_outs``);
 - ``endpoints`` — the webhooks subscribers brought, and their failure tracking
   (``subscribers/endpoints.py``), for ``subscriber_webhooks``;
-- ``resolver`` — host name → addresses for the network guard (``_outbound``; DNS by default).
+- ``resolver`` — host name → addresses for the network guard (``_outbound``; DNS by default);
+- ``credentials`` — channel name → its renewable OAuth credential (``oauth/``), shared by every
+  instance of the channel in the process (None for a channel without ``refresh:``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..models import Post
 
 if TYPE_CHECKING:
     from ..ledger.endpoints import Endpoint
+    from ..oauth.credential import Credential
 
 #: opens an SMTP connection from the channel's SMTP settings
 SmtpFactory = Callable[..., Any]
@@ -37,6 +40,8 @@ TrustFiles = Callable[[dict[str, Any]], dict[str, bytes]]
 AppriseFactory = Callable[[], Any]
 #: (host, port) → the addresses it resolves to now
 Resolver = Callable[[str, int], list[str]]
+#: channel name → its renewable credential, or None when it has no ``refresh:`` section
+CredentialSource = Callable[[str], "Credential | None"]
 
 
 class OptOuts(Protocol):
@@ -78,6 +83,7 @@ class ChannelPorts:
     opt_outs: OptOuts | None = None
     endpoints: EndpointSource | None = None
     resolver: Resolver | None = None
+    credentials: CredentialSource | None = None
 
     @classmethod
     def pick(cls, available: dict[str, Any]) -> ChannelPorts:

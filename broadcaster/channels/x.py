@@ -16,7 +16,9 @@ from .. import render
 from ..config import ChannelSettings, Secret, Url
 from ..errors import AmbiguousDelivery, AuthError, ContentRejected, PermanentError, RateLimited
 from ..models import Post, Receipt
+from ..oauth.settings import XRefresh
 from . import _http
+from ._oauth import RenewableToken
 from .base import Channel, Progress, done_parts
 from .registry import register
 
@@ -26,6 +28,8 @@ class XSettings(ChannelSettings):
     base_url: Url = "https://api.x.com"
     access_token: Secret  # OAuth 2.0 user token (app-only tokens cannot post)
     username: str | None = None  # for permalinks; x.com/i/status/<id> works without it
+    #: renew the user token with its refresh token (scope offline.access); see docs/token-refresh.md
+    refresh: XRefresh | None = None
 
 
 # ---------------------------------------------------------------- pure pieces
@@ -81,6 +85,11 @@ def parse_tweet_id(response: httpx.Response, what: str) -> str:
     raise AmbiguousDelivery(f"{what}: success status without a post id", response=_http.short(response))
 
 
+def token_refused(response: httpx.Response) -> bool:
+    """X answers an expired (or revoked) user token with a bare 401."""
+    return response.status_code == 401
+
+
 def reply_target(receipt: Receipt | None) -> str | None:
     if receipt is None:
         return None
@@ -88,7 +97,7 @@ def reply_target(receipt: Receipt | None) -> str | None:
 
 
 @register
-class X(Channel[XSettings]):
+class X(RenewableToken, Channel[XSettings]):
     kind = "x"
     Settings = XSettings
     idempotent = False
@@ -99,8 +108,12 @@ class X(Channel[XSettings]):
     def base(self) -> str:
         return self.settings.base_url.rstrip("/")
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.settings.access_token.reveal()}"}
+    def _call(self, method: str, url: str, what: str, **kw: Any) -> httpx.Response:
+        """One request with the current token (once more with a renewed one if X refuses it)."""
+        return self.with_token(
+            lambda token: _http.request(self.http, method, url, headers={"Authorization": f"Bearer {token}"},
+                                        what=what, **kw),
+            token_refused)
 
     def count(self, text: str) -> int:
         return render.x_length(text)
@@ -136,7 +149,7 @@ class X(Channel[XSettings]):
 
     def _create(self, text: str, parent: str | None, what: str) -> str | None:
         """The new post's id, or None when X says this exact text was already posted."""
-        resp = _http.request(self.http, "POST", f"{self.base}/2/tweets", json=tweet_body(text, parent), headers=self._auth(), what=what)
+        resp = self._call("POST", f"{self.base}/2/tweets", what, json=tweet_body(text, parent))
         if is_duplicate(resp):
             return None
         classify(resp, what, self.clock)
@@ -144,15 +157,15 @@ class X(Channel[XSettings]):
 
     def check(self) -> str:
         what = f"{self.name} (users/me)"
-        resp = _http.request(self.http, "GET", f"{self.base}/2/users/me", headers=self._auth(), what=what)
+        resp = self._call("GET", f"{self.base}/2/users/me", what)
         classify(resp, what, self.clock)
         data = (_http.json_or_none(resp) or {}).get("data") or {}
-        return f"@{data.get('username', '?')} (id {data.get('id', '?')})"
+        return f"@{data.get('username', '?')} (id {data.get('id', '?')}){self.note_expiry()}"
 
     def retract(self, receipt: Receipt) -> None:
         ids = receipt.extra.get("ids") or ([receipt.remote_id] if receipt.remote_id else [])
         for tweet_id in reversed(ids):
             what = f"{self.name} (delete {tweet_id})"
-            resp = _http.request(self.http, "DELETE", f"{self.base}/2/tweets/{tweet_id}", headers=self._auth(), what=what)
+            resp = self._call("DELETE", f"{self.base}/2/tweets/{tweet_id}", what)
             if resp.status_code != 404:
                 classify(resp, what, self.clock)

@@ -262,7 +262,8 @@ def check(ctx, offline):
     if offline:
         return
     failed = 0
-    rt = Runtime(settings, breaker=None, limiter=None)  # builds channels only: no ledger
+    rt = Runtime(settings, breaker=None, limiter=None,  # builds channels only: no ledger
+                 redis=_refresh_redis(settings))
     for name, cfg in settings.channels.items():
         if not cfg.enabled:
             click.echo(f"  {name:24} {cfg.kind:22} disabled")
@@ -272,14 +273,27 @@ def check(ctx, offline):
             what = ch.check()
             click.echo(f"  {name:24} {cfg.kind:22} ok: {what}{_expiry_note(settings, name, ch)}")
         except DeliveryError as exc:
-            from ..config import redact, secret_values
+            from ..config import redact
 
             failed += 1
-            click.echo(f"  {name:24} {cfg.kind:22} FAILED: {redact(str(exc), secret_values(cfg))}")
+            click.echo(f"  {name:24} {cfg.kind:22} FAILED: {redact(str(exc), rt.secrets_of(name))}")
         finally:
             ch.close()
     if failed:
         ctx.exit(1)
+
+
+def _refresh_redis(settings):
+    """The shared Redis, when a channel renews its token: ``check`` may renew one that is due,
+    and must take the same lock as the workers and the scheduler (without it, nothing renews)."""
+    if not any(getattr(c, "refresh", None) is not None and c.enabled for c in settings.channels.values()):
+        return None
+    from ..runtime import connect_redis, state_redis_url
+
+    try:
+        return connect_redis(state_redis_url(settings), settings, socket_timeout=5, socket_connect_timeout=3)
+    except ValueError:
+        return None
 
 
 def _expiry_note(settings, name: str, ch) -> str:
@@ -287,7 +301,9 @@ def _expiry_note(settings, name: str, ch) -> str:
     from ..readiness import configured_expiry
 
     learnt = getattr(ch, "credential_expires_at", None)
-    expires = float(learnt) if isinstance(learnt, (int, float)) else configured_expiry(settings, name)
+    renewed = getattr(settings.channels[name], "refresh", None) is not None
+    expires = float(learnt) if isinstance(learnt, (int, float)) else (None if renewed else
+                                                                       configured_expiry(settings, name))
     if expires is None:
         return ""
     days = (expires - time.time()) / 86400

@@ -7,6 +7,7 @@ that is not an email channel; a receiver that cannot authenticate its sender. Ea
 
 from __future__ import annotations
 
+import os
 import re
 
 from ..models import KINDS
@@ -49,12 +50,28 @@ def cross_check(settings: Settings, problems: list, declared: set[str] | None = 
         if kind not in KINDS:
             problems.append((f"quiet_during_incidents[{i}]", f"unknown kind (one of {', '.join(KINDS)})"))
     _check_inbound(settings, problems, known)
+    _check_token_stores(settings, problems)
     for key in ("broker", "redis"):
         url = getattr(settings, key)
         if url and url.startswith("sentinel://") and settings.sentinel is None:
             problems.append(("sentinel.master_name", f"required when {key} is a sentinel:// URL "
                                                      "(the name the Sentinels monitor, e.g. mymaster)"))
             break
+
+
+def _check_token_stores(settings: Settings, problems: list) -> None:
+    """Two channels renewing tokens into one file would overwrite each other's."""
+    owners: dict[str, str] = {}
+    for name, cfg in settings.channels.items():
+        store = getattr(getattr(cfg, "refresh", None), "store", None)
+        path = getattr(store, "file", None)
+        if not path:
+            continue
+        resolved = os.path.normpath(path.replace("{channel}", name))
+        if resolved in owners:
+            problems.append((f"channels.{name}.refresh.store.file", f"channel {owners[resolved]!r} keeps its tokens "
+                             "in the same file; give each channel its own (e.g. var/tokens/{channel}.json)"))
+        owners.setdefault(resolved, name)
 
 
 def _check_inbound(settings: Settings, problems: list, known: set[str]) -> None:

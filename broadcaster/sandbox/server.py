@@ -119,6 +119,15 @@ class Sandbox:
     def mails_to(self, address: str) -> int:
         return sum(address.lower() in (r.lower() for r in m["rcpt_tos"]) for m in self.messages())
 
+    def expire_tokens(self, provider: str, *tokens: str) -> int:
+        """Declare access tokens of a stand-in with a token endpoint expired (default: every one
+        it issued so far); a request with one then gets the provider's "token expired" answer."""
+        return self.app.provider(provider).grants.expire(tokens)
+
+    def token_refreshes(self, provider: str) -> int:
+        """How many renewals the stand-in's token endpoint granted."""
+        return self.app.provider(provider).grants.refreshes
+
     def expire_sessions(self) -> None:
         as_bluesky(self.app.provider("bluesky")).expire_sessions()
 

@@ -17,7 +17,8 @@ from urllib.parse import parse_qsl, urlencode
 from .faults import FaultBook
 
 SECRET_HEADERS = {"authorization", "x-cachet-token", "x-postmark-server-token", "cookie", "proxy-authorization"}
-SECRET_PARAMS = {"access_token", "api_key", "password"}
+SECRET_PARAMS = {"access_token", "api_key", "password", "refresh_token", "client_secret", "fb_exchange_token",
+                 "input_token"}
 MAX_BODY = 64_000
 
 
@@ -34,6 +35,16 @@ def mask(value: str) -> str:
 def mask_query(query: str) -> str:
     pairs = parse_qsl(query, keep_blank_values=True)
     return urlencode([(k, "***" if k in SECRET_PARAMS else v) for k, v in pairs])
+
+
+def mask_body(text: str, parsed: Any, form: bool) -> tuple[str, Any]:
+    """A form body's or a JSON object's credentials (token endpoints' requests) hidden."""
+    if form:
+        return mask_query(text), None
+    if isinstance(parsed, dict) and SECRET_PARAMS & set(parsed):
+        parsed = {k: ("***" if k in SECRET_PARAMS else v) for k, v in parsed.items()}
+        return json.dumps(parsed), parsed
+    return text, parsed
 
 
 #: how close in time two identical texts must be to count as one post made twice (seconds)
@@ -111,6 +122,9 @@ class SandboxState:
                 parsed = json.loads(text)
             except ValueError:
                 parsed = None
+        headers = list(headers)
+        form = any(k.lower() == "content-type" and v.startswith("application/x-www-form-urlencoded") for k, v in headers)
+        text, parsed = mask_body(text, parsed, form)
         rec = {
             "seq": self.next_id(),
             "provider": provider,

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from ..faults import Fault
 from ..state import SandboxState
+from .grants import Grants
 
 DOWN_PAGE = "<html><head><title>503 Service Unavailable</title></head><body><h1>503 Service Unavailable</h1></body></html>"
 
@@ -87,6 +88,7 @@ class Provider:
     def reset(self) -> None:
         self._window_start = 0.0
         self._window_used = 0
+        self.grants = Grants(self.state.clock)  # tokens a token endpoint of this stand-in issued
 
     def routes(self) -> list[Route]:
         raise NotImplementedError
@@ -158,6 +160,9 @@ class Provider:
             return self.limit - self._window_used, self._window_start + self.window
 
     def authorized(self, token: str | None) -> bool:
+        issued = self.grants.state(token)
+        if issued is not None:
+            return issued == "valid"
         allowed = self.settings.get("tokens") or []
         return bool(token) and (not allowed or token in allowed)
 
@@ -167,7 +172,7 @@ class Provider:
         data = parse_body(request, body)
         call = Call(request, body, data, self.token(request, data), rec)
         if auth and not self.authorized(call.token):
-            return self.unauthorized()
+            return self.expired_token() if self.grants.state(call.token) == "expired" else self.unauthorized()
         result = fn(call)
         return result if isinstance(result, Response) else await result
 

@@ -1,5 +1,12 @@
 """Facebook Graph API stand-in for Page posts: errors are classified by ``error.code`` (not by
-HTTP status), 506 on a consecutive duplicate, rate limits as codes with usage headers."""
+HTTP status), 506 on a consecutive duplicate, rate limits as codes with usage headers.
+
+Tokens: ``POST /oauth/access_token`` (``grant_type=fb_exchange_token`` with the app's
+``client_id``/``client_secret``) exchanges a user token for a long-lived one (60 days);
+``GET /{page-id}?fields=access_token`` with a user token answers the Page token (one derived from
+a long-lived user token does not expire); ``GET /debug_token?input_token=…`` with the app token
+(``app-id|app-secret``) tells whether a token is valid and when it expires (``expires_at``, 0 for
+never). Configured Page tokens may be given an expiry with the ``token_expires`` setting."""
 
 from __future__ import annotations
 
@@ -23,7 +30,10 @@ class Facebook(Provider):
     limit, window = 4800, 86400.0
 
     def defaults(self) -> dict[str, Any]:
-        return {"page_name": "Sandbox Page"}
+        # app_id/app_secret None: any app; user_tokens []: any token may be exchanged;
+        # token_expires: {configured token: epoch seconds} (others never expire)
+        return {"page_name": "Sandbox Page", "app_id": None, "app_secret": None, "user_tokens": [],
+                "user_ttl": 60 * 86400.0, "token_expires": {}}
 
     def reset(self) -> None:
         super().reset()
@@ -33,6 +43,8 @@ class Facebook(Provider):
 
     def routes(self):
         return [
+            self.route("/{version}/oauth/access_token", self.exchange, ("POST", "GET"), auth=False),
+            self.route("/{version}/debug_token", self.debug_token, ("GET",), auth=False),
             self.route("/{version}/{page_id}/feed", self.create, create=True),
             self.route("/{version}/{object_id}/comments", self.comment, create=True),
             self.route("/{version}/{object_id}", self.get, ("GET",)),
@@ -116,8 +128,79 @@ class Facebook(Provider):
         self.state.add_post(self.name, id=comment_id, text=message, reply_to=parent)
         return self.json({"id": comment_id})
 
+    # -- tokens
+
+    def _app_ok(self, client_id: str | None, secret: str | None) -> bool:
+        want_id, want_secret = self.settings.get("app_id"), self.settings.get("app_secret")
+        if not client_id or not secret:
+            return False
+        return (want_id is None or str(want_id) == client_id) and (want_secret is None or want_secret == secret)
+
+    def authorized(self, token: str | None) -> bool:
+        expires = (self.settings.get("token_expires") or {}).get(token) if token else None
+        if expires and float(expires) <= self.state.clock():
+            return False
+        return super().authorized(token)
+
+    def _is_user_token(self, token: str | None) -> bool:
+        if not token:
+            return False
+        info = self.grants.info(token)
+        if info is not None:
+            return info.get("type") == "USER" and self.grants.state(token) == "valid"
+        seeds = self.settings.get("user_tokens") or []
+        return token not in self.grants.expired and (not seeds or token in seeds)
+
+    def exchange(self, call: Call) -> Response:
+        data = call.data if isinstance(call.data, dict) and call.data else call.query
+        if data.get("grant_type") != "fb_exchange_token":
+            return self.graph_error(400, 100, "(#100) The sandbox serves grant_type=fb_exchange_token only")
+        if not self._app_ok(data.get("client_id"), data.get("client_secret")):
+            return self.graph_error(400, 1, "Error validating client secret.")
+        if not self._is_user_token(data.get("fb_exchange_token")):
+            return self.graph_error(400, 190, "Error validating access token: Session has expired.", error_subcode=463)
+        ttl = float(self.settings["user_ttl"])
+        token = self.grants.issue_access("sbx-fb-user", ttl, type="USER")
+        self.grants.refreshes += 1
+        return self.json({"access_token": token, "token_type": "bearer", "expires_in": int(ttl)})
+
+    def debug_token(self, call: Call) -> Response:
+        app = bearer(call.request) or call.query.get("access_token") or ""
+        app_id, _, app_secret = app.partition("|")
+        if not self._app_ok(app_id, app_secret):
+            return self.graph_error(400, 190, "Invalid OAuth access token - Cannot parse access token")
+        token = call.query.get("input_token") or ""
+        if not token:
+            return self.graph_error(400, 100, "(#100) The parameter input_token is required")
+        info = self.grants.info(token)
+        now = self.state.clock()
+        data: dict[str, Any] = {"app_id": app_id, "application": "Sandbox App",
+                                "scopes": ["pages_manage_posts", "pages_read_engagement", "pages_show_list"]}
+        if info is not None:
+            expires = info.get("expires_at")
+            data.update(type=info.get("type", "PAGE"), expires_at=int(expires or 0), issued_at=int(info["issued_at"]),
+                        is_valid=self.grants.state(token) == "valid")
+            if info.get("page"):
+                data["profile_id"] = info["page"]
+        else:
+            expires = (self.settings.get("token_expires") or {}).get(token)
+            known = self.authorized(token)
+            valid = known and token not in self.grants.expired and (not expires or float(expires) > now)
+            data.update(type="PAGE", expires_at=int(float(expires or 0)), is_valid=bool(valid))
+        if not data["is_valid"]:
+            data["error"] = {"code": 190, "subcode": 463, "message": "Session has expired"}
+        return self.json({"data": data})
+
+    def page_token(self, call: Call, page: str) -> Response:
+        if not self._is_user_token(call.token):
+            return self.graph_error(400, 190, "(#190) A user access token is required to read the Page token")
+        token = self.grants.issue_access("sbx-fb-page", None, type="PAGE", page=page)
+        return self.json({"access_token": token, "id": page})
+
     def get(self, call: Call) -> Response:
         oid = call.params["object_id"]
+        if "access_token" in (call.query.get("fields") or "").split(","):
+            return self.page_token(call, oid)
         if oid in ("me",) or "_" not in oid:
             return self.json({"id": oid if oid != "me" else "1000", "name": self.settings["page_name"]})
         post = self.posts.get(oid)

@@ -2,7 +2,10 @@
 ``x-restli-id`` header and an empty body; it insists on the versioned headers, an organization
 author, a PUBLIC main-feed post, and commentary in little text (an unescaped reserved character
 is refused, as are more than 3000 characters). A recent identical commentary is refused with 422
-naming the earlier post, which is how LinkedIn reports duplicates."""
+naming the earlier post, which is how LinkedIn reports duplicates. ``POST /oauth/v2/accessToken``
+(``grant_type=refresh_token`` with ``client_id`` and ``client_secret``) renews a 60-day access
+token with a programmatic refresh token, which keeps its own one-year life (it does not rotate);
+an expired access token is answered 401 ``EXPIRED_ACCESS_TOKEN``."""
 
 from __future__ import annotations
 
@@ -43,7 +46,8 @@ class LinkedIn(Provider):
     limit, window = 150, 86400.0  # a member's daily post quota (approximate)
 
     def defaults(self) -> dict[str, Any]:
-        return {"organizations": {}, "duplicate_window": 86400.0, "min_version": "202401"}
+        return {"organizations": {}, "duplicate_window": 86400.0, "min_version": "202401",
+                "access_ttl": 60 * 86400.0, "refresh_ttl": 365 * 86400.0, "refresh_tokens": [], "clients": {}}
 
     def reset(self) -> None:
         super().reset()
@@ -55,6 +59,7 @@ class LinkedIn(Provider):
             self.route("/rest/posts/{urn}", self.get, ("GET",)),
             self.route("/rest/posts/{urn}", self.delete, ("DELETE",)),
             self.route("/rest/organizations/{id}", self.organization, ("GET",)),
+            self.route("/oauth/v2/accessToken", self.token_endpoint, auth=False),
         ]
 
     # -- dialect: {"message", "status", "serviceErrorCode"?}
@@ -64,6 +69,9 @@ class LinkedIn(Provider):
 
     def unauthorized(self) -> Response:
         return self.problem(401, "Invalid access token", serviceErrorCode=65600, code="INVALID_ACCESS_TOKEN")
+
+    def expired_token(self) -> Response:
+        return self.problem(401, "The token used in the request has expired", code="EXPIRED_ACCESS_TOKEN")
 
     def server_error(self, status: int) -> Response:
         return self.problem(status, "Internal Server Error")
@@ -157,6 +165,32 @@ class LinkedIn(Provider):
             p["deleted"] = True
             self.state.mark_deleted(self.name, urn)
         return Response(status_code=204)
+
+    def token_endpoint(self, call: Call) -> Response:
+        def refused(error: str, description: str, status: int = 400) -> Response:
+            return self.json({"error": error, "error_description": description}, status)
+
+        if call.field("grant_type") != "refresh_token":
+            return refused("unsupported_grant_type", "The sandbox serves grant_type=refresh_token only")
+        client, secret = call.field("client_id"), call.field("client_secret")
+        clients = self.settings.get("clients") or {}
+        if not client or not secret or (clients and clients.get(client) != secret):
+            return refused("invalid_client", "Client authentication failed", 401)
+        token = call.field("refresh_token")
+        taken = self.grants.take_refresh(token, list(self.settings.get("refresh_tokens") or []), rotate=False)
+        if taken is None:
+            return refused("invalid_request", "The provided authorization grant or refresh token is invalid, "
+                                              "expired or revoked")
+        now = self.state.clock()
+        with self.grants.lock:
+            record = self.grants.refresh[token]
+            if record.get("expires_at") is None:
+                record["expires_at"] = now + float(self.settings["refresh_ttl"])
+            refresh_left = int(record["expires_at"] - now)
+        ttl = float(self.settings["access_ttl"])
+        access = self.grants.issue_access("sbx-li-access", ttl)
+        return self.json({"access_token": access, "expires_in": int(ttl), "refresh_token": token,
+                          "refresh_token_expires_in": refresh_left, "scope": "w_organization_social"})
 
     def organization(self, call: Call) -> Response:
         refused = self.versioned(call)

@@ -4,6 +4,8 @@ Transaction ids are remembered per access token, as the spec requires: a repeate
 ``PUT …/send/{type}/{txnId}`` answers with the event it made the first time and makes no new
 one — so a send whose answer was lost (``accept_then_drop``) and is repeated yields one event.
 Errors are ``{"errcode", "error"}``; a 429 is ``M_LIMIT_EXCEEDED`` with ``retry_after_ms``.
+``POST /refresh`` renews an access token with a refresh token (spec v1.3), which rotates; an
+expired access token is answered 401 ``M_UNKNOWN_TOKEN`` with ``soft_logout: true``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class Matrix(Provider):
     limit, window = 10, 1.0
 
     def defaults(self) -> dict[str, Any]:
-        return {"rate_limits": False, "user_id": "@status:sandbox.test", "rooms": []}  # rooms: joined ([] = any)
+        return {"rate_limits": False, "user_id": "@status:sandbox.test", "rooms": [],  # rooms: joined ([] = any)
+                "access_ttl": 300.0, "refresh_tokens": []}
 
     def reset(self) -> None:
         super().reset()
@@ -36,6 +39,7 @@ class Matrix(Provider):
             self.route(base + "/rooms/{room}/send/{etype}/{txn}", self.send, ("PUT",), create=True),
             self.route(base + "/rooms/{room}/redact/{event}/{txn}", self.redact, ("PUT",)),
             self.route(base + "/account/whoami", self.whoami, ("GET",)),
+            self.route(base + "/refresh", self.refresh, auth=False),
         ]
 
     # -- dialect
@@ -46,6 +50,9 @@ class Matrix(Provider):
 
     def unauthorized(self) -> Response:
         return self.error(401, "Unknown access token", "M_UNKNOWN_TOKEN", soft_logout=False)
+
+    def expired_token(self) -> Response:
+        return self.error(401, "Access token has expired", "M_UNKNOWN_TOKEN", soft_logout=True)
 
     def client_error(self, status: int) -> Response:
         if status == 403:
@@ -110,6 +117,17 @@ class Matrix(Provider):
             event["content"] = {}
         self.state.mark_deleted(self.name, event_id)
         return self.json({"event_id": redaction})
+
+    def refresh(self, call: Call) -> Response:
+        token = call.field("refresh_token")
+        if not isinstance(token, str) or not token:
+            return self.error(400, "refresh_token is required", "M_MISSING_PARAM")
+        if self.grants.take_refresh(token, list(self.settings.get("refresh_tokens") or []), rotate=True) is None:
+            return self.error(401, "Unknown refresh token", "M_UNKNOWN_TOKEN", soft_logout=False)
+        ttl = float(self.settings["access_ttl"])
+        return self.json({"access_token": self.grants.issue_access("sbx-mx-access", ttl),
+                          "refresh_token": self.grants.issue_refresh("sbx-mx-refresh"),
+                          "expires_in_ms": int(ttl * 1000)})
 
     def whoami(self, call: Call) -> Response:
         return self.json({"user_id": self.settings["user_id"], "device_id": "SANDBOX"})

@@ -1,8 +1,12 @@
 """X API v2 stand-in: ``POST /2/tweets`` with weighted 280 counting, 403 on identical recent
-text (the only dedupe signal X gives), problem-JSON errors and epoch ``x-rate-limit-reset``."""
+text (the only dedupe signal X gives), problem-JSON errors and epoch ``x-rate-limit-reset``;
+``POST /2/oauth2/token`` renews a user token with a refresh token (``grant_type=refresh_token``;
+``client_id`` in the form for a public client, HTTP Basic for a confidential one), issuing a
+two-hour access token and a new refresh token — the one used is spent (X rotates them)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from starlette.responses import Response
@@ -21,7 +25,9 @@ class X(Provider):
     limit, window = 100, 900.0  # POST /2/tweets per user per 15 min
 
     def defaults(self) -> dict[str, Any]:
-        return {"duplicate_window": 86400.0, "username": "sandbox"}
+        # clients: client_id → secret (None: a public client); empty → any client
+        return {"duplicate_window": 86400.0, "username": "sandbox", "access_ttl": 7200.0, "refresh_tokens": [],
+                "clients": {}}
 
     def reset(self) -> None:
         super().reset()
@@ -33,6 +39,7 @@ class X(Provider):
             self.route("/2/tweets/{id}", self.get, ("GET",)),
             self.route("/2/tweets/{id}", self.delete, ("DELETE",)),
             self.route("/2/users/me", self.me, ("GET",)),
+            self.route("/2/oauth2/token", self.token_endpoint, auth=False),
         ]
 
     # -- dialect: problem JSON
@@ -108,6 +115,34 @@ class X(Provider):
             tweet["deleted"] = True
             self.state.mark_deleted(self.name, call.params["id"])
         return self.json({"data": {"deleted": True}})
+
+    def oauth_error(self, error: str, description: str, status: int = 400) -> Response:
+        return self.json({"error": error, "error_description": description}, status)
+
+    def token_endpoint(self, call: Call) -> Response:
+        if call.request.headers.get("content-type", "").split(";")[0] != "application/x-www-form-urlencoded":
+            return self.oauth_error("invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+        if call.field("grant_type") != "refresh_token":
+            return self.oauth_error("unsupported_grant_type", "Only refresh_token is served by the sandbox")
+        client, secret = call.field("client_id"), None
+        basic = call.request.headers.get("authorization", "")
+        if basic.lower().startswith("basic "):
+            try:
+                client, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+            except ValueError:
+                return self.oauth_error("invalid_client", "Malformed Basic credentials", 401)
+        clients = self.settings.get("clients") or {}
+        if not client or (clients and (client not in clients or clients[client] != secret)):
+            return self.oauth_error("invalid_client", "Missing or invalid client credentials", 401)
+        taken = self.grants.take_refresh(call.field("refresh_token"), list(self.settings.get("refresh_tokens") or []),
+                                         rotate=True)
+        if taken is None:
+            return self.oauth_error("invalid_request", "Value passed for the token was invalid.")
+        ttl = float(self.settings["access_ttl"])
+        access = self.grants.issue_access("sbx-x-access", ttl)
+        refresh = self.grants.issue_refresh("sbx-x-refresh")
+        return self.json({"token_type": "bearer", "expires_in": int(ttl), "access_token": access,
+                          "scope": "tweet.write users.read tweet.read offline.access", "refresh_token": refresh})
 
     def me(self, call: Call) -> Response:
         return self.json({"data": {"id": "1000000001", "name": "Sandbox", "username": self.settings["username"]}})
