@@ -76,10 +76,14 @@ class RenewableToken:
         return request(fresh)
 
     def note_expiry(self) -> str:
-        """After a successful ``check()``: learn the forecast, and say how the token is kept."""
+        """After a successful ``check()``: a renewal that is failing fails the check (the token
+        in use runs out soon); else learn the forecast, and say how the token is kept."""
         cred = self.credential()
         if cred is None:
             return ""
+        problem = _guarded(cred.problem, self.name)
+        if problem is not None:
+            raise problem
         self.credential_expires_at = _guarded(cred.forecast, self.name)
         note = cred.note()
         return f"; {note}" if note else ""

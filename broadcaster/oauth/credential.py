@@ -133,6 +133,15 @@ class Credential:
                 raise
             return after is not current
 
+    def problem(self) -> DeliveryError | None:
+        """Why the last renewal failed, while the set is still due (``check`` reports it: a
+        channel whose renewal fails would fail once its current token runs out)."""
+        with self._mutex:
+            current = self._current()
+            if self._last_error is not None and self.due(current, self.clock()):
+                return self._last_error
+            return None
+
     def forecast(self) -> float | None:
         """When the channel stops working unless someone authorizes again: the refresh
         credential's end where the provider names it (None: renewed indefinitely, or a token
@@ -268,6 +277,7 @@ class Credential:
                     raise
                 if renewed.obtained_at == now:
                     self.renewals += 1
+                self._last_error = None
                 self._write(renewed)  # before anyone uses it
                 self._adopt(renewed)
         except LockUnavailable as exc:

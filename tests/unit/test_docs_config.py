@@ -1,4 +1,4 @@
-"""The YAML examples in docs/configuration.md (and README.md) must keep loading.
+"""The YAML examples in docs/configuration.md (and README.md, docs/token-refresh.md) must keep loading.
 
 Every ```yaml block is validated with ``broadcaster.config.load_settings``. The first line of a
 block may carry a marker comment:
@@ -31,7 +31,7 @@ from broadcaster.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"
-SOURCES = [DOC, ROOT / "README.md"]
+SOURCES = [DOC, ROOT / "README.md", ROOT / "docs" / "token-refresh.md"]
 
 FENCE = re.compile(r"^```([A-Za-z0-9_-]*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 MARKER = re.compile(r"^#\s*(fragment:\s*(?P<key>[a-z_]+)|(?P<errors>expect-errors))\s*$")
