@@ -1,39 +1,50 @@
 """Break-glass publishing: when our own API, broker or ledger is down, ``broadcaster post --direct``
-sends straight from the CLI to the configured channels — same adapters, rendering and
-idempotency keys — and appends every outcome to a local journal. ``broadcaster reconcile``
-later imports the journal into the ledger without re-posting anything that landed; whatever
-did not land becomes pending, so the recovered system finishes the job.
+sends straight from the CLI to the configured channels — through the worker's own pipeline.
 
-Ids are derived from the Idempotency-Key, so re-running the same ``--direct`` command after a
-crash reuses the same provider keys (Mastodon Idempotency-Key, Bluesky record keys, webhook-id)
-and skips channels the journal already shows as delivered.
+The announcement and its deliveries are written to a memory twin of the ledger
+(:class:`~broadcaster.ledger.memory.MemoryLedger`) journalled to an fsynced file, and each
+delivery goes through :func:`broadcaster.engine.attempt` exactly as a worker sends it: the same
+claim and lease, rendering and signature, breaker and rate limit, look-up before a re-send,
+per-item progress and :func:`broadcaster.delivery.decide` — the one retry policy. Break-glass only
+waits where a worker would hand the delivery back to the ledger: it sleeps until the next one
+is due (at most ``MAX_WAIT`` at a time and ``BUDGET`` in all), then attempts again. What is due
+later is left in the journal for ``reconcile`` (``breakglass_reconcile.py``), which imports it
+into the real ledger under the same ids and the same one-delivery-per-channel key.
+
+Ids are derived from the Idempotency-Key, so re-running the same ``--direct`` command replays
+the journal and carries on: nothing delivered is sent again, a send the last run may have made
+is looked up or left ``unknown`` (as the engine decides for an expired lease), and what failed
+is tried again. Email channels with ``lists:`` mail the workers' audience (see
+``breakglass_audience.py``) and say which lists they could not reach.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import components as component_names
+from . import components as component_names, engine
 from .breakglass_audience import SubscriberSource, find_source, source_for
-from .channels import channel_class
-from .channels.base import MemoryProgress
-from .channels.ports import ChannelPorts
-from .compose import compose, message_for
+from .breakglass_journal import DEFAULT_JOURNAL, NOTE, notes, open_twin
 from .config import Settings
-from .errors import AmbiguousDelivery, DeliveryError, InvalidRequest, PermanentError, RateLimited
-from .models import Announcement, DeliveryState, Message, Receipt, Window
+from .errors import InvalidRequest
+from .ledger.journal import Journal
+from .ledger.memory import MemoryLedger
+from .ledger.repository import default_owner
+from .models import CLAIMABLE, SETTLED, Delivery, DeliveryState, Receipt
+from .resilience import MemoryBreaker, MemoryRateLimiter
+from .runtime import Runtime
 from .service import AnnouncementIn, validation_problem
 
+__all__ = ["BUDGET", "DEFAULT_JOURNAL", "MAX_WAIT", "DirectOutcome", "DirectResult", "Journal", "publish_direct"]
+
 S = DeliveryState
-DEFAULT_JOURNAL = "var/breakglass.jsonl"
-MAX_WAIT = 30.0  # longest provider wait honoured inline; longer ones are left for reconcile
+MAX_WAIT = 30.0  # the longest single wait break-glass sits through; a later retry is left to the workers
+BUDGET = 120.0  # the longest it waits in all before leaving the rest to the workers
 
 
 def _digest(*parts: str) -> str:
@@ -42,7 +53,7 @@ def _digest(*parts: str) -> str:
 
 @dataclass
 class DirectOutcome:
-    """One channel's result. ``incomplete``: what could be sent was sent, but part of the
+    """One delivery's result. ``incomplete``: what could be sent was sent, but part of the
     audience (subscriber lists) was not reached — never reported as delivered."""
 
     channel: str
@@ -62,252 +73,221 @@ class DirectResult:
 
     @property
     def ok(self) -> bool:
-        return all(o.state == str(S.DELIVERED) for o in self.outcomes)
-
-
-class Journal:
-    """Append-only JSON Lines, fsynced per record: it must survive the crash it is there for."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def records(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        out = []
-        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise InvalidRequest(f"{self.path}: line {n} is not valid JSON (a torn write?)") from None
-        return out
-
-    def delivered(self) -> set[str]:
-        return {r["delivery_id"] for r in self.records()
-                if r.get("type") == "delivery" and r.get("state") == "delivered"}
-
-    def items(self) -> dict[str, dict[str, tuple[str, str | None]]]:
-        """Per delivery, the latest per-item progress (mail recipients, thread parts) journalled."""
-        out: dict[str, dict[str, tuple[str, str | None]]] = {}
-        for r in self.records():
-            if r.get("type") == "delivery" and r.get("items"):
-                mine = out.setdefault(r["delivery_id"], {})
-                for item, (state, detail) in r["items"].items():
-                    if mine.get(item, ("",))[0] not in ("done", "refused"):  # landed is final
-                        mine[item] = (state, detail)
-        return out
+        """Every channel has it (a fallen-back one through its fallback, listed too)."""
+        return all(o.state in (str(S.DELIVERED), str(S.FALLEN_BACK)) for o in self.outcomes)
 
 
 def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Journal, author: str = "break-glass",
                    clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                   channel_io: dict | None = None, attempts: int = 3,
-                   on_progress: Callable[[DirectOutcome], None] | None = None,
-                   subscribers_file: str | None = None) -> DirectResult:
-    """Send ``payload`` to its channels now, journalling each outcome. Email channels with
-    ``lists:`` reach the worker's audience from the ledger or ``subscribers_file`` (see
-    ``breakglass_audience.py``), and say which — or that they could not."""
-    try:
-        req = AnnouncementIn.model_validate(payload)
-    except Exception as exc:  # pydantic ValidationError
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            raise validation_problem(exc) from None
-        raise
+                   channel_io: dict | None = None, on_progress: Callable[[DirectOutcome], None] | None = None,
+                   subscribers_file: str | None = None, max_wait: float = MAX_WAIT,
+                   budget: float = BUDGET) -> DirectResult:
+    """Send ``payload`` to its channels now through the engine, over the journalled twin."""
+    req = _validated(payload)
     channels = list(dict.fromkeys(req.channels)) or list(settings.route(req.kind))
     unknown = [c for c in channels if c not in settings.channels]
     if not channels or unknown:
         raise InvalidRequest(f"unknown channel(s): {', '.join(unknown)}" if unknown else
                              f"no channels given and no route for {req.kind!r}", field="channels")
-    now = clock()
-    ann_id = "ann_direct_" + _digest("ann", key)
     components = component_names.resolve(req.components, settings)
-    ann = Announcement(
-        id=ann_id, kind=req.kind, title=req.title, body=req.body, url=req.url, severity=req.severity,
-        components=tuple(components), channels=tuple(channels),
-        component_states=component_names.explicit_states(req.component_states, components, settings),
-        tags=tuple(req.tags),
-        variants={k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
-        status=req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind),
-        window=Window(float(req.window.starts_at), float(req.window.ends_at)) if req.window else None,
-        author=author, created_at=now,
-    )
-    already = journal.delivered()
-    progress_before = journal.items()
-    mailing = [n for n in channels if getattr(settings.channels[n], "kind", None) == "email"
-               and getattr(settings.channels[n], "lists", ())]
-    source = find_source(settings, subscribers_file) if mailing else None
-    journal.append({"type": "announcement", "id": ann_id, "key": key, "at": now, "author": author,
-                    "request": {**req.model_dump(mode="json"), "components": list(ann.components)},
-                    "channels": channels, "status": ann.status})
-    result = DirectResult(ann_id)
-    message = message_for(settings, ann)
+    request = {**req.model_dump(mode="json"), "components": list(components)}
+    asked = _digest("request", json.dumps(request, sort_keys=True))
+    ann_id = "ann_direct_" + _digest("ann", key)
+    mailing = [n for n in channels if _lists(settings, n)]
+    source = find_source(settings, subscribers_file) if mailing else None  # a bad file is refused before anything
     try:
-        for name in channels:
-            delivery_id = "dlv_direct_" + _digest("dlv", key, name)
-            if delivery_id in already:
-                outcome = DirectOutcome(name, delivery_id, "delivered", error="already delivered (journal)")
+        with journal.exclusive():
+            twin = open_twin(journal, clock=clock)
+            if ann_id in twin.announcement_ids():
+                _same_request(journal, ann_id, asked, key)
+                _again(twin, ann_id, settings)
             else:
-                progress = MemoryProgress()
-                for item, (state, detail) in progress_before.get(delivery_id, {}).items():
-                    progress.mark([item], state, detail)
-                outcome = _send_to(settings, name, delivery_id, message, attempts, clock, sleep, dict(channel_io or {}),
-                                   progress, source)
-                journal.append({"type": "delivery", "announcement_id": ann_id, "delivery_id": delivery_id,
-                                "channel": name, "state": outcome.state, "attempts": outcome.attempts, "at": clock(),
-                                "receipt": outcome.receipt.to_dict() if outcome.receipt else None,
-                                "error": outcome.error, "note": outcome.note,
-                                "items": {k: list(v) for k, v in outcome.items.items()}})
-            result.outcomes.append(outcome)
-            if on_progress:
-                on_progress(outcome)
+                _create(twin, journal, settings, req, request, channels, components, ann_id=ann_id, key=key,
+                        asked=asked, author=author)
+            audience = _Audience(settings, twin, ann_id, source)
+            io = dict(channel_io or {})
+            if source is not None:
+                io["subscribers"] = audience.port()
+            runtime = Runtime(settings, deliveries=twin, breaker=MemoryBreaker(clock), limiter=MemoryRateLimiter(clock),
+                              clock=clock, channel_io=io)
+            try:
+                run = _Run(runtime, twin, ann_id, audience, sleep=sleep, max_wait=max_wait, budget=budget,
+                           on_progress=on_progress)
+                return DirectResult(ann_id, run.all())
+            finally:
+                runtime.close()
     finally:
         if source is not None:
             source.close()
-    return result
 
 
-def _send_to(settings: Settings, name: str, delivery_id: str, message: Message, attempts: int, clock, sleep,
-             channel_io: dict, progress: MemoryProgress, source: SubscriberSource | None) -> DirectOutcome:
-    """One channel; for an email channel with lists, first decide which lists can be reached."""
-    cfg = settings.channels[name]
-    lists = tuple(getattr(cfg, "lists", ()) or ()) if getattr(cfg, "kind", None) == "email" else ()
-    if not lists or source is None:
-        return _send_one(settings, name, delivery_id, message, attempts, clock, sleep, channel_io, progress)
-    reached, missed = source.split(lists, message.announcement.kind, settings)
-    channel_io["subscribers"] = source_for(source, message.announcement, settings, reached)
-    note = f"subscribers of {', '.join(reached)} from {source.description}" if reached else None
-    not_reached = "; ".join(f"lists: {n} NOT reached: {why}" for n, why in missed.items()) or None
-    if not reached and not getattr(cfg, "recipients", ()):
-        return DirectOutcome(name, delivery_id, "failed", 0, error=not_reached, note=note)
-    outcome = _send_one(settings, name, delivery_id, message, attempts, clock, sleep, channel_io, progress)
-    outcome.note = note
-    if not_reached:
-        outcome.error = "; ".join(x for x in (not_reached, outcome.error) if x)
-        if outcome.state == "delivered":
-            outcome.state = "incomplete"
-    return outcome
+def _validated(payload: dict) -> AnnouncementIn:
+    from pydantic import ValidationError
 
-
-def _send_one(settings: Settings, name: str, delivery_id: str, message: Message, attempts: int,
-              clock, sleep, channel_io: dict, progress: MemoryProgress) -> DirectOutcome:
-    outcome = _attempts(settings, name, delivery_id, message, attempts, clock, sleep, channel_io, progress)
-    outcome.items = progress.states()
-    return outcome
-
-
-def _attempts(settings: Settings, name: str, delivery_id: str, message: Message, attempts: int,
-              clock, sleep, channel_io: dict, progress: MemoryProgress) -> DirectOutcome:
-    cfg = settings.channels[name]
-    policy = settings.policy_for(name)
-    cls = channel_class(cfg.kind)
-    if cls is None:
-        return DirectOutcome(name, delivery_id, "failed", 0, error=f"unknown channel kind {cfg.kind!r}")
-    channel = cls(name, cfg, clock=clock, timeout=policy.timeout, on_too_long=policy.on_too_long,
-                  http=channel_io.get("http"), ports=ChannelPorts.pick(channel_io))
-    maybe_sent = False
     try:
-        post = compose(channel, message, delivery_id=delivery_id, settings=settings)
-        for attempt in range(1, attempts + 1):
-            try:
-                if maybe_sent and channel.can_lookup:
-                    found = channel.lookup(post, key=delivery_id)
-                    if found is not None:
-                        return DirectOutcome(name, delivery_id, "delivered", attempt, found)
-                receipt = channel.send(post, key=delivery_id, progress=progress)
-                return DirectOutcome(name, delivery_id, "delivered", attempt, receipt)
-            except PermanentError as exc:
-                return DirectOutcome(name, delivery_id, "failed", attempt, error=str(exc))
-            except AmbiguousDelivery as exc:
-                if channel.public and not (channel.idempotent or channel.can_lookup):
-                    return DirectOutcome(name, delivery_id, "unknown", attempt, error=str(exc))
-                maybe_sent = True
-                last = str(exc)
-                wait = min(MAX_WAIT, 2.0 ** attempt)
-            except RateLimited as exc:
-                last = str(exc)
-                wait = exc.retry_after if exc.retry_after is not None else 2.0 ** attempt
-                if wait > MAX_WAIT:
-                    break
-            except DeliveryError as exc:
-                last = str(exc)
-                wait = min(MAX_WAIT, 2.0 ** attempt)
-            if attempt < attempts:
-                sleep(wait)
-        return DirectOutcome(name, delivery_id, "unknown" if maybe_sent else "failed", attempts, error=last)
-    except DeliveryError as exc:
-        return DirectOutcome(name, delivery_id, "failed", 0, error=str(exc))
-    finally:
-        channel.close()
+        return AnnouncementIn.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
 
 
-def reconcile(ledger, settings: Settings, journal: Journal, *, actor: str = "reconcile") -> dict[str, int]:
-    """Import journal records into the ledger. Delivered stays delivered (never re-posted);
-    unknown stays unknown for an operator; failed and incomplete (subscriber lists not reached)
-    become pending so the workers finish them — with the per-item progress break-glass made
-    (addresses mailed, thread parts posted), so the workers skip what already landed.
-    Running it twice changes nothing the second time."""
-    from .errors import NotFound
-    from .ledger.direct import DirectReceipt, record_receipts
+def _lists(settings: Settings, channel: str) -> tuple[str, ...]:
+    cfg = settings.channels[channel]
+    return tuple(getattr(cfg, "lists", ()) or ()) if getattr(cfg, "kind", None) == "email" else ()
 
-    records = journal.records()
-    progress = journal.items()
-    anns = {r["id"]: r for r in records if r.get("type") == "announcement"}
-    latest: dict[str, dict] = {}
-    for r in records:
-        if r.get("type") == "delivery":
-            prev = latest.get(r["delivery_id"])
-            if prev is None or prev.get("state") != "delivered":  # delivered is final
-                latest[r["delivery_id"]] = r
-    counts = {"announcements": 0, "delivered": 0, "unknown": 0, "pending": 0, "skipped": 0}
-    now = ledger.clock()
-    for ann_id, rec in anns.items():
-        try:
-            ledger.get_announcement(ann_id)
-            counts["skipped"] += 1
-            continue
-        except NotFound:
-            pass
-        req = rec["request"]
-        fields = {"id": ann_id, "kind": req["kind"], "title": req["title"], "body": req.get("body") or "",
-                  "url": req.get("url"), "severity": req.get("severity"), "components": req.get("components") or [],
-                  "tags": req.get("tags") or [], "channels": rec["channels"], "variants": req.get("variants") or {},
-                  "status": rec.get("status"), "publish_at": None,
-                  "window_starts_at": (req.get("window") or {}).get("starts_at"),
-                  "window_ends_at": (req.get("window") or {}).get("ends_at")}
-        rows = []
-        for d in (x for x in latest.values() if x["announcement_id"] == ann_id):
-            state = {"delivered": S.DELIVERED, "unknown": S.UNKNOWN}.get(d["state"], S.PENDING)
-            rows.append({"id": d["delivery_id"], "channel": d["channel"], "state": state, "due_at": now,
-                         "deadline_at": now + settings.deadline_for(req["kind"], d["channel"])
-                         if d["channel"] in settings.channels else now,
-                         "reason": f"published directly (break-glass) at {d['at']:.0f}: {d['state']}"
-                                   + (f" — {d['error']}" if d.get("error") else "")})
-            counts[state.value] += 1
-        ledger.create_announcement(fields, rows, actor=rec.get("author") or actor)
-        record_receipts(ledger, [
-            DirectReceipt(d["delivery_id"], d["receipt"], d.get("attempts", 1), d["at"])
-            for d in latest.values() if d["announcement_id"] == ann_id and d.get("receipt")
-            and d.get("state") in ("delivered", "unknown")])
-        for delivery_id, items in progress.items():
-            if delivery_id in latest and latest[delivery_id]["announcement_id"] == ann_id:
-                groups: dict[tuple[str, str | None], list[str]] = {}
-                for item, (item_state, detail) in items.items():
-                    groups.setdefault((item_state, detail), []).append(item)
-                for (item_state, detail), names in groups.items():
-                    ledger.mark_items(delivery_id, names, item_state, detail)
-        ledger.audit(actor, "announcement.reconcile", ann_id, {"journal": str(journal.path)})
-        counts["announcements"] += 1
-    return counts
+
+def _create(twin: MemoryLedger, journal: Journal, settings: Settings, req: AnnouncementIn, request: dict[str, Any],
+            channels: list[str], components: list[str], *, ann_id: str, key: str, asked: str, author: str) -> None:
+    """The note, then the announcement and one delivery per channel, as the intake writes them."""
+    now = twin.clock()
+    status = req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind)
+    journal.append({"type": NOTE, "id": ann_id, "key": key, "at": now, "author": author, "request": request,
+                    "request_digest": asked, "channels": channels, "status": status})
+    fields = {
+        "id": ann_id, "kind": req.kind, "title": req.title, "body": req.body, "url": req.url, "severity": req.severity,
+        "components": components, "tags": req.tags, "channels": channels, "status": status,
+        "component_states": component_names.explicit_states(req.component_states, components, settings) or None,
+        "variants": {k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
+        "window_starts_at": float(req.window.starts_at) if req.window else None,
+        "window_ends_at": float(req.window.ends_at) if req.window else None,
+    }
+    twin.create_announcement(fields, [
+        {"id": "dlv_direct_" + _digest("dlv", key, ch), "channel": ch, "due_at": now,
+         "deadline_at": now + settings.deadline_for(req.kind, ch), "reason": "published directly (break-glass)"}
+        for ch in channels], actor=author)
+
+
+def _same_request(journal: Journal, ann_id: str, asked: str, key: str) -> None:
+    """A key names one announcement: a re-run must ask for the same one (as the API's
+    Idempotency-Key does)."""
+    note = notes(journal.records()).get(ann_id) or {}
+    if note.get("request_digest") not in (None, asked):
+        raise InvalidRequest(f"the idempotency key {key!r} was used for a different announcement in {journal.path}; "
+                             "choose another key (or repeat the first command as it was)", field="idempotency_key")
+
+
+def _again(twin: MemoryLedger, ann_id: str, settings: Settings) -> None:
+    """A re-run of the same command: a send the last run was making when it stopped may have
+    landed (as after a worker's lease expired: looked up, or left unknown, never re-posted
+    blindly); what failed is tried again with a fresh deadline, as an operator retry does."""
+    now = twin.clock()
+    kind = twin.get_announcement(ann_id).kind
+    for d in twin.deliveries_of(ann_id):
+        if d.state == S.SENDING:
+            twin.force(d.id, S.RETRYING, "an earlier break-glass run stopped while sending: it may have landed",
+                       actor="break-glass", from_states=[S.SENDING], due_at=now, maybe_sent=True)
+        elif d.state == S.FAILED:
+            twin.force(d.id, S.PENDING, "break-glass run again", actor="break-glass", from_states=[S.FAILED],
+                       due_at=now, deadline_at=now + settings.deadline_for(kind, d.channel))
+
+
+class _Audience:
+    """Which subscriber lists this run can reach (the same for every email channel: a list is
+    reached or not whatever channel names it), and the subscriber port the email adapters get."""
+
+    def __init__(self, settings: Settings, twin: MemoryLedger, ann_id: str, source: SubscriberSource | None):
+        self.settings, self.source = settings, source
+        self.announcement = twin.get_announcement(ann_id)
+        wanted = [x for ch in self.announcement.channels if ch in settings.channels for x in _lists(settings, ch)]
+        self.reached: list[str] = []
+        self.missed: dict[str, str] = {}
+        if source is not None:
+            self.reached, self.missed = source.split(wanted, self.announcement.kind, settings)
+
+    def port(self) -> Callable[..., Any]:
+        assert self.source is not None
+        return source_for(self.source, self.announcement, self.settings, self.reached)
+
+    def of(self, channel: str) -> tuple[str | None, str | None]:
+        """``(note, not_reached)`` for ``channel``: where its subscribers came from, and which of
+        its lists were not reached (None, None for a channel without lists)."""
+        lists = _lists(self.settings, channel)
+        if not lists or self.source is None:
+            return None, None
+        reached = [x for x in dict.fromkeys(lists) if x in self.reached]
+        note = f"subscribers of {', '.join(reached)} from {self.source.description}" if reached else None
+        missed = "; ".join(f"lists: {x} NOT reached: {self.missed[x]}" for x in dict.fromkeys(lists) if x in self.missed)
+        return note, missed or None
+
+    def nobody(self, channel: str) -> bool:
+        """Nothing at all to mail: no static recipients and no list reached."""
+        note, missed = self.of(channel)
+        return missed is not None and note is None and not getattr(self.settings.channels[channel], "recipients", ())
+
+
+class _Run:
+    """One ``post --direct``: attempts the announcement's deliveries (fallbacks included, as
+    the engine adds them) in the order they fall due, waiting in between, and reports each
+    once it is settled or left for later."""
+
+    def __init__(self, runtime: Runtime, twin: MemoryLedger, ann_id: str, audience: _Audience, *,
+                 sleep: Callable[[float], None], max_wait: float, budget: float,
+                 on_progress: Callable[[DirectOutcome], None] | None):
+        self.runtime, self.twin, self.ann_id, self.audience = runtime, twin, ann_id, audience
+        self.sleep, self.max_wait, self.on_progress = sleep, max_wait, on_progress
+        self.clock = runtime.clock
+        self.deadline = self.clock() + budget
+        self.owner = f"break-glass:{default_owner()}"
+        self.settled_before = {d.id for d in twin.deliveries_of(ann_id) if d.state in SETTLED}
+        self.incomplete: set[str] = set()  # delivered to all it could reach, but lists were not reached
+        self.unreached: set[str] = set()  # nobody to mail at all: failed without sending
+        self.left: dict[str, float] = {}  # delivery id → seconds until it is due, when left for later
+        self.started: set[str] = set()
+
+    def all(self) -> list[DirectOutcome]:
+        out: dict[str, DirectOutcome] = {}
+        while True:
+            live = []
+            for d in self.twin.deliveries_of(self.ann_id):
+                if d.id in out:
+                    continue
+                if d.state in CLAIMABLE and d.id not in self.left:
+                    live.append(d)
+                else:
+                    out[d.id] = self._report(d)
+            if not live:
+                return list(out.values())
+            self._next(min(live, key=lambda x: (x.due_at or 0.0, x.id)))
+
+    def _next(self, d: Delivery) -> None:
+        if d.id not in self.started:
+            self.started.add(d.id)
+            if self.audience.nobody(d.channel):
+                _note, missed = self.audience.of(d.channel)
+                self.twin.force(d.id, S.FAILED, f"{missed}; nothing was sent", actor="break-glass",
+                                from_states=list(CLAIMABLE), note=missed, set_note=True)
+                self.unreached.add(d.id)
+                return
+        wait = max(0.0, (d.due_at or 0.0) - self.clock())
+        if wait > self.max_wait or self.clock() + wait > self.deadline:
+            self.left[d.id] = wait
+            return
+        if wait:
+            self.sleep(wait)
+        word = engine.attempt(self.runtime, d.id, owner=self.owner, channel=d.channel)
+        if word == "skipped" and not wait:  # not ours to send (another run holds it, or it changed)
+            self.left[d.id] = 0.0
+        elif word == str(S.DELIVERED):
+            _note, missed = self.audience.of(d.channel)
+            if missed and self.twin.force(d.id, S.FAILED, missed, actor="break-glass", from_states=[S.DELIVERED],
+                                          note=missed, set_note=True):
+                self.incomplete.add(d.id)
+
+    def _report(self, d: Delivery) -> DirectOutcome:
+        note, missed = self.audience.of(d.channel)
+        state = "incomplete" if d.id in self.incomplete else str(d.state)
+        error: str | None
+        if d.state == S.DELIVERED:
+            error = "already delivered (journal)" if d.id in self.settled_before else None
+        elif d.id in self.incomplete or d.id in self.unreached:
+            error = missed
+        else:  # the recorded reason: the policy's words (redacted by the engine), fuller than the error alone
+            events = self.twin.events_of(d.id)
+            error = events[-1].reason if events else d.last_error
+        if d.id in self.left:
+            error = (f"{error}; next try in {self.left[d.id]:.0f} s — run this again then, or `broadcaster "
+                     "reconcile` hands it to the workers")
+        outcome = DirectOutcome(d.channel, d.id, state, d.attempts, d.receipt, error, note,
+                                self.twin.item_states(d.id))
+        if self.on_progress:
+            self.on_progress(outcome)
+        return outcome

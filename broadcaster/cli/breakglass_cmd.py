@@ -11,15 +11,16 @@ from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load, main
 
 
 def _journal_path(path: str | None) -> str:
-    from ..breakglass import DEFAULT_JOURNAL
+    from ..breakglass_journal import DEFAULT_JOURNAL
 
     return path or os.environ.get("BROADCASTER_JOURNAL") or DEFAULT_JOURNAL
 
 
 def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None, as_json: bool,
                 subscribers_file: str | None = None) -> int:
-    from ..breakglass import Journal, publish_direct
-    from ..errors import InvalidRequest
+    from ..breakglass import publish_direct
+    from ..errors import InvalidRequest, LedgerUnavailable
+    from ..ledger.journal import Journal
 
     settings = load(ctx)
     path = _journal_path(journal)
@@ -41,6 +42,9 @@ def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None
     except InvalidRequest as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
+    except LedgerUnavailable as exc:  # the journal cannot be written: nothing more was sent
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_FAILED
     if as_json:
         click.echo(json.dumps({"id": result.announcement_id, "idempotency_key": key, "journal": path,
                                "deliveries": [{"channel": o.channel, "id": o.delivery_id, "state": o.state,
@@ -55,8 +59,9 @@ def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None
 @click.pass_context
 def reconcile(ctx, journal):
     """Import a break-glass journal into the ledger (nothing that landed is re-posted)."""
-    from ..breakglass import Journal, reconcile as do_reconcile
+    from ..breakglass_reconcile import reconcile as do_reconcile
     from ..ledger import Ledger
+    from ..ledger.journal import Journal
 
     settings = load(ctx)
     path = _journal_path(journal)
@@ -68,8 +73,9 @@ def reconcile(ctx, journal):
         counts = do_reconcile(ledger, settings, Journal(path))
     finally:
         ledger.close()
+    fallen = f", {counts['fallen_back']} fallen back to another channel" if counts["fallen_back"] else ""
     click.echo(f"reconciled {counts['announcements']} announcement(s): {counts['delivered']} delivered, "
-               f"{counts['pending']} handed to the workers, {counts['unknown']} unknown (check those channels); "
-               f"{counts['skipped']} already in the ledger")
+               f"{counts['pending']} handed to the workers, {counts['unknown']} unknown (check those channels)"
+               f"{fallen}; {counts['skipped']} already in the ledger")
     if counts["pending"]:
         click.echo("start (or keep running) the workers and scheduler to deliver the rest")
