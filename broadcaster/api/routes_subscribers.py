@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import builtins
 import html
-import json
-from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -31,6 +28,7 @@ from ..schemas import ErrorOut
 from ..service import Principal
 from .deps import runtime
 from .intake import bearer
+from .public_pages import Form, component_boxes, fields_of, html_error, page, refuse_cross_site, token_of, wants_html
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 422, 429, 503)}
 router = APIRouter(tags=["subscribers"], responses=ERRORS)
@@ -96,95 +94,6 @@ class SubscriberPage(BaseModel):
     next: str | None = Field(None, description="pass as ?after= for the next page; null at the end")
 
 
-def _wants_html(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept and "application/json" not in accept
-
-
-@dataclass(frozen=True)
-class Form:
-    """A form on a public page: POSTed to ``action`` with hidden ``fields``."""
-
-    action: str
-    fields: dict[str, str]
-    button: str
-    checkbox: tuple[str, str, bool] | None = None  # (name, label, checked)
-    note: str = ""
-
-
-def _page(title: str, paragraphs: list[str], forms: tuple[Form, ...] = (), status: int = 200,
-          markup: str = "") -> HTMLResponse:
-    """A small public page; ``markup`` is trusted HTML built by the caller (escaped values only)."""
-    e = html.escape
-    parts = [f"<p>{e(p)}</p>" for p in paragraphs]
-    for f in forms:
-        inputs = "".join(f'<input type="hidden" name="{e(k, quote=True)}" value="{e(v, quote=True)}">'
-                         for k, v in f.fields.items())
-        if f.checkbox:
-            name, label, checked = f.checkbox
-            inputs += (f'<p><label><input type="checkbox" name="{e(name, quote=True)}" value="yes"'
-                       f'{" checked" if checked else ""}> {e(label)}</label></p>')
-        note = f"<p><small>{e(f.note)}</small></p>" if f.note else ""
-        parts.append(f'<form method="post" action="{e(f.action, quote=True)}">{inputs}'
-                     f'<button type="submit">{e(f.button)}</button></form>{note}')
-    body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{e(title)}</title></head>'
-            f'<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem">'
-            f'<h1>{e(title)}</h1>{"".join(parts)}{markup}</body></html>')
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store",
-                                                            "Referrer-Policy": "no-referrer"})
-
-
-def _html_error(request: Request, exc: Exception) -> HTMLResponse:
-    if isinstance(exc, InvalidRequest) and _wants_html(request):
-        return _page("This link does not work", [str(exc)], status=422)
-    raise exc
-
-
-async def _fields(request: Request) -> dict[str, str]:
-    """The POSTed fields, from a form or a JSON object (values as text; booleans as yes/no)."""
-    raw = await request.body()
-    if not raw:
-        return {}
-    if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
-            raise InvalidRequest("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("the body must be a JSON object")
-        return {str(k): ("yes" if v is True else "no" if v is False else str(v)) for k, v in data.items()
-                if v is not None}
-    return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
-
-
-def _token(query: str | None, fields: dict[str, str]) -> str:
-    token = fields.get("token") or query
-    if not token:
-        raise InvalidRequest("token: the link's token is missing", field="token")
-    if len(token) > 1000:
-        raise InvalidRequest("token: too long", field="token")
-    return token
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _refuse_cross_site(request: Request, rt: Runtime) -> None:
-    """A browser tells where a POST comes from: consent is given only from our own page. (The
-    signed token is what authorises it; this stops a page elsewhere from posting a token it
-    somehow got.) Clients that send neither header — mail clients, curl — are not browsers."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            raise Forbidden("confirm on the page the link opens")
-        return
-    if origin.lower() not in {_origin(rt.settings.public_url), _origin(str(request.base_url))}:
-        raise Forbidden("confirm on the page the link opens")
-
-
 def _components_text(sub: subs.Subscriber) -> str:
     return f" (about {', '.join(sub.components)})" if sub.components else ""
 
@@ -206,7 +115,7 @@ def subscribe_form(rt: Rt, list: str | None = Query(None, max_length=100)) -> HT
     e = html.escape
     names = sorted(subs.public_lists(rt.settings))
     if not names:
-        return _page("Subscribe", ["There are no public lists to subscribe to."], status=404)
+        return page("Subscribe", ["There are no public lists to subscribe to."], status=404)
     chosen = list if list in names else names[0]
     options = "".join(f'<option value="{e(n, quote=True)}"{" selected" if n == chosen else ""}>{e(n)}</option>'
                       for n in names)
@@ -214,11 +123,10 @@ def subscribe_form(rt: Rt, list: str | None = Query(None, max_length=100)) -> HT
             f'<p><label>List <select name="list">{options}</select></label></p>'
             '<p><label>Email address <input type="email" name="address" required maxlength="320"></label></p>'
             '<p><label>Name (optional) <input type="text" name="name" maxlength="200"></label></p>'
-            '<p><label>Only about these components (optional, comma-separated) '
-            '<input type="text" name="components" maxlength="1000"></label></p>'
+            + component_boxes(rt.settings) +
             '<p><label><input type="checkbox" name="marketing" value="yes"> Also send me promotions</label></p>'
             '<button type="submit">Subscribe</button></form>')
-    return _page("Subscribe", ["We will mail you a link; nothing is sent until you confirm on the page it opens."],
+    return page("Subscribe", ["We will mail you a link; nothing is sent until you confirm on the page it opens."],
                  markup=form)
 
 
@@ -226,7 +134,7 @@ def subscribe_form(rt: Rt, list: str | None = Query(None, max_length=100)) -> HT
 async def subscribe_form_post(request: Request, rt: Rt) -> HTMLResponse:
     """The form's POST: exactly :func:`subscribe` (same rules, same answer for every address)."""
     try:
-        fields = await _fields(request)
+        fields = await fields_of(request, joined=("components",))
         data = {"list": fields.get("list", ""), "address": fields.get("address", ""),
                 "name": fields.get("name") or None, "marketing": fields.get("marketing") == "yes",
                 "components": [c.strip() for c in fields.get("components", "").split(",") if c.strip()]}
@@ -237,8 +145,8 @@ async def subscribe_form_post(request: Request, rt: Rt) -> HTMLResponse:
         await run_in_threadpool(subs.subscribe, rt, body.list, body.address, components=body.components,
                                 name=body.name, marketing=body.marketing)
     except InvalidRequest as exc:
-        return _page("Not subscribed", [str(exc), "Go back and correct it."], status=422)
-    return _page("Check your inbox", [SUBSCRIBE_ANSWER[0].upper() + SUBSCRIBE_ANSWER[1:] + ".",
+        return page("Not subscribed", [str(exc), "Go back and correct it."], status=422)
+    return page("Check your inbox", [SUBSCRIBE_ANSWER[0].upper() + SUBSCRIBE_ANSWER[1:] + ".",
                                       "Open it and press the button on the page to confirm."])
 
 
@@ -246,25 +154,25 @@ def _confirm_page(request: Request, rt: Runtime, token: str) -> Response:
     try:
         sub = subs.pending_of(rt.ledger, rt.settings, token)
     except InvalidRequest as exc:
-        return _html_error(request, exc)
-    if not _wants_html(request):
+        return html_error(request, exc)
+    if not wants_html(request):
         return JSONResponse({"status": sub.state, "list": sub.list, "components": list(sub.components),
                              "marketing": sub.marketing,
                              "confirm": "POST the token (and optionally marketing: true|false) to this URL"})
     if sub.state == "confirmed":
-        return _page("Subscribed", [f"This address already receives the announcements of {sub.list}."])
+        return page("Subscribed", [f"This address already receives the announcements of {sub.list}."])
     form = Form(action=CONFIRM_ACTION, fields={"token": token, "choices": "1"}, button="Confirm subscription",
                 checkbox=("marketing", "Also send me promotions", sub.marketing),
                 note="Nothing is sent to this address until you press the button.")
-    return _page("Confirm your subscription",
+    return page("Confirm your subscription",
                  [f"Subscribe {sub.address} to the announcements of {sub.list}{_components_text(sub)}?"], (form,))
 
 
 async def _confirm(request: Request, rt: Runtime, query_token: str | None) -> Response:
     try:
-        _refuse_cross_site(request, rt)
-        fields = await _fields(request)
-        token = _token(query_token, fields)
+        refuse_cross_site(request, rt)
+        fields = await fields_of(request)
+        token = token_of(query_token, fields)
         marketing: bool | None = None
         if "choices" in fields:  # the page's form: an unticked checkbox is simply absent
             marketing = fields.get("marketing") == "yes"
@@ -272,10 +180,10 @@ async def _confirm(request: Request, rt: Runtime, query_token: str | None) -> Re
             marketing = fields["marketing"] in ("yes", "true", "1", "on")
         sub = await run_in_threadpool(subs.confirm, rt.ledger, rt.settings, token, marketing=marketing)
     except InvalidRequest as exc:
-        return _html_error(request, exc)
-    if _wants_html(request):
+        return html_error(request, exc)
+    if wants_html(request):
         promos = "and promotions " if sub.marketing else ""
-        return _page("Subscribed", [f"You will receive the announcements {promos}of {sub.list}."])
+        return page("Subscribed", [f"You will receive the announcements {promos}of {sub.list}."])
     return JSONResponse({"status": "confirmed", "list": sub.list, "components": list(sub.components),
                          "marketing": sub.marketing})
 
@@ -310,8 +218,8 @@ def unsubscribe_page(request: Request, rt: Rt, token: str = Query(..., max_lengt
     try:
         sub, scope = subs.unsubscribe_target(rt.ledger, rt.settings, token)
     except InvalidRequest as exc:
-        return _html_error(request, exc)
-    if not _wants_html(request):
+        return html_error(request, exc)
+    if not wants_html(request):
         return JSONResponse({"list": sub.list, "scope": scope, "state": sub.state, "marketing": sub.marketing,
                              "stops": "promotions" if scope == "marketing" else "everything"})
     action = str(request.url)
@@ -320,10 +228,10 @@ def unsubscribe_page(request: Request, rt: Rt, token: str = Query(..., max_lengt
                            "notices, and no promotions.")
     if scope == "marketing":
         promotions = Form(action=action, fields={"List-Unsubscribe": "One-Click"}, button="Stop promotions")
-        return _page("Stop promotions", [
+        return page("Stop promotions", [
             f"Stop receiving promotions from {sub.list}? Incident, maintenance and other notices keep coming.",
             "To stop those too, unsubscribe from everything instead."], (promotions, everything))
-    return _page("Unsubscribe", [f"Leave {sub.list}?"], (everything,))
+    return page("Unsubscribe", [f"Leave {sub.list}?"], (everything,))
 
 
 @router.post("/unsubscribe", responses={200: {"content": {"text/html": {}}}})
@@ -333,18 +241,18 @@ async def unsubscribe(request: Request, rt: Rt, token: str | None = Query(None, 
     any other link — or ``scope=list`` with any link — stops every kind of mail from the list.
     Repeating it is harmless."""
     try:
-        fields = await _fields(request)
-        tok = _token(token, fields)
+        fields = await fields_of(request)
+        tok = token_of(token, fields)
         sub, stopped = await run_in_threadpool(subs.unsubscribe, rt.ledger, rt.settings, tok,
                                                everything=fields.get("scope") == "list")
     except InvalidRequest as exc:
-        return _html_error(request, exc)
-    if _wants_html(request):
+        return html_error(request, exc)
+    if wants_html(request):
         if stopped == "promotions":
-            return _page("Promotions stopped", [
+            return page("Promotions stopped", [
                 (f"You will no longer receive promotions from {sub.list}. Incident, maintenance and other "
                 "notices keep coming; the link at the bottom of those mails stops them too.")])
-        return _page("Unsubscribed", [f"You will receive no more mail of any kind from {sub.list}."])
+        return page("Unsubscribed", [f"You will receive no more mail of any kind from {sub.list}."])
     return JSONResponse({"status": sub.state, "list": sub.list, "marketing": sub.marketing, "stopped": stopped})
 
 

@@ -75,7 +75,6 @@ def build(
     to: str,
     domain: str,
     unsubscribe_url: str | None,
-    marketing: bool,
 ) -> Mail:
     root, parent = thread_keys(post.reply_to)
     headers: list[tuple[str, str]] = [("Message-ID", message_id(key, to, domain))]
@@ -83,8 +82,7 @@ def build(
         parent_id = message_id(parent, to, domain)
         refs = [message_id(root, to, domain)] if root and root != parent else []
         headers += [("In-Reply-To", parent_id), ("References", " ".join([*refs, parent_id]))]
-    one_click = marketing and unsubscribe_url is not None and unsubscribe_url.startswith("https://")
-    if one_click:
+    if one_click(unsubscribe_url):
         headers += [
             ("List-Unsubscribe", f"<{unsubscribe_url}>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
@@ -97,6 +95,14 @@ def build(
         html=html_part(post, footer_url),
         headers=tuple(headers),
     )
+
+
+def one_click(unsubscribe_url: str | None) -> bool:
+    """Whether a mail carries the RFC 8058 one-click headers: every mail to a subscriber does
+    (the link's own scope decides what it stops: a promotion's stops promotions, any other
+    leaves the list), provided the link is https — the RFC requires it and providers ignore
+    anything else. Static recipients have no link, so nothing to unsubscribe from."""
+    return unsubscribe_url is not None and unsubscribe_url.startswith("https://")
 
 
 def text_part(post: Post, unsubscribe_url: str | None) -> str:
@@ -212,8 +218,8 @@ class Template:
     to_mime(build(...)))`` produces for the same recipient (tests compare both)."""
 
     def __init__(self, post: Post, *, key: str, domain: str, from_address: str, reply_to: str | None,
-                 date: float, marketing: bool):
-        self.post, self.key, self.domain, self.marketing = post, key, domain, marketing
+                 date: float):
+        self.post, self.key, self.domain = post, key, domain
         self.root, self.parent = thread_keys(post.reply_to)
         common = [("Reply-To", reply_to)] if reply_to else []
         common += [("Subject", post.title), ("Date", email.utils.formatdate(date, usegmt=True))]
@@ -241,7 +247,7 @@ class Template:
             parent_id = message_id(self.parent, to, self.domain)
             refs = [message_id(self.root, to, self.domain)] if self.root and self.root != self.parent else []
             out += [("In-Reply-To", parent_id), ("References", " ".join([*refs, parent_id]))]
-        if self.marketing and unsubscribe_url and unsubscribe_url.startswith("https://"):
+        if one_click(unsubscribe_url):
             out += [("List-Unsubscribe", f"<{unsubscribe_url}>"),
                     ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
         return out
@@ -266,8 +272,7 @@ class Template:
 
     def mail(self, to: str, unsubscribe_url: str | None = None) -> Mail:
         """The same message as a :class:`Mail`, for HTTP APIs."""
-        return build(self.post, key=self.key, to=to, domain=self.domain, unsubscribe_url=unsubscribe_url,
-                     marketing=self.marketing)
+        return build(self.post, key=self.key, to=to, domain=self.domain, unsubscribe_url=unsubscribe_url)
 
 
 def to_postmark(mail: Mail, *, from_address: str, reply_to: str | None, stream: str, tag: str | None) -> dict[str, Any]:

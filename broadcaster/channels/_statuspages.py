@@ -69,6 +69,8 @@ TEMPLATES = {
 <section aria-labelledby="h-subscribe"><h2 id="h-subscribe">Get updates</h2>
 <ul>{% if subscribe_url %}<li><a href="{{ subscribe_url }}">By e-mail</a> (you confirm by mail; you may choose
 components)</li>{% endif %}
+{% if subscribe_webhook_url %}<li><a href="{{ subscribe_webhook_url }}">By webhook</a> (Slack, Microsoft Teams,
+Discord or your own receiver; a confirmation code is posted to it; you may choose components)</li>{% endif %}
 <li><a href="feed.atom">Atom feed of every incident</a>{% if feeds %}, or of one component:
 {% for name, path in feeds.items() %}<a href="{{ path }}">{{ name }}</a>{% if not loop.last %}, {% endif %}{% endfor %}
 {% endif %}</li></ul></section>

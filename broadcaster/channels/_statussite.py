@@ -133,6 +133,8 @@ class Site:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: the API's public subscribe form (a link only: the page never calls the API)
     subscribe_url: str | None = None
+    #: the API's public webhook (endpoint) form, likewise a link only
+    subscribe_webhook_url: str | None = None
 
 
 def effective_status(inc: dict, now: float) -> str:
@@ -423,6 +425,7 @@ def build_site(state: dict, site: Site) -> dict[str, bytes]:
             components=comps, bars={b["name"]: b for b in _bars(state, site)},
             groups=[(g, [m for m in members if m in comps]) for g, members in site.groups.items()],
             loose=[c for c in comps if c not in grouped], subscribe_url=site.subscribe_url,
+            subscribe_webhook_url=site.subscribe_webhook_url,
             feeds={c: f"feeds/{short_id(f'component:{c}')}.atom" for c in comps},
             upcoming=[i for i in incidents if i["kind"] == "maintenance" and i["status"] == "scheduled"],
             active=[i for i in incidents if not i["final"] and i["status"] != "scheduled"],

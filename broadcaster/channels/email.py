@@ -88,7 +88,9 @@ class EmailSettings(ChannelSettings):
     batch_size: int = Field(100, ge=1, le=10_000)  # messages per SMTP connection before it is reopened
     #: SMTP connections sending one mailing in parallel, each with its own in-flight address
     connections: int = Field(DEFAULT_CONNECTIONS, ge=1, le=MAX_CONNECTIONS)
-    marketing_kinds: tuple[str, ...] = ("promotion",)  # these get List-Unsubscribe one-click
+    #: kept for old files; has no effect: every mail to a subscriber now carries the one-click
+    #: headers (over https), and what its link stops follows ``subscribers.promotion_kinds``
+    marketing_kinds: tuple[str, ...] = ("promotion",)
 
     @field_validator("connections")
     @classmethod
@@ -348,8 +350,7 @@ class Email(Channel[EmailSettings]):
         todo = [(item, *everyone[item]) for item in everyone if before.get(item, ("",))[0] not in ("done", "refused")]
         st = self.settings
         template = _mail.Template(post, key=key, domain=_mail.domain_of(st.from_address), from_address=st.from_address,
-                                  reply_to=st.reply_to, date=self.clock(),
-                                  marketing=post.kind in st.marketing_kinds)
+                                  reply_to=st.reply_to, date=self.clock())
         work: Work[tuple[str, str, str | None]] = Work(todo, key=lambda entry: entry[0])
         committer = Committer(progress, self.name)
         errors: list[DeliveryError] = []

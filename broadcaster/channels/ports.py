@@ -67,6 +67,10 @@ class EndpointSource(Protocol):
         """The endpoint's signing secret (``whsec_…``)."""
         ...
 
+    def unsubscribe_url(self, endpoint: Endpoint) -> str | None:
+        """The endpoint's own unsubscribe link, carried by every post to it (None: none can be made)."""
+        ...
+
     def succeeded(self, endpoint: Endpoint) -> None: ...
 
     def failed(self, endpoint: Endpoint, error: str, max_failures: int) -> None:

@@ -69,6 +69,8 @@ class StatuspageSettings(ChannelSettings):
     history: int = Field(50, ge=1, le=10_000)
     #: the "By e-mail" link: the API's public form, e.g. <public_url>/api/v1/subscribe/form?list=customers
     subscribe_url: Url | None = None
+    #: the "By webhook" link: the API's endpoint form, e.g. <public_url>/api/v1/subscribe/endpoint/form?list=customers
+    subscribe_webhook_url: Url | None = None
 
     @model_validator(mode="after")
     def _groups(self) -> StatuspageSettings:
@@ -227,7 +229,7 @@ class Statuspage(Channel[StatuspageSettings]):
         files = site.build_site(state, site.Site(
             title=self.settings.title, components=self.settings.components, site_url=self.settings.site_url,
             history=self.settings.history, groups=dict(self.settings.groups), now=self.clock(),
-            subscribe_url=self.settings.subscribe_url))
+            subscribe_url=self.settings.subscribe_url, subscribe_webhook_url=self.settings.subscribe_webhook_url))
         if self.trust_files is not None:
             files.update(self.trust_files(state))
         try:

@@ -10,6 +10,9 @@ died after the body went out) is re-sent only to a generic endpoint, which dedup
 ``webhook-id`` (delivery key + endpoint id); a chat webhook cannot dedupe, so it is not posted
 to again (at most once, like every public channel).
 
+Every post carries its endpoint's own unsubscribe link — a last line of a chat message, a
+``data.unsubscribe_url`` of a generic event — so each body is made per endpoint.
+
 Every post goes through the network guard (``_outbound``): the URL is resolved and checked
 again at send time and the connection made to the checked address. Each failed post counts
 against its endpoint; the endpoint source disables it after ``max_failures`` in a row and tells
@@ -59,9 +62,15 @@ class SubscriberWebhooksSettings(ChannelSettings):
         return _outbound.Rules(allow_http=self.allow_http, allow_private=self.allow_private)
 
 
-def formatted(post: Post, fmt: str) -> Post:
+def footer(unsubscribe: str | None) -> str:
+    """The last line of a chat post to a subscriber's endpoint: how to stop them."""
+    return f"\n\nStop these posts: {unsubscribe}" if unsubscribe else ""
+
+
+def formatted(post: Post, fmt: str, unsubscribe: str | None = None) -> Post:
     """The post as a ``fmt`` webhook must receive it: chat markup escaped (so announcement text
-    pings nobody and hides no link), Discord's length limit kept."""
+    pings nobody and hides no link), the unsubscribe line last, Discord's length limit kept
+    (the text is shortened, never the unsubscribe line)."""
     if fmt == "generic":
         return post
     if fmt == "slack":
@@ -70,8 +79,11 @@ def formatted(post: Post, fmt: str) -> Post:
     else:
         esc = _chat.markdown_chat_text
     text = esc(post.text)
-    if fmt == "discord" and len(text) > DISCORD_MAX:
-        text = text[: DISCORD_MAX - 1].rstrip() + "…"
+    tail = footer(unsubscribe)  # a signed link: letters, digits and -_.:/?= only, nothing to escape
+    room = DISCORD_MAX - len(tail)
+    if fmt == "discord" and len(text) > room:
+        text = text[: room - 1].rstrip() + "…"
+    text += tail
     return replace(post, title=esc(post.title), text=text, parts=(text,))
 
 
@@ -126,8 +138,10 @@ class SubscriberWebhooks(Channel[SubscriberWebhooksSettings]):
         self._shape(endpoint.format)._classify(resp, what)
         return resp
 
-    def body(self, post: Post, key: str, fmt: str) -> bytes:
-        payload = self._shape(fmt).payload(formatted(post, fmt), key)
+    def body(self, post: Post, key: str, fmt: str, unsubscribe: str | None = None) -> bytes:
+        payload = self._shape(fmt).payload(formatted(post, fmt, unsubscribe), key)
+        if fmt == "generic" and unsubscribe:
+            payload["data"]["unsubscribe_url"] = unsubscribe
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
     # -- the fan-out
@@ -138,7 +152,6 @@ class SubscriberWebhooks(Channel[SubscriberWebhooksSettings]):
         st = self.settings
         everyone = {ITEM + e.id: e for e in src.targets(st.lists, post, st.formats)}
         before = progress.states()
-        bodies: dict[str, bytes] = {}
         sent = 0
         for item, endpoint in everyone.items():
             state = before.get(item, ("",))[0]
@@ -151,12 +164,11 @@ class SubscriberWebhooks(Channel[SubscriberWebhooksSettings]):
             if src.current([endpoint.id]).get(endpoint.id) != "confirmed":
                 progress.mark([item], "refused", "endpoint disabled")
                 continue
-            if endpoint.format not in bodies:
-                bodies[endpoint.format] = self.body(post, key, endpoint.format)
+            body = self.body(post, key, endpoint.format, src.unsubscribe_url(endpoint))
             secret = src.secret(endpoint) if endpoint.format == "generic" else None
             progress.mark([item], "sending")
             try:
-                self.post_to(endpoint, bodies[endpoint.format], f"msg_{key}_{endpoint.id}", secret=secret)
+                self.post_to(endpoint, body, f"msg_{key}_{endpoint.id}", secret=secret)
             except AmbiguousDelivery as exc:
                 src.failed(endpoint, str(exc), st.max_failures)  # stays "sending"
                 continue

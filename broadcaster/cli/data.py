@@ -101,7 +101,8 @@ def endpoints():
 
 @endpoints.command("list")
 @click.option("--list", "list_name", metavar="NAME", help="Only this list.")
-@click.option("--state", type=click.Choice(["pending", "confirmed", "disabled"]), help="Only this state.")
+@click.option("--state", type=click.Choice(["pending", "confirmed", "disabled", "unsubscribed"]),
+              help="Only this state.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines instead of a table.")
 @click.pass_context
 def endpoints_list(ctx, list_name, state, as_json):
@@ -119,7 +120,7 @@ def endpoints_list(ctx, list_name, state, as_json):
                 if as_json:
                     click.echo(json.dumps(row))
                 else:
-                    click.echo(f"{ep.id}  {ep.state:<9}  {ep.format:<14}  {ep.list}  {row['url']}  "
+                    click.echo(f"{ep.id}  {ep.state:<12}  {ep.format:<14}  {ep.list}  {row['url']}  "
                                f"failures={ep.failures}  notice={ep.notice or '-'}")
             if len(page) < 500:
                 break
@@ -136,8 +137,9 @@ def _set_endpoint(ctx, endpoint_id: str, enabled: bool) -> None:
         except NotFound:
             click.echo(f"error: no endpoint {endpoint_id}", err=True)
             ctx.exit(EXIT_USAGE)
-    click.echo(f"{ep.id}: {ep.state}" + (" (pending: only its owner's challenge code confirms it)"
-                                         if ep.state == "pending" else ""))
+    why = {"pending": " (pending: only its owner's challenge code confirms it)",
+           "unsubscribed": " (its owner unsubscribed: only the owner registering it again brings it back)"}
+    click.echo(f"{ep.id}: {ep.state}" + why.get(ep.state, ""))
 
 
 @endpoints.command("enable")

@@ -24,8 +24,12 @@ from .repository import Ledger, new_id
 
 _E = t.subscriber_endpoints
 
-#: endpoint states: ``pending`` (challenge out), ``confirmed`` (receives), ``disabled`` (failed too often)
-STATES = ("pending", "confirmed", "disabled")
+#: endpoint states: ``pending`` (challenge out), ``confirmed`` (receives), ``disabled`` (failed too often,
+#: or by an administrator), ``unsubscribed`` (its owner followed the unsubscribe link: only the owner
+#: registering it again brings it back — an administrator cannot override that choice)
+STATES = ("pending", "confirmed", "disabled", "unsubscribed")
+#: states a new registration of the same URL starts over from (a fresh challenge)
+RESTARTABLE = ("disabled", "unsubscribed")
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class EndpointStore:
                 self.ledger.audit(actor, "endpoint.request", eid, {"list": req.list, "format": req.format}, conn)
             else:
                 eid = row.id
-                if row.state == "disabled" or (row.state == "pending" and row.requested_at < stale_before):
+                if row.state in RESTARTABLE or (row.state == "pending" and row.requested_at < stale_before):
                     conn.execute(update(_E).where(_E.c.id == eid, _E.c.state == row.state).values(**pending))
                     self.ledger.audit(actor, "endpoint.request", eid, {"list": req.list, "from": row.state}, conn)
             return Endpoint.from_row(conn.execute(select(_E).where(_E.c.id == eid)).one())
@@ -176,6 +180,13 @@ class EndpointStore:
             conn.execute(update(_E).where(_E.c.id == endpoint_id, _E.c.challenge_sent_at == sent_at)
                          .values(challenge_sent_at=None, code_hash=None))
 
+    def pending_by_code(self, code_hash: str, *, requested_after: float) -> Endpoint | None:
+        """The pending endpoint whose current challenge carried this code (read only)."""
+        with self.ledger.read() as conn:
+            row = conn.execute(select(_E).where(_E.c.code_hash == code_hash, _E.c.state == "pending",
+                                                _E.c.requested_at >= requested_after)).first()
+        return Endpoint.from_row(row) if row is not None else None
+
     def confirm(self, code_hash: str, *, requested_after: float) -> Endpoint | None:
         """pending → confirmed for the endpoint whose challenge carried this code (once: the code
         is forgotten). None when no pending endpoint has it or its request is too old."""
@@ -193,6 +204,18 @@ class EndpointStore:
                 return None
             self.ledger.audit("public", "endpoint.confirm", row.id, {}, conn)
             return Endpoint.from_row(conn.execute(select(_E).where(_E.c.id == row.id)).one())
+
+    def unsubscribe(self, endpoint_id: str, *, actor: str = "public") -> Endpoint | None:
+        """The owner's unsubscribe link: any state → ``unsubscribed`` (a pending challenge's code
+        stops working). Repeating it changes nothing. None when there is no such endpoint."""
+        now = self.ledger.clock()
+        with self.ledger.tx() as conn:
+            res = conn.execute(update(_E).where(_E.c.id == endpoint_id, _E.c.state != "unsubscribed")
+                               .values(state="unsubscribed", code_hash=None, disabled_at=now, notice=None))
+            if res.rowcount == 1:
+                self.ledger.audit(actor, "endpoint.unsubscribed", endpoint_id, {}, conn)
+            row = conn.execute(select(_E).where(_E.c.id == endpoint_id)).first()
+        return Endpoint.from_row(row) if row is not None else None
 
     # ------------------------------------------------------------ failure tracking
 
@@ -227,14 +250,15 @@ class EndpointStore:
 
     def set_state(self, endpoint_id: str, state: str, *, actor: str) -> Endpoint:
         """An administrator enables (→ confirmed, failures cleared) or disables an endpoint. A
-        pending endpoint stays pending: only its owner's challenge code confirms it."""
+        pending endpoint stays pending: only its owner's challenge code confirms it; an
+        unsubscribed one stays unsubscribed: only its owner registering it again brings it back."""
         values: dict[str, Any] = {"state": state}
         if state == "confirmed":
             values.update(failures=0, last_error=None, disabled_at=None, notice=None)
         else:
             values.update(disabled_at=self.ledger.clock(), notice="none")
         with self.ledger.tx() as conn:
-            res = conn.execute(update(_E).where(_E.c.id == endpoint_id, _E.c.state != "pending",
+            res = conn.execute(update(_E).where(_E.c.id == endpoint_id, _E.c.state.not_in(("pending", "unsubscribed")),
                                                 _E.c.state != state).values(**values))
             if res.rowcount == 1:
                 self.ledger.audit(actor, f"endpoint.{'enabled' if state == 'confirmed' else 'disabled'}",

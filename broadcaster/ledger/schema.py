@@ -205,7 +205,7 @@ subscriber_endpoints = Table(
     Column("url_key", String(64), nullable=False),  # sha256 of the URL: one row per (list, URL)
     Column("owner", String(320)),  # an address told when the endpoint is disabled (optional)
     Column("components", JSON, nullable=False, default=list),
-    Column("state", String(16), nullable=False),  # pending | confirmed | disabled
+    Column("state", String(16), nullable=False),  # pending | confirmed | disabled | unsubscribed
     Column("code_hash", String(64)),  # sha256 of the challenge code in flight (pending only)
     Column("created_at", Float, nullable=False),
     Column("requested_at", Float, nullable=False),  # the current request; the signing secret derives from it

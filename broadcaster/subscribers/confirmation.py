@@ -15,9 +15,8 @@ import logging
 import queue
 import threading
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..channels import _mail
 from ..channels.email import Email
@@ -30,18 +29,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: mails one confirmation request: ``sender(address, subject, text)``
-ConfirmationSender = Callable[[str, str, str], None]
+class ConfirmationSender(Protocol):
+    """Mails one message to one address: a confirmation request (with the address's own
+    ``unsubscribe`` link, sent as the one-click header too) or a notice to an endpoint's owner."""
+
+    def __call__(self, address: str, subject: str, text: str, unsubscribe: str | None = None) -> None: ...
+
+
 #: mails waiting beyond this are dropped (and may be asked for again): a flood must not grow memory
 MAX_QUEUED = 1000
 
 
-def confirmation_text(sub: Subscriber, url: str) -> tuple[str, str]:
+def confirmation_text(sub: Subscriber, url: str, unsubscribe: str | None = None) -> tuple[str, str]:
     subject = f"Please confirm your subscription to {sub.list}"
     what = "announcements and promotions" if sub.marketing else "announcements (no promotions)"
     text = (f"Someone, hopefully you, asked to receive {what} of {sub.list!r} at this address.\n\n"
             f"To confirm, open this link and press the button on the page:\n{url}\n\n"
             "If it was not you, ignore this message: nothing will be sent without your confirmation.")
+    if unsubscribe:
+        text += f"\n\n--\nNever mail this address about {sub.list}: {unsubscribe}"
     return subject, text
 
 
@@ -58,7 +64,7 @@ def channel_sender(runtime: Runtime, channel_name: str | None) -> ConfirmationSe
         raise ConfigError([("subscribers.confirmation_channel", f"{channel_name!r} is not an enabled email channel")])
     name = channel_name
 
-    def send(address: str, subject: str, text: str) -> None:
+    def send(address: str, subject: str, text: str, unsubscribe: str | None = None) -> None:
         channel = runtime.channel(name)
         if not isinstance(channel, Email):  # checked above; the runtime types channels loosely
             raise ConfigError([("subscribers.confirmation_channel", f"{name!r} is not an email channel")])
@@ -66,8 +72,11 @@ def channel_sender(runtime: Runtime, channel_name: str | None) -> ConfirmationSe
         domain = _mail.domain_of(st.from_address)
         key = "confirm-" + hashlib.sha256(f"{address}\x00{text}".encode()).hexdigest()[:24]
         html_body = "<p>" + "</p><p>".join(html.escape(p).replace("\n", "<br>") for p in text.split("\n\n")) + "</p>"
-        mail = _mail.Mail(to=address, subject=subject, text=text + "\n", html=html_body,
-                          headers=(("Message-ID", _mail.message_id(key, address, domain)),))
+        headers = [("Message-ID", _mail.message_id(key, address, domain))]
+        if _mail.one_click(unsubscribe):
+            headers += [("List-Unsubscribe", f"<{unsubscribe}>"),
+                        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+        mail = _mail.Mail(to=address, subject=subject, text=text + "\n", html=html_body, headers=tuple(headers))
         msg = _mail.to_mime(mail, from_address=st.from_address, reply_to=st.reply_to, date=runtime.clock())
         sender = channel.sender()
         sender.open()
@@ -96,6 +105,7 @@ class Job:
     text: str
     marked_at: float  # the ``confirm_sent_at`` this mail claimed (released if it fails)
     send: ConfirmationSender
+    unsubscribe: str | None = None  # the address's leave-the-list link (header and footer)
 
 
 class Mailer:
@@ -140,7 +150,7 @@ class Mailer:
     def _send(self, job: Job) -> None:
         ledger = self.store.ledger
         try:
-            job.send(job.address, job.subject, job.text)
+            job.send(job.address, job.subject, job.text, unsubscribe=job.unsubscribe)
         except Exception as exc:  # noqa: BLE001 - any failure: log it, let the address ask again
             log.warning("confirmation mail to subscriber %s failed: %s", job.subscriber_id, type(exc).__name__)
             try:

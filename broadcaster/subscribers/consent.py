@@ -146,8 +146,11 @@ def subscribe(runtime: Runtime, list_name: str, address: str, *, components: Ite
     if sub.state != "pending" or not claimed:
         return sub
     token = links.confirm_token(settings, sub.id, sub.requested_at or sub.created_at, now)
-    subject, text = confirmation.confirmation_text(sub, links.link(settings.public_url, links.CONFIRM_PATH, token))
-    confirmation.mailer(runtime).submit(confirmation.Job(sub.id, sub.address, subject, text, now, send))
+    # the confirmation carries a leave-the-list link too: whoever did not ask stops any further mail
+    leave = links.link(settings.public_url, links.UNSUBSCRIBE_PATH, links.unsubscribe_token(settings, sub.id))
+    subject, text = confirmation.confirmation_text(sub, links.link(settings.public_url, links.CONFIRM_PATH, token),
+                                                   leave)
+    confirmation.mailer(runtime).submit(confirmation.Job(sub.id, sub.address, subject, text, now, send, leave))
     return sub
 
 

@@ -24,6 +24,11 @@ The rules, as for addresses:
   disable the endpoint, and its owner is mailed (when an ``owner`` address was given; else the
   admin listing shows ``notice: none``). An admin may enable it again; its owner may register
   it again (a new challenge).
+* Unsubscribing: the challenge and every post carry a signed link
+  (``/api/v1/unsubscribe/endpoint?token=…``, never expiring, like a mail's). Opening it shows a
+  page with one button — chat apps fetch links to preview them, so a GET changes nothing — and
+  its POST stops the posts at once (state ``unsubscribed``; a pending request is cancelled).
+  Only the owner registering the URL again brings it back; an administrator cannot.
 * Which announcements: the audience rule of email (``audience.py``) — an announcement naming
   components reaches the endpoints of those components (critical incidents reach all); one
   naming none reaches every endpoint. Promotions never go to endpoints.
@@ -59,13 +64,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIRM_PATH = "/api/v1/subscribe/endpoint/confirm"
+#: ``GET CONFIRM_PATH?code=…`` opens a page whose button confirms (the challenge links to it)
 #: what a subscriber may call a format; ``teams`` is a Teams Workflows webhook
 ALIASES = {"teams": "teams_workflow"}
 #: challenges waiting beyond this are dropped (the owner may ask again): a flood must not grow memory
 MAX_QUEUED = 200
 
 __all__ = ["ALIASES", "CONFIRM_PATH", "STATES", "Endpoint", "Source", "check_endpoint", "confirm", "endpoint_lists",
-           "flush", "list_endpoints", "register", "secret_for", "set_state"]
+           "flush", "list_endpoints", "register", "secret_for", "set_state", "unsubscribe", "unsubscribe_target",
+           "unsubscribe_url"]
 
 
 # ---------------------------------------------------------------- settings
@@ -108,6 +115,16 @@ def secret_for(settings: Settings | None, endpoint: Endpoint) -> str:
     return "whsec_" + base64.b64encode(mac).decode()
 
 
+def unsubscribe_url(settings: Settings, endpoint: Endpoint) -> str:
+    """The endpoint's one-click unsubscribe link (the page's button stops every post to it)."""
+    return links.link(settings.public_url, links.ENDPOINT_UNSUBSCRIBE_PATH,
+                      links.endpoint_unsubscribe_token(settings, endpoint.id))
+
+
+def confirm_page_url(settings: Settings, code: str) -> str:
+    return f"{settings.public_url.rstrip('/')}{CONFIRM_PATH}?code={code}"
+
+
 def _code_hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
@@ -143,16 +160,25 @@ def register(runtime: Runtime, list_name: str, fmt: str, url: str, *, components
     return ep
 
 
-def challenge_body(channel: SubscriberWebhooks, ep: Endpoint, code: str, confirm_url: str) -> bytes:
-    """What the challenge posts: a short chat message, or a generic ``endpoint.challenge`` event."""
+def challenge_body(channel: SubscriberWebhooks, ep: Endpoint, code: str, confirm_url: str, *,
+                   confirm_page: str | None = None, unsubscribe: str | None = None) -> bytes:
+    """What the challenge posts: a short chat message, or a generic ``endpoint.challenge`` event.
+    Both say how to confirm (a page with a button, or the code posted back) and how to cancel."""
     if ep.format == "generic":
-        return json.dumps({"type": "endpoint.challenge", "timestamp": int(channel.clock()),
-                           "data": {"list": ep.list, "code": code, "confirm_url": confirm_url}},
+        data = {"list": ep.list, "code": code, "confirm_url": confirm_url, "components": list(ep.components)}
+        if confirm_page:
+            data["confirm_page"] = confirm_page
+        if unsubscribe:
+            data["unsubscribe_url"] = unsubscribe
+        return json.dumps({"type": "endpoint.challenge", "timestamp": int(channel.clock()), "data": data},
                           separators=(",", ":")).encode()
     about = f" about {', '.join(ep.components)}" if ep.components else ""
-    text = (f"Someone asked to post the announcements of {ep.list}{about} here. To confirm, post this code "
+    how = f"open {confirm_page} and press the button, or " if confirm_page else ""
+    text = (f"Someone asked to post the announcements of {ep.list}{about} here. To confirm, {how}post this code "
             f"to {confirm_url} as JSON {{\"code\": \"{code}\"}}. If it was not you, ignore this message: "
             "nothing more is posted without the code.")
+    if unsubscribe:
+        text += f" To cancel the request (and stop any later posts): {unsubscribe}"
     post = Post(channel=channel.name, kind="notice", title=f"Confirm announcements of {ep.list}", text=text,
                 parts=(text,))
     return channel.body(post, f"challenge-{ep.id}", ep.format)
@@ -189,9 +215,11 @@ class Challenger:
             channel = runtime.channel(channel_name)
             if not isinstance(channel, SubscriberWebhooks):
                 raise TypeError(f"{channel_name} is not a subscriber_webhooks channel")
-            confirm_url = runtime.settings.public_url.rstrip("/") + CONFIRM_PATH
-            channel.post_to(ep, challenge_body(channel, ep, code, confirm_url), f"msg_challenge_{ep.id}_{claimed!r}",
-                            secret=None)
+            settings = runtime.settings
+            confirm_url = settings.public_url.rstrip("/") + CONFIRM_PATH
+            body = challenge_body(channel, ep, code, confirm_url, confirm_page=confirm_page_url(settings, code),
+                                  unsubscribe=unsubscribe_url(settings, ep))
+            channel.post_to(ep, body, f"msg_challenge_{ep.id}_{claimed!r}", secret=None)
         except Exception as exc:  # noqa: BLE001 - any failure: record it, let the owner ask again
             log.warning("challenge to endpoint %s failed: %s", ep.id, type(exc).__name__)
             try:
@@ -242,6 +270,37 @@ def confirm(ledger: Ledger, settings: Settings | None, code: str) -> tuple[Endpo
     return ep, secret_for(settings, ep) if ep.format == "generic" else None
 
 
+def pending_by_code(ledger: Ledger, settings: Settings | None, code: str) -> Endpoint:
+    """The pending endpoint a challenge code would confirm, unchanged (what the page shows)."""
+    if not isinstance(code, str) or not 8 <= len(code) <= 200:
+        raise InvalidRequest("code: give the code the challenge carried", field="code")
+    cfg = links.settings_of(settings)
+    ep = EndpointStore(ledger).pending_by_code(_code_hash(code.strip()),
+                                               requested_after=ledger.clock() - cfg.confirm_within)
+    if ep is None:
+        raise InvalidRequest("code: not valid (mistyped, already used, replaced by a newer one, or expired); "
+                             "register the endpoint again for a new one", field="code")
+    return ep
+
+
+def unsubscribe_target(ledger: Ledger, settings: Settings | None, token: str) -> Endpoint:
+    """The endpoint an unsubscribe link is for, unchanged (what its page shows)."""
+    endpoint_id = links.read_endpoint_unsubscribe_token(settings, token)
+    try:
+        return EndpointStore(ledger).get(endpoint_id)
+    except NotFound:
+        raise InvalidRequest("this link is not valid any more", field="token") from None
+
+
+def unsubscribe(ledger: Ledger, settings: Settings | None, token: str) -> Endpoint:
+    """Apply an endpoint's unsubscribe link: nothing more is posted to it. Repeating it is harmless."""
+    endpoint_id = links.read_endpoint_unsubscribe_token(settings, token)
+    ep = EndpointStore(ledger).unsubscribe(endpoint_id)
+    if ep is None:
+        raise InvalidRequest("this link is not valid any more", field="token")
+    return ep
+
+
 # ---------------------------------------------------------------- the channel's source
 
 
@@ -272,6 +331,9 @@ class Source:
 
     def secret(self, endpoint: Endpoint) -> str:
         return secret_for(self.runtime.settings, endpoint)
+
+    def unsubscribe_url(self, endpoint: Endpoint) -> str:
+        return unsubscribe_url(self.runtime.settings, endpoint)
 
     def succeeded(self, endpoint: Endpoint) -> None:
         self.store.succeeded(endpoint.id)

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 SECRET_ENV = "BROADCASTER_SECRET_KEY"
 CONFIRM_PATH = "/api/v1/subscribe/confirm"
 UNSUBSCRIBE_PATH = "/api/v1/unsubscribe"
+#: what an endpoint's unsubscribe link opens (a page with a button; its POST stops the posts)
+ENDPOINT_UNSUBSCRIBE_PATH = "/api/v1/unsubscribe/endpoint"
 #: ``list``: leave the list (every kind of mail stops); ``marketing``: stop promotions only
 SCOPES = ("list", "marketing")
 
@@ -116,6 +118,20 @@ def read_unsubscribe_token(settings: Settings | None, token: str | None) -> tupl
     if len(fields) != 2 or fields[1] not in SCOPES:
         raise InvalidRequest("this link is not valid; it may have been mistyped or cut short", field="token")
     return fields[0], fields[1]
+
+
+def endpoint_unsubscribe_token(settings: Settings | None, endpoint_id: str) -> str:
+    """The link in every post to a subscriber's endpoint (and its challenge) that stops them;
+    like a mail's, it never expires."""
+    return sign(settings, "endpoint-unsubscribe", endpoint_id)
+
+
+def read_endpoint_unsubscribe_token(settings: Settings | None, token: str | None) -> str:
+    """The endpoint id of a valid endpoint unsubscribe token."""
+    fields = verify(settings, token, "endpoint-unsubscribe")
+    if len(fields) != 1:
+        raise InvalidRequest("this link is not valid; it may have been mistyped or cut short", field="token")
+    return fields[0]
 
 
 def link(public_url: str, path: str, token: str) -> str:

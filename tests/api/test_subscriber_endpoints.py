@@ -33,7 +33,7 @@ class Outbox:
     def __init__(self):
         self.sent: list[tuple[str, str, str]] = []
 
-    def __call__(self, address, subject, text):
+    def __call__(self, address, subject, text, unsubscribe=None):
         self.sent.append((address, subject, text))
 
 
@@ -317,3 +317,102 @@ def test_an_endpoint_for_an_unknown_component_is_refused(env, receiver):
     err = r.json()["error"]
     assert err["details"]["field"] == "components" and err["details"]["known"] == ["API", "Web"]
     assert receiver.requests == []  # no challenge went out
+
+
+# ---------------------------------------------------------------- the pages people use (status site "By webhook")
+
+
+def unsubscribe_link(text: str) -> str:
+    m = re.search(r"https://status\.example\.test(/api/v1/unsubscribe/endpoint\?token=[A-Za-z0-9_.%-]+)", text)
+    assert m, text
+    return m.group(1)
+
+
+def test_subscribe_by_webhook_from_the_form_choose_components_and_stop_with_one_click(env, receivers):
+    hook = receivers()
+    form = env.client.get("/api/v1/subscribe/endpoint/form?list=ops")
+    assert form.status_code == 200
+    for expected in ('name="url"', 'name="format"', 'value="slack"', 'value="generic"',
+                     'type="checkbox" name="components" value="API"', 'value="Web"'):
+        assert expected in form.text, expected
+
+    html = {"Accept": "text/html"}
+    r = env.client.post("/api/v1/subscribe/endpoint/form", headers=html,
+                        data={"list": "ops", "format": "slack", "url": hook.url + "/slack", "components": ["API"]})
+    assert r.status_code == 200 and "confirmation code is on its way" in r.text
+    assert 'name="code"' in r.text, "the answer page takes the code too"
+    assert eps.flush(env.runtime, timeout=10)
+    (challenge,) = hook.requests
+    text = challenge.json()["text"]
+    code = code_from(hook)
+    assert f"https://status.example.test/api/v1/subscribe/endpoint/confirm?code={code}" in text
+    assert "To cancel the request" in text and unsubscribe_link(text)
+
+    # the challenge's link opens a page with a button; opening it confirms nothing
+    page = env.client.get(f"/api/v1/subscribe/endpoint/confirm?code={code}", headers=html)
+    assert page.status_code == 200 and "about API" in page.text and "Slack" in page.text
+    assert hook.url + "/slack" not in page.text and "/…" in page.text, "the URL (a credential) is shown masked"
+    assert env.get("/subscribers/endpoints").json()["items"][0]["state"] == "pending"
+    done = env.client.post("/api/v1/subscribe/endpoint/confirm/form", headers=html, data={"code": code})
+    assert done.status_code == 200 and "We will post the announcements of ops about API" in done.text
+    assert env.client.post("/api/v1/subscribe/endpoint/confirm/form", headers={**html, "Origin": "https://evil.test"},
+                           data={"code": code}).status_code == 403
+
+    # only its component's incidents, each carrying the one-click link
+    assert deliver(env, ["Web"], title="Checkout is slow") == ["delivered"]
+    assert announcements(hook) == []
+    assert deliver(env, ["API"]) == ["delivered"]
+    (post,) = announcements(hook)
+    link = unsubscribe_link(post.json()["text"])
+    assert post.json()["text"].rstrip().endswith(f"Stop these posts: https://status.example.test{link}")
+
+    # opening the link (as a chat app's preview does) changes nothing; its button stops the posts
+    page = env.client.get(link, headers=html)
+    assert page.status_code == 200 and "Stop these posts" in page.text
+    assert env.get("/subscribers/endpoints").json()["items"][0]["state"] == "confirmed"
+    stopped = env.client.post(link, headers=html)
+    assert stopped.status_code == 200 and "Nothing more" in stopped.text
+    assert env.client.post(link).json()["status"] == "unsubscribed", "repeating it is harmless"
+    (row,) = env.get("/subscribers/endpoints").json()["items"]
+    assert row["state"] == "unsubscribed"
+    assert deliver(env, ["API"], title="Database is down again") == ["delivered"]
+    assert len(announcements(hook)) == 1, "nothing after the unsubscribe"
+
+    # an administrator cannot override the owner's choice; the owner registering again can
+    assert env.post(f"/subscribers/endpoints/{row['id']}/enable").json()["state"] == "unsubscribed"
+    register(env, hook.url + "/slack", "slack", components=["API"])
+    assert env.get("/subscribers/endpoints").json()["items"][0]["state"] == "pending"
+    assert len(hook.requests) == 3 and "To confirm" in hook.requests[-1].json()["text"], "a new challenge"
+
+    forged = env.client.post("/api/v1/unsubscribe/endpoint?token=" + link.split("=", 1)[1][:-3] + "abc")
+    assert_error(forged, 422, "invalid_request")
+
+
+def test_a_generic_endpoint_confirmed_on_the_page_sees_its_secret_and_an_unsubscribe_url(env, receivers):
+    hook = receivers()
+    html = {"Accept": "text/html"}
+    r = env.client.post("/api/v1/subscribe/endpoint/form", headers=html,
+                        data={"list": "ops", "format": "generic", "url": hook.url + "/in"})
+    assert r.status_code == 200
+    assert eps.flush(env.runtime, timeout=10)
+    data = hook.requests[0].json()["data"]
+    assert data["confirm_page"].endswith(f"?code={data['code']}") and "/unsubscribe/endpoint?token=" in data[
+        "unsubscribe_url"]
+    done = env.client.post("/api/v1/subscribe/endpoint/confirm/form", headers=html, data={"code": data["code"]})
+    secret = re.search(r"whsec_[A-Za-z0-9+/=]+", done.text).group(0)
+    assert deliver(env, []) == ["delivered"]
+    (seen,) = announcements(hook)
+    assert verify(secret, {k.lower(): v for k, v in seen.headers.items()}, seen.body)
+    assert seen.json()["data"]["unsubscribe_url"] == data["unsubscribe_url"]
+
+
+def test_the_form_refuses_what_the_api_refuses(env):
+    html = {"Accept": "text/html"}
+    r = env.client.post("/api/v1/subscribe/endpoint/form", headers=html,
+                        data={"list": "ops", "format": "slack", "url": "http://127.0.0.1:9/x",
+                              "components": ["Nope"]})
+    assert r.status_code == 422 and "unknown component" in r.text
+    r = env.client.post("/api/v1/subscribe/endpoint/form", headers=html,
+                        data={"list": "ops", "format": "fax", "url": "http://127.0.0.1:9/x"})
+    assert r.status_code == 422 and "endpoint.format" in r.text
+    assert env.get("/subscribers/endpoints").json()["items"] == []

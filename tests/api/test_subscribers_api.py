@@ -24,7 +24,7 @@ class Outbox:
     def __init__(self):
         self.sent: list[tuple[str, str, str]] = []
 
-    def __call__(self, address, subject, text):
+    def __call__(self, address, subject, text, unsubscribe=None):
         self.sent.append((address, subject, text))
 
     def link(self) -> str:
@@ -85,7 +85,7 @@ def no_secrets(text: str) -> None:
 
 
 def form(fields: dict[str, str]) -> dict:
-    return {"content": urlencode(fields), "headers": {"Content-Type": "application/x-www-form-urlencoded",
+    return {"content": urlencode(fields, doseq=True), "headers": {"Content-Type": "application/x-www-form-urlencoded",
                                                        "Accept": "text/html"}}
 
 
@@ -187,7 +187,9 @@ def test_the_public_subscribe_form_follows_the_same_rules(env):
     page = env.client.get("/api/v1/subscribe/form", params={"list": "news"})
     assert page.status_code == 200 and '<form method="post" action="/api/v1/subscribe/form">' in page.text
     assert '<option value="news" selected>news</option>' in page.text and 'name="marketing"' in page.text
-    first = form_subscribe(env, name="Reader", components="api, web")
+    for name in ("api", "web", "db"):  # the configured components, as tick boxes
+        assert f'<input type="checkbox" name="components" value="{name}">' in page.text
+    first = form_subscribe(env, name="Reader", components=["api", "web"])
     assert first.status_code == 200 and "Check your inbox" in first.text
     sub = subs.find(env.ledger, "news", "reader@example.test")
     assert (sub.state, sub.name, sub.components, sub.marketing) == ("pending", "Reader", ("api", "web"), False)

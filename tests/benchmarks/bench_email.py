@@ -67,7 +67,7 @@ def bare(port: int, n: int, budget: float, mode: str) -> dict[str, Any]:
                 parts=(BODY,), html="<p>" + BODY + "</p>", url="http://127.0.0.1:8080/a/ann_x", meta={})
 
     def payload(to: str) -> bytes:
-        mail = _mail.build(post, key="dlv_bench", to=to, domain="example.com", unsubscribe_url=None, marketing=False)
+        mail = _mail.build(post, key="dlv_bench", to=to, domain="example.com", unsubscribe_url=None)
         return _mail.smtp_payload(_mail.to_mime(mail, from_address=FROM, reply_to=None, date=time.time()))
 
     fixed = payload("user000000@example.com")

@@ -35,7 +35,7 @@ class Outbox:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str]] = []
 
-    def __call__(self, address: str, subject: str, text: str) -> None:
+    def __call__(self, address: str, subject: str, text: str, unsubscribe: str | None = None) -> None:
         self.sent.append((address, subject, text))
 
 

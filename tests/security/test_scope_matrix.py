@@ -73,6 +73,8 @@ MATRIX: dict[tuple[str, str], tuple[str | None, dict, dict[str, int]]] = {
     ("POST", "/api/v1/subscribe/confirm"): (None, {"token": "forged"}, public(422)),
     ("GET", "/api/v1/unsubscribe"): (None, {"token": "forged"}, public(422)),
     ("POST", "/api/v1/unsubscribe"): (None, {"token": "forged"}, public(422)),
+    ("GET", "/api/v1/unsubscribe/endpoint"): (None, {"token": "forged"}, public(422)),
+    ("POST", "/api/v1/unsubscribe/endpoint"): (None, {"token": "forged"}, public(422)),
     ("GET", "/api/v1/subscribers"): (None, {}, expect(admin=200, poster=403, deploy=403, hook_only=403)),
     # no list here takes endpoints: the registration is refused alike for everyone (the same answer)
     ("POST", "/api/v1/subscribe/endpoint"): (None, {"list": "news", "endpoint": {"format": "slack",
@@ -169,7 +171,7 @@ class Matrix:
             return self.env.client.get(url, params=data or None, headers=h)
         if method == "PATCH":
             return self.env.client.patch(url, json=data, headers=h)
-        if path.endswith(("/unsubscribe", "/subscribe/confirm")):
+        if path.endswith(("/unsubscribe", "/unsubscribe/endpoint", "/subscribe/confirm")):
             return self.env.client.post(url, params=data, headers=h)
         return self.env.client.post(url, json=data, headers=h)
 
@@ -184,7 +186,7 @@ def matrix(tmp_path_factory):
     cfg["channels"] = {**cfg["channels"], "mail": {"kind": "email", "smtp": {"host": "smtp.example.test"},
                                                    "from_address": "news@example.test", "lists": ["news"]}}
     e = Env(tmp_path_factory.mktemp("matrix"), cfg)
-    e.runtime.channel_io["confirmation_sender"] = lambda address, subject, text: None  # no mail leaves the test
+    e.runtime.channel_io["confirmation_sender"] = lambda address, subject, text, unsubscribe=None: None  # no mail leaves the test
     yield Matrix(e)
     e.client.close()
     e.ledger.close()

@@ -145,7 +145,7 @@ def test_message_shape_escapes_and_stable_ids():
     assert msg["Message-ID"] == _mail.message_id("k1", "a@x.test", "example.com")
     assert msg["Message-ID"].endswith("@example.com>")
     assert msg["Subject"] == "Login <script>alert(1)</script> down"
-    assert "List-Unsubscribe" not in msg  # incidents are not marketing
+    assert "List-Unsubscribe" not in msg  # static recipients have nothing to unsubscribe from
     html = msg.get_body(("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<b>x</b>" not in html and "<strong>on it</strong>" in html
@@ -194,15 +194,17 @@ def test_marketing_mail_gets_one_click_unsubscribe_only_with_https():
     assert "List-Unsubscribe" not in m2  # http links are not offered as one-click
 
 
-def test_every_mail_to_a_subscriber_says_how_to_stop_it_but_only_promotions_are_one_click():
-    """An incident to a list carries its leave-the-list link in the body (text and HTML); the
-    List-Unsubscribe one-click header stays on promotions; static recipients get no link."""
+def test_every_mail_to_a_subscriber_is_one_click_unsubscribable():
+    """An incident to a list carries its leave-the-list link in the body (text and HTML) and as
+    the List-Unsubscribe one-click header, as promotions do; static recipients get no link."""
     ch, fake = channel(recipients=["ops@x.test"], lists=["news"],
                        io={"subscribers": lambda lists, post: [("s1@x.test", "https://ex.com/leave/1")]})
     ch.send(ch.render(message()), key="i1")
     mails = {to: parsed(d) for to, d in fake.accepted}
     sub, ops = mails["s1@x.test"], mails["ops@x.test"]
-    assert "List-Unsubscribe" not in sub
+    assert sub["List-Unsubscribe"] == "<https://ex.com/leave/1>"
+    assert sub["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "List-Unsubscribe" not in ops
     assert "Unsubscribe: https://ex.com/leave/1" in sub.get_body(("plain",)).get_content()
     assert 'href="https://ex.com/leave/1"' in sub.get_body(("html",)).get_content()
     assert "Unsubscribe" not in ops.get_body(("plain",)).get_content()
@@ -412,9 +414,9 @@ def test_postmark_check():
 # ---------------------------------------------------------------- one mailing, built once
 
 
-def _slow_payload(post, *, key, to, unsubscribe, marketing, reply_to=None, date=T0):
+def _slow_payload(post, *, key, to, unsubscribe, reply_to=None, date=T0):
     """What the adapter sent before Template: the email package, once per recipient."""
-    mail = _mail.build(post, key=key, to=to, domain="example.com", unsubscribe_url=unsubscribe, marketing=marketing)
+    mail = _mail.build(post, key=key, to=to, domain="example.com", unsubscribe_url=unsubscribe)
     return _mail.smtp_payload(_mail.to_mime(mail, from_address="Status <status@example.com>", reply_to=reply_to,
                                             date=date))
 
@@ -426,14 +428,13 @@ def _same_bytes(a: bytes, b: bytes) -> bool:
     return boundary.sub(b"B", a) == boundary.sub(b"B", b)
 
 
-@pytest.mark.parametrize("marketing", [False, True])
 @pytest.mark.parametrize("reply_to", [None, "ops@example.com"])
 @pytest.mark.parametrize("body", [
     "We are **on it**. <b>x</b>",
     "Line one\n.leading dot\n..two dots\nünïcödé Å … " + "x" * 120 + "\ntrailing space \nend\t",
     "=" * 150 + "\n\n\n",
 ])
-def test_template_payload_is_what_the_email_package_builds(body, reply_to, marketing):
+def test_template_payload_is_what_the_email_package_builds(body, reply_to):
     a = Announcement(id="a1", kind="promotion", title="Ünïcode and a rather long subject " + "word " * 12, body=body,
                      url="https://status.example.com/a1")
     upd = Update(id="u1", announcement_id="a1", status="identified", body=body)
@@ -442,11 +443,11 @@ def test_template_payload_is_what_the_email_package_builds(body, reply_to, marke
         ch, _ = channel()
         post = ch.render(msg)
         tpl = _mail.Template(post, key="k1", domain="example.com", from_address="Status <status@example.com>",
-                             reply_to=reply_to, date=T0, marketing=marketing)
+                             reply_to=reply_to, date=T0)
         for to, unsub in [("a@x.test", None), ("b@x.test", "https://ex.com/u/b?t=1&x=.y"),
                           ("c@x.test", "http://ex.com/u/c"), ("ünï@x.test", None), ("d,e@x.test", None)]:
             fast = tpl.payload(to, unsub)
-            slow = _slow_payload(post, key="k1", to=to, unsubscribe=unsub, marketing=marketing, reply_to=reply_to)
+            slow = _slow_payload(post, key="k1", to=to, unsubscribe=unsub, reply_to=reply_to)
             assert _same_bytes(fast, slow), (to, unsub)
             assert fast.endswith(b"\r\n.\r\n") and b"\n" not in fast.replace(b"\r\n", b"")
             assert all(len(line) <= 78 for line in fast.split(b"\r\n"))
@@ -455,7 +456,7 @@ def test_template_payload_is_what_the_email_package_builds(body, reply_to, marke
 def test_template_shares_the_body_and_differs_only_in_recipient_headers():
     ch, _ = channel()
     tpl = _mail.Template(ch.render(message()), key="k1", domain="example.com",
-                         from_address="Status <status@example.com>", reply_to=None, date=T0, marketing=False)
+                         from_address="Status <status@example.com>", reply_to=None, date=T0)
     one, two = parsed(tpl.payload("a@x.test")), parsed(tpl.payload("b@x.test"))
     assert one["To"] == "a@x.test" and two["To"] == "b@x.test"
     assert one["Message-ID"] == _mail.message_id("k1", "a@x.test", "example.com") != two["Message-ID"]
@@ -471,7 +472,7 @@ def test_long_unsubscribe_url_stays_one_unencoded_line():
     url = "https://ex.com/unsubscribe?token=" + "t" * 120
     ch, _ = channel()
     tpl = _mail.Template(ch.render(message(kind="promotion")), key="k1", domain="example.com",
-                         from_address="status@example.com", reply_to=None, date=T0, marketing=True)
+                         from_address="status@example.com", reply_to=None, date=T0)
     data = tpl.payload("a@x.test", url)
     assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in data
     msg = parsed(data)

@@ -293,12 +293,14 @@ def test_an_authors_component_state_reaches_the_page(tmp_path):
 
 def test_subscribe_links_and_a_feed_per_component(tmp_path):
     clock = Clock(T0)
-    ch = channel(tmp_path, clock, subscribe_url="https://api.example.com/api/v1/subscribe/form?list=customers")
+    ch = channel(tmp_path, clock, subscribe_url="https://api.example.com/api/v1/subscribe/form?list=customers",
+                 subscribe_webhook_url="https://api.example.com/api/v1/subscribe/endpoint/form?list=customers")
     two_component_incident(ch, clock, resolve=False)
     ch.send(ch.render(Message(announcement=Announcement(id="n", kind="notice", title="New address"))), key="n")
     index = read(tmp_path, "index.html")
     get = index.split('id="h-subscribe"')[1].split("</section>")[0]
     assert 'href="https://api.example.com/api/v1/subscribe/form?list=customers">By e-mail' in get
+    assert 'href="https://api.example.com/api/v1/subscribe/endpoint/form?list=customers">By webhook' in get
     comps = {c["name"]: c["id"] for c in api(tmp_path, "components.json")["components"]}
     atom_ns = "{http://www.w3.org/2005/Atom}"
     for name, expected in [("API", ["Slow logins"]), ("Mail", [])]:
@@ -307,7 +309,8 @@ def test_subscribe_links_and_a_feed_per_component(tmp_path):
         assert feed.find(f"{atom_ns}title").text == f"Example status · {name}"
         titles = [e.find(f"{atom_ns}title").text.split("] ", 1)[1] for e in feed.iter(f"{atom_ns}entry")]
         assert titles == expected  # only its incidents (no notices, no other component's)
-    assert "By e-mail" not in read_plain(tmp_path)
+    plain = read_plain(tmp_path)
+    assert "By e-mail" not in plain and "By webhook" not in plain
 
 
 def read_plain(tmp_path: Path) -> str:

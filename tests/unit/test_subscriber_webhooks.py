@@ -39,6 +39,9 @@ class Twin:
     def secret(self, ep):
         return SECRET
 
+    def unsubscribe_url(self, ep):
+        return f"https://api.example.test/api/v1/unsubscribe/endpoint?token=t-{ep.id}"
+
     def succeeded(self, ep):
         self.failures[ep.id] = 0
 

@@ -158,7 +158,7 @@ def test_sign_in_checks_the_token_off_the_event_loop(live, monkeypatch):
 
 def test_subscribe_with_a_slow_mail_server_leaves_the_loop_free(live):
     url, _, rt = live
-    gate = Gate(lambda *a: None)
+    gate = Gate(lambda *a, **kw: None)
     rt.channel_io["confirmation_sender"] = gate
     with parked(lambda: httpx.post(url + "/api/v1/subscribe", json={"list": "customers", "address": "a@example.com"},
                                    timeout=30), gate) as done:

@@ -69,7 +69,9 @@ def test_a_deeply_nested_preview_body_is_the_apis_400(web):
     assert r.status_code == 400 and set(r.json()["error"]) == {"code", "message", "details"}
 
 
-@pytest.mark.parametrize("path", ["/api/v1/subscribe/form", "/api/v1/subscribe/confirm", "/api/v1/unsubscribe"])
+@pytest.mark.parametrize("path", ["/api/v1/subscribe/form", "/api/v1/subscribe/confirm", "/api/v1/unsubscribe",
+                                  "/api/v1/subscribe/endpoint/form", "/api/v1/subscribe/endpoint/confirm/form",
+                                  "/api/v1/unsubscribe/endpoint"])
 def test_public_forms_refuse_deeply_nested_json_without_a_500(web, path):
     deep = "[" * 100_000 + "]" * 100_000
     r = web.client().post(path, content=deep, headers={"Content-Type": "application/json"})
