@@ -10,6 +10,7 @@ import traceback
 
 from . import (
     bench_apprise,
+    bench_breakglass,
     bench_email,
     bench_event_loop,
     bench_fanout,
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "event_loop": lambda quick: bench_event_loop.run(quick),
     "render": lambda quick: bench_render.run(quick),
     "scaleout": lambda quick: bench_scaleout.run(quick),
+    "breakglass": lambda quick: bench_breakglass.run(quick),
 }
 
 
@@ -92,6 +94,9 @@ def summary_rows(name: str, r: dict) -> list[list]:
 
         return [[name, "20 kB thread split: CPU s (before)",
                  ", ".join(cell(k, v) for k, v in r["runs"].items() if "parts" in v), r["targets"].get("same_parts")]]
+    if name == "breakglass":
+        return [[name, f"ms per attempt / per progress write: {k}", f"{v['attempt_ms']} / {v['mark_ms']}", "-"]
+                for k, v in r.items()]
     return []
 
 
