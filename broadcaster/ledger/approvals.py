@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, select, update
 
 from ..models import Announcement, Delivery, DeliveryState as S
 from . import schema as t
+from .history import write_event
 from .repository import Ledger
 
 _D, _A = t.deliveries, t.announcements
@@ -67,8 +68,7 @@ class ApprovalStore:
                     state=str(to), due_at=due, deadline_at=due + deadline_for(r.channel), enqueued_at=None,
                     updated_at=now))
                 if res.rowcount == 1:
-                    self.ledger._event(conn, r.id, str(S.SCHEDULED), str(to), r.attempts, f"approved by {approver}",
-                                       at=now)
+                    write_event(conn, r.id, str(S.SCHEDULED), str(to), r.attempts, f"approved by {approver}", at=now)
                     released.append((r.id, r.channel))
             if released:
                 self.ledger.audit(approver, "announcement.approve", ann_id, {"deliveries": len(released)}, conn)
@@ -84,9 +84,8 @@ class ApprovalStore:
                 res = conn.execute(update(_D).where(_D.c.id == r.id, *_held()).values(
                     state=str(S.CANCELLED), settled_at=now, updated_at=now))
                 if res.rowcount == 1:
-                    self.ledger._event(conn, r.id, str(S.SCHEDULED), str(S.CANCELLED), r.attempts,
-                                       f"rejected in review by {actor}" + (f": {reason[:200]}" if reason else ""),
-                                       at=now)
+                    write_event(conn, r.id, str(S.SCHEDULED), str(S.CANCELLED), r.attempts,
+                                f"rejected in review by {actor}" + (f": {reason[:200]}" if reason else ""), at=now)
                     n += 1
             if n:
                 self.ledger.audit(actor, "announcement.reject", ann_id, {"reason": reason[:200]} if reason else {},

@@ -1,11 +1,11 @@
-"""Delivery statistics read at scrape time (``/metrics``): aggregates computed by the database,
-so a scrape costs two grouped queries whatever the ledger's size."""
+"""Delivery statistics (``/metrics``, the channels page): aggregates computed by the database,
+so each costs a few grouped queries whatever the ledger's size."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, func, select
 
@@ -30,6 +30,33 @@ class LatencyHistogram:
 class DeliveryStats:
     def __init__(self, ledger: Ledger):
         self.ledger = ledger
+
+    def count_by_state(self) -> dict[str, int]:
+        d = t.deliveries
+        with self.ledger.read() as conn:
+            return {r[0]: r[1] for r in conn.execute(select(d.c.state, func.count()).group_by(d.c.state))}
+
+    def channel_stats(self) -> dict[str, dict[str, Any]]:
+        """Per channel: backlog (active deliveries), last success, oldest due, counts by state."""
+        d = t.deliveries
+        stats: dict[str, dict[str, Any]] = {}
+
+        def of(channel: str) -> dict[str, Any]:
+            return stats.setdefault(channel, {"states": {}, "backlog": 0, "last_success": None, "oldest_due": None})
+
+        with self.ledger.read() as conn:
+            for channel, state, n in conn.execute(select(d.c.channel, d.c.state, func.count())
+                                                  .group_by(d.c.channel, d.c.state)):
+                of(channel)["states"][state] = n
+                if state in ("pending", "retrying", "sending"):
+                    of(channel)["backlog"] += n
+            for channel, at in conn.execute(select(d.c.channel, func.max(d.c.settled_at))
+                                            .where(d.c.state == "delivered").group_by(d.c.channel)):
+                of(channel)["last_success"] = at
+            for channel, at in conn.execute(select(d.c.channel, func.min(d.c.due_at))
+                                            .where(d.c.state.in_(["pending", "retrying"])).group_by(d.c.channel)):
+                of(channel)["oldest_due"] = at
+        return stats
 
     def retries_per_channel(self) -> dict[str, int]:
         """Attempts that ended in ``retrying``, per channel (kept until retention prunes them)."""

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from broadcaster.models import DeliveryState
+from tests.support.ledger import audit_entries, claim, updates_of
 
 from .conftest import assert_error, config
 
@@ -199,7 +200,7 @@ def test_actions_are_audited_with_the_token_name(env):
     env.client.post(f"/api/v1/announcements/{a['id']}/updates", json={"status": "identified", "body": "found it"},
                     headers=ops)
     env.client.post(f"/api/v1/announcements/{a['id']}/retract", json={"reason": "wrong"}, headers=ops)
-    mine = [(e["actor"], e["action"]) for e in env.ledger.audit_entries() if e["target"] == a["id"]]
+    mine = [(e["actor"], e["action"]) for e in audit_entries(env.ledger) if e["target"] == a["id"]]
     assert ("ops-alice", "announcement.create") in mine
     assert ("ops-alice", "announcement.update") in mine
     assert ("ops-alice", "announcement.retract") in mine
@@ -252,7 +253,7 @@ def test_show_has_every_delivery_with_events_and_updates(env):
     a = env.submit()
     did = a["deliveries"][0]["id"]
     d = env.ledger.get_delivery(did)
-    claimed = env.ledger.claim(did, "w1", 30)
+    claimed = claim(env.ledger, did, "w1", 30)
     from broadcaster.models import Receipt
 
     env.ledger.transition(claimed, DeliveryState.DELIVERED, "sent", owner="w1", attempted=True,
@@ -293,7 +294,7 @@ def test_update_goes_to_every_channel_and_replays(env):
     assert again.status_code == 200 and again.json()["id"] == out["id"]
     assert_error(env.post(f"/announcements/{a['id']}/updates", {**body, "body": "other"}, headers=key),
                  422, "idempotency_conflict")
-    assert len(env.ledger.updates_of(a["id"])) == 1
+    assert len(updates_of(env.ledger, a["id"])) == 1
 
 
 def test_update_errors(env):
@@ -316,7 +317,7 @@ def test_update_errors(env):
 def test_retract_stops_pending_and_retracts_delivered(env):
     a = env.submit()
     hook = a["deliveries"][0]["id"]
-    claimed = env.ledger.claim(hook, "w1", 30)
+    claimed = claim(env.ledger, hook, "w1", 30)
     env.ledger.transition(claimed, DeliveryState.DELIVERED, "sent", owner="w1", attempted=True)
     r = env.post(f"/announcements/{a['id']}/retract", {"reason": "posted by mistake"})
     assert r.status_code == 202

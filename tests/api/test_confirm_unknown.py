@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from broadcaster.models import DeliveryState as S
 from tests.api.conftest import assert_error
+from tests.support.ledger import audit_entries
 
 
 def test_confirm_unknown_as_delivered(env):
@@ -17,6 +18,6 @@ def test_confirm_unknown_as_delivered(env):
     assert ok.json()["state"] == "delivered"
     row = env.ledger.get_delivery(d["id"])
     assert str(row.state) == "delivered" and row.remote_url == "https://social.example/@us/1"
-    assert any(a["action"] == "delivery.confirm" for a in env.ledger.audit_entries(limit=1000))
+    assert any(a["action"] == "delivery.confirm" for a in audit_entries(env.ledger, limit=1000))
     again = env.client.post(f"/api/v1/deliveries/{d['id']}/confirm", headers=env.admin)
     assert_error(again, 422, "invalid_request")

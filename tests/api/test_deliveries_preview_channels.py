@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from broadcaster.models import DeliveryState as S
+from tests.support.ledger import audit_entries, claim
 
 from .conftest import assert_error, config
 
@@ -27,7 +28,7 @@ def test_retry_a_failed_delivery(env):
     again = env.post(f"/deliveries/{did}/retry", headers=key)
     assert again.status_code == 200 and again.json() == r.json()
     assert len(env.enqueued) == 1
-    assert any(e["action"] == "delivery.retry" and e["actor"] == "admin" for e in env.ledger.audit_entries())
+    assert any(e["action"] == "delivery.retry" and e["actor"] == "admin" for e in audit_entries(env.ledger))
 
 
 def test_retry_an_unknown_delivery(env):
@@ -103,7 +104,7 @@ def test_preview_without_a_route(make_env):
 def test_channels_show_breaker_backlog_and_last_success(env):
     a = env.submit()
     hook = a["deliveries"][0]["id"]
-    claimed = env.ledger.claim(hook, "w", 30)
+    claimed = claim(env.ledger, hook, "w", 30)
     env.ledger.transition(claimed, S.DELIVERED, "sent", owner="w", attempted=True)
     for _ in range(5):
         env.breaker.failure("ops-chat", 5, 30)

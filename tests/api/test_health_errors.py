@@ -10,6 +10,7 @@ from broadcaster import service
 from broadcaster.errors import ConfigError, LedgerUnavailable
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S
+from tests.support.ledger import claim
 
 from .conftest import SECRETS, STATIC_TOKEN, assert_error
 
@@ -50,9 +51,9 @@ def test_readyz_is_503_when_redis_is_unreachable(env):
 def test_metrics_expose_counts_backlog_breakers_latency_and_requests(env):
     a = env.submit()
     hook, chat = (d["id"] for d in a["deliveries"])
-    claimed = env.ledger.claim(hook, "w", 30)
+    claimed = claim(env.ledger, hook, "w", 30)
     env.ledger.transition(claimed, S.RETRYING, "HTTP 503", owner="w", attempted=True, due_at=0)
-    claimed = env.ledger.claim(hook, "w", 30)
+    claimed = claim(env.ledger, hook, "w", 30)
     env.ledger.transition(claimed, S.DELIVERED, "sent", owner="w", attempted=True)
     env.ledger.force(chat, S.FAILED, "test", actor="t", from_states=[S.PENDING])
     for _ in range(5):

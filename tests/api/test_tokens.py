@@ -13,6 +13,7 @@ from broadcaster.cli import main
 from broadcaster.errors import InvalidRequest, NotFound
 from broadcaster.ledger import Ledger
 from broadcaster.tokens import PREFIX, TokenStore, hash_token
+from tests.support.ledger import audit_entries
 
 from .conftest import STATIC_TOKEN, config
 
@@ -79,7 +80,7 @@ def test_create_and_revoke_are_audited(store, env):
     store.create("ci", kinds=["deploy"], actor="cli:alice")
     store.revoke("ci", actor="cli:bob")
     store.revoke("ci", actor="cli:bob")  # second revoke changes nothing and is not logged again
-    entries = [(e["actor"], e["action"], e["target"]) for e in env.ledger.audit_entries()]
+    entries = [(e["actor"], e["action"], e["target"]) for e in audit_entries(env.ledger)]
     assert ("cli:alice", "token.create", "ci") in entries
     assert entries.count(("cli:bob", "token.revoke", "ci")) == 1
 
@@ -111,7 +112,7 @@ def test_cli_create_prints_the_token_once_on_stdout(cli):
     try:
         p = TokenStore(ledger, _settings(cli)).verify(raw)
         assert p.kinds == ("deploy",) and p.channels == ("ops-chat",)
-        assert any(e["action"] == "token.create" and e["actor"].startswith("cli") for e in ledger.audit_entries())
+        assert any(e["action"] == "token.create" and e["actor"].startswith("cli") for e in audit_entries(ledger))
     finally:
         ledger.close()
     listing = cli("tokens", "list")

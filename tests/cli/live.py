@@ -18,6 +18,7 @@ from broadcaster.config import load_settings
 from broadcaster.models import DeliveryState, Receipt
 from broadcaster.runtime import Runtime
 from tests.conftest import free_port
+from tests.support.ledger import claim
 from tests.support.runtime import memory_runtime
 
 __all__ = ["make_settings", "memory_runtime", "serve", "settle"]
@@ -55,7 +56,7 @@ def serve(settings, runtime: Runtime):
 def settle(runtime: Runtime, delivery_id: str, state: str, *, url: str | None = None, error: str | None = None) -> None:
     """Move a delivery the way a worker would: claim it, then record the outcome."""
     ledger = runtime.ledger
-    d = ledger.claim(delivery_id, "test-worker", 30)
+    d = claim(ledger, delivery_id, "test-worker", 30)
     assert d is not None, f"could not claim {delivery_id}"
     receipt = Receipt(remote_id=f"r-{delivery_id}", url=url) if state == "delivered" else None
     ok = ledger.transition(d, DeliveryState(state), f"test: {state}", owner="test-worker", attempted=True,

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from broadcaster.cli import main
 from tests.cli.live import settle
 from tests.conftest import free_port
+from tests.support.ledger import updates_of
 
 
 def cli(api, *args, input=None, **env):
@@ -263,7 +264,7 @@ def test_update_list_retry_retract_and_preview(api):
     res = cli(api, "update", ann_id, "--status", "resolved", "--body-file", "-", input="All good now.")
     assert res.exit_code == 0, res.output
     assert api.runtime.ledger.get_announcement(ann_id).status == "resolved"
-    assert [u.body for u in api.runtime.ledger.updates_of(ann_id)] == ["All good now."]
+    assert [u.body for u in updates_of(api.runtime.ledger, ann_id)] == ["All good now."]
 
     res = cli(api, "list", "--kind", "incident")
     assert res.exit_code == 0 and ann_id in res.stdout and "Search is slow" in res.stdout

@@ -17,6 +17,7 @@ from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S, Receipt
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
+from tests.support.ledger import claim
 
 T0 = 1_800_000_000.123456
 
@@ -46,7 +47,7 @@ def populate(url: str) -> Ledger:
     for status in ("identified", "monitoring", "resolved"):
         service.add_update(rt, inc, {"status": status, "body": f"now {status}"}, principal=service.SYSTEM)
     for i, d in enumerate(ledger.deliveries_of(inc)):
-        claimed = ledger.claim(d.id, "worker-1", 30)
+        claimed = claim(ledger, d.id, "worker-1", 30)
         if i % 3 == 0:
             ledger.transition(claimed, S.RETRYING, "HTTP 503", owner="worker-1", attempted=True, due_at=clock.t + 5,
                               error="provider error (HTTP 503)", response='{"error":"unavailable"}')

@@ -12,6 +12,7 @@ import pytest
 from broadcaster.errors import IdempotencyConflict, NotFound
 from broadcaster.ledger import LATEST, Ledger, current_version, make_engine, migrate
 from broadcaster.models import DeliveryState as S, Receipt
+from tests.support.ledger import audit_entries, claim
 from tests.support.runtime import NOW, Clock
 
 
@@ -50,7 +51,7 @@ def test_create_announcement_writes_everything_in_one_go(ledger):
     for d in ds:
         [ev] = ledger.events_of(d.id)
         assert (ev.from_state, ev.to_state, ev.attempt) == (None, "pending", 0)
-    assert any(e["action"] == "announcement.create" and e["target"] == ann_id for e in ledger.audit_entries())
+    assert any(e["action"] == "announcement.create" and e["target"] == ann_id for e in audit_entries(ledger))
 
 
 def test_accept_returns_exactly_what_a_read_gives(ledger):
@@ -76,7 +77,7 @@ def test_create_announcement_is_atomic(ledger):
     assert ledger.list_announcements() == []
     assert ledger.count_by_state() == {}
     assert ledger.events_of("dlv_same") == []
-    assert not any(e["action"] == "announcement.create" for e in ledger.audit_entries())
+    assert not any(e["action"] == "announcement.create" for e in audit_entries(ledger))
     # the key was not kept either: the same request can be made again, successfully
     ann_id, created = ledger.create_announcement(fields(), [{"channel": "a"}], actor="tester",
                                                  idempotency=("s", "k", "h1"))
@@ -130,20 +131,20 @@ def test_create_announcement_accepts_a_chosen_id(ledger):
 
 def test_claim_marks_sending_with_a_lease_and_logs_it(ledger):
     _, [d, _] = create(ledger)
-    c = ledger.claim(d.id, "w1", 30)
+    c = claim(ledger, d.id, "w1", 30)
     assert c.state == S.SENDING and c.lease_owner == "w1" and c.lease_until == NOW + 30
     assert ledger.events_of(d.id)[-1].reason == "claimed by w1"
-    assert ledger.claim(d.id, "w2", 30) is None
+    assert claim(ledger, d.id, "w2", 30) is None
 
 
 def test_claim_refuses_what_is_not_due_or_settled(ledger, clock):
     _, [later] = create(ledger, channels=("a",), due_at=NOW + 60)
-    assert ledger.claim(later.id, "w", 30) is None
+    assert claim(ledger, later.id, "w", 30) is None
     _, [sched] = create(ledger, channels=("a",), state=S.SCHEDULED)
-    assert ledger.claim(sched.id, "w", 30) is None
-    assert ledger.claim("dlv_missing", "w", 30) is None
+    assert claim(ledger, sched.id, "w", 30) is None
+    assert claim(ledger, "dlv_missing", "w", 30) is None
     clock.advance(60)
-    assert ledger.claim(later.id, "w", 30) is not None
+    assert claim(ledger, later.id, "w", 30) is not None
 
 
 def test_claim_is_exclusive_under_eight_racing_threads(ledger_url, ledger):
@@ -158,7 +159,7 @@ def test_claim_is_exclusive_under_eight_racing_threads(ledger_url, ledger):
             def worker(i, barrier=barrier, d=d, wins=wins, errors=errors):
                 try:
                     barrier.wait(10)
-                    if others[i].claim(d.id, f"w{i}", 30) is not None:
+                    if claim(others[i], d.id, f"w{i}", 30) is not None:
                         wins.append(i)
                 except Exception as exc:  # noqa: BLE001 - report below
                     errors.append(exc)
@@ -183,7 +184,7 @@ def test_claim_is_exclusive_under_eight_racing_threads(ledger_url, ledger):
 
 def test_transition_with_a_stale_owner_is_refused(ledger):
     _, [d, _] = create(ledger)
-    c = ledger.claim(d.id, "w1", 30)
+    c = claim(ledger, d.id, "w1", 30)
     assert ledger.transition(c, S.DELIVERED, "not mine", owner="w2", attempted=True) is False
     row = ledger.get_delivery(d.id)
     assert row.state == S.SENDING and row.attempts == 0
@@ -197,7 +198,7 @@ def test_transition_with_a_stale_owner_is_refused(ledger):
 
 def test_transition_records_error_due_and_fallbacks(ledger, clock):
     ann_id, [d, _] = create(ledger)
-    c = ledger.claim(d.id, "w", 30)
+    c = claim(ledger, d.id, "w", 30)
     assert ledger.transition(c, S.FALLEN_BACK, "400", owner="w", attempted=True, error="HTTP 400",
                              response="HTTP 400 bad", fallbacks=[{"channel": "c", "fallback_of": d.id}])
     row = ledger.get_delivery(d.id)
@@ -212,7 +213,7 @@ def test_transition_records_error_due_and_fallbacks(ledger, clock):
 
 
 def _fall_back(ledger, delivery_id, fallbacks, owner="w"):
-    c = ledger.claim(delivery_id, owner, 30)
+    c = claim(ledger, delivery_id, owner, 30)
     assert c is not None
     rows = [{"channel": ch, "fallback_of": delivery_id, "reason": "fallback"} for ch in fallbacks]
     assert ledger.transition(c, S.FALLEN_BACK, "gave up", owner=owner, attempted=True, fallbacks=rows)
@@ -251,7 +252,7 @@ def test_two_deliveries_falling_back_to_the_same_channel_at_once_make_one(ledger
     ann_id, [a, b] = create(ledger)
     others = [Ledger.open(ledger_url, clock=ledger.clock) for _ in range(2)]
     try:
-        claimed = [others[0].claim(a.id, "w0", 30), others[1].claim(b.id, "w1", 30)]
+        claimed = [claim(others[0], a.id, "w0", 30), claim(others[1], b.id, "w1", 30)]
         barrier = threading.Barrier(2)
         errors: list[Exception] = []
 
@@ -349,8 +350,8 @@ def test_upgrading_a_ledger_with_earlier_double_posts_keeps_them_and_adds_the_ke
 
 def test_expire_leases_turns_dead_workers_rows_into_maybe_sent_retries(ledger, clock):
     _, [dead, alive] = create(ledger)
-    ledger.claim(dead.id, "dead", 5)
-    ledger.claim(alive.id, "alive", 100)
+    claim(ledger, dead.id, "dead", 5)
+    claim(ledger, alive.id, "alive", 100)
     clock.advance(10)
     assert ledger.expire_leases() == [dead.id]
     row = ledger.get_delivery(dead.id)
@@ -365,12 +366,12 @@ def test_expire_leases_turns_dead_workers_rows_into_maybe_sent_retries(ledger, c
     assert ledger.transition(stale, S.DELIVERED, "late", owner="dead") is False
 
 
-def test_extend_lease_only_for_the_owner(ledger, clock):
+def test_a_lease_is_renewed_only_for_its_owner(ledger, clock):
     _, [d, _] = create(ledger)
-    ledger.claim(d.id, "w", 5)
+    claim(ledger, d.id, "w", 5)
     clock.advance(4)
-    assert ledger.extend_lease(d.id, "w", 5) is True
-    assert ledger.extend_lease(d.id, "other", 500) is False
+    assert ledger.mark_items_and_extend(d.id, "w", [], 5) is True
+    assert ledger.mark_items_and_extend(d.id, "other", [(["x@example.test"], "sent", None)], 500) is False
     clock.advance(4)
     assert ledger.expire_leases() == [], "the renewed lease still holds"
     assert ledger.get_delivery(d.id).lease_until == NOW + 9
@@ -415,7 +416,7 @@ def test_take_due_respects_requeue_after(ledger, clock):
 def test_a_retry_with_a_new_due_time_is_taken_again_at_once(ledger, clock):
     _, [d, _] = create(ledger)
     ledger.take_due(requeue_after=60)
-    c = ledger.claim(d.id, "w", 30)
+    c = claim(ledger, d.id, "w", 30)
     ledger.transition(c, S.RETRYING, "503", owner="w", attempted=True, due_at=NOW + 1)
     clock.advance(1)
     assert [x[0] for x in ledger.take_due(requeue_after=60)] == [d.id]

@@ -13,6 +13,7 @@ import pytest
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S, Receipt
 from tests.contract.test_ledger import Clock, create
+from tests.support.ledger import claim
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def test_claim_batch_takes_up_to_n_due_rows_of_one_channel_each_with_its_own_lea
 
 
 def test_claim_batch_skips_what_is_not_due_leased_or_settled(ledger, clock, many):
-    ledger.claim(many[0], "other", 30)
+    claim(ledger, many[0], "other", 30)
     ledger.force(many[1], S.CANCELLED, "test", actor="t", from_states=[S.PENDING])
     ledger.force(many[2], S.RETRYING, "test", actor="t", from_states=[S.PENDING], due_at=clock() + 60)
     got = [d.id for d, _ in ledger.claim_batch("a", "w1", 30, 50)]
@@ -106,8 +107,8 @@ def test_transition_many_records_each_outcome_and_refuses_a_lost_lease(ledger, c
     got = [d for d, _ in ledger.claim_batch("a", "w1", 30, 3)]
     # the third row's lease expired and the sweep took it back: w1 must not overwrite that
     clock.advance(31)
-    ledger.extend_lease(got[0].id, "w1", 30)
-    ledger.extend_lease(got[1].id, "w1", 30)
+    ledger.mark_items_and_extend(got[0].id, "w1", [], 30)
+    ledger.mark_items_and_extend(got[1].id, "w1", [], 30)
     assert ledger.expire_leases() == [got[2].id]
     oks = ledger.transition_many([
         (got[0], S.DELIVERED, "delivered", {"receipt": Receipt(remote_id="r0"), "attempted": True,

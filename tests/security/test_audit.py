@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 
 from broadcaster.models import DeliveryState as S
+from tests.support.ledger import audit_entries
 
 
 def rows(env, since: int = 0) -> list[dict]:
-    return env.ledger.audit_entries(limit=10_000, since_id=since)
+    return audit_entries(env.ledger, limit=10_000, since_id=since)
 
 
 def new_rows(env, before: list[dict]) -> list[tuple[str, str, str | None]]:
@@ -87,7 +88,7 @@ def test_cli_token_commands_audit_the_operator(tmp_path):
     assert r1.exit_code == 0 and r2.exit_code == 0, (r1.output, r2.output)
     ledger = Ledger.open(f"sqlite:///{tmp_path}/l.db")
     try:
-        got = [(e["action"], e["target"], e["actor"]) for e in ledger.audit_entries(limit=100)]
+        got = [(e["action"], e["target"], e["actor"]) for e in audit_entries(ledger, limit=100)]
     finally:
         ledger.close()
     actions = [(a, t) for a, t, _ in got]

@@ -23,6 +23,7 @@ from broadcaster.inbound import drafts
 from broadcaster.inbound.signals import Signal
 from broadcaster.models import DeliveryState as S
 from broadcaster.principal import Principal
+from tests.support.ledger import audit_entries
 
 from .conftest import Env, assert_error, config
 
@@ -236,14 +237,14 @@ def test_a_channel_limited_token_cannot_take_over_a_draft_routed_beyond_it(matri
     past the token's limit, and narrowing someone's draft to fit the token is refused too."""
     env, h = matrix.env, matrix.headers["hook-only"]
     draft_id = matrix.target("draft")["draft_id"]
-    before = max((e["id"] for e in env.ledger.audit_entries(limit=100_000)), default=0)
+    before = max((e["id"] for e in audit_entries(env.ledger, limit=100_000)), default=0)
     narrowed = env.client.patch(f"/api/v1/drafts/{draft_id}", json={"channels": ["hook"]}, headers=h)
     assert "ops-chat" in assert_error(narrowed, 403, "forbidden")["message"]
     assert_error(env.client.post(f"/api/v1/drafts/{draft_id}/publish", headers=h), 403, "forbidden")
     assert_error(env.client.post(f"/api/v1/drafts/{draft_id}/discard", headers=h), 403, "forbidden")
     after = env.client.get(f"/api/v1/drafts/{draft_id}", headers=h).json()
     assert after["state"] == "draft" and not after["fields"]["channels"] and not after["published_by"], after
-    touched = [e for e in env.ledger.audit_entries(limit=1000, since_id=before) if draft_id in str(e)]
+    touched = [e for e in audit_entries(env.ledger, limit=1000, since_id=before) if draft_id in str(e)]
     assert touched == [], touched  # refused before anything was claimed or written
 
 

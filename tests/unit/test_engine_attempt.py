@@ -18,6 +18,7 @@ from broadcaster.models import DeliveryState as S, Receipt
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
 from broadcaster.wakeup import MemoryEnqueuer
+from tests.support.ledger import claim
 from tests.support.runtime import NOW, Clock, wakeups
 
 
@@ -183,7 +184,7 @@ def test_a_second_attempt_of_a_delivered_row_is_skipped(h):
 
 def test_claimed_by_another_worker_is_skipped_without_a_request(h):
     did = h.submit("hook")
-    assert h.ledger.claim(did, "worker-2", 60) is not None
+    assert claim(h.ledger, did, "worker-2", 60) is not None
     assert h.attempt(did) == "skipped"
     assert h.provider.requests == []
     d = h.get(did)
@@ -358,7 +359,7 @@ def test_retracted_announcement_is_cancelled_without_a_request(h):
 
 def lose_the_lease(h, did):
     """A worker claimed it and died mid-send: the sweep marks it retrying + maybe_sent."""
-    assert h.ledger.claim(did, "dead-worker", 5) is not None
+    assert claim(h.ledger, did, "dead-worker", 5) is not None
     h.clock.advance(10)
     assert h.ledger.expire_leases() == [did]
     d = h.get(did)

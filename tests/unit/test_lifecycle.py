@@ -15,6 +15,7 @@ from broadcaster.models import DeliveryState as S
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
 from broadcaster.wakeup import MemoryEnqueuer
+from tests.support.ledger import updates_of
 from tests.support.runtime import wakeups
 
 T0 = 1_800_000_000.0
@@ -67,7 +68,7 @@ def deliver_all(rt, ann_id):
 
 
 def statuses(rt, ann_id) -> list[str]:
-    return [u.status for u in rt.ledger.updates_of(ann_id)]
+    return [u.status for u in updates_of(rt.ledger, ann_id)]
 
 
 def test_a_window_goes_in_progress_then_completed_once_each_on_every_channel(rt, clock):
@@ -79,7 +80,7 @@ def test_a_window_goes_in_progress_then_completed_once_each_on_every_channel(rt,
     assert lifecycle.maintenance_hook(rt) == 0
     assert statuses(rt, ann) == ["in_progress"]
     assert rt.ledger.get_announcement(ann).status == "in_progress"
-    upd = rt.ledger.updates_of(ann)[0]
+    upd = updates_of(rt.ledger, ann)[0]
     assert upd.author == "scheduler"
     assert sorted(d.channel for d in rt.ledger.deliveries_of(ann) if d.update_id == upd.id) == sorted(CHANNELS)
     clock.t = T0 + 90
@@ -151,7 +152,7 @@ def test_the_step_runs_from_the_scheduler_sweep(rt, clock, monkeypatch):
     assert report.extra.get("maintenance_steps") == 1
     assert statuses(rt, ann) == ["in_progress"]
     # the update's deliveries were handed to the workers
-    upd = rt.ledger.updates_of(ann)[0]
+    upd = updates_of(rt.ledger, ann)[0]
     fresh = {d.id for d in rt.ledger.deliveries_of(ann) if d.update_id == upd.id}
     assert fresh <= {did for did, _, _ in wakeups(rt).deliveries}
 
@@ -161,7 +162,7 @@ def test_cancelling_a_published_window_tells_every_channel_once(rt, clock):
     deliver_all(rt, ann)
     out = lifecycle.cancel_window(rt, ann, principal=service.SYSTEM, reason="Vendor postponed.")
     assert out == {"id": ann, "status": "cancelled", "told_channels": len(CHANNELS), "cancelled_deliveries": 0}
-    upd = rt.ledger.updates_of(ann)[0]
+    upd = updates_of(rt.ledger, ann)[0]
     assert upd.status == "cancelled" and "Vendor postponed." in upd.body
     assert sorted(d.channel for d in rt.ledger.deliveries_of(ann) if d.update_id == upd.id) == sorted(CHANNELS)
     again = lifecycle.cancel_window(rt, ann, principal=service.SYSTEM)
@@ -176,7 +177,7 @@ def test_cancelling_an_unpublished_window_stops_it_quietly(rt, clock):
     out = lifecycle.cancel_window(rt, ann, principal=service.SYSTEM)
     assert out["told_channels"] == 0 and out["cancelled_deliveries"] == len(CHANNELS)
     assert {d.state for d in rt.ledger.deliveries_of(ann)} == {S.CANCELLED}
-    assert rt.ledger.updates_of(ann) == []
+    assert updates_of(rt.ledger, ann) == []
     assert rt.ledger.get_announcement(ann).status == "cancelled"
     clock.t = T0 + 8000
     assert lifecycle.maintenance_hook(rt) == 0
@@ -187,7 +188,7 @@ def test_a_window_whose_announcement_was_cancelled_elsewhere_closes_quietly(rt, 
     service.cancel_scheduled(rt, ann, principal=service.SYSTEM)
     clock.t = T0 + 7200
     assert lifecycle.maintenance_hook(rt) == 0
-    assert rt.ledger.updates_of(ann) == [] and rt.ledger.get_announcement(ann).status == "cancelled"
+    assert updates_of(rt.ledger, ann) == [] and rt.ledger.get_announcement(ann).status == "cancelled"
 
 
 def test_cancel_window_refuses_other_kinds_and_completed_windows(rt, clock):

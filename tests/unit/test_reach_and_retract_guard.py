@@ -21,6 +21,7 @@ from broadcaster.principal import Principal
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
 from broadcaster.tasks import create_app
+from tests.support.ledger import claim
 
 
 def hook(path: str) -> dict:
@@ -109,7 +110,7 @@ def test_the_engine_keeps_fallbacks_inside_what_the_author_could_reach(rt):
 
 def _delivered_toot(rt) -> str:
     res = rt.ledger.accept({"kind": "incident", "title": "t", "channels": ["toot"]}, [{"channel": "toot"}], actor="a")
-    d = rt.ledger.claim(res.deliveries[0].id, "w", 30)
+    d = claim(rt.ledger, res.deliveries[0].id, "w", 30)
     rt.ledger.transition(d, S.DELIVERED, "sent", owner="w", attempted=True,
                          receipt=Receipt(remote_id="109", url="https://social.example/@s/109"))
     return d.id

@@ -16,6 +16,7 @@ from broadcaster.models import DeliveryState as S, Receipt, current_error
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
 from broadcaster.schemas import delivery_out
+from tests.support.ledger import claim
 
 CHANNELS = {
     "toot": {"kind": "mastodon", "base_url": "https://social.example", "access_token": "tok"},
@@ -48,7 +49,7 @@ def _delivered_everywhere(rt) -> dict[str, str]:
     res = rt.ledger.accept({"kind": "incident", "title": "t", "channels": list(CHANNELS)},
                            [{"channel": c} for c in CHANNELS], actor="a")
     for d in res.deliveries:
-        claimed = rt.ledger.claim(d.id, "w", 30)
+        claimed = claim(rt.ledger, d.id, "w", 30)
         # an old error from an earlier attempt must not read as the retraction's note
         rt.ledger.transition(claimed, S.DELIVERED, "sent", owner="w", attempted=True, error="timeout once",
                              receipt=Receipt(remote_id="109", url=f"https://{d.channel}.example/109"))

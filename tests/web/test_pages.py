@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from broadcaster import service
 from tests.cli.live import settle
+from tests.support.ledger import updates_of
 from tests.web.conftest import XSS, field
 
 
@@ -82,7 +83,7 @@ def test_post_forms_without_the_csrf_token_are_refused(web):
                        (f"/announcements/{ann_id}/retract", {"confirm": "yes"}),
                        (f"/announcements/{ann_id}/cancel", {})):
         assert c.post(path, data=data).status_code == 403, path
-    assert web.runtime.ledger.updates_of(ann_id) == []
+    assert updates_of(web.runtime.ledger, ann_id) == []
     assert web.runtime.ledger.get_announcement(ann_id).retracted_at is None
     assert c.post("/ui/preview", json={"kind": "incident", "title": "x"}).status_code == 403
 

@@ -1,0 +1,37 @@
+"""What happened, written beside the change itself: a delivery's events and the audit log.
+
+Both are written on the caller's connection, so a state change and its record commit together
+or not at all — the events are the attempt log operators read, and every state a delivery ever
+had is in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from . import schema as t
+
+#: built once: the worker's hot path writes one per claim and per outcome
+INSERT_EVENT = insert(t.delivery_events)
+_INSERT_AUDIT = insert(t.audit_log)
+
+
+def event_row(delivery_id: str, frm: str | None, to: str, attempt: int, reason: str, *, at: float,
+              response: str | None = None) -> dict[str, Any]:
+    """An event's column values (reason and response cut to what operators read)."""
+    return {"delivery_id": delivery_id, "at": at, "from_state": frm, "to_state": to, "attempt": attempt,
+            "reason": reason[:2000], "response": (response or None) and response[:1000]}
+
+
+def write_event(conn: Connection, delivery_id: str, frm: str | None, to: str, attempt: int, reason: str, *,
+                at: float, response: str | None = None) -> None:
+    conn.execute(INSERT_EVENT, event_row(delivery_id, frm, to, attempt, reason, at=at, response=response))
+
+
+def write_audit(conn: Connection, *, at: float, actor: str, action: str, target: str | None,
+                details: Mapping[str, Any] | None) -> None:
+    conn.execute(_INSERT_AUDIT, {"at": at, "actor": actor, "action": action, "target": target,
+                                 "details": dict(details or {})})
