@@ -529,8 +529,8 @@ def test_open_incidents_count_unresolved_unretracted_incidents_with_a_status(por
     create(port, kind="incident", status="investigating")
     create(port, kind="incident", status="identified")
     create(port, kind="incident", status="resolved")
-    create(port, kind="incident", status="monitoring", resolved_at=NOW)
-    create(port, kind="incident", status="monitoring", retracted_at=NOW)
+    port.set_announcement(create(port, kind="incident", status="monitoring")[0], resolved_at=NOW)
+    port.set_announcement(create(port, kind="incident", status="monitoring")[0], retracted_at=NOW)
     create(port, kind="incident")  # no status: as SQL compares it, NULL is not "not resolved"
     create(port, kind="maintenance", status="in_progress")
     assert port.open_incidents() == 2
