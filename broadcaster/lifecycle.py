@@ -86,7 +86,9 @@ def advance(runtime, ann_id: str, status: str) -> str:
         return "quiet"
     body = {"status": status, "body": step_body(ann, status)}
     try:
-        res = service.add_update(runtime, ann_id, body, principal=SCHEDULER, idempotency_key=f"lifecycle:{status}")
+        # the window's own steps, from the text a person wrote and (where reviewed) a second approved
+        res = service.add_update(runtime, ann_id, body, principal=SCHEDULER, idempotency_key=f"lifecycle:{status}",
+                                 review_applies=False)
     except Conflict:
         return "replayed"  # another scheduler wrote the same step at the same moment
     except InvalidRequest as exc:

@@ -1,7 +1,9 @@
 """Two-person review: which posts wait for a second person, and approving or rejecting them.
 
 A post is held when its kind or one of its channels is under ``review`` — unless an admin posts
-an incident, or anything while one is open (``review.admins_skip_during_incident``). Break-glass (``post
+an incident, or anything while one is open (``review.admins_skip_during_incident``). An update is
+held by the same rule, and always while its post still waits (``service.add_update``): approval
+releases everything of the announcement that waits, and the approver must have written none of it. Break-glass (``post
 --direct``) never comes through here. The approver must be another token (by name) allowed to
 post the same kind to the same channels; the page and CLI show each channel's exact rendering
 first (``preview_of``). The hold itself lives in the ledger (``ledger/approvals.py``).
@@ -43,9 +45,20 @@ def pending(runtime: Runtime, limit: int = 200) -> list[Held]:
     return ApprovalStore(runtime.ledger).pending(limit)
 
 
+def _authors(runtime: Runtime, ann: Announcement) -> set[str]:
+    """Who wrote what is held: the post while it waits, and every update waiting with or after it."""
+    out: set[str] = set()
+    for d in runtime.ledger.deliveries_of(ann.id):
+        if d.state != S.SCHEDULED or d.due_at is not None:
+            continue
+        author = runtime.ledger.get_update(d.update_id).author if d.update_id else ann.author
+        out.add(author or "")
+    return out or {ann.author or ""}
+
+
 def _check(runtime: Runtime, ann: Announcement, principal: Principal, action: str) -> None:
-    if (ann.author or "") == principal.name:
-        raise Forbidden(f"{action} needs a second person: {principal.name!r} wrote this post")
+    if principal.name in _authors(runtime, ann):
+        raise Forbidden(f"{action} needs a second person: {principal.name!r} wrote what is waiting")
     from .service import fallback_reach  # service imports this module
 
     # releasing a post is letting it go out: the same right as posting it, fallbacks included
@@ -89,9 +102,10 @@ def preview_of(runtime: Runtime, held: Held) -> list[dict[str, Any]]:
             continue
         item: dict[str, Any] = {"channel": d.channel, "delivery": d.id}
         try:
-            from .compose import compose, message_for  # the workers' own steps: the preview is exact
+            from .compose import compose  # the workers' own steps: the preview is exact
+            from .engine import build_message
 
-            post = compose(runtime.channel(d.channel), message_for(runtime.settings, held.announcement),
+            post = compose(runtime.channel(d.channel), build_message(runtime, d, held.announcement),
                            delivery_id=d.id, settings=runtime.settings)
             item.update(text=post.text, title=post.title, parts=list(post.parts or (post.text,)))
         except Exception as exc:  # noqa: BLE001 - one channel's problem must not hide the others

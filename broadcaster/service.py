@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from . import components as component_names, review
 from .config import Settings
 from .errors import InvalidRequest
+from .ledger.approvals import HELD_REASON
 from .limits import text_problem
 from .models import (
     ACTIVE,
@@ -144,8 +145,13 @@ def fallback_reach(settings: Settings, channels: list[str]) -> dict[str, list[st
 
 
 def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principal: Principal,
-               idempotency_key: str | None = None) -> Submitted:
-    """Post a follow-up to every channel the original went to (threaded where the channel can)."""
+               idempotency_key: str | None = None, review_applies: bool = True) -> Submitted:
+    """Post a follow-up to every channel the original went to (threaded where the channel can).
+
+    Two-person review holds an update as it holds a post: always while the original still waits
+    for approval (the update goes out with it, never before it), and when the update itself is of
+    a kind or to a channel under review (``review_applies=False``: the automatic steps of an
+    approved maintenance window, which say nothing a person wrote)."""
     try:
         req = data if isinstance(data, UpdateIn) else UpdateIn.model_validate(data)
     except ValidationError as exc:
@@ -171,6 +177,10 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
     rows = [{"channel": ch, "state": S.SCHEDULED if first_due > now else S.PENDING, "due_at": first_due,
              "deadline_at": first_due + runtime.settings.deadline_for(ann.kind, ch), "reason": f"update: {req.status}"}
             for ch in channels]
+    original_held = any(d.state == S.SCHEDULED and d.due_at is None for d in originals)
+    if original_held or (review_applies and review.needed(runtime, ann.kind, channels, principal)):
+        rows = [{**r, "state": S.SCHEDULED, "due_at": None, "reason": f"update: {req.status}; {HELD_REASON}"}
+                for r in rows]
     ann_values: dict[str, Any] = {"status": req.status}
     if req.status in ("resolved", "completed", "cancelled"):
         ann_values["resolved_at"] = now

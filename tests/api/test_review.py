@@ -128,3 +128,43 @@ def test_scheduler_reminds_of_posts_past_their_time(review_env, caplog):
         tick(env.runtime, [ReviewReminder()])
     [line] = [r.getMessage() for r in caplog.records if "second person" in r.getMessage()]
     assert ann_id in line and later not in line
+
+
+def test_an_update_of_a_held_post_waits_with_it_and_goes_out_on_approval(review_env):
+    env = review_env
+    marketing = env.token("marketing", kinds=["promotion"])
+    ann_id = promo(env, marketing)
+    r = env.client.post(f"/api/v1/announcements/{ann_id}/updates",
+                        json={"status": "update", "body": "Now 60% off."}, headers=marketing)
+    assert r.status_code == 202, r.text
+    tick(env.runtime)
+    deliveries = env.ledger.deliveries_of(ann_id)
+    assert [(d.state, d.due_at) for d in deliveries] == [(S.SCHEDULED, None)] * 2 and not env.enqueued
+    [item] = env.get("/approvals").json()["items"]
+    texts = sorted(p["text"] for p in item["preview"])
+    assert "Now 60% off." in texts[1] and "Now 60% off." not in texts[0], texts  # each delivery's own text
+    r = env.client.post(f"/api/v1/announcements/{ann_id}/approve", headers=env.token("reviewer", kinds=["promotion"]))
+    assert r.status_code == 200 and r.json()["released"] == 2, r.text
+    assert {d.state for d in env.ledger.deliveries_of(ann_id)} == {S.PENDING}
+
+
+def test_an_update_of_an_approved_promotion_is_reviewed_too(review_env):
+    env = review_env
+    marketing = env.token("marketing", kinds=["promotion"])
+    reviewer = env.token("reviewer", kinds=["promotion"])
+    ann_id = promo(env, marketing)
+    env.client.post(f"/api/v1/announcements/{ann_id}/approve", headers=reviewer)
+    sent = len(env.enqueued)
+    r = env.client.post(f"/api/v1/announcements/{ann_id}/updates",
+                        json={"status": "update", "body": "Extended until Sunday."}, headers=marketing)
+    assert r.status_code == 202, r.text
+    [upd] = [d for d in env.ledger.deliveries_of(ann_id) if d.update_id]
+    assert (upd.state, upd.due_at) == (S.SCHEDULED, None) and len(env.enqueued) == sent
+    # the update's author cannot approve it, whoever wrote the original
+    own = env.client.post(f"/api/v1/announcements/{ann_id}/updates",
+                          json={"status": "update", "body": "And Monday."}, headers=reviewer)
+    assert own.status_code == 202
+    r = env.client.post(f"/api/v1/announcements/{ann_id}/approve", headers=reviewer)
+    assert r.status_code == 403 and "second person" in r.json()["error"]["message"], r.text
+    r = env.client.post(f"/api/v1/announcements/{ann_id}/approve", headers=env.token("lead", kinds=["promotion"]))
+    assert r.status_code == 200 and r.json()["released"] == 2
