@@ -309,3 +309,28 @@ def test_matrix_renews_an_expired_token_and_sends_once(sandbox, tmp_path):
     finally:
         rt.close()
         rt.ledger.close()
+
+
+def test_break_glass_renews_a_refused_token_without_our_redis(sandbox, tmp_path):
+    """``post --direct`` runs when our own systems are down: it reads the token store, renews
+    under its own process's lock, and stores the result for the workers to find later."""
+    import yaml
+    from click.testing import CliRunner
+
+    from broadcaster.cli import main
+
+    strict_x(sandbox)
+    store = seed_store(tmp_path / "tokens" / "x-main.json", expires_in=3600)
+    sandbox.expire_tokens("x", STORED_ACCESS)
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(yaml.safe_dump({"ledger": f"sqlite:///{tmp_path}/l.db", "broker": "redis://127.0.0.1:1/0",
+                                   "channels": {"x-main": x_channel(sandbox, tmp_path)},
+                                   "routes": {"incident": ["x-main"]}}))
+    res = CliRunner().invoke(main, ["--config", str(cfg), "post", "--direct", "--kind", "incident", "--title",
+                                    "Everything is down", "--journal", str(tmp_path / "j.jsonl")],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert len(sandbox.posts("x")) == 1 and len(token_requests(sandbox)) == 1
+    renewed = store.load()
+    assert renewed is not None and renewed.access.reveal().startswith("sbx-x-access-")
+    assert STORED_ACCESS not in res.output and renewed.access.reveal() not in res.output
