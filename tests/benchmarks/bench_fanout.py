@@ -109,6 +109,34 @@ class Rig:
         wait_consumers(self.bench, workers, self.procs)
         self.mode = mode
 
+    def consuming(self, on: bool) -> None:
+        """Stop (``False``) or resume every worker's consuming of the channel queues, by Celery's
+        remote control: meanwhile wake-ups wait in Redis, and on resuming every process starts
+        on them at once, warm. Stopping waits for every worker's answer; resuming does not (a
+        worker busy with the first queue it resumed would answer late, and the others wait)."""
+        from broadcaster.runtime import queue_name
+
+        for channel in self.channels:
+            if on:
+                self.app.control.add_consumer(queue_name(channel), reply=False)
+                continue
+            replies = self.app.control.cancel_consumer(queue_name(channel), reply=True, timeout=5)
+            if len(replies or []) < len(self.procs):
+                raise RuntimeError(f"{len(replies or [])} of {len(self.procs)} workers answered cancel_consumer "
+                                   f"for {channel}; see {self.bench.dir}")
+
+    def queued(self) -> int:
+        """Wake-ups waiting in the channel queues (not yet taken by a worker)."""
+        import redis
+
+        from broadcaster.runtime import queue_name
+
+        client = redis.Redis.from_url(self.bench.redis_url)
+        try:
+            return sum(client.llen(queue_name(c)) for c in self.channels)
+        finally:
+            client.close()
+
     def stop_workers(self) -> None:
         for proc in self.procs:
             self.bench.procs.stop(proc)

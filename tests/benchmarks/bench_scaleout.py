@@ -2,17 +2,24 @@
 processes on one PostgreSQL ledger — deliveries/s per worker count, and proof that adding
 processes sends nothing twice.
 
-Each worker count runs two phases on the same rig (private Redis, the fast stand-in, a fresh
-PostgreSQL database, one API process, N worker processes × 8 threads):
+Each worker count starts N fresh worker processes (× 8 threads) on the same rig (private
+Redis, the fast stand-in, a fresh PostgreSQL database, one API process), warms them with a
+little traffic (not measured), then runs two phases:
 
-- **end to end**: N workers consuming; ``n`` announcements × K signed generic webhooks posted
-  through ``POST /api/v1/announcements`` by 4 client threads; deliveries/s from the first POST
-  to the last delivery recorded (the API's intake rate is printed next to it: on a small
-  machine it can be the bound, not the workers).
-- **backlog**: the same posts with no worker running; the wake-ups the API published are
-  dropped, N workers are started and consuming, then the same wake-ups (one drain per channel
-  per announcement, as the API publishes them) go out at once: deliveries/s of the workers
-  alone, from that moment to the last delivery recorded.
+- **end to end**: ``n`` announcements × K signed generic webhooks posted through
+  ``POST /api/v1/announcements`` by 4 client threads while the workers consume; deliveries/s
+  from the first POST to the last delivery recorded (the API's intake rate is printed next to
+  it: on a small machine it can be the bound, not the workers).
+- **backlog**: the workers stop consuming the channel queues (Celery's ``cancel_consumer``),
+  the same posts go through the API and their wake-ups wait in Redis; then every worker resumes
+  at once (``add_consumer``): deliveries/s of the workers alone, from the resume to the last
+  delivery recorded. Nothing may be delivered while they are paused.
+
+Next to the rate, each phase reports the CPU it cost (user + system time of the worker
+processes per delivery — until every wake-up it published was consumed — and of the API per
+announcement, from /proc): on a shared machine the rate
+depends on what else runs, the CPU per delivery much less — it says whether an added process
+costs more per delivery, and how far the workers would scale given free cores.
 
 After every phase the stand-in's ``webhook-id``s (``msg_<delivery id>``) are compared with the
 ledger: each delivery arrived exactly once, nothing unknown arrived. The claim events say which
@@ -32,7 +39,7 @@ import time
 from typing import Any
 
 from .bench_fanout import Rig
-from .common import Bench, log, pg_create, table, write_json
+from .common import Bench, cpu_seconds, log, pg_create, table, write_json
 
 NAME = "scaleout"
 _CLAIMED = re.compile(r"claimed by .*:(\d+):\d+ \(batch of (\d+)\)")
@@ -78,46 +85,66 @@ def _wait_delivered(rig: Rig, t0: float, total: int, timeout: float) -> tuple[in
     return done, last, bad
 
 
-def _finish(rig: Rig, t0: float, start: float, posted: dict[str, Any], n: int, timeout: float) -> dict[str, Any]:
+def _cpu(rig: Rig) -> tuple[float, float]:
+    """CPU seconds used so far by the worker processes, and by the API."""
+    return cpu_seconds(p.pid for p in rig.procs), cpu_seconds([rig.api_proc.pid] if rig.api_proc else [])
+
+
+def _finish(rig: Rig, t0: float, start: float, posted: dict[str, Any], n: int, timeout: float,
+            cpu0: tuple[float, float]) -> dict[str, Any]:
     total = n * rig.k
     done, last, bad = _wait_delivered(rig, t0, total, timeout)
+    # the wake-ups left once everything is sent still cost a message and a claim each: they
+    # are this phase's work, not the next one's
+    deadline = time.time() + 30
+    while rig.queued() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the last ones taken are still running
+    cpu1 = _cpu(rig)
     wall = (last or time.time()) - start
     check = rig.exactly_once(t0)
     return {"announcements": n, "accepted": posted["accepted"], "statuses": posted["statuses"],
             "intake_per_s": posted["accepted_per_s"], "deliveries": total, "delivered": done, "not_delivered": bad,
             "wall_s": round(wall, 3), "deliveries_per_s": round(done / wall, 1) if wall > 0 else None,
+            "worker_cpu_ms_per_delivery": round(1000 * (cpu1[0] - cpu0[0]) / max(1, done), 2),
+            "api_cpu_ms_per_announcement": round(1000 * (cpu1[1] - cpu0[1]) / max(1, posted["accepted"]), 2),
             "check": check, "claims": claims_by_process(rig, t0)}
 
 
-def end_to_end(rig: Rig, workers: int, n: int, threads: int, timeout: float, tag: str) -> dict[str, Any]:
+def warm_up(rig: Rig, workers: int, threads: int, timeout: float, tag: str) -> list[int]:
+    """Fresh worker processes, then a little traffic through them (not measured), so the phases
+    find each one as a long-running worker is: runtime built, connections open, code loaded.
+    Returns the warm-up's claims per process."""
     rig.start_workers(raw=False, workers=workers)
     rig.standin.reset()
-    load = load_avg()
     t0 = time.time()
-    posted = rig.post(n, tag, threads)
-    return {"load": load, **_finish(rig, t0, t0, posted, n, timeout)}
+    posted = rig.post(10 * workers, tag, threads)
+    _wait_delivered(rig, t0, posted["accepted"] * rig.k, timeout)
+    return claims_by_process(rig, t0)["per_process"]
 
 
-def backlog(rig: Rig, workers: int, n: int, threads: int, timeout: float, tag: str) -> dict[str, Any]:
-    import redis
-
-    from broadcaster.runtime import queue_name
-
-    rig.stop_workers()
+def end_to_end(rig: Rig, n: int, threads: int, timeout: float, tag: str) -> dict[str, Any]:
     rig.standin.reset()
+    load = load_avg()
+    cpu0 = _cpu(rig)
     t0 = time.time()
     posted = rig.post(n, tag, threads)
-    wakeups = [[(d.id, d.channel) for d in rig.rt.ledger.deliveries_of(ann)] for ann in posted["ids"]]
+    return {"load": load, **_finish(rig, t0, t0, posted, n, timeout, cpu0)}
+
+
+def backlog(rig: Rig, n: int, threads: int, timeout: float, tag: str) -> dict[str, Any]:
+    rig.consuming(False)
+    rig.standin.reset()
+    api_cpu0 = _cpu(rig)[1]
+    t0 = time.time()
+    posted = rig.post(n, tag, threads)
     time.sleep(1.0)  # the API publishes right after each answer: let the last ones land
-    broker = redis.Redis.from_url(rig.bench.redis_url)
-    broker.delete(*[queue_name(c) for c in rig.channels])
-    broker.close()
-    rig.start_workers(raw=False, workers=workers)
+    early = rig.delivered_since(t0)[0]
     load = load_avg()
+    cpu0 = (_cpu(rig)[0], api_cpu0)
     start = time.time()
-    for items in wakeups:
-        rig.rt.enqueue(items)
-    return {"load": load, **_finish(rig, t0, start, posted, n, timeout)}
+    rig.consuming(True)
+    return {"load": load, "delivered_while_paused": early, **_finish(rig, t0, start, posted, n, timeout, cpu0)}
 
 
 def failures_of(run: dict[str, Any]) -> list[str]:
@@ -130,6 +157,8 @@ def failures_of(run: dict[str, Any]) -> list[str]:
     for key in ("missing", "duplicates", "unexpected"):
         if c[key]:
             out.append(f"{c[key]} {key} at the stand-in")
+    if run.get("delivered_while_paused"):
+        out.append(f"{run['delivered_while_paused']} delivered while the workers were paused: not a backlog drain")
     if run["claims"]["reclaimed"]:
         out.append(f"{run['claims']['reclaimed']} deliveries claimed more than once")
     return out
@@ -156,18 +185,19 @@ def run(quick: bool = False, n: int | None = None, k: int = 4, counts: tuple[int
         bench.on_close(drop)
         rig = Rig(bench, k, counts[0], concurrency, ledger=url, extra={"api": {"rate_limit": "10000000/1s"}})
         rig.start_api(api)
-        log("warm-up (1 worker, a few posts)")
-        end_to_end(rig, 1, 8, threads, timeout, "warm")
         for r in range(rounds):
             for w in (counts if r % 2 == 0 else tuple(reversed(counts))):
+                log(f"round {r + 1}, {w} worker(s): start and warm up")
+                warm = warm_up(rig, w, threads, timeout, f"r{r}-w{w}-warm")
                 for phase, fn in (("end to end", end_to_end), ("backlog", backlog)):
                     log(f"round {r + 1}, {w} worker(s): {phase} (load {' '.join(map(str, load_avg()))})")
-                    one = fn(rig, w, n, threads, timeout, f"r{r}-w{w}-{phase.split()[0]}")
-                    one.update({"round": r + 1, "workers": w, "phase": phase})
+                    one = fn(rig, n, threads, timeout, f"r{r}-w{w}-{phase.split()[0]}")
+                    one.update({"round": r + 1, "workers": w, "phase": phase, "warm_up_claims": warm})
                     res["runs"].append(one)
                     bad = failures_of(one)
                     res["failures"] += [f"round {r + 1}, {w} worker(s), {phase}: {b}" for b in bad]
-                    log(f"  {one['deliveries_per_s']} deliveries/s, intake {one['intake_per_s']}/s, "
+                    log(f"  {one['deliveries_per_s']} deliveries/s, intake {one['intake_per_s']}/s, worker CPU "
+                        f"{one['worker_cpu_ms_per_delivery']} ms/delivery, "
                         f"claims per process {one['claims']['per_process']}, "
                         f"dupes {one['check']['duplicates']}, missing {one['check']['missing']}")
         rig.stop_workers()
@@ -183,10 +213,12 @@ def run(quick: bool = False, n: int | None = None, k: int = 4, counts: tuple[int
         c = x["check"]
         rows.append([x["round"], x["phase"], x["workers"], " ".join(map(str, x["load"])), x["intake_per_s"],
                      x["deliveries_per_s"], f"×{(x['deliveries_per_s'] or 0) / base:.2f}" if base else "-",
+                     x["worker_cpu_ms_per_delivery"], x["api_cpu_ms_per_announcement"],
                      "/".join(map(str, x["claims"]["per_process"])), x["claims"]["mean_batch"],
                      f"{x['delivered']}/{x['deliveries']}", c["duplicates"], c["missing"] + c["unexpected"]])
     table(f"scale-out ({n}×{k} = {n * k} deliveries per phase; × is against the mean of {counts[0]} worker(s))",
-          ["round", "phase", "workers", "load 1/5/15", "intake/s", "deliveries/s", "×", "claims per process",
+          ["round", "phase", "workers", "load 1/5/15", "intake/s", "deliveries/s", "×", "worker CPU ms/dlv",
+           "API CPU ms/ann", "claims per process",
            "batch", "delivered", "dupes", "missing"], rows)
     if res["failures"]:
         print("NOT EXACTLY ONCE:\n  " + "\n  ".join(res["failures"]), flush=True)

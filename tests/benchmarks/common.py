@@ -133,6 +133,27 @@ def rss_peak_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """CPU time (user + system, all threads) used so far by these processes and their children
+    that are still running (``broadcaster api --workers N`` runs N children): what a phase cost
+    in CPU, whatever else the machine was doing meanwhile."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:  # the command name (field 2) may hold spaces: split after its closing parenthesis
+                stats[int(entry.name)] = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+    wanted, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in stats and pid not in wanted:
+            wanted.add(pid)
+            todo += [c for c, f in stats.items() if int(f[1]) == pid]
+    return sum(int(stats[p][11]) + int(stats[p][12]) for p in wanted) / tick
+
+
 def log(msg: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
