@@ -29,7 +29,7 @@ import yaml
 from broadcaster import service
 from broadcaster.config import load_settings
 from broadcaster.runtime import DEFAULT_QUEUE, Runtime, queue_name
-from broadcaster.tasks import celery_enqueuer
+from broadcaster.tasks import DRAIN, create_app
 from broadcaster.wakeup import NoEnqueuer
 from tests.conftest import _reset_pg
 from tests.support.consumers import wait_consumers
@@ -160,9 +160,11 @@ def test_three_workers_drain_one_channel_backlog_each_delivery_claimed_and_sent_
         procs = [_broadcaster(cfg, "worker", "-Q", queue_name("hook"), "--pool", "threads", "-c", "2",
                               "--loglevel", "INFO", log=fh) for fh in logs]
         wait_consumers(private_redis.url, SHARERS, procs, timeout=60, where=str(tmp_path))
-        wake = celery_enqueuer(settings)
-        for _ in range(SHARERS * 2):  # a drain for every worker thread, all at once
-            wake.deliver([(ids[0], "hook")])
+        # a drain message for every worker thread, all at once (sent as such, whatever the
+        # intake's own publishing policy: this is about the claims, not the wake-ups)
+        publisher = create_app(settings)
+        for _ in range(SHARERS * 2):
+            publisher.send_task(DRAIN, ("hook",), queue=queue_name("hook"))
         deadline = time.time() + 45
         while time.time() < deadline:
             deliveries = [d for ann in ids for d in submitter.ledger.deliveries_of(ann)]
