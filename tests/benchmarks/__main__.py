@@ -15,6 +15,7 @@ from . import (
     bench_event_loop,
     bench_fanout,
     bench_intake,
+    bench_ledger,
     bench_recovery,
     bench_render,
     bench_scaleout,
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "scaleout": lambda quick: bench_scaleout.run(quick),
     "breakglass": lambda quick: bench_breakglass.run(quick),
     "token_refresh": lambda quick: bench_token_refresh.run(quick),
+    "ledger": lambda quick: bench_ledger.run(quick),
 }
 
 
@@ -96,6 +98,9 @@ def summary_rows(name: str, r: dict) -> list[list]:
 
         return [[name, "20 kB thread split: CPU s (before)",
                  ", ".join(cell(k, v) for k, v in r["runs"].items() if "parts" in v), r["targets"].get("same_parts")]]
+    if name == "ledger":
+        return [[name, f"ms per operation: {op}", " / ".join(f"{db} {v[op]}" for db, v in r.items()), "-"]
+                for op in bench_ledger.OPERATIONS]
     if name == "breakglass":
         return [[name, f"ms per attempt / per progress write: {k}", f"{v['attempt_ms']} / {v['mark_ms']}", "-"]
                 for k, v in r.items()]
