@@ -30,6 +30,7 @@ from typing import Any
 from . import components as component_names, engine
 from .breakglass_audience import SubscriberSource, find_source, source_for
 from .breakglass_journal import DEFAULT_JOURNAL, NOTE, notes, open_twin
+from .channels.ports import ChannelPorts
 from .config import Settings
 from .errors import InvalidRequest
 from .ledger.journal import Journal
@@ -109,7 +110,7 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
             if source is not None:
                 io["subscribers"] = audience.port()
             runtime = Runtime(settings, deliveries=twin, breaker=MemoryBreaker(clock), limiter=MemoryRateLimiter(clock),
-                              clock=clock, channel_io=io)
+                              clock=clock, http=io.get("http"), ports=ChannelPorts.pick(io))
             try:
                 run = _Run(runtime, twin, ann_id, audience, sleep=sleep, max_wait=max_wait, budget=budget,
                            on_progress=on_progress)

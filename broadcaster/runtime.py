@@ -6,6 +6,8 @@ Tests build a Runtime with in-memory twins and their own clock; processes use ``
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -14,11 +16,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .channels.ports import ChannelPorts
+from .channels.registry import channel_class
 from .config import Settings, secret_values
 from .errors import ConfigError, LedgerUnavailable
 from .ledger import Ledger
 from .ledger.opt_outs import OptOutStore
 from .ledger.ports import DeliveryPort
+from .official import site_files
+from .subscribers import audience
+from .subscribers.confirmation import ConfirmationSender
+from .subscribers.endpoints import Source as endpoint_source
 from .wakeup import Enqueuer, NoEnqueuer
 
 if TYPE_CHECKING:
@@ -87,11 +94,49 @@ def queue_name(channel: str) -> str:
 DEFAULT_QUEUE = "bc.default"
 
 
+#: ports bound to the runtime they serve (built once, when the runtime is constructed)
+PortsFactory = Callable[["Runtime"], ChannelPorts]
+
+_FIELDS = ("settings", "_ledger", "_deliveries", "breaker", "limiter", "clock", "redis", "enqueuer", "http", "ports",
+           "confirmation_sender", "_channels", "_lock", "_credentials", "_credentials_lock")
+
+
 class Runtime:
-    """``ledger`` is the whole SQL ledger (intake, API, features); ``deliveries`` the port the
+    """What a process holds, fixed at construction: nothing is assigned afterwards.
+
+    ``ledger`` is the whole SQL ledger (intake, API, features); ``deliveries`` the port the
     engine, the drain and the sweep use — the same object unless given apart: break-glass
     runs the engine over a journalled :class:`~broadcaster.ledger.memory.MemoryLedger` and has
-    no SQL ledger at all, and ``check`` only builds channels (neither)."""
+    no SQL ledger at all, and ``check`` only builds channels (neither).
+
+    Collaborators are typed and handed in: ``http`` (the adapters' shared HTTP client; a test's
+    ``httpx.MockTransport``), ``ports`` (:class:`~.channels.ports.ChannelPorts`, or a function of
+    the runtime for ports that need it — :func:`standard_ports` is the running system's; the
+    ``credentials`` port defaults to this runtime's own :meth:`credential`),
+    ``confirmation_sender`` (mails double opt-in requests; default: the configured email
+    channel), ``channels`` (adapters built elsewhere, e.g. a test's stand-in; the rest are built
+    from the settings on first use). A test that needs a different collaborator builds another
+    runtime (``tests/support/runtime.py``).
+    """
+
+    __slots__ = (*_FIELDS, "__weakref__")  # per-runtime helpers (the confirmation mailer) are kept weakly
+
+    settings: Settings
+    breaker: Any
+    limiter: Any
+    clock: Callable[[], float]
+    redis: Any
+    #: how workers are woken (Celery in servers, a recorder in tests, nobody in offline tools)
+    enqueuer: Enqueuer
+    http: Any
+    ports: ChannelPorts
+    confirmation_sender: ConfirmationSender | None
+    _ledger: Ledger | None
+    _deliveries: DeliveryPort | None
+    _channels: dict[str, Channel[Any]]
+    _lock: threading.Lock
+    _credentials: dict[str, Credential]
+    _credentials_lock: threading.Lock
 
     def __init__(
         self,
@@ -101,26 +146,35 @@ class Runtime:
         breaker,
         limiter,
         clock: Callable[[], float] = time.time,
-        channel_io: dict | None = None,
         redis=None,
         enqueuer: Enqueuer | None = None,
         deliveries: DeliveryPort | None = None,
+        http: Any = None,
+        ports: ChannelPorts | PortsFactory | None = None,
+        confirmation_sender: ConfirmationSender | None = None,
+        channels: Mapping[str, Channel[Any]] | None = None,
     ):
-        self.settings = settings
-        self._ledger = ledger
-        self._deliveries: DeliveryPort | None = deliveries if deliveries is not None else ledger
-        self.breaker = breaker
-        self.limiter = limiter
-        self.clock = clock
-        self.redis = redis
-        self.channel_io = dict(channel_io or {})
-        self._channels: dict[str, Channel[Any]] = {}
-        self._lock = threading.Lock()
-        self._credentials: dict[str, Credential] = {}
-        self._credentials_lock = threading.Lock()
-        #: how workers are woken (Celery in servers, a recorder in tests, nobody in offline tools)
-        self.enqueuer: Enqueuer = enqueuer if enqueuer is not None else NoEnqueuer()
-        self.channel_io.setdefault("credentials", self.credential)  # renewable OAuth tokens (oauth/)
+        given = {"settings": settings, "_ledger": ledger,
+                 "_deliveries": deliveries if deliveries is not None else ledger,
+                 "breaker": breaker, "limiter": limiter, "clock": clock, "redis": redis,
+                 "enqueuer": enqueuer if enqueuer is not None else NoEnqueuer(), "http": http,
+                 "confirmation_sender": confirmation_sender, "_channels": dict(channels or {}),
+                 "_lock": threading.Lock(), "_credentials": {}, "_credentials_lock": threading.Lock()}
+        for name, value in given.items():
+            object.__setattr__(self, name, value)
+        if ports is None:
+            ports = ChannelPorts()
+        elif not isinstance(ports, ChannelPorts):
+            ports = ports(self)  # every other field is set: the factory may bind to the runtime
+        if ports.credentials is None:  # renewable OAuth tokens (oauth/), one per channel in this process
+            ports = dataclasses.replace(ports, credentials=self.credential)
+        object.__setattr__(self, "ports", ports)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Runtime is fixed at construction: build another instead of setting {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a Runtime is fixed at construction: {name!r} cannot be removed")
 
     @property
     def ledger(self) -> Ledger:
@@ -145,13 +199,8 @@ class Runtime:
             client = connect_redis(url, settings, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
         except ValueError as exc:
             raise ConfigError([("redis", f"not a Redis URL: {exc}")]) from None
-        rt = cls(settings, ledger=ledger, breaker=RedisBreaker(client), limiter=RedisRateLimiter(client), redis=client,
-                 enqueuer=enqueuer)
-        rt.channel_io.setdefault("subscribers", rt._subscribers)
-        rt.channel_io.setdefault("trust_files", rt._trust_files)
-        rt.channel_io.setdefault("opt_outs", OptOutStore(ledger))  # SMS numbers that replied STOP
-        rt.channel_io.setdefault("endpoints", rt._endpoints())  # webhooks subscribers brought
-        return rt
+        return cls(settings, ledger=ledger, breaker=RedisBreaker(client), limiter=RedisRateLimiter(client),
+                   redis=client, enqueuer=enqueuer, ports=standard_ports)
 
     # -- channels, built lazily and kept for the life of the process (connection reuse)
 
@@ -163,9 +212,8 @@ class Runtime:
                 self._channels[name] = ch
             return ch
 
-    def build_channel(self, name: str, **extra_io: Any) -> Channel[Any]:
-        from .channels import channel_class
-
+    def build_channel(self, name: str, ports: ChannelPorts | None = None) -> Channel[Any]:
+        """A new adapter for channel ``name`` with this runtime's collaborators (or ``ports``)."""
         cfg = self.settings.channels.get(name)
         if cfg is None:
             raise KeyError(name)
@@ -173,9 +221,8 @@ class Runtime:
         if cls is None:  # config validation refuses unknown kinds; an extra may have gone missing since
             raise ConfigError([(f"channels.{name}.kind", f"no adapter for kind {cfg.kind!r} is installed")])
         policy = self.settings.policy_for(name)
-        given = {**self.channel_io, **extra_io}
         return cls(name, cfg, clock=self.clock, timeout=policy.timeout, on_too_long=policy.on_too_long,
-                   http=given.get("http"), ports=ChannelPorts.pick(given))
+                   http=self.http, ports=self.ports if ports is None else ports)
 
     def credential(self, name: str) -> Credential | None:
         """The channel's renewable credential (one per process, shared by every instance of the
@@ -191,7 +238,7 @@ class Runtime:
                 from .readiness import configured_expiry
 
                 lock = RedisRefreshLock(self.redis) if self.redis is not None else LOCAL
-                cred = for_channel(name, cfg, lock=lock, http=self.channel_io.get("http"), clock=self.clock,
+                cred = for_channel(name, cfg, lock=lock, http=self.http, clock=self.clock,
                                    timeout=self.settings.policy_for(name).timeout,
                                    configured_expiry=configured_expiry(self.settings, name))
                 self._credentials[name] = cred
@@ -204,24 +251,6 @@ class Runtime:
         with self._credentials_lock:
             cred = self._credentials.get(name)
         return found | cred.secrets() if cred is not None else found
-
-    def _subscribers(self, lists, post):
-        """Subscriber source for e-mail channels: ``(address, unsubscribe_url)`` pairs."""
-        from .subscribers import subscribers_for
-
-        return subscribers_for(self.ledger, lists, post, public_url=self.settings.public_url, settings=self.settings)
-
-    def _endpoints(self) -> Any:
-        """The endpoint source of ``subscriber_webhooks`` channels (``subscribers/endpoints.py``)."""
-        from .subscribers.endpoints import Source
-
-        return Source(self)
-
-    def _trust_files(self, state):
-        """Official-channel list, keys, signatures and verify page for the status site."""
-        from .official import site_files
-
-        return site_files(self.settings, state)
 
     def close(self) -> None:
         for ch in self._channels.values():
@@ -256,3 +285,15 @@ class Runtime:
             self.enqueuer.retract(delivery_id, channel)
         except Exception as exc:  # noqa: BLE001 - the retraction stays recorded in the ledger
             log.warning("could not enqueue retraction of %s: %s", delivery_id, exc)
+
+
+def standard_ports(runtime: Runtime) -> ChannelPorts:
+    """The running system's channel collaborators, all reading this runtime's ledger and settings:
+    subscribers to mail (e-mail), the status site's trust files, SMS numbers that replied STOP,
+    and the webhooks subscribers brought (whose owners are told through the runtime's mailer)."""
+    return ChannelPorts(
+        subscribers=audience.source(runtime),
+        trust_files=functools.partial(site_files, runtime.settings),
+        opt_outs=OptOutStore(runtime.ledger),
+        endpoints=endpoint_source(runtime),
+    )

@@ -91,10 +91,10 @@ def channel_sender(runtime: Runtime, channel_name: str | None) -> ConfirmationSe
 
 
 def resolve_sender(runtime: Runtime, sender: ConfirmationSender | None = None) -> ConfirmationSender:
-    """The explicit sender, else one injected as ``channel_io["confirmation_sender"]``, else the
-    configured email channel (ConfigError when there is none)."""
-    injected = runtime.channel_io.get("confirmation_sender")
-    return sender or injected or channel_sender(runtime, settings_of(runtime.settings).confirmation_channel)
+    """The explicit sender, else the runtime's ``confirmation_sender``, else the configured email
+    channel (ConfigError when there is none)."""
+    return sender or runtime.confirmation_sender or channel_sender(runtime,
+                                                                   settings_of(runtime.settings).confirmation_channel)
 
 
 @dataclass(frozen=True)

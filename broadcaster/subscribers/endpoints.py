@@ -143,7 +143,7 @@ def register(runtime: Runtime, list_name: str, fmt: str, url: str, *, components
     if served is None:
         raise InvalidRequest("list: no such list takes endpoints", field="list")
     channel_name, ch = served
-    resolver = runtime.channel_io.get("resolver") or _outbound.system_resolver
+    resolver = runtime.ports.resolver or _outbound.system_resolver
     fmt, url = check_endpoint(fmt, url, ch.formats, ch.rules, resolver)
     owner = check_address(owner) if owner else None
     req = EndpointRequest(list=list_name, format=fmt, url=url, url_key=hashlib.sha256(url.encode()).hexdigest(),

@@ -14,9 +14,9 @@ import pytest
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
 from broadcaster.tokens import TokenStore
 from broadcaster.wakeup import MemoryEnqueuer
+from tests.support.runtime import memory_runtime
 
 warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
 with warnings.catch_warnings():
@@ -52,7 +52,9 @@ def config(**overrides) -> dict:
 class Env:
     """The app under test and the handles a test needs to poke at it."""
 
-    def __init__(self, tmp_path, cfg: dict | None = None, ledger: Ledger | None = None):
+    def __init__(self, tmp_path, cfg: dict | None = None, ledger: Ledger | None = None, **collaborators):
+        """``collaborators``: the runtime's own (``limiter``, ``redis``, ``confirmation_sender`` …)
+        in place of the memory twins — a runtime is fixed once built."""
         from broadcaster.asgi import create_app
 
         self.settings = load_settings(cfg or config(), env={})
@@ -60,8 +62,8 @@ class Env:
         self.breaker = MemoryBreaker()
         self.limiter = MemoryRateLimiter()
         wakeups = MemoryEnqueuer()
-        self.runtime = Runtime(self.settings, ledger=self.ledger, breaker=self.breaker, limiter=self.limiter,
-                               enqueuer=wakeups)
+        self.runtime = memory_runtime(self.settings, ledger=self.ledger, **{
+            "breaker": self.breaker, "limiter": self.limiter, "enqueuer": wakeups, **collaborators})
         self.enqueued: list[tuple[str, str, float | None]] = wakeups.deliveries
         self.retracts: list[tuple[str, str]] = wakeups.retractions
         self.app = create_app(self.settings, self.runtime)
@@ -113,8 +115,8 @@ def shared_env(tmp_path_factory) -> Env:
 def make_env(tmp_path):
     made = []
 
-    def make(cfg: dict | None = None, ledger: Ledger | None = None) -> Env:
-        e = Env(tmp_path, cfg, ledger)
+    def make(cfg: dict | None = None, ledger: Ledger | None = None, **collaborators) -> Env:
+        e = Env(tmp_path, cfg, ledger, **collaborators)
         made.append(e)
         return e
 

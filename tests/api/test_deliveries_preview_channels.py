@@ -119,12 +119,12 @@ def test_channels_show_breaker_backlog_and_last_success(env):
     assert items["discord"]["counts"] == {} and items["discord"]["kind"] == "webhook"
 
 
-def test_channels_survive_an_unreachable_breaker_store(env):
+def test_channels_survive_an_unreachable_breaker_store(make_env):
     class Down:
         def state(self, *a):
             raise ConnectionError("redis://:hunter2@redis:6379 refused")
 
-    env.runtime.breaker = Down()
+    env = make_env(breaker=Down())
     r = env.get("/channels")
     assert r.status_code == 200 and {c["breaker"]["state"] for c in r.json()["items"]} == {"unknown"}
     assert "hunter2" not in r.text

@@ -36,12 +36,12 @@ def test_readyz_is_503_when_the_ledger_is_unreachable(make_env, tmp_path):
     assert e.client.get("/healthz").status_code == 200  # alive, just not ready
 
 
-def test_readyz_is_503_when_redis_is_unreachable(env):
+def test_readyz_is_503_when_redis_is_unreachable(make_env):
     class DeadRedis:
         def ping(self):
             raise ConnectionError("Error connecting to redis://:s3cret@10.0.0.9:6379")
 
-    env.runtime.redis = DeadRedis()
+    env = make_env(redis=DeadRedis())
     r = env.client.get("/readyz")
     assert r.status_code == 503
     assert r.json()["checks"] == {"ledger": "ok", "redis": "unavailable (ConnectionError)"}

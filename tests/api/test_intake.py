@@ -220,13 +220,12 @@ def test_junk_from_one_address_is_limited_while_real_tokens_keep_flowing(make_en
 def test_rate_limits_fall_back_to_local_when_redis_is_down(make_env):
     from broadcaster.asgi import create_app
 
-    e = make_env(config(api={"max_body_bytes": 4096, "rate_limit": "2/m", "anonymous_rate_limit": "1000/m"}))
-
     class DownLimiter:
         def acquire(self, *a):
             raise ConnectionError("redis://:hunter2@redis down")
 
-    e.runtime.limiter = DownLimiter()
+    e = make_env(config(api={"max_body_bytes": 4096, "rate_limit": "2/m", "anonymous_rate_limit": "1000/m"}),
+                 limiter=DownLimiter())
     with TestClient(create_app(e.settings, e.runtime), raise_server_exceptions=False) as client:
         h = e.token("t")
         assert client.post("/api/v1/announcements", json=BODY, headers=h).status_code == 202  # not refused

@@ -16,8 +16,8 @@ import pytest
 
 from broadcaster import engine
 from broadcaster.channels import _outbound
+from broadcaster.channels.ports import ChannelPorts
 from broadcaster.channels.webhook import verify
-from broadcaster.config import SubscribersSettings
 from broadcaster.errors import PermanentError
 from broadcaster.ledger import Ledger
 from broadcaster.subscribers import endpoints as eps
@@ -51,12 +51,14 @@ def endpoint_config(tmp_path, *, lab: bool = True, max_failures: int = 3) -> dic
     return cfg
 
 
-def make(tmp_path, ledger_url: str | None = None, **kw) -> Env:
-    e = Env(tmp_path, endpoint_config(tmp_path, **kw), Ledger.open(ledger_url) if ledger_url else None)
-    e.runtime.settings = e.runtime.settings.model_copy(
-        update={"subscribers": SubscribersSettings(secret_key=SIGNING_KEY)})
-    e.outbox = Outbox()
-    e.runtime.channel_io["endpoints"] = eps.Source(e.runtime, notify=e.outbox)
+def make(tmp_path, ledger_url: str | None = None, resolver: _outbound.Resolver | None = None, **kw) -> Env:
+    """An API whose endpoint source tells owners through an outbox (and resolves names with
+    ``resolver``, else DNS)."""
+    cfg = {**endpoint_config(tmp_path, **kw), "subscribers": {"secret_key": SIGNING_KEY}}
+    outbox = Outbox()
+    e = Env(tmp_path, cfg, Ledger.open(ledger_url) if ledger_url else None,
+            ports=lambda rt: ChannelPorts(endpoints=eps.Source(rt, notify=outbox), resolver=resolver))
+    e.outbox = outbox
     return e
 
 
@@ -248,7 +250,6 @@ def test_the_answer_is_the_same_whatever_the_endpoint_state(env, receivers):
     "ftp://hooks.example.test/x",
 ])
 def test_urls_that_would_reach_inside_are_refused_at_registration(tmp_path, url):
-    e = make(tmp_path, lab=False)
     names = {"rebind.example.test": ["93.184.216.34", "127.0.0.1"], "hooks.example.test": ["93.184.216.34"]}
 
     def resolver(host: str, port: int) -> list[str]:
@@ -256,7 +257,7 @@ def test_urls_that_would_reach_inside_are_refused_at_registration(tmp_path, url)
             raise OSError("no such name")
         return names[host]
 
-    e.runtime.channel_io["resolver"] = resolver
+    e = make(tmp_path, lab=False, resolver=resolver)
     try:
         r = e.client.post("/api/v1/subscribe/endpoint", json={"list": "ops", "endpoint": {"format": "generic",
                                                                                             "url": url}})

@@ -13,7 +13,6 @@ from fastapi import APIRouter
 
 from broadcaster import subscribers as subs
 from broadcaster.api import routes_export, routes_subscribers
-from broadcaster.config import SubscribersSettings
 
 from .conftest import SECRET_URL, Env, assert_error, config
 
@@ -55,11 +54,10 @@ def env(tmp_path):
         "kind": "email", "smtp": {"host": "smtp.example.test", "password": "smtp-password-secret-1"},
         "from_address": "news@example.test", "lists": ["news"]},
         "site": {"kind": "statuspage", "output_dir": str(tmp_path / "site"), "components": ["api", "web", "db"]}}
-    e = Env(tmp_path, cfg)
-    e.runtime.settings = e.runtime.settings.model_copy(
-        update={"subscribers": SubscribersSettings(secret_key=SIGNING_KEY)})
-    e.outbox = Outbox()
-    e.runtime.channel_io["confirmation_sender"] = e.outbox
+    cfg["subscribers"] = {"secret_key": SIGNING_KEY}
+    outbox = Outbox()
+    e = Env(tmp_path, cfg, confirmation_sender=outbox)
+    e.outbox = outbox
     include_routers(e.app)
     yield e
     e.client.close()

@@ -43,8 +43,7 @@ def attempts(ledger: Any, n: int) -> float:
     """Seconds per attempt of ``n`` deliveries (one announcement per delivery)."""
     settings = load_settings({"channels": {"hook": {"kind": "webhook", "url": "https://hooks.example/h"}}}, env={})
     http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, json={})))
-    rt = Runtime(settings, deliveries=ledger, breaker=MemoryBreaker(), limiter=MemoryRateLimiter(),
-                 channel_io={"http": http})
+    rt = Runtime(settings, deliveries=ledger, breaker=MemoryBreaker(), limiter=MemoryRateLimiter(), http=http)
     ids = []
     for i in range(n):
         ann, _ = ledger.create_announcement({"kind": "incident", "title": f"t{i}", "body": "b", "channels": ["hook"]},

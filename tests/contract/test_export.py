@@ -15,31 +15,21 @@ from broadcaster.config import load_settings
 from broadcaster.errors import Conflict, InvalidRequest
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S, Receipt
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
 from tests.support.ledger import claim
+from tests.support.runtime import Clock, memory_runtime
 
 T0 = 1_800_000_000.123456
 
 
-class Clock:
-    def __init__(self, t: float = T0):
-        self.t = t
-
-    def __call__(self) -> float:
-        self.t += 0.001234567  # distinct, non-round times: float precision must survive the trip
-        return self.t
-
-
 def populate(url: str) -> Ledger:
-    clock = Clock()
+    clock = Clock(T0, tick=0.001234567)  # distinct, non-round times: float precision must survive the trip
     settings = load_settings({"ledger": url, "channels": {
         "hook": {"kind": "webhook", "url": "https://hooks.example.test/a"},
         "chat": {"kind": "webhook", "format": "slack", "url": "https://hooks.example.test/b"},
         "site": {"kind": "statuspage", "output_dir": "unused-site", "components": ["db", "api"]}},  # not routed
         "routes": {"incident": ["hook", "chat"], "notice": ["hook"], "maintenance": ["chat"]}}, env={})
     ledger = Ledger.open(url, clock=clock)
-    rt = Runtime(settings, ledger=ledger, breaker=MemoryBreaker(), limiter=MemoryRateLimiter(), clock=clock)
+    rt = memory_runtime(settings, ledger=ledger, clock=clock)
     inc = service.submit(rt, {"kind": "incident", "title": "Datenbank »down« 🔥", "body": "Line 1\n\nLine \"2\"",
                               "severity": "critical", "components": ["db", "api"], "tags": ["ops"],
                               "variants": {"chat": {"title": "DB down"}}}, principal=service.SYSTEM,

@@ -17,6 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from broadcaster import engine, subscribers as subs
+from broadcaster.channels.ports import ChannelPorts
 from broadcaster.cli import main
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
@@ -109,8 +110,7 @@ def test_without_ledger_or_file_the_lists_are_reported_not_reached(smtp, ledger_
     rec = CliRunner().invoke(main, ["--config", up, "reconcile", journal])
     assert rec.exit_code == 0 and "0 delivered, 1 handed to the workers" in rec.output, rec.output
     settings = load_settings(yaml.safe_load(Path(up).read_text()), env={})
-    rt = memory_runtime(settings)
-    rt.channel_io["subscribers"] = subs.source(rt)
+    rt = memory_runtime(settings, ports=lambda rt: ChannelPorts(subscribers=subs.source(rt)))
     try:
         (delivery,) = rt.ledger.deliveries_of(json.loads(r.output)["id"])
         assert str(delivery.state) == "pending"

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from broadcaster import engine, service, subscribers as subs
+from broadcaster.channels.ports import ChannelPorts
 from broadcaster.config import load_settings
 from broadcaster.errors import InvalidRequest
 from tests.support.runtime import memory_runtime
@@ -42,8 +43,7 @@ def rt(smtp, tmp_path):
                               "smtp": {"host": "127.0.0.1", "port": smtp.smtp_port, "security": "none"}}},
         "routes": {"incident": ["mail"]},
     }, env={})
-    runtime = memory_runtime(settings)
-    runtime.channel_io["subscribers"] = subs.source(runtime)
+    runtime = memory_runtime(settings, ports=lambda rt: ChannelPorts(subscribers=subs.source(rt)))
     yield runtime
     runtime.close()
     runtime.ledger.close()

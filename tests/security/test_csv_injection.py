@@ -18,7 +18,6 @@ from hypothesis import given, settings, strategies as st
 from sqlalchemy import update
 
 from broadcaster import export, subscribers as subs
-from broadcaster.config import SubscribersSettings
 from broadcaster.csvcells import as_text_cell, from_text_cell
 from broadcaster.ledger import Ledger, schema as t
 from broadcaster.subscribers.audience import SubscriberFile
@@ -45,10 +44,8 @@ def e(tmp_path):
     cfg["channels"] = {**cfg["channels"], "mail": {
         "kind": "email", "smtp": {"host": "smtp.example.test"}, "from_address": "news@example.test",
         "lists": ["news"]}}
-    env = Env(tmp_path, cfg)
-    env.runtime.settings = env.runtime.settings.model_copy(
-        update={"subscribers": SubscribersSettings(secret_key="csv-test-signing-key-0123456789")})
-    env.runtime.channel_io["confirmation_sender"] = Outbox()
+    cfg["subscribers"] = {"secret_key": "csv-test-signing-key-0123456789"}
+    env = Env(tmp_path, cfg, confirmation_sender=Outbox())
     _ = env.admin
     yield env
     env.client.close()
@@ -164,7 +161,7 @@ def test_the_public_form_refuses_control_characters_naming_the_field(e, field, v
     err = assert_error(e.client.post("/api/v1/subscribe", json=body), 422, "invalid_request")
     assert err["details"]["field"] == field, err
     assert counts(e.ledger) == before
-    assert e.runtime.channel_io["confirmation_sender"].sent == []
+    assert e.runtime.confirmation_sender.sent == []
 
 
 def test_the_csv_import_refuses_control_characters_by_line(tmp_path):

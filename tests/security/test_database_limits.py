@@ -13,7 +13,6 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from broadcaster.config import SubscribersSettings
 from broadcaster.errors import InvalidRequest
 from broadcaster.ledger import Ledger
 from broadcaster.limits import STATUS, TOKEN_NAME
@@ -39,11 +38,9 @@ def e(ledger_url, tmp_path):
     cfg["channels"] = {**cfg["channels"], "mail": {
         "kind": "email", "smtp": {"host": "smtp.example.test"}, "from_address": "news@example.test",
         "lists": ["news"]}}
+    cfg["subscribers"] = {"secret_key": "db-limits-signing-key-0123456789"}
     ledger = Ledger.open(ledger_url.replace("postgresql://", "postgresql+psycopg://"))
-    env = Env(tmp_path, cfg, ledger=ledger)
-    env.runtime.settings = env.runtime.settings.model_copy(
-        update={"subscribers": SubscribersSettings(secret_key="db-limits-signing-key-0123456789")})
-    env.runtime.channel_io["confirmation_sender"] = Outbox()
+    env = Env(tmp_path, cfg, ledger=ledger, confirmation_sender=Outbox())
     env.incident = env.submit()["id"]
     env.deploy = env.submit(kind="deploy", title="Release", channels=["ops-chat"])["id"]
     env.delivery = env.ledger.deliveries_of(env.incident)[0].id
@@ -119,7 +116,7 @@ def test_attacks_are_refused_before_the_database(e, label, method, path, body, h
         assert err["details"].get("field") == field, err
         assert field.split(".")[0] in err["message"], err
     assert counts(e.ledger) == before, f"{label}: a refused request left rows behind"
-    assert e.runtime.channel_io["confirmation_sender"].sent == []
+    assert e.runtime.confirmation_sender.sent == []
 
 
 def test_a_100000_character_status_is_never_stored(e):

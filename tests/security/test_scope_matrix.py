@@ -186,8 +186,8 @@ def matrix(tmp_path_factory):
                  review={"kinds": ["promotion"]})
     cfg["channels"] = {**cfg["channels"], "mail": {"kind": "email", "smtp": {"host": "smtp.example.test"},
                                                    "from_address": "news@example.test", "lists": ["news"]}}
-    e = Env(tmp_path_factory.mktemp("matrix"), cfg)
-    e.runtime.channel_io["confirmation_sender"] = lambda address, subject, text, unsubscribe=None: None  # no mail leaves the test
+    e = Env(tmp_path_factory.mktemp("matrix"), cfg,
+            confirmation_sender=lambda address, subject, text, unsubscribe=None: None)  # no mail leaves the test
     yield Matrix(e)
     e.client.close()
     e.ledger.close()

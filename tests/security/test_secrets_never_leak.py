@@ -25,10 +25,12 @@ import pytest
 from sqlalchemy import MetaData, select
 
 from broadcaster import engine, service
+from broadcaster.channels.ports import ChannelPorts
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
 from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
+from tests.support.runtime import memory_runtime
 
 WEBHOOK_PATH = "T0SECRET/B0SECRET/webhook-path-SECRET-a1b2c3"
 ENV = {
@@ -144,10 +146,8 @@ def logs(caplog):
 def make_runtime(tmp_path, handler) -> Runtime:
     settings = load_settings(CONFIG, env=ENV)
     ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db")
-    rt = Runtime(settings, ledger=ledger, breaker=MemoryBreaker(), limiter=MemoryRateLimiter())
-    rt.channel_io["http"] = httpx.Client(transport=httpx.MockTransport(handler))
-    rt.channel_io["smtp_factory"] = lambda *a, **kw: EchoSMTP()
-    return rt
+    return memory_runtime(settings, ledger=ledger, http=httpx.Client(transport=httpx.MockTransport(handler)),
+                          ports=ChannelPorts(smtp_factory=lambda *a, **kw: EchoSMTP()))
 
 
 def everything_in_the_ledger(ledger: Ledger) -> str:
@@ -248,7 +248,7 @@ def run_flows(tmp_path, handler) -> dict:
            "ledger": everything_in_the_ledger(rt.ledger), "deliveries": rt.ledger.deliveries_of(sub.id),
            "events": [e for d in rt.ledger.deliveries_of(sub.id) for e in rt.ledger.events_of(d.id)]
            if hasattr(rt.ledger, "events_of") else None}
-    rt.channel_io["http"].close()
+    rt.http.close()
     rt.ledger.close()
     return out
 

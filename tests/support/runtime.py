@@ -1,4 +1,4 @@
-"""One controllable clock and one runtime factory for tests that run the engine in process.
+"""The one controllable clock and the one runtime factory of the tests.
 
 ``memory_runtime`` builds a :class:`~broadcaster.runtime.Runtime` on a real ledger (SQLite or
 PostgreSQL by URL) with the in-memory breaker and rate limiter and a
@@ -21,14 +21,22 @@ NOW = 1_700_000_000.0
 
 
 class Clock:
-    """A clock that moves only when told (``clock.t`` or ``advance``); safe across threads."""
+    """A clock that moves only when told (``clock.t`` or ``advance``); safe across threads.
 
-    def __init__(self, t: float = NOW):
+    ``tick`` moves it that much on every reading, before answering: distinct, non-round times
+    (an export must keep float precision across the trip)."""
+
+    def __init__(self, t: float = NOW, *, tick: float = 0.0):
         self.t = t
+        self.tick = tick
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
-        return self.t
+        if not self.tick:
+            return self.t
+        with self._lock:
+            self.t += self.tick
+            return self.t
 
     def advance(self, seconds: float) -> None:
         with self._lock:
@@ -36,13 +44,29 @@ class Clock:
 
 
 def memory_runtime(settings: Settings, *, ledger: Ledger | None = None, clock: Clock | None = None,
-                   channel_io: dict[str, Any] | None = None) -> Runtime:
-    """A runtime on ``settings.ledger`` (or ``ledger``), memory breaker/limiter, recorded wake-ups."""
+                   **collaborators: Any) -> Runtime:
+    """A runtime on ``settings.ledger`` (or ``ledger``), memory breaker/limiter, recorded wake-ups.
+
+    ``collaborators`` are :class:`Runtime`'s own keywords (``http``, ``ports``,
+    ``confirmation_sender``, ``channels``, ``breaker``, ``limiter``, ``redis``, ``enqueuer``) and
+    replace the defaults."""
     kw: dict[str, Any] = {"clock": clock} if clock is not None else {}
     ledger = ledger or Ledger.open(settings.ledger, **kw)
-    return Runtime(settings, ledger=ledger, breaker=MemoryBreaker(*([clock] if clock else [])),
-                   limiter=MemoryRateLimiter(*([clock] if clock else [])), channel_io=channel_io,
-                   enqueuer=MemoryEnqueuer(), **kw)
+    given: dict[str, Any] = {"breaker": MemoryBreaker(*([clock] if clock else [])),
+                             "limiter": MemoryRateLimiter(*([clock] if clock else [])),
+                             "enqueuer": MemoryEnqueuer(), **kw, **collaborators}
+    return Runtime(settings, ledger=ledger, **given)
+
+
+def rebuilt(runtime: Runtime, **changes: Any) -> Runtime:
+    """Another runtime like ``runtime`` (same ledger, clock and collaborators) but for ``changes``:
+    a Runtime is fixed at construction, so a test that swaps a collaborator builds a new one.
+    Adapters are built afresh (their cache is not carried over)."""
+    fields = ("settings", "ledger", "breaker", "limiter", "clock", "redis", "enqueuer", "http", "ports",
+              "confirmation_sender")
+    given = {name: getattr(runtime, name) for name in fields}
+    given.update(changes)
+    return Runtime(given.pop("settings"), **given)
 
 
 def wakeups(runtime: Runtime) -> MemoryEnqueuer:

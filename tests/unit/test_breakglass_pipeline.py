@@ -183,7 +183,7 @@ def test_reconcile_imports_the_fallback_and_the_workers_post_nothing_twice(glass
         by_channel = {d.channel: d for d in ledger.deliveries_of(result.announcement_id)}
         assert by_channel["primary"].state == S.FALLEN_BACK and by_channel["backup"].state == S.DELIVERED
         assert by_channel["backup"].fallback_of == by_channel["primary"].id
-        rt = memory_runtime(glass.settings, ledger=ledger, clock=glass.clock, channel_io={"http": glass.http})
+        rt = memory_runtime(glass.settings, ledger=ledger, clock=glass.clock, http=glass.http)
         for d in by_channel.values():
             assert engine.attempt(rt, d.id) == "skipped"
         assert glass.provider.count("/primary") == 1 and glass.provider.count("/backup") == 1

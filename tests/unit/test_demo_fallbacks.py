@@ -11,8 +11,7 @@ from broadcaster import engine, service
 from broadcaster.config import read_settings
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
+from tests.support.runtime import memory_runtime
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 
@@ -30,9 +29,7 @@ def test_the_demo_posts_an_incident_once_to_slack_when_x_falls_back_to_it(tmp_pa
         return httpx.Response(200, text="ok")
 
     http = httpx.Client(transport=httpx.MockTransport(provider))
-    rt = Runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=MemoryBreaker(),
-                 limiter=MemoryRateLimiter(), channel_io={"http": http})
-    rt.enqueuer = lambda *a: None
+    rt = memory_runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), http=http)
     try:
         ann = service.submit(rt, {"kind": "incident", "title": "API errors", "body": "Investigating."},
                              principal=service.SYSTEM).id

@@ -15,9 +15,9 @@ from broadcaster.cli import main
 from broadcaster.cli.server import _site_on_sandbox
 from broadcaster.config import read_settings
 from broadcaster.ledger import Ledger
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
+from broadcaster.runtime import standard_ports
 from broadcaster.sandbox.server import Sandbox
+from tests.support.runtime import memory_runtime
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 PAGE = "http://127.0.0.1:8099/status/verify.html"
@@ -42,10 +42,8 @@ def test_a_demo_post_carries_a_verify_link_that_verify_accepts(tmp_path, monkeyp
         return httpx.Response(200, json={"id": "1"})
 
     http = httpx.Client(transport=httpx.MockTransport(provider))
-    rt = Runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=MemoryBreaker(),
-                 limiter=MemoryRateLimiter(), channel_io={"http": http})
-    rt.channel_io["trust_files"] = rt._trust_files  # as Runtime.from_settings wires it: keys, signatures
-    rt.enqueuer = lambda *a: None
+    # the running system's ports (Runtime.from_settings): the status site publishes keys and signatures
+    rt = memory_runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), http=http, ports=standard_ports)
     try:
         ann = service.submit(rt, {"kind": "incident", "title": "Search is slow", "body": "Looking into it.",
                                   "channels": ["status-site", "mastodon-main"]}, principal=service.SYSTEM).id

@@ -45,9 +45,13 @@ def hook(path: str) -> dict:
 
 
 @pytest.fixture
-def h(tmp_path, lookup_kind):  # noqa: F811 - the imported fixture
+def provider() -> Provider:
+    return Provider()
+
+
+@pytest.fixture
+def h(tmp_path, lookup_kind, provider):  # noqa: F811 - the imported fixture
     clock = Clock(NOW)
-    provider = Provider()
     settings = load_settings({
         "channels": {"hook": hook("/hook"), "other": hook("/other"), "three": hook("/three"),
                      "one": hook("/one"), "looky": {"kind": "test-lookup"}},
@@ -58,8 +62,7 @@ def h(tmp_path, lookup_kind):  # noqa: F811 - the imported fixture
     }, env={})
     ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db", clock=clock)
     http = httpx.Client(transport=httpx.MockTransport(provider))
-    rt = memory_runtime(settings, ledger=ledger, clock=clock, channel_io={"http": http})
-    rt.provider = provider  # type: ignore[attr-defined]
+    rt = memory_runtime(settings, ledger=ledger, clock=clock, http=http)
     yield rt
     rt.close()
     http.close()
@@ -79,12 +82,12 @@ def states(rt, did: str) -> list[str]:
     return [e.to_state for e in rt.ledger.events_of(did)]
 
 
-def test_a_drain_sends_every_due_delivery_of_its_channel_each_under_its_own_key(h):
+def test_a_drain_sends_every_due_delivery_of_its_channel_each_under_its_own_key(h, provider):
     ids = submit(h, "hook", 20)
     [untouched] = submit(h, "other")
     report = drain.drain(h, "hook", owner="w1")
     assert report.claimed == 20 and report.states == {"delivered": 20}
-    assert sorted(h.provider.keys("/hook")) == sorted(f"msg_{i}" for i in ids), "one request per delivery, own key"
+    assert sorted(provider.keys("/hook")) == sorted(f"msg_{i}" for i in ids), "one request per delivery, own key"
     for did in ids:
         d = h.ledger.get_delivery(did)
         assert (d.state, d.attempts, d.remote_id, d.lease_owner) == (S.DELIVERED, 1, f"msg_{did}", None)
@@ -93,9 +96,9 @@ def test_a_drain_sends_every_due_delivery_of_its_channel_each_under_its_own_key(
     assert drain.drain(h, "hook", owner="w1").word() == "idle"
 
 
-def test_each_delivery_of_a_batch_gets_its_own_outcome(h):
+def test_each_delivery_of_a_batch_gets_its_own_outcome(h, provider):
     ok1, bad, ok2 = submit(h, "hook", 3)
-    h.provider.fail = {bad}
+    provider.fail = {bad}
     drain.drain(h, "hook", owner="w1")
     assert h.ledger.get_delivery(ok1).state == S.DELIVERED and h.ledger.get_delivery(ok2).state == S.DELIVERED
     d = h.ledger.get_delivery(bad)
@@ -104,44 +107,44 @@ def test_each_delivery_of_a_batch_gets_its_own_outcome(h):
     assert wakeups(h).deliveries[-1][:2] == (bad, "hook"), "a short wait wakes a worker again"
 
 
-def test_a_batch_takes_as_many_permits_as_the_rate_limit_allows_and_no_more(h):
+def test_a_batch_takes_as_many_permits_as_the_rate_limit_allows_and_no_more(h, provider):
     ids = submit(h, "three", 5)
     assert drain.batch_size(h, "three") == 3 and drain.batch_size(h, "one") == 1
     drain.drain(h, "three", owner="w1")
-    assert len(h.provider.keys("/three")) == 3, "never more than 3 in the 10-s window"
+    assert len(provider.keys("/three")) == 3, "never more than 3 in the 10-s window"
     rows = [h.ledger.get_delivery(i) for i in ids]
     assert [r.state for r in rows[:3]] == [S.DELIVERED] * 3
     for r in rows[3:]:  # claimed, refused by the limiter, given back untouched
         assert (r.state, r.attempts, r.due_at) == (S.PENDING, 0, NOW + 10)
         assert "rate limit 3 per 10s" in h.ledger.events_of(r.id)[-1].reason
     drain.drain(h, "three", owner="w1")
-    assert len(h.provider.keys("/three")) == 3, "not due yet"
+    assert len(provider.keys("/three")) == 3, "not due yet"
     h.clock.advance(10)
     drain.drain(h, "three", owner="w1")
-    assert len(h.provider.keys("/three")) == 5
+    assert len(provider.keys("/three")) == 5
 
 
-def test_a_partial_grant_sends_only_what_the_limiter_granted(h):
+def test_a_partial_grant_sends_only_what_the_limiter_granted(h, provider):
     ids = submit(h, "three", 3)
     assert h.limiter.acquire("three", 3, 10.0) == 0  # another worker took one slot
     drain.drain(h, "three", owner="w1")
-    assert len(h.provider.keys("/three")) == 2
+    assert len(provider.keys("/three")) == 2
     assert [h.ledger.get_delivery(i).state for i in ids] == [S.DELIVERED, S.DELIVERED, S.PENDING]
 
 
-def test_a_limit_of_one_per_window_means_batches_of_one(h):
+def test_a_limit_of_one_per_window_means_batches_of_one(h, provider):
     ids = submit(h, "one", 3)
     drain.drain(h, "one", owner="w1")
-    assert len(h.provider.keys("/one")) == 1
+    assert len(provider.keys("/one")) == 1
     assert sum(1 for i in ids if h.ledger.get_delivery(i).state == S.DELIVERED) == 1
 
 
-def test_an_open_breaker_holds_back_the_whole_batch_without_a_request(h):
+def test_an_open_breaker_holds_back_the_whole_batch_without_a_request(h, provider):
     ids = submit(h, "hook", 4)
     for _ in range(2):
         h.breaker.failure("hook", 2, 30.0)
     drain.drain(h, "hook", owner="w1")
-    assert h.provider.requests == []
+    assert provider.requests == []
     for did in ids:
         d = h.ledger.get_delivery(did)
         assert d.state in (S.PENDING, S.RETRYING) and d.due_at >= NOW + 29 and d.attempts == 0
@@ -154,13 +157,13 @@ def _killed_before_recording(monkeypatch, rt) -> None:
     monkeypatch.setattr(rt.ledger, "transition_many", die)
 
 
-def test_a_worker_killed_mid_batch_leaves_each_delivery_where_a_single_kill_would(h, monkeypatch):
+def test_a_worker_killed_mid_batch_leaves_each_delivery_where_a_single_kill_would(h, monkeypatch, provider):
     ids = submit(h, "hook", 4)
     with monkeypatch.context() as m:
         _killed_before_recording(m, h)
         with pytest.raises(SystemExit):
             drain.drain(h, "hook", owner="w1")
-    assert len(h.provider.requests) == 4, "the requests left"
+    assert len(provider.requests) == 4, "the requests left"
     assert all(h.ledger.get_delivery(i).state == S.SENDING for i in ids)
     lease = drain.lease_for(h, "hook")
     h.clock.advance(lease + 1)
@@ -170,7 +173,7 @@ def test_a_worker_killed_mid_batch_leaves_each_delivery_where_a_single_kill_woul
         assert (d.state, d.maybe_sent, d.attempts) == (S.RETRYING, True, 1)
     drain.drain(h, "hook", owner="w2")
     # an idempotent webhook is sent again under the same key: the receiver drops the copy
-    assert sorted(h.provider.keys("/hook")) == sorted([f"msg_{i}" for i in ids] * 2)
+    assert sorted(provider.keys("/hook")) == sorted([f"msg_{i}" for i in ids] * 2)
     assert all(h.ledger.get_delivery(i).state == S.DELIVERED for i in ids)
 
 
@@ -220,7 +223,7 @@ def test_batch_threads_send_a_batch_concurrently_with_the_same_outcomes(tmp_path
     settings = load_settings({"channels": {"hook": hook("/hook")}, "worker": {"batch": 8, "batch_threads": 4}}, env={})
     ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db", clock=clock)
     http = httpx.Client(transport=httpx.MockTransport(provider))
-    rt = memory_runtime(settings, ledger=ledger, clock=clock, channel_io={"http": http})
+    rt = memory_runtime(settings, ledger=ledger, clock=clock, http=http)
     try:
         ids = submit(rt, "hook", 6)
         provider.fail = {ids[2]}

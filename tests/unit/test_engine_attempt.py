@@ -15,11 +15,8 @@ from broadcaster.config import ChannelSettings, load_settings
 from broadcaster.errors import TransientError
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S, Receipt
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
-from broadcaster.wakeup import MemoryEnqueuer
 from tests.support.ledger import claim
-from tests.support.runtime import NOW, Clock, wakeups
+from tests.support.runtime import NOW, Clock, memory_runtime, wakeups
 
 
 class Provider:
@@ -115,9 +112,7 @@ class Harness:
         }, env={})
         self.ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db", clock=clock)
         self.http = httpx.Client(transport=httpx.MockTransport(provider))
-        self.runtime = Runtime(self.settings, ledger=self.ledger, breaker=MemoryBreaker(clock),
-                               limiter=MemoryRateLimiter(clock), clock=clock, channel_io={"http": self.http},
-                               enqueuer=MemoryEnqueuer())
+        self.runtime = memory_runtime(self.settings, ledger=self.ledger, clock=clock, http=self.http)
         self.enqueued = wakeups(self.runtime).deliveries
 
     def submit(self, channel: str, kind: str = "incident", **fields) -> str:

@@ -16,8 +16,8 @@ from broadcaster.channels.webhook import Webhook
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
+from broadcaster.resilience import MemoryBreaker
+from tests.support.runtime import memory_runtime, rebuilt
 
 MAIL = {"kind": "email", "transport": "smtp", "smtp": {"host": "127.0.0.1", "port": 2525, "security": "none"},
         "from_address": "status@example.com", "recipients": ["oncall@example.com"]}
@@ -32,12 +32,15 @@ class Harness:
         self.http = httpx.Client(transport=httpx.MockTransport(
             lambda r: requests.append(r) or httpx.Response(200, text="ok")))
         self.breaker = MemoryBreaker()
-        self.rt = Runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=self.breaker,
-                          limiter=MemoryRateLimiter(), channel_io={"http": self.http})
+        self.rt = memory_runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=self.breaker,
+                                 http=self.http)
+        self.given: dict = {}
         self.connects: list = []
 
     def use(self, name: str, channel) -> None:
-        self.rt._channels[name] = channel
+        """Deliver to ``name`` through ``channel`` (a runtime is fixed once built: a new one)."""
+        self.given[name] = channel
+        self.rt = rebuilt(self.rt, channels=self.given)
 
     def write(self, channel: str, title: str) -> str:
         """An announcement as the ledger may hold it, past any intake check."""

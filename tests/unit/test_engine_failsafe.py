@@ -10,8 +10,8 @@ from broadcaster import engine, service
 from broadcaster.channels.webhook import Webhook
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
+from broadcaster.resilience import MemoryBreaker
+from tests.support.runtime import memory_runtime, rebuilt
 
 
 class BrokenLimiter:
@@ -33,9 +33,8 @@ def runtime(tmp_path, *, breaker=None, limiter=None, handler=None, fmt="slack"):
         "routes": {"incident": ["chat"]},
         "policy": {"defaults": {"rate_limit": "10/s"}}}, env={})
     http = httpx.Client(transport=httpx.MockTransport(handler or (lambda r: httpx.Response(200, text="ok"))))
-    rt = Runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=breaker or MemoryBreaker(),
-                 limiter=limiter or MemoryRateLimiter(), channel_io={"http": http})
-    return rt
+    return memory_runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), http=http,
+                          **{k: v for k, v in {"breaker": breaker, "limiter": limiter}.items() if v is not None})
 
 
 def only_delivery(rt):
@@ -62,7 +61,7 @@ def test_internal_error_before_sending_gives_the_claim_back(tmp_path):
     sent = []
     rt = runtime(tmp_path, handler=lambda r: sent.append(r) or httpx.Response(200, text="ok"))
     d = only_delivery(rt)
-    rt._channels["chat"] = BrokenRender("chat", rt.settings.channels["chat"], http=rt.channel_io["http"])
+    rt = rebuilt(rt, channels={"chat": BrokenRender("chat", rt.settings.channels["chat"], http=rt.http)})
     assert engine.attempt(rt, d.id) == "pending"
     after = rt.ledger.get_delivery(d.id)
     assert not after.maybe_sent and after.attempts == 0 and not sent

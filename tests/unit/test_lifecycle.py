@@ -12,25 +12,16 @@ from broadcaster.config import load_settings
 from broadcaster.errors import InvalidRequest
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
 from broadcaster.runtime import Runtime
-from broadcaster.wakeup import MemoryEnqueuer
 from tests.support.ledger import updates_of
-from tests.support.runtime import wakeups
+from tests.support.runtime import Clock, memory_runtime, wakeups
 
 T0 = 1_800_000_000.0
 CHANNELS = ["hook", "chat", "page"]
 
 
-class Clock:
-    def __init__(self, t: float = T0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make_runtime(url: str, clock: Clock) -> Runtime:
+def make_runtime(url: str, clock: Clock, **config) -> Runtime:
+    """Three webhook channels; ``config`` adds sections (``retention=…``)."""
     settings = load_settings({
         "ledger": url,
         "channels": {
@@ -39,14 +30,14 @@ def make_runtime(url: str, clock: Clock) -> Runtime:
             "page": {"kind": "webhook", "format": "discord", "url": "https://hooks.example.test/c"},
         },
         "routes": {"maintenance": CHANNELS, "incident": CHANNELS, "notice": ["hook"], "promotion": ["chat"]},
+        **config,
     }, env={})
-    return Runtime(settings, ledger=Ledger.open(url, clock=clock), breaker=MemoryBreaker(), limiter=MemoryRateLimiter(),
-                   clock=clock, enqueuer=MemoryEnqueuer())
+    return memory_runtime(settings, ledger=Ledger.open(url, clock=clock), clock=clock)
 
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -242,9 +233,9 @@ def test_announcement_pruning_keeps_open_incidents_and_unsettled_deliveries(rt, 
     assert {a.id for a in rt.ledger.list_announcements()} == {incident, pending}
 
 
-def test_retention_hook_runs_at_most_every_period(rt, clock):
+def test_retention_hook_runs_at_most_every_period(tmp_path, clock):
     hook = retention.RetentionHook()
-    rt.settings = rt.settings.model_copy(update={"retention": {"keep_events": "1d", "every": "1h"}})
+    rt = make_runtime(f"sqlite:///{tmp_path}/l.db", clock, retention={"keep_events": "1d", "every": "1h"})
     assert hook(rt) is not None
     clock.t += 60
     assert hook(rt) is None

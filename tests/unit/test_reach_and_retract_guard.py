@@ -18,10 +18,9 @@ from broadcaster.errors import Forbidden
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S, Receipt
 from broadcaster.principal import Principal
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
 from broadcaster.tasks import create_app
 from tests.support.ledger import claim
+from tests.support.runtime import memory_runtime
 
 
 def hook(path: str) -> dict:
@@ -38,22 +37,22 @@ X_ONLY = Principal("x-only", channels=("x-main",))
 
 
 @pytest.fixture
-def rt(tmp_path):
-    requests: list[httpx.Request] = []
+def sent() -> list[httpx.Request]:
+    """Every request the adapters made."""
+    return []
 
+
+@pytest.fixture
+def rt(tmp_path, sent):
     def provider(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
+        sent.append(request)
         if request.url.path == "/x":
             return httpx.Response(400, json={"error": "bad payload"})
         return httpx.Response(200, json={"id": "1"})
 
     settings = load_settings({"channels": CHANNELS, "routes": {"incident": ["x-main"]}, "policy": POLICY}, env={})
     http = httpx.Client(transport=httpx.MockTransport(provider))
-    runtime = Runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=MemoryBreaker(),
-                      limiter=MemoryRateLimiter(), channel_io={"http": http})
-    runtime.enqueuer = lambda *a: None
-    runtime.retract_enqueuer = lambda *a: None
-    runtime.requests = requests  # type: ignore[attr-defined]
+    runtime = memory_runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), http=http)
     yield runtime
     runtime.close()
     http.close()
@@ -91,7 +90,7 @@ def test_the_refusal_is_a_403_json_error_naming_the_channel(tmp_path):
         env.ledger.close()
 
 
-def test_the_engine_keeps_fallbacks_inside_what_the_author_could_reach(rt):
+def test_the_engine_keeps_fallbacks_inside_what_the_author_could_reach(rt, sent):
     """An announcement accepted from a limited token before the intake checked (or under a
     configuration that gained a fallback since) still never reaches ops-slack."""
     res = rt.ledger.accept({"kind": "incident", "title": "t", "channels": ["x-main"], "allowed_channels": ["x-main"]},
@@ -100,7 +99,7 @@ def test_the_engine_keeps_fallbacks_inside_what_the_author_could_reach(rt):
     assert engine.attempt(rt, d.id) == "failed", "with its one fallback out of reach, it simply fails"
     assert [x.channel for x in rt.ledger.deliveries_of(res.announcement.id)] == ["x-main"]
     assert "not falling back to ops-slack" in rt.ledger.events_of(d.id)[-1].reason
-    assert [r.url.path for r in rt.requests] == ["/x"]
+    assert [r.url.path for r in sent] == ["/x"]
     # without a limit (an admin's announcement) the fallback works as configured
     res = rt.ledger.accept({"kind": "incident", "title": "t", "channels": ["x-main"]}, [{"channel": "x-main"}],
                            actor="admin")
@@ -116,15 +115,15 @@ def _delivered_toot(rt) -> str:
     return d.id
 
 
-def test_a_retract_task_for_an_announcement_nobody_retracted_deletes_nothing(rt):
+def test_a_retract_task_for_an_announcement_nobody_retracted_deletes_nothing(rt, sent):
     app = create_app(rt.settings, rt)
     retract_task = app.tasks["broadcaster.retract"]
     did = _delivered_toot(rt)
     assert retract_task(did) == "skipped"
     assert rt.ledger.get_delivery(did).state == S.DELIVERED
-    assert not [r for r in rt.requests if r.method == "DELETE"], "the live post must stay"
+    assert not [r for r in sent if r.method == "DELETE"], "the live post must stay"
     # once the announcement is retracted through the service, the same task deletes it
     service.retract(rt, rt.ledger.get_delivery(did).announcement_id, principal=service.SYSTEM)
     assert retract_task(did) == "retracted"
-    assert [(r.method, r.url.path) for r in rt.requests] == [("DELETE", "/api/v1/statuses/109")]
+    assert [(r.method, r.url.path) for r in sent] == [("DELETE", "/api/v1/statuses/109")]
     assert rt.ledger.get_delivery(did).state == S.RETRACTED

@@ -13,10 +13,9 @@ from broadcaster import engine, service
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S, Receipt, current_error
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
 from broadcaster.schemas import delivery_out
 from tests.support.ledger import claim
+from tests.support.runtime import memory_runtime
 
 CHANNELS = {
     "toot": {"kind": "mastodon", "base_url": "https://social.example", "access_token": "tok"},
@@ -36,9 +35,7 @@ def rt(tmp_path):
 
     settings = load_settings({"channels": CHANNELS}, env={})
     http = httpx.Client(transport=httpx.MockTransport(provider))
-    runtime = Runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), breaker=MemoryBreaker(),
-                      limiter=MemoryRateLimiter(), channel_io={"http": http})
-    runtime.enqueuer = lambda *a: None
+    runtime = memory_runtime(settings, ledger=Ledger.open(f"sqlite:///{tmp_path}/l.db"), http=http)
     yield runtime
     runtime.close()
     http.close()

@@ -18,21 +18,14 @@ from broadcaster.sandbox import SandboxApp
 from broadcaster.sandbox.cli import sandbox as sandbox_command
 from broadcaster.sandbox.faults import Fault, FaultBook, fault_from, parse_spec
 from broadcaster.sandbox.textlen import mastodon_length, x_weighted_length
+from tests.support.runtime import Clock
 
 AUTH = {"Authorization": "Bearer token-1"}
 
 
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_800_000_000.0)
 
 
 @pytest.fixture
@@ -174,12 +167,12 @@ def test_429_fault_carries_provider_reset_headers(client, clock):
     client.post("/_sandbox/faults", json={"provider": "x", "mode": "429", "count": 1, "seconds": 42})
     r = client.post("/x/2/tweets", json={"text": "a"}, headers=AUTH)
     assert r.status_code == 429 and r.headers["x-rate-limit-remaining"] == "0"
-    assert int(r.headers["x-rate-limit-reset"]) == int(clock.now + 42)
+    assert int(r.headers["x-rate-limit-reset"]) == int(clock.t + 42)
 
     client.post("/_sandbox/faults", json={"provider": "mastodon", "mode": "429", "count": 1, "seconds": 42})
     r = toot(client)
     reset = datetime.fromisoformat(r.headers["x-ratelimit-reset"].replace("Z", "+00:00")).timestamp()
-    assert r.status_code == 429 and "retry-after" not in r.headers and reset == pytest.approx(clock.now + 42)
+    assert r.status_code == 429 and "retry-after" not in r.headers and reset == pytest.approx(clock.t + 42)
 
     client.post("/_sandbox/faults", json={"provider": "discord", "mode": "429", "count": 1, "seconds": 2})
     r = client.post("/discord/api/webhooks/1/tok?wait=true", json={"content": "a"})
@@ -227,7 +220,7 @@ def test_natural_rate_limit_window(app, client, clock):
         assert client.get("/x/2/users/me", headers=AUTH).status_code == 200
     r = client.get("/x/2/users/me", headers=AUTH)
     assert r.status_code == 429 and r.headers["x-rate-limit-remaining"] == "0"
-    clock.now += 901
+    clock.t += 901
     assert client.get("/x/2/users/me", headers=AUTH).status_code == 200
 
 
@@ -247,7 +240,7 @@ def test_mastodon_length_rule_and_instance_config(client):
 def test_mastodon_idempotency_key_lasts_an_hour(client, clock):
     first = toot(client, "once", key="abc").json()
     assert toot(client, "once", key="abc").json()["id"] == first["id"]
-    clock.now += 3601
+    clock.t += 3601
     assert toot(client, "once", key="abc").json()["id"] != first["id"]
 
 
@@ -289,7 +282,7 @@ def test_bluesky_session_expires_as_http_400_and_refreshes(client, clock):
     s = bsky_session(client)
     payload = json.loads(base64.urlsafe_b64decode(s["accessJwt"].split(".")[1] + "=="))
     assert payload["exp"] - payload["iat"] == 300
-    clock.now += 301
+    clock.t += 301
     r = bsky_post(client, s)
     assert r.status_code == 400 and r.json()["error"] == "ExpiredToken"
     fresh = client.post("/bluesky/xrpc/com.atproto.server.refreshSession",
@@ -403,7 +396,7 @@ def test_generic_webhook_dedupes_and_verifies(app, client, clock):
     secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
     app.configure("webhook", {"secrets": {"signed": secret}})
     body = json.dumps({"type": "announcement.created", "data": {"text": "hi"}}).encode()
-    ts = int(clock.now)
+    ts = int(clock.t)
     good = {"webhook-id": "msg_1", "webhook-timestamp": str(ts), "webhook-signature": sign(secret, "msg_1", ts, body),
             "content-type": "application/json"}
     assert client.post("/webhook/signed", content=body, headers=good).json() == {"received": True, "duplicate": False}
@@ -440,17 +433,17 @@ def test_repeats_count_a_double_post_not_the_same_words_announced_again_later(cl
 
     client.post(slack, json={"text": "Elevated API errors"})
     root = toot("Elevated API errors", "k1")
-    clock.now += 2 * 3600  # hours later, the same words again: a new announcement
+    clock.t += 2 * 3600  # hours later, the same words again: a new announcement
     client.post(slack, json={"text": "Elevated API errors"})
     toot("Elevated API errors", "k2")
     assert repeats() == {"slack": 0, "mastodon": 0}
-    clock.now += 30  # a second delivery of the same message moments later: a double post
+    clock.t += 30  # a second delivery of the same message moments later: a double post
     client.post(slack, json={"text": "Elevated API errors"})
     toot("Elevated API errors", "k3")
     assert repeats() == {"slack": 1, "mastodon": 1}
-    clock.now += 2 * 3600  # the same reply under the same parent, whenever: a double post
+    clock.t += 2 * 3600  # the same reply under the same parent, whenever: a double post
     toot("Resolved.", "k4", reply_to=root)
-    clock.now += 2 * 3600
+    clock.t += 2 * 3600
     toot("Resolved.", "k5", reply_to=root)
     assert repeats() == {"slack": 1, "mastodon": 2}
     page = client.get("/_sandbox/").text

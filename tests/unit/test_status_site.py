@@ -14,16 +14,9 @@ import pytest
 from broadcaster.channels import _statussite as site, _statustime as when
 from broadcaster.channels.statuspage import Statuspage, StatuspageSettings, apply
 from broadcaster.models import Announcement, Message, Update, Window
+from tests.support.runtime import Clock
 
 T0 = 1_796_000_000.0  # 30 Nov 2026, 00:53 UTC
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def channel(tmp_path: Path, clock: Clock, **kw) -> Statuspage:

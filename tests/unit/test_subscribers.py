@@ -5,27 +5,22 @@ from __future__ import annotations
 import pytest
 
 from broadcaster import service, subscribers as subs
+from broadcaster.channels.ports import ChannelPorts
 from broadcaster.config import SubscribersSettings, load_settings
 from broadcaster.errors import ConfigError, InvalidRequest
 from broadcaster.ledger import Ledger, schema as t
 from broadcaster.models import Post
-from broadcaster.resilience import MemoryBreaker, MemoryRateLimiter
-from broadcaster.runtime import Runtime
+from tests.support.runtime import Clock, memory_runtime, rebuilt
 
 SECRET = "test-signing-key-0123456789abcdef"
 T0 = 1_800_000_000.0
 
 
-class Clock:
-    def __init__(self, t: float = T0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make_runtime(tmp_path, *, sub_cfg: dict | None = None, clock: Clock | None = None, io: dict | None = None):
-    clock = clock or Clock()
+def make_runtime(tmp_path, *, sub_cfg: dict | None = None, clock: Clock | None = None, secret: str | None = SECRET,
+                 **collaborators):
+    """A runtime over the mail channel with ``subscribers:`` from ``sub_cfg`` (and the signing
+    ``secret`` unless None); ``collaborators`` go to the runtime (``ports``…)."""
+    clock = clock or Clock(T0)
     cfg = {
         "ledger": "sqlite:///unused.db",
         "public_url": "https://status.example.test",
@@ -37,13 +32,11 @@ def make_runtime(tmp_path, *, sub_cfg: dict | None = None, clock: Clock | None =
             "site": {"kind": "statuspage", "output_dir": str(tmp_path / "site"), "components": ["api", "web", "db"]},
         },
         "routes": {"incident": ["mail"], "promotion": ["mail"], "maintenance": ["mail"], "notice": ["mail"]},
+        "subscribers": {**({"secret_key": secret} if secret else {}), **(sub_cfg or {})},
     }
     settings = load_settings(cfg, env={})
-    settings = settings.model_copy(update={"subscribers": SubscribersSettings(secret_key=SECRET, **(sub_cfg or {}))})
     ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db", clock=clock)
-    rt = Runtime(settings, ledger=ledger, breaker=MemoryBreaker(), limiter=MemoryRateLimiter(), clock=clock,
-                 channel_io=io)
-    return rt
+    return memory_runtime(settings, ledger=ledger, clock=clock, **collaborators)
 
 
 class Outbox:
@@ -137,12 +130,12 @@ def test_a_tampered_or_foreign_token_is_refused(rt):
 
 
 def test_confirmation_links_expire_and_a_stale_request_starts_over(tmp_path):
-    clock = Clock()
+    clock = Clock(T0)
     rt = make_runtime(tmp_path, sub_cfg={"confirm_within": "1h"}, clock=clock)
     out = Outbox()
     ask(rt, "carol@example.test", out, marketing=True)
     old = out.token()
-    clock.t += 3601
+    clock.advance(3601)
     with pytest.raises(InvalidRequest, match="expired"):
         subs.confirm(rt.ledger, rt.settings, old)
     # every link of the first request expired: a new request starts over with its own choices
@@ -153,8 +146,7 @@ def test_confirmation_links_expire_and_a_stale_request_starts_over(tmp_path):
 
 
 def test_no_secret_means_no_subscriptions_and_the_env_key_is_used(tmp_path, monkeypatch):
-    rt = make_runtime(tmp_path)
-    rt.settings = rt.settings.model_copy(update={"subscribers": SubscribersSettings()})
+    rt = make_runtime(tmp_path, secret=None)
     monkeypatch.delenv(subs.SECRET_ENV, raising=False)
     with pytest.raises(ConfigError, match="secret_key"):
         subs.subscribe(rt, "news", "dave@example.test", sender=Outbox())
@@ -215,14 +207,14 @@ def test_the_owner_answers_about_promotions_on_the_confirmation_page(rt):
 
 
 def test_at_most_one_confirmation_mail_per_address_per_interval(tmp_path):
-    clock = Clock()
+    clock = Clock(T0)
     rt = make_runtime(tmp_path, sub_cfg={"confirm_resend_after": "10m"}, clock=clock)
     out = Outbox()
     for _ in range(5):
         ask(rt, "spam-target@example.test", out)
     ask(rt, "spam-target@example.test", out, lst="ops")  # another list, same address
     assert len(out.sent) == 1
-    clock.t += 601
+    clock.advance(601)
     ask(rt, "spam-target@example.test", out)
     assert len(out.sent) == 2
     # both links are for the same request: either confirms it, with its first choices
@@ -265,7 +257,7 @@ def test_restarting_a_subscription_makes_its_older_links_worthless(rt):
     first_link = out.token()
     sub = subs.confirm(rt.ledger, rt.settings, first_link)
     subs.unsubscribe(rt.ledger, rt.settings, subs.unsubscribe_token(rt.settings, sub.id, "list"))
-    rt.ledger.clock.t += 601  # past the mail interval
+    rt.ledger.clock.advance(601)  # past the mail interval
     restarted = ask(rt, "again@example.test", out, marketing=True)
     assert restarted.state == "pending" and len(out.sent) == 2
     with pytest.raises(InvalidRequest, match="meanwhile"):
@@ -282,7 +274,7 @@ def test_confirmation_goes_through_the_configured_email_channel(tmp_path):
         sessions.append(s)
         return s
 
-    rt = make_runtime(tmp_path, io={"smtp_factory": factory})
+    rt = make_runtime(tmp_path, ports=ChannelPorts(smtp_factory=factory))
     subs.subscribe(rt, "news", "gina@example.test")
     assert subs.flush(rt, timeout=10)
     assert len(sessions) == 1
@@ -415,7 +407,7 @@ def test_lists_are_separate_and_an_address_on_two_lists_is_mailed_once(rt):
 def test_runtime_source_feeds_the_email_channel(rt):
     confirmed(rt, "reader@example.test", marketing=True)
     promo = announce(rt, kind="promotion", title="Sale")
-    ch = rt.build_channel("mail", subscribers=subs.source(rt))
+    ch = rt.build_channel("mail", ChannelPorts(subscribers=subs.source(rt)))
     audience = ch.audience(post("promotion", promo))
     (address, url), = audience.values()
     assert address == "reader@example.test" and url.startswith("https://status.example.test/api/v1/unsubscribe?")
@@ -425,7 +417,7 @@ def test_without_a_secret_mail_goes_out_without_links(tmp_path, monkeypatch):
     monkeypatch.delenv(subs.SECRET_ENV, raising=False)
     rt = make_runtime(tmp_path)
     confirmed(rt, "x@example.test")
-    rt.settings = rt.settings.model_copy(update={"subscribers": SubscribersSettings()})
+    rt = rebuilt(rt, settings=rt.settings.model_copy(update={"subscribers": SubscribersSettings()}))
     assert subs.subscribers_for(rt.ledger, ["news"], post(), "https://s", rt.settings) == [("x@example.test", None)]
     rt.ledger.close()
 
@@ -478,9 +470,7 @@ def test_admin_listing_pages_by_id(rt):
 
 
 def test_the_config_section_keeps_its_secret(tmp_path):
-    rt = make_runtime(tmp_path)
-    rt.settings = rt.settings.model_copy(update={"subscribers": SubscribersSettings(
-        secret_key=SECRET, critical_overrides_optout=True)})
+    rt = make_runtime(tmp_path, sub_cfg={"critical_overrides_optout": True})
     cfg = subs.settings_of(rt.settings)
     assert cfg.secret_key.reveal() == SECRET and cfg.critical_overrides_optout
     token = subs.unsubscribe_token(rt.settings, "sub_x")

@@ -278,13 +278,14 @@ def test_through_the_engine_sign_publish_verify_retract(tmp_path):
     channel publishes; another channel's rendering verifies; a retraction (service + the
     retract task's engine.retract_one) makes every check answer RETRACTED."""
     from broadcaster import engine, official, service
+    from broadcaster.channels.ports import ChannelPorts
     from broadcaster.principal import Principal
     from tests.support.runtime import Clock, memory_runtime, wakeups
 
     s = Setup(tmp_path)
     assert cli(s, "keys", "create", "--id", "k1").exit_code == 0
     rt = memory_runtime(s.settings, clock=Clock(NOW),
-                        channel_io={"trust_files": lambda state: official.site_files(s.settings, state)})
+                        ports=ChannelPorts(trust_files=lambda state: official.site_files(s.settings, state)))
     ops = Principal("ops", admin=True)
     sub = service.submit(rt, {"kind": "incident", "title": "Login errors", "body": BODY, "severity": "major",
                               "channels": ["status-site", "mastodon-main"]}, principal=ops)

@@ -41,14 +41,21 @@ THREADED = {
 HEALTHZ_TIMEOUT = 5.0
 
 
-@pytest.fixture
-def live(tmp_path):
+@contextmanager
+def live_server(tmp_path, **collaborators):
+    """The API and page over uvicorn; ``collaborators`` go to the runtime (a slow mail sender)."""
     settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", {**CHANNELS, **THREADED},
                              subscribers={"lists": ["customers"], "secret_key": "s" * 40})
-    rt = memory_runtime(settings)
+    rt = memory_runtime(settings, **collaborators)
     with serve(settings, rt) as (url, app):
         yield url, app, rt
     rt.ledger.close()
+
+
+@pytest.fixture
+def live(tmp_path):
+    with live_server(tmp_path) as served:
+        yield served
 
 
 def sign_in(url: str, app) -> tuple[httpx.Client, str, str]:
@@ -156,12 +163,12 @@ def test_sign_in_checks_the_token_off_the_event_loop(live, monkeypatch):
     assert done and done[0].status_code == 200
 
 
-def test_subscribe_with_a_slow_mail_server_leaves_the_loop_free(live):
-    url, _, rt = live
+def test_subscribe_with_a_slow_mail_server_leaves_the_loop_free(tmp_path):
     gate = Gate(lambda *a, **kw: None)
-    rt.channel_io["confirmation_sender"] = gate
-    with parked(lambda: httpx.post(url + "/api/v1/subscribe", json={"list": "customers", "address": "a@example.com"},
-                                   timeout=30), gate) as done:
+    with live_server(tmp_path, confirmation_sender=gate) as (url, _, _rt), \
+            parked(lambda: httpx.post(url + "/api/v1/subscribe",
+                                      json={"list": "customers", "address": "a@example.com"}, timeout=30),
+                   gate) as done:
         assert healthz_answers(url), "/healthz waited for the confirmation mail"
     assert done and done[0].status_code == 202
 

@@ -16,23 +16,14 @@ from broadcaster.errors import ConfigError
 from broadcaster.ledger import Ledger, schema as t
 from broadcaster.ledger.engine import MIGRATIONS, make_engine, migrate
 from tests.cli.live import make_settings, memory_runtime, serve
+from tests.support.runtime import Clock
 from tests.web.conftest import CHANNELS, Web, field
 
 
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_web(tmp_path, clock=None, **api) -> Web:
+def make_web(tmp_path, clock: Clock | None = None, **api) -> Web:
     settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", CHANNELS, routes={"incident": ["hook-a"]},
                              api={"rate_limit": "10000/1m", "anonymous_rate_limit": "10000/1m", **api})
-    rt = memory_runtime(settings)
-    if clock is not None:
-        rt.clock = clock
+    rt = memory_runtime(settings, clock=clock)
     return Web(create_app(settings, rt), rt)
 
 
@@ -112,11 +103,11 @@ def test_sessions_expire_when_idle(tmp_path):
     token = web.token(admin=True)
     c, r = sign_in(web, token)
     assert "max-age=10800" in session_cookie(r).lower()
-    clock.now += 3599
+    clock.advance(3599)
     assert signed_in(c)  # used: the idle clock starts again
-    clock.now += 3599
+    clock.advance(3599)
     assert signed_in(c)
-    clock.now += 3601
+    clock.advance(3601)
     assert not signed_in(c), "idle for over an hour"
     c, _ = sign_in(web, token)  # a new sign-in is a new session
     assert signed_in(c)
@@ -127,9 +118,9 @@ def test_the_absolute_end_holds_for_a_busy_session(tmp_path):
     web = make_web(tmp_path, clock, session_idle="1h", session_lifetime="3h")
     c, _ = sign_in(web, web.token(admin=True))
     for _ in range(5):
-        clock.now += 30 * 60
+        clock.advance(30 * 60)
         assert signed_in(c)
-    clock.now += 30 * 60 + 1  # 3 h after sign-in
+    clock.advance(30 * 60 + 1)  # 3 h after sign-in
     assert not signed_in(c)
 
 

@@ -21,17 +21,10 @@ import pytest
 
 from broadcaster.channels.statuspage import Statuspage, StatuspageSettings
 from broadcaster.models import Announcement, Message, Update, Window
+from tests.support.runtime import Clock
 from tests.web.test_browser import ARTIFACTS, browser  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.slow]
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
