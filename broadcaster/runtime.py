@@ -170,6 +170,19 @@ class Runtime:
             ports = dataclasses.replace(ports, credentials=self.credential)
         object.__setattr__(self, "ports", ports)
 
+    def replaced(self, **changes: Any) -> Runtime:
+        """Another runtime with the same collaborators but for ``changes`` (the constructor's
+        keywords, ``settings`` included) — what to do instead of assigning to this one. Its
+        adapters and renewable credentials are its own, built afresh."""
+        ports = self.ports
+        if getattr(ports.credentials, "__self__", None) is self:  # bound to this runtime: the new one binds its own
+            ports = dataclasses.replace(ports, credentials=None)
+        given: dict[str, Any] = {"ledger": self._ledger, "deliveries": self._deliveries, "breaker": self.breaker,
+                                 "limiter": self.limiter, "clock": self.clock, "redis": self.redis,
+                                 "enqueuer": self.enqueuer, "http": self.http, "ports": ports,
+                                 "confirmation_sender": self.confirmation_sender, **changes}
+        return Runtime(given.pop("settings", self.settings), **given)
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a Runtime is fixed at construction: build another instead of setting {name!r}")
 

@@ -15,7 +15,6 @@ import yaml
 from broadcaster import service
 from broadcaster.channels.webhook import verify
 from tests.support.receiver import Receiver, Reply
-from tests.support.runtime import rebuilt
 from tests.support.system import System, settings_for
 
 pytestmark = pytest.mark.slow
@@ -211,7 +210,7 @@ def test_a_per_delivery_message_queued_before_an_upgrade_is_still_processed(syst
     from broadcaster.wakeup import NoEnqueuer
 
     system = system_factory(sqlite_url, {"hook": hook(receiver.url + "/hook")})
-    quiet = rebuilt(system.runtime, enqueuer=NoEnqueuer())  # no drain for this one: only the old message wakes a worker
+    quiet = system.runtime.replaced(enqueuer=NoEnqueuer())  # no drain for this one: only the old message wakes a worker
     ann = service.submit(quiet, {"kind": "incident", "title": "API errors", "body": "Looking."},
                          principal=service.SYSTEM).id
     [d] = system.runtime.ledger.deliveries_of(ann)

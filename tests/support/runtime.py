@@ -49,24 +49,14 @@ def memory_runtime(settings: Settings, *, ledger: Ledger | None = None, clock: C
 
     ``collaborators`` are :class:`Runtime`'s own keywords (``http``, ``ports``,
     ``confirmation_sender``, ``channels``, ``breaker``, ``limiter``, ``redis``, ``enqueuer``) and
-    replace the defaults."""
+    replace the defaults. A test that swaps a collaborator later builds another runtime with
+    :meth:`Runtime.replaced` (a runtime is fixed once built)."""
     kw: dict[str, Any] = {"clock": clock} if clock is not None else {}
     ledger = ledger or Ledger.open(settings.ledger, **kw)
     given: dict[str, Any] = {"breaker": MemoryBreaker(*([clock] if clock else [])),
                              "limiter": MemoryRateLimiter(*([clock] if clock else [])),
                              "enqueuer": MemoryEnqueuer(), **kw, **collaborators}
     return Runtime(settings, ledger=ledger, **given)
-
-
-def rebuilt(runtime: Runtime, **changes: Any) -> Runtime:
-    """Another runtime like ``runtime`` (same ledger, clock and collaborators) but for ``changes``:
-    a Runtime is fixed at construction, so a test that swaps a collaborator builds a new one.
-    Adapters are built afresh (their cache is not carried over)."""
-    fields = ("settings", "ledger", "breaker", "limiter", "clock", "redis", "enqueuer", "http", "ports",
-              "confirmation_sender")
-    given = {name: getattr(runtime, name) for name in fields}
-    given.update(changes)
-    return Runtime(given.pop("settings"), **given)
 
 
 def wakeups(runtime: Runtime) -> MemoryEnqueuer:

@@ -17,7 +17,7 @@ from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S
 from broadcaster.resilience import MemoryBreaker
-from tests.support.runtime import memory_runtime, rebuilt
+from tests.support.runtime import memory_runtime
 
 MAIL = {"kind": "email", "transport": "smtp", "smtp": {"host": "127.0.0.1", "port": 2525, "security": "none"},
         "from_address": "status@example.com", "recipients": ["oncall@example.com"]}
@@ -40,7 +40,7 @@ class Harness:
     def use(self, name: str, channel) -> None:
         """Deliver to ``name`` through ``channel`` (a runtime is fixed once built: a new one)."""
         self.given[name] = channel
-        self.rt = rebuilt(self.rt, channels=self.given)
+        self.rt = self.rt.replaced(channels=self.given)
 
     def write(self, channel: str, title: str) -> str:
         """An announcement as the ledger may hold it, past any intake check."""

@@ -11,7 +11,7 @@ from broadcaster.channels.webhook import Webhook
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
 from broadcaster.resilience import MemoryBreaker
-from tests.support.runtime import memory_runtime, rebuilt
+from tests.support.runtime import memory_runtime
 
 
 class BrokenLimiter:
@@ -61,7 +61,7 @@ def test_internal_error_before_sending_gives_the_claim_back(tmp_path):
     sent = []
     rt = runtime(tmp_path, handler=lambda r: sent.append(r) or httpx.Response(200, text="ok"))
     d = only_delivery(rt)
-    rt = rebuilt(rt, channels={"chat": BrokenRender("chat", rt.settings.channels["chat"], http=rt.http)})
+    rt = rt.replaced(channels={"chat": BrokenRender("chat", rt.settings.channels["chat"], http=rt.http)})
     assert engine.attempt(rt, d.id) == "pending"
     after = rt.ledger.get_delivery(d.id)
     assert not after.maybe_sent and after.attempts == 0 and not sent

@@ -10,7 +10,7 @@ from broadcaster.config import SubscribersSettings, load_settings
 from broadcaster.errors import ConfigError, InvalidRequest
 from broadcaster.ledger import Ledger, schema as t
 from broadcaster.models import Post
-from tests.support.runtime import Clock, memory_runtime, rebuilt
+from tests.support.runtime import Clock, memory_runtime
 
 SECRET = "test-signing-key-0123456789abcdef"
 T0 = 1_800_000_000.0
@@ -417,7 +417,7 @@ def test_without_a_secret_mail_goes_out_without_links(tmp_path, monkeypatch):
     monkeypatch.delenv(subs.SECRET_ENV, raising=False)
     rt = make_runtime(tmp_path)
     confirmed(rt, "x@example.test")
-    rt = rebuilt(rt, settings=rt.settings.model_copy(update={"subscribers": SubscribersSettings()}))
+    rt = rt.replaced(settings=rt.settings.model_copy(update={"subscribers": SubscribersSettings()}))
     assert subs.subscribers_for(rt.ledger, ["news"], post(), "https://s", rt.settings) == [("x@example.test", None)]
     rt.ledger.close()
 
