@@ -284,21 +284,3 @@ def site_files(settings: Any, state: dict[str, Any] | None = None, *, keys: Iter
             sigs = signing.signatures_document(ann_id, records, verify_page=page, retracted_at=retracted.get(ann_id))
             files[f"{SIGNATURES_DIR}/{ann_id}.json"] = _dump(sigs)
     return files
-
-
-def republish(settings: Any) -> list[str]:
-    """Write every enabled status site again now — pages, key list, signature files — and copy
-    it to its mirrors; the names of the sites written. Used after a key is revoked: readers
-    must not wait for the next announcement to learn it. Raises the channel's DeliveryError
-    when a site or a mirror cannot be written."""
-    from .channels.statuspage import Statuspage
-
-    done = []
-    for name, ch in (getattr(settings, "channels", None) or {}).items():
-        if getattr(ch, "kind", None) != "statuspage" or not getattr(ch, "enabled", True):
-            continue
-        site = Statuspage(name, ch, trust_files=lambda state: site_files(settings, state))
-        with site.locked() as state:
-            site.save_and_publish(state)
-        done.append(name)
-    return done

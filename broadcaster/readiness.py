@@ -40,26 +40,11 @@ class Outcome:
     expires_at: float | None
 
 
-def configured_expiry(settings: Settings, channel: str) -> float | None:
-    raw = settings.readiness.token_expires.get(channel)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
-
-
 def check_channel(runtime: Runtime, name: str) -> Outcome:
     """Run one channel's check on a fresh instance (the workers' own stay untouched)."""
     settings = runtime.settings
     ch = None
-    expires = configured_expiry(settings, name)
+    expires = settings.readiness.expiry_of(name)
     try:
         ch = runtime.build_channel(name)
         detail = ch.check()

@@ -15,6 +15,8 @@ import logging
 import time
 from typing import Any
 
+from .compose import compose  # the workers' own steps: the preview is exact
+from .engine import build_message
 from .errors import Conflict, Forbidden
 from .ledger.approvals import HELD_REASON, ApprovalStore, Held
 from .models import Announcement, DeliveryState as S
@@ -59,11 +61,9 @@ def _authors(runtime: Runtime, ann: Announcement) -> set[str]:
 def _check(runtime: Runtime, ann: Announcement, principal: Principal, action: str) -> None:
     if principal.name in _authors(runtime, ann):
         raise Forbidden(f"{action} needs a second person: {principal.name!r} wrote what is waiting")
-    from .service import fallback_reach  # service imports this module
-
     # releasing a post is letting it go out: the same right as posting it, fallbacks included
     channels = list(ann.channels)
-    principal.check_post(ann.kind, channels, fallback_reach(runtime.settings, channels))
+    principal.check_post(ann.kind, channels, runtime.settings.fallback_reach(channels))
 
 
 def approve(runtime: Runtime, ann_id: str, *, principal: Principal) -> dict[str, Any]:
@@ -102,9 +102,6 @@ def preview_of(runtime: Runtime, held: Held) -> list[dict[str, Any]]:
             continue
         item: dict[str, Any] = {"channel": d.channel, "delivery": d.id}
         try:
-            from .compose import compose  # the workers' own steps: the preview is exact
-            from .engine import build_message
-
             post = compose(runtime.channel(d.channel), build_message(runtime, d, held.announcement),
                            delivery_id=d.id, settings=runtime.settings)
             item.update(text=post.text, title=post.title, parts=list(post.parts or (post.text,)))

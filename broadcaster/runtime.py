@@ -248,12 +248,11 @@ class Runtime:
             if cred is None:
                 from .oauth.credential import for_channel
                 from .oauth.lock import LOCAL, RedisRefreshLock
-                from .readiness import configured_expiry
 
                 lock = RedisRefreshLock(self.redis) if self.redis is not None else LOCAL
                 cred = for_channel(name, cfg, lock=lock, http=self.http, clock=self.clock,
                                    timeout=self.settings.policy_for(name).timeout,
-                                   configured_expiry=configured_expiry(self.settings, name))
+                                   configured_expiry=self.settings.readiness.expiry_of(name))
                 self._credentials[name] = cred
             return cred
 

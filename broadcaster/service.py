@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import components as component_names, review
-from .config import Settings
 from .errors import InvalidRequest
 from .ledger.approvals import HELD_REASON
 from .limits import text_problem
@@ -86,7 +85,7 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     if bad_variants:
         raise InvalidRequest(f"variants for channels this announcement does not go to: {', '.join(bad_variants)}",
                              field="variants")
-    principal.check_post(req.kind, channels, fallback_reach(settings, channels))
+    principal.check_post(req.kind, channels, settings.fallback_reach(channels))
     components = component_names.resolve(req.components, settings)
     component_states = component_names.explicit_states(req.component_states, components, settings)
 
@@ -127,23 +126,6 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     return Submitted(res.announcement.id, res.created, [d.id for d in res.deliveries], to_enqueue=wake, status=written)
 
 
-def fallback_reach(settings: Settings, channels: list[str]) -> dict[str, list[str]]:
-    """Each channel → every other channel a failure could hand its message to: its fallbacks,
-    theirs, and so on (a loop ends where it started)."""
-    out: dict[str, list[str]] = {}
-    for channel in channels:
-        seen, todo = [channel], list(settings.policy_for(channel).fallback)
-        while todo:
-            nxt = todo.pop(0)
-            if nxt in seen or nxt not in settings.channels:
-                continue
-            seen.append(nxt)
-            todo.extend(settings.policy_for(nxt).fallback)
-        if len(seen) > 1:
-            out[channel] = seen[1:]
-    return out
-
-
 def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principal: Principal,
                idempotency_key: str | None = None, review_applies: bool = True) -> Submitted:
     """Post a follow-up to every channel the original went to (threaded where the channel can).
@@ -168,7 +150,7 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
     channels = list(dict.fromkeys(d.channel for d in originals
                                   if d.state not in (S.FALLEN_BACK, S.CANCELLED, S.RETRACTED)))
     channels = [c for c in channels if c in runtime.settings.channels and runtime.settings.channels[c].enabled]
-    principal.check_post(ann.kind, channels, fallback_reach(runtime.settings, channels))
+    principal.check_post(ann.kind, channels, runtime.settings.fallback_reach(channels))
     if not channels:
         raise InvalidRequest("no channel of this announcement can take an update")
     now = runtime.clock()

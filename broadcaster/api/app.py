@@ -33,6 +33,7 @@ from .auth import Unauthenticated
 from .deps import lenient_json
 from .intake import DEFAULT_PUBLIC, IntakeGuard, Limiter
 from .metrics import ApiMetrics, MetricsMiddleware
+from .params import CleanParams
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def create_api(settings: Settings, runtime: Runtime | None = None, *, mounts: Se
     app.state.metrics = ApiMetrics(rt)
     app.state.public_paths = list(DEFAULT_PUBLIC)
 
+    app.add_middleware(CleanParams)  # innermost: after the intake guard's size, token and rate checks
     errors.install(app)
 
     @app.exception_handler(Unauthenticated)

@@ -114,10 +114,8 @@ def wants_json(request: Request) -> bool:
 
 
 def install(app: FastAPI) -> None:
-    from .params import CleanParams
-
-    app.add_middleware(CleanParams)  # innermost: after the intake guard's size, token and rate checks
-
+    """The handlers that give every error the one shape (``api/params.py``'s middleware, which
+    uses it, is added by the app: this module knows nothing of it)."""
     @app.exception_handler(BroadcasterError)
     async def _ours(request: Request, exc: BroadcasterError) -> Response:
         return from_broadcaster_error(exc)

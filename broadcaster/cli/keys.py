@@ -144,8 +144,9 @@ def _statuspages(settings: Any) -> list[str]:
 
 def _publish(settings: Any, key_dir: str) -> int:
     """Rewrite the status sites with the key list of ``key_dir``; an exit code."""
-    from .. import official, signing
+    from .. import signing
     from ..errors import DeliveryError
+    from ..republish import republish
 
     if settings is None or not _statuspages(settings):
         click.echo("warning: no status site in the configuration, so nothing was republished; wherever you "
@@ -158,7 +159,7 @@ def _publish(settings: Any, key_dir: str) -> int:
                    f"{Path(key_dir) / 'keyring.json'} there, then run `broadcaster keys publish`", err=True)
         return EXIT_FAILED
     try:
-        names = official.republish(settings)
+        names = republish(settings)
     except (DeliveryError, OSError) as exc:
         click.echo(f"error: the key list is NOT yet published: {exc}; fix that and run `broadcaster keys publish`",
                    err=True)

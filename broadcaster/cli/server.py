@@ -298,12 +298,10 @@ def _refresh_redis(settings):
 
 def _expiry_note(settings, name: str, ch) -> str:
     """The token expiry forecast, where the adapter learnt it or the configuration states it."""
-    from ..readiness import configured_expiry
-
     learnt = getattr(ch, "credential_expires_at", None)
     renewed = getattr(settings.channels[name], "refresh", None) is not None
     expires = float(learnt) if isinstance(learnt, (int, float)) else (None if renewed else
-                                                                       configured_expiry(settings, name))
+                                                                       settings.readiness.expiry_of(name))
     if expires is None:
         return ""
     days = (expires - time.time()) / 86400

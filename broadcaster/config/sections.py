@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -170,3 +171,19 @@ class ReadinessSettings(Strict):
     warn_before: Duration = 7 * 86400.0  # a token expiring sooner than this is flagged
     #: channel → when its token expires (ISO date or epoch), for providers that do not tell
     token_expires: dict[str, str] = Field(default_factory=dict)
+
+    def expiry_of(self, channel: str) -> float | None:
+        """When ``token_expires`` says the channel's token expires (epoch seconds), or None —
+        also for a value that is no date: the forecast is advice, never a reason to fail."""
+        raw = self.token_expires.get(channel)
+        if raw is None:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+        try:
+            dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()

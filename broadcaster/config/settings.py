@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_serializer
@@ -87,3 +88,20 @@ class Settings(Strict):
 
     def route(self, kind: str) -> tuple[str, ...]:
         return tuple(c for c in self.routes.get(kind, ()) if self.channels[c].enabled)
+
+    def fallback_reach(self, channels: Iterable[str]) -> dict[str, list[str]]:
+        """Each channel → every other channel a failure could hand its message to: its fallbacks,
+        theirs, and so on (a loop ends where it started). Posting to a channel is posting to
+        these too, so a token's channel limit is checked against them."""
+        out: dict[str, list[str]] = {}
+        for channel in channels:
+            seen, todo = [channel], list(self.policy_for(channel).fallback)
+            while todo:
+                nxt = todo.pop(0)
+                if nxt in seen or nxt not in self.channels:
+                    continue
+                seen.append(nxt)
+                todo.extend(self.policy_for(nxt).fallback)
+            if len(seen) > 1:
+                out[channel] = seen[1:]
+        return out

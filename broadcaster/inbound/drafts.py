@@ -212,11 +212,9 @@ def check_may_post(runtime: Runtime, fields: dict[str, Any], principal: Principa
     """Only a caller who could post the draft as it stands may publish, edit or discard it. No
     ``channels`` means the kind's route — checked as such, so an empty list is not a way past a
     token's channel limit (and fallbacks count, as in ``service.submit``)."""
-    from ..service import fallback_reach
-
     kind = str(fields.get("kind"))
     channels = list(fields.get("channels") or ()) or list(runtime.settings.route(kind))
-    principal.check_post(kind, channels, fallback_reach(runtime.settings, channels))
+    principal.check_post(kind, channels, runtime.settings.fallback_reach(channels))
 
 
 def check_fields(fields: dict[str, Any]) -> AnnouncementIn:
