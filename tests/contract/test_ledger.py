@@ -377,6 +377,27 @@ def test_a_lease_is_renewed_only_for_its_owner(ledger, clock):
     assert ledger.get_delivery(d.id).lease_until == NOW + 9
 
 
+def test_item_marks_and_the_lease_are_written_in_one_transaction(ledger, clock):
+    """What the e-mail adapter's progress writes: marks (later ones win) and, for the lease
+    holder only, a renewed lease — together."""
+    ann, _ = ledger.create_announcement({"kind": "incident", "title": "t", "body": "b"},
+                                        [{"channel": "mail", "state": "pending"}], actor="test")
+    [d] = ledger.deliveries_of(ann)
+    assert claim(ledger, d.id, "w", 5) is not None
+    assert ledger.mark_items_and_extend(d.id, "w", [(["a@x"], "sending", None)]) is None
+    clock.advance(4)
+    renewed = ledger.mark_items_and_extend(
+        d.id, "w", [(["a@x"], "done", "250 ok"), (["b@x"], "sending", None), (["c@x", "c@x"], "failed", "450")], 5)
+    assert renewed is True and ledger.get_delivery(d.id).lease_until == NOW + 9
+    assert ledger.mark_items_and_extend(d.id, "other", [], 500) is False
+    assert ledger.get_delivery(d.id).lease_until == NOW + 9
+    # later marks of an item win, as if written one after the other
+    assert ledger.mark_items_and_extend(d.id, "w", [(["b@x"], "done", "250"), (["b@x"], "refused", "550")]) is None
+    assert ledger.item_states(d.id) == {"a@x": ("done", "250 ok"), "b@x": ("refused", "550"),
+                                        "c@x": ("failed", "450")}
+    assert ledger.mark_items_and_extend(d.id, "w", []) is None
+
+
 def test_force_moves_only_from_the_given_states_and_missing_rows_are_not_found(ledger):
     _, [d, _] = create(ledger)
     assert ledger.force(d.id, S.CANCELLED, "stop", actor="op", from_states=[S.FAILED]) is False

@@ -155,3 +155,14 @@ def test_cli_starts_and_applies_launch_faults(tmp_path):
         if proc.poll() is None:
             proc.terminate()
             proc.communicate(timeout=10)
+
+
+def test_the_sandbox_serves_a_status_site_read_only(tmp_path):
+    """``broadcaster up`` has the sandbox serve the demo's status site (the Verify link's page)."""
+    (tmp_path / "verify.html").write_text("<title>verify</title>")
+    (tmp_path / "index.html").write_text("<title>status</title>")
+    with Sandbox(port=0, smtp_port=None, site_dir=str(tmp_path)) as box:
+        assert httpx.get(f"{box.base_url}/status/verify.html?id=ann_1").text == "<title>verify</title>"
+        assert httpx.get(f"{box.base_url}/status/").text == "<title>status</title>"
+        assert httpx.post(f"{box.base_url}/status/verify.html").status_code == 405
+        assert httpx.get(f"{box.base_url}/status/../../etc/passwd").status_code == 404

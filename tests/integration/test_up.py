@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from broadcaster.channels.webhook import verify
+from broadcaster.supervise import port_answers, port_free
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -149,3 +150,13 @@ def test_up_with_its_api_port_taken_fails_at_once_with_one_line(tmp_path, shared
     assert res.stderr.strip() == (f"error: cannot start the API: 127.0.0.1:{port} is already in use "
                                   "(another broadcaster up?); stop that, or pass --port / set api.port")
     assert "is up" not in res.stdout
+
+
+def test_port_free_sees_a_listener():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert not port_free("127.0.0.1", port)
+        assert port_answers("127.0.0.1", port)
+    assert port_free("127.0.0.1", port)

@@ -16,7 +16,6 @@ from broadcaster.cli.server import _site_on_sandbox
 from broadcaster.config import read_settings
 from broadcaster.ledger import Ledger
 from broadcaster.runtime import standard_ports
-from broadcaster.sandbox.server import Sandbox
 from tests.support.runtime import memory_runtime
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
@@ -62,13 +61,7 @@ def test_a_demo_post_carries_a_verify_link_that_verify_accepts(tmp_path, monkeyp
     assert _cli("verify", "--text", "-", input=forged).exit_code == 1
 
 
-def test_up_has_the_sandbox_serve_the_demo_status_site_read_only(tmp_path):
+def test_up_has_the_sandbox_serve_the_demo_status_site():
+    """(The sandbox serving a site read-only: tests/integration/test_sandbox_server.py.)"""
     assert _site_on_sandbox(read_settings(DEMO, env={}), 8099) == "var/status-site"
     assert _site_on_sandbox(read_settings(DEMO, env={}), 9999) is None  # a site published elsewhere
-    (tmp_path / "verify.html").write_text("<title>verify</title>")
-    (tmp_path / "index.html").write_text("<title>status</title>")
-    with Sandbox(port=0, smtp_port=None, site_dir=str(tmp_path)) as box:
-        assert httpx.get(f"{box.base_url}/status/verify.html?id=ann_1").text == "<title>verify</title>"
-        assert httpx.get(f"{box.base_url}/status/").text == "<title>status</title>"
-        assert httpx.post(f"{box.base_url}/status/verify.html").status_code == 405
-        assert httpx.get(f"{box.base_url}/status/../../etc/passwd").status_code == 404

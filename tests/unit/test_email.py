@@ -25,7 +25,6 @@ from broadcaster.errors import (
     TransientError,
 )
 from broadcaster.models import Announcement, Message, Receipt, Update
-from tests.support.ledger import claim
 
 T0 = 1_700_000_000.0
 
@@ -602,33 +601,7 @@ def test_a_crash_mid_message_leaves_only_that_address_uncertain():
     assert receipt.extra["sent"] == 1 and receipt.extra["skipped"] == 2
 
 
-# ---------------------------------------------------------------- the ledger side
-
-
-def test_ledger_marks_and_lease_in_one_transaction(ledger_url):
-    from broadcaster.ledger.repository import Ledger
-
-    now = [T0]
-    ledger = Ledger.open(ledger_url, clock=lambda: now[0])
-    try:
-        ann, _ = ledger.create_announcement({"kind": "incident", "title": "t", "body": "b"},
-                                            [{"channel": "mail", "state": "pending"}], actor="test")
-        [d] = ledger.deliveries_of(ann)
-        assert claim(ledger, d.id, "w", 5) is not None
-        assert ledger.mark_items_and_extend(d.id, "w", [(["a@x"], "sending", None)]) is None
-        now[0] += 4
-        renewed = ledger.mark_items_and_extend(
-            d.id, "w", [(["a@x"], "done", "250 ok"), (["b@x"], "sending", None), (["c@x", "c@x"], "failed", "450")], 5)
-        assert renewed is True and ledger.get_delivery(d.id).lease_until == T0 + 9
-        assert ledger.mark_items_and_extend(d.id, "other", [], 500) is False
-        assert ledger.get_delivery(d.id).lease_until == T0 + 9
-        # later marks of an item win, as if written one after the other
-        assert ledger.mark_items_and_extend(d.id, "w", [(["b@x"], "done", "250"), (["b@x"], "refused", "550")]) is None
-        assert ledger.item_states(d.id) == {"a@x": ("done", "250 ok"), "b@x": ("refused", "550"),
-                                            "c@x": ("failed", "450")}
-        assert ledger.mark_items_and_extend(d.id, "w", []) is None
-    finally:
-        ledger.close()
+# ---------------------------------------------------------------- the ledger side (its marks: tests/contract)
 
 
 def test_ledger_progress_renews_the_lease_at_most_every_few_seconds(monkeypatch):

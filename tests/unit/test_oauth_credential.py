@@ -287,25 +287,7 @@ def test_basic_auth_for_a_confidential_client_reaches_the_endpoint():
     assert seen[0].headers["authorization"] == "Basic " + base64.b64encode(b"client-1:shh-client-secret").decode()
 
 
-# ---------------------------------------------------------------- the Redis lock
-
-
-@pytest.mark.redis
-def test_redis_lock_excludes_expires_and_is_released_only_by_its_owner(shared_redis_url):
-    import redis
-
-    client = redis.Redis.from_url(shared_redis_url)
-    client.delete("bc:oauth:refresh:unit-lock")
-    a, b = RedisRefreshLock(client), RedisRefreshLock(client)
-    with a.hold("unit-lock", ttl=5, wait=0) as taken:
-        assert taken
-        with b.hold("unit-lock", ttl=5, wait=0.2) as second:
-            assert not second  # waited, then gave up
-    with b.hold("unit-lock", ttl=0.3, wait=0) as taken:
-        assert taken
-        client.set("bc:oauth:refresh:unit-lock", "someone-else")  # it expired and another took it
-    assert client.get("bc:oauth:refresh:unit-lock") == b"someone-else"  # not ours to delete
-    client.delete("bc:oauth:refresh:unit-lock")
+# ---------------------------------------------------------------- without Redis (the lock itself: tests/contract)
 
 
 def test_without_redis_nothing_is_renewed_and_the_stored_token_stays_in_use():

@@ -4,11 +4,10 @@ an optional one (the sandbox) is reported and the rest keeps running."""
 
 from __future__ import annotations
 
-import socket
 import sys
 import threading
 
-from broadcaster.supervise import Child, Supervisor, port_answers, port_free
+from broadcaster.supervise import Child, Supervisor
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 FAIL = [sys.executable, "-c", "import sys; sys.exit(3)"]
@@ -66,13 +65,3 @@ def test_an_optional_child_that_cannot_start_is_reported_and_the_rest_runs():
     assert seen == [["api", "worker"]]
     assert any("sandbox could not start" in line and "carrying on without it" in line for line in said), said
     assert sup.children[0].restarts == 0, "a dropped optional child is not restarted"
-
-
-def test_port_free_sees_a_listener():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        assert not port_free("127.0.0.1", port)
-        assert port_answers("127.0.0.1", port)
-    assert port_free("127.0.0.1", port)
