@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from .compose import compose  # the workers' own steps: the preview is exact
 from .engine import build_message
 from .errors import Conflict, Forbidden
 from .ledger.approvals import HELD_REASON, ApprovalStore, Held
+from .ledger.inputs import NewDelivery
 from .models import Announcement, DeliveryState as S
 from .principal import Principal
 from .runtime import Runtime
@@ -36,11 +38,11 @@ def needed(runtime: Runtime, kind: str, channels: list[str], principal: Principa
 
 
 def hold(runtime: Runtime, kind: str, channels: list[str], principal: Principal,
-         rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+         rows: list[NewDelivery]) -> list[NewDelivery]:
     """The deliveries ``submit`` is about to write, held when review applies (no ``due_at``)."""
     if not needed(runtime, kind, channels, principal):
         return rows
-    return [{**r, "state": S.SCHEDULED, "due_at": None, "reason": f"accepted; {HELD_REASON}"} for r in rows]
+    return [replace(r, state=S.SCHEDULED, due_at=None, reason=f"accepted; {HELD_REASON}") for r in rows]
 
 
 def pending(runtime: Runtime, limit: int = 200) -> list[Held]:

@@ -6,7 +6,7 @@ and only then wakes the workers (a failed wake-up is logged, never fatal: the sw
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +14,9 @@ from pydantic import ValidationError
 
 from . import components as component_names, review
 from .errors import InvalidRequest
+from .ledger.actions import Audited
 from .ledger.approvals import HELD_REASON
+from .ledger.inputs import AnnouncementChange, NewAnnouncement, NewDelivery, NewUpdate
 from .limits import text_problem
 from .models import (
     ACTIVE,
@@ -94,29 +96,26 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     due = publish_at if publish_at and publish_at > now else now
     scheduled = due > now
     status = req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind)
-    fields = {
-        "kind": req.kind, "title": req.title, "body": req.body, "url": req.url, "severity": req.severity,
-        "components": components, "component_states": component_states or None, "tags": req.tags,
-        "channels": channels,
-        "variants": {k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
-        "status": status, "publish_at": req.publish_at,
-        "window_starts_at": req.window.starts_at if req.window else None,
-        "window_ends_at": req.window.ends_at if req.window else None,
-        "allowed_channels": principal.channel_limit(),
-    }
+    new = NewAnnouncement(
+        kind=req.kind, title=req.title, body=req.body, url=req.url, severity=req.severity, components=components,
+        component_states=component_states or None, tags=req.tags, channels=channels,
+        variants={k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
+        status=status, publish_at=publish_at,
+        window_starts_at=float(req.window.starts_at) if req.window else None,  # epoch seconds once validated
+        window_ends_at=float(req.window.ends_at) if req.window else None,
+        allowed_channels=principal.channel_limit(),
+    )
     quiet = req.kind in settings.quiet_during_incidents and runtime.ledger.open_incidents() > 0
-    rows = []
-    for ch in channels:
-        state = S.SCHEDULED if (scheduled or quiet) else S.PENDING
-        reason = "accepted; scheduled for publish_at" if scheduled else (
-            "accepted; held while an incident is open (quiet_during_incidents)" if quiet else "accepted")
-        rows.append({"channel": ch, "state": state, "due_at": due, "reason": reason,
-                     "deadline_at": due + settings.deadline_for(req.kind, ch)})
+    state = S.SCHEDULED if (scheduled or quiet) else S.PENDING
+    reason = "accepted; scheduled for publish_at" if scheduled else (
+        "accepted; held while an incident is open (quiet_during_incidents)" if quiet else "accepted")
+    rows = [NewDelivery(ch, state, due_at=due, deadline_at=due + settings.deadline_for(req.kind, ch), reason=reason)
+            for ch in channels]
     rows = review.hold(runtime, req.kind, channels, principal, rows)  # two-person review, where configured
     idem = None
     if idempotency_key:
         idem = (principal.name, stored_key("", idempotency_key), request_hash(req.model_dump(mode="json")))
-    res = runtime.ledger.accept(fields, rows, actor=principal.name, idempotency=idem)
+    res = runtime.ledger.accept(new, rows, actor=principal.name, idempotency=idem)
     wake = [(d.id, d.channel) for d in res.deliveries if d.state == S.PENDING] if res.created else []
     if wake and not defer_enqueue:
         runtime.enqueue(wake)
@@ -156,22 +155,21 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
     now = runtime.clock()
     # an update of a scheduled announcement waits for it; otherwise it goes now
     first_due = max([d.due_at or now for d in originals] + [now])
-    rows = [{"channel": ch, "state": S.SCHEDULED if first_due > now else S.PENDING, "due_at": first_due,
-             "deadline_at": first_due + runtime.settings.deadline_for(ann.kind, ch), "reason": f"update: {req.status}"}
+    rows = [NewDelivery(ch, S.SCHEDULED if first_due > now else S.PENDING, due_at=first_due,
+                        deadline_at=first_due + runtime.settings.deadline_for(ann.kind, ch),
+                        reason=f"update: {req.status}")
             for ch in channels]
     original_held = any(d.state == S.SCHEDULED and d.due_at is None for d in originals)
     if original_held or (review_applies and review.needed(runtime, ann.kind, channels, principal)):
-        rows = [{**r, "state": S.SCHEDULED, "due_at": None, "reason": f"update: {req.status}; {HELD_REASON}"}
+        rows = [replace(r, state=S.SCHEDULED, due_at=None, reason=f"update: {req.status}; {HELD_REASON}")
                 for r in rows]
-    ann_values: dict[str, Any] = {"status": req.status}
-    if req.status in ("resolved", "completed", "cancelled"):
-        ann_values["resolved_at"] = now
-    if req.components is not None:
-        ann_values["components"] = component_names.resolve(req.components, runtime.settings)
+    change = AnnouncementChange(
+        status=req.status, resolved_at=now if req.status in ("resolved", "completed", "cancelled") else None,
+        components=None if req.components is None else component_names.resolve(req.components, runtime.settings))
     idem = (principal.name, stored_key(f"update:{ann_id}:", idempotency_key),
             request_hash(req.model_dump(mode="json"))) if idempotency_key else None
-    upd_id, created = ledger.add_update(ann_id, {"status": req.status, "body": req.body, "title": req.title}, rows,
-                                        actor=principal.name, announcement_values=ann_values, idempotency=idem)
+    upd_id, created = ledger.add_update(ann_id, NewUpdate(req.status, req.body, req.title), rows,
+                                        actor=principal.name, announcement_values=change, idempotency=idem)
     if created:
         fresh = [d for d in ledger.deliveries_of(ann_id) if d.update_id == upd_id]
         runtime.enqueue([(d.id, d.channel) for d in fresh if d.state == S.PENDING])
@@ -183,21 +181,11 @@ def retract(runtime: Runtime, ann_id: str, *, principal: Principal, reason: str 
     ledger = runtime.ledger
     ann = ledger.get_announcement(ann_id)
     principal.check_post(ann.kind, list(ann.channels))
-    counts = {"cancelled": 0, "retracting": 0, "already": 0}
-    if not ann.retracted_at:
-        ledger.set_announcement(ann_id, retracted_at=runtime.clock())
-        ledger.audit(principal.name, "announcement.retract", ann_id, {"reason": reason})
-    for d in ledger.deliveries_of(ann_id):
-        if d.state in (S.SCHEDULED, S.PENDING, S.RETRYING):
-            if ledger.force(d.id, S.CANCELLED, "cancelled: announcement retracted", actor=principal.name,
-                            from_states=[S.SCHEDULED, S.PENDING, S.RETRYING]):
-                counts["cancelled"] += 1
-        elif d.state in (S.DELIVERED, S.UNKNOWN):
-            counts["retracting"] += 1
-            runtime.enqueue_retract(d.id, d.channel)
-        else:
-            counts["already"] += 1
-    return counts
+    # one transaction: the mark, its audit entry and every cancellation of what has not gone out
+    done = ledger.retract(ann_id, actor=principal.name, reason=reason)
+    for d in done.live:
+        runtime.enqueue_retract(d.id, d.channel)
+    return {"cancelled": done.cancelled, "retracting": len(done.live), "already": done.already}
 
 
 def retry_delivery(runtime: Runtime, delivery_id: str, *, principal: Principal) -> None:
@@ -218,10 +206,10 @@ def retry_delivery(runtime: Runtime, delivery_id: str, *, principal: Principal) 
     # fresh deadline: the operator decided it is still worth sending
     ok = ledger.force(d.id, S.PENDING, f"operator retry from {d.state}", actor=principal.name,
                       from_states=[S.FAILED, S.UNKNOWN, S.FALLEN_BACK], due_at=now, maybe_sent=False,
-                      deadline_at=now + runtime.settings.deadline_for(ann.kind, d.channel))
+                      deadline_at=now + runtime.settings.deadline_for(ann.kind, d.channel),
+                      audited=Audited("delivery.retry", d.id, {"from": str(d.state)}))
     if not ok:
         raise InvalidRequest("delivery changed state meanwhile; reload and try again")
-    ledger.audit(principal.name, "delivery.retry", d.id, {"from": str(d.state)})
     runtime.enqueue([(d.id, d.channel)])
 
 
@@ -240,22 +228,16 @@ def confirm_delivered(runtime: Runtime, delivery_id: str, *, principal: Principa
         raise InvalidRequest(f"url: {text_problem(url, one_line=True) or f'at most {URL_MAX} characters'}",
                              field="url")
     if not ledger.force(d.id, S.DELIVERED, "confirmed on the channel by an operator", actor=principal.name,
-                        from_states=[S.UNKNOWN], maybe_sent=False, remote_url=url or None):
+                        from_states=[S.UNKNOWN], maybe_sent=False, remote_url=url or None,
+                        audited=Audited("delivery.confirm", d.id, {"url": url})):
         raise InvalidRequest("delivery changed state meanwhile; reload and try again")
-    ledger.audit(principal.name, "delivery.confirm", d.id, {"url": url})
 
 
 def cancel_scheduled(runtime: Runtime, ann_id: str, *, principal: Principal) -> int:
     ledger = runtime.ledger
     ann = ledger.get_announcement(ann_id)
     principal.check_post(ann.kind, list(ann.channels))
-    n = 0
-    for d in ledger.deliveries_of(ann_id):
-        if d.state == S.SCHEDULED and ledger.force(d.id, S.CANCELLED, "cancelled before publish time",
-                                                   actor=principal.name, from_states=[S.SCHEDULED]):
-            n += 1
-    ledger.audit(principal.name, "announcement.cancel", ann_id, {"cancelled": n})
-    return n
+    return ledger.cancel_scheduled(ann_id, actor=principal.name)  # one transaction, audited
 
 
 def status_of(runtime: Runtime, ann_id: str) -> dict[str, Any]:

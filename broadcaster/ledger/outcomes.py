@@ -1,7 +1,7 @@
-"""Outcomes: every change of a delivery's state after its claim — what an attempt ended in
-(:meth:`Outcomes.record`, many of a batch in one transaction) and an action from outside the
-attempt (:meth:`Outcomes.force`: an operator, a retraction, a review) — each with its event in
-the same transaction.
+"""Outcomes: what an attempt ended in, recorded after its claim (:meth:`Outcomes.record`: one,
+or every outcome of a drain's batch in one transaction), each with its event in the same
+transaction. Changes made from outside an attempt (an operator, a retraction) are
+``ledger/actions.py``'s.
 
 An outcome recorded for an owner is conditional on that owner still holding the lease: a worker
 whose lease expired (the sweep has already made the row ``retrying``) must not overwrite a newer
@@ -11,13 +11,12 @@ transaction, except on a channel that already has it (see ``ledger/new_deliverie
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, update
 
-from ..errors import NotFound
 from ..models import Delivery, DeliveryState, Receipt
 from . import schema as t
 from .history import write_event
@@ -64,41 +63,6 @@ class Outcomes:
         now = self.ledger.clock()
         with self.ledger.tx() as conn:
             return [_record(conn, d, to, reason, now, o) for d, to, reason, o in changes]
-
-    def force(self, delivery_id: str, to: DeliveryState, reason: str, *, actor: str,
-              from_states: Iterable[DeliveryState], due_at: float | None = None, maybe_sent: bool | None = None,
-              deadline_at: float | None = None, remote_url: str | None = None, note: str | None = None,
-              set_note: bool = False) -> bool:
-        """Operator actions (retry, cancel, retract-mark, confirm): move only from ``from_states``.
-        It changes the one row in place: no operator action ever adds a delivery. With
-        ``set_note`` the row's ``last_error`` becomes ``note`` (None clears it): a retraction says
-        there whether the post is still visible."""
-        now = self.ledger.clock()
-        values: dict[str, Any] = {"state": str(to), "updated_at": now, "lease_owner": None, "lease_until": None}
-        if due_at is not None:
-            values.update(due_at=due_at, enqueued_at=None)
-        if maybe_sent is not None:
-            values["maybe_sent"] = maybe_sent
-        if deadline_at is not None:
-            values["deadline_at"] = deadline_at
-        if remote_url is not None:
-            values["remote_url"] = remote_url
-        if set_note:
-            values["last_error"] = note
-        if to in (S.CANCELLED, S.RETRACTED, S.DELIVERED):
-            values["settled_at"] = now
-        elif to in (S.PENDING, S.RETRYING):
-            values["settled_at"] = None
-        with self.ledger.tx() as conn:
-            row = conn.execute(select(_D.c.state, _D.c.attempts).where(_D.c.id == delivery_id)).first()
-            if row is None:
-                raise NotFound(f"no delivery {delivery_id!r}")
-            res = conn.execute(update(_D).where(_D.c.id == delivery_id, _D.c.state.in_([str(s) for s in from_states]))
-                               .values(**values))
-            if res.rowcount != 1:
-                return False
-            write_event(conn, delivery_id, row.state, str(to), row.attempts, f"{reason} (by {actor})", at=now)
-        return True
 
 
 def _record(conn: Connection, delivery: Delivery, to: DeliveryState, reason: str, now: float, o: Outcome) -> bool:

@@ -6,7 +6,8 @@ reader) and composes a store per aggregate, each in its own module:
 - ``intake.py`` — a new announcement or update with its deliveries, in one transaction;
 - ``reads.py`` — announcements, updates, deliveries and their events as the API and worker read them;
 - ``claims.py`` — due deliveries become ``sending`` under a lease (one, or a channel's batch);
-- ``outcomes.py`` — every later state change, with its event and fallbacks, in one transaction;
+- ``outcomes.py`` — what an attempt ended in, with its event and fallbacks, in one transaction;
+- ``actions.py`` — an operator's or a retraction's change, with its events and audit entry;
 - ``sweeps.py`` — the scheduler's safety net (expired leases, scheduled work, lost wake-ups);
 - ``items.py`` — per-item progress (recipients, thread parts) with the lease renewal;
 - the typed stores reached as attributes: ``idempotency``, ``retention``, ``windows``,
@@ -31,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..errors import LedgerUnavailable
 from ..models import Announcement, Delivery, DeliveryEvent, DeliveryState, Receipt, Update
+from .actions import Actions, Audited, Retraction
 from .archive import LedgerArchive
 from .claims import Claims
 from .engine import make_engine, migrate
@@ -67,6 +69,7 @@ class Ledger:
         self._reads = Reads(self)
         self._claims = Claims(self)
         self._outcomes = Outcomes(self)
+        self._actions = Actions(self)
         self._sweeps = Sweeps(self)
         self._items = Items(self)
         #: client idempotency keys of every POST (one store; see ledger/idempotency.py)
@@ -159,11 +162,6 @@ class Ledger:
         return self._intake.add_update(ann_id, NewUpdate.of(fields), [NewDelivery.of(d) for d in deliveries],
                                        actor=actor, change=change, idempotency=idempotency)
 
-    def set_announcement(self, ann_id: str, *, status: str | None = None, resolved_at: float | None = None,
-                         retracted_at: float | None = None, components: Sequence[str] | None = None) -> None:
-        self._intake.change(ann_id, AnnouncementChange(status=status, resolved_at=resolved_at,
-                                                       retracted_at=retracted_at, components=components))
-
     # ------------------------------------------------------------ reading (reads.py, stats.py)
 
     def get_announcement(self, ann_id: str) -> Announcement:
@@ -202,7 +200,7 @@ class Ledger:
     def count_by_state(self) -> dict[str, int]:
         return self.stats.count_by_state()
 
-    # ------------------------------------------------------------ the worker (claims.py, outcomes.py, items.py)
+    # ------------------------------------------------------------ the worker (claims.py, outcomes.py, items.py, actions.py)
 
     def claim_with_announcement(self, delivery_id: str, owner: str,
                                 lease: float) -> tuple[Delivery, Announcement] | None:
@@ -232,11 +230,18 @@ class Ledger:
 
     def force(self, delivery_id: str, to: DeliveryState, reason: str, *, actor: str, from_states: Iterable[DeliveryState],
               due_at: float | None = None, maybe_sent: bool | None = None, deadline_at: float | None = None,
-              remote_url: str | None = None, note: str | None = None, set_note: bool = False) -> bool:
-        """An action from outside the attempt: move only from ``from_states`` (see outcomes.py)."""
-        return self._outcomes.force(delivery_id, to, reason, actor=actor, from_states=from_states, due_at=due_at,
-                                    maybe_sent=maybe_sent, deadline_at=deadline_at, remote_url=remote_url,
-                                    note=note, set_note=set_note)
+              remote_url: str | None = None, note: str | None = None, set_note: bool = False,
+              audited: Audited | None = None) -> bool:
+        """An action from outside the attempt: move only from ``from_states`` (see actions.py)."""
+        return self._actions.force(delivery_id, to, reason, actor=actor, from_states=from_states, due_at=due_at,
+                                   maybe_sent=maybe_sent, deadline_at=deadline_at, remote_url=remote_url,
+                                   note=note, set_note=set_note, audited=audited)
+
+    def retract(self, ann_id: str, *, actor: str, reason: str) -> Retraction:
+        return self._actions.retract(ann_id, actor=actor, reason=reason)
+
+    def cancel_scheduled(self, ann_id: str, *, actor: str) -> int:
+        return self._actions.cancel_scheduled(ann_id, actor=actor)
 
     def item_states(self, delivery_id: str) -> dict[str, tuple[str, str | None]]:
         return self._items.item_states(delivery_id)

@@ -19,6 +19,7 @@ from broadcaster.ledger.journal import Journal
 from broadcaster.ledger.memory import MemoryLedger
 from broadcaster.models import DeliveryState as S, Receipt, Window
 from tests.conftest import _reset_pg
+from tests.support.ledger import set_announcement
 from tests.support.runtime import NOW, Clock
 
 
@@ -529,8 +530,8 @@ def test_open_incidents_count_unresolved_unretracted_incidents_with_a_status(por
     create(port, kind="incident", status="investigating")
     create(port, kind="incident", status="identified")
     create(port, kind="incident", status="resolved")
-    port.set_announcement(create(port, kind="incident", status="monitoring")[0], resolved_at=NOW)
-    port.set_announcement(create(port, kind="incident", status="monitoring")[0], retracted_at=NOW)
+    set_announcement(port, create(port, kind="incident", status="monitoring")[0], resolved_at=NOW)
+    set_announcement(port, create(port, kind="incident", status="monitoring")[0], retracted_at=NOW)
     create(port, kind="incident")  # no status: as SQL compares it, NULL is not "not resolved"
     create(port, kind="maintenance", status="in_progress")
     assert port.open_incidents() == 2

@@ -11,8 +11,9 @@ import pytest
 
 from broadcaster.errors import IdempotencyConflict, NotFound
 from broadcaster.ledger import LATEST, Ledger, current_version, make_engine, migrate
+from broadcaster.ledger.actions import Audited
 from broadcaster.models import DeliveryState as S, Receipt
-from tests.support.ledger import audit_entries, claim
+from tests.support.ledger import audit_entries, claim, set_announcement
 from tests.support.runtime import NOW, Clock
 
 
@@ -414,6 +415,47 @@ def test_force_moves_only_from_the_given_states_and_missing_rows_are_not_found(l
         ledger.get_update("upd_missing")
 
 
+def test_an_action_writes_its_audit_entry_only_with_its_change(ledger):
+    _, [d, _] = create(ledger)
+    note = Audited("delivery.retry", d.id, {"from": "pending"})
+    assert ledger.force(d.id, S.CANCELLED, "stop", actor="op", from_states=[S.FAILED], audited=note) is False
+    assert not [e for e in audit_entries(ledger) if e["action"] == "delivery.retry"]
+    assert ledger.force(d.id, S.CANCELLED, "stop", actor="op", from_states=[S.PENDING], audited=note) is True
+    [entry] = [e for e in audit_entries(ledger) if e["action"] == "delivery.retry"]
+    assert (entry["actor"], entry["target"], entry["details"]) == ("op", d.id, {"from": "pending"})
+
+
+def test_retract_marks_cancels_and_audits_in_one_go(ledger, clock):
+    ann_id, [sent, unsent, failed, held, busy] = create(ledger, channels=("a", "b", "c", "d", "e"))
+    ledger.transition(claim(ledger, sent.id, "w", 30), S.DELIVERED, "ok", owner="w", attempted=True)
+    ledger.transition(claim(ledger, failed.id, "w", 30), S.FAILED, "no", owner="w", attempted=True)
+    ledger.force(held.id, S.SCHEDULED, "held", actor="op", from_states=[S.PENDING])
+    claim(ledger, busy.id, "w", 30)
+    clock.advance(1)
+    done = ledger.retract(ann_id, actor="op", reason="wrong service")
+    assert (done.cancelled, [d.id for d in done.live], done.already) == (2, [sent.id], 2)
+    assert ledger.get_announcement(ann_id).retracted_at == NOW + 1
+    assert [ledger.get_delivery(x.id).state for x in (unsent, held, busy)] == [S.CANCELLED, S.CANCELLED, S.SENDING]
+    assert ledger.events_of(unsent.id)[-1].reason == "cancelled: announcement retracted (by op)"
+    [entry] = [e for e in audit_entries(ledger) if e["action"] == "announcement.retract"]
+    assert (entry["target"], entry["details"]) == (ann_id, {"reason": "wrong service"})
+    again = ledger.retract(ann_id, actor="op", reason="twice")
+    assert (again.cancelled, [d.id for d in again.live], again.already) == (0, [sent.id], 4)
+    assert len([e for e in audit_entries(ledger) if e["action"] == "announcement.retract"]) == 1
+    assert ledger.get_announcement(ann_id).retracted_at == NOW + 1, "the first retraction's time stays"
+
+
+def test_cancel_scheduled_cancels_only_what_waits_and_says_how_many(ledger):
+    ann_id, [a, b, c] = create(ledger, channels=("a", "b", "c"), state=S.SCHEDULED, due_at=NOW + 60)
+    ledger.force(c.id, S.PENDING, "released", actor="op", from_states=[S.SCHEDULED])
+    assert ledger.cancel_scheduled(ann_id, actor="op") == 2
+    assert [ledger.get_delivery(x.id).state for x in (a, b, c)] == [S.CANCELLED, S.CANCELLED, S.PENDING]
+    assert ledger.events_of(a.id)[-1].reason == "cancelled before publish time (by op)"
+    [entry] = [e for e in audit_entries(ledger) if e["action"] == "announcement.cancel"]
+    assert (entry["actor"], entry["target"], entry["details"]) == ("op", ann_id, {"cancelled": 2})
+    assert ledger.cancel_scheduled(ann_id, actor="op") == 0
+
+
 # ---------------------------------------------------------------- sweeps
 
 
@@ -469,8 +511,8 @@ def test_open_incidents(ledger, clock):
     b, _ = create(ledger, kind="incident", status="identified")
     create(ledger, kind="promotion")
     assert ledger.open_incidents() == 2
-    ledger.set_announcement(a, resolved_at=clock())
-    ledger.set_announcement(b, retracted_at=clock())
+    set_announcement(ledger, a, resolved_at=clock())
+    set_announcement(ledger, b, retracted_at=clock())
     assert ledger.open_incidents() == 0
 
 
@@ -526,7 +568,7 @@ def test_list_filters(ledger, clock):
     assert [a.id for a in ledger.list_announcements(kind="notice")] == [ids[3], ids[1]]
     assert [a.id for a in ledger.list_announcements(status="investigating")] == [ids[4], ids[2], ids[0]]
     assert [a.id for a in ledger.list_announcements(since=NOW + 10, until=NOW + 30)] == [ids[2], ids[1]]
-    ledger.set_announcement(ids[4], resolved_at=clock())
+    set_announcement(ledger, ids[4], resolved_at=clock())
     assert ids[4] not in [a.id for a in ledger.list_announcements(open_only=True)]
     d = ledger.deliveries_of(ids[1])[0]
     ledger.force(d.id, S.CANCELLED, "x", actor="t", from_states=[S.PENDING])

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from broadcaster.ledger import Ledger, schema as t
+from broadcaster.ledger.memory import MemoryLedger
 from broadcaster.models import Delivery, Update
 
 
@@ -29,3 +30,14 @@ def audit_entries(ledger: Ledger, *, limit: int = 100, since_id: int = 0) -> lis
     with ledger.read() as conn:
         rows = conn.execute(select(a).where(a.c.id > since_id).order_by(a.c.id).limit(limit))
         return [dict(r._mapping) for r in rows]
+
+
+def set_announcement(ledger: Ledger | MemoryLedger, ann_id: str, **values: Any) -> None:
+    """Set columns of an announcement directly: a state the system reaches by a path the test
+    skips (a retraction landing while an attempt runs, an incident resolved by an update)."""
+    if isinstance(ledger, MemoryLedger):
+        ledger.set_announcement(ann_id, **values)
+        return
+    a = t.announcements
+    with ledger.tx() as conn:
+        conn.execute(update(a).where(a.c.id == ann_id).values(**values))

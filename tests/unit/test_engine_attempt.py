@@ -15,7 +15,7 @@ from broadcaster.config import ChannelSettings, load_settings
 from broadcaster.errors import TransientError
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S, Receipt
-from tests.support.ledger import claim
+from tests.support.ledger import claim, set_announcement
 from tests.support.runtime import NOW, Clock, memory_runtime, wakeups
 
 
@@ -343,7 +343,7 @@ def test_deadline_passed_fails_without_a_request(h):
 
 def test_retracted_announcement_is_cancelled_without_a_request(h):
     did = h.submit("hook")
-    h.ledger.set_announcement(h.get(did).announcement_id, retracted_at=NOW)
+    set_announcement(h.ledger, h.get(did).announcement_id, retracted_at=NOW)
     assert h.attempt(did) == "cancelled"
     assert h.get(did).state == S.CANCELLED
     assert h.provider.requests == []
