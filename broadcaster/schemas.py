@@ -296,6 +296,18 @@ class Health(Out):
     status: str = "ok"
 
 
+class PartOut(Out):
+    state: str = Field(description="running | restarting | left out | stopped")
+    restarts: int = Field(description="restarts since `broadcaster up` began")
+    last_exit: int | None = Field(description="exit code of its last exit (negative: killed by that signal)")
+    next_try_at: str | None = Field(description="while restarting: when the next try is due")
+
+
 class Ready(Out):
     status: str = Field(description="ok | unavailable")
     checks: dict[str, str] = Field(description="per dependency: ok, unavailable (reason) or skipped")
+    parts: dict[str, PartOut] = Field(
+        default_factory=dict,
+        description="under `broadcaster up`: each process it runs (api, worker, scheduler, sandbox) and its "
+                    "state; a part restarting does not make the API unready (it still accepts), so it is "
+                    "reported here, not in status")

@@ -15,6 +15,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from .. import parts
 from ..models import DeliveryState
 from ..runtime import Runtime
 from ..scheduler import HEARTBEAT_KEY as SCHEDULER_HEARTBEAT
@@ -68,6 +69,22 @@ class LedgerCollector:
             yield from families
         yield self._breakers()
         yield self._scheduler()
+        yield from self._parts()
+
+    def _parts(self):
+        """Under ``broadcaster up``: each process it runs, up or not, and how often it was restarted."""
+        running = parts.read()
+        if not running:
+            return
+        up = GaugeMetricFamily("broadcaster_part_up", "Under `broadcaster up`: 1 when the process runs, "
+                               "0 while it waits to be restarted or was left out", labels=["part"])
+        restarts = CounterMetricFamily("broadcaster_part_restarts", "Under `broadcaster up`: restarts of the "
+                                       "process since up began", labels=["part"])
+        for name, p in sorted(running.items()):
+            up.add_metric([name], 1 if p.state == parts.RUNNING else 0)
+            restarts.add_metric([name], p.restarts)
+        yield up
+        yield restarts
 
     def _scheduler(self):
         fam = GaugeMetricFamily("broadcaster_scheduler_last_tick_timestamp_seconds",

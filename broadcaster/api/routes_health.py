@@ -7,11 +7,13 @@ and under ``/api/v1`` as well.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .. import parts
 from ..runtime import Runtime
 from ..schemas import Health, Ready
 
@@ -50,12 +52,15 @@ async def healthz():
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 @router.get("/api/v1/readyz", response_model=Ready, include_in_schema=False)
 def readyz(request: Request):
-    """Ready to accept announcements: the ledger and the broker's Redis answer (503 when not)."""
+    """Ready to accept announcements: the ledger and the broker's Redis answer (503 when not).
+    Under ``broadcaster up`` it also shows each process it runs: a worker that keeps crashing
+    reads ``restarting`` there while the API, which still accepts, stays ready."""
     result = checks(request.app.state.runtime)
     ok = all(v in ("ok", "skipped") for v in result.values())
     if not ok:
         log.warning("not ready: %s", result)
-    body = Ready(status="ok" if ok else "unavailable", checks=result).model_dump()
+    running = {name: asdict(p) for name, p in parts.read().items()}
+    body = Ready(status="ok" if ok else "unavailable", checks=result, parts=running).model_dump()
     return JSONResponse(body, status_code=200 if ok else 503, headers=None if ok else {"Retry-After": "5"})
 
 

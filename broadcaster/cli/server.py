@@ -39,8 +39,11 @@ def _url_host(host: str) -> str:
 def up(ctx, host, port, with_sandbox):
     """Run everything on this machine: API + worker + scheduler (Ctrl-C stops all).
 
-    Says "is up" once the API answers /healthz (and the sandbox its port). The API, worker and
-    scheduler are required; the sandbox is optional: if its port is taken, the rest runs without it."""
+    Says "is up" once the API answers /healthz (and the sandbox its port). A part that exits is
+    restarted with a growing pause (1 s doubling to at most 60 s; the log says when it tries
+    next) while the others keep serving; /readyz and /metrics show it. Only the API, worker or
+    scheduler refused by the configuration (or not serving within 90 s) stops everything. The
+    sandbox is optional: if its port is taken, the rest runs without it."""
     from ..supervise import (
         Supervisor,
         child_env,
@@ -81,7 +84,9 @@ def up(ctx, host, port, with_sandbox):
     ledger.close()
     key_note = _first_signing_key(settings)
     cfg = ["--config", settings.source] if settings.source else []
-    sup = Supervisor(child_env(choice.url))
+    var.mkdir(parents=True, exist_ok=True)
+    parts_file = var / "parts.json"
+    sup = Supervisor(child_env(choice.url, parts_file), state_file=parts_file)
     if sandbox_on:
         site = _site_on_sandbox(settings, box.port)
         sup.add("sandbox", *cfg, "sandbox", "--host", box.host, "--port", str(box.port),

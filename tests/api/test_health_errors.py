@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy import create_engine
 
-from broadcaster import service
+from broadcaster import parts, service
 from broadcaster.errors import ConfigError, LedgerUnavailable
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S
@@ -23,7 +23,25 @@ def test_healthz(env):
 def test_readyz_ok(env):
     r = env.client.get("/readyz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "checks": {"ledger": "ok", "redis": "skipped"}}
+    assert r.json() == {"status": "ok", "checks": {"ledger": "ok", "redis": "skipped"}, "parts": {}}
+
+
+def test_readyz_and_metrics_show_a_part_that_broadcaster_up_is_restarting(env, tmp_path, monkeypatch):
+    """Under ``up`` a crashing worker shows, and the API, which still accepts, stays ready."""
+    state = tmp_path / "parts.json"
+    parts.write(state, {"api": parts.PartState("running"),
+                        "worker": parts.PartState("restarting", 6, -9, "2026-01-02T03:04:05Z")})
+    monkeypatch.setenv(parts.ENV, str(state))
+    r = env.client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "ok"
+    assert r.json()["parts"] == {
+        "api": {"state": "running", "restarts": 0, "last_exit": None, "next_try_at": None},
+        "worker": {"state": "restarting", "restarts": 6, "last_exit": -9, "next_try_at": "2026-01-02T03:04:05Z"}}
+    text = env.client.get("/metrics").text
+    assert 'broadcaster_part_up{part="worker"} 0.0' in text
+    assert 'broadcaster_part_up{part="api"} 1.0' in text
+    assert 'broadcaster_part_restarts_total{part="worker"} 6.0' in text
 
 
 def test_readyz_is_503_when_the_ledger_is_unreachable(make_env, tmp_path):

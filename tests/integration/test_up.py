@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -160,3 +161,85 @@ def test_port_free_sees_a_listener():
         assert not port_free("127.0.0.1", port)
         assert port_answers("127.0.0.1", port)
     assert port_free("127.0.0.1", port)
+
+
+def _readyz_parts(base: str) -> dict:
+    r = httpx.get(base + "/readyz", timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()["parts"]
+
+
+def test_up_keeps_serving_while_its_worker_is_killed_again_and_again(tmp_path, shared_redis_url):
+    """The outside trial: the worker killed with SIGKILL over and over. ``up`` restarts it with a
+    growing pause and says when it tries next; the API keeps answering and /readyz shows the worker
+    restarting; Ctrl-C still stops everything with exit 0."""
+    port = free_port()
+    cfg = tmp_path / "up.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "ledger": f"sqlite:///{tmp_path}/ledger.db", "api": {"port": port},
+        "channels": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}}, "routes": {"deploy": ["hook"]},
+    }))
+    env = {**os.environ, "BROADCASTER_VAR": str(tmp_path / "var"), "REDIS_URL": shared_redis_url,
+           "BROADCASTER_LOG_FORMAT": "text"}
+    proc = subprocess.Popen([sys.executable, "-m", "broadcaster", "--config", str(cfg), "up"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_lines, args=(proc, lines), daemon=True).start()
+    seen: list[str] = []
+
+    def wait_for(pred, what: str, timeout: float = 60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if any(pred(line) for line in seen):
+                return
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail(f"up exited while waiting for {what}: " + "".join(seen)[-3000:])
+            seen.append(line)
+        pytest.fail(f"never saw {what}: " + "".join(seen)[-3000:])
+
+    def worker_pid() -> int:
+        for _ in range(200):
+            found = subprocess.run(["pgrep", "-o", "-f", f"{cfg} worker"], capture_output=True, text=True).stdout
+            if found.strip():
+                return int(found.split()[0])
+            time.sleep(0.1)
+        pytest.fail("no worker process")
+
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda line: line.startswith("broadcaster is up"), "up")
+        assert {name: p["state"] for name, p in _readyz_parts(base).items()} == {
+            "api": "running", "worker": "running", "scheduler": "running"}
+        for kill in range(1, 7):
+            os.kill(worker_pid(), signal.SIGKILL)
+            wait_for(lambda line, n=kill: f"restart {n})" in line, f"restart {kill} announced")
+            if kill == 6:
+                worker = _readyz_parts(base)["worker"]
+                assert worker["state"] == "restarting" and worker["last_exit"] == -9 and worker["restarts"] == 6
+            assert httpx.get(base + "/healthz", timeout=5).status_code == 200, "the API keeps serving"
+            if kill < 6:
+                # the next start is the one to kill: wait until the worker runs again
+                deadline = time.time() + 60
+                while _readyz_parts(base)["worker"]["state"] != "running" and time.time() < deadline:
+                    time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    while (line := lines.get(timeout=10)) is not None:
+        seen.append(line)
+    out = "".join(seen)
+    assert proc.returncode == 0, out[-3000:]
+    assert "keeps exiting" not in out and "stopped: a required part" not in out
+    pauses = re.findall(r"worker exited with code -9 after \d+s; restarting in (\d+)s \(next try at", out)
+    assert pauses == ["1", "2", "4", "8", "16", "32"], out[-3000:]
+    assert "broadcaster stopped." in out
+    leftover = subprocess.run(["pgrep", "-f", str(cfg)], capture_output=True, text=True).stdout.split()
+    assert not leftover, f"processes left running: {leftover}"
