@@ -14,8 +14,12 @@ into the real ledger under the same ids and the same one-delivery-per-channel ke
 Ids are derived from the Idempotency-Key, so re-running the same ``--direct`` command replays
 the journal and carries on: nothing delivered is sent again, a send the last run may have made
 is looked up or left ``unknown`` (as the engine decides for an expired lease), and what failed
-is tried again. Email channels with ``lists:`` mail the workers' audience (see
-``breakglass_audience.py``) and say which lists they could not reach.
+is tried again. Every adapter gets the worker's own collaborators — the status site's trust
+files (so a break-glass post's signature is published with it), subscribers, SMS opt-outs and
+subscriber endpoints, read from the ledger when it can be read (``breakglass_ports.py``); email
+channels with ``lists:`` mail the workers' audience (``breakglass_audience.py``); each line says
+what its channel could not reach. Among deliveries due together, the status site goes first: the
+other posts carry a Verify link to the signature it publishes.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import components as component_names, engine
-from .breakglass_audience import SubscriberSource, find_source, source_for
+from .breakglass_audience import SubscriberSource, check_file, find_source, source_for
 from .breakglass_journal import DEFAULT_JOURNAL, NOTE, notes, open_twin
+from .breakglass_ports import Reach
 from .channels.ports import ChannelPorts
+from .channels.registry import channel_class
 from .config import Settings
 from .errors import InvalidRequest
 from .ledger.journal import Journal
@@ -63,7 +69,7 @@ class DirectOutcome:
     attempts: int = 0
     receipt: Receipt | None = None
     error: str | None = None
-    note: str | None = None  # where the subscribers came from
+    note: str | None = None  # what its ports rest on: where the subscribers or endpoints came from…
     items: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
 
@@ -94,9 +100,12 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
     request = {**req.model_dump(mode="json"), "components": list(components)}
     asked = _digest("request", json.dumps(request, sort_keys=True))
     ann_id = "ann_direct_" + _digest("ann", key)
+    io = dict(channel_io or {})
     mailing = [n for n in channels if _lists(settings, n)]
-    source = find_source(settings, subscribers_file) if mailing else None  # a bad file is refused before anything
+    subscriber_file = check_file(subscribers_file) if mailing else None  # a bad file is refused before anything
+    reach = Reach(settings, channels, ChannelPorts.pick(io))
     try:
+        source = find_source(reach.ledger, reach.why, subscriber_file) if mailing else None
         with journal.exclusive():
             twin = open_twin(journal, clock=clock)
             if ann_id in twin.announcement_ids():
@@ -105,12 +114,11 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
             else:
                 _create(twin, journal, settings, req, request, channels, components, ann_id=ann_id, key=key,
                         asked=asked, author=author)
-            audience = _Audience(settings, twin, ann_id, source)
-            io = dict(channel_io or {})
-            if source is not None:
-                io["subscribers"] = audience.port()
-            runtime = Runtime(settings, deliveries=twin, breaker=MemoryBreaker(clock), limiter=MemoryRateLimiter(clock),
-                              clock=clock, http=io.get("http"), ports=ChannelPorts.pick(io))
+            audience = _Audience(settings, twin, ann_id, source, reach)
+            # the SQL ledger (when it can be read) serves the worker's ports; deliveries live in the twin
+            runtime = Runtime(settings, ledger=reach.ledger, deliveries=twin, breaker=MemoryBreaker(clock),
+                              limiter=MemoryRateLimiter(clock), clock=clock, http=io.get("http"),
+                              ports=reach.ports(audience.port() if source is not None else None))
             try:
                 run = _Run(runtime, twin, ann_id, audience, sleep=sleep, max_wait=max_wait, budget=budget,
                            on_progress=on_progress)
@@ -118,8 +126,7 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
             finally:
                 runtime.close()
     finally:
-        if source is not None:
-            source.close()
+        reach.close()
 
 
 def _validated(payload: dict) -> AnnouncementIn:
@@ -183,10 +190,12 @@ def _again(twin: MemoryLedger, ann_id: str, settings: Settings) -> None:
 
 class _Audience:
     """Which subscriber lists this run can reach (the same for every email channel: a list is
-    reached or not whatever channel names it), and the subscriber port the email adapters get."""
+    reached or not whatever channel names it), and the subscriber port the email adapters get;
+    for other channels, what :class:`~.breakglass_ports.Reach` says their ports reach."""
 
-    def __init__(self, settings: Settings, twin: MemoryLedger, ann_id: str, source: SubscriberSource | None):
-        self.settings, self.source = settings, source
+    def __init__(self, settings: Settings, twin: MemoryLedger, ann_id: str, source: SubscriberSource | None,
+                 reach: Reach):
+        self.settings, self.source, self.reach = settings, source, reach
         self.announcement = twin.get_announcement(ann_id)
         wanted = [x for ch in self.announcement.channels if ch in settings.channels for x in _lists(settings, ch)]
         self.reached: list[str] = []
@@ -199,10 +208,12 @@ class _Audience:
         return source_for(self.source, self.announcement, self.settings, self.reached)
 
     def of(self, channel: str) -> tuple[str | None, str | None]:
-        """``(note, not_reached)`` for ``channel``: where its subscribers came from, and which of
-        its lists were not reached (None, None for a channel without lists)."""
+        """``(note, not_reached)`` for ``channel``: where its subscribers (or endpoints…) came
+        from, and which of its lists were not reached."""
         lists = _lists(self.settings, channel)
-        if not lists or self.source is None:
+        if not lists:
+            return self.reach.of(channel)
+        if self.source is None:
             return None, None
         reached = [x for x in dict.fromkeys(lists) if x in self.reached]
         note = f"subscribers of {', '.join(reached)} from {self.source.description}" if reached else None
@@ -217,8 +228,9 @@ class _Audience:
 
 class _Run:
     """One ``post --direct``: attempts the announcement's deliveries (fallbacks included, as
-    the engine adds them) in the order they fall due, waiting in between, and reports each
-    once it is settled or left for later."""
+    the engine adds them) in the order they fall due — among those due together, a channel that
+    publishes signatures first — waiting in between, and reports each once it is settled or left
+    for later."""
 
     def __init__(self, runtime: Runtime, twin: MemoryLedger, ann_id: str, audience: _Audience, *,
                  sleep: Callable[[float], None], max_wait: float, budget: float,
@@ -233,6 +245,10 @@ class _Run:
         self.unreached: set[str] = set()  # nobody to mail at all: failed without sending
         self.left: dict[str, float] = {}  # delivery id → seconds until it is due, when left for later
         self.started: set[str] = set()
+        # the status site first: every other post carries a Verify link to the signature it publishes
+        settings = runtime.settings
+        self.signs = {n for n, cfg in settings.channels.items()
+                      if getattr(channel_class(cfg.kind), "carries_signatures", False)}
 
     def all(self) -> list[DirectOutcome]:
         out: dict[str, DirectOutcome] = {}
@@ -247,7 +263,7 @@ class _Run:
                     out[d.id] = self._report(d)
             if not live:
                 return list(out.values())
-            self._next(min(live, key=lambda x: (x.due_at or 0.0, x.id)))
+            self._next(min(live, key=lambda x: (x.due_at or 0.0, x.channel not in self.signs, x.id)))
 
     def _next(self, d: Delivery) -> None:
         if d.id not in self.started:
@@ -279,8 +295,10 @@ class _Run:
         error: str | None
         if d.state == S.DELIVERED:
             error = "already delivered (journal)" if d.id in self.settled_before else None
-        elif d.id in self.incomplete or d.id in self.unreached:
+        elif d.id in self.incomplete:
             error = missed
+        elif d.id in self.unreached:
+            error = f"{missed}; nothing was sent"
         else:  # the recorded reason: the policy's words (redacted by the engine), fuller than the error alone
             events = self.twin.events_of(d.id)
             error = events[-1].reason if events else d.last_error

@@ -4,7 +4,8 @@ An email channel with ``lists:`` mails subscribers. Break-glass computes them wi
 the worker uses (:func:`broadcaster.subscribers.audience.recipients`); only the rows come from
 elsewhere when the ledger is down:
 
-1. the ledger, when it can be read (the API or the broker may be what is down);
+1. the ledger, when it can be read (the API or the broker may be what is down; see
+   ``breakglass_ports.py``, which opens it once for every channel that needs it);
 2. else a file written by ``broadcaster subscribers export`` and passed as
    ``--subscribers-file`` (take one now and then, and keep it where on-call can reach it);
 3. else nothing: the lists are **not reached**, and the report says so — the delivery is not
@@ -18,12 +19,11 @@ one) are therefore not sent from a file.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .config import Settings
 from .ledger import Ledger
-from .ledger.engine import missing_sqlite_file
 from .ledger.subscribers import AudienceRow, SubscriberStore
 from .models import Announcement, Post
 from .subscribers.audience import Facts, Recipient, Rows, SubscriberFile, recipients
@@ -39,7 +39,6 @@ class SubscriberSource:
     rows: Rows | None = None
     known_lists: frozenset[str] | None = None  # lists a file holds (None: all — the ledger)
     has_ids: bool = True
-    ledger: Ledger | None = field(default=None, repr=False)
 
     def split(self, lists: Iterable[str], kind: str, settings: Settings) -> tuple[list[str], dict[str, str]]:
         """``(reached, {list: why not reached})`` for a mail of ``kind`` to ``lists``."""
@@ -57,39 +56,27 @@ class SubscriberSource:
                 reached.append(name)
         return reached, missed
 
-    def close(self) -> None:
-        if self.ledger is not None:
-            self.ledger.close()
-            self.ledger = None
 
-
-def _from_ledger(settings: Settings) -> tuple[SubscriberSource | None, str]:
-    missing = missing_sqlite_file(settings.ledger)
-    if missing:
-        return None, f"ledger unreachable (no file {missing})"
-    ledger: Ledger | None = None
-    try:
-        ledger = Ledger.open(settings.ledger, migrate_schema=False)
-        store = SubscriberStore(ledger)
-        store.page(limit=1)  # can it be read at all?
-    except Exception as exc:  # noqa: BLE001 - any failure to read it means: not reachable now
-        if ledger is not None:
-            ledger.close()
-        return None, f"ledger unreachable ({type(exc).__name__})"
+def _from_ledger(ledger: Ledger) -> SubscriberSource:
+    store = SubscriberStore(ledger)
 
     def rows(lists: Sequence[str], states: Sequence[str], marketing_only: bool) -> Iterable[AudienceRow]:
         return store.audience(lists, states, marketing_only=marketing_only)
 
-    return SubscriberSource("ledger", "the ledger", rows, ledger=ledger), ""
+    return SubscriberSource("ledger", "the ledger", rows)
 
 
-def find_source(settings: Settings, subscribers_file: str | None) -> SubscriberSource:
-    """The ledger when it can be read, else ``subscribers_file``, else none (with the reason).
-    A file that cannot be read is refused (InvalidRequest) before anything is sent."""
-    f = SubscriberFile(subscribers_file) if subscribers_file else None
-    source, why = _from_ledger(settings)
-    if source is not None:
-        return source
+def check_file(subscribers_file: str | None) -> SubscriberFile | None:
+    """The ``--subscribers-file``, read now: one that cannot be read is refused (InvalidRequest)
+    before anything is sent — or the ledger is even tried."""
+    return SubscriberFile(subscribers_file) if subscribers_file else None
+
+
+def find_source(ledger: Ledger | None, why: str, f: SubscriberFile | None) -> SubscriberSource:
+    """The ledger when it can be read (``ledger``; else ``why`` not), else the file, else none
+    (with the reason)."""
+    if ledger is not None:
+        return _from_ledger(ledger)
     if f is None:
         return SubscriberSource("none", f"{why} and no --subscribers-file")
     taken = datetime.fromtimestamp(f.path.stat().st_mtime, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -106,8 +106,9 @@ class Runtime:
 
     ``ledger`` is the whole SQL ledger (intake, API, features); ``deliveries`` the port the
     engine, the drain and the sweep use — the same object unless given apart: break-glass
-    runs the engine over a journalled :class:`~broadcaster.ledger.memory.MemoryLedger` and has
-    no SQL ledger at all, and ``check`` only builds channels (neither).
+    runs the engine over a journalled :class:`~broadcaster.ledger.memory.MemoryLedger`, with the
+    SQL ledger beside it only when it can still be read (for the channels' ports: subscribers,
+    opt-outs, endpoints), and ``check`` only builds channels (neither).
 
     Collaborators are typed and handed in: ``http`` (the adapters' shared HTTP client; a test's
     ``httpx.MockTransport``), ``ports`` (:class:`~.channels.ports.ChannelPorts`, or a function of

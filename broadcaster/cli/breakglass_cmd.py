@@ -49,7 +49,7 @@ def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None
         click.echo(json.dumps({"id": result.announcement_id, "idempotency_key": key, "journal": path,
                                "deliveries": [{"channel": o.channel, "id": o.delivery_id, "state": o.state,
                                                "remote_url": o.receipt.url if o.receipt else None, "error": o.error,
-                                               "subscribers": o.note}
+                                               "note": o.note, "subscribers": o.note}  # the older name
                                               for o in result.outcomes]}, indent=2))
     return EXIT_OK if result.ok else EXIT_FAILED
 

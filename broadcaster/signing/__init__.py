@@ -61,6 +61,7 @@ from .records import (
     sign_document,
     sign_message,
     signatures_document,
+    signing_problem,
     verify_record,
     verify_signature,
 )
@@ -72,6 +73,6 @@ __all__ = [
     "announcement_document", "b64u", "canonical", "compare", "config_of", "default_key_id", "document_for",
     "fingerprint", "id_from_text", "iso", "keys_document", "keys_from_json", "link_for", "match_text", "normalize",
     "parse_signature_arg", "public_raw", "readable_texts", "sign_document", "sign_message", "signatures_document",
-    "signed_bytes", "unb64u", "update_document", "verification_suffix", "verification_url", "verify_page_url",
+    "signed_bytes", "signing_problem", "unb64u", "update_document", "verification_suffix", "verification_url", "verify_page_url",
     "verify_record", "verify_signature",
 ]

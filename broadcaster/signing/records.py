@@ -146,3 +146,17 @@ def sign_message(settings: Any, message: Message) -> dict[str, Any] | None:
     except SigningError as exc:
         log.warning("announcement %s not signed: %s", message.announcement.id, exc)
         return None
+
+
+def signing_problem(settings: Any) -> str | None:
+    """Why this process cannot sign now (no keyring, no active key, its private key not here),
+    or None when it can — or when signing is off. For tools that must say so up front
+    (break-glass): the engine itself only logs it."""
+    cfg = config_of(settings)
+    if cfg is None:
+        return None
+    try:
+        _signer(cfg)
+    except SigningError as exc:
+        return str(exc)
+    return None

@@ -23,14 +23,14 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import Settings
 from ..csvcells import from_text_cell
 from ..errors import InvalidRequest, NotFound
 from ..ledger import Ledger
 from ..ledger.subscribers import AudienceRow, SubscriberStore
-from ..models import Post
+from ..models import Announcement, Post
 from . import links
 
 if TYPE_CHECKING:
@@ -58,12 +58,19 @@ class Facts:
         return self.kind == "incident" and self.severity == "critical"
 
 
-def facts_of(ledger: Ledger, post: Post) -> Facts:
-    """The announcement's facts, read from the ledger (the post carries only its kind)."""
+class Announcements(Protocol):
+    """Where the announcement being delivered is kept: the ledger, or break-glass's twin of it."""
+
+    def get_announcement(self, ann_id: str) -> Announcement: ...
+
+
+def facts_of(announcements: Announcements, post: Post) -> Facts:
+    """The announcement's facts (the post carries only its kind), read from where its deliveries
+    are kept (``runtime.deliveries``: the ledger, or break-glass's journalled twin of it)."""
     ann_id = (post.meta or {}).get("announcement_id")
     if ann_id:
         try:
-            ann = ledger.get_announcement(ann_id)
+            ann = announcements.get_announcement(ann_id)
         except NotFound:
             return Facts(post.kind)
         return Facts(post.kind, ann.severity, tuple(ann.components))
@@ -119,11 +126,12 @@ def subscribers_for(ledger: Ledger, lists: Iterable[str], post: Post, public_url
 
 
 def source(runtime: Runtime) -> Callable[[tuple[str, ...], Post], list[Recipient]]:
-    """The ``subscribers`` channel io for email channels, bound to a runtime."""
+    """The ``subscribers`` channel io for email channels, bound to a runtime: the ledger's
+    subscribers, for the facts of the announcement where the runtime delivers it from."""
 
     def _source(lists: tuple[str, ...], post: Post) -> list[Recipient]:
         return subscribers_for(runtime.ledger, lists, post, public_url=runtime.settings.public_url,
-                               settings=runtime.settings)
+                               settings=runtime.settings, facts=facts_of(runtime.deliveries, post))
 
     return _source
 
