@@ -381,6 +381,9 @@ class Email(Channel[EmailSettings]):
             raise fatal[0]
         if errors and work.left():  # nobody was left to send some addresses: the first error says why
             raise errors[0]
+        if errors:  # the others sent the share: say so, a relay may allow fewer connections than configured
+            log.warning("%s: %d of %d SMTP connections ended early, the others sent their share: %s",
+                        self.name, len(errors), n, errors[0])
         return self._settle(post, key, everyone, progress.states(), work.accepted, len(everyone) - len(todo))
 
     def _lane(self, work: Work[tuple[str, str, str | None]], committer: Committer, template: _mail.Template) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from .common import (
     PY,
     Bench,
+    cpu_seconds,
     free_port,
     inclusive_of,
     log,
@@ -73,7 +74,7 @@ def bare(port: int, n: int, budget: float, mode: str) -> dict[str, Any]:
     fixed = payload("user000000@example.com")
     conn = smtplib.SMTP("127.0.0.1", port, timeout=30)
     conn.ehlo()
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     sent = 0
     for to in addresses(n):
         data = fixed if mode == "fixed" else payload(to)
@@ -89,9 +90,10 @@ def bare(port: int, n: int, budget: float, mode: str) -> dict[str, Any]:
         sent += 1
         if sent % 50 == 0 and time.time() - t0 > budget:
             break
-    wall = time.time() - t0
+    wall, cpu = time.time() - t0, time.process_time() - cpu0
     conn.quit()
     return {"mode": mode, "sent": sent, "wall_s": round(wall, 3), "per_s": round(sent / wall, 1),
+            "cpu_us_per_msg": round(1e6 * cpu / sent) if sent else None,
             "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "message_bytes": len(fixed)}
 
@@ -132,7 +134,7 @@ def loadavg() -> str:
 
 
 def run_system(bench: Bench, rt, port: int, n: int, budget: float, connections: int, channel: dict[str, Any],
-               data_for, profile: bool, quick: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+               data_for, profile: bool, quick: bool, sink_pid: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One mailing to ``n`` recipients through a fresh worker whose email channel uses
     ``connections`` SMTP connections: submit → worker → adapter → sink, until settled or ``budget``."""
     from broadcaster import service
@@ -141,6 +143,7 @@ def run_system(bench: Bench, rt, port: int, n: int, budget: float, connections: 
     worker = bench.procs.py(f"worker-c{connections}", "worker", str(path), "-c", "2")
     wait_consumers(bench, 1, [worker])
     base = smtp_count(port)
+    cpu0, sink0 = cpu_seconds(worker.pid), cpu_seconds(sink_pid)
     load_before = loadavg()
     log(f"broadcaster, {connections} SMTP connection(s): submit → worker → email adapter (budget {budget} s, "
         f"load {load_before})")
@@ -163,6 +166,7 @@ def run_system(bench: Bench, rt, port: int, n: int, budget: float, connections: 
             done_at = d.settled_at
             break
     rss = rss_peak_mb(worker.pid)
+    cpu1, sink1 = cpu_seconds(worker.pid), cpu_seconds(sink_pid)
     sent = smtp_count(port) - base
     wall = (done_at or time.time()) - t0
     pyspy_wait(spy)
@@ -172,7 +176,9 @@ def run_system(bench: Bench, rt, port: int, n: int, budget: float, connections: 
             "wall_s": round(wall, 2), "per_s": round(per_s, 1), "rss_peak_mb": round(rss or 0, 1),
             "time_for_all_s": round(wall if done_at else n / per_s, 1) if per_s else None,
             "extrapolated": done_at is None, "load_before": load_before, "load_after": loadavg(),
-            "timeline": timeline[-10:]}
+            "cpu_us_per_msg": round(1e6 * (cpu1 - cpu0) / sent) if sent and cpu0 is not None and cpu1 else None,
+            "sink_cpu_us_per_msg": round(1e6 * (sink1 - sink0) / sent) if sent and sink0 is not None and sink1 else None,
+            "timeline": timeline[:6] + timeline[-6:]}
     prof = top_frames(prof_out, 20) if prof_out else None
     if prof:
         prof["breakdown"] = inclusive_of(prof_out, [
@@ -222,7 +228,7 @@ def run(quick: bool = False, recipients: int | None = None, profile: bool = True
         prof = None
         for c in connections:
             runs[c], p = run_system(bench, rt, port, n, budget, c, channel, data_for,
-                                    profile and c == DEFAULT_CONNECTIONS, quick)
+                                    profile and c == DEFAULT_CONNECTIONS, quick, sink.pid)
             prof = p or prof
         log(f"bare smtplib loop again, after the system runs (load {loadavg()})")
         fixed_after = run_bare(bench, port, n, bare_budget, "fixed")
@@ -249,14 +255,15 @@ def run(quick: bool = False, recipients: int | None = None, profile: bool = True
 
     def row(label, r, ratio_):
         t = f"{r['time_for_all_s']} s" + (" (extrapolated)" if not r.get("complete") else "")
-        return [label, r["per_s"], r["sent"], t, f"{r['rss_peak_mb']} MB", ratio_, r.get("load_before", "")]
+        return [label, r["per_s"], r["sent"], t, f"{r['rss_peak_mb']} MB", ratio_, r.get("cpu_us_per_msg"),
+                r.get("load_before", "")]
     rows = [row("bare smtplib, pre-built message, 1 connection", fixed, round(fixed["per_s"] / floor, 3)),
             row("  the same, after the system runs", fixed_after, round(fixed_after["per_s"] / floor, 3)),
             row("bare smtplib + adapter's MIME build", mime, round(mime["per_s"] / floor, 3))]
     rows += [row(f"broadcaster worker, {c} connection{'s' if c > 1 else ''}"
                  + (" (default)" if c == DEFAULT_CONNECTIONS else ""), r, r["ratio_vs_bare"]) for c, r in runs.items()]
     table(f"bulk email ({n} recipients)", ["sender", "messages/s", "sent", f"time for {n}", "peak RSS",
-                                           "÷ bare pre-built", "load before"], rows)
+                                           "÷ bare pre-built", "CPU µs/msg", "load before"], rows)
     print(f"targets (default {DEFAULT_CONNECTIONS} connections, scaled to 100,000): ≤ 20 s → "
           f"{res['targets']['<=20s_for_100k']}; ≤ 300 MB RSS → {res['targets']['<=300MB_rss']}; ≥ 1.5× bare → "
           f"{res['targets']['>=1.5x_bare']}", flush=True)

@@ -149,13 +149,14 @@ def test_a_crash_leaves_at_most_one_uncertain_address_per_connection_resent_with
     assert receipt.extra["sent"] == len(sent_again) and states(after) == dict.fromkeys(EVERYONE, "done")
 
 
-def test_a_refused_connection_leaves_its_share_to_the_others():
+def test_a_refused_connection_leaves_its_share_to_the_others(caplog):
     factory = Connections(refuse={2})
     progress = RecordingProgress()
     ch = mailer(hold_every_connection(factory, 2, None), 3)  # the two that open run side by side
     receipt = ch.send(ch.render(message()), key="k", progress=progress)
     assert len(factory.made) == 2 and factory.accepted() == EVERYONE, "everyone once, over the two that opened"
     assert receipt.extra["sent"] == 12 and states(progress) == dict.fromkeys(EVERYONE, "done")
+    assert "1 of 3 SMTP connections ended early" in caplog.text and "cannot connect" in caplog.text
 
 
 def test_a_connection_lost_before_the_body_hands_that_address_to_another():
