@@ -53,7 +53,7 @@ from .registry import register
 log = logging.getLogger(__name__)
 
 #: parallel SMTP connections per mailing, unless configured (docs/performance.md has the figures)
-DEFAULT_CONNECTIONS = 4
+DEFAULT_CONNECTIONS = 8
 MAX_CONNECTIONS = 32
 
 

@@ -15,7 +15,7 @@ Every run is bounded: when a budget runs out, the rate so far is reported and th
 recipients extrapolated (marked ``extrapolated``).
 
     python -m tests.benchmarks.bench_email [--quick] [-r RECIPIENTS] [-c CONNECTIONS ...]
-    python -m tests.benchmarks.bench_email adapter [-r RECIPIENTS] [-c CONNECTIONS ...] [--rounds N]
+    python -m tests.benchmarks.bench_email adapter [-r RECIPIENTS] [-c CONNECTIONS ...] [--rounds N] [--no-ledger]
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def run_system(bench: Bench, rt, port: int, n: int, budget: float, connections: 
     worker = bench.procs.py(f"worker-c{connections}", "worker", str(path), "-c", "2")
     wait_consumers(bench, 1, [worker])
     base = smtp_count(port)
-    cpu0, sink0 = cpu_seconds(worker.pid), cpu_seconds(sink_pid)
+    cpu0, sink0 = cpu_seconds([worker.pid]), cpu_seconds([sink_pid])
     load_before = loadavg()
     log(f"broadcaster, {connections} SMTP connection(s): submit → worker → email adapter (budget {budget} s, "
         f"load {load_before})")
@@ -167,7 +167,7 @@ def run_system(bench: Bench, rt, port: int, n: int, budget: float, connections: 
             done_at = d.settled_at
             break
     rss = rss_peak_mb(worker.pid)
-    cpu1, sink1 = cpu_seconds(worker.pid), cpu_seconds(sink_pid)
+    cpu1, sink1 = cpu_seconds([worker.pid]), cpu_seconds([sink_pid])
     sent = smtp_count(port) - base
     wall = (done_at or time.time()) - t0
     pyspy_wait(spy)
@@ -177,8 +177,8 @@ def run_system(bench: Bench, rt, port: int, n: int, budget: float, connections: 
             "wall_s": round(wall, 2), "per_s": round(per_s, 1), "rss_peak_mb": round(rss or 0, 1),
             "time_for_all_s": round(wall if done_at else n / per_s, 1) if per_s else None,
             "extrapolated": done_at is None, "load_before": load_before, "load_after": loadavg(),
-            "cpu_us_per_msg": round(1e6 * (cpu1 - cpu0) / sent) if sent and cpu0 is not None and cpu1 else None,
-            "sink_cpu_us_per_msg": round(1e6 * (sink1 - sink0) / sent) if sent and sink0 is not None and sink1 else None,
+            "cpu_us_per_msg": round(1e6 * (cpu1 - cpu0) / sent) if sent else None,
+            "sink_cpu_us_per_msg": round(1e6 * (sink1 - sink0) / sent) if sent else None,
             "timeline": timeline}
     prof = top_frames(prof_out, 20) if prof_out else None
     if prof:
@@ -279,15 +279,17 @@ def run(quick: bool = False, recipients: int | None = None, profile: bool = True
 # ---------------------------------------------------------------- the adapter alone
 
 
-def adapter_sweep(n: int, connections: tuple[int, ...], rounds: int) -> list[dict[str, Any]]:
+def adapter_sweep(n: int, connections: tuple[int, ...], rounds: int, ledger_progress: bool = True) -> list[dict[str, Any]]:
     """``Email.send`` in this process, with the worker's durable progress (``LedgerProgress`` on
-    a SQLite ledger), to the sink: no Celery, no claim. Prints, per connection count and round,
-    messages/s, CPU µs per message and messages per ledger commit (the group commit). Rounds run
-    the counts forwards, then backwards, so a change in the machine's load hits both ends."""
+    a SQLite ledger; ``--no-ledger``: in memory, to see what the writes cost), to the sink: no
+    Celery, no claim. Prints, per connection count and round, messages/s, CPU µs per message and
+    messages per progress write (the group commit). Rounds run the counts forwards, then
+    backwards, so a change in the machine's load hits both ends."""
     import os
     import tempfile
 
     from broadcaster.channels import _lanes
+    from broadcaster.channels.base import MemoryProgress
     from broadcaster.channels.email import Email, EmailSettings
     from broadcaster.engine import LedgerProgress
     from broadcaster.ledger.repository import Ledger
@@ -326,17 +328,19 @@ def adapter_sweep(n: int, connections: tuple[int, ...], rounds: int) -> list[dic
             ledger.claim_with_announcement(d.id, "bench", 600)
             base = smtp_count(port)
             t0, cpu0 = time.time(), time.process_time()
-            ch.send(post, key=d.id, progress=LedgerProgress(Rt(), d, "bench", 600))
+            progress = LedgerProgress(Rt(), d, "bench", 600) if ledger_progress else MemoryProgress()
+            ch.send(post, key=d.id, progress=progress)
             wall, cpu = time.time() - t0, time.process_time() - cpu0
             sent = smtp_count(port) - base
-            r = {"connections": c, "sent": sent, "wall_s": round(wall, 2), "per_s": round(sent / wall),
+            r = {"connections": c, "progress": "ledger" if ledger_progress else "memory", "sent": sent,
+                 "wall_s": round(wall, 2), "per_s": round(sent / wall),
                  "cpu_us_per_msg": round(1e6 * cpu / sent), "msgs_per_commit": round(sent / commits[-1], 2),
                  "load": round(os.getloadavg()[0], 1)}
             out.append(r)
             log(f"{c} connection(s): {r['per_s']} msg/s, {r['cpu_us_per_msg']} µs CPU/msg, "
-                f"{r['msgs_per_commit']} msgs per commit (load {r['load']})")
+                f"{r['msgs_per_commit']} msgs per progress write (load {r['load']})")
     _lanes.Committer.close = close  # type: ignore[method-assign]
-    write_json(NAME + "_adapter", {"recipients": n, "runs": out})
+    write_json(NAME + "_adapter" + ("" if ledger_progress else "_memory"), {"recipients": n, "runs": out})
     return out
 
 
@@ -350,8 +354,9 @@ def main(argv: list[str] | None = None) -> None:
         q.add_argument("-r", "--recipients", type=int, default=8000)
         q.add_argument("-c", "--connections", type=int, action="append")
         q.add_argument("--rounds", type=int, default=2)
+        q.add_argument("--no-ledger", action="store_true", help="progress in memory instead of the ledger")
         b = q.parse_args(argv[1:])
-        adapter_sweep(b.recipients, tuple(b.connections or (*CONNECTIONS, 16)), b.rounds)
+        adapter_sweep(b.recipients, tuple(b.connections or (*CONNECTIONS, 16)), b.rounds, not b.no_ledger)
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")

@@ -122,16 +122,6 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a live process has used so far (``/proc/PID/stat``), in seconds:
-    on a shared machine, CPU per message does not depend on how busy the other cores are."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rss_peak_mb(pid: int) -> float | None:
     """VmHWM (peak resident set) of a live process, in MB."""
     try:
