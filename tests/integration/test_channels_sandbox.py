@@ -337,9 +337,10 @@ def test_email_dropped_after_data_resends_only_that_address_with_the_same_messag
     [d] = env.settle(ann)
     assert str(d.state) == "delivered", reasons(env.system, d.id)
     got = {rcpt: [header(m, "Message-ID") for m in env.box.messages() if m["rcpt_tos"] == [rcpt]] for rcpt in MAIL_TO}
-    dropped, other = MAIL_TO  # the first mail of the pass is the one dropped
-    assert len(got[other]) == 1
-    assert len(got[dropped]) == 2 and got[dropped][0] == got[dropped][1]
+    # the first mail the server gets is dropped; over parallel connections either address may be it
+    assert sorted(len(ids) for ids in got.values()) == [1, 2], got
+    [dropped] = [rcpt for rcpt, ids in got.items() if len(ids) == 2]
+    assert got[dropped][0] == got[dropped][1]
 
 
 def test_email_server_down_for_a_while_then_everyone_gets_one_mail(env):
