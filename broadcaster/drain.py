@@ -114,6 +114,9 @@ def drain(runtime: Runtime, channel: str, owner: str | None = None, *, budget: f
         log.warning("channel %s could not be built before claiming", channel, exc_info=True)
     size = batch_size(runtime, channel)
     lease = lease_for(runtime, channel)
+    # before the first claim: a wake-up published from now on is not coalesced into this drain
+    # (it may be for rows committed after this drain's claims; see wakeup_redis.py)
+    runtime.drain_started(channel)
     started = time.monotonic()
     while True:
         claimed = runtime.deliveries.claim_batch(channel, owner, lease, size)

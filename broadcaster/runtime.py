@@ -279,19 +279,29 @@ class Runtime:
 
     # -- waking workers: the broker is only a signal, the ledger is the truth
 
-    def enqueue(self, items: Iterable[tuple[str, str]], countdown: float | None = None) -> int:
-        """Tell the broker about deliveries. Failures are logged, never raised: the scheduler's
-        sweep finds anything the broker did not get."""
+    def enqueue(self, items: Iterable[tuple[str, str]], countdown: float | None = None, *,
+                force: bool = False) -> int:
+        """Tell the broker about deliveries (one wake-up per channel; ``force`` past a drain
+        already queued — the sweep's; see ``wakeup.py``). Failures are logged, never raised: the
+        scheduler's sweep finds anything the broker did not get."""
         items = list(items)
         if not items:
             return 0
         try:
-            self.enqueuer.deliver(items, countdown)
+            self.enqueuer.deliver(items, countdown, force=force)
         except Exception as exc:  # noqa: BLE001 - broker trouble must not fail a submit
             log.warning("could not enqueue %d deliveries (%s: %s); the sweeper will pick them up",
                         len(items), type(exc).__name__, exc)
             return 0
         return len(items)
+
+    def drain_started(self, channel: str) -> None:
+        """A drain of ``channel`` is about to claim: its next wake-up must be published again.
+        If the broker cannot be told, the pending mark expires on its own (``wakeup_redis``)."""
+        try:
+            self.enqueuer.started(channel)
+        except Exception as exc:  # noqa: BLE001 - a stale mark only delays until it expires or the sweep
+            log.warning("could not clear the wake-up mark of %s (%s: %s)", channel, type(exc).__name__, exc)
 
     def enqueue_retract(self, delivery_id: str, channel: str) -> None:
         try:

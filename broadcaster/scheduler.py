@@ -73,7 +73,8 @@ class Sweeper:
         report.promoted = len(ledger.promote_scheduled(hold_kinds=hold))
         due = ledger.take_due(settings.scheduler.requeue_after)
         if due:
-            report.enqueued = runtime.enqueue([(d, ch) for d, ch, _ in due])
+            # past any pending mark: the sweep is the safety net for a wake-up that was lost
+            report.enqueued = runtime.enqueue([(d, ch) for d, ch, _ in due], force=True)
         for hook in self.hooks:
             try:
                 hook(runtime, report)

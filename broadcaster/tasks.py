@@ -24,28 +24,39 @@ from . import drain, engine
 from .config import Settings, read_settings
 from .errors import LedgerUnavailable
 from .runtime import DEFAULT_QUEUE, Runtime, broker_url, queue_name
+from .wakeup_redis import RedisWakeups
 
 log = logging.getLogger(__name__)
 
 
 class CeleryEnqueuer:
     """The :class:`~broadcaster.wakeup.Enqueuer` that publishes the tasks below on each channel's
-    own queue. Many wake-ups (an announcement's K deliveries, a sweep) share one pooled
-    connection and producer."""
+    own queue. On a Redis broker (``wakeups``) every channel of one call goes out in one round
+    trip, coalesced per channel (``wakeup_redis.py``); on another broker (RabbitMQ) one drain per
+    channel over one pooled producer, nothing coalesced."""
 
-    def __init__(self, app: Celery):
+    def __init__(self, app: Celery, wakeups: RedisWakeups | None = None):
         self.app = app
+        self.wakeups = wakeups
 
-    def deliver(self, items: Sequence[tuple[str, str]], countdown: float | None = None) -> None:
+    def deliver(self, items: Sequence[tuple[str, str]], countdown: float | None = None, *,
+                force: bool = False) -> None:
         """One ``broadcaster.drain`` per channel named in ``items``: the worker that takes it
         sends whatever of that channel is due, these deliveries included."""
         channels = list(dict.fromkeys(channel for _delivery_id, channel in items))
+        if self.wakeups is not None:
+            self.wakeups.wake(channels, countdown, force=force)
+            return
         with self.app.producer_or_acquire() as producer:
             for channel in channels:
                 opts: dict[str, Any] = {"queue": queue_name(channel), "producer": producer}
                 if countdown:
                     opts["countdown"] = countdown
                 self.app.send_task(DRAIN, (channel,), **opts)
+
+    def started(self, channel: str) -> None:
+        if self.wakeups is not None:
+            self.wakeups.started(channel)
 
     def retract(self, delivery_id: str, channel: str) -> None:
         self.app.send_task(RETRACT, (delivery_id,), queue=queue_name(channel))
@@ -58,7 +69,8 @@ DELIVER, DRAIN, RETRACT = "broadcaster.deliver", "broadcaster.drain", "broadcast
 
 def celery_enqueuer(settings: Settings) -> CeleryEnqueuer:
     """For processes that only publish (API, scheduler): the configured Celery app's enqueuer."""
-    return CeleryEnqueuer(create_app(settings))
+    app = create_app(settings)
+    return CeleryEnqueuer(app, RedisWakeups.for_app(app, settings, DRAIN))
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
@@ -108,7 +120,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
         with lock:
             rt = holder["runtime"]
             if rt is None:
-                rt = holder["runtime"] = Runtime.from_settings(settings, enqueuer=CeleryEnqueuer(app))
+                enqueuer = CeleryEnqueuer(app, RedisWakeups.for_app(app, settings, DRAIN))
+                rt = holder["runtime"] = Runtime.from_settings(settings, enqueuer=enqueuer)
             return rt
 
     @app.task(name=DELIVER, ignore_result=True, shared=False)

@@ -221,3 +221,30 @@ def test_a_per_delivery_message_queued_before_an_upgrade_is_still_processed(syst
     assert len(receiver.ok()) == 1 and receiver.unique_ids() == {f"msg_{d.id}"}
     claim = [e for e in system.runtime.ledger.events_of(d.id) if e.to_state == "sending"]
     assert len(claim) == 1 and "batch" not in claim[0].reason, "claimed by the single-delivery path"
+
+
+def test_a_lost_coalesced_wake_up_is_delivered_by_the_sweep(system_factory, sqlite_url, receiver, private_redis):
+    """A drain was queued (its mark set) and its message lost: the next submit's wake-up is
+    coalesced into that lost drain, so no worker is woken for it — and the sweep, publishing
+    past the mark, still gets it delivered, once."""
+    from broadcaster.runtime import queue_name
+    from broadcaster.wakeup_redis import MARK_PREFIX, MARK_TTL
+
+    system = system_factory(sqlite_url, {"hook": hook(receiver.url + "/hook")}, scheduler={"interval": 0.5})
+    redis = private_redis.client()
+    system.runtime.enqueue([("dlv_earlier", "hook")])  # a drain is queued for `hook`…
+    assert redis.exists(MARK_PREFIX + "hook") and redis.llen(queue_name("hook")) == 1
+    redis.delete(queue_name("hook"))  # …and its message is lost; the mark stays
+    ann = submit(system)
+    assert redis.llen(queue_name("hook")) == 0, "the submit's wake-up should have been coalesced"
+    with system.worker():
+        time.sleep(2.0)  # a worker is up, but nothing woke it: without the sweep it stays pending
+        [d] = system.runtime.ledger.deliveries_of(ann)
+        assert str(d.state) == "pending" and receiver.requests == []
+        assert redis.pttl(MARK_PREFIX + "hook") > 0, "the mark outlived the wait (else this proves nothing)"
+        started = time.time()
+        system.start_scheduler()
+        [d] = system.wait_settled(ann, timeout=10)
+        took = time.time() - started
+    assert str(d.state) == "delivered" and len(receiver.ok()) == 1
+    assert took < MARK_TTL - 2, f"delivered {took:.1f} s after the sweep started: the sweep, not the mark's expiry"

@@ -201,6 +201,19 @@ def test_a_drain_that_runs_out_of_time_wakes_another_for_the_rest(h):
     assert sum(1 for i in ids if h.ledger.get_delivery(i).state == S.PENDING) == 4
 
 
+def test_a_drain_says_it_started_before_its_first_claim(h, monkeypatch):
+    """The pending-drain mark is cleared before anything is claimed: a wake-up coalesced into
+    this drain was published before the clear, so its rows were committed before the claim."""
+    submit(h, "hook", 3)
+    order = []
+    real_claim = h.ledger.claim_batch
+    monkeypatch.setattr(h.enqueuer, "started", lambda channel: order.append(("started", channel)))
+    monkeypatch.setattr(h.ledger, "claim_batch", lambda *a, **kw: order.append(("claim", a[0])) or real_claim(*a, **kw))
+    drain.drain(h, "hook", owner="w1")
+    assert order[:2] == [("started", "hook"), ("claim", "hook")]
+    assert order.count(("started", "hook")) == 1
+
+
 def test_a_batch_that_ran_long_gives_the_rest_back_unsent_before_their_leases_could_end(h):
     """Sends one after another must not outlive a lease: once timeout + half of scheduler.lease
     has passed since the claim, the deliveries not yet sent go back, due at once, nothing sent."""

@@ -163,6 +163,12 @@ def test_publish_at_in_the_future_is_scheduled_and_released_by_the_sweep(rt, clo
     report = scheduler.tick(rt)
     assert report.promoted == 2 and report.enqueued == 2
     assert all(d.state == S.PENDING for d in rt.ledger.deliveries_of(sub.id))
+    assert wakeups(rt).forced == [True, True], "the sweep publishes past a pending drain's mark"
+
+
+def test_a_submit_wakes_its_channels_coalescible(rt):
+    service.submit(rt, INCIDENT, principal=SYSTEM)
+    assert [ch for _, ch in enqueued(rt)] == ["a", "b"] and wakeups(rt).forced == [False, False]
 
 
 def test_publish_at_as_iso_text_and_in_the_past(rt):
