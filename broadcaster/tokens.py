@@ -2,8 +2,16 @@
 
 A token is 32 random bytes, so a plain SHA-256 is enough (no salt or slow hash is needed for
 high-entropy secrets) and lets the ledger find it by an indexed equality on the hash. The final
-comparison is still constant-time, and every verification does the same work whether the token
-exists or not, so response times say nothing about which tokens exist.
+comparison is still constant-time, and every verification of a token that is not valid does
+the same work whether it exists, existed or never did, so response times say nothing about which
+tokens exist.
+
+A token the ledger verified is trusted by that process for ``api.token_cache`` seconds (default
+1) before the ledger is asked again: the intake's hot path then does no database read for it.
+Revocation therefore takes effect at once in the process that revoked it and within
+``api.token_cache`` seconds in every other one (``tests/api/test_token_cache.py`` checks this
+across two app instances). Only valid tokens are kept, so a wrong or revoked token always meets
+the ledger (and the per-address limit) — and a new token is never refused by a stale entry.
 
 Static tokens from the configuration (``tokens:``, already hashed) work even when the ledger is
 down, so CI and ops keep a way in during an incident.
@@ -31,6 +39,8 @@ PREFIX = "bct_"
 _DUMMY = "sha256:" + "0" * 64
 #: last_used_at is written at most this often per token (a write per request would be wasteful)
 TOUCH_EVERY = 60.0
+#: at most this many verified tokens are remembered per process (then the memory starts afresh)
+CACHE_MAX = 4096
 
 
 def check_name(name: str | None) -> str:
@@ -77,11 +87,15 @@ class TokenInfo:
 
 
 class TokenStore:
-    def __init__(self, ledger: Ledger | None, settings: Settings, clock=time.time):
+    def __init__(self, ledger: Ledger | None, settings: Settings, clock=time.time, monotonic=time.monotonic):
         self.ledger = ledger
         self.settings = settings
         self.clock = clock
+        #: the cache's own clock: a wall clock set back must not stretch how long a token is trusted
+        self.monotonic = monotonic
         self._touched: dict[str, float] = {}
+        #: hash → (principal, token id, trusted until on ``monotonic``) of tokens the ledger verified
+        self._verified: dict[str, tuple[Principal, str, float]] = {}
         self._lock = threading.Lock()
 
     # -- verification (every request)
@@ -100,13 +114,32 @@ class TokenStore:
                 found = Principal(st.name, tuple(st.kinds), tuple(st.channels), st.admin)
         if found is not None or self.ledger is None:
             return found
+        hit = self._verified.get(digest)
+        if hit is not None and hit[2] > self.monotonic():
+            self._touch(hit[1])
+            return hit[0]
         row = self.ledger.tokens.by_hash(digest)
         stored = row.hash if row is not None else _DUMMY
         ok = hmac.compare_digest(stored.encode(), digest.encode()) and row is not None and row.revoked_at is None
         if not ok or row is None:
+            if hit is not None:
+                self._forget(lambda d, _p: d == digest)
             return None
         self._touch(row.id)
-        return Principal(row.name, row.kinds, row.channels, row.admin)
+        principal = Principal(row.name, row.kinds, row.channels, row.admin)
+        ttl = self.settings.api.token_cache
+        if ttl > 0:
+            with self._lock:
+                if len(self._verified) >= CACHE_MAX:
+                    self._verified.clear()
+                self._verified[digest] = (principal, row.id, self.monotonic() + ttl)
+        return principal
+
+    def _forget(self, match) -> None:
+        """Drop remembered verifications for which ``match(digest, principal)`` holds."""
+        with self._lock:
+            for digest in [d for d, (p, _id, _until) in self._verified.items() if match(d, p)]:
+                self._verified.pop(digest, None)
 
     def _store(self) -> Ledger:
         """The ledger, for what only tokens kept there can do (create, revoke, touch)."""
@@ -183,5 +216,6 @@ class TokenStore:
         if row is None:
             raise NotFound(f"no token named {name!r}")
         ledger.sessions.revoke_for_token(name, now)  # its web page sessions end with it
+        self._forget(lambda _d, p: p.name == name)  # here at once; other processes within api.token_cache
         return TokenInfo(row.name, row.kinds, row.channels, row.admin, "ledger",
                          created_at=row.created_at, revoked_at=row.revoked_at or now, last_used_at=row.last_used_at)

@@ -38,6 +38,9 @@ class ApiSettings(Strict):
     #: believed, e.g. ["127.0.0.1", "::1"]; a comma-separated string works too (from ${VAR})
     trusted_proxies: tuple[str, ...] = ()
     workers: int = Field(1, ge=1, le=64)  # API processes (uvicorn workers)
+    #: a token the ledger verified is trusted this long by one process (revocation reaches every
+    #: other process within it); 0 asks the ledger on every request
+    token_cache: Duration = Field(1.0, ge=0, le=60)
     #: a web page session ends after this long without a request …
     session_idle: Duration = Field(12 * 3600.0, gt=0)
     #: … and this long after sign-in in any case
