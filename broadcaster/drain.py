@@ -123,7 +123,7 @@ def drain(runtime: Runtime, channel: str, owner: str | None = None, *, budget: f
         if not claimed:
             break
         report.claimed += len(claimed)
-        held_back = _one_batch(runtime, claimed, owner, lease, report)
+        held_back = _one_batch(runtime, claimed, owner, lease, report, full=len(claimed) >= size)
         if len(claimed) < size or held_back:
             break
         if time.monotonic() - started >= budget:
@@ -135,9 +135,15 @@ def drain(runtime: Runtime, channel: str, owner: str | None = None, *, budget: f
 
 
 def _one_batch(runtime: Runtime, claimed: list[tuple[Delivery, Announcement]], owner: str, lease: float,
-               report: DrainReport) -> bool:
+               report: DrainReport, *, full: bool = False) -> bool:
     """One claimed batch of one channel, end to end. Returns whether the breaker or the rate limit
-    held any back (then the drain stops: what is left is not due yet)."""
+    held any back (then the drain stops: what is left is not due yet).
+
+    ``full``: the claim came back full, so more may be due. Once the breaker and the rate limit
+    let the whole batch go, a wake-up for the channel is handed on *before* sending (coalesced:
+    nothing is published while a drain is queued), so an idle worker thread claims the next
+    batch while this one sends: a backlog on a slow provider is worked by as many threads as
+    it has full batches, as when every announcement published its own wake-up."""
     channel = claimed[0][0].channel
     pol = runtime.settings.policy_for(channel)
     now = runtime.clock()
@@ -179,6 +185,8 @@ def _one_batch(runtime: Runtime, claimed: list[tuple[Delivery, Announcement]], o
                 held_back = True
                 _rate_limited(d, pol, now, wait, finishes[d.id])
             live = live[:granted]
+        if full and live and not held_back:
+            runtime.enqueue([(claimed[-1][0].id, channel)])
         for d, ann in live:
             try:
                 prepared = _render(runtime, d, ann, pol, permit, finishes[d.id])

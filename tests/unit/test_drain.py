@@ -197,8 +197,28 @@ def test_a_drain_that_runs_out_of_time_wakes_another_for_the_rest(h):
     before = len(wakeups(h).deliveries)
     report = drain.drain(h, "hook", owner="w1", budget=0.0)
     assert report.claimed == 8, "one batch, then the budget is spent"
-    assert [w[1] for w in wakeups(h).deliveries[before:]] == ["hook"], "a wake-up for the channel, not the sweep"
+    # the full batch's hand-on, then the spent budget's: wake-ups for the channel, not the sweep
+    assert [w[1] for w in wakeups(h).deliveries[before:]] == ["hook", "hook"]
     assert sum(1 for i in ids if h.ledger.get_delivery(i).state == S.PENDING) == 4
+
+
+def test_a_full_batch_hands_a_wake_up_on_before_it_sends(h):
+    """More may be due after a full claim: another worker thread is woken to claim the next
+    batch while this one sends (a slow provider's backlog is worked in parallel)."""
+    submit(h, "hook", 20)
+    sent_at_wake = []
+    wakeups(h).on_deliver = lambda _id, channel, _countdown: sent_at_wake.append(len(h.provider.requests))
+    drain.drain(h, "hook", owner="w1")
+    assert [w[1] for w in wakeups(h).deliveries[-2:]] == ["hook", "hook"] and len(sent_at_wake) == 2
+    assert sent_at_wake == [0, 8], "handed on before each full batch was sent (20 = 8 + 8 + 4)"
+
+
+def test_no_hand_on_when_the_rate_limit_holds_some_back(h):
+    submit(h, "three", 5)
+    before = len(wakeups(h).deliveries)
+    assert h.limiter.acquire("three", 3, 10.0) == 0  # one slot of three already used
+    drain.drain(h, "three", owner="w1")
+    assert [w for w in wakeups(h).deliveries[before:] if w[2] is None] == [], "nothing more can go now"
 
 
 def test_a_drain_says_it_started_before_its_first_claim(h, monkeypatch):
