@@ -4,7 +4,8 @@ The order is chosen so junk costs as little as possible and real posts keep flow
 
 1. a declared ``Content-Length`` over the limit → 413, before anything else;
 2. on protected paths, no ``Authorization: Bearer`` → 401 at once (no I/O at all);
-3. the token is verified (one indexed look-up) — unknown/revoked → the caller's *address* is
+3. the token is verified (one indexed look-up, or none while this process trusts it:
+   ``api.token_cache``, see ``tokens.py``) — unknown/revoked → the caller's *address* is
    charged against ``api.anonymous_rate_limit`` (429 when over) and gets 401;
    a valid token is charged against ``api.rate_limit`` under its own name, so one busy token or
    one noisy address never slows the others down. The web page's session cookie is the same

@@ -248,3 +248,23 @@ def test_a_lost_coalesced_wake_up_is_delivered_by_the_sweep(system_factory, sqli
         took = time.time() - started
     assert str(d.state) == "delivered" and len(receiver.ok()) == 1
     assert took < MARK_TTL - 2, f"delivered {took:.1f} s after the sweep started: the sweep, not the mark's expiry"
+
+
+def test_a_backlog_on_a_slow_provider_is_sent_by_several_threads_at_once(system_factory, sqlite_url, receiver,
+                                                                          private_redis):
+    """24 announcements wait for a worker; their wake-ups were coalesced into one drain. A full
+    batch hands a wake-up on before it sends, so idle threads take the next batches: the slow
+    provider sees requests overlapping, as it did when each announcement had its own wake-up."""
+    from broadcaster.runtime import queue_name
+
+    system = system_factory(sqlite_url, {"hook": hook(receiver.url + "/hook")})
+    receiver.script(*[Reply(200, delay=0.3)] * 24)
+    ids = [submit(system, title=f"backlog {i}") for i in range(24)]
+    assert private_redis.client().llen(queue_name("hook")) == 1, "one queued drain for the whole backlog"
+    with system.worker(concurrency=4):
+        for ann in ids:
+            system.wait_settled(ann, timeout=30)
+    spans = [(r.at, r.at + 0.3) for r in receiver.requests]
+    overlap = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert overlap >= 2, "one thread sent the whole backlog, one request after another"
+    assert len(receiver.unique_ids()) == 24 and len(receiver.requests) == 24
