@@ -202,12 +202,12 @@ def test_a_drain_that_runs_out_of_time_wakes_another_for_the_rest(h):
     assert sum(1 for i in ids if h.ledger.get_delivery(i).state == S.PENDING) == 4
 
 
-def test_a_full_batch_hands_a_wake_up_on_before_it_sends(h):
+def test_a_full_batch_hands_a_wake_up_on_before_it_sends(h, provider):
     """More may be due after a full claim: another worker thread is woken to claim the next
     batch while this one sends (a slow provider's backlog is worked in parallel)."""
     submit(h, "hook", 20)
     sent_at_wake = []
-    wakeups(h).on_deliver = lambda _id, channel, _countdown: sent_at_wake.append(len(h.provider.requests))
+    wakeups(h).on_deliver = lambda _id, channel, _countdown: sent_at_wake.append(len(provider.requests))
     drain.drain(h, "hook", owner="w1")
     assert [w[1] for w in wakeups(h).deliveries[-2:]] == ["hook", "hook"] and len(sent_at_wake) == 2
     assert sent_at_wake == [0, 8], "handed on before each full batch was sent (20 = 8 + 8 + 4)"
