@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import components as component_names, engine
+from . import components as component_names, engine, promises, templates
 from .breakglass_audience import SubscriberSource, check_file, find_source, source_for
 from .breakglass_journal import DEFAULT_JOURNAL, NOTE, notes, open_twin
 from .breakglass_ports import Reach
@@ -45,7 +45,7 @@ from .ledger.repository import default_owner
 from .models import CLAIMABLE, SETTLED, Delivery, DeliveryState, Receipt
 from .resilience import MemoryBreaker, MemoryRateLimiter
 from .runtime import Runtime
-from .service import AnnouncementIn, validation_problem
+from .service import AnnouncementIn, promised_variants, validation_problem
 
 __all__ = ["BUDGET", "DEFAULT_JOURNAL", "MAX_WAIT", "DirectOutcome", "DirectResult", "Journal", "publish_direct"]
 
@@ -90,7 +90,7 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
                    subscribers_file: str | None = None, max_wait: float = MAX_WAIT,
                    budget: float = BUDGET) -> DirectResult:
     """Send ``payload`` to its channels now through the engine, over the journalled twin."""
-    req = _validated(payload)
+    req = templates.expand(settings, _validated(payload))
     channels = list(dict.fromkeys(req.channels)) or list(settings.route(req.kind))
     unknown = [c for c in channels if c not in settings.channels]
     if not channels or unknown:
@@ -148,13 +148,16 @@ def _create(twin: MemoryLedger, journal: Journal, settings: Settings, req: Annou
     """The note, then the announcement and one delivery per channel, as the intake writes them."""
     now = twin.clock()
     status = req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind)
+    promise = promises.resolve(req.next_update_at, now)
+    promises.check(req.kind, status, promise, now)
     journal.append({"type": NOTE, "id": ann_id, "key": key, "at": now, "author": author, "request": request,
                     "request_digest": asked, "channels": channels, "status": status})
     fields = {
-        "id": ann_id, "kind": req.kind, "title": req.title, "body": req.body, "url": req.url, "severity": req.severity,
+        "id": ann_id, "kind": req.kind, "title": req.title, "body": promises.with_promise(req.body, promise),
+        "url": req.url, "severity": req.severity, "next_update_at": promise,
         "components": components, "tags": req.tags, "channels": channels, "status": status,
         "component_states": component_names.explicit_states(req.component_states, components, settings) or None,
-        "variants": {k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
+        "variants": promised_variants(req, promise),
         "window_starts_at": float(req.window.starts_at) if req.window else None,
         "window_ends_at": float(req.window.ends_at) if req.window else None,
     }

@@ -34,7 +34,7 @@ S = DeliveryState
 KEPT = {S.DELIVERED: S.DELIVERED, S.UNKNOWN: S.UNKNOWN, S.FALLEN_BACK: S.FALLEN_BACK}
 #: the announcement columns an import copies
 FIELDS = ("id", "kind", "title", "body", "url", "severity", "components", "tags", "channels", "variants", "status",
-          "window_starts_at", "window_ends_at", "component_states", "allowed_channels")
+          "window_starts_at", "window_ends_at", "component_states", "allowed_channels", "next_update_at")
 
 
 def reconcile(ledger: Ledger, settings: Settings, journal: Journal, *, actor: str = "reconcile") -> dict[str, int]:
@@ -71,7 +71,7 @@ def _import(ledger: Ledger, settings: Settings, twin: MemoryLedger, ann_id: str,
                      "deadline_at": now + settings.deadline_for(row["kind"], d.channel)
                      if d.channel in settings.channels else now, "reason": reason})
         counts[str(state)] += 1
-    fields = {k: row[k] for k in FIELDS} | {"publish_at": None}
+    fields = {k: row.get(k) for k in FIELDS} | {"publish_at": None}
     ledger.create_announcement(fields, rows, actor=row.get("author") or actor)
     record_receipts(ledger, [DirectReceipt(d.id, d.receipt.to_dict(), d.attempts, d.settled_at or d.updated_at)
                              for d in dels if d.receipt is not None and d.state in (S.DELIVERED, S.UNKNOWN)])

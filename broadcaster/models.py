@@ -128,6 +128,8 @@ class Announcement:
     allowed_channels: tuple[str, ...] | None = None
     #: component → state the author chose (status pages); a component not here follows severity
     component_states: dict[str, str] = field(default_factory=dict)
+    #: an incident's promised "next update by" (epoch seconds; None: nothing promised, or resolved)
+    next_update_at: float | None = None
 
     def variant(self, channel: str) -> tuple[str, str]:
         """Title and body as ``channel`` should see them (per-channel variant wins)."""

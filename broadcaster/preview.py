@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
+from . import promises, templates
 from .compose import compose, message_for
 from .errors import DeliveryError, InvalidRequest
 from .ledger import new_id
 from .models import Announcement, Message, Window
 from .requests import Title
 from .runtime import Runtime
-from .service import AnnouncementIn
+from .service import AnnouncementIn, promised_variants
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,14 @@ def transient(body: PreviewIn, author: str, now: float, channels: list[str]) -> 
     window = Window(float(body.window.starts_at), float(body.window.ends_at)) if body.window else None
     publish_at = float(body.publish_at) if body.publish_at is not None else None
     status = body.status or {"incident": "investigating", "maintenance": "scheduled"}.get(body.kind)
+    promise = promises.resolve(body.next_update_at, now)
+    promises.check(body.kind, status, promise, now)
     return Announcement(
-        id=PREVIEW_ID, kind=body.kind, title=body.title, body=body.body, url=body.url, severity=body.severity,
-        components=tuple(body.components), publish_at=publish_at, window=window, channels=tuple(channels),
-        variants={k: v.model_dump(exclude_none=True) for k, v in body.variants.items()}, tags=tuple(body.tags),
+        id=PREVIEW_ID, kind=body.kind, title=body.title, body=promises.with_promise(body.body, promise), url=body.url,
+        severity=body.severity, components=tuple(body.components), publish_at=publish_at, window=window,
+        channels=tuple(channels), variants=promised_variants(body, promise), tags=tuple(body.tags),
         status=status, author=author, created_at=now, component_states=dict(body.component_states),
+        next_update_at=promise,
     )
 
 
@@ -98,6 +102,7 @@ def render_one(rt: Runtime, name: str, message: Message) -> ChannelPreview:
 def preview(rt: Runtime, body: PreviewIn, author: str) -> list[ChannelPreview]:
     """Every channel's rendering of ``body``. CPU work: callers run it in a render slot, off the
     event loop (``api/render_slots.py``)."""
+    body = templates.expand(rt.settings, body, need_title=False)
     channels = channels_for(rt, body)
     message = message_for(rt.settings, transient(body, author, rt.clock(), channels))
     return [render_one(rt, name, message) for name in channels]

@@ -125,6 +125,20 @@ def _epoch(v: Any) -> float | None:
     raise ValueError("not a date-time")
 
 
+#: a promise this far ahead is not a "next update" (a week: longer is a plan, not a commitment)
+NEXT_UPDATE_MAX = 7 * 86400.0
+_RELATIVE = re.compile(r"^\s*\d+(\.\d+)?\s*(s|m|h|d)\s*$")
+
+
+def next_update(v: Any) -> float | str | None:
+    """``next_update_at`` as sent: an absolute time (ISO 8601 or Unix seconds, like
+    ``publish_at``) becomes epoch seconds; a duration from now (``30m``, ``1h``) is kept as
+    written — the service turns it into a time with its own clock."""
+    if isinstance(v, str) and _RELATIVE.match(v):
+        return v.strip()
+    return _epoch(v)
+
+
 class WindowIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     starts_at: float | str
@@ -155,7 +169,10 @@ class AnnouncementIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     kind: Annotated[str, AsSent] = Field(..., json_schema_extra={"enum": list(KINDS)})
-    title: Title = Field(..., min_length=1)
+    #: a configured template (``templates:``): fills the title, body (its phase's text), severity,
+    #: components and next update the request leaves out; what the request gives wins
+    template: Name | None = None
+    title: Title = Field("", description="required unless the template gives one")
     body: Body = ""
     url: Url | None = None
     severity: Annotated[str, AsSent] | None = Field(None, json_schema_extra={"enum": [*SEVERITIES, None]})
@@ -166,6 +183,8 @@ class AnnouncementIn(BaseModel):
         default_factory=dict, max_length=50,
         json_schema_extra={"additionalProperties": {"enum": list(COMPONENT_STATES)}})
     publish_at: float | str | None = None
+    #: incidents: when the next update is promised — a time, or a duration from now (``30m``)
+    next_update_at: float | str | None = None
     window: WindowIn | None = None
     channels: list[ChannelName] = Field(default_factory=list, max_length=100)
     variants: dict[ChannelName, VariantIn] = Field(default_factory=dict)
@@ -215,6 +234,11 @@ class AnnouncementIn(BaseModel):
     def _publish(cls, v: Any) -> float | None:
         return _epoch(v)
 
+    @field_validator("next_update_at", mode="before")
+    @classmethod
+    def _next_update(cls, v: Any) -> float | str | None:
+        return next_update(v)
+
 
 class UpdateIn(BaseModel):
     """A follow-up. Whether ``status`` is known for the announcement's kind is checked by the
@@ -222,14 +246,23 @@ class UpdateIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     status: Status
-    body: Body = Field(..., min_length=1)
+    #: a configured template: the body its phase for ``status`` words, when ``body`` is left out
+    template: Name | None = None
+    body: Body = Field("", description="required unless the template words this status")
     title: Title | None = None
     components: list[Name] | None = Field(None, max_length=50)
+    #: incidents: when the next update is promised — a time, or a duration from now (``30m``)
+    next_update_at: float | str | None = None
 
     @field_validator("status")
     @classmethod
     def _label(cls, v: str) -> str:
         return check_status("", v, update=True)
+
+    @field_validator("next_update_at", mode="before")
+    @classmethod
+    def _next_update(cls, v: Any) -> float | str | None:
+        return next_update(v)
 
 
 # ---------------------------------------------------------------- subscriber fields

@@ -43,12 +43,12 @@ Hook = Callable[[Runtime, TickReport], object]
 
 def feature_hooks() -> list[Hook]:
     """The hooks a scheduler process runs: maintenance window steps, bounce marking, retention,
-    review reminders, readiness checks, token renewal."""
-    from . import lifecycle, readiness, retention, review, subscribers
+    review reminders, readiness checks, token renewal, overdue "next update" promises."""
+    from . import commitments, lifecycle, readiness, retention, review, subscribers
     from .oauth.hook import RefreshHook
 
     return [lifecycle.maintenance_hook, subscribers.BounceWatcher(), retention.RetentionHook(),
-            review.ReviewReminder(), readiness.ReadinessHook(), RefreshHook()]
+            review.ReviewReminder(), readiness.ReadinessHook(), RefreshHook(), commitments.overdue_hook]
 
 
 class Sweeper:

@@ -149,6 +149,8 @@ class AnnouncementOut(Out):
     variants: dict[str, dict[str, str]]
     publish_at: str | None
     window: WindowOut | None
+    next_update_at: str | None = Field(None, description="incidents: when the next update is promised (null: "
+                                       "none promised, or resolved); the body says so too")
     author: str | None
     created_at: str | None
     retracted_at: str | None
@@ -185,7 +187,7 @@ def _fields(a: Announcement, deliveries: list[Delivery]) -> dict[str, Any]:
         id=a.id, kind=a.kind, title=a.title, body=a.body, url=a.url, severity=a.severity, status=a.status,
         components=list(a.components), component_states=dict(a.component_states),
         tags=list(a.tags), channels=list(a.channels), variants=dict(a.variants),
-        publish_at=iso(a.publish_at),
+        publish_at=iso(a.publish_at), next_update_at=iso(a.next_update_at),
         window=WindowOut(starts_at=iso(a.window.starts_at), ends_at=iso(a.window.ends_at)) if a.window else None,
         author=a.author, created_at=iso(a.created_at), retracted_at=iso(a.retracted_at),
         overall=overall([d.state for d in deliveries], retracted=a.retracted_at is not None),

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import components as component_names, review
+from . import components as component_names, promises, review, templates
 from .errors import InvalidRequest
 from .ledger.actions import Audited
 from .ledger.approvals import HELD_REASON
@@ -64,16 +64,19 @@ class Submitted:
 
 
 def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principal,
-           idempotency_key: str | None = None, defer_enqueue: bool = False) -> Submitted:
+           idempotency_key: str | None = None, defer_enqueue: bool = False, internal: bool = False) -> Submitted:
     """Accept an announcement: one transaction writes it and a delivery per channel.
 
     ``defer_enqueue`` lets the API answer first and wake the workers right after (the ledger
-    already holds everything; a wake-up that never happens costs one sweep, not a delivery)."""
+    already holds everything; a wake-up that never happens costs one sweep, not a delivery).
+    ``internal``: broadcaster's own notice to its operators (an overdue reminder), never held
+    by ``quiet_during_incidents`` or two-person review — it exists because an incident is open."""
     try:
-        req = data if isinstance(data, AnnouncementIn) else AnnouncementIn.model_validate(data)
+        asked = data if isinstance(data, AnnouncementIn) else AnnouncementIn.model_validate(data)
     except ValidationError as exc:
         raise validation_problem(exc) from None
     settings = runtime.settings
+    req = templates.expand(settings, asked)
     channels = list(dict.fromkeys(req.channels)) or list(settings.route(req.kind))
     if not channels:
         raise InvalidRequest(f"no channels given and no route configured for {req.kind!r} announcements", field="channels")
@@ -96,25 +99,28 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     due = publish_at if publish_at and publish_at > now else now
     scheduled = due > now
     status = req.status or {"incident": "investigating", "maintenance": "scheduled"}.get(req.kind)
+    promise = promises.resolve(req.next_update_at, now)
+    promises.check(req.kind, status, promise, now)
     new = NewAnnouncement(
-        kind=req.kind, title=req.title, body=req.body, url=req.url, severity=req.severity, components=components,
-        component_states=component_states or None, tags=req.tags, channels=channels,
-        variants={k: v.model_dump(exclude_none=True) for k, v in req.variants.items()},
+        kind=req.kind, title=req.title, body=promises.with_promise(req.body, promise), url=req.url,
+        severity=req.severity, components=components, component_states=component_states or None, tags=req.tags,
+        channels=channels, variants=promised_variants(req, promise),
         status=status, publish_at=publish_at,
         window_starts_at=float(req.window.starts_at) if req.window else None,  # epoch seconds once validated
         window_ends_at=float(req.window.ends_at) if req.window else None,
-        allowed_channels=principal.channel_limit(),
+        allowed_channels=principal.channel_limit(), next_update_at=promise,
     )
-    quiet = req.kind in settings.quiet_during_incidents and runtime.ledger.open_incidents() > 0
+    quiet = not internal and req.kind in settings.quiet_during_incidents and runtime.ledger.open_incidents() > 0
     state = S.SCHEDULED if (scheduled or quiet) else S.PENDING
     reason = "accepted; scheduled for publish_at" if scheduled else (
         "accepted; held while an incident is open (quiet_during_incidents)" if quiet else "accepted")
     rows = [NewDelivery(ch, state, due_at=due, deadline_at=due + settings.deadline_for(req.kind, ch), reason=reason)
             for ch in channels]
-    rows = review.hold(runtime, req.kind, channels, principal, rows)  # two-person review, where configured
+    if not internal:
+        rows = review.hold(runtime, req.kind, channels, principal, rows)  # two-person review, where configured
     idem = None
-    if idempotency_key:
-        idem = (principal.name, stored_key("", idempotency_key), request_hash(req.model_dump(mode="json")))
+    if idempotency_key:  # the request as asked: a repeat of it replays, whatever a template says today
+        idem = (principal.name, stored_key("", idempotency_key), request_hash(asked.model_dump(mode="json")))
     res = runtime.ledger.accept(new, rows, actor=principal.name, idempotency=idem)
     wake = [(d.id, d.channel) for d in res.deliveries if d.state == S.PENDING] if res.created else []
     if wake and not defer_enqueue:
@@ -123,6 +129,15 @@ def submit(runtime: Runtime, data: dict | AnnouncementIn, *, principal: Principa
     written = {"announcement": res.announcement, "updates": res.updates, "deliveries": res.deliveries,
                "events": res.events}
     return Submitted(res.announcement.id, res.created, [d.id for d in res.deliveries], to_enqueue=wake, status=written)
+
+
+def promised_variants(req: AnnouncementIn, promise: float | None) -> dict[str, dict[str, str]]:
+    """Each channel's own wording, its body stating the promise as the announcement's does."""
+    out = {k: v.model_dump(exclude_none=True) for k, v in req.variants.items()}
+    for v in out.values():
+        if "body" in v:
+            v["body"] = promises.with_promise(v["body"], promise)
+    return out
 
 
 def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principal: Principal,
@@ -145,6 +160,7 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
     if allowed and req.status not in allowed:
         raise InvalidRequest(f"status {req.status!r} is not valid for a {ann.kind} (one of {', '.join(allowed)})",
                              field="status")
+    asked, req = req, templates.for_update(runtime.settings, ann, req)
     originals = [d for d in ledger.deliveries_of(ann_id) if d.update_id is None]
     channels = list(dict.fromkeys(d.channel for d in originals
                                   if d.state not in (S.FALLEN_BACK, S.CANCELLED, S.RETRACTED)))
@@ -163,12 +179,17 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
     if original_held or (review_applies and review.needed(runtime, ann.kind, channels, principal)):
         rows = [replace(r, state=S.SCHEDULED, due_at=None, reason=f"update: {req.status}; {HELD_REASON}")
                 for r in rows]
+    promise = promises.resolve(req.next_update_at, now)
+    promises.check(ann.kind, req.status, promise, now)
     change = AnnouncementChange(
         status=req.status, resolved_at=now if req.status in ("resolved", "completed", "cancelled") else None,
-        components=None if req.components is None else component_names.resolve(req.components, runtime.settings))
+        components=None if req.components is None else component_names.resolve(req.components, runtime.settings),
+        # an incident's update keeps the last promise and makes (or not) the next one
+        next_update_at=promise, promise_kept=ann.kind == "incident")
     idem = (principal.name, stored_key(f"update:{ann_id}:", idempotency_key),
-            request_hash(req.model_dump(mode="json"))) if idempotency_key else None
-    upd_id, created = ledger.add_update(ann_id, NewUpdate(req.status, req.body, req.title), rows,
+            request_hash(asked.model_dump(mode="json"))) if idempotency_key else None
+    body = promises.with_promise(req.body, promise)
+    upd_id, created = ledger.add_update(ann_id, NewUpdate(req.status, body, req.title), rows,
                                         actor=principal.name, announcement_values=change, idempotency=idem)
     if created:
         fresh = [d for d in ledger.deliveries_of(ann_id) if d.update_id == upd_id]

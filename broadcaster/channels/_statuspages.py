@@ -88,6 +88,7 @@ Discord or your own receiver; a confirmation code is posted to it; you may choos
 """,
     "card.html": """<article><h3><a href="{{ root }}incidents/{{ inc.id }}.html">{{ inc.name }}</a></h3>
 <p><strong>{{ inc.label }}</strong> — {{ inc.updates[-1].text }}</p>
+{% if inc.next_update %}<p class="next">Next update by {{ inc.next_update }}</p>{% endif %}
 {% if inc.components and not inc.notice %}<p><small>Affects: {% for c in inc.components %}{{ c }} ({{ inc.states[c] }})
 {%- if not loop.last %}, {% endif %}{% endfor %}</small></p>{% endif %}
 <small>{{ inc.updated }}</small></article>
@@ -99,6 +100,7 @@ Discord or your own receiver; a confirmation code is posted to it; you may choos
 {% if not inc.notice %}<p><small>Started {{ inc.started }} · {% if inc.final %}Lasted{% else %}Ongoing for{% endif %}
  {{ inc.duration }}</small></p>{% endif %}
 {% if inc.window %}<p>Window: {{ inc.window.starts }} – {{ inc.window.ends }}</p>{% endif %}
+{% if inc.next_update %}<p class="next">Next update by {{ inc.next_update }}</p>{% endif %}
 {% if inc.url %}<p><a href="{{ inc.url }}">{{ inc.url }}</a></p>{% endif %}
 {% for u in inc.updates | reverse %}<section class="update"><h3>{{ u.label }}</h3>
 {{ u.html }}<p><small>{{ u.at }}{% if u.states and not inc.notice %} ·

@@ -103,6 +103,7 @@ def status_post(channel: str, message: Message) -> Post:
             "body": render.honest_links(body),
             "announcement_id": a.id,
             "update_id": message.update.id if message.update else None,
+            "next_update_at": a.next_update_at,  # the promise standing when this post is made
         },
     )
 
@@ -377,6 +378,8 @@ def _view(inc: dict, site: Site) -> dict:
         "month": datetime.fromtimestamp(inc["created_at"], UTC).strftime("%B %Y"),
         "window": {"starts": when.time_html(window["starts_at"], now, zone=True),
                    "ends": when.time_html(window["ends_at"], now, zone=True)} if window else None,
+        "next_update": when.time_html(inc["next_update_at"], now)
+        if inc.get("next_update_at") and not final and not is_notice(inc) else None,
         "updates": [
             {**u, "html": Markup(render.markdown_to_html(u["body"])), "text": render.markdown_to_text(u["body"])[:280],
              "at": when.time_html(u["created_at"], now), "label": label_of(inc, u["status"]),

@@ -109,6 +109,7 @@ def apply(state: dict, post: Post, key: str, now: float) -> tuple[dict, str, str
                 "component_states": dict(meta.get("component_states") or {}),
                 "url": post.url, "created_at": now, "updated_at": now, "retracted_at": None, "updates": [update],
                 "announcement_id": meta.get("announcement_id"),  # its signature file is marked on retraction
+                "next_update_at": meta.get("next_update_at"),
             }
             state["updated_at"] = now
         return state, inc_id, update_id
@@ -119,6 +120,7 @@ def apply(state: dict, post: Post, key: str, now: float) -> tuple[dict, str, str
             inc["component_states"] = dict(meta.get("component_states") or {})
         inc["updates"].append(update)
         inc["status"], inc["updated_at"], state["updated_at"] = update["status"], now, now
+        inc["next_update_at"] = meta.get("next_update_at")  # each update keeps the promise or makes the next
     return state, str(target), update_id
 
 

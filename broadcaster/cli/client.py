@@ -40,12 +40,12 @@ from .running import run, wait_for
 @json_option
 @connection_options
 @click.pass_context
-def post(ctx, kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at, tags,
-         starts_at, ends_at, idempotency_key, direct, journal, subscribers_file, wait, quiet, timeout, interval,
-         as_json, api_url, token):
+def post(ctx, kind, title, template, next_update, body, body_file, severity, ann_status, components, channels, link,
+         publish_at, tags, starts_at, ends_at, idempotency_key, direct, journal, subscribers_file, wait, quiet, timeout,
+         interval, as_json, api_url, token):
     """Submit an announcement once; the workers deliver it to every channel."""
     payload = build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link,
-                            publish_at, tags, starts_at, ends_at)
+                            publish_at, tags, starts_at, ends_at, template, next_update)
     key = idempotency_key or str(uuid.uuid4())
     if direct:
         from .breakglass_cmd import post_direct
@@ -86,22 +86,27 @@ def post(ctx, kind, title, body, body_file, severity, ann_status, components, ch
 @click.option("--body", default=None)
 @click.option("--body-file", type=click.File("r", encoding="utf-8"), default=None, help="File, or '-' for stdin.")
 @click.option("--title", default=None)
+@click.option("--template", default=None, metavar="NAME",
+              help="A configured template: its text for --status, when --body is left out.")
+@click.option("--next-update", "next_update", default=None, metavar="WHEN",
+              help="Incidents: promise the next update — in 30m, 1h… or at an ISO 8601 time.")
 @click.option("--idempotency-key", default=None)
 @wait_options
 @json_option
 @connection_options
 @click.pass_context
-def update(ctx, announcement_id, upd_status, body, body_file, title, idempotency_key, wait, timeout, interval,
-           as_json, api_url, token):
+def update(ctx, announcement_id, upd_status, body, body_file, title, template, next_update, idempotency_key, wait,
+           timeout, interval, as_json, api_url, token):
     """Post a follow-up (threaded under the original on every channel)."""
     if body is not None and body_file is not None:
         raise click.UsageError("give --body or --body-file, not both")
     text = body_file.read() if body_file is not None else body
-    if not text:
-        raise click.UsageError("an update needs text: --body or --body-file")
-    payload: dict[str, Any] = {"status": upd_status, "body": text}
-    if title:
-        payload["title"] = title
+    if not text and not template:
+        raise click.UsageError("an update needs text: --body, --body-file or --template")
+    payload: dict[str, Any] = {"status": upd_status, "body": text or ""}
+    for key, value in (("title", title), ("template", template), ("next_update_at", next_update)):
+        if value:
+            payload[key] = value
     key = idempotency_key or str(uuid.uuid4())
 
     def action(api: Api) -> int:
@@ -254,11 +259,11 @@ def list_(ctx, kind, state, limit, as_json, api_url, token):
 @json_option
 @connection_options
 @click.pass_context
-def preview(ctx, kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at, tags,
-            starts_at, ends_at, as_json, api_url, token):
+def preview(ctx, kind, title, template, next_update, body, body_file, severity, ann_status, components, channels,
+            link, publish_at, tags, starts_at, ends_at, as_json, api_url, token):
     """Render the announcement for each channel without sending; exit 1 if a channel refuses it."""
     payload = build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link,
-                            publish_at, tags, starts_at, ends_at)
+                            publish_at, tags, starts_at, ends_at, template, next_update)
 
     def action(api: Api) -> int:
         data = api.call("POST", "/preview", json_body=payload)

@@ -36,7 +36,13 @@ def compose_options(fn: Callable) -> Callable:
     opts = [
         click.option("--kind", required=True, type=click.Choice(["incident", "maintenance", "promotion", "deploy",
                                                                    "notice"])),
-        click.option("--title", required=True),
+        click.option("--title", default=None, help="Required unless --template gives one."),
+        click.option("--template", default=None, metavar="NAME",
+                     help="A configured template (templates:): fills the title, the text of the status, severity, "
+                          "components and next update you leave out."),
+        click.option("--next-update", "next_update", default=None, metavar="WHEN",
+                     help="Incidents: promise the next update — in 30m, 1h… or at an ISO 8601 time. Every channel "
+                          "says \"Next update by …\"; if it passes, the team is reminded."),
         click.option("--body", default=None, help="Body text (Markdown subset)."),
         click.option("--body-file", type=click.File("r", encoding="utf-8"), default=None,
                      help="Read the body from a file, or '-' for standard input."),
@@ -98,13 +104,16 @@ def component_args(values: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
 
 
 def build_payload(kind, title, body, body_file, severity, ann_status, components, channels, link, publish_at,
-                  tags, starts_at=None, ends_at=None) -> dict:
+                  tags, starts_at=None, ends_at=None, template=None, next_update=None) -> dict:
     if body is not None and body_file is not None:
         raise click.UsageError("give --body or --body-file, not both")
     if body_file is not None:
         body = body_file.read()
-    payload: dict[str, Any] = {"kind": kind, "title": title, "body": body or ""}
-    optional = {"severity": severity, "status": ann_status, "url": link, "publish_at": publish_at}
+    if not title and not template:
+        raise click.UsageError("give --title (or --template NAME, whose title is used)")
+    payload: dict[str, Any] = {"kind": kind, "title": title or "", "body": body or ""}
+    optional = {"severity": severity, "status": ann_status, "url": link, "publish_at": publish_at,
+                "template": template, "next_update_at": next_update}
     payload.update({k: v for k, v in optional.items() if v})
     names, states = component_args(components)
     if states:

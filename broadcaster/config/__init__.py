@@ -11,13 +11,15 @@ The package, one concept a module (import from here; the modules are its layout)
 - :mod:`.scalars` — ``Duration``, ``Rate``, ``Url``, ``SecretUrl`` and their parsers
 - :mod:`.base` — ``Strict`` (every section) and ``ChannelSettings`` (every channel kind)
 - :mod:`.policy` — how deliveries to a channel are tried
-- :mod:`.sections` — the service's and features' sections; :mod:`.inbound` — alert intake
+- :mod:`.sections` — the service's and features' sections; :mod:`.inbound` — alert intake;
+  :mod:`.commitments` — incident templates and "next update by" reminders
 - :mod:`.settings` — the root ``Settings`` and its derived look-ups
 - :mod:`.loading` — reading, interpolation, error wording; :mod:`.checks` — cross-section checks
 """
 
 from ..errors import ConfigError
 from .base import ChannelSettings, Strict
+from .commitments import CommitmentsSettings, TemplateSettings
 from .inbound import InboundMatch, InboundReceiver, InboundRule, InboundSettings
 from .loading import DEFAULT_CONFIG_PATHS, interpolate, load_settings, problems_of, read_settings
 from .policy import Backoff, BreakerPolicy, ChannelPolicy, Policy, PolicyOverride
@@ -48,6 +50,7 @@ __all__ = [
     "BreakerPolicy",
     "ChannelPolicy",
     "ChannelSettings",
+    "CommitmentsSettings",
     "ConfigError",
     "Duration",
     "InboundMatch",
@@ -73,6 +76,7 @@ __all__ = [
     "StaticToken",
     "Strict",
     "SubscribersSettings",
+    "TemplateSettings",
     "Url",
     "WorkerSettings",
     "interpolate",

@@ -50,6 +50,7 @@ def cross_check(settings: Settings, problems: list, declared: set[str] | None = 
         if kind not in KINDS:
             problems.append((f"quiet_during_incidents[{i}]", f"unknown kind (one of {', '.join(KINDS)})"))
     _check_inbound(settings, problems, known)
+    _check_commitments(settings, problems, known)
     _check_token_stores(settings, problems)
     for key in ("broker", "redis"):
         url = getattr(settings, key)
@@ -102,3 +103,19 @@ def _check_inbound(settings: Settings, problems: list, known: set[str]) -> None:
         for j, ch in enumerate(rule.channels):
             if ch not in known:
                 problems.append((f"{where}.channels[{j}]", f"no channel named {ch!r}"))
+
+
+def _check_commitments(settings: Settings, problems: list, known: set[str]) -> None:
+    """Reminder channels exist; template names are usable in a URL and name configured components."""
+    for i, ch in enumerate(settings.commitments.remind):
+        if ch not in known:
+            problems.append((f"commitments.remind[{i}]", f"no channel named {ch!r}"))
+    declared = {str(n).casefold() for c in settings.channels.values() if c.enabled
+                for n in (getattr(c, "components", None) or ())}
+    for name, tpl in settings.templates.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+            problems.append((f"templates.{name}", "a template name is letters, digits, '.', '-' and '_'"))
+        for j, comp in enumerate(tpl.components):
+            if comp.casefold() not in declared:
+                problems.append((f"templates.{name}.components[{j}]",
+                                 f"{comp!r} is not a configured component (a status channel's components)"))

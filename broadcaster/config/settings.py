@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_serializer
 
 from .base import ChannelSettings, Strict
+from .commitments import CommitmentsSettings, TemplateSettings
 from .inbound import InboundSettings
 from .policy import ChannelPolicy, Policy
 from .scalars import Url
@@ -51,6 +52,8 @@ class Settings(Strict):
     inbound: InboundSettings = InboundSettings()
     review: ReviewSettings = ReviewSettings()
     readiness: ReadinessSettings = ReadinessSettings()
+    templates: dict[str, TemplateSettings] = Field(default_factory=dict)
+    commitments: CommitmentsSettings = CommitmentsSettings()
     source: str | None = None  # path the settings were read from
 
     @field_serializer("ledger", "broker", "redis")

@@ -208,6 +208,18 @@ def _v10_component_states(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE announcements ADD COLUMN component_states {kind}"))
 
 
+def _v11_next_update(conn: Connection) -> None:
+    """``announcements.next_update_at`` and ``next_update_reminded``: an incident's promised next
+    update and the promise a reminder was sent for (NULL in every older row: nothing promised)."""
+    have = {c["name"] for c in inspect(conn).get_columns("announcements")}
+    for name in ("next_update_at", "next_update_reminded"):
+        if name not in have:
+            kind = schema.announcements.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE announcements ADD COLUMN {name} {kind}"))
+    if "ix_announcements_next_update" not in {i["name"] for i in inspect(conn).get_indexes("announcements")}:
+        conn.execute(text("CREATE INDEX ix_announcements_next_update ON announcements (next_update_at)"))
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
@@ -220,6 +232,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "channel_readiness: each channel's last readiness check", _v8_channel_readiness),
     (9, "subscriber_endpoints: webhooks subscribers brought", _v9_subscriber_endpoints),
     (10, "announcements: component states chosen by the author", _v10_component_states),
+    (11, "announcements: the promised next update and its reminder", _v11_next_update),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -36,6 +36,8 @@ class NewAnnouncement:
     window_ends_at: float | None = None
     #: the channels its author's token was limited to (None: no limit)
     allowed_channels: Sequence[str] | None = None
+    #: an incident's promised next update (None: nothing promised)
+    next_update_at: float | None = None
     id: str | None = None
 
     @classmethod
@@ -50,7 +52,7 @@ class NewAnnouncement:
                 "tags": list(self.tags), "channels": list(self.channels),
                 "variants": {k: dict(v) for k, v in self.variants.items()}, "status": self.status,
                 "publish_at": self.publish_at, "window_starts_at": self.window_starts_at,
-                "window_ends_at": self.window_ends_at,
+                "window_ends_at": self.window_ends_at, "next_update_at": self.next_update_at,
                 "allowed_channels": None if self.allowed_channels is None else list(self.allowed_channels)}
 
 
@@ -73,6 +75,9 @@ class AnnouncementChange:
     resolved_at: float | None = None
     retracted_at: float | None = None
     components: Sequence[str] | None = None
+    #: an incident's new promise; with ``promise_kept`` (an update that promises nothing more) it is cleared
+    next_update_at: float | None = None
+    promise_kept: bool = False
 
     @classmethod
     def of(cls, values: AnnouncementChange | Mapping[str, Any] | None) -> AnnouncementChange:
@@ -83,8 +88,12 @@ class AnnouncementChange:
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "resolved_at": self.resolved_at,
                                "retracted_at": self.retracted_at,
-                               "components": None if self.components is None else list(self.components)}
-        return {k: v for k, v in out.items() if v is not None}
+                               "components": None if self.components is None else list(self.components),
+                               "next_update_at": self.next_update_at}
+        out = {k: v for k, v in out.items() if v is not None}
+        if self.promise_kept and self.next_update_at is None:
+            out["next_update_at"] = None  # the promise was kept, and no new one was made
+        return out
 
 
 @dataclass(frozen=True)

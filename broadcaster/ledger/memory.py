@@ -46,7 +46,7 @@ DELIVERY_COLUMNS = ("id", "announcement_id", "update_id", "channel", "state", "a
 ANNOUNCEMENT_COLUMNS = ("id", "kind", "title", "body", "url", "severity", "components", "tags", "channels",
                         "variants", "status", "publish_at", "window_starts_at", "window_ends_at", "author",
                         "created_at", "updated_at", "retracted_at", "resolved_at", "allowed_channels",
-                        "component_states")
+                        "component_states", "next_update_at", "next_update_reminded")
 #: the states a transition settles (``settled_at`` is set), as the SQL ledger has them
 _SETTLES = frozenset({S.DELIVERED, S.FAILED, S.FALLEN_BACK, S.UNKNOWN, S.CANCELLED, S.RETRACTED})
 #: the record type of the twin's transactions in a journal shared with other notes
@@ -64,7 +64,7 @@ def announcement_of(m: Row) -> Announcement:
         tags=tuple(m["tags"] or ()), status=m["status"], author=m["author"], created_at=m["created_at"],
         retracted_at=m["retracted_at"],
         allowed_channels=None if m["allowed_channels"] is None else tuple(m["allowed_channels"]),
-        component_states=dict(m["component_states"] or {}),
+        component_states=dict(m["component_states"] or {}), next_update_at=m.get("next_update_at"),
     )
 
 

@@ -20,7 +20,7 @@ def announcement_of(m: Mapping[Any, Any]) -> Announcement:
         channels=tuple(m["channels"] or ()), variants=dict(m["variants"] or {}), tags=tuple(m["tags"] or ()),
         status=m["status"], author=m["author"], created_at=m["created_at"], retracted_at=m["retracted_at"],
         allowed_channels=None if m["allowed_channels"] is None else tuple(m["allowed_channels"]),
-        component_states=dict(m["component_states"] or {}),
+        component_states=dict(m["component_states"] or {}), next_update_at=m.get("next_update_at"),
     )
 
 

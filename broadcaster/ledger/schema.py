@@ -64,7 +64,12 @@ announcements = Table(
     Column("allowed_channels", JSON),
     # component → state chosen by the author (NULL: every component follows the severity)
     Column("component_states", JSON),
+    # an incident's promised "next update by" (NULL: none promised); the scheduler reminds once
+    # it passes, and records in next_update_reminded which promise it reminded of
+    Column("next_update_at", Float),
+    Column("next_update_reminded", Float),
     Index("ix_announcements_created", "created_at"),
+    Index("ix_announcements_next_update", "next_update_at"),
     Index("ix_announcements_kind_status", "kind", "status"),
 )
 

@@ -13,12 +13,14 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from .. import components as component_names
+from .. import components as component_names, templates
 from ..models import COMPONENT_STATES, KINDS
 from ..runtime import Runtime
+from . import views
 
 #: form fields re-shown after a refused submit
-TEXT_FIELDS = ("kind", "title", "body", "url", "severity", "publish_at", "starts_at", "ends_at")
+TEXT_FIELDS = ("kind", "title", "body", "url", "severity", "publish_at", "starts_at", "ends_at", "next_update_at",
+               "template")
 #: a component's explicit state is the select ``state__<component name>`` (empty: from severity)
 STATE_PREFIX = "state__"
 #: the states the form offers, worded as the status page words them ("Partial outage")
@@ -32,6 +34,19 @@ def utc_time(value: str) -> str:
         return value
     has_zone = value.endswith(("Z", "z")) or "+" in value[10:] or "-" in value[10:]
     return value if has_zone else value + "Z"
+
+
+def from_template(rt: Runtime, name: str, kind: str) -> dict[str, Any]:
+    """The form's values from a configured template (``/compose?template=NAME``): its title, the
+    text of its first phase, severity, components and promise — for the author to read and edit.
+    An unknown name fills nothing (the select shows the known ones)."""
+    tpl = rt.settings.templates.get(name)
+    if tpl is None:
+        return {"kind": kind}
+    first = templates.DEFAULT_STATUS.get(tpl.kind, "")
+    return {"kind": tpl.kind, "template": name, "title": tpl.title, "severity": tpl.severity or "",
+            "body": tpl.phases.get(first) or next(iter(tpl.phases.values())), "components": list(tpl.components),
+            "next_update_at": views.promise_value(tpl.next_update) if tpl.next_update is not None else ""}
 
 
 def compose_ctx(rt: Runtime, values: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +64,8 @@ def compose_ctx(rt: Runtime, values: dict[str, Any]) -> dict[str, Any]:
         "components": [{"name": n, "checked": n.casefold() in ticked, "state": states.get(n.casefold(), "")}
                        for n in component_names.known(settings)],
         "component_states": STATE_LABELS,
+        "templates": [{"name": n, "kind": t.kind, "title": t.title} for n, t in settings.templates.items()],
+        "promises": views.promise_choices(str(values.get("next_update_at") or "") or None),
         "routes": routes,
         "idempotency_key": values.get("idempotency_key") or str(uuid.uuid4()),
     }
@@ -93,6 +110,8 @@ def announcement_data(form: FormData) -> dict[str, Any]:
         data["component_states"] = states
     if get("publish_at"):
         data["publish_at"] = utc_time(get("publish_at"))  # datetime-local is shown as UTC
+    if get("next_update_at") and data["kind"] == "incident":
+        data["next_update_at"] = get("next_update_at")  # a duration from now, as the select offers
     if data["kind"] == "maintenance" and (get("starts_at") or get("ends_at")):
         # both or neither: a half-filled window is refused by the request model, naming the field
         data["window"] = {k: utc_time(get(k)) for k in ("starts_at", "ends_at") if get(k)}

@@ -18,11 +18,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 
-from .. import render_slots, service
+from .. import render_slots, service, templates
 from ..errors import BroadcasterError, Forbidden, InvalidRequest, LedgerUnavailable, NotFound
 from ..models import KINDS, SEVERITIES
 from . import session, views
-from .compose import announcement_data, compose_ctx, form_values
+from .compose import announcement_data, compose_ctx, form_values, from_template
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -205,11 +205,14 @@ def home(request: Request, kind: str | None = None, done: str | None = None) -> 
 
 
 @router.get("/compose", response_class=HTMLResponse)
-def compose_form(request: Request, kind: str = "incident") -> Response:
+def compose_form(request: Request, kind: str = "incident", template: str | None = None) -> Response:
+    """The form, empty, or filled from a configured template (``?template=NAME``)."""
     who = signed_in(request)
     if not who:
         return to_signin(request)
-    return page(request, "compose.html", **compose_ctx(session.runtime_of(request), {"kind": kind}), **_ctx(who))
+    rt = session.runtime_of(request)
+    values = from_template(rt, template, kind) if template else {"kind": kind}
+    return page(request, "compose.html", **compose_ctx(rt, values), **_ctx(who))
 
 
 @router.post("/compose")
@@ -244,9 +247,16 @@ def announcement(request: Request, ann_id: str, done: str | None = None) -> Resp
         data = views.detail(session.runtime_of(request), ann_id)
     except BroadcasterError as exc:
         return error_page(request, who, exc)
+    rt = session.runtime_of(request)
+    late = views.overdue(rt.ledger.get_announcement(ann_id), rt.clock())
+    cfg = rt.settings.commitments
+    holding = views.promise_value(cfg.holding_interval)
     return page(request, "announcement.html", a=data, groups=views.groups(data), notice=DONE.get(done or ""),
                 statuses=views.UPDATE_STATUSES.get(data["kind"], ()), retryable=views.RETRYABLE,
-                update_key=str(uuid.uuid4()), **_ctx(who))
+                update_key=str(uuid.uuid4()), overdue=late, holding=cfg.holding_text if late else None,
+                templates=sorted(templates.of_kind(rt.settings, data["kind"])),
+                promises=views.promise_choices(holding if late else None), promise_default=holding if late else "",
+                **_ctx(who))
 
 
 def _action(request: Request, form: FormData, ann_id: str, fn) -> Response:
@@ -265,7 +275,11 @@ def _action(request: Request, form: FormData, ann_id: str, fn) -> Response:
 @router.post("/announcements/{ann_id}/updates")
 def post_update(request: Request, ann_id: str, form: Form) -> Response:
     def act(rt, form, principal):
-        data = {"status": (form.get("status") or "").strip(" "), "body": form.get("body") or ""}
+        data: dict[str, Any] = {"status": (form.get("status") or "").strip(" "), "body": form.get("body") or ""}
+        for name in ("template", "next_update_at"):  # optional choices: empty means none
+            value = form.get(name)
+            if isinstance(value, str) and value.strip(" "):
+                data[name] = value.strip(" ")
         key = (form.get("idempotency_key") or "")[:200] or None
         service.add_update(rt, ann_id, data, principal=principal, idempotency_key=key and f"web:{key}")
         return "update"

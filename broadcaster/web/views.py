@@ -70,11 +70,41 @@ def groups(data: dict[str, Any]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
+def overdue(ann, now: float) -> bool:
+    """An open incident whose promised update time has passed without an update."""
+    return (ann.kind == "incident" and ann.next_update_at is not None and ann.next_update_at <= now
+            and ann.status != "resolved" and not ann.retracted_at)
+
+
+#: the "next update in" choices the forms offer (a duration from the moment of posting)
+PROMISES = (("", "no promise"), ("15m", "15 minutes"), ("30m", "30 minutes"), ("1h", "1 hour"), ("2h", "2 hours"),
+            ("4h", "4 hours"))
+
+
+def promise_value(seconds: float) -> str:
+    """A duration as the forms write it: ``30m``, ``2h``, ``90s``."""
+    s = int(seconds)
+    if s % 3600 == 0:
+        return f"{s // 3600}h"
+    return f"{s // 60}m" if s % 60 == 0 else f"{s}s"
+
+
+def promise_choices(chosen: str | None = None) -> list[tuple[str, str]]:
+    """The choices, with ``chosen`` among them (a template's or the holding interval's duration)."""
+    out = list(PROMISES)
+    if chosen and chosen not in dict(out):
+        n, unit = chosen[:-1], chosen[-1:]
+        label = {"m": "minutes", "h": "hours", "s": "seconds"}.get(unit, "")
+        out.insert(1, (chosen, f"{n} {label}".strip()))
+    return out
+
+
 def listing(runtime, *, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     anns = runtime.ledger.list_announcements(kind=kind or None, limit=limit)
     deliveries = runtime.ledger.deliveries_for([a.id for a in anns])
+    now = runtime.clock()
     return [{"id": a.id, "kind": a.kind, "title": a.title, "status": a.status, "severity": a.severity,
-             "created": when(a.created_at), "retracted": bool(a.retracted_at),
+             "created": when(a.created_at), "retracted": bool(a.retracted_at), "overdue": overdue(a, now),
              "overall": service.overall([d.state for d in deliveries[a.id]], retracted=bool(a.retracted_at))}
             for a in anns]
 

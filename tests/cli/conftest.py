@@ -18,6 +18,10 @@ CHANNELS = {
 }
 #: components announcements may name (declared by a status channel that is not routed)
 COMPONENTS = ["API", "Checkout"]
+#: a configured template (``--template``)
+TEMPLATES = {"checkout": {"title": "Checkout is failing", "severity": "major", "components": ["Checkout"],
+                          "phases": {"investigating": "Payments fail; we are looking.",
+                                     "resolved": "Payments work again."}}}
 
 
 @dataclass
@@ -56,7 +60,8 @@ def api(tmp_path):
     routed = list(CHANNELS)
     site = {"kind": "statuspage", "output_dir": str(tmp_path / "site"), "components": COMPONENTS}  # not routed
     settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", {**CHANNELS, "site": site},
-                             routes={k: routed for k in ("incident", "deploy", "notice", "maintenance")})
+                             routes={k: routed for k in ("incident", "deploy", "notice", "maintenance")},
+                             templates=TEMPLATES)
     rt = memory_runtime(settings)
     with serve(settings, rt) as (url, app):
         token, _ = app.state.tokens.create("ops", admin=True, actor="test")

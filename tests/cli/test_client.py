@@ -44,6 +44,24 @@ def test_component_state_on_the_command_line(api):
     assert res.exit_code != 0 and "melting" in res.output  # not a state: the API refuses the name
 
 
+def test_template_and_next_update_on_the_command_line(api):
+    """Issue 16 item 8: --template fills what is left out, --next-update promises the next update
+    (said at the end of the body), and an update takes its text from the template's phase."""
+    out = post_json(api, "--kind", "incident", "--template", "checkout", "--next-update", "30m")
+    ann = api.runtime.ledger.get_announcement(out["id"])
+    assert (ann.title, ann.severity, ann.components) == ("Checkout is failing", "major", ("Checkout",))
+    assert ann.body.startswith("Payments fail; we are looking.\n\nNext update by ")
+    assert out["next_update_at"] and ann.next_update_at is not None
+    res = cli(api, "update", out["id"], "--status", "resolved", "--template", "checkout")
+    assert res.exit_code == 0, res.output
+    (u,) = updates_of(api.runtime.ledger, out["id"])
+    assert u.body == "Payments work again." and api.runtime.ledger.get_announcement(out["id"]).next_update_at is None
+    res = cli(api, "post", "--kind", "incident")
+    assert res.exit_code == 2 and "--title" in res.output
+    res = cli(api, "post", "--kind", "incident", "--template", "nope")
+    assert res.exit_code != 0 and "known incident templates: checkout" in res.output
+
+
 def test_body_from_stdin(api):
     out = post_json(api, "--kind", "notice", "--title", "Read me", "--body-file", "-",
                     input="line one\n\n- a *list*\n")

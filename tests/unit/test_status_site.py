@@ -341,3 +341,28 @@ def test_an_update_that_changes_the_components_reaches_the_page(tmp_path):
     u = Update(id="u1", announcement_id="a1", status="identified", body="Mail too")
     ch.send(ch.render(Message(announcement=wider, update=u, thread=(first,))), key="k1-u1")
     assert states(tmp_path) == {"API": "partial_outage", "Website": "operational", "Mail": "partial_outage"}
+
+
+def test_the_promised_next_update_is_shown_while_the_incident_is_open(tmp_path):
+    """Issue 16 item 8: the page shows "Next update by …" (absolute and relative) on the active
+    incident and its page; an update that makes no promise, or the resolve, takes it away."""
+    clock = Clock(T0)
+    ch = channel(tmp_path, clock)
+    a = Announcement(id="a1", kind="incident", title="Slow logins", body="Looking.", severity="minor",
+                     components=("API",), next_update_at=T0 + 1800)
+    first = ch.send(ch.render(Message(announcement=a)), key="k1")
+    index, page = read(tmp_path, "index.html"), read(tmp_path, f"incidents/{first.remote_id}.html")
+    expected = 'Next update by <time datetime="2026-11-30T01:23:20Z">30 Nov 2026, 01:23 UTC</time>'
+    active = index.split('id="h-active"')[1].split("</section>")[0]
+    assert expected in active and "(in 30 minutes)" in active
+    assert expected in page
+    clock.t += 600
+    later = Announcement(**{**a.__dict__, "next_update_at": T0 + 3600})
+    u = Update(id="u1", announcement_id="a1", status="identified", body="Found it.")
+    ch.send(ch.render(Message(announcement=later, update=u, thread=(first,))), key="k1-u1")
+    assert "2026-11-30T01:53:20Z" in read(tmp_path, "index.html")  # the new promise replaces the old
+    done = Announcement(**{**a.__dict__, "next_update_at": None})
+    u2 = Update(id="u2", announcement_id="a1", status="resolved", body="Fixed.")
+    ch.send(ch.render(Message(announcement=done, update=u2, thread=(first,))), key="k1-u2")
+    assert "Next update by" not in read(tmp_path, "index.html")
+    assert "Next update by" not in read(tmp_path, f"incidents/{first.remote_id}.html")

@@ -11,6 +11,7 @@
   var kind = document.getElementById("kind");
   var severity = document.getElementById("severity-field");
   var windowField = document.getElementById("window-field");
+  var nextField = document.getElementById("next-update-field");
   var seq = 0, timer = null;
 
   function el(tag, cls, text) {
@@ -30,6 +31,7 @@
     var data = { kind: kind.value, title: form.title.value, body: form.body.value, channels: ticked(), variants: {} };
     if (form.url.value.trim()) data.url = form.url.value.trim();
     if (kind.value === "incident" && form.severity.value) data.severity = form.severity.value;
+    if (kind.value === "incident" && form.next_update_at.value) data.next_update_at = form.next_update_at.value;
     var comps = Array.prototype.map.call(form.querySelectorAll('input[name="components"]:checked'),
       function (c) { return c.value; });
     if (comps.length) data.components = comps;
@@ -99,6 +101,7 @@
     var route = routes[kind.value] || [];
     form.querySelectorAll('input[name="channels"]').forEach(function (c) { c.checked = route.indexOf(c.value) >= 0; });
     severity.hidden = kind.value !== "incident";
+    nextField.hidden = kind.value !== "incident";
     windowField.hidden = kind.value !== "maintenance";
     later();
   }
@@ -116,6 +119,7 @@
   form.addEventListener("input", later);
   form.addEventListener("change", later);
   severity.hidden = kind.value !== "incident";
+  nextField.hidden = kind.value !== "incident";
   windowField.hidden = kind.value !== "maintenance";
   refresh();
 })();
