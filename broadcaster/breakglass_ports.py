@@ -35,29 +35,12 @@ from .channels.ports import ChannelPorts, Subscribers
 from .channels.registry import channel_class
 from .config import Settings
 from .ledger import Ledger
-from .ledger.engine import missing_sqlite_file
-from .ledger.subscribers import SubscriberStore
+from .ledger.readable import open_readable
 from .official import site_files
 from .runtime import PortsFactory, Runtime, standard_ports
 
 #: channel kinds whose ports read the ledger (e-mail only with ``lists:``)
 LEDGER_KINDS = frozenset({"subscriber_webhooks", "twilio_sms"})
-
-
-def open_ledger(settings: Settings) -> tuple[Ledger | None, str]:
-    """``(ledger, "")`` when it can be read now, else ``(None, why not)``."""
-    missing = missing_sqlite_file(settings.ledger)
-    if missing:
-        return None, f"ledger unreachable (no file {missing})"
-    ledger: Ledger | None = None
-    try:
-        ledger = Ledger.open(settings.ledger, migrate_schema=False)
-        SubscriberStore(ledger).page(limit=1)  # can it be read at all?
-    except Exception as exc:  # noqa: BLE001 - any failure to read it means: not reachable now
-        if ledger is not None:
-            ledger.close()
-        return None, f"ledger unreachable ({type(exc).__name__})"
-    return ledger, ""
 
 
 def _reads_ledger(settings: Settings, name: str) -> bool:
@@ -76,7 +59,7 @@ class Reach:
         self.ledger: Ledger | None = None
         self.why = ""
         if any(_reads_ledger(settings, n) for n in dict.fromkeys(names)):
-            self.ledger, self.why = open_ledger(settings)
+            self.ledger, self.why = open_readable(settings.ledger)
         self._unsigned: str | None = None
         if any(getattr(channel_class(settings.channels[n].kind), "carries_signatures", False) for n in names):
             self._unsigned = signing.signing_problem(settings)

@@ -2,7 +2,10 @@
 
 Keys live in ``signing.key_dir`` (or ``--key-dir`` / ``$BROADCASTER_KEY_DIR``), never in the
 ledger. ``revoke`` republishes the status site at once, so readers learn of it before the next
-announcement; ``publish`` does that by hand. ``verify`` checks an announcement the way a reader
+announcement; ``publish`` does that by hand. A revoked key may be in someone else's hands, so
+nothing it signed verifies on its word: republishing signs our own announcements again with the
+active key — those the ledger holds exactly as signed, and not retracted — and says which it
+could not (``signing/resign.py``). ``verify`` checks an announcement the way a reader
 would: the signature records the status site publishes, against our public keys (the local
 keyring when there is one — the strongest check — else the site's ``keys.json``).
 
@@ -20,11 +23,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, load, main
+
+if TYPE_CHECKING:
+    from ..signing.resign import Resigned
 
 KEY_DIR_HELP = "Key directory (default: signing.key_dir from the config; env BROADCASTER_KEY_DIR)."
 
@@ -111,8 +117,9 @@ def list_(ctx, key_dir, as_json):
 @click.option("--key-dir", envvar="BROADCASTER_KEY_DIR", metavar="DIR", help=KEY_DIR_HELP)
 @click.pass_context
 def revoke(ctx, key_id, key_dir):
-    """Mark a leaked key revoked — everything it signed stops verifying — and republish the
-    status site's key list at once. Create a new key first."""
+    """Mark a leaked key revoked and republish the status site at once: nothing signed only by
+    it verifies any more; our own announcements (as the ledger holds them, not retracted) are
+    signed again by the active key and keep verifying. Create a new key first."""
     from .. import signing
 
     directory = _key_dir(ctx, key_dir)
@@ -129,7 +136,8 @@ def revoke(ctx, key_id, key_dir):
 @click.option("--key-dir", envvar="BROADCASTER_KEY_DIR", metavar="DIR", help=KEY_DIR_HELP)
 @click.pass_context
 def publish(ctx, key_dir):
-    """Republish every status site now: key list, signature files, pages (and their mirrors)."""
+    """Republish every status site now: key list, signature files, pages (and their mirrors);
+    what a revoked key signed is signed again by the active key where the ledger vouches for it."""
     settings = load(ctx)  # a config error exits 2 with its key paths
     if not _statuspages(settings):
         click.echo("error: no enabled statuspage channel in the config: nothing publishes the key list", err=True)
@@ -159,13 +167,37 @@ def _publish(settings: Any, key_dir: str) -> int:
                    f"{Path(key_dir) / 'keyring.json'} there, then run `broadcaster keys publish`", err=True)
         return EXIT_FAILED
     try:
-        names = republish(settings)
+        done = republish(settings)
     except (DeliveryError, OSError) as exc:
         click.echo(f"error: the key list is NOT yet published: {exc}; fix that and run `broadcaster keys publish`",
                    err=True)
         return EXIT_FAILED
-    click.echo(f"published the key list on {', '.join(names)} (copy {cfg.key_dir}/keyring.json to every "
+    click.echo(f"published the key list on {', '.join(done.sites)} (copy {cfg.key_dir}/keyring.json to every "
                "worker that publishes the status page, or they will publish their old copy)", err=True)
+    return _report_resigned(done.resigned)
+
+
+#: at most this many announcements are named one by one in the report
+SHOWN = 20
+
+
+def _report_resigned(r: Resigned) -> int:
+    """What happened to the records of revoked keys; exit 1 when some could not be signed again
+    here and now (no key, no ledger): readers see our own announcements as not genuine until then."""
+    if r.announcements:
+        click.echo(f"signed again with key {r.key_id}: {len(r.announcements)} announcement(s) the ledger holds as "
+                   "signed — they keep verifying", err=True)
+    if r.retracted:
+        click.echo(f"left as they are: {len(r.retracted)} retracted announcement(s) (they stay RETRACTED)", err=True)
+    for ann_id, why in list(r.refused.items())[:SHOWN]:
+        click.echo(f"NOT signed again: {ann_id}: {why} — it no longer verifies", err=True)
+    if len(r.refused) > SHOWN:
+        click.echo(f"NOT signed again: {len(r.refused) - SHOWN} more", err=True)
+    if r.blocked:
+        click.echo(f"error: {len(r.waiting)} announcement(s) signed by a revoked key were NOT signed again "
+                   f"({r.blocked}): they do not verify until `broadcaster keys publish` runs where the active key "
+                   "and the ledger are", err=True)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -298,7 +330,7 @@ def verify(ctx, ann_id, text_source, signature, site, key_dir):
             good.append(verdict.document)
             status = verdict.document.get("status")
             details.append(f"  signed    {label}{f' ({status})' if status else ''}: "
-                           f"{verdict.document.get('title')!r} — {verdict.reason}")
+                           f"{verdict.document.get('title')!r} — {verdict.reason}{_resigned(entry)}")
         else:
             bad.append(verdict.reason)
             details.append(f"  BAD       {label}: {verdict.reason}")
@@ -315,6 +347,14 @@ def verify(ctx, ann_id, text_source, signature, site, key_dir):
     if match.ok:
         _verdict(ctx, f"OK: {match.reason}", EXIT_OK, details)
     _verdict(ctx, f"NOT GENUINE: {match.reason} — treat it as not from us", EXIT_FAILED, details)
+
+
+def _resigned(entry: dict[str, Any]) -> str:
+    """What a record signed again after a revoke says of the key it replaces (not itself signed)."""
+    again = entry.get("resigned")
+    if not isinstance(again, dict):
+        return ""
+    return f", signed again on {again.get('at')} after key {again.get('from_key')!r} was revoked"
 
 
 def _signed_text(doc: dict[str, Any]) -> str:

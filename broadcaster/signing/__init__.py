@@ -9,6 +9,8 @@ Read in this order — each module is one idea:
   status (active, retired, revoked) and the public list the status site publishes;
 - ``records`` — signing a document, checking a record against the keys, the file of records
   published per announcement, and signing inside the engine (never blocks a post);
+- ``resign`` — after a revoke, what the active key signs again (our ledger's own texts) and
+  what stays refused;
 - ``links`` — the ``signing:`` settings and the one official ``Verify:`` link;
 - ``textmatch`` — whether a pasted post is exactly a genuine rendering of what was signed.
 
@@ -57,6 +59,7 @@ from .links import (
 )
 from .records import (
     Verdict,
+    active_signer,
     parse_signature_arg,
     sign_document,
     sign_message,
@@ -70,7 +73,7 @@ from .textmatch import TextMatch, compare, match_text, normalize, readable_texts
 __all__ = [
     "ALG", "DOMAIN", "KEY_ID_RE", "STATUSES", "VERIFY_PAGE", "VERSION", "WELL_KNOWN",
     "KeyInfo", "Keyring", "SigningConfig", "SigningError", "TextMatch", "Verdict",
-    "announcement_document", "b64u", "canonical", "compare", "config_of", "default_key_id", "document_for",
+    "active_signer", "announcement_document", "b64u", "canonical", "compare", "config_of", "default_key_id", "document_for",
     "fingerprint", "id_from_text", "iso", "keys_document", "keys_from_json", "link_for", "match_text", "normalize",
     "parse_signature_arg", "public_raw", "readable_texts", "sign_document", "sign_message", "signatures_document",
     "signed_bytes", "signing_problem", "unb64u", "update_document", "verification_suffix", "verification_url", "verify_page_url",

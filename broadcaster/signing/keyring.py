@@ -5,7 +5,8 @@ that is published) and ``<id>.pem`` (a private key, mode 0600). It is never in t
 ``create`` adds a key and makes it the active one; the previous active key becomes ``retired``:
 it signs nothing new but stays published, so everything it signed still verifies. A
 ``revoked`` key (a leaked one) makes every signature it made fail — which only protects readers
-once the revised list is published (``broadcaster keys revoke`` does that at once).
+once the revised list is published (``broadcaster keys revoke`` does that at once, and signs our
+own announcements again with the active key: ``resign.py``).
 """
 
 from __future__ import annotations

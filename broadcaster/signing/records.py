@@ -7,8 +7,9 @@ A record, as published at ``/.well-known/broadcaster/signatures/<announcement>.j
 
 The file holds every record of one announcement (``entries``) plus what the site adds for
 readers: ``verify_url`` (our verify link for it), per entry ``readable`` (the texts a genuine
-post can have, see ``textmatch``) and, once it was retracted, ``retracted_at`` — after which
-nothing of it verifies.
+post can have, see ``textmatch``) and, on an entry signed again after its key was revoked,
+``resigned`` (``{"from_key", "at"}``, see ``resign``; not part of what is signed), and, once it
+was retracted, ``retracted_at`` — after which nothing of it verifies.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,3 +161,13 @@ def signing_problem(settings: Any) -> str | None:
     except SigningError as exc:
         return str(exc)
     return None
+
+
+def active_signer(settings: Any) -> tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """The active key's id and a function that signs a document with it (re-signing after a
+    revoke, ``resign.py``). SigningError when signing is off or this process cannot sign."""
+    cfg = config_of(settings)
+    if cfg is None:
+        raise SigningError("signing is not configured (no `signing:` section)")
+    info, private = _signer(cfg)
+    return info.id, lambda doc: sign_document(doc, private, info.id)

@@ -113,7 +113,9 @@ async function check(id, pasted) {
     else if (k) {
       try { ok = await signatureOk(e, k); }
       catch (err) { say("bad", "\u2717 This browser cannot check Ed25519 signatures; run `broadcaster verify --id " + id + "`."); return; }
-      why = ok ? "signed by key " + e.key_id + " (" + k.status + ")" : "the signature does not match";
+      why = ok ? "signed by key " + e.key_id + " (" + k.status + ")" +
+        (e.resigned ? ", signed again on " + e.resigned.at + " after key " + e.resigned.from_key + " was revoked" : "")
+        : "the signature does not match";
     }
     const doc = JSON.parse(e.canonical);
     lines.push([ok ? "ok" : "bad", (ok ? "\u2713 " : "\u2717 ") + doc.type + " " + doc.id + (doc.status ? " (" + doc.status + ")" : "") +

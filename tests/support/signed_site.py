@@ -100,6 +100,13 @@ class Setup:
         second = self.publish(self.message(update=UPDATE, thread=(first,)), "dlv_2")
         return first, second
 
+    def create_ledger(self) -> None:
+        """An empty ledger at the configured URL: it holds none of the announcements this setup
+        publishes straight to the site, so it vouches for none of them after a revoke."""
+        from broadcaster.ledger import Ledger
+
+        Ledger.open(self.settings.ledger).close()
+
     def signature_file(self) -> dict:
         return json.loads((self.out / f".well-known/broadcaster/signatures/{ANN_ID}.json").read_text())
 

@@ -172,6 +172,35 @@ def test_a_revoked_key_no_longer_verifies(ring):
         ring.active()
 
 
+def test_after_a_revoke_an_announcement_is_signed_again_whole_or_not_at_all(ring):
+    from broadcaster.signing.resign import resign
+
+    ring.create("k1")
+    first = signing.sign_document(signing.announcement_document(ann()), ring.private("k1"), "k1")
+    update = signing.sign_document(signing.update_document(upd(), ann()), ring.private("k1"), "k1")
+    ring.create("k2")
+    ring.set_status("k1", "revoked")
+    key_id, sign = signing.active_signer(settings_with(ring))
+
+    def sigs() -> dict:
+        return {ann().id: {first["id"]: dict(first), update["id"]: dict(update)}}
+
+    doubted = sigs()  # the ledger vouches for the first post but not for the update: neither is signed again
+    out = resign(doubted, ring.keys(), retracted={}, sign=sign, key_id=key_id, now=0.0,
+                 vouch=lambda doc: "not in the ledger" if doc["type"] == "update" else None, blocked=None)
+    assert out.refused == {ann().id: "not in the ledger"} and not out.announcements
+    assert doubted == sigs()
+    vouched = sigs()
+    out = resign(vouched, ring.keys(), retracted={}, sign=sign, key_id=key_id, now=0.0, vouch=lambda doc: None,
+                 blocked=None)
+    assert out.announcements == [ann().id] and {r["key_id"] for r in vouched[ann().id].values()} == {"k2"}
+    assert all(signing.verify_record(r, ring.keys()).ok for r in vouched[ann().id].values())
+    withdrawn = sigs()
+    out = resign(withdrawn, ring.keys(), retracted={ann().id: "2026-01-01"}, sign=sign, key_id=key_id, now=0.0,
+                 vouch=lambda doc: None, blocked=None)
+    assert out.retracted == [ann().id] and withdrawn == sigs()
+
+
 # ---------------------------------------------------------------- in the engine
 
 

@@ -202,10 +202,12 @@ def test_the_verify_page_carries_the_script_and_the_signature_file_the_link(syst
 
 
 def test_revoke_republishes_the_key_list_at_once(system, tmp_path):
+    system.create_ledger()  # it does not hold ANN_ID: nothing vouches for what k1 signed of it
     assert cli(system, "keys", "create", "--id", "k2").exit_code == 0
     assert {k["id"]: k["status"] for k in system.keys_file()["keys"]} == {"k1": "active"}  # not yet published
     result = cli(system, "keys", "revoke", "k1")
     assert result.exit_code == 0, result.output
+    assert f"NOT signed again: {ANN_ID}: announcement {ANN_ID} is not in the ledger" in result.stderr
     assert {k["id"]: k["status"] for k in system.keys_file()["keys"]} == {"k1": "revoked", "k2": "active"}
     # a reader who has only the published site: everything k1 signed is not genuine
     reader = Setup(tmp_path, signing_on=False)
@@ -218,6 +220,8 @@ def test_revoke_republishes_the_key_list_at_once(system, tmp_path):
 
 
 def test_keys_publish_republishes_by_hand(system, tmp_path):
+    system.create_ledger()
+    signing.Keyring(tmp_path / "keys").create("k2")
     signing.Keyring(tmp_path / "keys").set_status("k1", "revoked")  # revoked where the site was not reachable
     assert system.keys_file()["keys"][0]["status"] == "active"
     result = cli(system, "keys", "publish")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from broadcaster import signing
+from tests.support.published import Published
 from tests.support.signed_site import ANN_ID, PAGE, Setup, cli, mastodon_text, verify_text, x_thread
 from tests.web.test_browser import browser  # noqa: F401 - the fixture
 
@@ -96,6 +97,7 @@ def test_the_verify_page_in_a_real_browser(browser, system, site):  # noqa: F811
 
 
 def test_a_revoked_key_fails_on_the_page_right_after_revoke(browser, system, site):  # noqa: F811
+    system.create_ledger()  # it does not hold ANN_ID: what k1 signed of it is not signed again
     assert cli(system, "keys", "create", "--id", "k2").exit_code == 0
     assert cli(system, "keys", "revoke", "k1").exit_code == 0
     page = browser.new_page()
@@ -103,3 +105,22 @@ def test_a_revoked_key_fails_on_the_page_right_after_revoke(browser, system, sit
     said = verdict(page, mastodon_text(system))
     assert said.startswith("✗ NOT GENUINE: signed with key k1, which has been revoked"), said
     assert signing.id_from_text(mastodon_text(system)) == ANN_ID
+
+
+def test_after_a_revoke_the_page_trusts_only_what_was_signed_again(browser, tmp_path):  # noqa: F811
+    p = Published(tmp_path)
+    try:
+        assert cli(p.s, "keys", "create", "--id", "k2").exit_code == 0
+        assert cli(p.s, "keys", "revoke", "k1").exit_code == 0
+        for url in serve(p.s.out):
+            page = browser.new_page()
+            page.goto(f"{url}/verify.html?id={p.kept}")
+            assert verdict(page).startswith(f"✓ Announcement {p.kept} is signed by us"), page.text_content("#out")
+            assert "signed again on" in (page.text_content("#out") or "")
+            assert verdict(page, p.text(p.kept)).startswith("✓ GENUINE: the text is exactly what we signed")
+            page.goto(f"{url}/verify.html?id={p.altered}")
+            said = verdict(page)
+            assert said.startswith("✗ NOT GENUINE: signed with key k1, which has been revoked"), said
+    finally:
+        p.rt.close()
+        p.rt.ledger.close()
