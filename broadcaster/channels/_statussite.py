@@ -22,6 +22,7 @@ from markupsafe import Markup
 from .. import render
 from ..models import Message, Post
 from . import _statusbadge as badge, _statushistory as history, _statustime as when
+from ._statusi18n import ENGLISH, Catalogue, catalogue
 from ._statuspages import env as _env
 
 # ---------------------------------------------------------------- vocabulary (all status channels)
@@ -30,20 +31,13 @@ FINAL_STATUSES = frozenset({"resolved", "completed", "cancelled"})
 IMPACT_RANK = {"none": 0, "maintenance": 1, "minor": 2, "major": 3, "critical": 4}
 #: active incident impact → component status (Statuspage's component vocabulary)
 COMPONENT_STATUS = {"minor": "degraded_performance", "major": "partial_outage", "critical": "major_outage"}
-INDICATOR_TEXT = {
-    "none": "All Systems Operational",
-    "maintenance": "Service Under Maintenance",
-    "minor": "Minor Service Outage",
-    "major": "Partial System Outage",
-    "critical": "Major Service Outage",
-}
-COMPONENT_LABELS = {
-    "operational": "Operational",
-    "degraded_performance": "Degraded performance",
-    "partial_outage": "Partial outage",
-    "major_outage": "Major outage",
-    "under_maintenance": "Under maintenance",
-}
+#: the banner's words in the JSON (``status.description``), which stays English for clients; the
+#: page shows the same from its catalogue (``indicator.<key>``) in its own language
+INDICATOR_TEXT = {key: ENGLISH.text(f"indicator.{key}") for key in (
+    "none", "maintenance", "minor", "major", "critical", "loose_maintenance", "loose_incident")}
+#: component states in English (messages of other channels); the page takes ``state.<state>``
+COMPONENT_LABELS = {st: ENGLISH.text(f"state.{st}") for st in (
+    "operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")}
 
 
 def default_status(kind: str) -> str:
@@ -136,6 +130,8 @@ class Site:
     subscribe_url: str | None = None
     #: the API's public webhook (endpoint) form, likewise a link only
     subscribe_webhook_url: str | None = None
+    #: the page's language: its catalogue (``status_locales/<language>.json``)
+    language: str = "en"
 
 
 def effective_status(inc: dict, now: float) -> str:
@@ -159,7 +155,7 @@ def active(incident: dict, now: float) -> bool:
 #: kinds that are incidents on a status page (with a status and an impact); every other kind
 #: (notice, promotion, deploy) is shown as a notice: never as a resolved incident
 INCIDENT_KINDS = frozenset({"incident", "maintenance"})
-NOTICE_LABEL = "Notice"
+NOTICE_LABEL = ENGLISH.text("status.notice")
 #: component state → the page indicator it stands for (Statuspage's vocabulary)
 STATE_INDICATOR = {"operational": "none", "under_maintenance": "maintenance", "degraded_performance": "minor",
                    "partial_outage": "major", "major_outage": "critical"}
@@ -189,9 +185,12 @@ def visible_incidents(state: dict) -> list[dict]:
     return [i for i in visible(state) if not is_notice(i)]
 
 
-def label_of(record: dict, status: str) -> str:
-    """What a status is called on the page: a notice is a notice, whatever its stored status."""
-    return NOTICE_LABEL if is_notice(record) else render.STATUS_LABELS.get(status, status)
+def label_of(record: dict, status: str, t: Catalogue = ENGLISH) -> str:
+    """What a status is called on the page: a notice is a notice, whatever its stored status; a
+    free label (an update of a deploy: ``rolled back``) is shown as written."""
+    if is_notice(record):
+        return t.text("status.notice")
+    return t.text(f"status.{status}") if t.has(f"status.{status}") else status
 
 
 def state_for(inc: dict, status: str, name: str) -> str:
@@ -219,16 +218,23 @@ def component_states(state: dict, site: Site) -> dict[str, str]:
 
 
 def indicator(state: dict, site: Site) -> tuple[str, str]:
-    """(indicator, banner text), derived from the worst component state — so the banner never
+    """(indicator, banner text in English — the JSON's ``status.description``): see :func:`banner`."""
+    ind, key = banner(state, site)
+    return ind, INDICATOR_TEXT[key]
+
+
+def banner(state: dict, site: Site) -> tuple[str, str]:
+    """(indicator, banner key), derived from the worst component state — so the banner never
     reads "outage" while every component reads Operational. An open record that names no
     configured component still raises the indicator (clients must learn of it), but the banner
-    says what is known: an incident or maintenance is under way."""
+    says what is known: an incident or maintenance is under way. The banner's words are
+    ``INDICATOR_TEXT[key]`` (JSON) or the catalogue's ``indicator.<key>`` (the page)."""
     worst = "operational"
     for st in component_states(state, site).values():
         worst = history.worse(worst, st)
     ind = STATE_INDICATOR[worst]
     if ind != "none":
-        return ind, INDICATOR_TEXT[ind]
+        return ind, ind
     loose = "none"
     for inc in visible_incidents(state):
         named = [c for c in inc.get("components", []) if c in site.components]
@@ -238,8 +244,8 @@ def indicator(state: dict, site: Site) -> tuple[str, str]:
         if IMPACT_RANK[inc["impact"]] > IMPACT_RANK[loose]:
             loose = inc["impact"]
     if loose == "none":
-        return "none", INDICATOR_TEXT["none"]
-    return loose, ("Maintenance in progress" if loose == "maintenance" else "An incident is being handled")
+        return "none", "none"
+    return loose, ("loose_maintenance" if loose == "maintenance" else "loose_incident")
 
 
 # ---------------------------------------------------------------- JSON (Statuspage's public v2 shapes)
@@ -352,9 +358,10 @@ def _safe_url(url: str | None) -> str | None:
     return url if url and url.startswith(("https://", "http://")) else None
 
 
-def _view(inc: dict, site: Site) -> dict:
+def _view(inc: dict, site: Site, t: Catalogue = ENGLISH) -> dict:
     """Template view of an incident or notice: bodies become HTML that ``markdown_to_html``
-    escaped; only configured components are named; times read as people read them."""
+    escaped; only configured components are named; times read as people read them, in the
+    page's language."""
     now = site.now
     status = effective_status(inc, now)
     named = [c for c in inc.get("components", []) if c in site.components]
@@ -367,29 +374,35 @@ def _view(inc: dict, site: Site) -> dict:
         **inc,
         "status": status,
         "notice": is_notice(inc),
-        "label": label_of(inc, status),
+        "label": label_of(inc, status, t),
+        "impact_label": _impact(inc.get("impact") or "none", t),
         "components": named,
-        "states": {c: COMPONENT_LABELS[state_for(inc, status, c)] for c in named},
+        "states": {c: t.text(f"state.{state_for(inc, status, c)}") for c in named},
+        "affects": ", ".join(f"{c} ({t.text(f'state.{state_for(inc, status, c)}')})" for c in named),
         "url": _safe_url(inc.get("url")),
-        "updated": when.time_html(inc["updated_at"], now),
-        "started": when.time_html(inc["created_at"], now),
-        "duration": when.duration(max(0.0, ended - inc["created_at"])),
+        "updated": when.time_html(inc["updated_at"], now, t=t),
+        "started": when.time_html(inc["created_at"], now, t=t),
+        "duration": t.duration(max(0.0, ended - inc["created_at"])),
         "final": final,
-        "month": datetime.fromtimestamp(inc["created_at"], UTC).strftime("%B %Y"),
-        "window": {"starts": when.time_html(window["starts_at"], now, zone=True),
-                   "ends": when.time_html(window["ends_at"], now, zone=True)} if window else None,
-        "next_update": when.time_html(inc["next_update_at"], now)
+        "month": t.month(inc["created_at"]),
+        "window": {"starts": when.time_html(window["starts_at"], now, zone=True, t=t),
+                   "ends": when.time_html(window["ends_at"], now, zone=True, t=t)} if window else None,
+        "next_update": when.time_html(inc["next_update_at"], now, t=t)
         if inc.get("next_update_at") and not final and not is_notice(inc) else None,
         "updates": [
             {**u, "html": Markup(render.markdown_to_html(u["body"])), "text": render.markdown_to_text(u["body"])[:280],
-             "at": when.time_html(u["created_at"], now), "label": label_of(inc, u["status"]),
-             "states": {c: COMPONENT_LABELS[state_for(inc, u["status"], c)] for c in named}}
+             "at": when.time_html(u["created_at"], now, t=t), "label": label_of(inc, u["status"], t),
+             "states": {c: t.text(f"state.{state_for(inc, u['status'], c)}") for c in named}}
             for u in inc["updates"]
         ],
     }
 
 
-def _bars(state: dict, site: Site) -> list[dict]:
+def _impact(impact: str, t: Catalogue) -> str:
+    return t.text(f"impact.{impact}") if t.has(f"impact.{impact}") else impact
+
+
+def _bars(state: dict, site: Site, t: Catalogue = ENGLISH) -> list[dict]:
     """Per component: the 90-day bar and the uptime over those days."""
     records = visible_incidents(state)
     out = []
@@ -398,12 +411,14 @@ def _bars(state: dict, site: Site) -> list[dict]:
                  for s in history.segments(inc, name, site.now, state_for)]
         days = []
         for d in history.bar(spans, site.now):
-            detail = "; ".join(f"{COMPONENT_LABELS[st]} {when.duration(t)}" for st, t in sorted(
+            detail = "; ".join(f"{t.text(f'state.{st}')} {t.duration(spent)}" for st, spent in sorted(
                 d["spent"].items(), key=lambda kv: history.ORDER.index(kv[0]), reverse=True))
-            days.append({"state": d["state"], "title": f"{when.day(d['start'])}: {detail or 'No incidents'}"})
+            days.append({"state": d["state"], "title": t.text("bar.day", day=t.day(d["start"]),
+                                                             detail=detail or t.text("bar.no_incidents"))})
         bar = history.bar(spans, site.now)
-        out.append({"name": name, "uptime": f"{history.uptime(spans, site.now):.2f}", "days": days,
-                    "first": when.day(bar[0]["start"]), "last": when.day(bar[-1]["start"]),
+        uptime = f"{history.uptime(spans, site.now):.2f}".replace(".", t.text("number.decimal"))
+        out.append({"name": name, "uptime": uptime, "days": days,
+                    "first": t.day(bar[0]["start"]), "last": t.day(bar[-1]["start"]),
                     "bad": [d["title"] for d in days if d["state"] != "operational"]})
     return out
 
@@ -411,13 +426,16 @@ def _bars(state: dict, site: Site) -> list[dict]:
 def build_site(state: dict, site: Site) -> dict[str, bytes]:
     """Every file of the site, by relative path. Pure: the same state and time give the same bytes."""
     docs = api_v2(state, site)
-    ind, text = indicator(state, site)
-    shown = [_view(i, site) for i in visible(state)]
+    t = catalogue(site.language)
+    ind, key = banner(state, site)
+    text = t.text(f"indicator.{key}")
+    shown = [_view(i, site, t) for i in visible(state)]
     incidents = [i for i in shown if not i["notice"]]
     comps = component_states(state, site)
     grouped = {m for members in site.groups.values() for m in members}
-    common = {"title": site.title, "updated": when.time_html(state.get("updated_at") or site.now, site.now),
-              "labels": COMPONENT_LABELS, "indicator": ind, "description": text}
+    common = {"title": site.title, "updated": when.time_html(state.get("updated_at") or site.now, site.now, t=t),
+              "labels": {st: t.text(f"state.{st}") for st in COMPONENT_LABELS}, "indicator": ind,
+              "description": text, "_": t, "lang": t.language}
     months: dict[str, list[dict]] = {}
     for inc in incidents:
         if inc["final"]:
@@ -425,7 +443,7 @@ def build_site(state: dict, site: Site) -> dict[str, bytes]:
     files = {
         "index.html": _env.get_template("index.html").render(
             **common, root="",
-            components=comps, bars={b["name"]: b for b in _bars(state, site)},
+            components=comps, bars={b["name"]: b for b in _bars(state, site, t)},
             groups=[(g, [m for m in members if m in comps]) for g, members in site.groups.items()],
             loose=[c for c in comps if c not in grouped], subscribe_url=site.subscribe_url,
             subscribe_webhook_url=site.subscribe_webhook_url,
@@ -437,16 +455,17 @@ def build_site(state: dict, site: Site) -> dict[str, bytes]:
         ).encode(),
         "history.html": _env.get_template("history.html").render(**common, root="", months=months).encode(),
         "widget.html": _env.get_template("widget.html").render(**common, root="", components=comps).encode(),
-        "status.js": when.SCRIPT.encode(),
-        "feed.atom": atom(state, title=site.title, site_url=site.site_url, now=site.now),
-        "badge.svg": badge.svg("status", text if ind != "none" else "operational", badge.COLOURS[ind]),
+        "status.js": when.script(t).encode(),
+        "feed.atom": atom(state, title=site.title, site_url=site.site_url, now=site.now, t=t),
+        "badge.svg": badge.svg(t.text("badge.label"), text if ind != "none" else t.text("badge.operational"),
+                               badge.COLOURS[ind]),
     }
     for name in comps:
         files[f"feeds/{short_id(f'component:{name}')}.atom"] = atom(
-            state, title=site.title, site_url=site.site_url, now=site.now, component=name)
+            state, title=site.title, site_url=site.site_url, now=site.now, component=name, t=t)
     for name, st in comps.items():
         files[f"badges/{short_id(f'component:{name}')}.svg"] = badge.svg(
-            name, COMPONENT_LABELS[st].lower(), badge.COLOURS[STATE_INDICATOR[st]])
+            name, t.text(f"badge.{st}"), badge.COLOURS[STATE_INDICATOR[st]])
     for path, doc in docs.items():
         files[f"api/v2/{path}"] = dump_json(doc)
     for inc in shown:
@@ -458,7 +477,8 @@ def build_site(state: dict, site: Site) -> dict[str, bytes]:
 # ---------------------------------------------------------------- Atom
 
 
-def atom(state: dict, *, title: str, site_url: str | None, now: float, component: str | None = None) -> bytes:
+def atom(state: dict, *, title: str, site_url: str | None, now: float, component: str | None = None,
+         t: Catalogue = ENGLISH) -> bytes:
     """An Atom 1.0 feed, one entry per incident (only those naming ``component`` when given:
     a reader can follow just the part they use); built with ElementTree so it is always
     well-formed."""
@@ -490,12 +510,12 @@ def atom(state: dict, *, title: str, site_url: str | None, now: float, component
     for inc in records[:50]:
         entry = el(feed, "entry")
         el(entry, "id", f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, base + '#incident:' + inc['id'])}")
-        el(entry, "title", f"[{label_of(inc, inc['status'])}] {inc['name']}")
+        el(entry, "title", f"[{label_of(inc, inc['status'], t)}] {inc['name']}")
         el(entry, "updated", iso(inc["updated_at"]))
         el(entry, "published", iso(inc["created_at"]))
         el(entry, "link", rel="alternate", href=page_link(site_url, f"incidents/{inc['id']}.html"))
         body = "".join(
-            f"<p><strong>{html.escape(label_of(inc, u['status']))}</strong>"
+            f"<p><strong>{html.escape(label_of(inc, u['status'], t))}</strong>"
             f" ({iso(u['created_at'])})</p>"
             + render.markdown_to_html(u["body"])
             for u in reversed(inc["updates"])

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .. import official
 from ..config import ChannelSettings, Duration, Settings, Strict, Url
 from ..errors import PermanentError, TransientError
 from ..models import Message, Post, Receipt
 from . import _statussite as site
+from ._statusi18n import languages
 from .base import Channel, Progress
 from .registry import register
 
@@ -71,6 +72,15 @@ class StatuspageSettings(ChannelSettings):
     subscribe_url: Url | None = None
     #: the "By webhook" link: the API's endpoint form, e.g. <public_url>/api/v1/subscribe/endpoint/form?list=customers
     subscribe_webhook_url: Url | None = None
+    #: the language of the pages, feeds and badges (a catalogue in channels/status_locales/)
+    language: str = "en"
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        if v not in languages():
+            raise ValueError(f"no catalogue for {v!r} (one of {', '.join(languages())})")
+        return v
 
     @model_validator(mode="after")
     def _groups(self) -> StatuspageSettings:
@@ -231,7 +241,8 @@ class Statuspage(Channel[StatuspageSettings]):
         files = site.build_site(state, site.Site(
             title=self.settings.title, components=self.settings.components, site_url=self.settings.site_url,
             history=self.settings.history, groups=dict(self.settings.groups), now=self.clock(),
-            subscribe_url=self.settings.subscribe_url, subscribe_webhook_url=self.settings.subscribe_webhook_url))
+            subscribe_url=self.settings.subscribe_url, subscribe_webhook_url=self.settings.subscribe_webhook_url,
+            language=self.settings.language))
         if self.trust_files is not None:
             files.update(self.trust_files(state))
         try:

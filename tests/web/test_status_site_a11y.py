@@ -69,3 +69,22 @@ def test_no_serious_accessibility_violations(browser, served):  # noqa: F811 - f
                     found.append((scheme, rel, v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]))
         context.close()
     assert found == []
+
+
+def test_a_german_page_has_no_serious_accessibility_violations(browser, served):  # noqa: F811 - fixtures
+    """The German index (its ``lang``, its longer words in the same layout) passes axe as well."""
+    script = axe_script()
+    root, base = served
+    ch = Statuspage("status", StatuspageSettings.model_validate({
+        "kind": "statuspage", "output_dir": str(root), "title": "Beispiel", "site_url": base, "language": "de",
+        "components": ["API", "Website"], "subscribe_url": "https://api.example.com/api/v1/subscribe/form"}),
+        clock=Clock(time.time()))
+    ch.send(ch.render(Message(announcement=Announcement(id="a1", kind="incident", title="Langsam", severity="major",
+                                                        components=("API",)))), key="k1")
+    page = browser.new_page()
+    page.goto(f"{base}/index.html")
+    page.add_script_tag(path=str(script))
+    result = page.evaluate("""() => axe.run(document, {runOnly: {type: 'tag',
+        values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']}})""")
+    assert any(p["id"] == "color-contrast" for p in result["passes"])
+    assert [(v["id"], v["help"]) for v in result["violations"] if v["impact"] in ("serious", "critical")] == []

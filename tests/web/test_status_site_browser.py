@@ -114,3 +114,35 @@ def test_incident_on_two_components_then_resolved(browser, served, tmp_path):  #
     assert "your time:" not in body  # nothing needed the script
     assert "Database upgrade" in body
     context.close()
+
+
+def test_a_german_page_in_the_browser(browser, served, tmp_path):  # noqa: F811 - fixture
+    """The page's script speaks the page's language too: it refreshes "vor … Minuten" and adds
+    "Ihre Zeit:" to a maintenance window; with JavaScript off the built German text stands."""
+    root, base = served
+    clock = Clock(time.time() - 600)
+    ch = Statuspage("status", StatuspageSettings.model_validate({
+        "kind": "statuspage", "output_dir": str(root), "title": "Beispiel", "language": "de",
+        "components": ["API", "Mail"], "site_url": base}), clock=clock)
+    ch.send(ch.render(Message(announcement=Announcement(id="a1", kind="incident", title="Langsam", severity="minor",
+                                                        components=("API",)))), key="k1")
+    ch.send(ch.render(Message(announcement=Announcement(  # built 10 minutes ago: the page says "gerade eben"
+        id="m1", kind="maintenance", title="Datenbank", components=("Mail",),
+        window=Window(time.time() + 86400, time.time() + 90000)))), key="m1")
+    page = browser.new_page()
+    page.goto(f"{base}/index.html")
+    page.wait_for_selector("span.local", timeout=5000)
+    assert page.locator("html").get_attribute("lang") == "de"
+    assert page.locator(".banner").inner_text() == "Geringfügige Störung"
+    assert "Ihre Zeit:" in page.locator("section[aria-labelledby=h-upcoming]").inner_text()
+    active = page.locator("section[aria-labelledby=h-active]").inner_text()
+    assert "(vor 10 Minuten)" in active, active  # refreshed by the script, in German
+    page.screenshot(path=str(ARTIFACTS / "status-site-de.png"), full_page=True)
+    page.close()
+    context = browser.new_context(java_script_enabled=False)
+    plain = context.new_page()
+    plain.goto(f"{base}/index.html")
+    body = plain.inner_text("body")
+    assert "Geplante Wartungen" in body and "(in 1 Tag)" in body and "Ihre Zeit" not in body
+    assert "(gerade eben)" in plain.locator("section[aria-labelledby=h-active]").inner_text()  # as built
+    context.close()
