@@ -11,7 +11,13 @@ The order is chosen so junk costs as little as possible and real posts keep flow
    one noisy address never slows the others down. The web page's session cookie is the same
    kind of entry point and goes through the same limiter: a valid session is charged to its
    token's name (the page and the API share one budget per token), a cookie that does not
-   verify is charged to the address like a wrong bearer token (cookie guessing meets 429);
+   verify is charged to the address like a wrong bearer token (cookie guessing meets 429).
+   Previews (``/api/v1/preview``, the page's live ``/ui/preview``) are charged to a budget of
+   their own per token (``api.preview_rate_limit``): typing on the compose page previews every
+   few hundred milliseconds, and must never use up what posting needs. A page form over the
+   limit is let through marked ``rate_limited`` (seconds) so the page re-renders the form with a
+   readable error instead of JSON (it acts on nothing then); a page over the limit answers a
+   short HTML page;
 4. only then is the body read — counted while it streams (a lying or missing Content-Length
    changes nothing) and under a time limit (slow senders get 408).
 
@@ -29,6 +35,7 @@ from collections.abc import Callable
 import anyio
 from anyio import to_thread
 from starlette.requests import cookie_parser
+from starlette.responses import HTMLResponse
 
 from ..errors import BroadcasterError
 from ..principal import SESSION_COOKIE, Principal, SessionCheck
@@ -46,6 +53,10 @@ DEFAULT_PUBLIC = ("/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics", "/api/
 UNLIMITED = ("/healthz", "/readyz", "/metrics", "/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics")
 #: paths outside /api that never look at the page's session: the sign-in form, assets, API docs
 PAGE_PUBLIC = ("/signin", "/static/", "/docs", "/openapi.json", "/favicon.ico", *UNLIMITED)
+#: previews: charged to their own budget per token (``api.preview_rate_limit``), never to posting's
+PREVIEWS = ("/api/v1/preview", "/ui/preview")
+#: the page's JSON routes (the live preview and timeline): a 429 there stays JSON for its script
+PAGE_JSON = ("/ui/",)
 def matches(path: str, prefixes) -> bool:
     """Whole path segments only: ``/api/v1/subscribe`` covers ``/api/v1/subscribe/confirm`` but
     not ``/api/v1/subscribers`` (an admin route). An entry ending in ``/`` covers everything below."""
@@ -129,33 +140,42 @@ class IntakeGuard:
                 return await self._unauthorized(scope, receive, send,
                                                 "an Authorization: Bearer <token> header is required")
             try:
-                verdict = await to_thread.run_sync(self._admit, self.tokens.verify, raw, ip)
+                verdict = await to_thread.run_sync(self._admit, self.tokens.verify, raw, ip, path)
             except BroadcasterError as exc:
                 return await from_broadcaster_error(exc)(scope, receive, send)
-            if isinstance(verdict, Principal):
-                scope.setdefault("state", {})["principal"] = verdict
-            elif verdict is None:
+            principal, wait = verdict
+            if wait > 0:
+                return await self._limited(scope, receive, send, wait)
+            if principal is None:
                 return await self._unauthorized(scope, receive, send, "unknown or revoked token")
-            else:
-                return await self._limited(scope, receive, send, verdict)
+            scope.setdefault("state", {})["principal"] = principal
         elif self.page(path) and (cookie := session_cookie(headers.get("cookie"))) is not None:
             assert self.sessions is not None
             try:
-                verdict = await to_thread.run_sync(self._admit, self.sessions.verify, cookie, ip)
+                verdict = await to_thread.run_sync(self._admit, self.sessions.verify, cookie, ip, path)
             except BroadcasterError as exc:
                 return await from_broadcaster_error(exc)(scope, receive, send)
             state = scope.setdefault("state", {})
-            if isinstance(verdict, Principal):
-                state["principal"], state["session"] = verdict, cookie
-            elif verdict is None:
-                state["session_refused"] = True  # the page signs the browser out (and clears the cookie)
+            principal, wait = verdict
+            if principal is not None and wait > 0 and self.page_form(scope):
+                # the form re-renders itself with a readable error (and acts on nothing)
+                state["principal"], state["session"], state["rate_limited"] = principal, cookie, wait
+            elif wait > 0 and matches(path, PAGE_JSON):
+                return await self._limited(scope, receive, send, wait)
+            elif wait > 0:
+                return await self._limited_page(scope, receive, send, wait)
+            elif principal is not None:
+                state["principal"], state["session"] = principal, cookie
             else:
-                return await self._limited(scope, receive, send, verdict)
+                state["session_refused"] = True  # the page signs the browser out (and clears the cookie)
         elif (path.startswith("/api/") and not matches(path, UNLIMITED)) or (
                 path == "/signin" and scope.get("method") == "POST"):  # token guessing through the page
             wait = await to_thread.run_sync(self.limiter.wait, f"api:addr:{ip}", self.settings.api.anonymous_rate_limit)
             if wait > 0:
-                return await self._limited(scope, receive, send, wait)
+                if path == "/signin":
+                    scope.setdefault("state", {})["rate_limited"] = wait  # the sign-in form says so itself
+                else:
+                    return await self._limited(scope, receive, send, wait)
         if scope.get("method") not in BODY_METHODS:
             return await self.app(scope, receive, send)
         body = bytearray()
@@ -187,14 +207,22 @@ class IntakeGuard:
 
     # -- the decision that needs I/O, done in one worker thread
 
-    def _admit(self, verify: Callable[[str], Principal | None], raw: str, ip: str) -> Principal | float | None:
-        """A Principal (go on), None (401), or seconds to wait (429)."""
+    def _admit(self, verify: Callable[[str], Principal | None], raw: str, ip: str,
+               path: str) -> tuple[Principal | None, float]:
+        """Who (None: a credential that does not verify, 401) and the seconds to wait (over 0:
+        429). A preview is charged to the token's preview budget, anything else to its main one;
+        a credential that does not verify to the address."""
         principal = verify(raw)
         if principal is None:
-            wait = self.limiter.wait(f"api:addr:{ip}", self.settings.api.anonymous_rate_limit)
-            return wait if wait > 0 else None
-        wait = self.limiter.wait(f"api:token:{principal.name}", self.settings.api.rate_limit)
-        return wait if wait > 0 else principal
+            return None, self.limiter.wait(f"api:addr:{ip}", self.settings.api.anonymous_rate_limit)
+        if matches(path, PREVIEWS):
+            return principal, self.limiter.wait(f"api:preview:{principal.name}", self.settings.api.preview_rate_limit)
+        return principal, self.limiter.wait(f"api:token:{principal.name}", self.settings.api.rate_limit)
+
+    @staticmethod
+    def page_form(scope) -> bool:
+        """A form the page posts (not one of its JSON routes): it answers a 429 itself, as HTML."""
+        return scope.get("method") == "POST" and not matches(scope.get("path", ""), PAGE_JSON)
 
     # -- answers
 
@@ -206,6 +234,15 @@ class IntakeGuard:
         seconds = max(1, math.ceil(wait))
         resp = error_response(429, "rate_limited", f"too many requests; retry in {seconds} s",
                               {"retry_after": seconds}, headers={"Retry-After": str(seconds)})
+        await resp(scope, receive, send)
+
+    async def _limited_page(self, scope, receive, send, wait: float):
+        """A page (not its JSON) over the limit: a short readable page, not JSON."""
+        seconds = max(1, math.ceil(wait))
+        html = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Too many requests</title>"
+                "</head><body><h1>Too many requests</h1><p>This token has used its request budget for the "
+                f"moment. Wait {seconds} s and reload the page.</p></body></html>")
+        resp = HTMLResponse(html, status_code=429, headers={"Retry-After": str(seconds), "Cache-Control": "no-store"})
         await resp(scope, receive, send)
 
     async def _too_large(self, scope, receive, send):

@@ -1,7 +1,8 @@
 """The ``broadcaster`` command. Each module adds its commands to :data:`main`.
 
 Exit codes: 0 all delivered / ok, 1 some channel failed or unknown, 2 usage or
-configuration error, 3 server unreachable. No traceback reaches the user.
+configuration error, 3 server unreachable, 4 still rate limited by the server after waiting
+its Retry-After (up to 60 s in all; nothing was done). No traceback reaches the user.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import click
 from .. import DISTRIBUTION
 from ..errors import BroadcasterError, ConfigError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_RATE_LIMITED = 0, 1, 2, 3, 4
 
 
 class Group(click.Group):

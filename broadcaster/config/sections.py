@@ -33,6 +33,9 @@ class ApiSettings(Strict):
     port: int = Field(8080, ge=1, le=65535)
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     rate_limit: Rate = (120, 60.0)  # per token
+    #: previews per token (the page's live preview, /api/v1/preview): a budget of their own, so
+    #: typing on the compose page never uses up what posting needs
+    preview_rate_limit: Rate = (600, 60.0)
     anonymous_rate_limit: Rate = (30, 60.0)  # per address, unauthenticated
     #: reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are
     #: believed, e.g. ["127.0.0.1", "::1"]; a comma-separated string works too (from ${VAR})

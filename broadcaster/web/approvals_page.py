@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 from .. import review
 from ..errors import BroadcasterError
 from . import session
-from .routes import Form, _ctx, error_page, page, redirect, refused, signed_in, to_signin
+from .routes import Form, _ctx, error_page, form_refusal, page, redirect, signed_in, to_signin
 
 router: APIRouter = APIRouter(include_in_schema=False)
 NOTICES = {"approved": "Approved: its deliveries are due.", "rejected": "Rejected: nothing was posted."}
@@ -32,8 +32,8 @@ def _act(request: Request, form, ann_id: str, done: str) -> Response:
     who = signed_in(request)
     if not who:
         return to_signin(request)
-    if not session.csrf_ok(who[0], form.get("csrf")):
-        return refused(request, who)
+    if (refusal := form_refusal(request, who, form)) is not None:
+        return refusal
     rt = session.runtime_of(request)
     try:
         if done == "approved":

@@ -11,7 +11,7 @@ from ..errors import BroadcasterError
 from ..inbound import drafts
 from ..ledger.drafts import DraftStore
 from . import session
-from .routes import Form, _ctx, error_page, page, redirect, refused, signed_in, to_signin
+from .routes import Form, _ctx, error_page, form_refusal, page, redirect, signed_in, to_signin
 
 router: APIRouter = APIRouter(include_in_schema=False)
 NOTICES = {"published": "Published: every channel has a delivery in the ledger.", "saved": "Draft saved.",
@@ -35,8 +35,8 @@ def _act(request: Request, form, draft_id: str, action: str) -> Response:
     who = signed_in(request)
     if not who:
         return to_signin(request)
-    if not session.csrf_ok(who[0], form.get("csrf")):
-        return refused(request, who)
+    if (refusal := form_refusal(request, who, form)) is not None:
+        return refusal
     rt = session.runtime_of(request)
     try:
         if action == "saved":

@@ -8,7 +8,9 @@ Every action calls the same service functions as the API, as the signed-in token
 from __future__ import annotations
 
 import json
+import math
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -112,6 +114,35 @@ def refused(request: Request, who) -> HTMLResponse:
                 message="This form has expired or did not come from this page. Reload and try again.", **_ctx(who))
 
 
+def rate_limited(request: Request) -> int | None:
+    """Seconds to wait when the intake guard let this form through over its token's (or, for
+    sign-in, its address's) rate limit, else None. Such a form must act on nothing."""
+    wait = (request.scope.get("state") or {}).get("rate_limited")
+    return max(1, math.ceil(wait)) if isinstance(wait, (int, float)) and wait > 0 else None
+
+
+def limited_message(seconds: int, kept: bool) -> str:
+    return (f"Too many requests with this token just now, so nothing was done. Wait {seconds} s and "
+            + ("submit again — what you entered is kept." if kept else "go back and submit again."))
+
+
+def form_refusal(request: Request, who, form: FormData,
+                 again: Callable[[str, int], HTMLResponse] | None = None) -> Response | None:
+    """Every state-changing form of a signed-in page goes through here first: a form without this
+    session's CSRF token is refused; one over the rate limit is answered 429 with a readable
+    message — ``again(message, status)`` re-renders the form itself, with what was entered —
+    instead of acting. None: go on."""
+    if not session.csrf_ok(who[0], form.get("csrf")):
+        return refused(request, who)
+    seconds = rate_limited(request)
+    if seconds is None:
+        return None
+    message = limited_message(seconds, kept=again is not None)
+    resp = again(message, 429) if again else page(request, "error.html", status=429, message=message, **_ctx(who))
+    resp.headers["Retry-After"] = str(seconds)
+    return resp
+
+
 # ---------------------------------------------------------------- static files
 
 
@@ -133,6 +164,7 @@ def static(name: str) -> Response:
 SIGNIN_MESSAGES = {
     "expired": "The sign-in form expired. Please try again.",
     "invalid": "That token is not valid (or was revoked).",
+    "slow": "Too many sign-in attempts from this address just now. Wait a minute and try again.",
 }
 
 
@@ -153,6 +185,10 @@ def signin_page(request: Request, code: str | None, status: int = 200) -> HTMLRe
 @router.post("/signin")
 def signin(request: Request, form: Form) -> Response:
     """Exchange the token for a session: the browser keeps only the session's own secret."""
+    if (seconds := rate_limited(request)) is not None:  # token guessing from this address, or a crowd
+        slow = signin_page(request, "slow", 429)
+        slow.headers["Retry-After"] = str(seconds)
+        return slow
     if not session.presign_ok(request, form.get("csrf")):
         return signin_page(request, "expired", 403)
     token = form.get("token")
@@ -174,8 +210,8 @@ def signin(request: Request, form: Form) -> Response:
 def signout(request: Request, form: Form) -> Response:
     """Ends the session in the ledger (a copied cookie stops working too) and clears the cookie."""
     who = signed_in(request)
-    if who and not session.csrf_ok(who[0], form.get("csrf")):
-        return refused(request, who)
+    if who and (refusal := form_refusal(request, who, form)) is not None:
+        return refusal
     if who:
         session.sessions_of(request).end(who[0])
     resp = redirect("/signin")
@@ -220,18 +256,21 @@ def compose(request: Request, form: Form) -> Response:
     who = signed_in(request)
     if not who:
         return to_signin(request)
-    if not session.csrf_ok(who[0], form.get("csrf")):
-        return refused(request, who)
     rt = session.runtime_of(request)
     data = announcement_data(form)
     given = form.get("idempotency_key")
     key = given[:200] if isinstance(given, str) and given else None
+
+    def again(message: str, status: int) -> HTMLResponse:
+        return page(request, "compose.html", status=status, error=message,
+                    **compose_ctx(rt, form_values(form, data, key)), **_ctx(who))
+
+    if (refusal := form_refusal(request, who, form, again)) is not None:
+        return refusal
     try:
         res = service.submit(rt, data, principal=who[1], idempotency_key=key and f"web:{key}")
     except BroadcasterError as exc:
-        values = form_values(form, data, key)
-        status = 403 if isinstance(exc, Forbidden) else 400
-        return page(request, "compose.html", status=status, error=str(exc), **compose_ctx(rt, values), **_ctx(who))
+        return again(str(exc), 403 if isinstance(exc, Forbidden) else 400)
     return redirect(f"/announcements/{quote(res.id)}?done=created")
 
 
@@ -263,8 +302,8 @@ def _action(request: Request, form: FormData, ann_id: str, fn) -> Response:
     who = signed_in(request)
     if not who:
         return to_signin(request)
-    if not session.csrf_ok(who[0], form.get("csrf")):
-        return refused(request, who)
+    if (refusal := form_refusal(request, who, form)) is not None:
+        return refusal
     try:
         done = fn(session.runtime_of(request), form, who[1])
     except BroadcasterError as exc:

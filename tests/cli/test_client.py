@@ -438,3 +438,27 @@ def test_retract_wait_exits_0_when_nothing_is_left_up(api):
     data = json.loads(res.stdout)
     assert data["exit_code"] == 0 and data["still_visible"] == []
     assert {d["state"] for d in data["deliveries"]} == {"cancelled"}
+
+
+def test_a_post_over_the_tokens_rate_limit_waits_its_retry_after_and_goes_through_once(tmp_path):
+    """A real API whose token budget is used up: the CLI waits the Retry-After, says so, sends
+    the same post again and it is accepted, once (exit 4 when it never is: test_cli_rate_limit)."""
+    import httpx
+
+    from tests.cli.live import make_settings, memory_runtime, serve
+
+    settings = make_settings(f"sqlite:///{tmp_path}/ledger.db", {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/a"}},
+                             api={"rate_limit": "2/4s", "anonymous_rate_limit": "100/1m"})
+    rt = memory_runtime(settings)
+    with serve(settings, rt) as (url, app):
+        token, _ = app.state.tokens.create("ops", admin=True, actor="test")
+        codes = [httpx.get(f"{url}/api/v1/channels", headers={"Authorization": f"Bearer {token}"}).status_code
+                 for _ in range(3)]
+        assert codes[-1] == 429, codes
+        res = CliRunner().invoke(main, ["post", "--kind", "notice", "--title", "Later", "--idempotency-key", "k-1",
+                                        "--quiet"],
+                                 env={"BROADCASTER_URL": url, "BROADCASTER_TOKEN": token}, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "rate limited by the server; waiting" in res.stderr and "(same Idempotency-Key)" in res.stderr
+    assert [a.id for a in rt.ledger.list_announcements()] == [res.stdout.strip()]
+    rt.ledger.close()
