@@ -116,10 +116,15 @@ def _origin(url: str) -> str:
 def refuse_cross_site(request: Request, rt: Runtime) -> None:
     """A browser tells where a POST comes from: consent is given only from our own page. (The
     signed token is what authorises it; this stops a page elsewhere from posting a token it
-    somehow got.) Clients that send neither header — mail clients, curl — are not browsers."""
+    somehow got.) Clients that send neither header — mail clients, curl — are not browsers.
+
+    ``Origin: null`` is what a browser sends for a form on our own page too: these pages carry
+    ``Referrer-Policy: no-referrer`` (their URL holds a token), and Chromium then hides the
+    origin. ``Sec-Fetch-Site`` still tells: ``same-origin`` passes, ``cross-site`` (a page
+    elsewhere, a sandboxed frame) does not."""
     origin = request.headers.get("origin")
-    if origin is None:
-        if request.headers.get("sec-fetch-site") == "cross-site":
+    if origin is None or origin == "null":
+        if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
             raise Forbidden("confirm on the page the link opens")
         return
     if origin.lower() not in {_origin(rt.settings.public_url), _origin(str(request.base_url))}:

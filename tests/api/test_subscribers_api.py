@@ -140,13 +140,24 @@ def test_confirm_in_a_browser_is_a_button_on_the_page(env):
 
 def test_a_confirmation_posted_from_another_site_is_refused(env):
     subscribe(env)
-    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Origin": "null", "Sec-Fetch-Site": "cross-site"}):  # e.g. a sandboxed frame elsewhere
         r = env.client.post("/api/v1/subscribe/confirm", json={"token": env.outbox.token()}, headers=headers)
         assert_error(r, 403, "forbidden")
     assert subs.find(env.ledger, "news", "reader@example.test").state == "pending"
     ok = env.client.post("/api/v1/subscribe/confirm", json={"token": env.outbox.token()},
                          headers={"Origin": "https://status.example.test"})
     assert ok.status_code == 200
+
+
+def test_the_confirm_button_on_our_own_page_works_though_the_browser_hides_the_origin(env):
+    """The page is served with Referrer-Policy: no-referrer (its URL holds the token), so Chromium
+    posts its form with ``Origin: null`` — and ``Sec-Fetch-Site: same-origin``, which is ours."""
+    subscribe(env)
+    request = form({"token": env.outbox.token(), "choices": "1"})
+    request["headers"].update({"Origin": "null", "Sec-Fetch-Site": "same-origin"})
+    r = env.client.post("/api/v1/subscribe/confirm", **request)
+    assert r.status_code == 200 and "Subscribed" in r.text
 
 
 def test_a_second_subscribe_cannot_change_a_pending_subscription(env):

@@ -32,10 +32,11 @@ def make_settings(ledger_url: str, channels: dict, routes: dict | None = None, *
 
 
 @contextmanager
-def serve(settings, runtime: Runtime):
-    """Yield the base URL of the API (and web page) while uvicorn serves it."""
+def serve(settings, runtime: Runtime, port: int | None = None):
+    """Yield the base URL of the API (and web page) while uvicorn serves it (on ``port``, when
+    the settings must name it beforehand, e.g. in ``public_url``)."""
     app = create_app(settings, runtime)
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            proxy_headers=False,  # as `broadcaster api`: the app decides
                                            lifespan="on", timeout_graceful_shutdown=2))
