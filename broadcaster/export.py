@@ -21,7 +21,8 @@ deliveries or subscribers), in one transaction: it all lands or nothing does.
 Subscribers CSV (``list,address,name,components,state,marketing,created_at,confirmed_at,
 unsubscribed_at``; components separated by ``;``; times ISO 8601 UTC to the microsecond) exports
 and re-imports losslessly. Import checks every row and reports bad ones by line number while
-storing the rest; a row for an address already on the list updates it.
+storing the rest; a row for an address already on the list updates it. A row without a
+``marketing`` value has no consent to promotions (unless the importer says everyone does).
 
 The CSV is opened in spreadsheets, and names come from a public form: a cell a spreadsheet
 would run as a formula is written behind a single quote (:mod:`broadcaster.csvcells`); import
@@ -239,8 +240,11 @@ class CsvImport:
 
 
 def _csv_row(values: dict[str, str], list_name: str | None, now: float,
-             settings: Settings | None = None) -> Imported:
-    """One CSV row → the subscriber it states, or ValueError saying what is wrong."""
+             settings: Settings | None = None, marketing: bool = False) -> Imported:
+    """One CSV row → the subscriber it states, or ValueError saying what is wrong. Consent to
+    promotions is never assumed: a row gets it only from its own ``marketing`` cell, or, when
+    that is empty or absent, from ``marketing`` (the importer's ``--marketing``: "everyone in
+    this file consented")."""
     values = {k: from_text_cell(v) for k, v in values.items()}
     try:
         for column in ("list", "address", "name", "components"):
@@ -272,16 +276,18 @@ def _csv_row(values: dict[str, str], list_name: str | None, now: float,
         raise ValueError(f"marketing: {mk!r} is not true or false")
     created = _epoch(values.get("created_at") or "", "created_at")
     return Imported(list=name_of_list, address=address, name=name, components=tuple(components), state=state,
-                    marketing=mk not in _FALSE if mk else True, created_at=now if created is None else created,
+                    marketing=mk in _TRUE if mk else marketing, created_at=now if created is None else created,
                     confirmed_at=_epoch(values.get("confirmed_at") or "", "confirmed_at"),
                     unsubscribed_at=_epoch(values.get("unsubscribed_at") or "", "unsubscribed_at"))
 
 
 def import_subscribers_csv(ledger: Ledger, fp: IO[str], *, list_name: str | None = None, actor: str = "cli",
-                           batch: int = PAGE, settings: Settings | None = None) -> CsvImport:
+                           batch: int = PAGE, settings: Settings | None = None,
+                           marketing: bool = False) -> CsvImport:
     """Store every good row; report each bad one as ``(line number, message)``. With
     ``settings``, a row naming a component no status channel declares is a bad row (as at the
-    public form); the configured spelling is stored."""
+    public form); the configured spelling is stored. Marketing consent is false unless the row's
+    ``marketing`` cell says true, or the cell is empty or absent and ``marketing`` is true."""
     report = CsvImport()
     reader = csv.reader(fp)
     try:
@@ -323,7 +329,7 @@ def import_subscribers_csv(ledger: Ledger, fp: IO[str], *, list_name: str | None
             report.errors.append((start, f"has {len(values)} fields, the header has {len(header)}"))
             continue
         try:
-            row = _csv_row(dict(zip(header, values, strict=True)), list_name, now, settings)
+            row = _csv_row(dict(zip(header, values, strict=True)), list_name, now, settings, marketing)
         except ValueError as exc:
             report.errors.append((start, str(exc)))
             continue

@@ -51,11 +51,18 @@ def subscribers():
 @subscribers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--list", "list_name", metavar="NAME", help="List for rows without a list column.")
+@click.option("--marketing", is_flag=True,
+              help="Everyone in FILE consented to promotions: rows with an empty or no marketing cell get "
+                   "consent (a cell saying false still wins). Default: no consent unless the row says true.")
 @click.pass_context
-def subscribers_import(ctx, file, list_name):
+def subscribers_import(ctx, file, list_name, marketing):
     """Import subscribers from a CSV FILE (header: address and any of list, name, components,
     state, marketing, created_at, confirmed_at, unsubscribed_at). Bad rows are reported by line
-    number; the others are stored."""
+    number; the others are stored.
+
+    Consent to promotions (marketing) is never assumed: a row without a marketing value gets
+    announcements only, unless --marketing says everyone in the file consented. An address
+    already on the list is updated to what its row says."""
     from .. import export
     from ..errors import InvalidRequest
 
@@ -67,7 +74,7 @@ def subscribers_import(ctx, file, list_name):
     with fp, _ledger(ctx) as ledger:
         try:
             report = export.import_subscribers_csv(ledger, fp, list_name=list_name, actor=_actor(),
-                                                   settings=load(ctx))
+                                                   settings=load(ctx), marketing=marketing)
         except InvalidRequest as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_USAGE)

@@ -223,10 +223,11 @@ def unsubscribe_target(ledger: Ledger, settings: Settings | None, token: str) ->
 
 
 def add(ledger: Ledger, list_name: str, address: str, *, components: Iterable[str] | None = None,
-        name: str | None = None, marketing: bool = True, state: str = "pending",
+        name: str | None = None, marketing: bool = False, state: str = "pending",
         actor: str = "admin") -> tuple[Subscriber, bool]:
     """An administrator's add: creates or overwrites the subscription in ``state``. Returns
-    ``(subscriber, needs_confirmation)``. Not for public requests (see :func:`subscribe`)."""
+    ``(subscriber, needs_confirmation)``. Not for public requests (see :func:`subscribe`).
+    Consent to promotions is never assumed: ``marketing`` only when it was given."""
     if state not in STATES:
         raise InvalidRequest(f"state: one of {', '.join(STATES)}", field="state")
     sub = SubscriberStore(ledger).add(_request(list_name, address, components, name, marketing), state=state,

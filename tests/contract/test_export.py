@@ -287,3 +287,29 @@ def test_cli_commands(tmp_path):
     assert r.stdout.splitlines()[0] == ",".join(export.CSV_FIELDS)
     assert [ln.split(",")[1] for ln in r.stdout.splitlines()[1:]] == [
         "alice@example.test", "bob@example.test", "new@example.test"]
+
+
+def test_an_imported_subscriber_has_no_marketing_consent_unless_a_column_or_flag_gives_it(tmp_path):
+    """The outside trial: ``alice@example.com,customers,Alice`` was imported with marketing=true."""
+    from broadcaster.cli import main
+
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(f"ledger: sqlite:///{tmp_path}/subs.db\n")
+    runner = CliRunner()
+    r = runner.invoke(main, ["--config", str(cfg), "subscribers", "import", "-"],
+                      input="address,list,name\nalice@example.com,customers,Alice\n")
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["--config", str(cfg), "subscribers", "import", "-"],
+                      input="address,list,marketing\nyes@example.com,customers,true\nno@example.com,customers,false\n"
+                            "blank@example.com,customers,\n")
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["--config", str(cfg), "subscribers", "import", "--marketing", "-"],
+                      input="address,list,marketing\nall@example.com,customers,\nrefused@example.com,customers,no\n")
+    assert r.exit_code == 0, r.output
+    ledger = Ledger.open(f"sqlite:///{tmp_path}/subs.db")
+    consent = {s.address: s.marketing for s in subs.list_subscribers(ledger, list_name="customers")}
+    ledger.close()
+    assert consent == {"alice@example.com": False, "yes@example.com": True, "no@example.com": False,
+                       "blank@example.com": False, "all@example.com": True, "refused@example.com": False}
+    help_text = runner.invoke(main, ["subscribers", "import", "--help"]).output
+    assert "never assumed" in help_text and "--marketing" in help_text

@@ -71,7 +71,8 @@ def announce(rt, **fields) -> str:
 
 
 def confirmed(rt, address, lst="news", **kw):
-    sub, _ = subs.add(rt.ledger, lst, address, state="confirmed", actor="test", **kw)
+    """A confirmed subscriber who consented to promotions unless ``marketing=False`` is given."""
+    sub, _ = subs.add(rt.ledger, lst, address, state="confirmed", actor="test", **{"marketing": True, **kw})
     return sub
 
 
