@@ -67,6 +67,9 @@ def repeats(posts: Iterable[dict[str, Any]], window: float = REPEAT_WINDOW) -> i
     A mail has one audience per recipient: the same announcement mailed to two people is two
     mails, not a repeat. A mail is a repeat for a recipient who already got its Message-ID (a
     re-sent copy), or its text within ``window`` (the same announcement sent again under a new id).
+    Likewise a post to a receiver of its own — a webhook URL, a chat room, a Telegram chat (its
+    ``audience``) — repeats only what that receiver already got: the same text sent to
+    ``/webhook/ops`` and ``/webhook/sub1`` reaches two audiences once each.
     """
     keys_seen: set[tuple[str, str]] = set()
     texts_seen: dict[tuple[str, str], list[tuple[float, str | None]]] = {}
@@ -76,7 +79,7 @@ def repeats(posts: Iterable[dict[str, Any]], window: float = REPEAT_WINDOW) -> i
         when = float(post.get("created_at") or 0.0)
         thread = post.get("reply_to")
         if recipients is None:
-            readers = [""]
+            readers = [str(post.get("audience") or "")]
             text = str(post.get("text") or "")
         else:
             readers = [str(r).lower() for r in recipients]
@@ -154,9 +157,11 @@ class SandboxState:
     # -- created objects
 
     def add_post(self, provider: str, *, id: str, text: str = "", key: str | None = None, reply_to: str | None = None,
-                 **extra: Any) -> dict[str, Any]:
+                 audience: str | None = None, **extra: Any) -> dict[str, Any]:
+        """Record a created post. ``audience``: the receiver it went to where one provider serves
+        many (a webhook URL, a room, a chat) — repeats are counted per audience."""
         post = {"provider": provider, "id": str(id), "text": text, "key": key, "reply_to": reply_to,
-                "created_at": self.clock(), "deleted": False, **extra}
+                "audience": audience, "created_at": self.clock(), "deleted": False, **extra}
         with self.lock:
             self._posts.setdefault(provider, []).append(post)
         return post

@@ -448,3 +448,23 @@ def test_repeats_count_a_double_post_not_the_same_words_announced_again_later(cl
     assert repeats() == {"slack": 1, "mastodon": 2}
     page = client.get("/_sandbox/").text
     assert "same text within 10 minutes" in page and "same idempotency key" in page
+
+
+def test_the_same_text_to_two_receivers_is_no_repeat_but_twice_to_one_is(client, clock):
+    """The outside trial: one announcement to /webhook/ops and /webhook/sub1 showed "repeats 1"."""
+    def counts(provider: str) -> int:
+        return client.get("/_sandbox/counts").json().get(provider, {}).get("duplicate_texts", 0)
+
+    for hook in ("ops", "sub1"):
+        client.post(f"/webhook/{hook}", json={"type": "announcement.created", "data": {"text": "DB down"}},
+                    headers={"webhook-id": f"msg_{hook}"})
+    client.post("/slack/services/T/B/ops", json={"text": "DB down"})
+    client.post("/slack/services/T/B/sub1", json={"text": "DB down"})
+    client.post("/discord/api/webhooks/1/a", json={"content": "DB down"})
+    client.post("/discord/api/webhooks/2/b", json={"content": "DB down"})
+    assert (counts("webhook"), counts("slack"), counts("discord")) == (0, 0, 0)
+    clock.t += 30  # the same text again to one of them moments later: a double post there
+    client.post("/webhook/ops", json={"type": "announcement.created", "data": {"text": "DB down"}},
+                headers={"webhook-id": "msg_other"})
+    client.post("/slack/services/T/B/ops", json={"text": "DB down"})
+    assert (counts("webhook"), counts("slack")) == (1, 1)

@@ -48,7 +48,7 @@ class Slack(Provider):
         if not call.field("text") and not call.field("blocks") and not call.field("attachments"):
             return self.error(400, "no_text")
         self.state.add_post(self.name, id=str(self.state.next_id()), text=str(call.field("text") or ""),
-                            hook="/".join(call.params.values()))
+                            hook="/".join(call.params.values()), audience="/".join(call.params.values()))
         return PlainTextResponse("ok")
 
 
@@ -115,7 +115,7 @@ class Discord(Provider):
                "embeds": call.field("embeds") or [], "timestamp": datetime.fromtimestamp(self.state.clock(), UTC).isoformat()}
         with self.state.lock:
             self.messages[mid] = msg
-        self.state.add_post(self.name, id=mid, text=content)
+        self.state.add_post(self.name, id=mid, text=content, audience=call.params["hook"])
         if str(call.query.get("wait", "")).lower() == "true":
             return self.json(msg)
         return Response(status_code=204)
@@ -158,5 +158,6 @@ class Teams(Provider):
             return self.error(400, "Each attachment must be an Adaptive Card "
                                    "(application/vnd.microsoft.card.adaptive).")
         texts = [b.get("text", "") for a in atts for b in (a["content"].get("body") or []) if isinstance(b, dict)]
-        self.state.add_post(self.name, id=str(self.state.next_id()), text="\n".join(t for t in texts if t), path=call.params["path"])
+        self.state.add_post(self.name, id=str(self.state.next_id()), text="\n".join(t for t in texts if t), path=call.params["path"],
+                            audience=call.params["path"])
         return Response(status_code=202)

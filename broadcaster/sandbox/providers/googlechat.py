@@ -72,7 +72,7 @@ class GoogleChat(Provider):
                 self.threads[(space, key)] = thread_name
         name = f"spaces/{space}/messages/m{n}"
         self.state.add_post(self.name, id=name, text=text, thread_key=key, reply_to=existing if reply else None,
-                            thread=thread_name)
+                            thread=thread_name, audience=space)
         created = datetime.fromtimestamp(self.state.clock(), UTC).isoformat().replace("+00:00", "Z")
         return self.json({"name": name, "sender": {"name": "users/webhook", "type": "BOT"}, "text": text,
                           "createTime": created, "thread": {"name": thread_name, "threadKey": key},

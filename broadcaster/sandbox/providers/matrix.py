@@ -99,7 +99,7 @@ class Matrix(Provider):
             self.events[event_id] = {"room": room, "type": etype, "content": content, "token": token}
             self.txns[(token, room, txn)] = event_id
         self.state.add_post(self.name, id=event_id, text=str(content.get("body") or ""), key=txn, reply_to=thread,
-                            room=room, content=json.loads(json.dumps(content)))
+                            room=room, audience=room, content=json.loads(json.dumps(content)))
         return self.json({"event_id": event_id})
 
     def redact(self, call: Call) -> Response:

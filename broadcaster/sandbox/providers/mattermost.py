@@ -58,5 +58,5 @@ class Mattermost(Provider):
         if len(text) > MAX_TEXT:
             return self.error(400, "Message is too long.", "model.post.is_valid.msg.app_error")
         self.state.add_post(self.name, id=str(self.state.next_id()), text=text, username=call.field("username"),
-                            channel_override=call.field("channel"))
+                            channel_override=call.field("channel"), audience=call.params["hook"])
         return PlainTextResponse("ok")

@@ -113,7 +113,7 @@ class Telegram(Provider):
                 msg["reply_to_message"] = {"message_id": int(parent)}
             self.messages[(chat, mid)] = msg
         self.state.add_post(self.name, id=str(mid), text=text, reply_to=None if parent is None else str(parent),
-                            chat=chat)
+                            chat=chat, audience=chat)
         return self.json({"ok": True, "result": msg})
 
     def delete_message(self, call: Call) -> Response:

@@ -57,7 +57,7 @@ class Webhook(Provider):
         nested = data.get("data")
         inner = nested if isinstance(nested, dict) else {}
         text = str(inner.get("text") or data.get("text") or "")
-        self.state.add_post(self.name, id=msg_id or f"anon-{self.state.next_id()}", text=text, key=msg_id, hook=hook,
+        self.state.add_post(self.name, id=msg_id or f"anon-{self.state.next_id()}", text=text, key=msg_id, hook=hook, audience=hook,
                             event=data.get("type"), signed=bool(secret))
         return self.json({"received": True, "duplicate": False})
 
