@@ -133,6 +133,10 @@ def attempt(runtime: Runtime, delivery_id: str, owner: str | None = None, channe
 
     def finish(state, reason, **kw) -> str:
         state, reason, fallbacks = with_fallbacks(pol, d, ann, state, reason, kw.pop("fall_back", False))
+        if state in (S.FAILED, S.UNKNOWN) and kw.get("error") is None:
+            # no provider error to quote (a deadline, a post that may have landed, a channel
+            # gone): the reason is what an operator must read next to it (status NOTE, page, API)
+            kw["error"] = reason
         ok = ledger.transition(d, state, reason, owner=owner, fallbacks=fallbacks, **kw)
         if not ok:
             log.warning("delivery %s: lease lost before recording %s", d.id, state, extra=_ids(d, state))

@@ -91,6 +91,9 @@ def note_of(d: dict, held: list[dict], now: datetime | None = None) -> str:
         if held:
             return "held: " + ", ".join(f"incident {h.get('id')} is open" for h in held)
         return "due; waiting for the scheduler"
+    if state == "unknown" and not error_now(d):  # a row recorded without its reason (older versions)
+        return (f"may have been posted: check {d.get('channel') or 'the channel'}, then "
+                f"`broadcaster confirm {d.get('id')}` (it is there) or `broadcaster retry {d.get('id')}`")
     return error_now(d) or ""
 
 

@@ -462,3 +462,19 @@ def test_a_post_over_the_tokens_rate_limit_waits_its_retry_after_and_goes_throug
     assert "rate limited by the server; waiting" in res.stderr and "(same Idempotency-Key)" in res.stderr
     assert [a.id for a in rt.ledger.list_announcements()] == [res.stdout.strip()]
     rt.ledger.close()
+
+
+def test_status_shows_why_a_delivery_is_unknown(api):
+    """The outside trial: an ``unknown`` delivery with an empty NOTE column. The worker's reason
+    is its error (test_engine_attempt); a row recorded without one still says what to do."""
+    out = post_json(api, "--kind", "incident", "--title", "Maybe posted")
+    hook_a, hook_b = sorted(out["deliveries"], key=lambda d: d["channel"])
+    settle(api.runtime, hook_a["id"], "unknown", error="slack: read timed out; it may have been posted, so it is "
+                                                       "not re-sent — check the channel")
+    settle(api.runtime, hook_b["id"], "unknown")
+    res = cli(api, "status", out["id"])
+    assert res.exit_code == 1
+    rows = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("hook-")}
+    assert "read timed out; it may have been posted" in rows["hook-a"]
+    assert (f"may have been posted: check hook-b, then `broadcaster confirm {hook_b['id']}` (it is there) or "
+            f"`broadcaster retry {hook_b['id']}`") in rows["hook-b"]

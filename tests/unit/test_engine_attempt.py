@@ -14,7 +14,7 @@ from broadcaster.channels.base import Channel
 from broadcaster.config import ChannelSettings, load_settings
 from broadcaster.errors import TransientError
 from broadcaster.ledger import Ledger
-from broadcaster.models import DeliveryState as S, Receipt
+from broadcaster.models import DeliveryState as S, Receipt, current_error
 from tests.support.ledger import claim, set_announcement
 from tests.support.runtime import NOW, Clock, memory_runtime, wakeups
 
@@ -338,6 +338,7 @@ def test_deadline_passed_fails_without_a_request(h):
     d = h.get(did)
     assert d.state == S.FAILED and d.attempts == 0
     assert "deadline" in h.ledger.events_of(did)[-1].reason
+    assert "deadline passed" in current_error(d.state, d.last_error)
     assert h.provider.requests == []
 
 
@@ -376,6 +377,8 @@ def test_maybe_sent_on_a_non_idempotent_public_channel_is_not_re_sent(h):
     assert h.attempt(did) == "unknown"
     assert h.get(did).maybe_sent is True
     assert h.provider.requests == [], "never a blind re-post on a public channel"
+    # the reason is its error too: `status` NOTE, the page and the API's current_error show it
+    assert "may have been posted" in current_error(h.get(did).state, h.get(did).last_error)
 
 
 def test_maybe_sent_on_an_idempotent_webhook_is_re_sent_with_the_same_key(h):
