@@ -62,6 +62,18 @@ def hidden_problem(value: str, *, one_line: bool) -> str | None:
     return None
 
 
+def cleaned(value: str, *, one_line: bool) -> str:
+    """``value`` with what :func:`text_problem` refuses taken out, for text that arrives from
+    systems nobody can ask to send it again (an alert's annotations): control characters and
+    hidden ones (bidirectional controls, invisible operators, and in a one-line field zero-width
+    spaces) are removed; in a one-line field every line break and tab becomes a space and runs
+    of blanks one. The same rules as the check, so ``text_problem(cleaned(v, …), …)`` is None."""
+    text = HIDDEN.sub("", CONTROL.sub("", multiline(value)))
+    if one_line:
+        return re.sub(" {2,}", " ", ZERO_WIDTH.sub("", BREAKS.sub(" ", text))).strip()
+    return text
+
+
 def multiline(value: str) -> str:
     """A body as channels get it: CRLF and lone CR (what a browser's textarea sends) become LF."""
     return value.replace("\r\n", "\n").replace("\r", "\n")

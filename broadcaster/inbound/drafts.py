@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 from ..config import InboundRule
 from ..errors import Conflict, Forbidden, InvalidRequest
 from ..ledger.drafts import Change, Draft, DraftStore
+from ..limits import cleaned
 from ..principal import Principal
 from ..requests import AnnouncementIn, validation_problem
 from ..runtime import Runtime
@@ -41,11 +41,13 @@ def open_key(receiver: str, group: str) -> str:
 
 
 def proposal(rule: InboundRule, signal: Signal, receiver: str, source: str) -> dict[str, Any]:
-    """The announcement a rule proposes for this alert (validated like any submit)."""
-    title = re.sub(r"\s+", " ", rules.fill(rule.title, signal, receiver=receiver, source=source))[:300]
+    """The announcement a rule proposes for this alert (validated like any submit). The alert's
+    text was cleaned on arrival (``signals``); the filled-in title is made one line again (a
+    multi-line annotation in a title template), so the proposal passes the intake's checks."""
+    title = cleaned(rules.fill(rule.title, signal, receiver=receiver, source=source), one_line=True)[:300].strip()
     fields: dict[str, Any] = {
-        "kind": rule.kind, "title": title or signal.title[:300] or "Alert",
-        "body": rules.fill(rule.body, signal, receiver=receiver, source=source)[:20000],
+        "kind": rule.kind, "title": title or signal.title[:300].strip() or "Alert",
+        "body": cleaned(rules.fill(rule.body, signal, receiver=receiver, source=source), one_line=False)[:20000],
         "components": list(rule.components), "channels": list(rule.channels)}
     if rule.severity:
         fields["severity"] = rule.severity
@@ -82,7 +84,8 @@ class Decider:
         return {"receiver": self.receiver, "source": self.source, "group_key": hashlib.sha256(
             s.group.encode()).hexdigest(), "state": "draft", "mode": self.rule.mode, "firing": True, "flaps": 0,
             "fields": proposal(self.rule, s, self.receiver, self.source),
-            "resolve_body": rules.fill(self.rule.resolved_body, s, receiver=self.receiver, source=self.source)[:20000],
+            "resolve_body": cleaned(rules.fill(self.rule.resolved_body, s, receiver=self.receiver, source=self.source),
+                                    one_line=False)[:20000],
             "resolve_proposed": False, "alert": s.excerpt(), "seen": [s.event_id] if s.event_id else []}
 
     def _seen(self, held: Draft) -> list[str]:

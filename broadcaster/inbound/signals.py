@@ -3,6 +3,12 @@
 Only what a rule or a reviewer needs is kept; a payload that is not what the tool documents is
 refused with the field that is wrong (422), and an event that is not about an alert starting or
 ending (a test ping, an acknowledgement) is :class:`Ignored` (answered 200, nothing created).
+
+Alert text is cleaned on arrival, by the rules every intake checks (``broadcaster.limits``):
+whoever can make an alert fire writes it, and nobody can ask the sender to send it again. So
+control characters and hidden ones (bidirectional controls such as U+202E, invisible operators)
+and zero-width spaces are removed from every field, and a title is one line (line breaks become
+spaces): a draft built from an alert shows what it says and can always be published.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..limits import ZERO_WIDTH, cleaned
 
 #: how much of each text field is kept (a reviewer reads it; a rule template fills from it)
 MAX_TEXT = 2000
@@ -35,19 +42,27 @@ class Signal:
 
     def excerpt(self) -> dict[str, Any]:
         """What the reviewer sees next to the draft."""
-        return {"group": self.group[:300], "status": "firing" if self.firing else "resolved", "title": self.title,
+        return {"group": cleaned(self.group[:300], one_line=True), "status": "firing" if self.firing else "resolved", "title": self.title,
                 "summary": self.summary, "url": self.url, "labels": self.labels, "annotations": self.annotations,
                 "count": self.count}
 
 
 def _text(value: Any) -> str:
-    return value[:MAX_TEXT] if isinstance(value, str) else ("" if value is None else str(value)[:MAX_TEXT])
+    """A text field as a reviewer and a template may use it (multi-line, cleaned; zero-width
+    spaces go too: an alert has no use for them, and a template may put this text in a title)."""
+    raw = value[:MAX_TEXT] if isinstance(value, str) else ("" if value is None else str(value)[:MAX_TEXT])
+    return ZERO_WIDTH.sub("", cleaned(raw, one_line=False))
+
+
+def _line(value: Any) -> str:
+    """A one-line field (a title, a link, a label's name), cleaned: line breaks become spaces."""
+    return cleaned(_text(value), one_line=True)
 
 
 def _map(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
-    return {str(k)[:100]: _text(v) for k, v in list(value.items())[:100]}
+    return {_line(k)[:100]: _text(v) for k, v in list(value.items())[:100]}
 
 
 def _list(value: Any) -> list[Any]:
@@ -84,9 +99,9 @@ def alertmanager(payload: dict[str, Any]) -> Signal:
     labels = {**_map(first.get("labels")), **_map(payload.get("commonLabels"))}
     notes = {**_map(first.get("annotations")), **_map(payload.get("commonAnnotations"))}
     firing = [a for a in alerts if a.get("status", status) == "firing"]
-    return Signal(group=group, firing=status == "firing", title=_text(payload.get("title")) or labels.get(
-        "alertname", "alert"), summary=notes.get("summary") or notes.get("description") or _text(
-        payload.get("message")), url=_text(first.get("generatorURL")) or _text(payload.get("externalURL")) or None,
+    return Signal(group=group, firing=status == "firing", title=_line(payload.get("title")) or _line(labels.get(
+        "alertname")) or "alert", summary=notes.get("summary") or notes.get("description") or _text(
+        payload.get("message")), url=_line(first.get("generatorURL")) or _line(payload.get("externalURL")) or None,
         labels=labels, annotations=notes, count=len(firing) or len(alerts))
 
 
@@ -108,8 +123,8 @@ def pagerduty(payload: dict[str, Any]) -> Signal:
     labels = {"service": _text(service.get("summary")), "urgency": _text(data.get("urgency")),
               "priority": _text(priority.get("summary")), "severity": _text(priority.get("summary") or
                                                                            data.get("urgency"))}
-    return Signal(group=incident, firing=firing, title=_text(data.get("title")) or "PagerDuty incident",
-                  summary=_text(data.get("title")), url=_text(data.get("html_url")) or None,
+    return Signal(group=incident, firing=firing, title=_line(data.get("title")) or "PagerDuty incident",
+                  summary=_text(data.get("title")), url=_line(data.get("html_url")) or None,
                   event_id=_text(event.get("id")) or None, labels={k: v for k, v in labels.items() if v})
 
 
@@ -125,7 +140,7 @@ def opsgenie(payload: dict[str, Any]) -> Signal:
     labels = {**_map(alert.get("details")), "priority": _text(alert.get("priority")),
               "severity": _text(alert.get("priority")), "entity": _text(alert.get("entity")),
               "tags": ",".join(_text(t) for t in _list(alert.get("tags")) if isinstance(t, str))}
-    return Signal(group=group, firing=action == "Create", title=_text(alert.get("message")) or "Opsgenie alert",
+    return Signal(group=group, firing=action == "Create", title=_line(alert.get("message")) or "Opsgenie alert",
                   summary=_text(alert.get("description")) or _text(alert.get("message")),
                   labels={k: v for k, v in labels.items() if v})
 
@@ -144,10 +159,10 @@ def uptime_kuma(payload: dict[str, Any]) -> Signal:
     ident = monitor.get("id", beat.get("monitorID"))
     if ident is None:
         raise InvalidRequest("monitor.id: expected the monitor id", field="monitor.id")
-    name = _text(monitor.get("name")) or f"monitor {ident}"
+    name = _line(monitor.get("name")) or _line(f"monitor {ident}")
     labels = {"monitor": name, "type": _text(monitor.get("type"))}
     return Signal(group=str(ident), firing=status == 0, title=f"{name} is down" if status == 0 else f"{name} is up",
-                  summary=_text(beat.get("msg")) or _text(payload.get("msg")), url=_text(monitor.get("url")) or None,
+                  summary=_text(beat.get("msg")) or _text(payload.get("msg")), url=_line(monitor.get("url")) or None,
                   labels={k: v for k, v in labels.items() if v})
 
 
