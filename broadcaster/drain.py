@@ -4,15 +4,22 @@ A wake-up names a channel; the worker claims up to ``worker.batch`` due deliveri
 conditional statement (:meth:`~broadcaster.ledger.ports.DeliveryLedger.claim_batch`), asks the breaker and the
 shared rate limiter once for the batch (taking as many permits as it will use), sends them
 over the channel's kept-alive client (one after another, or concurrently with
-``worker.batch_threads``), and records every outcome in one transaction
-(:meth:`~broadcaster.ledger.ports.DeliveryLedger.transition_many`). It repeats while full batches keep coming.
+``worker.batch_threads``), and records the outcomes. It repeats while full batches keep coming.
 
 Why this keeps every promise of a single attempt (``engine.attempt``): the guarantees live on
 each delivery row, not on the message. Each claimed delivery has its own lease, idempotency key
 (its id), ``maybe_sent`` rule, deadline, per-item progress and its own ``delivery.decide``
-outcome — the very functions ``engine.attempt`` uses. A worker killed mid-batch leaves every
-delivery it held ``sending`` under its lease, which the sweep expires into ``retrying`` with
-``maybe_sent``: the place a killed single attempt leaves its one delivery.
+outcome — the very functions ``engine.attempt`` uses.
+
+What a kill leaves: the batch claim only leases. Just before each delivery's remote call the
+drain makes one durable write (:meth:`~broadcaster.ledger.ports.DeliveryLedger.start_send`):
+the outcomes of the batch so far, then that delivery's start mark. A worker killed mid-batch
+therefore leaves the delivery it was sending (with threads: those in flight, and any finished
+since the last write) ``sending`` and started — the sweep makes it ``retrying`` with
+``maybe_sent``, exactly where a killed single attempt leaves its one delivery — while the
+deliveries it never started go back to being due, never attempted, and are sent normally once.
+The rest of the outcomes (the last send's, and those settled without a send) are recorded in
+one transaction at the end of the batch.
 """
 
 from __future__ import annotations
@@ -147,16 +154,14 @@ def _one_batch(runtime: Runtime, claimed: list[tuple[Delivery, Announcement]], o
     channel = claimed[0][0].channel
     pol = runtime.settings.policy_for(channel)
     now = runtime.clock()
-    outcomes: list[_Outcome] = []
-    lock = threading.Lock()
+    recorder = _Recorder(runtime, owner, report)
 
     def finisher(d: Delivery, ann: Announcement) -> Callable[..., str]:
         def finish(state: DeliveryState, reason: str, **kw: Any) -> str:
             state, reason, fallbacks = with_fallbacks(pol, d, ann, state, reason, kw.pop("fall_back", False))
             if fallbacks is not None:
                 kw["fallbacks"] = fallbacks
-            with lock:
-                outcomes.append(_Outcome(d, state, reason, kw))
+            recorder.add(_Outcome(d, state, reason, kw))
             return str(state)
         return finish
 
@@ -196,20 +201,23 @@ def _one_batch(runtime: Runtime, claimed: list[tuple[Delivery, Announcement]], o
                 continue
             if not isinstance(prepared, str):
                 go.append((d, *prepared))
-    _send_all(runtime, go, owner, lease, pol, finishes, now)
-    _record(runtime, outcomes, owner, report)
+    _send_all(runtime, go, owner, lease, pol, finishes, now, recorder)
+    recorder.flush()
     return held_back
 
 
 def _send_all(runtime: Runtime, go: list[tuple[Delivery, Channel[Any], Post, Permit]], owner: str, lease: float,
-              pol: ChannelPolicy, finishes: dict[str, Callable[..., str]], claimed_at: float) -> None:
+              pol: ChannelPolicy, finishes: dict[str, Callable[..., str]], claimed_at: float,
+              recorder: _Recorder) -> None:
     """Each delivery's one remote attempt: one after another in this thread, or over the
-    process's send threads when ``worker.batch_threads`` > 1.
+    process's send threads when ``worker.batch_threads`` > 1. Each starts with its start mark
+    (:meth:`_Recorder.start`); a delivery whose lease is no longer this worker's is not sent.
 
     A send starts only while it can still end inside its lease (``lease_for`` = 2 × timeout +
     ``scheduler.lease``): once ``timeout`` + half of ``scheduler.lease`` has passed since the
-    claim, the rest of the batch is given back unsent, due at once. So a slow provider can never
-    make a queued delivery outlive its lease and be taken for a dead worker's."""
+    claim, the rest of the batch is given back unsent, due at once, rather than left waiting
+    for the sweep. (A start mark refused — the lease ran out, the sweep may have given the
+    delivery back — is never followed by a send either.)"""
     cutoff = claimed_at + pol.timeout + runtime.settings.scheduler.lease / 2
 
     def one(item: tuple[Delivery, Channel[Any], Post, Permit]) -> str:
@@ -217,6 +225,12 @@ def _send_all(runtime: Runtime, go: list[tuple[Delivery, Channel[Any], Post, Per
         if runtime.clock() > cutoff:
             return finishes[d.id](S.RETRYING if d.attempts else S.PENDING,
                                   "not sent: its batch ran long; given back, due now", due_at=runtime.clock())
+        try:
+            if not recorder.start(d):
+                return "lease_lost"
+        except Exception:  # the ledger: nothing was sent, and the lease expiry gives it back unstarted
+            log.exception("delivery %s: could not mark its send started; not sent", d.id, extra=_ids(d))
+            return "error"
         try:
             return _send_one(runtime, d, adapter, post, permit, LedgerProgress(runtime, d, owner, lease), pol,
                              finishes[d.id])
@@ -231,26 +245,85 @@ def _send_all(runtime: Runtime, go: list[tuple[Delivery, Channel[Any], Post, Per
             one(item)
 
 
-def _record(runtime: Runtime, outcomes: list[_Outcome], owner: str, report: DrainReport) -> None:
-    """Every outcome of the batch in one transaction, then the wake-ups they call for."""
-    if not outcomes:
-        return
-    oks = runtime.deliveries.transition_many([(o.delivery, o.state, o.reason, o.options) for o in outcomes], owner=owner)
-    soon: list[tuple[str, str]] = []
-    countdown = 0.0
-    for o, ok in zip(outcomes, oks, strict=True):
-        d, state = o.delivery, o.state
-        if not ok:
-            log.warning("delivery %s: lease lost before recording %s", d.id, state, extra=_ids(d, state))
-            report.states["lease_lost"] = report.states.get("lease_lost", 0) + 1
-            continue
-        report.states[str(state)] = report.states.get(str(state), 0) + 1
-        log.info("delivery %s to %s: %s (%s)", d.id, d.channel, state, o.reason[:200], extra=_ids(d, state))
-        if o.options.get("fallbacks"):
-            _enqueue_new_fallbacks(runtime, d)
-        due = o.options.get("due_at")
-        if state in (S.RETRYING, S.PENDING) and due is not None and due - runtime.clock() <= policy_mod.SHORT_WAIT:
-            soon.append((d.id, d.channel))
-            countdown = max(countdown, due - runtime.clock())
-    if soon:  # one wake-up for the lot: by then every one of them is due
-        runtime.enqueue(soon, countdown=max(0.0, countdown))
+class _Recorder:
+    """A batch's outcomes on their way to the ledger, and each send's start mark.
+
+    Outcomes wait here until the next write: the start mark of the next send (one transaction:
+    the outcomes so far, then the mark — so a send is recorded before the next one starts) or
+    :meth:`flush` at the end of the batch. Wake-ups they call for (a short retry, new
+    fallbacks) are published once, after the batch's last write. Thread-safe: with
+    ``worker.batch_threads`` several sends start at once."""
+
+    def __init__(self, runtime: Runtime, owner: str, report: DrainReport):
+        self.runtime = runtime
+        self.owner = owner
+        self.report = report
+        self._lock = threading.Lock()
+        self._waiting: list[_Outcome] = []
+        self._soon: list[tuple[str, str]] = []
+        self._latest_due = 0.0
+        self._fallen_back: list[Delivery] = []
+
+    def add(self, outcome: _Outcome) -> None:
+        with self._lock:
+            self._waiting.append(outcome)
+
+    def _take(self) -> list[_Outcome]:
+        with self._lock:
+            taken, self._waiting = self._waiting, []
+            return taken
+
+    def _give_back(self, taken: list[_Outcome]) -> None:
+        """Outcomes a failed write did not record: the next write (or flush) tries them again."""
+        with self._lock:
+            self._waiting[:0] = taken
+
+    def start(self, d: Delivery) -> bool:
+        """The outcomes so far, then ``d``'s start mark, in one write. False: ``d``'s lease is
+        no longer ours — it must not be sent."""
+        taken = self._take()
+        try:
+            started, oks = self.runtime.deliveries.start_send(d.id, self.owner, _rows(taken))
+        except BaseException:
+            self._give_back(taken)
+            raise
+        self._recorded(taken, oks)
+        if not started:
+            log.warning("delivery %s: lease lost before its send started; not sent", d.id, extra=_ids(d))
+            with self._lock:
+                self.report.states["lease_lost"] = self.report.states.get("lease_lost", 0) + 1
+        return started
+
+    def flush(self) -> None:
+        """Every outcome not yet recorded, in one transaction; then the wake-ups of the batch."""
+        taken = self._take()
+        if taken:
+            self._recorded(taken, self.runtime.deliveries.transition_many(_rows(taken), owner=self.owner))
+        for d in self._fallen_back:
+            _enqueue_new_fallbacks(self.runtime, d)
+        if self._soon:  # one wake-up for the lot: by then every one of them is due
+            self.runtime.enqueue(self._soon, countdown=max(0.0, self._latest_due - self.runtime.clock()))
+        self._fallen_back, self._soon, self._latest_due = [], [], 0.0
+
+    def _recorded(self, outcomes: list[_Outcome], oks: list[bool]) -> None:
+        runtime, states = self.runtime, self.report.states
+        with self._lock:
+            for o, ok in zip(outcomes, oks, strict=True):
+                d, state = o.delivery, o.state
+                if not ok:
+                    log.warning("delivery %s: lease lost before recording %s", d.id, state, extra=_ids(d, state))
+                    states["lease_lost"] = states.get("lease_lost", 0) + 1
+                    continue
+                states[str(state)] = states.get(str(state), 0) + 1
+                log.info("delivery %s to %s: %s (%s)", d.id, d.channel, state, o.reason[:200], extra=_ids(d, state))
+                if o.options.get("fallbacks"):
+                    self._fallen_back.append(d)
+                due = o.options.get("due_at")
+                if state in (S.RETRYING, S.PENDING) and due is not None \
+                        and due - runtime.clock() <= policy_mod.SHORT_WAIT:
+                    self._soon.append((d.id, d.channel))
+                    self._latest_due = max(self._latest_due, due)
+
+
+def _rows(outcomes: list[_Outcome]) -> list[tuple[Delivery, DeliveryState, str, dict[str, Any]]]:
+    return [(o.delivery, o.state, o.reason, o.options) for o in outcomes]

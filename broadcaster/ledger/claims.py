@@ -7,6 +7,14 @@ WHERE id = ? AND state = <the state just read> AND due … RETURNING *`` and its
 short transaction. A batch (:meth:`Claims.claim_batch`, a drain) claims up to ``n`` due
 deliveries of one channel at once, each with its own lease and its own claim event; everything
 after the claim is per delivery, exactly as for a single claim.
+
+A single claim is also the start of its one attempt: the send follows at once. A batch claim
+only leases: each row carries ``unstarted_by = <owner>`` until :func:`start` clears it in the
+write just before that delivery's remote call. So a worker killed mid-batch leaves the one
+delivery it was sending (and any sent but not yet recorded) "maybe sent", while the ones it
+never started still carry the mark, and the sweep gives them back as never attempted
+(``sweeps.py``). The mark counts only while it names the lease's owner: a claim by a version
+that does not know it changes the owner and so reads as "may have been sent", the cautious way.
 """
 
 from __future__ import annotations
@@ -44,6 +52,17 @@ _PICKED = _DUE_OF_CHANNEL.with_for_update(skip_locked=True).cte("picked")
 _CLAIM_BATCH_PG = (update(_D).where(_D.c.id == _PICKED.c.id, _D.c.state.in_(_CLAIMABLE_NAMES))
                    .returning(*_D.c, _PICKED.c.state.label("b_prev_state")))
 _ANNOUNCEMENTS = select(_A).where(_A.c.id.in_(bindparam("b_ids", expanding=True)))
+# the start of a batch-claimed delivery's send: only by the lease's owner, before it expires
+_START = update(_D).where(_D.c.id == bindparam("b_id"), _D.c.lease_owner == bindparam("b_owner"),
+                          _D.c.state == str(S.SENDING), _D.c.lease_until >= bindparam("b_now")
+                          ).values(unstarted_by=None)
+
+
+def start(conn: Connection, delivery_id: str, owner: str, now: float) -> bool:
+    """Mark the send of ``delivery_id`` as started (clears ``unstarted_by``), on the caller's
+    transaction: only while ``owner`` holds an unexpired lease on it. False: the lease is lost
+    or over — the delivery must not be sent by this worker."""
+    return conn.execute(_START, {"b_id": delivery_id, "b_owner": owner, "b_now": now}).rowcount == 1
 
 
 class Claims:
@@ -71,7 +90,7 @@ class Claims:
         with self.ledger.tx() as conn:
             fresh = conn.execute(_CLAIM, {"b_id": delivery_id, "b_state": peek.state, "b_due": now + _EARLY,
                                           "state": str(S.SENDING), "lease_owner": owner, "lease_until": now + lease,
-                                          "updated_at": now}).first()
+                                          "unstarted_by": None, "updated_at": now}).first()
             if fresh is None:
                 return None
             write_event(conn, delivery_id, peek.state, str(S.SENDING), fresh.attempts + 1, f"claimed by {owner}",
@@ -81,7 +100,8 @@ class Claims:
     def claim_batch(self, channel: str, owner: str, lease: float, limit: int) -> list[tuple[Delivery, Announcement]]:
         """Claim up to ``limit`` due deliveries of ``channel`` for ``owner`` at once, each with its
         own lease (``sending``, ``lease_owner``, ``lease_until``) and its own claim event, and
-        return them with their announcements — oldest due first.
+        return them with their announcements — oldest due first. Each is leased, not started:
+        ``unstarted_by`` names ``owner`` until :func:`start` (see the module docstring).
 
         PostgreSQL: ONE conditional statement, ``WITH picked AS (SELECT … FOR UPDATE SKIP
         LOCKED LIMIT n) UPDATE … FROM picked … RETURNING``: rows another worker is claiming
@@ -94,7 +114,7 @@ class Claims:
         now = self.ledger.clock()
         params: dict[str, Any] = {"b_channel": channel, "b_due": now + _EARLY, "b_limit": limit,
                                   "state": str(S.SENDING), "lease_owner": owner, "lease_until": now + lease,
-                                  "updated_at": now}
+                                  "unstarted_by": owner, "updated_at": now}
         if self.ledger.engine.dialect.name == "postgresql":
             with self.ledger.tx() as conn:
                 picked = [(r, r.b_prev_state) for r in conn.execute(_CLAIM_BATCH_PG, params).all()]

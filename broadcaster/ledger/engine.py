@@ -220,6 +220,14 @@ def _v11_next_update(conn: Connection) -> None:
         conn.execute(text("CREATE INDEX ix_announcements_next_update ON announcements (next_update_at)"))
 
 
+def _v12_unstarted_claims(conn: Connection) -> None:
+    """``deliveries.unstarted_by``: a batch-claimed delivery whose send has not started. Rows
+    claimed before this version keep NULL, which reads as "may have been sent" — the cautious
+    reading, as before."""
+    if "unstarted_by" not in {c["name"] for c in inspect(conn).get_columns("deliveries")}:
+        conn.execute(text("ALTER TABLE deliveries ADD COLUMN unstarted_by VARCHAR(80)"))
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
@@ -233,6 +241,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (9, "subscriber_endpoints: webhooks subscribers brought", _v9_subscriber_endpoints),
     (10, "announcements: component states chosen by the author", _v10_component_states),
     (11, "announcements: the promised next update and its reminder", _v11_next_update),
+    (12, "deliveries: a batch claim's send not yet started", _v12_unstarted_claims),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,7 +41,7 @@ Row = dict[str, Any]
 
 #: the columns of a delivery row, as the SQL ledger's ``deliveries`` table has them
 DELIVERY_COLUMNS = ("id", "announcement_id", "update_id", "channel", "state", "attempts", "due_at", "deadline_at",
-                    "lease_until", "lease_owner", "enqueued_at", "maybe_sent", "remote_id", "remote_url", "receipt",
+                    "lease_until", "lease_owner", "unstarted_by", "enqueued_at", "maybe_sent", "remote_id", "remote_url", "receipt",
                     "last_error", "fallback_of", "created_at", "updated_at", "settled_at", "once_key")
 ANNOUNCEMENT_COLUMNS = ("id", "kind", "title", "body", "url", "severity", "components", "tags", "channels",
                         "variants", "status", "publish_at", "window_starts_at", "window_ends_at", "author",
@@ -316,7 +316,7 @@ class MemoryLedger:
             row = tx.delivery(delivery_id)
             if row is None or not self._claimable(row, tx.now) or row["announcement_id"] not in self._announcements:
                 return None
-            self._lease(tx, row, owner, lease, f"claimed by {owner}")
+            self._lease(tx, row, owner, lease, f"claimed by {owner}", unstarted_by=None)
             return delivery_of(row), announcement_of(self._announcements[row["announcement_id"]])
 
     def claim_batch(self, channel: str, owner: str, lease: float, limit: int) -> list[tuple[Delivery, Announcement]]:
@@ -328,7 +328,7 @@ class MemoryLedger:
             out = []
             for found in due:
                 row = dict(found)
-                self._lease(tx, row, owner, lease, f"claimed by {owner} (batch of {len(due)})")
+                self._lease(tx, row, owner, lease, f"claimed by {owner} (batch of {len(due)})", unstarted_by=owner)
                 out.append((delivery_of(row), announcement_of(self._announcements[row["announcement_id"]])))
             out.sort(key=lambda x: (x[0].due_at or 0.0, x[0].id))
             return out
@@ -337,10 +337,22 @@ class MemoryLedger:
     def _claimable(row: Row, now: float) -> bool:
         return S(row["state"]) in CLAIMABLE and (row["due_at"] is None or row["due_at"] <= now + 0.05)
 
+    def start_send(self, delivery_id: str, owner: str, outcomes: Sequence[Outcome] = ()) -> tuple[bool, list[bool]]:
+        with self._tx() as tx:
+            recorded = [self._record(tx, d, to, reason, owner=owner, **opts) for d, to, reason, opts in outcomes]
+            row = tx.delivery(delivery_id)
+            if row is None or row["lease_owner"] != owner or row["state"] != str(S.SENDING) \
+                    or row["lease_until"] is None or row["lease_until"] < tx.now:
+                return False, recorded
+            row["unstarted_by"] = None
+            tx.put_delivery(row)
+            return True, recorded
+
     @staticmethod
-    def _lease(tx: _Tx, row: Row, owner: str, lease: float, reason: str) -> None:
+    def _lease(tx: _Tx, row: Row, owner: str, lease: float, reason: str, *, unstarted_by: str | None) -> None:
         prev = row["state"]
-        row.update(state=str(S.SENDING), lease_owner=owner, lease_until=tx.now + lease, updated_at=tx.now)
+        row.update(state=str(S.SENDING), lease_owner=owner, lease_until=tx.now + lease, unstarted_by=unstarted_by,
+                   updated_at=tx.now)
         tx.put_delivery(row)
         tx.event(row["id"], prev, str(S.SENDING), row["attempts"] + 1, reason)
 
@@ -471,8 +483,16 @@ class MemoryLedger:
                        if r["state"] == str(S.SENDING) and r["lease_until"] is not None and r["lease_until"] < now]
             for row in expired:
                 owner = row["lease_owner"]
-                row.update(state=str(S.RETRYING), maybe_sent=True, lease_owner=None, lease_until=None, due_at=now,
-                           enqueued_at=None, updated_at=now, attempts=row["attempts"] + 1)
+                freed = {"lease_owner": None, "lease_until": None, "unstarted_by": None, "due_at": now,
+                         "enqueued_at": None, "updated_at": now}
+                if row.get("unstarted_by") is not None and row.get("unstarted_by") == owner:
+                    back = S.RETRYING if row["attempts"] else S.PENDING
+                    row.update(state=str(back), **freed)
+                    tx.put_delivery(row)
+                    tx.event(row["id"], str(S.SENDING), str(back), row["attempts"],
+                             f"lease of {owner} expired before its send started: never attempted, due again")
+                    continue
+                row.update(state=str(S.RETRYING), maybe_sent=True, attempts=row["attempts"] + 1, **freed)
                 tx.put_delivery(row)
                 tx.event(row["id"], str(S.SENDING), str(S.RETRYING), row["attempts"],
                          f"lease of {owner} expired: worker lost mid-send; outcome will be checked")

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, bindparam, update
 
 from ..models import Delivery, DeliveryState, Receipt
 from . import schema as t
+from .claims import start
 from .history import write_event
 from .inputs import NewDelivery
 from .new_deliveries import insert_fallbacks
@@ -63,6 +64,18 @@ class Outcomes:
         now = self.ledger.clock()
         with self.ledger.tx() as conn:
             return [_record(conn, d, to, reason, now, o) for d, to, reason, o in changes]
+
+    def record_then_start(self, changes: Sequence[tuple[Delivery, DeliveryState, str, Outcome]], delivery_id: str,
+                          owner: str) -> tuple[bool, list[bool]]:
+        """Outcomes of a batch recorded so far, then the start of the next send of the batch
+        (``claims.start``), in ONE transaction: whether the send may start (``owner`` still holds
+        its lease), and per outcome whether it was recorded. So the write a drain makes before
+        each send also settles the sends before it: after a kill, only the send in flight is
+        left "maybe sent"."""
+        now = self.ledger.clock()
+        with self.ledger.tx() as conn:
+            recorded = [_record(conn, d, to, reason, now, o) for d, to, reason, o in changes]
+            return start(conn, delivery_id, owner, now), recorded
 
 
 def _record(conn: Connection, delivery: Delivery, to: DeliveryState, reason: str, now: float, o: Outcome) -> bool:

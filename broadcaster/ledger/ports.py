@@ -12,15 +12,20 @@ Two implementations keep the same promises:
   channel that already has the message adds nothing and says so in the event's reason;
 - **claims are conditional**: a delivery is claimed only from a claimable state
   (:data:`~broadcaster.models.CLAIMABLE`) and when due, by one owner, under a lease;
+- **a single claim starts its attempt; a batch claim only leases**: each delivery of a batch
+  is started by :meth:`DeliveryLedger.start_send` just before its remote call, only under its
+  owner's unexpired lease;
 - **outcomes with an owner are conditional on its lease**: a worker whose lease expired records
-  nothing; the sweep turns an expired lease into ``retrying`` with ``maybe_sent``;
+  nothing; the sweep turns an expired lease into ``retrying`` with ``maybe_sent`` — unless the
+  delivery was batch-claimed and never started, which goes back to being due as it was, attempts
+  and ``maybe_sent`` unchanged;
 - **every state change writes an event** in the same transaction; item progress and lease
   renewal are one write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from ..models import Announcement, Delivery, DeliveryEvent, DeliveryState, Receipt, Update
@@ -73,8 +78,16 @@ class DeliveryLedger(Protocol):
         ...
 
     def claim_batch(self, channel: str, owner: str, lease: float, limit: int) -> list[tuple[Delivery, Announcement]]:
-        """Up to ``limit`` due deliveries of ``channel``, each claimed as by
-        :meth:`claim_with_announcement`, oldest due first."""
+        """Up to ``limit`` due deliveries of ``channel``, each leased as by
+        :meth:`claim_with_announcement` but not started (see :meth:`start_send`), oldest due
+        first."""
+        ...
+
+    def start_send(self, delivery_id: str, owner: str, outcomes: Sequence[Outcome] = ()) -> tuple[bool, list[bool]]:
+        """The durable write just before a batch-claimed delivery's remote call: ``outcomes``
+        (as :meth:`transition_many` with ``owner``), then ``delivery_id``'s send marked started
+        — only while ``owner`` holds its unexpired lease — in ONE transaction. Returns whether
+        the send may start, and per outcome whether it was recorded."""
         ...
 
     # -- outcomes
@@ -115,7 +128,9 @@ class SweepLedger(Protocol):
     """What the scheduler's sweep (``scheduler.Sweeper.tick``) needs besides its feature hooks."""
 
     def expire_leases(self) -> list[str]:
-        """sending past its lease → retrying with ``maybe_sent`` and one more attempt counted."""
+        """sending past its lease → retrying with ``maybe_sent`` and one more attempt counted; a
+        batch-claimed delivery whose send never started → due again, pending (or retrying after
+        earlier attempts) with attempts and ``maybe_sent`` as they were."""
         ...
 
     def forget_enqueued(self) -> int: ...

@@ -228,6 +228,15 @@ class Ledger:
         keyword arguments). Returns, per outcome, whether it was recorded."""
         return self._outcomes.record([(d, to, reason, _outcome(owner=owner, **opts)) for d, to, reason, opts in outcomes])
 
+    def start_send(self, delivery_id: str, owner: str,
+                   outcomes: Sequence[tuple[Delivery, DeliveryState, str, dict[str, Any]]] = ()) -> tuple[bool, list[bool]]:
+        """The write just before a batch-claimed delivery's remote call: ``outcomes`` of the same
+        batch (as :meth:`transition_many` with ``owner``), then the start mark, in ONE
+        transaction. Returns whether the send may start, and per outcome whether it was recorded
+        (see ``claims.start`` and ``outcomes.record_then_start``)."""
+        return self._outcomes.record_then_start(
+            [(d, to, reason, _outcome(owner=owner, **opts)) for d, to, reason, opts in outcomes], delivery_id, owner)
+
     def force(self, delivery_id: str, to: DeliveryState, reason: str, *, actor: str, from_states: Iterable[DeliveryState],
               due_at: float | None = None, maybe_sent: bool | None = None, deadline_at: float | None = None,
               remote_url: str | None = None, note: str | None = None, set_note: bool = False,

@@ -99,6 +99,10 @@ deliveries = Table(
     Column("deadline_at", Float),
     Column("lease_until", Float),
     Column("lease_owner", String(80)),
+    # a batch claim's owner until that delivery's send starts (``claims.py``): while it equals
+    # ``lease_owner`` the row is leased but nothing of it was sent, and an expired lease gives it
+    # back as never attempted. NULL (a single claim, or the send began): the attempt may have gone
+    Column("unstarted_by", String(80)),
     Column("enqueued_at", Float),
     Column("maybe_sent", Boolean, nullable=False, default=False),
     Column("remote_id", Text),

@@ -46,17 +46,35 @@ class Sweeps:
                                 .values(enqueued_at=None)).rowcount
 
     def expire_leases(self) -> list[str]:
-        """sending past its lease → retrying with ``maybe_sent`` (the worker died mid-send)."""
+        """sending past its lease: the worker is gone. A delivery whose send had started (a single
+        claim, or a batch-claimed one past its start mark) → ``retrying`` with ``maybe_sent`` and
+        one more attempt counted: its outcome will be checked by its channel's rule. One its
+        batch claim never started (``unstarted_by`` still names the lease's owner) → due again as
+        it was before the claim (``pending``, or ``retrying`` after earlier attempts), attempts
+        and ``maybe_sent`` unchanged: nothing of it was sent."""
         now = self.ledger.clock()
         with self.ledger.tx() as conn:
-            rows = conn.execute(select(_D.c.id, _D.c.attempts, _D.c.lease_owner).where(
+            rows = conn.execute(select(_D.c.id, _D.c.attempts, _D.c.lease_owner, _D.c.unstarted_by).where(
                 _D.c.state == str(S.SENDING), _D.c.lease_until < now)).all()
             expired = []
+            lapsed = (_D.c.state == str(S.SENDING), _D.c.lease_until < now)
+            freed = {"lease_owner": None, "lease_until": None, "unstarted_by": None, "due_at": now,
+                     "enqueued_at": None, "updated_at": now}
             for r in rows:
-                res = conn.execute(update(_D).where(_D.c.id == r.id, _D.c.state == str(S.SENDING),
-                                                    _D.c.lease_until < now).values(
-                    state=str(S.RETRYING), maybe_sent=True, lease_owner=None, lease_until=None, due_at=now,
-                    enqueued_at=None, updated_at=now, attempts=_D.c.attempts + 1))
+                if r.unstarted_by is not None and r.unstarted_by == r.lease_owner:
+                    back = S.RETRYING if r.attempts else S.PENDING
+                    # conditional on the mark too: a start committed since the read makes it "maybe sent"
+                    res = conn.execute(update(_D).where(_D.c.id == r.id, *lapsed,
+                                                        _D.c.unstarted_by == _D.c.lease_owner)
+                                       .values(state=str(back), **freed))
+                    if res.rowcount == 1:
+                        write_event(conn, r.id, str(S.SENDING), str(back), r.attempts,
+                                    f"lease of {r.lease_owner} expired before its send started: "
+                                    "never attempted, due again", at=now)
+                        expired.append(r.id)
+                        continue
+                res = conn.execute(update(_D).where(_D.c.id == r.id, *lapsed).values(
+                    state=str(S.RETRYING), maybe_sent=True, attempts=_D.c.attempts + 1, **freed))
                 if res.rowcount == 1:
                     write_event(conn, r.id, str(S.SENDING), str(S.RETRYING), r.attempts + 1,
                                 f"lease of {r.lease_owner} expired: worker lost mid-send; outcome will be checked",

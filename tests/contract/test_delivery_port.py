@@ -482,6 +482,87 @@ def test_an_expired_lease_becomes_a_maybe_sent_retry_due_now(port, clock):
     assert port.claim_with_announcement(dead.id, "w", 30)[0].attempts == 1
 
 
+def batch_of(port, n: int, channel: str = "k") -> list[str]:
+    """``n`` due deliveries of one channel, oldest first."""
+    ids = []
+    for _ in range(n):
+        _, [d] = create(port, channels=(channel,))
+        ids.append(d.id)
+    return ids
+
+
+def test_a_batch_claim_only_leases_and_each_send_starts_under_its_own_mark(port, clock):
+    """A worker killed mid-batch: the delivery whose send had started is "maybe sent" (as after a
+    killed single attempt); the ones never started go back to being due as they were."""
+    ids = batch_of(port, 4)
+    _, [earlier] = create(port, channels=("k",))  # an earlier attempt may have landed: maybe_sent
+    c = port.claim_with_announcement(earlier.id, "w0", 30)[0]
+    assert port.transition(c, S.RETRYING, "timeout", owner="w0", attempted=True, due_at=NOW, maybe_sent=True)
+    got = [d for d, _ in port.claim_batch("k", "w1", 30, 5)]
+    assert [d.id for d in got] == [*ids, earlier.id]
+    assert port.start_send(ids[0], "w1") == (True, [])
+    clock.advance(31)  # the worker died during the first send
+    assert sorted(port.expire_leases()) == sorted([*ids, earlier.id])
+    row = port.get_delivery(ids[0])
+    assert (row.state, row.maybe_sent, row.attempts, row.lease_owner) == (S.RETRYING, True, 1, None)
+    assert states(port, ids[0])[-1] == ("sending", "retrying", 1)
+    for did in ids[1:]:
+        row = port.get_delivery(did)
+        assert (row.state, row.maybe_sent, row.attempts, row.due_at, row.lease_owner, row.lease_until) == (
+            S.PENDING, False, 0, NOW + 31, None, None)
+        assert states(port, did)[-1] == ("sending", "pending", 0)
+        assert port.events_of(did)[-1].reason == ("lease of w1 expired before its send started: never attempted, "
+                                                  "due again")
+    row = port.get_delivery(earlier.id)
+    assert (row.state, row.maybe_sent, row.attempts) == (S.RETRYING, True, 1), "its earlier doubt is kept"
+    again = {d.id: d for d, _ in port.claim_batch("k", "w2", 30, 10)}
+    assert set(again) == {*ids, earlier.id}, "all due again at once"
+    assert [again[i].attempts for i in ids] == [1, 0, 0, 0]
+
+
+def test_a_single_claim_is_its_attempts_start(port, clock):
+    _, [d] = create(port, channels=("k",))
+    assert port.claim_batch("k", "w1", 30, 1)
+    clock.advance(31)
+    assert port.expire_leases() == [d.id] and port.get_delivery(d.id).state == S.PENDING
+    assert port.claim_with_announcement(d.id, "w2", 30) is not None  # clears the batch claim's mark
+    clock.advance(31)
+    assert port.expire_leases() == [d.id]
+    row = port.get_delivery(d.id)
+    assert (row.state, row.maybe_sent, row.attempts) == (S.RETRYING, True, 1)
+
+
+def test_a_start_records_the_batch_so_far_in_the_same_write(port, clock):
+    a, b, c = batch_of(port, 3)
+    got = [d for d, _ in port.claim_batch("k", "w1", 30, 3)]
+    assert port.start_send(a, "w1") == (True, [])
+    clock.advance(1)
+    started, oks = port.start_send(b, "w1", [(got[0], S.DELIVERED, "delivered",
+                                               {"attempted": True, "receipt": Receipt(remote_id="ra")})])
+    assert (started, oks) == (True, [True])
+    row = port.get_delivery(a)
+    assert (row.state, row.remote_id, row.attempts, row.lease_owner) == (S.DELIVERED, "ra", 1, None)
+    clock.advance(30)  # killed during b's send: a stays delivered, b maybe sent, c never attempted
+    assert sorted(port.expire_leases()) == sorted([b, c])
+    assert [port.get_delivery(x).state for x in (a, b, c)] == [S.DELIVERED, S.RETRYING, S.PENDING]
+    assert [port.get_delivery(x).maybe_sent for x in (b, c)] == [True, False]
+
+
+def test_a_start_needs_the_owners_unexpired_lease(port, clock):
+    a, b, c = batch_of(port, 3)
+    got = [d for d, _ in port.claim_batch("k", "w1", 30, 2)]
+    assert port.start_send(a, "w2") == (False, []), "not the owner"
+    assert port.start_send(c, "w1") == (False, []), "not claimed"
+    # an outcome rides along even when the start is refused
+    assert port.start_send(c, "w1", [(got[1], S.PENDING, "rate limited", {"due_at": NOW + 5})]) == (False, [True])
+    assert port.get_delivery(b).state == S.PENDING and port.get_delivery(b).lease_owner is None
+    clock.advance(30.5)
+    assert port.start_send(a, "w1") == (False, []), "the lease is over: the sweep may give it back"
+    assert port.expire_leases() == [a] and port.get_delivery(a).state == S.PENDING
+    assert port.start_send(a, "w1") == (False, []), "no longer sending"
+    assert port.get_delivery(a).attempts == 0 and port.get_delivery(a).maybe_sent is False
+
+
 def test_take_due_enqueues_what_is_due_once_per_requeue_interval(port, clock):
     _, [a, b] = create(port)
     _, [later] = create(port, channels=("c",), due_at=NOW + 30)

@@ -1,8 +1,9 @@
 """Batch claims (:meth:`Ledger.claim_batch`, :meth:`Ledger.transition_many`) on SQLite AND
 PostgreSQL: a drain takes up to N due deliveries of one channel at once, yet every guarantee
 stays per delivery — one owner per row even when workers drain the same channel at once, one
-lease and one claim event each, and a worker killed mid-batch leaves each row where a killed
-single attempt leaves its one row (lease expiry → retrying with ``maybe_sent``)."""
+lease and one claim event each, and a worker killed mid-batch leaves the row whose send had
+started where a killed single attempt leaves its one row (lease expiry → retrying with
+``maybe_sent``) and gives the rows it never started back as never attempted."""
 
 from __future__ import annotations
 
@@ -105,6 +106,7 @@ def test_workers_draining_the_same_channel_never_claim_the_same_delivery(ledger_
 
 def test_transition_many_records_each_outcome_and_refuses_a_lost_lease(ledger, clock, many):
     got = [d for d, _ in ledger.claim_batch("a", "w1", 30, 3)]
+    assert all(ledger.start_send(d.id, "w1") == (True, []) for d in got), "sent at once (batch_threads)"
     # the third row's lease expired and the sweep took it back: w1 must not overwrite that
     clock.advance(31)
     ledger.mark_items_and_extend(got[0].id, "w1", [], 30)
@@ -123,17 +125,24 @@ def test_transition_many_records_each_outcome_and_refuses_a_lost_lease(ledger, c
     assert d2.state == S.RETRYING and d2.maybe_sent is True, "the sweep's outcome stands"
 
 
-def test_a_worker_killed_mid_batch_leaves_each_delivery_maybe_sent_and_retrying_after_its_lease(ledger, clock, many):
+def test_a_worker_killed_mid_batch_leaves_only_what_it_started_maybe_sent(ledger, clock, many):
     got = [d for d, _ in ledger.claim_batch("a", "w1", 30, 4)]
-    # the worker dies here: some requests may have left, nothing was recorded
+    started, recorded = ledger.start_send(got[0].id, "w1")
+    assert (started, recorded) == (True, [])
+    started, recorded = ledger.start_send(got[1].id, "w1", [(got[0], S.DELIVERED, "delivered", {"attempted": True})])
+    assert (started, recorded) == (True, [True])
+    # the worker dies here, during the second send; the third and fourth were never started
     clock.advance(29)
     assert ledger.expire_leases() == [], "not before the lease ends"
     clock.advance(2)
-    assert sorted(ledger.expire_leases()) == sorted(d.id for d in got)
-    for d in got:
+    assert sorted(ledger.expire_leases()) == sorted(d.id for d in got[1:])
+    assert ledger.get_delivery(got[0].id).state == S.DELIVERED
+    row = ledger.get_delivery(got[1].id)
+    assert (row.state, row.maybe_sent, row.attempts, row.lease_owner) == (S.RETRYING, True, 1, None)
+    for d in got[2:]:
         row = ledger.get_delivery(d.id)
-        assert (row.state, row.maybe_sent, row.attempts, row.lease_owner) == (S.RETRYING, True, 1, None)
-    # and the next drain takes them again, each still carrying maybe_sent for its own rule
-    again = ledger.claim_batch("a", "w2", 30, 20)
-    assert {d.id for d, _ in again} >= {d.id for d in got}
-    assert all(d.maybe_sent for d, _ in again if d.id in {g.id for g in got})
+        assert (row.state, row.maybe_sent, row.attempts, row.lease_owner) == (S.PENDING, False, 0, None)
+    # and the next drain takes them again, the one in flight still carrying maybe_sent for its own rule
+    again = {d.id: d for d, _ in ledger.claim_batch("a", "w2", 30, 20)}
+    assert {d.id for d in got[1:]} <= set(again)
+    assert [again[d.id].maybe_sent for d in got[1:]] == [True, False, False]

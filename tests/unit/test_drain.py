@@ -13,7 +13,7 @@ import pytest
 from broadcaster import drain, service
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
-from broadcaster.models import DeliveryState as S
+from broadcaster.models import DeliveryState as S, Receipt
 from tests.support.runtime import Clock, memory_runtime, wakeups
 from tests.unit.test_engine_attempt import LookupChannel, lookup_kind  # noqa: F401 - fixture
 
@@ -22,16 +22,21 @@ NOW = 1_700_000_000.0
 
 class Provider:
     """Every request recorded (from several send threads at once); the ids listed in ``fail``
-    are answered 503, everything else 200."""
+    are answered 503, everything else 200. With ``kill_at`` = n the worker "dies" while its n-th
+    request is in flight: the request arrived, the process ends before any answer."""
 
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
         self.fail: set[str] = set()
+        self.kill_at: int | None = None
         self._lock = threading.Lock()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         with self._lock:
             self.requests.append(request)
+            if len(self.requests) == self.kill_at:
+                self.kill_at = None
+                raise SystemExit("worker killed mid-send")
         if request.headers.get("webhook-id", "").removeprefix("msg_") in self.fail:
             return httpx.Response(503, json={"ok": False})
         return httpx.Response(200, json={"ok": True})
@@ -54,7 +59,8 @@ def h(tmp_path, lookup_kind, provider):  # noqa: F811 - the imported fixture
     clock = Clock(NOW)
     settings = load_settings({
         "channels": {"hook": hook("/hook"), "other": hook("/other"), "three": hook("/three"),
-                     "one": hook("/one"), "looky": {"kind": "test-lookup"}},
+                     "one": hook("/one"), "looky": {"kind": "test-lookup"},
+                     "chat": {"kind": "webhook", "format": "slack", "url": "https://hooks.example/chat"}},
         "policy": {"defaults": {"attempts": 3, "backoff": {"base": "1s", "max": "4s"},
                                 "breaker": {"failures": 2, "cooldown": "30s"}},
                    "channels": {"three": {"rate_limit": "3/10s"}, "one": {"rate_limit": "1/10s"}}},
@@ -150,46 +156,81 @@ def test_an_open_breaker_holds_back_the_whole_batch_without_a_request(h, provide
         assert d.state in (S.PENDING, S.RETRYING) and d.due_at >= NOW + 29 and d.attempts == 0
 
 
-def _killed_before_recording(monkeypatch, rt) -> None:
-    def die(*_a, **_k):
-        raise SystemExit("worker killed")  # the process ends before the batch's outcomes are written
-
-    monkeypatch.setattr(rt.ledger, "transition_many", die)
+def _after_the_lease(rt, channel: str) -> list[str]:
+    rt.clock.advance(drain.lease_for(rt, channel) + 1)
+    return rt.ledger.expire_leases()
 
 
-def test_a_worker_killed_mid_batch_leaves_each_delivery_where_a_single_kill_would(h, monkeypatch, provider):
+def test_a_worker_killed_mid_batch_leaves_only_the_send_in_flight_maybe_sent(h, provider):
+    """Killed during the 2nd send of a batch of 4: the 1st was recorded by the write that
+    started the 2nd; the 2nd is where a killed single attempt leaves its delivery; the 3rd and
+    4th were never started and go back to being due, never attempted."""
     ids = submit(h, "hook", 4)
-    with monkeypatch.context() as m:
-        _killed_before_recording(m, h)
-        with pytest.raises(SystemExit):
-            drain.drain(h, "hook", owner="w1")
-    assert len(provider.requests) == 4, "the requests left"
-    assert all(h.ledger.get_delivery(i).state == S.SENDING for i in ids)
-    lease = drain.lease_for(h, "hook")
-    h.clock.advance(lease + 1)
-    assert sorted(h.ledger.expire_leases()) == sorted(ids)
-    for did in ids:
+    provider.kill_at = 2
+    with pytest.raises(SystemExit):
+        drain.drain(h, "hook", owner="w1")
+    assert len(provider.requests) == 2
+    assert h.ledger.get_delivery(ids[0]).state == S.DELIVERED, "recorded before the next send started"
+    assert all(h.ledger.get_delivery(i).state == S.SENDING for i in ids[1:])
+    assert sorted(_after_the_lease(h, "hook")) == sorted(ids[1:])
+    d = h.ledger.get_delivery(ids[1])
+    assert (d.state, d.maybe_sent, d.attempts) == (S.RETRYING, True, 1)
+    for did in ids[2:]:
         d = h.ledger.get_delivery(did)
-        assert (d.state, d.maybe_sent, d.attempts) == (S.RETRYING, True, 1)
+        assert (d.state, d.maybe_sent, d.attempts, d.lease_owner) == (S.PENDING, False, 0, None)
+        assert "never attempted" in h.ledger.events_of(did)[-1].reason
     drain.drain(h, "hook", owner="w2")
-    # an idempotent webhook is sent again under the same key: the receiver drops the copy
-    assert sorted(provider.keys("/hook")) == sorted([f"msg_{i}" for i in ids] * 2)
+    # the one in flight is sent again under its key (an idempotent webhook); the rest once
+    assert sorted(provider.keys("/hook")) == sorted(f"msg_{i}" for i in [*ids, ids[1]])
     assert all(h.ledger.get_delivery(i).state == S.DELIVERED for i in ids)
+    assert [h.ledger.get_delivery(i).attempts for i in ids] == [1, 2, 1, 1]
 
 
-def test_after_a_kill_mid_batch_a_channel_that_can_look_up_finds_each_post_instead_of_reposting(h, monkeypatch):
+def test_a_kill_mid_batch_on_a_channel_with_no_way_to_check_leaves_one_unknown(h, provider):
+    """The outside trial's case (a public channel that can neither look up nor dedupe, like
+    Facebook): killed during the first send of a batch of 4, exactly one delivery is unknown
+    and the three never started are each posted once."""
+    ids = submit(h, "chat", 4)
+    provider.kill_at = 1
+    with pytest.raises(SystemExit):
+        drain.drain(h, "chat", owner="w1")
+    assert sorted(_after_the_lease(h, "chat")) == sorted(ids)
+    drain.drain(h, "chat", owner="w2")
+    assert len(provider.requests) == 4, "one request per delivery, none repeated"
+    assert [h.ledger.get_delivery(i).state for i in ids] == [S.UNKNOWN] + [S.DELIVERED] * 3
+
+
+def test_after_a_kill_mid_batch_only_the_send_in_flight_is_looked_up(h):
     ids = submit(h, "looky", 3)
-    with monkeypatch.context() as m:
-        _killed_before_recording(m, h)
-        with pytest.raises(SystemExit):
-            drain.drain(h, "looky", owner="w1")
-    assert len(LookupChannel.sent) == 3
-    h.clock.advance(drain.lease_for(h, "looky") + 1)
-    h.ledger.expire_leases()
+
+    def landed_then_killed():
+        key = LookupChannel.sent[-1]
+        LookupChannel.landed[key] = Receipt(remote_id=f"r-{key}")
+        raise SystemExit("worker killed after the post landed")
+
+    LookupChannel.during_send = [landed_then_killed]
+    with pytest.raises(SystemExit):
+        drain.drain(h, "looky", owner="w1")
+    LookupChannel.during_send = []
+    assert LookupChannel.sent == [ids[0]]
+    _after_the_lease(h, "looky")
     drain.drain(h, "looky", owner="w2")
-    assert len(LookupChannel.sent) == 3, "nothing posted twice"
-    assert sorted(LookupChannel.looked_up) == sorted(h.ledger.get_delivery(i).key for i in ids)
+    assert LookupChannel.looked_up == [ids[0]], "only the delivery in flight may have landed"
+    assert LookupChannel.sent == ids, "nothing posted twice"
     assert all(h.ledger.get_delivery(i).state == S.DELIVERED for i in ids)
+
+
+def test_a_send_whose_lease_was_given_back_is_not_started(h, provider):
+    """The sweep gave a waiting delivery back (its worker looked dead) and another worker took
+    it: the first worker's start mark is refused, and it does not send."""
+    a, b = submit(h, "hook", 2)
+    claimed = h.ledger.claim_batch("hook", "w1", 30, 2)
+    h.clock.advance(31)
+    assert sorted(h.ledger.expire_leases()) == sorted([a, b])
+    assert h.ledger.start_send(a, "w1") == (False, [])
+    assert drain.drain(h, "hook", owner="w2").states == {"delivered": 2}
+    assert h.ledger.transition_many([(claimed[0][0], S.DELIVERED, "late", {})], owner="w1") == [False]
+    assert len(provider.requests) == 2
 
 
 def test_a_drain_that_runs_out_of_time_wakes_another_for_the_rest(h):
