@@ -3,7 +3,9 @@ the worker pay the database for each thing they do.
 
 - accept: an announcement with three deliveries (one transaction: rows, events, audit);
 - attempt: one claim and one outcome, as ``engine.attempt`` writes them;
-- batch: a drain's claim of 20 deliveries and their 20 outcomes (two transactions), per delivery;
+- batch: a claim of 20 deliveries and their 20 outcomes (two transactions), per delivery;
+- drain: the same batch as a drain writes it — the claim, a start mark before each send (which
+  records the outcome of the send before it, ``start_send``), the last outcome — per delivery;
 - progress: ten item marks with the lease renewal, as a mailing writes them.
 
 On SQLite (a file in a temporary directory) and, when it answers, PostgreSQL
@@ -71,6 +73,22 @@ def batch(ledger: Ledger, n: int, size: int = 20) -> float:
     return (time.perf_counter() - started) / n
 
 
+def drain(ledger: Ledger, n: int, size: int = 20) -> float:
+    _new(ledger, n, ("d",))
+    started = time.perf_counter()
+    done = 0
+    while claimed := ledger.claim_batch("d", "bench", 30, size):
+        waiting: list[Any] = []
+        for d, _ in claimed:
+            ok, oks = ledger.start_send(d.id, "bench", waiting)
+            assert ok and all(oks)
+            waiting = [(d, S.DELIVERED, "delivered", {"attempted": True, "receipt": Receipt(d.id)})]
+        assert all(ledger.transition_many(waiting, owner="bench"))
+        done += len(claimed)
+    assert done == n
+    return (time.perf_counter() - started) / n
+
+
 def progress(ledger: Ledger, n: int) -> float:
     [did] = _new(ledger, 1, ("c",))
     assert ledger.claim_with_announcement(did, "bench", 30)
@@ -83,6 +101,7 @@ def progress(ledger: Ledger, n: int) -> float:
 
 OPERATIONS: dict[str, Callable[[Ledger, int], float]] = {
     "accept (3 channels)": accept, "attempt (claim + outcome)": attempt, "batch of 20, per delivery": batch,
+    "drain's batch of 20 + start marks": drain,
     "progress (10 items + lease)": progress}
 
 
