@@ -10,6 +10,7 @@ link, and posting ``List-Unsubscribe=One-Click`` to it ends the subscription.
 from __future__ import annotations
 
 import email
+import html
 import email.policy
 from urllib.parse import parse_qs, urlsplit
 
@@ -67,6 +68,10 @@ def test_the_confirmation_and_every_notification_carry_one_click_unsubscribe(rt,
     assert confirmation["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     text = confirmation.get_body(("plain",)).get_content()
     assert "/api/v1/subscribe/confirm?token=" in text and leave in text
+    page = confirmation.get_body(("html",)).get_content()  # every link a link, not text to copy
+    confirm_link = next(w for w in text.split() if "/subscribe/confirm?token=" in w)
+    assert f'<a href="{html.escape(confirm_link, quote=True)}">{html.escape(confirm_link)}</a>' in page
+    assert f'<a href="{html.escape(leave, quote=True)}">' in page
 
     # the reader confirms; an incident mailed to the list carries its own one-click link
     confirm_url = next(w for w in text.split() if "/subscribe/confirm?token=" in w)

@@ -491,3 +491,12 @@ def test_a_csv_import_with_settings_refuses_unknown_components_and_respells_know
     assert report.errors[0][0] == 2 and "Nope" in report.errors[0][1]
     assert subs.find(rt.ledger, "news", "a@example.test") is None
     assert subs.find(rt.ledger, "news", "b@example.test").components == ("api", "db")
+
+
+def test_the_html_part_of_our_own_mail_makes_every_link_a_link_and_escapes_the_rest():
+    from broadcaster.subscribers.confirmation import mail_html
+
+    out = mail_html("Hello <b>&\nopen https://s.example.test/c?token=a&b=1 now.\n\n--\nLeave: http://x.test/u?t=2.")
+    assert out == ('<p>Hello &lt;b&gt;&amp;<br>open <a href="https://s.example.test/c?token=a&amp;b=1">'
+                   'https://s.example.test/c?token=a&amp;b=1</a> now.</p><p>--<br>Leave: '
+                   '<a href="http://x.test/u?t=2">http://x.test/u?t=2</a>.</p>')
