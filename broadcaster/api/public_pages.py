@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from .. import components as component_names
 from ..config import Settings
 from ..errors import Forbidden, InvalidRequest
+from ..origins import came_from
 from ..runtime import Runtime
 
 
@@ -108,11 +109,6 @@ def token_of(query: str | None, fields: dict[str, str]) -> str:
     return token
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
 def refuse_cross_site(request: Request, rt: Runtime) -> None:
     """A browser tells where a POST comes from: consent is given only from our own page. (The
     signed token is what authorises it; this stops a page elsewhere from posting a token it
@@ -122,10 +118,5 @@ def refuse_cross_site(request: Request, rt: Runtime) -> None:
     ``Referrer-Policy: no-referrer`` (their URL holds a token), and Chromium then hides the
     origin. ``Sec-Fetch-Site`` still tells: ``same-origin`` passes, ``cross-site`` (a page
     elsewhere, a sandboxed frame) does not."""
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
-            raise Forbidden("confirm on the page the link opens")
-        return
-    if origin.lower() not in {_origin(rt.settings.public_url), _origin(str(request.base_url))}:
+    if came_from(request.headers, (rt.settings.public_url, str(request.base_url))) is False:
         raise Forbidden("confirm on the page the link opens")

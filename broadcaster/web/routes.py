@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 
-from .. import render_slots, service, templates
+from .. import origins, render_slots, service, templates
 from ..errors import BroadcasterError, Forbidden, InvalidRequest, LedgerUnavailable, NotFound
 from ..models import KINDS, SEVERITIES
 from . import session, views
@@ -33,7 +33,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser posts our own forms with
+    # ``Origin: null``; this way it names our origin to us and still tells no other site anything
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -126,13 +128,23 @@ def limited_message(seconds: int, kept: bool) -> str:
             + ("submit again — what you entered is kept." if kept else "go back and submit again."))
 
 
+def from_elsewhere(request: Request) -> bool:
+    """A browser says this POST came from another site (``broadcaster.origins``): refused even
+    with a valid CSRF token. ``Origin: null`` counts as elsewhere unless ``Sec-Fetch-Site``
+    says same-origin — our pages make browsers send their real origin. No header at all (not a
+    browser, or a very old one) is left to the CSRF token."""
+    headers = request.headers
+    verdict = origins.came_from(headers, (str(request.base_url), session.runtime_of(request).settings.public_url))
+    return verdict is False or (verdict is None and (headers.get("origin") or "").strip().lower() == "null")
+
+
 def form_refusal(request: Request, who, form: FormData,
                  again: Callable[[str, int], HTMLResponse] | None = None) -> Response | None:
     """Every state-changing form of a signed-in page goes through here first: a form without this
-    session's CSRF token is refused; one over the rate limit is answered 429 with a readable
-    message — ``again(message, status)`` re-renders the form itself, with what was entered —
-    instead of acting. None: go on."""
-    if not session.csrf_ok(who[0], form.get("csrf")):
+    session's CSRF token, or that a browser says comes from another site, is refused; one over
+    the rate limit is answered 429 with a readable message — ``again(message, status)``
+    re-renders the form itself, with what was entered — instead of acting. None: go on."""
+    if not session.csrf_ok(who[0], form.get("csrf")) or from_elsewhere(request):
         return refused(request, who)
     seconds = rate_limited(request)
     if seconds is None:
@@ -189,7 +201,7 @@ def signin(request: Request, form: Form) -> Response:
         slow = signin_page(request, "slow", 429)
         slow.headers["Retry-After"] = str(seconds)
         return slow
-    if not session.presign_ok(request, form.get("csrf")):
+    if not session.presign_ok(request, form.get("csrf")) or from_elsewhere(request):
         return signin_page(request, "expired", 403)
     token = form.get("token")
     try:

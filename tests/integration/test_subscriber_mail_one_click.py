@@ -10,8 +10,8 @@ link, and posting ``List-Unsubscribe=One-Click`` to it ends the subscription.
 from __future__ import annotations
 
 import email
-import html
 import email.policy
+import html
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
