@@ -88,8 +88,10 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
                    clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                    channel_io: dict | None = None, on_progress: Callable[[DirectOutcome], None] | None = None,
                    subscribers_file: str | None = None, max_wait: float = MAX_WAIT,
-                   budget: float = BUDGET) -> DirectResult:
-    """Send ``payload`` to its channels now through the engine, over the journalled twin."""
+                   budget: float = BUDGET, on_start: Callable[[], None] | None = None) -> DirectResult:
+    """Send ``payload`` to its channels now through the engine, over the journalled twin.
+    ``on_start`` is called once the input has been checked, just before anything is sent: a
+    refused request says only why (no "sending…" first)."""
     req = templates.expand(settings, _validated(payload))
     channels = list(dict.fromkeys(req.channels)) or list(settings.route(req.kind))
     unknown = [c for c in channels if c not in settings.channels]
@@ -103,6 +105,8 @@ def publish_direct(settings: Settings, payload: dict, *, key: str, journal: Jour
     io = dict(channel_io or {})
     mailing = [n for n in channels if _lists(settings, n)]
     subscriber_file = check_file(subscribers_file) if mailing else None  # a bad file is refused before anything
+    if on_start is not None:
+        on_start()
     reach = Reach(settings, channels, ChannelPorts.pick(io))
     try:
         source = find_source(reach.ledger, reach.why, subscriber_file) if mailing else None

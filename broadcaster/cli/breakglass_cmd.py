@@ -24,9 +24,11 @@ def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None
 
     settings = load(ctx)
     path = _journal_path(journal)
-    if not as_json:
-        click.echo(f"break glass: sending directly to the channels (journal {path}); "
-                   "run `broadcaster reconcile` when the system is back")
+
+    def banner() -> None:  # once the input is known good: a refused post prints only why
+        if not as_json:
+            click.echo(f"break glass: sending directly to the channels (journal {path}); "
+                       "run `broadcaster reconcile` when the system is back")
 
     def show(o):
         if not as_json:
@@ -38,7 +40,7 @@ def post_direct(ctx: click.Context, payload: dict, key: str, journal: str | None
 
     try:
         result = publish_direct(settings, payload, key=key, journal=Journal(path), on_progress=show,
-                                subscribers_file=subscribers_file)
+                                subscribers_file=subscribers_file, on_start=banner)
     except InvalidRequest as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_USAGE

@@ -85,6 +85,11 @@ def test_direct_post_refuses_unknown_components_and_stores_the_configured_spelli
     refused = CliRunner().invoke(main, [*base, "--component", "checkout"])
     assert refused.exit_code != 0 and "known components: API" in refused.output
     assert sandbox.posts("webhook") == []  # refused before anything was sent
+    assert "sending directly" not in refused.output, "the input is checked before the banner says it is sent"
+    for bad in (["--title", "two\nlines"], ["--channel", "nowhere"]):
+        refused = CliRunner().invoke(main, [*base, *bad])
+        assert refused.exit_code == 2 and refused.stdout == "", (bad, refused.output)
+        assert refused.stderr.startswith("error: "), refused.stderr
     ok = CliRunner().invoke(main, [*base, "--component", "api", "--json"])
     assert ok.exit_code == 0, ok.output
     recorded = [json.loads(line) for line in journal.read_text().splitlines()]
