@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from . import wording
 from .config import parse_duration
 from .config.commitments import NEXT_UPDATE
 from .errors import InvalidRequest
@@ -45,7 +46,7 @@ def check(kind: str, status: str | None, at: float | None, now: float) -> None:
         raise InvalidRequest("next_update_at: only incidents promise their next update (a maintenance has its "
                              "window)", field="next_update_at")
     if status in FINAL:
-        raise InvalidRequest(f"next_update_at: a {status} incident promises no further update",
+        raise InvalidRequest(f"next_update_at: {wording.a(str(status))} incident promises no further update",
                              field="next_update_at")
     if at <= now:
         raise InvalidRequest("next_update_at: must be in the future", field="next_update_at")

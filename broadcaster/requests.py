@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import wording
 from .errors import InvalidRequest
 from .limits import CHANNEL, IDEMPOTENCY_KEY, STATUS, multiline, text_problem
 from .models import COMPONENT_STATES, INCIDENT_STATUSES, KINDS, MAINTENANCE_STATUSES, SEVERITIES
@@ -79,10 +80,6 @@ Status = Annotated[str, AsSent, Field(min_length=1, max_length=STATUS), AfterVal
 Reason = Annotated[str, Field(max_length=2000), AfterValidator(text)]
 
 
-def _a(kind: str) -> str:
-    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
-
-
 def allowed_statuses(kind: str) -> tuple[str, ...] | None:
     """The statuses an announcement of ``kind`` may have, or None when it takes a free label."""
     return STATUSES.get(kind)
@@ -96,9 +93,9 @@ def check_status(kind: str, status: str, *, update: bool) -> str:
     allowed = allowed_statuses(kind)
     if allowed is not None:
         if status not in allowed:
-            raise ValueError(f"status {status!r} is not valid for {_a(kind)} (one of {', '.join(allowed)})")
+            raise ValueError(f"status {status!r} is not valid for {wording.a(kind)} (one of {', '.join(allowed)})")
     elif not update:
-        raise ValueError(f"status {status!r} is not valid for {_a(kind)} (only incidents and maintenance have one)")
+        raise ValueError(f"status {status!r} is not valid for {wording.a(kind)} (only incidents and maintenance have one)")
     elif not _LABEL.match(status):
         raise ValueError("a status is a short label: letters, digits, spaces, '-', '_' and '.'")
     return status

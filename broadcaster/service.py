@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import components as component_names, promises, review, templates
+from . import components as component_names, promises, review, templates, wording
 from .errors import InvalidRequest
 from .ledger.actions import Audited
 from .ledger.approvals import HELD_REASON
@@ -158,7 +158,7 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
         raise InvalidRequest("this announcement was retracted; updates are no longer possible")
     allowed = {"incident": INCIDENT_STATUSES, "maintenance": MAINTENANCE_STATUSES}.get(ann.kind)
     if allowed and req.status not in allowed:
-        raise InvalidRequest(f"status {req.status!r} is not valid for a {ann.kind} (one of {', '.join(allowed)})",
+        raise InvalidRequest(f"status {req.status!r} is not valid for {wording.a(ann.kind)} (one of {', '.join(allowed)})",
                              field="status")
     asked, req = req, templates.for_update(runtime.settings, ann, req)
     originals = [d for d in ledger.deliveries_of(ann_id) if d.update_id is None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from . import wording
 from .config import Settings, TemplateSettings
 from .errors import InvalidRequest
 from .models import Announcement
@@ -29,7 +30,7 @@ def get(settings: Settings, name: str, kind: str) -> TemplateSettings:
         raise InvalidRequest(f"template: unknown template {name!r}; {choice}", field="template",
                              details={"known": known})
     if tpl.kind != kind:
-        raise InvalidRequest(f"template: {name!r} is a {tpl.kind} template, not for a {kind}", field="template")
+        raise InvalidRequest(f"template: {name!r} is {wording.a(tpl.kind)} template, not for {wording.a(kind)}", field="template")
     return tpl
 
 

@@ -95,6 +95,23 @@ def test_status_not_valid_for_the_kind_is_refused(rt):
         service.submit(rt, {"kind": "promotion", "title": "Sale", "status": "resolved"}, principal=SYSTEM)
 
 
+def test_an_update_status_not_valid_for_an_incident_says_an_incident(rt):
+    """The outside trial: the message read "not valid for a incident"."""
+    ann = service.submit(rt, INCIDENT, principal=SYSTEM)
+    with pytest.raises(InvalidRequest) as info:
+        service.add_update(rt, ann.id, {"status": "completed", "body": "x"}, principal=SYSTEM)
+    assert "is not valid for an incident" in str(info.value), str(info.value)
+
+
+def test_every_built_message_takes_the_right_article():
+    from broadcaster.wording import a
+
+    assert [a(w) for w in ("incident", "maintenance", "update", "identified", "investigating", "resolved",
+                           "unknown", "user", "URL", "hour", "deploy", "announcement", "Incident")] == [
+        "an incident", "a maintenance", "an update", "an identified", "an investigating", "a resolved",
+        "an unknown", "a user", "a URL", "an hour", "a deploy", "an announcement", "an Incident"]
+
+
 def test_submit_uses_the_route_when_no_channels_are_given(rt):
     sub = service.submit(rt, INCIDENT, principal=SYSTEM)
     assert sub.created
