@@ -87,7 +87,7 @@ def test_unknown_or_foreign_templates_are_refused_naming_the_field(rt):
     with pytest.raises(InvalidRequest) as exc:
         post(rt, template="nope")
     assert exc.value.field == "template" and "known incident templates: db" in str(exc.value)
-    with pytest.raises(InvalidRequest, match="'upgrade' is a maintenance template, not for a incident"):
+    with pytest.raises(InvalidRequest, match="'upgrade' is a maintenance template, not for an incident"):
         post(rt, template="upgrade")
     with pytest.raises(InvalidRequest) as exc:
         post(rt, body="no title and no template")
