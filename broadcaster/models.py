@@ -147,6 +147,8 @@ class Update:
     title: str | None = None
     author: str | None = None
     created_at: float = 0.0
+    #: the component states this update set (empty: it changed none)
+    component_states: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,10 @@ class UpdateIn(BaseModel):
     body: Body = Field("", description="required unless the template words this status")
     title: Title | None = None
     components: list[Name] | None = Field(None, max_length=50)
+    #: optional: a new state for some of the announcement's components (the rest keep theirs)
+    component_states: dict[Name, Annotated[str, AsSent]] = Field(
+        default_factory=dict, max_length=50,
+        json_schema_extra={"additionalProperties": {"enum": list(COMPONENT_STATES)}})
     #: incidents: when the next update is promised — a time, or a duration from now (``30m``)
     next_update_at: float | str | None = None
 
@@ -255,6 +259,14 @@ class UpdateIn(BaseModel):
     @classmethod
     def _label(cls, v: str) -> str:
         return check_status("", v, update=True)
+
+    @field_validator("component_states")
+    @classmethod
+    def _component_states(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted({s for s in v.values() if s not in COMPONENT_STATES})
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a component state (one of {', '.join(COMPONENT_STATES)})")
+        return v
 
     @field_validator("next_update_at", mode="before")
     @classmethod

@@ -120,11 +120,13 @@ class UpdateOut(Out):
     body: str
     author: str | None
     created_at: str | None
+    #: the component states this update set (empty: none)
+    component_states: dict[str, str]
 
 
 def update_out(u: Update) -> UpdateOut:
     return UpdateOut(id=u.id, announcement_id=u.announcement_id, status=u.status, title=u.title, body=u.body,
-                     author=u.author, created_at=iso(u.created_at))
+                     author=u.author, created_at=iso(u.created_at), component_states=dict(u.component_states))
 
 
 class WindowOut(Out):

@@ -181,20 +181,39 @@ def add_update(runtime: Runtime, ann_id: str, data: dict | UpdateIn, *, principa
                 for r in rows]
     promise = promises.resolve(req.next_update_at, now)
     promises.check(ann.kind, req.status, promise, now)
+    components = None if req.components is None else component_names.resolve(req.components, runtime.settings)
+    states, current = update_states(runtime, ann, req, components)
     change = AnnouncementChange(
         status=req.status, resolved_at=now if req.status in ("resolved", "completed", "cancelled") else None,
-        components=None if req.components is None else component_names.resolve(req.components, runtime.settings),
+        components=components, component_states=current,
         # an incident's update keeps the last promise and makes (or not) the next one
         next_update_at=promise, promise_kept=ann.kind == "incident")
     idem = (principal.name, stored_key(f"update:{ann_id}:", idempotency_key),
             request_hash(asked.model_dump(mode="json"))) if idempotency_key else None
     body = promises.with_promise(req.body, promise)
-    upd_id, created = ledger.add_update(ann_id, NewUpdate(req.status, body, req.title), rows,
+    upd_id, created = ledger.add_update(ann_id, NewUpdate(req.status, body, req.title, states or None), rows,
                                         actor=principal.name, announcement_values=change, idempotency=idem)
     if created:
         fresh = [d for d in ledger.deliveries_of(ann_id) if d.update_id == upd_id]
         runtime.enqueue([(d.id, d.channel) for d in fresh if d.state == S.PENDING])
     return Submitted(upd_id, created)
+
+
+def update_states(runtime: Runtime, ann: Announcement, req: UpdateIn,
+                  components: list[str] | None) -> tuple[dict[str, str], dict[str, str] | None]:
+    """An update's ``component_states`` checked as a first post's are (known components of this
+    announcement — its new list when the update gives one — and known states), and the states
+    the announcement holds after it: the latest given per component, so the status site shows
+    what the last word on each component said. (None: the announcement's states stay as they are.)"""
+    if not req.component_states:
+        return {}, None
+    if ann.kind not in ("incident", "maintenance"):
+        raise InvalidRequest("component_states: only incidents and maintenance set component states",
+                             field="component_states")
+    affected = list(ann.components) if components is None else components
+    states = component_names.explicit_states(req.component_states, affected, runtime.settings)
+    kept = {name: st for name, st in ann.component_states.items() if name in affected}
+    return states, {**kept, **states}
 
 
 def retract(runtime: Runtime, ann_id: str, *, principal: Principal, reason: str = "") -> dict[str, int]:

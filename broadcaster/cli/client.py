@@ -16,9 +16,10 @@ from typing import Any
 
 import click
 
+from ..models import COMPONENT_STATES
 from . import EXIT_FAILED, EXIT_OK, main
 from .apiclient import ID, Api, seg
-from .options import build_payload, compose_options, connection_options, json_option, wait_options
+from .options import build_payload, component_args, compose_options, connection_options, json_option, wait_options
 from .output import announcement_of, emit_json, error_now, items_of, overall_of, preview_rows, show_status, table
 from .running import run, wait_for
 
@@ -90,13 +91,16 @@ def post(ctx, kind, title, template, next_update, body, body_file, severity, ann
               help="A configured template: its text for --status, when --body is left out.")
 @click.option("--next-update", "next_update", default=None, metavar="WHEN",
               help="Incidents: promise the next update — in 30m, 1h… or at an ISO 8601 time.")
+@click.option("--component", "components", multiple=True, metavar="NAME=STATE",
+              help="Set an affected component's state on the status page from now on (repeatable): operational, "
+                   "degraded_performance, partial_outage, major_outage, under_maintenance.")
 @click.option("--idempotency-key", default=None)
 @wait_options
 @json_option
 @connection_options
 @click.pass_context
-def update(ctx, announcement_id, upd_status, body, body_file, title, template, next_update, idempotency_key, wait,
-           timeout, interval, as_json, api_url, token):
+def update(ctx, announcement_id, upd_status, body, body_file, title, template, next_update, components,
+           idempotency_key, wait, timeout, interval, as_json, api_url, token):
     """Post a follow-up (threaded under the original on every channel)."""
     if body is not None and body_file is not None:
         raise click.UsageError("give --body or --body-file, not both")
@@ -107,6 +111,13 @@ def update(ctx, announcement_id, upd_status, body, body_file, title, template, n
     for key, value in (("title", title), ("template", template), ("next_update_at", next_update)):
         if value:
             payload[key] = value
+    names, states = component_args(components)
+    bare = [n for n in names if n not in states]
+    if bare:
+        raise click.UsageError(f"--component takes NAME=STATE on an update (STATE one of "
+                               f"{', '.join(COMPONENT_STATES)}): {', '.join(bare)}")
+    if states:
+        payload["component_states"] = states
     key = idempotency_key or str(uuid.uuid4())
 
     def action(api: Api) -> int:

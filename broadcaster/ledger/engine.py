@@ -228,6 +228,14 @@ def _v12_unstarted_claims(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE deliveries ADD COLUMN unstarted_by VARCHAR(80)"))
 
 
+def _v13_update_component_states(conn: Connection) -> None:
+    """``updates.component_states``: the states an update set (NULL in every older row: it set
+    none, as no update could before this version)."""
+    if "component_states" not in {c["name"] for c in inspect(conn).get_columns("updates")}:
+        kind = schema.updates.c.component_states.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE updates ADD COLUMN component_states {kind}"))
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
@@ -242,6 +250,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (10, "announcements: component states chosen by the author", _v10_component_states),
     (11, "announcements: the promised next update and its reminder", _v11_next_update),
     (12, "deliveries: a batch claim's send not yet started", _v12_unstarted_claims),
+    (13, "updates: component states an update set", _v13_update_component_states),
 ]
 
 LATEST = MIGRATIONS[-1][0]

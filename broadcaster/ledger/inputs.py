@@ -61,6 +61,8 @@ class NewUpdate:
     status: str
     body: str | None = None
     title: str | None = None
+    #: component → state this update sets (None: it changes no state)
+    component_states: Mapping[str, str] | None = None
 
     @classmethod
     def of(cls, fields: NewUpdate | Mapping[str, Any]) -> NewUpdate:
@@ -75,6 +77,8 @@ class AnnouncementChange:
     resolved_at: float | None = None
     retracted_at: float | None = None
     components: Sequence[str] | None = None
+    #: every component's current explicit state (an update's states over the earlier ones)
+    component_states: Mapping[str, str] | None = None
     #: an incident's new promise; with ``promise_kept`` (an update that promises nothing more) it is cleared
     next_update_at: float | None = None
     promise_kept: bool = False
@@ -89,6 +93,8 @@ class AnnouncementChange:
         out: dict[str, Any] = {"status": self.status, "resolved_at": self.resolved_at,
                                "retracted_at": self.retracted_at,
                                "components": None if self.components is None else list(self.components),
+                               "component_states": None if self.component_states is None
+                               else dict(self.component_states),
                                "next_update_at": self.next_update_at}
         out = {k: v for k, v in out.items() if v is not None}
         if self.promise_kept and self.next_update_at is None:

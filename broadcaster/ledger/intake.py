@@ -91,7 +91,9 @@ class Intake:
                     scope, key, digest = idempotency
                     ledger.idempotency.remember(scope, key, digest, target_id=upd_id, conn=conn)
                 conn.execute(insert(t.updates).values(id=upd_id, announcement_id=ann_id, created_at=now, author=actor,
-                                                      status=upd.status, body=upd.body or "", title=upd.title))
+                                                      status=upd.status, body=upd.body or "", title=upd.title,
+                                                      component_states=None if upd.component_states is None
+                                                      else dict(upd.component_states)))
                 if change is not None:
                     self.change(ann_id, change, conn)
                 insert_routed(conn, ann_id, upd_id, deliveries, now)

@@ -26,7 +26,8 @@ def announcement_of(m: Mapping[Any, Any]) -> Announcement:
 
 def update_of(m: Mapping[Any, Any]) -> Update:
     return Update(id=m["id"], announcement_id=m["announcement_id"], status=m["status"], body=m["body"] or "",
-                  title=m["title"], author=m["author"], created_at=m["created_at"])
+                  title=m["title"], author=m["author"], created_at=m["created_at"],
+                  component_states=dict(m.get("component_states") or {}))
 
 
 def delivery_of(m: Mapping[Any, Any]) -> Delivery:

@@ -83,6 +83,8 @@ updates = Table(
     Column("body", Text, nullable=False, default=""),
     Column("author", String(200)),
     Column("created_at", Float, nullable=False),
+    # component → state this update set (NULL: it changed no component's state)
+    Column("component_states", JSON),
     Index("ix_updates_announcement", "announcement_id", "created_at"),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -385,3 +386,63 @@ def test_component_states_are_chosen_per_component_and_checked(make_env, tmp_pat
                                                    "component_states": {"API": "operational"}}), 422, "invalid_request")
     assert "only incidents and maintenance" in err["message"]
     assert len(env.ledger.list_announcements()) == before  # nothing written
+
+
+def test_an_update_sets_component_states_and_the_status_site_shows_the_latest(make_env, tmp_path):
+    """Issue 16 item 1: an update may change a component's state ("identified: API now degraded
+    instead of major outage"); the site shows the latest given per component, operational once
+    resolved."""
+    from broadcaster.drain import drain
+
+    env = with_components(make_env, tmp_path)
+    site = tmp_path / "site"
+
+    def shown() -> dict[str, str]:
+        drain(env.runtime, "site", owner="t")
+        summary = json.loads((site / "api/v2/summary.json").read_text())
+        return {c["name"]: c["status"] for c in summary["components"]}
+
+    a = env.submit(**INCIDENT, channels=["site"], components=["API", "Database"],
+                   component_states={"API": "major_outage"})
+    assert shown() == {"API": "major_outage", "Database": "partial_outage"}
+    before = updates_of(env.ledger, a["id"])
+    for states, words in [({"API": "on_fire"}, "'on_fire' is not a component state"),
+                          ({"Checkout": "major_outage"}, "unknown component(s) 'Checkout'")]:
+        err = assert_error(env.post(f"/announcements/{a['id']}/updates",
+                                    {"status": "identified", "body": "x", "component_states": states}),
+                           422, "invalid_request")
+        assert err["details"]["field"].startswith("component_states") and words in err["message"], err
+    err = assert_error(env.post(f"/announcements/{a['id']}/updates",
+                                {"status": "identified", "body": "x", "components": ["API"],
+                                 "component_states": {"Database": "major_outage"}}), 422, "invalid_request")
+    assert "'Database' not among" in err["message"]
+    assert updates_of(env.ledger, a["id"]) == before  # nothing written
+
+    r = env.post(f"/announcements/{a['id']}/updates", {"status": "identified", "body": "Found it.",
+                                                       "component_states": {"api": "degraded_performance"}})
+    assert r.status_code == 202, r.text
+    (u,) = updates_of(env.ledger, a["id"])
+    assert u.component_states == {"API": "degraded_performance"}  # stored with the update, configured spelling
+    status = env.get(f"/announcements/{a['id']}").json()
+    assert status["updates"][0]["component_states"] == {"API": "degraded_performance"}
+    assert status["component_states"] == {"API": "degraded_performance"}
+    assert shown() == {"API": "degraded_performance", "Database": "partial_outage"}
+    index = (site / "index.html").read_text()
+    assert "Degraded performance" in index
+
+    r = env.post(f"/announcements/{a['id']}/updates", {"status": "monitoring", "body": "Better.",
+                                                       "component_states": {"Database": "degraded_performance"}})
+    assert r.status_code == 202, r.text
+    assert shown() == {"API": "degraded_performance", "Database": "degraded_performance"}  # each its latest
+    r = env.post(f"/announcements/{a['id']}/updates", {"status": "resolved", "body": "Fixed."})
+    assert r.status_code == 202, r.text
+    assert shown() == {"API": "operational", "Database": "operational"}
+
+
+def test_only_incidents_and_maintenance_updates_set_component_states(make_env, tmp_path):
+    env = with_components(make_env, tmp_path)
+    a = env.submit(kind="notice", title="New office", components=["API"])
+    err = assert_error(env.post(f"/announcements/{a['id']}/updates",
+                                {"status": "update", "body": "x", "component_states": {"API": "operational"}}),
+                       422, "invalid_request")
+    assert "only incidents and maintenance" in err["message"]

@@ -44,6 +44,22 @@ def test_component_state_on_the_command_line(api):
     assert res.exit_code != 0 and "melting" in res.output  # not a state: the API refuses the name
 
 
+def test_an_update_sets_a_component_state_on_the_command_line(api):
+    out = post_json(api, "--kind", "incident", "--title", "Checkout down", "--severity", "major",
+                    "--component", "checkout=major_outage")
+    res = cli(api, "update", out["id"], "--status", "identified", "--body", "Found it.",
+              "--component", "checkout=degraded_performance")
+    assert res.exit_code == 0, res.output
+    (u,) = updates_of(api.runtime.ledger, out["id"])
+    assert u.component_states == {"Checkout": "degraded_performance"}
+    assert api.runtime.ledger.get_announcement(out["id"]).component_states == {"Checkout": "degraded_performance"}
+    res = cli(api, "update", out["id"], "--status", "monitoring", "--body", "x", "--component", "checkout")
+    assert res.exit_code == 2 and "NAME=STATE" in res.output  # a bare name says nothing on an update
+    res = cli(api, "update", out["id"], "--status", "monitoring", "--body", "x", "--component", "nope=major_outage")
+    assert res.exit_code != 0 and "unknown component(s) 'nope'" in res.output
+    assert len(updates_of(api.runtime.ledger, out["id"])) == 1
+
+
 def test_template_and_next_update_on_the_command_line(api):
     """Issue 16 item 8: --template fills what is left out, --next-update promises the next update
     (said at the end of the body), and an update takes its text from the template's phase."""
