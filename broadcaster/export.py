@@ -7,6 +7,8 @@ JSON Lines (one object per line, ``type`` first):
     {"type": "update", ...}
     {"type": "delivery", ..., "events": [{at, from_state, to_state, attempt, reason, response}], "items": [...]}
     {"type": "subscriber", ...}
+    {"type": "subscriber_endpoint", ...}   (a subscriber's own webhook: its URL is a credential)
+    {"type": "sms_opt_out", "number", "channel", "reason", "at"}
     {"type": "audit", "at", "actor", "action", "target", "details"}
     {"type": "end", "counts": {"announcement": n, ...}}
 
@@ -16,7 +18,8 @@ gives a byte-identical file. The closing ``end`` line lets an import notice a fi
 API tokens and idempotency keys are not exported (credentials and 48-hour caches).
 
 :func:`import_lines` restores an export into an EMPTY ledger (no announcements, updates,
-deliveries or subscribers), in one transaction: it all lands or nothing does.
+deliveries, subscribers, subscriber endpoints or SMS opt-outs), in one transaction: it all lands
+or nothing does. An export made before endpoints and opt-outs were exported imports as it is.
 
 Subscribers CSV (``list,address,name,components,state,marketing,created_at,confirmed_at,
 unsubscribed_at``; components separated by ``;``; times ISO 8601 UTC to the microsecond) exports
@@ -104,7 +107,7 @@ def import_lines(ledger: Ledger, lines: Iterable[str], *, batch: int = PAGE) -> 
     """Restore an export into an empty ledger, in one transaction. Returns counts by type."""
     if not ledger.archive.is_empty():
         raise Conflict("the ledger is not empty: an export can only be imported into a fresh ledger "
-                       "(no announcements, deliveries or subscribers)")
+                       "(no announcements, deliveries, subscribers, subscriber endpoints or SMS opt-outs)")
     counts: dict[str, int] = dict.fromkeys(KINDS, 0)
     ledger.archive.restore(_records(lines, counts), batch=batch)
     return counts

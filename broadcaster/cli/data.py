@@ -170,7 +170,8 @@ def endpoints_disable(ctx, endpoint_id):
 @click.pass_context
 def export_cmd(ctx, output):
     """Write everything (announcements, updates, deliveries with their attempts, subscribers,
-    audit log) as JSON Lines."""
+    subscribers' own webhooks, SMS opt-outs, audit log) as JSON Lines. Keep the file as you keep
+    the ledger: it holds subscribers' addresses and webhook URLs (credentials)."""
     from .. import export
 
     with _ledger(ctx) as ledger, _output(output) as fp:

@@ -28,12 +28,18 @@ from . import schema as t
 if TYPE_CHECKING:
     from .repository import Ledger
 
-Kind = Literal["announcement", "update", "delivery", "subscriber", "audit"]
+Kind = Literal["announcement", "update", "delivery", "subscriber", "subscriber_endpoint", "sms_opt_out", "audit"]
 
-#: the kinds of record, in restore order (parents first)
-KINDS: tuple[Kind, ...] = ("announcement", "update", "delivery", "subscriber", "audit")
+#: the kinds of record, in restore order (parents first). Subscribers' own webhooks and the
+#: numbers that replied STOP are the audience's data as much as the mailing lists are: an
+#: installation restored without them would post to no webhook and text people who said STOP.
+KINDS: tuple[Kind, ...] = ("announcement", "update", "delivery", "subscriber", "subscriber_endpoint", "sms_opt_out",
+                           "audit")
 _TABLES: dict[str, Table] = {"announcement": t.announcements, "update": t.updates, "delivery": t.deliveries,
-                              "subscriber": t.subscribers, "audit": t.audit_log}
+                              "subscriber": t.subscribers, "subscriber_endpoint": t.subscriber_endpoints,
+                              "sms_opt_out": t.sms_opt_outs, "audit": t.audit_log}
+#: what ``is_empty`` looks at: every table a restore writes rows with their own keys into
+_RESTORED = (t.announcements, t.updates, t.deliveries, t.subscribers, t.subscriber_endpoints, t.sms_opt_outs)
 EVENT_FIELDS = ("at", "from_state", "to_state", "attempt", "reason", "response")
 ITEM_FIELDS = ("item", "state", "detail", "at")
 AUDIT_FIELDS = ("at", "actor", "action", "target", "details")
@@ -96,7 +102,7 @@ class LedgerArchive:
     def pages(self, kind: Kind, *, page: int) -> Iterator[list[Record]]:
         """Every record of ``kind`` in primary-key order, ``page`` per read."""
         table = _TABLES[kind]
-        key = table.c.id
+        (key,) = table.primary_key.columns  # one column each: id, or an opt-out's number
         last = None
         while True:
             q = select(table).order_by(key).limit(page)
@@ -115,7 +121,7 @@ class LedgerArchive:
             yield records
             if len(rows) < page:
                 return
-            last = rows[-1]["id"]
+            last = rows[-1][key.name]
 
     @staticmethod
     def _deliveries(conn: Connection, rows: list[dict[str, Any]]) -> list[Record]:
@@ -130,9 +136,10 @@ class LedgerArchive:
         return [Record("delivery", r, tuple(events[r["id"]]), tuple(items[r["id"]])) for r in rows]
 
     def is_empty(self) -> bool:
-        """No announcement, update, delivery or subscriber (what a restore needs)."""
+        """No announcement, update, delivery, subscriber, subscriber endpoint or SMS opt-out (what
+        a restore needs)."""
         with self.ledger.read() as conn:
-            for table in (t.announcements, t.updates, t.deliveries, t.subscribers):
+            for table in _RESTORED:
                 if conn.execute(select(func.count()).select_from(table)).scalar():
                     return False
         return True

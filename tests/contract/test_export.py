@@ -3,6 +3,7 @@ subscribers CSV that round-trips and reports bad rows by line number."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -14,6 +15,8 @@ from broadcaster import export, service, subscribers as subs
 from broadcaster.config import load_settings
 from broadcaster.errors import Conflict, InvalidRequest
 from broadcaster.ledger import Ledger
+from broadcaster.ledger.endpoints import EndpointRequest, EndpointStore
+from broadcaster.ledger.opt_outs import OptOutStore
 from broadcaster.models import DeliveryState as S, Receipt
 from tests.support.ledger import claim
 from tests.support.runtime import Clock, memory_runtime
@@ -55,6 +58,24 @@ def populate(url: str) -> Ledger:
     subs.add(ledger, "news", "bob@example.test", marketing=False, actor="test")
     sub, _ = subs.add(ledger, "ops", "carol@example.test", state="confirmed", actor="test")
     subs.set_state(ledger, sub.id, "opted_out", actor="test")
+    endpoints = EndpointStore(ledger)
+    for i, (fmt, url) in enumerate((("slack", "https://hooks.example.test/services/T/B/S3CR3T"),
+                                    ("generic", "https://ops.example.test/hook?k=1"),
+                                    ("discord", "https://discord.example.test/api/webhooks/1/tok"))):
+        ep = endpoints.request(EndpointRequest("news", fmt, url, hashlib.sha256(url.encode()).hexdigest(),
+                                               "owner@example.test" if i else None, ("db",) if i == 1 else ()),
+                               stale_before=0, actor="test")
+        if i:  # confirmed by its owner's code; the second fails once, the third is disabled by an admin
+            code = f"{i}" * 64
+            assert endpoints.claim_challenge(ep.id, code, not_since=0) is not None
+            assert endpoints.confirm(code, requested_after=0) is not None
+        if i == 1:
+            endpoints.failed(ep.id, "HTTP 500 from the endpoint", max_failures=5)
+        if i == 2:
+            endpoints.set_state(ep.id, "disabled", actor="test")
+    opt_outs = OptOutStore(ledger)
+    opt_outs.opt_out("+15550001111", channel="sms", reason="STOP")
+    opt_outs.opt_out("+4915112345678", channel="sms", reason="replied \"STOPP\" 🙅")
     return ledger
 
 
@@ -71,8 +92,8 @@ def test_export_import_export_is_identical(ledger_url, tmp_path):
     assert first == export_text(source)  # paging changes nothing
     target = Ledger.open(ledger_url)
     counts = export.import_lines(target, io.StringIO(first))
-    assert counts == {"announcement": 3, "update": 3, "delivery": 10, "subscriber": 3,
-                      "audit": counts["audit"]} and counts["audit"] > 10
+    assert counts == {"announcement": 3, "update": 3, "delivery": 10, "subscriber": 3, "subscriber_endpoint": 3,
+                      "sms_opt_out": 2, "audit": counts["audit"]} and counts["audit"] > 10
     second = export_text(target, page=2)
     assert second == first
     # and the restored ledger works as a ledger
@@ -83,6 +104,13 @@ def test_export_import_export_is_identical(ledger_url, tmp_path):
     assert target.events_of(ds[0].id)[-1].attempt >= 1
     assert target.item_states(ds[0].id) == {"a@example.test": ("done", "250 ok"), "b@example.test": ("done", "250 ok")}
     target.audit("after-import", "test.action")  # the audit log's id sequence still works (PostgreSQL)
+    # subscribers' own webhooks and SMS opt-outs came along, and work as stored
+    before = {e.id: e for e in EndpointStore(source).page(limit=10)}
+    after = {e.id: e for e in EndpointStore(target).page(limit=10)}
+    assert after == before and {e.state for e in after.values()} == {"pending", "confirmed", "disabled"}
+    assert [e.url for e in EndpointStore(target).confirmed(["news"], ["generic"])] == ["https://ops.example.test/hook?k=1"]
+    assert OptOutStore(target).opted_out(["+15550001111", "+4915112345678", "+15550002222"]) == {
+        "+15550001111", "+4915112345678"}
     source.close()
     target.close()
 
@@ -93,7 +121,8 @@ def test_export_lines_have_a_stable_shape(tmp_path):
     assert lines[0] == {"type": "meta", "format": "broadcaster-export", "version": 1}
     assert lines[-1]["type"] == "end"
     types = [x["type"] for x in lines[1:-1]]
-    assert types == sorted(types, key=["announcement", "update", "delivery", "subscriber", "audit"].index)
+    assert types == sorted(types, key=["announcement", "update", "delivery", "subscriber", "subscriber_endpoint",
+                                       "sms_opt_out", "audit"].index)
     delivery = next(x for x in lines if x["type"] == "delivery")
     assert {"events", "items", "state", "attempts", "receipt", "last_error"} <= set(delivery)
     assert delivery["events"][0]["to_state"] == "pending"
@@ -109,6 +138,32 @@ def test_import_refuses_a_ledger_that_is_not_empty(ledger_url, tmp_path):
     with pytest.raises(Conflict, match="not empty"):
         export.import_lines(target, io.StringIO(data))
     assert export.export_lines(target) is not None and len(target.list_announcements()) == 0
+    target.close()
+
+
+@pytest.mark.parametrize("holds", ["endpoint", "opt_out"])
+def test_a_ledger_holding_only_an_endpoint_or_an_opt_out_is_not_empty(ledger_url, tmp_path, holds):
+    data = export_text(populate(f"sqlite:///{tmp_path}/a.db"))
+    target = Ledger.open(ledger_url)
+    if holds == "endpoint":
+        url = "https://elsewhere.example.test/h"
+        EndpointStore(target).request(EndpointRequest("news", "generic", url, hashlib.sha256(url.encode()).hexdigest(),
+                                                      None, ()), stale_before=0)
+    else:
+        OptOutStore(target).opt_out("+15559990000", channel="sms", reason="STOP")
+    with pytest.raises(Conflict, match="not empty"):
+        export.import_lines(target, io.StringIO(data))
+    assert target.list_announcements() == []
+    target.close()
+
+
+def test_an_export_made_before_endpoints_and_opt_outs_were_exported_still_imports(ledger_url, tmp_path):
+    lines = [json.loads(x) for x in export_text(populate(f"sqlite:///{tmp_path}/a.db")).splitlines()]
+    old = [x for x in lines if x["type"] not in ("subscriber_endpoint", "sms_opt_out")]
+    old[-1]["counts"] = {k: v for k, v in old[-1]["counts"].items() if k not in ("subscriber_endpoint", "sms_opt_out")}
+    target = Ledger.open(ledger_url)
+    counts = export.import_lines(target, [json.dumps(x) + "\n" for x in old])
+    assert counts["subscriber_endpoint"] == counts["sms_opt_out"] == 0 and counts["subscriber"] == 3
     target.close()
 
 
