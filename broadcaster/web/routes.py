@@ -24,7 +24,7 @@ from .. import origins, render_slots, service, templates
 from ..errors import BroadcasterError, Forbidden, InvalidRequest, LedgerUnavailable, NotFound
 from ..models import KINDS, SEVERITIES
 from . import session, views
-from .compose import announcement_data, compose_ctx, form_values, from_template
+from .compose import STATE_LABELS, announcement_data, chosen_states, compose_ctx, form_values, from_template
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -307,7 +307,7 @@ def announcement(request: Request, ann_id: str, done: str | None = None) -> Resp
                 update_key=str(uuid.uuid4()), overdue=late, holding=cfg.holding_text if late else None,
                 templates=sorted(templates.of_kind(rt.settings, data["kind"])),
                 promises=views.promise_choices(holding if late else None), promise_default=holding if late else "",
-                **_ctx(who))
+                component_states=STATE_LABELS, **_ctx(who))
 
 
 def _action(request: Request, form: FormData, ann_id: str, fn) -> Response:
@@ -331,6 +331,8 @@ def post_update(request: Request, ann_id: str, form: Form) -> Response:
             value = form.get(name)
             if isinstance(value, str) and value.strip(" "):
                 data[name] = value.strip(" ")
+        if states := chosen_states(form):  # per-component selects; empty ones leave the state as it is
+            data["component_states"] = states
         key = (form.get("idempotency_key") or "")[:200] or None
         service.add_update(rt, ann_id, data, principal=principal, idempotency_key=key and f"web:{key}")
         return "update"

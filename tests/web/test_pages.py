@@ -326,3 +326,23 @@ def test_compose_sets_component_states_explicitly(web):
     assert ann.component_states == {"API": "major_outage"}  # Checkout follows the severity
     detail = c.get(f"/ui/announcements/{ann.id}").json()
     assert detail["component_states"] == {"API": "major_outage"}
+
+
+def test_an_update_from_the_page_sets_component_states(web):
+    c, csrf = web.signed_in()
+    r = compose(c, csrf, components=["API", "Checkout"], state__API="major_outage", idempotency_key="us-1")
+    ann_id = r.headers["location"].split("/")[-1].split("?")[0]
+    page = c.get(f"/announcements/{ann_id}").text
+    form = page.split('id="update-form"')[1].split("</form>")[0]
+    assert 'name="state__API"' in form and 'name="state__Checkout"' in form and "unchanged (Major outage)" in form
+    r = c.post(f"/announcements/{ann_id}/updates", data={"csrf": csrf, "status": "identified", "body": "Found it.",
+                                                         "state__API": "degraded_performance", "state__Checkout": ""},
+               follow_redirects=False)
+    assert r.status_code == 303, r.text
+    (u,) = updates_of(web.runtime.ledger, ann_id)
+    assert u.component_states == {"API": "degraded_performance"}  # an empty select changes nothing
+    assert web.runtime.ledger.get_announcement(ann_id).component_states == {"API": "degraded_performance"}
+    r = c.post(f"/announcements/{ann_id}/updates", data={"csrf": csrf, "status": "monitoring", "body": "x",
+                                                         "state__API": "on_fire"}, follow_redirects=False)
+    assert r.status_code == 400 and "not a component state" in r.text
+    assert len(updates_of(web.runtime.ledger, ann_id)) == 1
