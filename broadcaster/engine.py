@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import compose, delivery as policy_mod
+from .channels._reply import UNTHREADED
 from .channels.base import Channel, io_reset, io_started
 from .config import ChannelPolicy, redact
 from .errors import AmbiguousDelivery, ChannelUnavailable, DeliveryError, PermanentError
@@ -196,6 +197,8 @@ def _send_one(runtime: Runtime, d: Delivery, adapter: Channel[Any], post: Post, 
     if permit.failures or permit.probe or permit.opened_at is not None:
         _shared(runtime.breaker.success, None, d.channel)  # a healthy closed breaker needs no reset round trip
     note = "delivered" + (" (provider reported an identical earlier post)" if receipt.extra.get("duplicate") else "")
+    if receipt.extra.get(UNTHREADED):  # an update whose thread was deleted: said in its events
+        note += f"; {receipt.extra[UNTHREADED]}"
     return finish(S.DELIVERED, note, receipt=receipt, attempted=True, maybe_sent=False)
 
 

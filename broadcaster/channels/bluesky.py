@@ -32,7 +32,7 @@ from ..errors import (
     TransientError,
 )
 from ..models import Message, Post, Receipt
-from . import _http
+from . import _http, _reply
 from .base import Channel, Progress, done_parts
 from .registry import register
 
@@ -139,6 +139,15 @@ def xrpc_error(response: httpx.Response) -> str | None:
     data = _http.json_or_none(response)
     name = data.get("error") if isinstance(data, dict) else None
     return name if isinstance(name, str) and re.fullmatch(r"[A-Za-z]{1,64}", name) else None
+
+
+#: XRPC errors that name a missing record (a reply's parent deleted), whatever the status
+RECORD_MISSING = ("RecordNotFound", "NotFound")
+
+
+def _parent_missing(exc: DeliveryError) -> bool:
+    """A refusal that names a missing record (an XRPC ``RecordNotFound``, whatever its status)."""
+    return isinstance(exc, PermanentError) and any(f"({n})" in str(exc) for n in RECORD_MISSING)
 
 
 def classify(response: httpx.Response, what: str, now) -> None:
@@ -306,20 +315,36 @@ class Bluesky(Channel[BlueskySettings]):
         root, parent = thread_refs(post.reply_to)
         refs: list[dict[str, str]] = []
         rkeys = [rkey_for(key, i, created) for i in range(len(parts))]
+        unthreaded: str | None = None
         for i, text in enumerate(parts):
             saved = done.get(i)
             if saved:
                 ref = json.loads(saved)
+                unthreaded = unthreaded or ref.pop(_reply.UNTHREADED, None)
             else:
                 reply = reply_refs(root, parent, refs)
                 record = post_record(text, created + i / 1000, reply=reply, langs=self.settings.langs)
                 if progress is not None:
                     progress.mark([f"part:{i}"], "sending")
-                ref = self._create(rkeys[i], record, f"{self.name} (part {i + 1}/{len(parts)})")
+                what = f"{self.name} (part {i + 1}/{len(parts)})"
+                try:
+                    ref = self._create(rkeys[i], record, what)
+                except DeliveryError as exc:
+                    if i or parent is None or not (_reply.parent_gone(exc) or _parent_missing(exc)):
+                        raise
+                    # the earlier post was deleted: this one starts a thread of its own (same record key)
+                    unthreaded = _reply.note(self.name, parent["uri"])
+                    root = None
+                    record = post_record(text, created + i / 1000, langs=self.settings.langs)
+                    ref = self._create(rkeys[i], record, what)
                 if progress is not None:
-                    progress.mark([f"part:{i}"], "done", json.dumps(ref))
+                    progress.mark([f"part:{i}"], "done",
+                                  json.dumps({**ref, **({_reply.UNTHREADED: unthreaded} if unthreaded else {})}))
             refs.append(ref)
-        return self._receipt(refs, rkeys, root)
+        receipt = self._receipt(refs, rkeys, root)
+        if unthreaded:
+            receipt.extra[_reply.UNTHREADED] = unthreaded
+        return receipt
 
     def lookup(self, post: Post, *, key: str) -> Receipt | None:
         """The thread as an earlier attempt left it: None when its first part does not exist.

@@ -19,7 +19,7 @@ from .. import render
 from ..config import ChannelSettings, Secret, Url
 from ..errors import AmbiguousDelivery, ContentRejected, DeliveryError
 from ..models import Post, Receipt
-from . import _http
+from . import _http, _reply
 from .base import Channel, Progress, done_parts
 from .registry import register
 
@@ -140,21 +140,36 @@ class Mastodon(Channel[MastodonSettings]):
         parent = reply_target(post.reply_to)
         ids: list[str] = []
         urls: list[str | None] = []
+        unthreaded: str | None = None
         for i, text in enumerate(parts):
             saved_detail = done.get(i)
             if saved_detail:
                 saved = json.loads(saved_detail)
                 status_id, url = saved["id"], saved.get("url")
+                unthreaded = unthreaded or saved.get(_reply.UNTHREADED)
             else:
                 if progress is not None:
                     progress.mark([f"part:{i}"], "sending")
-                status_id, url = self._create(text, parent, f"{key}-{i}", f"{self.name} (part {i + 1}/{len(parts)})")
+                what = f"{self.name} (part {i + 1}/{len(parts)})"
+                try:
+                    status_id, url = self._create(text, parent, f"{key}-{i}", what)
+                except DeliveryError as exc:
+                    if i or not parent or not _reply.parent_gone(exc):
+                        raise
+                    # the earlier post was deleted: the update goes out on its own (a key of its own:
+                    # the refused request's key must not stand for this one)
+                    unthreaded = _reply.note(self.name, parent)
+                    status_id, url = self._create(text, None, f"{key}-{i}-unthreaded", what)
                 if progress is not None:
-                    progress.mark([f"part:{i}"], "done", json.dumps({"id": status_id, "url": url}))
+                    detail = {"id": status_id, "url": url, **({_reply.UNTHREADED: unthreaded} if unthreaded else {})}
+                    progress.mark([f"part:{i}"], "done", json.dumps(detail))
             ids.append(status_id)
             urls.append(url)
             parent = status_id
-        return Receipt(remote_id=ids[0], url=urls[0], extra={"ids": ids, "last_id": ids[-1]})
+        extra: dict[str, Any] = {"ids": ids, "last_id": ids[-1]}
+        if unthreaded:
+            extra[_reply.UNTHREADED] = unthreaded
+        return Receipt(remote_id=ids[0], url=urls[0], extra=extra)
 
     def _create(self, text: str, parent: str | None, idem: str, what: str) -> tuple[str, str | None]:
         body = status_body(text, in_reply_to=parent, visibility=self.settings.visibility, language=self.settings.language)

@@ -14,10 +14,10 @@ import httpx
 
 from .. import render
 from ..config import ChannelSettings, Secret, Url
-from ..errors import AmbiguousDelivery, AuthError, ContentRejected, PermanentError, RateLimited
+from ..errors import AmbiguousDelivery, AuthError, ContentRejected, DeliveryError, PermanentError, RateLimited
 from ..models import Post, Receipt
 from ..oauth.settings import XRefresh
-from . import _http
+from . import _http, _reply
 from ._oauth import RenewableToken
 from .base import Channel, Progress, done_parts
 from .registry import register
@@ -127,13 +127,21 @@ class X(RenewableToken, Channel[XSettings]):
         parent = reply_target(post.reply_to)
         ids: list[str] = []
         duplicates: list[int] = []
+        unthreaded: str | None = None
         for i, text in enumerate(parts):
             if i in done:  # detail "" marks a part X called a duplicate
                 tweet_id = done[i] or None
             else:
                 if progress is not None:
                     progress.mark([f"part:{i}"], "sending")
-                tweet_id = self._create(text, parent, f"{self.name} (part {i + 1}/{len(parts)})")
+                what = f"{self.name} (part {i + 1}/{len(parts)})"
+                try:
+                    tweet_id = self._create(text, parent, what)
+                except DeliveryError as exc:
+                    if i or not parent or not _reply.parent_gone(exc):
+                        raise
+                    unthreaded = _reply.note(self.name, parent)  # the earlier post was deleted
+                    tweet_id = self._create(text, None, what)
                 if progress is not None:
                     progress.mark([f"part:{i}"], "done", tweet_id or "")
             if tweet_id is None:
@@ -144,6 +152,8 @@ class X(RenewableToken, Channel[XSettings]):
         extra: dict[str, Any] = {"ids": ids, "last_id": ids[-1] if ids else None}
         if duplicates:
             extra.update(duplicate=True, duplicate_parts=duplicates)
+        if unthreaded:
+            extra[_reply.UNTHREADED] = unthreaded
         first = ids[0] if ids and 0 not in duplicates else None
         return Receipt(remote_id=first, url=self.permalink(first) if first else None, extra=extra)
 

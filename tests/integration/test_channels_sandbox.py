@@ -236,6 +236,29 @@ def test_facebook_update_is_a_comment_on_the_page_post(env):
     assert [p["id"] for p in live_posts(env.box, "facebook") if not p.get("reply_to")] == [post.remote_id]
 
 
+@pytest.mark.parametrize("channel, delete", [("mastodon", "/api/v1/statuses/{id}"), ("x", "/2/tweets/{id}")])
+def test_an_update_whose_first_post_was_deleted_goes_out_unthreaded(env, channel, delete):
+    """Someone deleted the first post by hand: the network answers 404 for the reply target. The
+    resolve still goes out, on its own, and its delivery's events say why it is not threaded."""
+    import httpx
+
+    ann = submit(env.system, [channel])
+    [post] = env.settle(ann)
+    assert str(post.state) == "delivered"
+    gone = httpx.delete(env.box.url(channel) + delete.format(id=post.remote_id),
+                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert gone.status_code == 200, gone.text
+    resolve(env.system, ann)
+    ds = env.settle(ann, count=2)
+    update = next(d for d in ds if d.update_id)
+    assert str(update.state) == "delivered", reasons(env.system, update.id)
+    assert any("is gone on" in r and "posted on its own, without the thread" in r
+               for r in reasons(env.system, update.id)), reasons(env.system, update.id)
+    live = live_posts(env.box, PROVIDER[channel])
+    assert [p["reply_to"] for p in live] == [None], "one live post: the update, not threaded"
+    assert update.attempts == 1
+
+
 # ---------------------------------------------------------------- fault modes
 
 HTTP_CHANNELS = ["mastodon", "bluesky", "x", "facebook", "atlassian", "cachet", "slack", "discord", "teams", "webhook"]

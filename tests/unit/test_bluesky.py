@@ -293,3 +293,33 @@ def test_render_threads_on_bytes_when_graphemes_would_fit():
     a = Announcement(id="a", kind="incident", title="T", body=" ".join([family] * 200))  # 400 graphemes, 3.8 kB
     parts = make(FakePDS()).render(Message(a)).parts
     assert len(parts) > 1 and all(len(q.encode()) <= 3000 and ch.count(q) <= 300 for q in parts)
+
+
+class ParentDeleted(FakePDS):
+    """A PDS that refuses a reply whose parent record is gone."""
+
+    def __init__(self, gone: str, status: int = 404):
+        super().__init__()
+        self.gone, self.status = gone, status
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("createRecord"):
+            reply = json.loads(request.content)["record"].get("reply") or {}
+            if reply.get("parent", {}).get("uri") == self.gone:
+                self.requests.append(request)
+                return httpx.Response(self.status, json={"error": "RecordNotFound", "message": "Could not locate record"})
+        return super().__call__(request)
+
+
+@pytest.mark.parametrize("status", [404, 400])
+def test_an_update_whose_parent_was_deleted_is_posted_unthreaded_and_says_so(status):
+    first = make(FakePDS()).send(post("a (1/2)", "b (2/2)"), key="k")
+    fake = ParentDeleted(first.extra["last"]["uri"], status)
+    receipt = make(fake).send(post("[Resolved] ok (1/2)", "more (2/2)", reply_to=first), key="u")
+    bodies = fake.created()
+    assert bodies[0]["record"]["reply"]["parent"] == first.extra["last"], "the thread was tried first"
+    assert "reply" not in bodies[1]["record"] and bodies[1]["rkey"] == bodies[0]["rkey"]
+    own = {"uri": receipt.extra["uri"], "cid": receipt.extra["cid"]}
+    assert bodies[2]["record"]["reply"] == {"root": own, "parent": own}, "the rest threads under the new post"
+    assert receipt.extra["root"] == own
+    assert f"({first.extra['last']['uri']}) is gone on bsky" in receipt.extra["unthreaded"]

@@ -230,3 +230,40 @@ def test_secret_never_shows():
     with pytest.raises(DeliveryError) as info:
         ch.send(post("x"), key="k")
     assert TOKEN not in str(info.value) and TOKEN not in (info.value.response or "")
+
+
+class ParentDeleted(Fake):
+    """An instance where the earlier post (the update's reply target) was deleted."""
+
+    def __init__(self, gone: str):
+        super().__init__()
+        self.gone = gone
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and json.loads(request.content).get("in_reply_to_id") == self.gone:
+            self.requests.append(request)
+            return httpx.Response(404, json={"error": "Record not found"})
+        return super().__call__(request)
+
+
+def test_an_update_whose_parent_was_deleted_is_posted_unthreaded_and_says_so():
+    fake = ParentDeleted(gone="9")
+    earlier = Receipt(remote_id="7", extra={"ids": ["7", "8", "9"], "last_id": "9"})
+    progress = MemoryProgress()
+    receipt = make(fake).send(post("[Resolved] fixed (1/2)", "more (2/2)", reply_to=earlier), key="u", progress=progress)
+    bodies = [json.loads(r.content) for r in fake.posts]
+    assert [b.get("in_reply_to_id") for b in bodies] == ["9", None, "101"], "refused, then on its own, then threaded"
+    assert [r.headers["Idempotency-Key"] for r in fake.posts] == ["u-0", "u-0-unthreaded", "u-1"]
+    assert receipt.remote_id == "101" and receipt.extra["ids"] == ["101", "102"]
+    assert "(9) is gone on mastodon-main (HTTP 404): posted on its own" in receipt.extra["unthreaded"]
+    # a resumed send still knows (the note travels with the part's progress)
+    again = make(Fake()).send(post("[Resolved] fixed (1/2)", "more (2/2)", reply_to=earlier), key="u",
+                              progress=progress)
+    assert again.extra["unthreaded"] == receipt.extra["unthreaded"]
+
+
+def test_a_404_for_a_first_post_or_a_later_part_is_not_turned_into_an_unthreaded_post():
+    fake = Fake(status_reply=httpx.Response(404, json={"error": "Record not found"}))
+    with pytest.raises(PermanentError):
+        make(fake).send(post("new post"), key="n")
+    assert len(fake.posts) == 1, "no parent: nothing to leave out, so no second request"

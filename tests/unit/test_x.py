@@ -173,3 +173,22 @@ def test_check_retract_and_secret():
     with pytest.raises(DeliveryError) as info:
         make(FakeX([httpx.Response(401)])).send(post("x"), key="k")
     assert TOKEN not in str(info.value) + (info.value.response or "")
+
+
+def test_an_update_whose_parent_was_deleted_is_posted_unthreaded_and_says_so():
+    gone = httpx.Response(404, json={"title": "Not Found Error", "detail": "Could not find tweet with id: [3].",
+                                     "type": "https://api.twitter.com/2/problems/resource-not-found", "status": 404})
+    fake = FakeX([gone])
+    receipt = make(fake).send(post("[Resolved] ok (1/2)", "b (2/2)", reply_to=Receipt(remote_id="1", extra={"last_id": "3"})),
+                              key="u")
+    bodies = [json.loads(r.content) for r in fake.posts]
+    assert [b.get("reply") for b in bodies] == [{"in_reply_to_tweet_id": "3"}, None, {"in_reply_to_tweet_id": "1001"}]
+    assert receipt.remote_id == "1001" and receipt.extra["ids"] == ["1001", "1002"]
+    assert "(3) is gone on x-main (HTTP 404)" in receipt.extra["unthreaded"]
+
+
+def test_a_refused_reply_other_than_a_missing_parent_still_fails():
+    fake = FakeX([httpx.Response(403, json={"title": "Forbidden", "detail": "reply not allowed", "status": 403})])
+    with pytest.raises(PermanentError):
+        make(fake).send(post("[Resolved] ok", reply_to=Receipt(remote_id="1", extra={"last_id": "3"})), key="u")
+    assert len(fake.posts) == 1
