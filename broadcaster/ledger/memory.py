@@ -31,8 +31,8 @@ from ..models import (
     DeliveryState,
     Receipt,
     Update,
-    Window,
 )
+from . import rows
 from .journal import Journal
 from .ports import ItemMark, Outcome, once_key
 
@@ -54,29 +54,12 @@ RECORD = "ledger"
 
 
 def announcement_of(m: Row) -> Announcement:
-    window = None
-    if m["window_starts_at"] is not None and m["window_ends_at"] is not None:
-        window = Window(m["window_starts_at"], m["window_ends_at"])
-    return Announcement(
-        id=m["id"], kind=m["kind"], title=m["title"], body=m["body"] or "", url=m["url"], severity=m["severity"],
-        components=tuple(m["components"] or ()), publish_at=m["publish_at"], window=window,
-        channels=tuple(m["channels"] or ()), variants=copy.deepcopy(dict(m["variants"] or {})),
-        tags=tuple(m["tags"] or ()), status=m["status"], author=m["author"], created_at=m["created_at"],
-        retracted_at=m["retracted_at"],
-        allowed_channels=None if m["allowed_channels"] is None else tuple(m["allowed_channels"]),
-        component_states=dict(m["component_states"] or {}), next_update_at=m.get("next_update_at"),
-    )
+    """As the SQL ledger reads it (:mod:`.rows`), with its variants copied: the twin's rows are
+    live dictionaries, and a caller must not change them through what it was given."""
+    return rows.announcement_of({**m, "variants": copy.deepcopy(m["variants"])})
 
 
-def delivery_of(m: Row) -> Delivery:
-    return Delivery(
-        id=m["id"], announcement_id=m["announcement_id"], channel=m["channel"], state=S(m["state"]),
-        update_id=m["update_id"], attempts=m["attempts"], due_at=m["due_at"], deadline_at=m["deadline_at"],
-        lease_until=m["lease_until"], lease_owner=m["lease_owner"], maybe_sent=bool(m["maybe_sent"]),
-        remote_id=m["remote_id"], remote_url=m["remote_url"], receipt=Receipt.from_dict(m["receipt"]),
-        last_error=m["last_error"], fallback_of=m["fallback_of"], created_at=m["created_at"],
-        updated_at=m["updated_at"], settled_at=m["settled_at"],
-    )
+delivery_of = rows.delivery_of
 
 
 def _new_id(prefix: str) -> str:
