@@ -18,30 +18,10 @@ from broadcaster.breakglass_reconcile import reconcile
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S
+from tests.support.provider import Provider
 from tests.support.runtime import Clock, memory_runtime
 
 PAYLOAD = {"kind": "incident", "title": "Checkout is down", "body": "We are on it."}
-
-
-class Provider:
-    """The far side of every webhook: scripted replies per path, every request recorded."""
-
-    def __init__(self):
-        self.requests: list[httpx.Request] = []
-        self.script: dict[str, list] = {}
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        queue = self.script.get(request.url.path) or []
-        reply = queue.pop(0) if queue else 200
-        if isinstance(reply, BaseException):
-            raise reply
-        if isinstance(reply, httpx.Response):
-            return reply
-        return httpx.Response(reply, json={"ok": reply < 300})
-
-    def count(self, path: str) -> int:
-        return sum(1 for r in self.requests if r.url.path == path)
 
 
 class Killed(BaseException):

@@ -16,31 +16,8 @@ from broadcaster.errors import TransientError
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S, Receipt, current_error
 from tests.support.ledger import claim, set_announcement
+from tests.support.provider import Provider
 from tests.support.runtime import NOW, Clock, memory_runtime, wakeups
-
-
-class Provider:
-    """The far side of every webhook: scripted replies per path, every request recorded."""
-
-    def __init__(self):
-        self.requests: list[httpx.Request] = []
-        self.script: dict[str, list] = {}
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        queue = self.script.get(request.url.path) or []
-        reply = queue.pop(0) if queue else 200
-        if isinstance(reply, Exception):
-            raise reply
-        if isinstance(reply, httpx.Response):
-            return reply
-        return httpx.Response(reply, json={"ok": reply < 300})
-
-    def paths(self) -> list[str]:
-        return [r.url.path for r in self.requests]
-
-
-# ---------------------------------------------------------------- a channel that can look up
 
 
 class LookupSettings(ChannelSettings):
