@@ -100,6 +100,15 @@ def _oauth_error(response: httpx.Response, what: str, secrets: set[str]) -> Deli
                      "the new refresh token", status=status)
 
 
+def _ask(http: httpx.Client, method: str, url: str, what: str, secrets: set[str], **kw: Any) -> dict[str, Any]:
+    """A token endpoint's JSON answer (build → one request → classify → parse): an error answer
+    raised as one of ours with ``secrets`` kept out of its message."""
+    resp = _exchange(http, method, url, what, **kw)
+    if not 200 <= resp.status_code < 300:
+        raise _oauth_error(resp, what, secrets)
+    return _json(resp, what)
+
+
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
     data = _http.json_or_none(response)
     if not isinstance(data, dict):
@@ -164,10 +173,8 @@ class XProvider(Provider):
         else:
             form["client_id"] = cfg.refresh.client_id
         secrets = tokens.secrets()
-        resp = _exchange(http, "POST", self.token_url(cfg), what, data=form, auth=auth)
-        if not 200 <= resp.status_code < 300:
-            raise _oauth_error(resp, what, secrets)
-        return oauth2_answer(_json(resp, what), tokens, now=now, what=what)
+        answer = _ask(http, "POST", self.token_url(cfg), what, secrets, data=form, auth=auth)
+        return oauth2_answer(answer, tokens, now=now, what=what)
 
 
 class LinkedInProvider(Provider):
@@ -182,10 +189,8 @@ class LinkedInProvider(Provider):
         form = {"grant_type": "refresh_token", "refresh_token": refresh.reveal(),
                 "client_id": cfg.refresh.client_id, "client_secret": cfg.refresh.client_secret.reveal()}
         secrets = tokens.secrets()
-        resp = _exchange(http, "POST", self.token_url(cfg), what, data=form)
-        if not 200 <= resp.status_code < 300:
-            raise _oauth_error(resp, what, secrets)
-        return oauth2_answer(_json(resp, what), tokens, now=now, what=what)
+        answer = _ask(http, "POST", self.token_url(cfg), what, secrets, data=form)
+        return oauth2_answer(answer, tokens, now=now, what=what)
 
 
 class MatrixProvider(Provider):
@@ -199,10 +204,7 @@ class MatrixProvider(Provider):
         what = "Matrix token refresh"
         refresh = _needs_refresh_token(tokens, what)
         secrets = tokens.secrets()
-        resp = _exchange(http, "POST", self.token_url(cfg), what, json={"refresh_token": refresh.reveal()})
-        if not 200 <= resp.status_code < 300:
-            raise _oauth_error(resp, what, secrets)
-        data = _json(resp, what)
+        data = _ask(http, "POST", self.token_url(cfg), what, secrets, json={"refresh_token": refresh.reveal()})
         ms = _seconds(data.get("expires_in_ms"))
         answer = {**data, "expires_in": ms / 1000.0 if ms else None}
         return oauth2_answer(answer, tokens, now=now, what=what)
@@ -221,11 +223,8 @@ class FacebookProvider(Provider):
         """``debug_token``'s ``data`` for ``token`` (asked with the app token)."""
         what = "Facebook debug_token"
         app = f"{cfg.refresh.client_id}|{cfg.refresh.client_secret.reveal()}"
-        resp = _exchange(http, "GET", f"{self._graph(cfg)}/debug_token", what,
-                         params={"input_token": token.reveal()}, headers={"Authorization": f"Bearer {app}"})
-        if not 200 <= resp.status_code < 300:
-            raise _oauth_error(resp, what, secrets | {app})
-        data = _json(resp, what).get("data")
+        data = _ask(http, "GET", f"{self._graph(cfg)}/debug_token", what, secrets | {app},
+                    params={"input_token": token.reveal()}, headers={"Authorization": f"Bearer {app}"}).get("data")
         if not isinstance(data, dict):
             raise TransientError(f"{what}: the answer has no data")
         return data
@@ -246,19 +245,14 @@ class FacebookProvider(Provider):
         user = _needs_refresh_token(tokens, what)
         form = {"grant_type": "fb_exchange_token", "client_id": cfg.refresh.client_id,
                 "client_secret": cfg.refresh.client_secret.reveal(), "fb_exchange_token": user.reveal()}
-        resp = _exchange(http, "POST", self.token_url(cfg), what, data=form)
-        if not 200 <= resp.status_code < 300:
-            raise _oauth_error(resp, what, secrets)
-        data = _json(resp, what)
+        data = _ask(http, "POST", self.token_url(cfg), what, secrets, data=form)
         long_lived = _token(data, "access_token", what)
         lives = _seconds(data.get("expires_in"))
         what = f"Facebook page token of {cfg.page_id}"
         secrets |= {long_lived.reveal()}
-        resp = _exchange(http, "GET", f"{self._graph(cfg)}/{quote(cfg.page_id, safe='')}", what,
-                         params={"fields": "access_token"}, headers={"Authorization": f"Bearer {long_lived.reveal()}"})
-        if not 200 <= resp.status_code < 300:
-            raise _oauth_error(resp, what, secrets)
-        page = _json(resp, what).get("access_token")
+        page = _ask(http, "GET", f"{self._graph(cfg)}/{quote(cfg.page_id, safe='')}", what, secrets,
+                    params={"fields": "access_token"},
+                    headers={"Authorization": f"Bearer {long_lived.reveal()}"}).get("access_token")
         if not isinstance(page, str) or not page:
             raise AuthError(f"{what}: no Page token in the answer — the user must be an admin of the Page and "
                             "grant pages_manage_posts")
