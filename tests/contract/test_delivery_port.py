@@ -378,6 +378,8 @@ def test_a_fallback_that_loses_its_lease_adds_nothing(port, clock):
 
 
 def test_two_deliveries_falling_back_to_one_channel_at_once_make_one(port):
+    """a and b fail at the same moment in two workers, both falling back to c: one c, and the
+    other's log names it (on PostgreSQL the loser meets the unique key: ON CONFLICT DO NOTHING)."""
     ann_id, [a, b] = create(port)
     handles = others(port, 2)
     try:

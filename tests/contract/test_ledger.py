@@ -247,38 +247,6 @@ def test_fallback_chains_and_loops_end_at_channels_that_have_the_message(ledger)
     assert sorted(d.channel for d in ledger.deliveries_of(ann_id)) == ["a", "b", "c"]
 
 
-def test_two_deliveries_falling_back_to_the_same_channel_at_once_make_one(ledger_url, ledger):
-    """a and b fail at the same moment in two workers, both falling back to c: one c, and the
-    other's log names it (on PostgreSQL the loser meets the unique key: ON CONFLICT DO NOTHING)."""
-    ann_id, [a, b] = create(ledger)
-    others = [Ledger.open(ledger_url, clock=ledger.clock) for _ in range(2)]
-    try:
-        claimed = [claim(others[0], a.id, "w0", 30), claim(others[1], b.id, "w1", 30)]
-        barrier = threading.Barrier(2)
-        errors: list[Exception] = []
-
-        def fall_back(i: int) -> None:
-            try:
-                barrier.wait(10)
-                others[i].transition(claimed[i], S.FALLEN_BACK, "gave up", owner=f"w{i}", attempted=True,
-                                     fallbacks=[{"channel": "c", "fallback_of": claimed[i].id}])
-            except Exception as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=fall_back, args=(i,)) for i in range(2)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(30)
-    finally:
-        for lg in others:
-            lg.close()
-    assert errors == []
-    [c] = [d for d in ledger.deliveries_of(ann_id) if d.channel == "c"]
-    loser = b.id if c.fallback_of == a.id else a.id
-    assert f"fallback c already has it ({c.id}" in ledger.events_of(loser)[-1].reason
-
-
 def test_no_ledger_method_inserts_a_second_delivery_for_a_message_and_channel(ledger):
     from sqlalchemy import insert
     from sqlalchemy.exc import IntegrityError
