@@ -183,6 +183,8 @@ def test_a_claim_needs_a_claimable_state_and_a_due_time(port, clock):
 
 
 def test_a_claim_is_exclusive_under_eight_racing_workers(port):
+    """Eight workers (each with its own handle — on SQL its own engine, like separate
+    processes) race for each row."""
     handles = others(port, 8)
     try:
         for round_ in range(3):

@@ -4,7 +4,6 @@ and migrations."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -136,51 +135,6 @@ def test_claim_marks_sending_with_a_lease_and_logs_it(ledger):
     assert c.state == S.SENDING and c.lease_owner == "w1" and c.lease_until == NOW + 30
     assert ledger.events_of(d.id)[-1].reason == "claimed by w1"
     assert claim(ledger, d.id, "w2", 30) is None
-
-
-def test_claim_refuses_what_is_not_due_or_settled(ledger, clock):
-    _, [later] = create(ledger, channels=("a",), due_at=NOW + 60)
-    assert claim(ledger, later.id, "w", 30) is None
-    _, [sched] = create(ledger, channels=("a",), state=S.SCHEDULED)
-    assert claim(ledger, sched.id, "w", 30) is None
-    assert claim(ledger, "dlv_missing", "w", 30) is None
-    clock.advance(60)
-    assert claim(ledger, later.id, "w", 30) is not None
-
-
-def test_claim_is_exclusive_under_eight_racing_threads(ledger_url, ledger):
-    """Eight workers (each with its own engine, like separate processes) race for each row."""
-    others = [Ledger.open(ledger_url, migrate_schema=False, clock=ledger.clock) for _ in range(8)]
-    try:
-        for round_ in range(3):
-            _, [d] = create(ledger, channels=("a",))
-            barrier = threading.Barrier(8)
-            wins, errors = [], []
-
-            def worker(i, barrier=barrier, d=d, wins=wins, errors=errors):
-                try:
-                    barrier.wait(10)
-                    if claim(others[i], d.id, f"w{i}", 30) is not None:
-                        wins.append(i)
-                except Exception as exc:  # noqa: BLE001 - report below
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
-            assert errors == [], errors
-            assert len(wins) == 1, f"round {round_}: {len(wins)} workers claimed the same delivery"
-            row = ledger.get_delivery(d.id)
-            assert row.lease_owner == f"w{wins[0]}"
-            assert [e.to_state for e in ledger.events_of(d.id)].count("sending") == 1
-    finally:
-        for o in others:
-            o.close()
-
-
-# ---------------------------------------------------------------- transitions and leases
 
 
 def test_transition_with_a_stale_owner_is_refused(ledger):
