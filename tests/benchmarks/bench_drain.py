@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import resource
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -28,9 +24,8 @@ import httpx
 from broadcaster import drain, service
 from broadcaster.config import load_settings
 from broadcaster.ledger import Ledger
+from tests.benchmarks.scratch_ledgers import postgres_url, sqlite_url
 from tests.support.runtime import memory_runtime
-
-PG_ADMIN = os.environ.get("BROADCASTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _cpu() -> float:
@@ -60,26 +55,6 @@ def once(url: str, n: int) -> tuple[float, float]:
         rt.close()
         http.close()
         ledger.close()
-
-
-@contextmanager
-def sqlite_url() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="bc-bench-drain-") as tmp:
-        yield f"sqlite:///{tmp}/ledger.db"
-
-
-@contextmanager
-def postgres_url() -> Iterator[str]:
-    import psycopg
-
-    name = f"bc_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def measure(make_url: Callable[[], Any], n: int, rounds: int) -> dict[str, float]:

@@ -19,18 +19,14 @@ shared; the best run is the least disturbed one).
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from broadcaster.ledger import Ledger
 from broadcaster.models import DeliveryState as S, Receipt
+from tests.benchmarks.scratch_ledgers import postgres_url, sqlite_url
 
-PG_ADMIN = os.environ.get("BROADCASTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CHANNELS = ("x", "y", "z")  # accept's own: the other operations each drain a channel of their own
 
 
@@ -103,26 +99,6 @@ OPERATIONS: dict[str, Callable[[Ledger, int], float]] = {
     "accept (3 channels)": accept, "attempt (claim + outcome)": attempt, "batch of 20, per delivery": batch,
     "drain's batch of 20 + start marks": drain,
     "progress (10 items + lease)": progress}
-
-
-@contextmanager
-def sqlite_url() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="bc-bench-ledger-") as tmp:
-        yield f"sqlite:///{tmp}/ledger.db"
-
-
-@contextmanager
-def postgres_url() -> Iterator[str]:
-    import psycopg
-
-    name = f"bc_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def measure(make_url: Callable[[], Any], n: int, rounds: int) -> dict[str, float]:
