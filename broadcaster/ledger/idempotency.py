@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from .repository import Ledger
 
 _K = t.idempotency_keys
+#: built once (every keyed POST writes one); a key without a response leaves the column out, so
+#: it stays SQL NULL rather than JSON ``null``
+_REMEMBER = insert(_K)
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,16 @@ class IdempotencyStore:
                  response: dict[str, Any] | None = None, conn: Connection | None = None) -> bool:
         """Store the key; False when a concurrent request stored it first (only without ``conn``:
         inside a caller's transaction the unique violation is the caller's to handle)."""
-        stmt = insert(_K).values(scope=scope, key=key, request_hash=request_hash, target_id=target_id[:40],
-                                 response=response, created_at=self.ledger.clock())
+        row = {"scope": scope, "key": key, "request_hash": request_hash, "target_id": target_id[:40],
+               "created_at": self.ledger.clock()}
+        if response is not None:
+            row["response"] = response
         if conn is not None:
-            conn.execute(stmt)
+            conn.execute(_REMEMBER, row)
             return True
         try:
             with self.ledger.tx() as own:
-                own.execute(stmt)
+                own.execute(_REMEMBER, row)
         except IntegrityError:
             return False
         return True

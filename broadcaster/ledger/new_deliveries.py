@@ -23,6 +23,8 @@ from .inputs import NewDelivery
 from .rows import delivery_of
 
 _D = t.deliveries
+#: built once: every accepted message writes its deliveries with it (one executemany)
+_INSERT = insert(_D)
 
 
 def delivery_row(ann_id: str, update_id: str | None, d: NewDelivery, now: float) -> tuple[dict[str, Any],
@@ -54,7 +56,7 @@ def insert_routed(conn: Connection, ann_id: str, update_id: str | None, deliveri
         row, event = delivery_row(ann_id, update_id, d, now)
         rows.append(row)
         events.append(event)
-    conn.execute(insert(_D), rows)
+    conn.execute(_INSERT, rows)
     conn.execute(INSERT_EVENT, events)
     return rows, events
 
