@@ -10,7 +10,9 @@ What is pushed is what kombu's Redis transport pushes for ``send_task(DRAIN, (ch
 queue=<the channel's queue>)``: a Celery protocol-2 message, built by Celery itself
 (``app.amqp.create_task_message``), in kombu's Redis envelope (JSON; base64 body; delivery info
 with the queue as routing key on the default exchange, as Celery routes it; a fresh
-``delivery_tag``), onto the list the worker pops. ``tests/contract/test_wakeup_redis.py`` compares
+``delivery_tag``), onto the list the worker pops. A channel's message differs from one wake-up
+to the next only in its ids, so Celery builds it once per channel and process, and each wake-up
+fills in a fresh task id and delivery tag (:func:`fresh`). ``tests/contract/test_wakeup_redis.py`` compares
 it with kombu's own message and has a real worker consume it.
 
 Why coalescing loses nothing (the mark means "a drain of this channel is queued and has not
@@ -30,6 +32,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -71,17 +74,31 @@ def is_redis(url: str) -> bool:
     return url.startswith(REDIS_SCHEMES)
 
 
-def task_payload(app: Any, name: str, args: Sequence[Any], queue: str, countdown: float | None = None) -> str:
-    """The JSON kombu's Redis transport would push for ``app.send_task(name, args, queue=queue,
-    countdown=countdown)`` (body base64, as kombu's virtual transport encodes it)."""
-    task_id = str(uuid.uuid4())
-    msg = app.amqp.create_task_message(task_id, name, tuple(args), {}, countdown=countdown or None,
-                                       ignore_result=True)
+def envelope(app: Any, name: str, args: Sequence[Any], queue: str, countdown: float | None = None) -> dict[str, Any]:
+    """kombu's Redis envelope of ``app.send_task(name, args, queue=queue, countdown=countdown)``
+    (body base64, as kombu's virtual transport encodes it), its ids left for :func:`fresh`:
+    everything else in it depends only on the arguments (and the countdown's moment)."""
+    msg = app.amqp.create_task_message("", name, tuple(args), {}, countdown=countdown or None, ignore_result=True)
     body = json.dumps(msg.body).encode()
     properties = {**msg.properties, "delivery_mode": 2, "delivery_info": {"exchange": "", "routing_key": queue},
-                  "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())}
-    return json.dumps({"body": base64.b64encode(body).decode(), "content-encoding": "utf-8",
-                       "content-type": "application/json", "headers": msg.headers, "properties": properties})
+                  "priority": 0, "body_encoding": "base64"}
+    return {"body": base64.b64encode(body).decode(), "content-encoding": "utf-8",
+            "content-type": "application/json", "headers": msg.headers, "properties": properties}
+
+
+def fresh(env: dict[str, Any]) -> str:
+    """``env`` as one message of its own: a new task id (also its root and correlation id) and a
+    new ``delivery_tag``, as JSON."""
+    task_id = str(uuid.uuid4())
+    return json.dumps({**env, "headers": {**env["headers"], "id": task_id, "root_id": task_id},
+                       "properties": {**env["properties"], "correlation_id": task_id,
+                                      "delivery_tag": str(uuid.uuid4())}})
+
+
+def task_payload(app: Any, name: str, args: Sequence[Any], queue: str, countdown: float | None = None) -> str:
+    """The JSON kombu's Redis transport would push for ``app.send_task(name, args, queue=queue,
+    countdown=countdown)``."""
+    return fresh(envelope(app, name, args, queue, countdown))
 
 
 class RedisWakeups:
@@ -94,6 +111,10 @@ class RedisWakeups:
         #: kombu's ``global_keyprefix`` transport option, if one is set: queue lists (and marks) carry it
         self.key_prefix = key_prefix
         self._script = redis.register_script(_WAKE)
+        #: per channel, its drain's envelope (no countdown), built by Celery once per process —
+        #: building it per wake-up (argsrepr, headers) cost more than the round trip
+        self._envelopes: dict[str, dict[str, Any]] = {}
+        self._pid = os.getpid()
 
     @classmethod
     def for_app(cls, app: Any, settings: Settings, task: str) -> RedisWakeups | None:
@@ -117,9 +138,18 @@ class RedisWakeups:
         for channel in channels:
             queue = queue_name(channel)
             keys += [self.key_prefix + MARK_PREFIX + channel, self.key_prefix + queue]
-            argv += [mode, task_payload(self.app, self.task, (channel,), queue, countdown if mode == "d" else None)]
+            argv += [mode, task_payload(self.app, self.task, (channel,), queue, countdown) if mode == "d"
+                     else fresh(self._envelope(channel, queue))]
         pushed = self._script(keys=keys, args=argv)
         return [c for c, p in zip(channels, pushed, strict=True) if int(p)]
+
+    def _envelope(self, channel: str, queue: str) -> dict[str, Any]:
+        if os.getpid() != self._pid:  # a forked child: its messages name their own origin (pid)
+            self._envelopes, self._pid = {}, os.getpid()
+        env = self._envelopes.get(channel)
+        if env is None:
+            env = self._envelopes[channel] = envelope(self.app, self.task, (channel,), queue)
+        return env
 
     def started(self, channel: str) -> None:
         self.redis.delete(self.key_prefix + MARK_PREFIX + channel)

@@ -75,6 +75,27 @@ def test_the_payload_is_what_kombu_pushes_for_send_task(app, redis_client, chann
         assert ours["properties"]["correlation_id"] == ours["headers"]["id"]
 
 
+def _without_ids(msg: dict) -> dict:
+    return {**msg, "headers": {k: v for k, v in msg["headers"].items() if k not in {"id", "root_id"}},
+            "properties": {k: v for k, v in msg["properties"].items() if k not in {"correlation_id", "delivery_tag"}}}
+
+
+def test_each_wake_up_is_a_message_of_its_own(app, redis_client, channel):
+    """A channel's message is built once; every push still carries its own task id (as root and
+    correlation id too) and delivery tag, and is otherwise the message ``task_payload`` builds."""
+    wakeups = RedisWakeups(app, redis_client, DRAIN)
+    assert wakeups.wake([channel]) == [channel]
+    wakeups.started(channel)
+    assert wakeups.wake([channel]) == [channel]
+    second, first = [_decoded(m) for m in redis_client.lrange(queue_name(channel), 0, -1)]
+    built = _decoded(task_payload(app, DRAIN, (channel,), queue_name(channel)).encode())
+    for msg in (first, second):
+        assert msg["headers"]["id"] == msg["headers"]["root_id"] == msg["properties"]["correlation_id"]
+        assert _without_ids(msg) == _without_ids(built)
+    assert first["headers"]["id"] != second["headers"]["id"]
+    assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
+
+
 def test_coalesced_per_channel_until_its_drain_starts(app, redis_client, channel):
     other = channel + "-b"
     wakeups = RedisWakeups(app, redis_client, DRAIN)
