@@ -57,7 +57,7 @@ def _sqlite_engine(parsed) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(WRITE_WAIT * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -76,7 +76,7 @@ def _sqlite_engine(parsed) -> Engine:
             raise sqlite3.OperationalError("database is locked (waited 30 s for another writer in this process)")
         conn.info["bc_write_lock"] = True
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(conn.connection.driver_connection)
         except BaseException:
             conn.info.pop("bc_write_lock", None)
             write_lock.release()
@@ -89,6 +89,38 @@ def _sqlite_engine(parsed) -> Engine:
     event.listen(engine, "commit", _release)
     event.listen(engine, "rollback", _release)
     return engine
+
+
+#: how long a writer waits for another *process* to let go of the database (the busy timeout)
+WRITE_WAIT = 30.0
+
+
+def _begin_immediate(dbapi_conn, wait: float = WRITE_WAIT) -> None:
+    """``BEGIN IMMEDIATE``, waiting for a writer in another process with short polls.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25… ms between tries: when the API and
+    a worker both write hundreds of short transactions a second, a waiter keeps sleeping
+    through locks held for well under a millisecond (measured: p99 submit → delivered over
+    600 ms through the API). Here the first tries come 0.1 ms apart, growing to 2 ms, for
+    ``wait`` seconds in all. Only the ``BEGIN`` polls: once it holds the write lock, nothing
+    else in a WAL transaction waits for another writer, and reads keep the busy timeout."""
+    import sqlite3
+
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + wait
+        pause = 0.0001
+        while True:
+            try:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(0.002, pause * 2)
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={int(WRITE_WAIT * 1000)}")  # what reads wait
 
 
 def _private_file(path: Path) -> None:

@@ -475,10 +475,15 @@ RAW_QUEUE = "bench.raw"
 
 def _raw_task(app) -> None:
     """The baseline: a bare Celery task, one httpx POST per delivery, no ledger. Same Celery app
-    settings (late acks, prefetch 1, json) and the same httpx client settings as the adapters."""
+    settings (late acks, prefetch 1, json) and the same httpx client settings as the adapters,
+    on httpx's own transport (httpcore) — what a plain Celery + httpx service would run, not
+    the adapters' leaner one (``channels/_transport.py``)."""
+    import httpx
+
     from broadcaster.channels._http import make_client
 
-    client = make_client(10.0)
+    client = make_client(10.0, transport=httpx.HTTPTransport(limits=httpx.Limits(max_connections=20,
+                                                                                 max_keepalive_connections=10)))
 
     @app.task(name="bench.raw_post", ignore_result=True, shared=False)
     def raw_post(url: str, body: str, msg_id: str) -> int:
