@@ -175,6 +175,12 @@ def envelope_address(to: str) -> str:
     return email.utils.parseaddr(to)[1]
 
 
+def plain_envelope(address: str) -> bool:
+    """Whether an envelope address can be written into an SMTP command as it is: ASCII letters,
+    digits and the RFC 5321 atom characters only (no space, CR or LF, no quoting needed)."""
+    return bool(_PLAIN_ADDRESS.fullmatch(address))
+
+
 def header_line(name: str, value: str) -> bytes:
     """One header field, folded, CRLF-terminated, as :data:`POLICY` writes it.
 

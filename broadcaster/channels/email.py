@@ -141,6 +141,7 @@ class SmtpSender:
         self.factory = factory or connect_smtp
         self.what = what
         self.conn: Any = None
+        self.pipelining = False
 
     def open(self) -> None:
         try:
@@ -162,6 +163,7 @@ class SmtpSender:
         except (smtplib.SMTPException, OSError) as exc:  # refused, DNS, timeout, bad greeting
             raise TransientError(f"{self.what}: cannot connect ({type(exc).__name__})") from exc
         self.conn = conn
+        self.pipelining = _offers_pipelining(conn)
 
     def close(self) -> None:
         if self.conn is None:
@@ -188,10 +190,19 @@ class SmtpSender:
 
     def envelope(self, to: str) -> tuple[str, str | None] | None:
         """MAIL, RCPT and DATA: None when the server waits for the body, else the refusal.
-        Nothing can have been delivered yet, so a lost connection here is a plain retry."""
+        Nothing can have been delivered yet, so a lost connection here is a plain retry.
+
+        When the server offers PIPELINING (RFC 2920: Postfix, Exim and most relays do), the three
+        commands go in one write and their three replies are read after it — one round trip
+        instead of three, and none of smtplib's per-command address parsing. The command text is
+        written directly only for a plain ASCII address (``_mail.plain_envelope``); any other goes
+        through smtplib as before."""
         conn = self.conn
+        rcpt = _mail.envelope_address(to)
         try:
-            for command, arg in (("mail", self.envelope_from), ("rcpt", _mail.envelope_address(to))):
+            if self.pipelining and _mail.plain_envelope(self.envelope_from) and _mail.plain_envelope(rcpt):
+                return self._pipelined(conn, rcpt)
+            for command, arg in (("mail", self.envelope_from), ("rcpt", rcpt)):
                 code, text = getattr(conn, command)(arg)
                 if code not in (250, 251):
                     return self._negative(code, text)
@@ -202,6 +213,21 @@ class SmtpSender:
             self.conn = None
             raise TransientError(f"{self.what}: connection lost before the message was sent ({type(exc).__name__})") from exc
         return None
+
+    def _pipelined(self, conn: Any, rcpt: str) -> tuple[str, str | None] | None:
+        """MAIL/RCPT/DATA in one write; every reply is read, the first refusal is the answer."""
+        conn.send(f"MAIL FROM:<{self.envelope_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode("ascii"))
+        mail, rcpt_reply, data = conn.getreply(), conn.getreply(), conn.getreply()
+        refusal = next(((code, text) for code, text in (mail, rcpt_reply) if code not in (250, 251)), None)
+        if refusal is None:
+            return None if data[0] == 354 else self._negative(*data)
+        if data[0] == 354:  # DATA taken with no recipient: RFC 2920 says end it with an empty body
+            conn.send(b".\r\n")
+            conn.getreply()  # the server refuses it (or accepts it for nobody)
+            if refusal[0] == 421:
+                return self._negative(*refusal)
+            return _mail.reply_outcome(refusal[0]), _mail.reply_text(*refusal)
+        return self._negative(*refusal)
 
     def body(self, payload: bytes) -> tuple[str, str | None]:
         """The message itself, after :meth:`envelope`: from here on, a lost connection is ambiguous."""
@@ -228,6 +254,13 @@ class SmtpSender:
         except (smtplib.SMTPException, OSError):
             self.conn = None
         return _mail.reply_outcome(code), detail
+
+
+def _offers_pipelining(conn: Any) -> bool:
+    """Whether the server's EHLO answer lists PIPELINING (a connection without ``has_extn``, as
+    a test's scripted one, speaks command by command)."""
+    has_extn = getattr(conn, "has_extn", None)
+    return bool(has_extn and has_extn("pipelining"))
 
 
 def connect_smtp(s: SmtpSettings) -> smtplib.SMTP:

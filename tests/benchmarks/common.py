@@ -413,8 +413,9 @@ class StandIn:
 
 
 def _smtpsink_main(port: int) -> None:
-    """A minimal SMTP server: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT and ``XCNT`` (answers
-    ``250 <messages accepted>``). Replies to everything at once; stores nothing."""
+    """A minimal SMTP server: EHLO/HELO (offering PIPELINING, as Postfix does), MAIL, RCPT, DATA,
+    RSET, NOOP, QUIT and ``XCNT`` (answers ``250 <messages accepted>``). Replies to everything at
+    once; stores nothing."""
     count = {"n": 0}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -426,7 +427,7 @@ def _smtpsink_main(port: int) -> None:
                     break
                 verb = line[:4].upper()
                 if verb == b"EHLO":
-                    writer.write(b"250-sink\r\n250-8BITMIME\r\n250 SIZE 52428800\r\n")
+                    writer.write(b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 52428800\r\n")
                 elif verb == b"DATA":
                     writer.write(b"354 end with <CRLF>.<CRLF>\r\n")
                     await reader.readuntil(b"\r\n.\r\n")

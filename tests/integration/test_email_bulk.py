@@ -1,5 +1,6 @@
 """A large mailing through SMTP to a loopback server, with a worker killed halfway — over one
-SMTP connection and over several in parallel.
+SMTP connection (command by command) and over several in parallel (the server offering
+PIPELINING, so each message's MAIL/RCPT/DATA arrive in one write).
 
 The promise under test (the email channel, docs/configuration.md): everyone on the list gets one
 mail even when the server refuses some recipients temporarily (4xx on their first RCPT) and the
@@ -41,6 +42,7 @@ import yaml
 
 from broadcaster import service
 from broadcaster.channels import _mail
+from tests.support.smtp import OffersPipelining
 from tests.support.system import System, settings_for
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
@@ -58,8 +60,8 @@ def addresses(n: int) -> list[str]:
     return [f"user{i:05d}@example.net" for i in range(n)]
 
 
-class Sink:
-    """A light SMTP sink (aiosmtpd handler). Refuses each address of ``greylist`` once with 450,
+class Sink(OffersPipelining):
+    """A light SMTP sink (aiosmtpd handler); offers PIPELINING unless ``pipelining`` is False. Refuses each address of ``greylist`` once with 450,
     records (recipient, Message-ID, connection) for every message it receives, and from message
     ``hold_from`` on holds each DATA (stored, not yet answered) until one is held on each of
     ``connections`` connections; then it calls ``on_full`` — where the test kills the worker."""
@@ -154,10 +156,12 @@ def _stop(proc: subprocess.Popen | None, sig=signal.SIGTERM) -> None:
         proc.wait(5)
 
 
-@pytest.mark.parametrize("connections", [1, 4], ids=["1-connection", "4-connections"])
+@pytest.mark.parametrize("connections, pipelining", [(1, False), (4, True)],
+                         ids=["1-connection-one-command-at-a-time", "4-connections-pipelining"])
 def test_every_recipient_gets_one_mail_despite_greylisting_and_a_killed_worker_but_one_per_connection(
-        sink, sqlite_url, private_redis, tmp_path, connections):
+        sink, sqlite_url, private_redis, tmp_path, connections, pipelining):
     handler, port = sink
+    handler.pipelining = pipelining
     everyone = addresses(RECIPIENTS)
     channel = {"kind": "email", "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 5},
                "from_address": FROM, "recipients": everyone, "batch_size": 500, "connections": connections}

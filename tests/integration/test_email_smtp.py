@@ -17,12 +17,16 @@ from broadcaster.channels.base import MemoryProgress  # noqa: E402
 from broadcaster.channels.email import Email, EmailSettings  # noqa: E402
 from broadcaster.errors import TransientError  # noqa: E402
 from broadcaster.models import Announcement, Message  # noqa: E402
+from tests.support.smtp import OffersPipelining  # noqa: E402
+
+PIPELINING = pytest.mark.parametrize("pipelining", [False, True], ids=["one-command-at-a-time", "pipelining"])
 
 
-class Handler:
+class Handler(OffersPipelining):
     """Greylists some addresses until ``open_greylist``, refuses others for good."""
 
-    def __init__(self):
+    def __init__(self, pipelining: bool = True):
+        self.pipelining = pipelining
         self.greylisted = {"grey1@example.net", "grey2@example.net"}
         self.refused = {"gone@example.net"}
         self.received: list[tuple[str, email.message.EmailMessage]] = []
@@ -48,9 +52,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def smtp_server():
-    handler = Handler()
+@pytest.fixture(params=[False, True], ids=["one-command-at-a-time", "pipelining"])
+def smtp_server(request):
+    handler = Handler(pipelining=request.param)
     controller = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
@@ -124,8 +128,8 @@ def test_connection_refused_is_transient():
 class Dropping(Handler):
     """Closes the connection (no reply) at the first RCPT of ``drop``; nobody greylisted."""
 
-    def __init__(self, drop: str):
-        super().__init__()
+    def __init__(self, drop: str, pipelining: bool):
+        super().__init__(pipelining)
         self.greylisted, self.refused = set(), set()
         self.drop = drop
 
@@ -137,14 +141,15 @@ class Dropping(Handler):
         return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
 
 
-def test_a_refused_and_a_dropped_connection_leave_their_share_to_the_others():
+@PIPELINING
+def test_a_refused_and_a_dropped_connection_leave_their_share_to_the_others(pipelining):
     """Four connections: the second is refused (nothing listens where it goes), another is
     dropped by the server before a message's body. Both shares go out over the others, in the
     same pass, each address once, with its own stable Message-ID."""
     from broadcaster.channels import _mail
     from broadcaster.channels.email import connect_smtp
 
-    handler = Dropping(drop="r07@example.net")
+    handler = Dropping(drop="r07@example.net", pipelining=pipelining)
     controller = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     recipients = [f"r{i:02d}@example.net" for i in range(40)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 import smtplib
 import ssl
 
@@ -30,7 +31,14 @@ T0 = 1_700_000_000.0
 
 
 class FakeSMTP:
-    """Speaks the smtplib calls the sender uses; ``script`` maps an address to what happens."""
+    """Speaks the smtplib calls the sender uses; ``script`` maps an address to what happens.
+
+    With ``pipelining`` (the ``smtp_mode`` fixture sets it for every connection) the server
+    offers PIPELINING: MAIL/RCPT/DATA then arrive in one ``send`` and are answered by the next
+    three ``getreply`` calls, with the same script. ``"354 anyway"`` scripts a server that takes
+    DATA after refusing the recipient (RFC 2920 says the client must then not send a body)."""
+
+    pipelining = False
 
     def __init__(self, script: dict | None = None, *, login_error: Exception | None = None):
         self.script = script or {}
@@ -38,12 +46,17 @@ class FakeSMTP:
         self.accepted: list[tuple[str, bytes]] = []
         self.calls: list[str] = []
         self.rcpt_to: str | None = None
+        self.rcpt_ok = False
+        self.replies: list = []  # pipelined answers not yet read
         self.closed = False
         self.dead = False
 
     def ehlo(self):
         self.calls.append("ehlo")
         return 250, b"ok"
+
+    def has_extn(self, name):
+        return name.lower() == "pipelining" and self.pipelining
 
     def starttls(self, context=None):
         self.calls.append("starttls")
@@ -60,32 +73,70 @@ class FakeSMTP:
             raise smtplib.SMTPServerDisconnected("gone")
 
     def mail(self, sender):
+        self.calls.append(f"mail {sender}")
+        return self._mail(sender)
+
+    def _mail(self, sender):
         self._check()
         return 250, b"ok"
 
     def rcpt(self, to):
         self._check()
-        self.rcpt_to = to
+        self.rcpt_to, self.rcpt_ok = to, False
         what = self.script.get(to)
         if isinstance(what, int):
             return what, b"scripted"
         if what == "drop_before_data":
             self.dead = True
             raise smtplib.SMTPServerDisconnected("dropped")
+        if what == "354 anyway":
+            return 550, b"no such user"
+        self.rcpt_ok = True
         return 250, b"ok"
 
     def docmd(self, cmd):
         self._check()
+        if not self.rcpt_ok and self.script.get(self.rcpt_to) != "354 anyway":
+            return 554, b"no valid recipients"
         return 354, b"go ahead"
 
     def send(self, data):
         self._check()
+        if self.is_envelope(data):
+            self._pipelined(data)
+            return
+        if data == b".\r\n" and self.script.get(self.rcpt_to) == "354 anyway":
+            self.calls.append("empty body")
+            self.replies.append((554, b"no valid recipients"))
+            return
         self.data = data
         if self.script.get(self.rcpt_to) == "drop_after_data":
             self.dead = True
             raise smtplib.SMTPServerDisconnected("dropped")
 
+    def is_envelope(self, data):
+        """Whether ``send`` got pipelined MAIL/RCPT/DATA rather than a message body."""
+        return self.pipelining and data.startswith(b"MAIL FROM:<")
+
+    def _pipelined(self, data):
+        mail, rcpt, command, rest = data.split(b"\r\n")
+        assert command == b"DATA" and rest == b"", data
+        self.calls.append("pipelined")
+        steps = [lambda: self._mail(mail[len(b"MAIL FROM:<"):-1].decode()),
+                 lambda: self.rcpt(rcpt[len(b"RCPT TO:<"):-1].decode()), lambda: self.docmd("data")]
+        for step in steps:
+            try:
+                self.replies.append(step())
+            except smtplib.SMTPServerDisconnected as exc:  # read by the getreply that reaches it
+                self.replies.append(exc)
+                return
+
     def getreply(self):
+        if self.replies:
+            reply = self.replies.pop(0)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
         final = self.script.get(("data", self.rcpt_to), 250)
         if final == 250:
             self.accepted.append((self.rcpt_to, self.data))
@@ -99,6 +150,13 @@ class FakeSMTP:
 
     def close(self):
         self.closed = True
+
+
+@pytest.fixture(params=["one command at a time", "pipelining"])
+def smtp_mode(request, monkeypatch):
+    """Runs a test against a server without PIPELINING and against one that offers it."""
+    monkeypatch.setattr(FakeSMTP, "pipelining", request.param == "pipelining")
+    return request.param
 
 
 def settings(**kw):
@@ -213,6 +271,7 @@ def test_every_mail_to_a_subscriber_is_one_click_unsubscribable():
 # ---------------------------------------------------------------- progress and replies
 
 
+@pytest.mark.usefixtures("smtp_mode")
 def test_4xx_deferred_5xx_refused_and_retry_skips_done():
     fake = FakeSMTP({"a@x.test": 450, "b@x.test": 550})
     ch, _ = channel(fake)
@@ -231,6 +290,7 @@ def test_4xx_deferred_5xx_refused_and_retry_skips_done():
     assert receipt.extra == {"message_id_key": "k", "root_key": "k", "sent": 1, "refused": 1, "skipped": 2}
 
 
+@pytest.mark.usefixtures("smtp_mode")
 def test_every_recipient_refused():
     fake = FakeSMTP({"a@x.test": 550, "b@x.test": 553, ("data", "c@x.test"): 554})
     ch, _ = channel(fake)
@@ -240,6 +300,7 @@ def test_every_recipient_refused():
     assert "a@x.test" not in str(err.value)  # counts in the message, not addresses
 
 
+@pytest.mark.usefixtures("smtp_mode")
 def test_drop_after_data_is_ambiguous_for_that_address_only():
     fake = FakeSMTP({"b@x.test": "drop_after_data"})
     reconnect = FakeSMTP()
@@ -262,6 +323,7 @@ def test_drop_after_data_is_ambiguous_for_that_address_only():
     assert receipt.extra["sent"] == 1 and receipt.extra["skipped"] == 2
 
 
+@pytest.mark.usefixtures("smtp_mode")
 def test_drop_before_data_is_plain_transient():
     ch, _fake = channel(FakeSMTP({"a@x.test": "drop_before_data"}))
     progress = MemoryProgress()
@@ -271,6 +333,7 @@ def test_drop_before_data_is_plain_transient():
     assert progress.states()["a@x.test"][0] == "failed"
 
 
+@pytest.mark.usefixtures("smtp_mode")
 def test_421_stops_the_pass():
     ch, _fake = channel(FakeSMTP({"b@x.test": 421}))
     progress = MemoryProgress()
@@ -279,6 +342,7 @@ def test_421_stops_the_pass():
     assert {k: v[0] for k, v in progress.states().items()} == {"a@x.test": "done", "b@x.test": "failed"}
 
 
+@pytest.mark.usefixtures("smtp_mode")
 def test_batches_use_one_connection_each():
     made = []
 
@@ -289,6 +353,49 @@ def test_batches_use_one_connection_each():
     ch = Email("mail", settings(batch_size=2), clock=lambda: T0, smtp_factory=factory)
     ch.send(ch.render(message()), key="k")
     assert [len(f.accepted) for f in made] == [2, 1] and all(f.closed for f in made)
+
+
+
+def test_with_pipelining_the_envelope_is_one_write_and_the_message_unchanged(monkeypatch):
+    classic, _ = channel(FakeSMTP({"b@x.test": 550}))
+    post = classic.render(message())
+    classic.send(post, key="k")
+    monkeypatch.setattr(FakeSMTP, "pipelining", True)
+    ch, fake = channel(FakeSMTP({"b@x.test": 550}))
+    ch.send(post, key="k")
+    assert fake.calls.count("pipelined") == 3, "MAIL/RCPT/DATA of each address in one write"
+    assert not [c for c in fake.calls if c.startswith("mail ")], "no command sent on its own"
+    def unbounded(accepted):  # each pass draws its own MIME boundary
+        return [(to, re.sub(rb"={15}\d+==", b"BOUNDARY", data)) for to, data in accepted]
+
+    assert unbounded(fake.accepted) == unbounded(classic.smtp_factory(None).accepted), "the same messages"
+    assert [to for to, _ in fake.accepted] == ["a@x.test", "c@x.test"]
+
+
+def test_with_pipelining_a_server_taking_data_for_a_refused_recipient_gets_an_empty_body(monkeypatch):
+    monkeypatch.setattr(FakeSMTP, "pipelining", True)
+    made: list[FakeSMTP] = []
+
+    def factory(s):
+        made.append(FakeSMTP({"b@x.test": "354 anyway"}))
+        return made[-1]
+
+    ch = Email("mail", settings(), clock=lambda: T0, smtp_factory=factory)
+    progress = MemoryProgress()
+    ch.send(ch.render(message()), key="k", progress=progress)
+    assert {k: v[0] for k, v in progress.states().items()} == {
+        "a@x.test": "done", "b@x.test": "refused", "c@x.test": "done"}
+    assert progress.states()["b@x.test"][1].startswith("550")
+    assert len(made) == 1 and made[0].calls.count("empty body") == 1, "RFC 2920: an empty body, no message"
+    assert [to for to, _ in made[0].accepted] == ["a@x.test", "c@x.test"]
+
+
+def test_an_address_that_is_not_plain_ascii_goes_command_by_command(monkeypatch):
+    monkeypatch.setattr(FakeSMTP, "pipelining", True)
+    ch, fake = channel(recipients=["a@x.test", "jürgen@x.test"])
+    ch.send(ch.render(message()), key="k")
+    assert fake.calls.count("pipelined") == 1 and fake.calls.count("mail status@example.com") == 1
+    assert [to for to, _ in fake.accepted] == ["a@x.test", "jürgen@x.test"]
 
 
 @pytest.mark.parametrize(
@@ -512,6 +619,7 @@ class RecordingProgress(MemoryProgress):
             self.mark(items, state, detail)
 
 
+@pytest.mark.usefixtures("smtp_mode")
 def test_one_write_per_message_carrying_the_previous_outcome():
     ch, fake = channel(recipients=["a@x.test", "b@x.test", "c@x.test", "d@x.test"])
     fake.script = {"b@x.test": 550}
@@ -520,6 +628,8 @@ def test_one_write_per_message_carrying_the_previous_outcome():
     send = fake.send
 
     def send_and_look(data):  # what is durable at the moment each message goes out
+        if fake.is_envelope(data):
+            return send(data)
         snapshots.append((fake.rcpt_to, {k: v[0] for k, v in progress.states().items()}))
         send(data)
 
@@ -540,6 +650,7 @@ def test_one_write_per_message_carrying_the_previous_outcome():
     ]
 
 
+@pytest.mark.usefixtures("smtp_mode")
 def test_a_held_outcome_is_written_when_the_pass_stops():
     # 421 on c: b's "done" is held when the pass raises; it must still be recorded
     ch, _fake = channel(FakeSMTP({"c@x.test": 421}))
@@ -563,6 +674,7 @@ def test_a_held_outcome_is_written_when_the_pass_stops():
     assert {k: v[0] for k, v in progress.states().items()} == {"a@x.test": "done", "b@x.test": "done"}
 
 
+@pytest.mark.usefixtures("smtp_mode")
 def test_a_crash_mid_message_leaves_only_that_address_uncertain():
     """kill -9 while the server holds c's message: nothing after the write of c's "sending"
     runs. Everyone before c is recorded; a later pass re-sends c alone, same Message-ID."""

@@ -15,9 +15,11 @@ from broadcaster.channels.base import MemoryProgress
 from broadcaster.channels.email import DEFAULT_CONNECTIONS, Email
 from broadcaster.config import load_settings
 from broadcaster.errors import AmbiguousDelivery, ConfigError, TransientError
-from tests.unit.test_email import T0, FakeSMTP, RecordingProgress, message, parsed, settings
+from tests.unit.test_email import T0, FakeSMTP, RecordingProgress, message, parsed, settings, smtp_mode  # noqa: F401
 
 EVERYONE = [f"u{i:02d}@x.test" for i in range(12)]
+#: each test runs against servers without PIPELINING and with it (``smtp_mode`` in test_email.py)
+pytestmark = pytest.mark.usefixtures("smtp_mode")
 
 
 class Killed(BaseException):
@@ -66,6 +68,8 @@ def hold_every_connection(factory: Connections, n: int, then, at: int = 1):
         send, count = conn.send, [0]
 
         def send_held(data):
+            if conn.is_envelope(data):
+                return send(data)
             count[0] += 1
             if count[0] == at:
                 conn.data = data
