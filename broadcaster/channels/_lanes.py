@@ -9,14 +9,17 @@ so each connection has at most one address whose outcome is unknown. A crash the
 most one uncertain address per connection, and only those are re-sent, with the same Message-ID.
 
 Why a group commit: the connections' marks meet in one writer thread (:class:`Committer`) that
-writes whatever is waiting in one transaction — N connections cost about one commit per round of
-messages, not N, and a single-writer ledger (SQLite) never sees them compete.
+writes them in one transaction — N connections cost about one commit per round of messages, not
+N, and a single-writer ledger (SQLite) never sees them compete. The writer waits briefly until
+every connection still sending has a mark waiting (each has at most one: it waits for it before
+its next body), so a round is one commit rather than two or three.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Generic, TypeVar
@@ -31,15 +34,26 @@ class Committer:
     """One writer thread for the progress marks of every connection of a pass.
 
     :meth:`submit` queues a connection's marks and returns a future that completes once they are
-    durable (or fails with the write's error). The thread writes all marks waiting at that moment
-    in one ``mark_all`` (one ledger transaction, :class:`~broadcaster.engine.LedgerProgress`), or
-    one ``mark`` after the other for a progress without it. Marks of one submission stay in order;
-    different connections never mark the same address at the same time."""
+    durable (or fails with the write's error). The thread writes the marks waiting in one
+    ``mark_all`` (one ledger transaction, :class:`~broadcaster.engine.LedgerProgress`), or one
+    ``mark`` after the other for a progress without it. Marks of one submission stay in order;
+    different connections never mark the same address at the same time.
 
-    def __init__(self, progress: Progress, name: str):
+    Before writing, the thread gathers: it waits until each of the ``lanes`` connections still
+    sending (:meth:`lane_ended` counts one off) has a submission waiting, or until ``gather``
+    seconds have passed since the first one came — whichever is first. A connection has at most
+    one submission waiting, so waiting for more than ``lanes`` is never needed, and the bound keeps
+    a connection that is slow (a reconnect, a slow reply) from holding back the others for long."""
+
+    #: the longest the first waiting mark waits for the other connections' (seconds)
+    GATHER = 0.002
+
+    def __init__(self, progress: Progress, name: str, lanes: int = 1, gather: float | None = None):
         self.progress = progress
         self.many = getattr(progress, "mark_all", None)
         self.writes = 0
+        self.lanes = lanes
+        self.gather = self.GATHER if gather is None else gather
         self._cv = threading.Condition()
         self._waiting: list[tuple[tuple[Mark, ...], Future[None]]] = []
         self._closed = False
@@ -55,6 +69,12 @@ class Committer:
             self._cv.notify()
         return done
 
+    def lane_ended(self) -> None:
+        """A connection stopped sending: the writer no longer waits for its marks."""
+        with self._cv:
+            self.lanes -= 1
+            self._cv.notify()
+
     def close(self) -> None:
         """Write what is waiting, then stop the thread."""
         with self._cv:
@@ -67,6 +87,12 @@ class Committer:
             with self._cv:
                 while not self._waiting and not self._closed:
                     self._cv.wait()
+                until = time.monotonic() + self.gather
+                while not self._closed and len(self._waiting) < self.lanes:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
                 group, self._waiting = self._waiting, []
                 if not group:
                     return

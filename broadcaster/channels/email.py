@@ -385,7 +385,8 @@ class Email(Channel[EmailSettings]):
         template = _mail.Template(post, key=key, domain=_mail.domain_of(st.from_address), from_address=st.from_address,
                                   reply_to=st.reply_to, date=self.clock())
         work: Work[tuple[str, str, str | None]] = Work(todo, key=lambda entry: entry[0])
-        committer = Committer(progress, self.name)
+        n = self.lanes(len(todo))
+        committer = Committer(progress, self.name, lanes=n)
         errors: list[DeliveryError] = []
         fatal: list[BaseException] = []
 
@@ -397,8 +398,9 @@ class Email(Channel[EmailSettings]):
             except BaseException as exc:  # noqa: BLE001 - not the provider's: every connection stops, send raises it
                 work.stop()
                 fatal.append(exc)
+            finally:
+                committer.lane_ended()
 
-        n = self.lanes(len(todo))
         io_begins()  # the template (headers from the text) is built: from here on, mail may leave
         others = ThreadPoolExecutor(n - 1, thread_name_prefix=f"{self.name}-smtp") if n > 1 else None
         try:
