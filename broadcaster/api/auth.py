@@ -2,7 +2,8 @@
 any body was read; routes only pick up the resulting :class:`Principal`.
 
 The ``HTTPBearer`` dependency does no checking of its own: it is there so OpenAPI (``/docs``)
-documents the scheme and offers an "Authorize" button.
+documents the scheme and offers an "Authorize" button. :func:`principal` does no I/O, so it is
+``async def`` (no worker-thread hop per request).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class Unauthenticated(Exception):
     """Raised if a route is reached without a verified token (a wiring mistake, answered 401)."""
 
 
-def principal(request: Request, _creds: HTTPAuthorizationCredentials | None = Depends(_scheme)) -> Principal:
+async def principal(request: Request, _creds: HTTPAuthorizationCredentials | None = Depends(_scheme)) -> Principal:
     who = request.scope.get("state", {}).get("principal")
     if not isinstance(who, Principal):
         raise Unauthenticated()

@@ -40,8 +40,7 @@ Key = Annotated[str | None, Depends(idempotency_key)]
 
 @router.post("/announcements", status_code=202, response_model=AnnouncementDetail,
              responses={200: {"model": AnnouncementDetail, "description": "a replay of an earlier Idempotency-Key"}})
-def submit(body: AnnouncementIn, request: Request, response: Response, background: BackgroundTasks, who: Who,
-           rt: Rt, key: Key):
+def submit(body: AnnouncementIn, request: Request, background: BackgroundTasks, who: Who, rt: Rt, key: Key):
     """Accept an announcement: answered only once it and a delivery per channel are in the ledger."""
     res = service.submit(rt, body, principal=who, idempotency_key=key, defer_enqueue=True)
     if res.to_enqueue:
@@ -49,12 +48,15 @@ def submit(body: AnnouncementIn, request: Request, response: Response, backgroun
     metrics = getattr(request.app.state, "metrics", None)
     if res.created and metrics is not None:
         metrics.accepted(body.kind)
-    response.status_code = 202 if res.created else 200
-    response.headers["Location"] = location(res.id)
+    headers = {"Location": location(res.id)}
     if not res.created:
-        response.headers["Idempotent-Replayed"] = "true"
+        headers["Idempotent-Replayed"] = "true"
     # submit answers from what it wrote; read it back only if a caller ever gets no snapshot
-    return announcement_detail(res.status if res.status is not None else service.status_of(rt, res.id))
+    detail = announcement_detail(res.status if res.status is not None else service.status_of(rt, res.id))
+    # serialised here, as FastAPI would (by alias): returned as a model, it would be validated
+    # again against response_model (in one more worker-thread hop) only to be serialised the same way
+    return Response(detail.model_dump_json(by_alias=True), status_code=202 if res.created else 200,
+                    headers=headers, media_type="application/json", background=background)
 
 
 @router.get("/announcements", response_model=AnnouncementPage)
