@@ -11,9 +11,11 @@ each delivery row, not on the message. Each claimed delivery has its own lease, 
 (its id), ``maybe_sent`` rule, deadline, per-item progress and its own ``delivery.decide``
 outcome — the very functions ``engine.attempt`` uses.
 
-What a kill leaves: the batch claim only leases. Just before each delivery's remote call the
-drain makes one durable write (:meth:`~broadcaster.ledger.ports.DeliveryLedger.start_send`):
-the outcomes of the batch so far, then that delivery's start mark. A worker killed mid-batch
+What a kill leaves: the batch claim leases every delivery it takes and starts only the first
+(the one sent first — claimed alone, it is exactly a single attempt's claim). Just before each
+later delivery's remote call the drain makes one durable write
+(:meth:`~broadcaster.ledger.ports.DeliveryLedger.start_send`): the outcomes of the batch so
+far, then that delivery's start mark. A worker killed mid-batch
 therefore leaves the delivery it was sending (with threads: those in flight, and any finished
 since the last write) ``sending`` and started — the sweep makes it ``retrying`` with
 ``maybe_sent``, exactly where a killed single attempt leaves its one delivery — while the
@@ -126,7 +128,7 @@ def drain(runtime: Runtime, channel: str, owner: str | None = None, *, budget: f
     runtime.drain_started(channel)
     started = time.monotonic()
     while True:
-        claimed = runtime.deliveries.claim_batch(channel, owner, lease, size)
+        claimed = runtime.deliveries.claim_batch(channel, owner, lease, size, start_first=True)
         if not claimed:
             break
         report.claimed += len(claimed)
@@ -201,14 +203,14 @@ def _one_batch(runtime: Runtime, claimed: list[tuple[Delivery, Announcement]], o
                 continue
             if not isinstance(prepared, str):
                 go.append((d, *prepared))
-    _send_all(runtime, go, owner, lease, pol, finishes, now, recorder)
+    _send_all(runtime, go, owner, lease, pol, finishes, now, recorder, started=claimed[0][0].id)
     recorder.flush()
     return held_back
 
 
 def _send_all(runtime: Runtime, go: list[tuple[Delivery, Channel[Any], Post, Permit]], owner: str, lease: float,
               pol: ChannelPolicy, finishes: dict[str, Callable[..., str]], claimed_at: float,
-              recorder: _Recorder) -> None:
+              recorder: _Recorder, started: str | None = None) -> None:
     """Each delivery's one remote attempt: one after another in this thread, or over the
     process's send threads when ``worker.batch_threads`` > 1. Each starts with its start mark
     (:meth:`_Recorder.start`); a delivery whose lease is no longer this worker's is not sent.
@@ -217,7 +219,8 @@ def _send_all(runtime: Runtime, go: list[tuple[Delivery, Channel[Any], Post, Per
     ``scheduler.lease``): once ``timeout`` + half of ``scheduler.lease`` has passed since the
     claim, the rest of the batch is given back unsent, due at once, rather than left waiting
     for the sweep. (A start mark refused — the lease ran out, the sweep may have given the
-    delivery back — is never followed by a send either.)"""
+    delivery back — is never followed by a send either.) ``started``: the delivery the claim
+    itself started (the batch's first); it needs no mark of its own."""
     cutoff = claimed_at + pol.timeout + runtime.settings.scheduler.lease / 2
 
     def one(item: tuple[Delivery, Channel[Any], Post, Permit]) -> str:
@@ -226,7 +229,7 @@ def _send_all(runtime: Runtime, go: list[tuple[Delivery, Channel[Any], Post, Per
             return finishes[d.id](S.RETRYING if d.attempts else S.PENDING,
                                   "not sent: its batch ran long; given back, due now", due_at=runtime.clock())
         try:
-            if not recorder.start(d):
+            if d.id != started and not recorder.start(d):
                 return "lease_lost"
         except Exception:  # the ledger: nothing was sent, and the lease expiry gives it back unstarted
             log.exception("delivery %s: could not mark its send started; not sent", d.id, extra=_ids(d))

@@ -97,7 +97,8 @@ class Claims:
                         at=now)
         return delivery_of(fresh._mapping), announcement_of(ann_row._mapping)
 
-    def claim_batch(self, channel: str, owner: str, lease: float, limit: int) -> list[tuple[Delivery, Announcement]]:
+    def claim_batch(self, channel: str, owner: str, lease: float, limit: int, *,
+                    start_first: bool = False) -> list[tuple[Delivery, Announcement]]:
         """Claim up to ``limit`` due deliveries of ``channel`` for ``owner`` at once, each with its
         own lease (``sending``, ``lease_owner``, ``lease_until``) and its own claim event, and
         return them with their announcements — oldest due first. Each is leased, not started:
@@ -108,7 +109,9 @@ class Claims:
         are skipped, never waited for nor taken twice. SQLite: a lock-free read of the due rows,
         then, under its one writer (``BEGIN IMMEDIATE``), ``UPDATE … WHERE id IN (…) AND state =
         <the state read> AND due … RETURNING`` — a row another worker took meanwhile is simply
-        not returned. Either way a row is claimed by one owner only."""
+        not returned. Either way a row is claimed by one owner only. ``start_first``: in the same
+        transaction the first claimed (oldest due: the first sent) is started, as a single
+        claim is."""
         if limit < 1:
             return []
         now = self.ledger.clock()
@@ -118,7 +121,7 @@ class Claims:
         if self.ledger.engine.dialect.name == "postgresql":
             with self.ledger.tx() as conn:
                 picked = [(r, r.b_prev_state) for r in conn.execute(_CLAIM_BATCH_PG, params).all()]
-                return _claimed(conn, picked, owner, now)
+                return _claimed(conn, picked, owner, now, start_first=start_first)
         # SQLite: as claim_with_announcement, one lock-free read (the due rows, their states and
         # announcements: a drain that finds nothing takes no write lock), then per state read one
         # conditional UPDATE … WHERE id IN (…) AND state = <read> AND due, under the one writer
@@ -132,7 +135,7 @@ class Claims:
             for state in sorted({r.state for r in due}):
                 ids = [r.id for r in due if r.state == state]
                 rows += [(r, state) for r in conn.execute(_CLAIM_IDS, {**params, "b_ids": ids, "b_state": state})]
-            return _claimed(conn, rows, owner, now, anns)
+            return _claimed(conn, rows, owner, now, anns, start_first=start_first)
 
 
 def _announcements_of(conn: Connection, ids: Iterable[str]) -> dict[str, Announcement]:
@@ -140,9 +143,10 @@ def _announcements_of(conn: Connection, ids: Iterable[str]) -> dict[str, Announc
 
 
 def _claimed(conn: Connection, rows: list[tuple[Row[Any], str]], owner: str, now: float,
-             anns: dict[str, Announcement] | None = None) -> list[tuple[Delivery, Announcement]]:
+             anns: dict[str, Announcement] | None = None, *,
+             start_first: bool = False) -> list[tuple[Delivery, Announcement]]:
     """The claim events of a batch (one executemany) and the claimed rows with their
-    announcements, oldest due first."""
+    announcements, oldest due first; with ``start_first`` the first of them started."""
     if not rows:
         return []
     conn.execute(INSERT_EVENT, [
@@ -153,4 +157,6 @@ def _claimed(conn: Connection, rows: list[tuple[Row[Any], str]], owner: str, now
         anns = _announcements_of(conn, {r.announcement_id for r, _ in rows})
     out = [(delivery_of(r._mapping), anns[r.announcement_id]) for r, _ in rows]
     out.sort(key=lambda x: (x[0].due_at or 0.0, x[0].id))
+    if start_first:
+        start(conn, out[0][0].id, owner, now)
     return out

@@ -302,16 +302,18 @@ class MemoryLedger:
             self._lease(tx, row, owner, lease, f"claimed by {owner}", unstarted_by=None)
             return delivery_of(row), announcement_of(self._announcements[row["announcement_id"]])
 
-    def claim_batch(self, channel: str, owner: str, lease: float, limit: int) -> list[tuple[Delivery, Announcement]]:
+    def claim_batch(self, channel: str, owner: str, lease: float, limit: int, *,
+                    start_first: bool = False) -> list[tuple[Delivery, Announcement]]:
         if limit < 1:
             return []
         with self._tx() as tx:
             due = sorted((r for r in self._deliveries.values() if r["channel"] == channel and self._claimable(r, tx.now)),
                          key=lambda r: (-float("inf") if r["due_at"] is None else r["due_at"], r["id"]))[:limit]
             out = []
-            for found in due:
+            for i, found in enumerate(due):
                 row = dict(found)
-                self._lease(tx, row, owner, lease, f"claimed by {owner} (batch of {len(due)})", unstarted_by=owner)
+                self._lease(tx, row, owner, lease, f"claimed by {owner} (batch of {len(due)})",
+                            unstarted_by=None if start_first and i == 0 else owner)
                 out.append((delivery_of(row), announcement_of(self._announcements[row["announcement_id"]])))
             out.sort(key=lambda x: (x[0].due_at or 0.0, x[0].id))
             return out

@@ -77,10 +77,12 @@ class DeliveryLedger(Protocol):
         it, it is settled or not yet due."""
         ...
 
-    def claim_batch(self, channel: str, owner: str, lease: float, limit: int) -> list[tuple[Delivery, Announcement]]:
+    def claim_batch(self, channel: str, owner: str, lease: float, limit: int, *,
+                    start_first: bool = False) -> list[tuple[Delivery, Announcement]]:
         """Up to ``limit`` due deliveries of ``channel``, each leased as by
         :meth:`claim_with_announcement` but not started (see :meth:`start_send`), oldest due
-        first."""
+        first. ``start_first``: the first of them (the one sent first) is started by the claim
+        itself, as a single claim is — its send needs no :meth:`start_send` of its own."""
         ...
 
     def start_send(self, delivery_id: str, owner: str, outcomes: Sequence[Outcome] = ()) -> tuple[bool, list[bool]]:

@@ -206,8 +206,9 @@ class Ledger:
                                 lease: float) -> tuple[Delivery, Announcement] | None:
         return self._claims.claim_with_announcement(delivery_id, owner, lease)
 
-    def claim_batch(self, channel: str, owner: str, lease: float, limit: int) -> list[tuple[Delivery, Announcement]]:
-        return self._claims.claim_batch(channel, owner, lease, limit)
+    def claim_batch(self, channel: str, owner: str, lease: float, limit: int, *,
+                    start_first: bool = False) -> list[tuple[Delivery, Announcement]]:
+        return self._claims.claim_batch(channel, owner, lease, limit, start_first=start_first)
 
     def transition(self, delivery: Delivery, to: DeliveryState, reason: str, *, owner: str | None = None,
                    attempted: bool = False, due_at: float | None = None, receipt: Receipt | None = None,

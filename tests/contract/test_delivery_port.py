@@ -524,6 +524,23 @@ def test_a_batch_claim_only_leases_and_each_send_starts_under_its_own_mark(port,
     assert [again[i].attempts for i in ids] == [1, 0, 0, 0]
 
 
+def test_a_batch_claim_can_start_its_first_delivery_as_a_single_claim_does(port, clock):
+    """The drain sends the oldest claimed first: the claim starts it in its own transaction
+    (no separate start mark); killed before anything else was written, that one is "maybe
+    sent" as after a single attempt, the others were never started."""
+    ids = batch_of(port, 3)
+    got = [d.id for d, _ in port.claim_batch("k", "w1", 30, 5, start_first=True)]
+    assert got == ids
+    clock.advance(31)
+    assert sorted(port.expire_leases()) == sorted(ids)
+    first = port.get_delivery(ids[0])
+    assert (first.state, first.maybe_sent, first.attempts) == (S.RETRYING, True, 1)
+    for did in ids[1:]:
+        row = port.get_delivery(did)
+        assert (row.state, row.maybe_sent, row.attempts) == (S.PENDING, False, 0)
+    assert port.claim_batch("nothing-here", "w1", 30, 5, start_first=True) == []
+
+
 def test_a_single_claim_is_its_attempts_start(port, clock):
     _, [d] = create(port, channels=("k",))
     assert port.claim_batch("k", "w1", 30, 1)
