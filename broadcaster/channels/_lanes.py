@@ -50,7 +50,6 @@ class Committer:
 
     def __init__(self, progress: Progress, name: str, lanes: int = 1, gather: float | None = None):
         self.progress = progress
-        self.many = getattr(progress, "mark_all", None)
         self.writes = 0
         self.lanes = lanes
         self.gather = self.GATHER if gather is None else gather
@@ -107,11 +106,18 @@ class Committer:
 
     def _write(self, marks: list[Mark]) -> None:
         self.writes += 1
-        if self.many is not None:
-            self.many(marks)
-            return
-        for items, state, detail in marks:
-            self.progress.mark(items, state, detail)
+        write_marks(self.progress, marks)
+
+
+def write_marks(progress: Progress, marks: list[Mark]) -> None:
+    """``marks`` in one durable write (``mark_all``: one ledger transaction), or one ``mark``
+    after the other for a progress without it."""
+    many = getattr(progress, "mark_all", None)
+    if many is not None:
+        many(marks)
+        return
+    for items, state, detail in marks:
+        progress.mark(items, state, detail)
 
 
 class Marks:

@@ -4,7 +4,8 @@ Why one message per recipient: each carries its own unsubscribe link and Message
 address gets its own durable progress mark, so a retry mails only those not yet accepted.
 
 A pass (one ``send``) hands the addresses not yet ``done``/``refused`` to ``connections`` SMTP
-connections in parallel (:mod:`._lanes`; Postmark: one request at a time). Each connection takes
+connections in parallel: driven by one thread in rounds when the server offers PIPELINING
+(:mod:`._rounds`), else a thread each (:mod:`._lanes`); Postmark: one request at a time. Each connection takes
 the next address, marks it ``sending``, hands the message over, then records ``done`` (accepted),
 ``refused`` (5yz, or Postmark 406) or ``failed`` (4yz: tried again on the next attempt); that
 outcome is written together with the same connection's next ``sending`` (:class:`~._lanes.Marks`),
@@ -29,7 +30,7 @@ import smtplib
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -47,6 +48,7 @@ from ..errors import (
 from ..models import KINDS, Message, Post, Receipt
 from . import _http, _mail
 from ._lanes import Committer, Marks, Work
+from ._rounds import Rounds
 from .base import Channel, MemoryProgress, Progress, io_begins
 from .registry import register
 
@@ -198,11 +200,10 @@ class SmtpSender:
         written directly only for a plain ASCII address (``_mail.plain_envelope``); any other goes
         through smtplib as before."""
         conn = self.conn
-        rcpt = _mail.envelope_address(to)
         try:
-            if self.pipelining and _mail.plain_envelope(self.envelope_from) and _mail.plain_envelope(rcpt):
-                return self._pipelined(conn, rcpt)
-            for command, arg in (("mail", self.envelope_from), ("rcpt", rcpt)):
+            if (plain := self.pipelined_rcpt(to)) is not None:
+                return self._pipelined(conn, plain)
+            for command, arg in (("mail", self.envelope_from), ("rcpt", _mail.envelope_address(to))):
                 code, text = getattr(conn, command)(arg)
                 if code not in (250, 251):
                     return self._negative(code, text)
@@ -215,8 +216,23 @@ class SmtpSender:
         return None
 
     def _pipelined(self, conn: Any, rcpt: str) -> tuple[str, str | None] | None:
-        """MAIL/RCPT/DATA in one write; every reply is read, the first refusal is the answer."""
-        conn.send(f"MAIL FROM:<{self.envelope_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode("ascii"))
+        """MAIL/RCPT/DATA in one write, then their replies (:meth:`_envelope_replies`)."""
+        conn.send(self.envelope_bytes(rcpt))
+        return self._envelope_replies(conn)
+
+    def pipelined_rcpt(self, to: str) -> str | None:
+        """The envelope address of ``to`` when its MAIL/RCPT/DATA may be pipelined, else None."""
+        rcpt = _mail.envelope_address(to)
+        ok = self.pipelining and _mail.plain_envelope(self.envelope_from) and _mail.plain_envelope(rcpt)
+        return rcpt if ok else None
+
+    def envelope_bytes(self, rcpt: str) -> bytes:
+        """MAIL, RCPT and DATA as one pipelined write (``rcpt`` from :meth:`pipelined_rcpt`)."""
+        return f"MAIL FROM:<{self.envelope_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode("ascii")
+
+    def _envelope_replies(self, conn: Any) -> tuple[str, str | None] | None:
+        """The three replies of a pipelined envelope: None when the server waits for the body,
+        else the first refusal (every reply is read, as RFC 2920 requires)."""
         mail, rcpt_reply, data = conn.getreply(), conn.getreply(), conn.getreply()
         refusal = next(((code, text) for code, text in (mail, rcpt_reply) if code not in (250, 251)), None)
         if refusal is None:
@@ -229,26 +245,61 @@ class SmtpSender:
             return _mail.reply_outcome(refusal[0]), _mail.reply_text(*refusal)
         return self._negative(*refusal)
 
+    def send_envelope(self, rcpt: str) -> None:
+        """Write a pipelined envelope; its replies are read by :meth:`read_envelope`."""
+        try:
+            self.conn.send(self.envelope_bytes(rcpt))
+        except (smtplib.SMTPException, OSError) as exc:
+            self._lost_before(exc)
+
+    def read_envelope(self) -> tuple[str, str | None] | None:
+        """The replies of an envelope written by :meth:`send_envelope` or :meth:`send_body`."""
+        try:
+            return self._envelope_replies(self.conn)
+        except (smtplib.SMTPException, OSError) as exc:
+            self._lost_before(exc)
+
+    def _lost_before(self, exc: BaseException) -> NoReturn:
+        self.conn = None
+        raise TransientError(f"{self.what}: connection lost before the message was sent ({type(exc).__name__})") from exc
+
     def body(self, payload: bytes) -> tuple[str, str | None]:
         """The message itself, after :meth:`envelope`: from here on, a lost connection is ambiguous."""
-        conn = self.conn
+        self.send_body(payload)
+        return self.read_body(reset=True)
+
+    def send_body(self, payload: bytes, then: bytes = b"") -> None:
+        """Write a message body, and ``then`` (the next message's pipelined envelope: RFC 2920
+        lets the end of a body and the next MAIL share a write). Its reply: :meth:`read_body`."""
         try:
-            conn.send(payload)
-            code, text = conn.getreply()
+            self.conn.send(payload + then if then else payload)
         except (smtplib.SMTPException, OSError) as exc:
-            self.conn = None
-            raise AmbiguousDelivery(
-                f"{self.what}: connection lost after the message was sent; it may have been accepted"
-            ) from exc
+            self._lost_after(exc)
+
+    def read_body(self, *, reset: bool = False) -> tuple[str, str | None]:
+        """The answer to a body. ``reset``: send RSET after a refusal (needless — the end of a body
+        ends the transaction either way — and not allowed when a pipelined envelope follows)."""
+        try:
+            code, text = self.conn.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self._lost_after(exc)
         if code != 250:
-            return self._negative(code, text)
+            return self._negative(code, text, reset=reset)
         return _mail.DONE, _mail.reply_text(code, text)
 
-    def _negative(self, code: int, text: Any) -> tuple[str, str]:
+    def _lost_after(self, exc: BaseException) -> NoReturn:
+        self.conn = None
+        raise AmbiguousDelivery(
+            f"{self.what}: connection lost after the message was sent; it may have been accepted"
+        ) from exc
+
+    def _negative(self, code: int, text: Any, *, reset: bool = True) -> tuple[str, str]:
         detail = _mail.reply_text(code, text)
         if code == 421:  # the server is closing the connection
             self.conn = None
             raise TransientError(f"{self.what}: server closing the connection ({code})", status=code)
+        if not reset:
+            return _mail.reply_outcome(code), detail
         try:
             self.conn.rset()
         except (smtplib.SMTPException, OSError):
@@ -386,13 +437,27 @@ class Email(Channel[EmailSettings]):
                                   reply_to=st.reply_to, date=self.clock())
         work: Work[tuple[str, str, str | None]] = Work(todo, key=lambda entry: entry[0])
         n = self.lanes(len(todo))
+        io_begins()  # the template (headers from the text) is built: from here on, mail may leave
+        first = self._first_connection() if n and st.transport == "smtp" else None
+        if isinstance(first, SmtpSender) and first.pipelining:
+            rounds = Rounds(todo=todo, progress=progress, template=template, first=first, connections=n,
+                            open_sender=self._opened, batch_size=st.batch_size, name=self.name,
+                            timeout=st.smtp_section.timeout)
+            accepted, errors = rounds.run()
+            return self._finish(post, key, everyone, progress, accepted, len(everyone) - len(todo), errors,
+                                rounds.left(), n)
         committer = Committer(progress, self.name, lanes=n)
-        errors: list[DeliveryError] = []
+        errors = []
         fatal: list[BaseException] = []
+
+        firsts = [first] if first is not None else []
 
         def lane() -> None:
             try:
-                self._lane(work, committer, template)
+                opened = firsts.pop() if firsts else None
+                if isinstance(opened, DeliveryError):  # the first connection could not open
+                    raise opened
+                self._lane(work, committer, template, opened)
             except DeliveryError as exc:  # this connection is done; the others go on with the rest
                 errors.append(exc)
             except BaseException as exc:  # noqa: BLE001 - not the provider's: every connection stops, send raises it
@@ -401,7 +466,6 @@ class Email(Channel[EmailSettings]):
             finally:
                 committer.lane_ended()
 
-        io_begins()  # the template (headers from the text) is built: from here on, mail may leave
         others = ThreadPoolExecutor(n - 1, thread_name_prefix=f"{self.name}-smtp") if n > 1 else None
         try:
             for _ in range(n - 1):
@@ -414,20 +478,40 @@ class Email(Channel[EmailSettings]):
             committer.close()
         if fatal:
             raise fatal[0]
-        if errors and work.left():  # nobody was left to send some addresses: the first error says why
+        return self._finish(post, key, everyone, progress, work.accepted, len(everyone) - len(todo), errors,
+                            work.left(), n)
+
+    def _first_connection(self) -> SmtpSender | DeliveryError:
+        """The pass's first SMTP connection, opened: its EHLO answer says whether the server
+        pipelines (then one thread drives all connections in rounds, :mod:`._rounds`), else it is
+        the first of the threaded lanes — or why it could not open (that lane ends with it)."""
+        try:
+            return self._opened()
+        except DeliveryError as exc:
+            return exc
+
+    def _opened(self) -> SmtpSender:
+        sender = self.sender()
+        sender.open()
+        return sender
+
+    def _finish(self, post: Post, key: str, everyone: dict, progress: Progress, accepted: int, skipped: int,
+                errors: list[DeliveryError], left: int, n: int) -> Receipt:
+        if errors and left:  # nobody was left to send some addresses: the first error says why
             raise errors[0]
         if errors:  # the others sent the share: say so, a relay may allow fewer connections than configured
             log.warning("%s: %d of %d SMTP connections ended early, the others sent their share: %s",
                         self.name, len(errors), n, errors[0])
-        return self._settle(post, key, everyone, progress.states(), work.accepted, len(everyone) - len(todo))
+        return self._settle(post, key, everyone, progress.states(), accepted, skipped)
 
-    def _lane(self, work: Work[tuple[str, str, str | None]], committer: Committer, template: _mail.Template) -> None:
+    def _lane(self, work: Work[tuple[str, str, str | None]], committer: Committer, template: _mail.Template,
+              sender: Any = None) -> None:
         """One connection's share of a pass: take the next address until none is left, over a
         connection reopened every ``batch_size`` messages and after an ambiguous loss. An error
         that leaves an address certainly undelivered gives it back (once) for another connection,
         and ends this one."""
         marks = Marks(committer)
-        sender, used = None, 0
+        used = 0
         try:
             while (entry := work.take()) is not None:
                 item, address, unsubscribe = entry
