@@ -126,6 +126,13 @@ def drain(runtime: Runtime, channel: str, owner: str | None = None, *, budget: f
     # before the first claim: a wake-up published from now on is not coalesced into this drain
     # (it may be for rows committed after this drain's claims; see wakeup_redis.py)
     runtime.drain_started(channel)
+    with runtime.deliveries.pinned():  # the claims, start marks and outcomes share one connection
+        _drain_loop(runtime, channel, owner, size, lease, budget, report)
+    return report
+
+
+def _drain_loop(runtime: Runtime, channel: str, owner: str, size: int, lease: float, budget: float,
+                report: DrainReport) -> None:
     started = time.monotonic()
     while True:
         claimed = runtime.deliveries.claim_batch(channel, owner, lease, size, start_first=True)
@@ -140,7 +147,6 @@ def drain(runtime: Runtime, channel: str, owner: str | None = None, *, budget: f
             # first) rather than to the sweep's requeue_after; the id only names the channel
             runtime.enqueue([(claimed[-1][0].id, channel)])
             break
-    return report
 
 
 def _one_batch(runtime: Runtime, claimed: list[tuple[Delivery, Announcement]], owner: str, lease: float,

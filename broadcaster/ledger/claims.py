@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Row, bindparam, or_, select, update
 from ..models import CLAIMABLE, Announcement, Delivery, DeliveryState as S
 from . import schema as t
 from .history import INSERT_EVENT, write_event
+from .prepared import Prepared
 from .rows import announcement_of, delivery_of
 
 if TYPE_CHECKING:
@@ -53,16 +54,16 @@ _CLAIM_BATCH_PG = (update(_D).where(_D.c.id == _PICKED.c.id, _D.c.state.in_(_CLA
                    .returning(*_D.c, _PICKED.c.state.label("b_prev_state")))
 _ANNOUNCEMENTS = select(_A).where(_A.c.id.in_(bindparam("b_ids", expanding=True)))
 # the start of a batch-claimed delivery's send: only by the lease's owner, before it expires
-_START = update(_D).where(_D.c.id == bindparam("b_id"), _D.c.lease_owner == bindparam("b_owner"),
-                          _D.c.state == str(S.SENDING), _D.c.lease_until >= bindparam("b_now")
-                          ).values(unstarted_by=None)
+_START = Prepared(update(_D).where(_D.c.id == bindparam("b_id"), _D.c.lease_owner == bindparam("b_owner"),
+                                   _D.c.state == str(S.SENDING), _D.c.lease_until >= bindparam("b_now")
+                                   ).values(unstarted_by=None))
 
 
 def start(conn: Connection, delivery_id: str, owner: str, now: float) -> bool:
     """Mark the send of ``delivery_id`` as started (clears ``unstarted_by``), on the caller's
     transaction: only while ``owner`` holds an unexpired lease on it. False: the lease is lost
     or over — the delivery must not be sent by this worker."""
-    return conn.execute(_START, {"b_id": delivery_id, "b_owner": owner, "b_now": now}).rowcount == 1
+    return _START.run(conn, {"b_id": delivery_id, "b_owner": owner, "b_now": now}) == 1
 
 
 class Claims:

@@ -13,9 +13,12 @@ from typing import Any
 from sqlalchemy import Connection, insert
 
 from . import schema as t
+from .prepared import Prepared
 
 #: built once: the worker's hot path writes one per claim and per outcome
 INSERT_EVENT = insert(t.delivery_events)
+#: one event (the drain writes one per delivery): straight on the driver's cursor
+_WRITE_EVENT = Prepared(INSERT_EVENT)
 _INSERT_AUDIT = insert(t.audit_log)
 
 
@@ -28,7 +31,7 @@ def event_row(delivery_id: str, frm: str | None, to: str, attempt: int, reason: 
 
 def write_event(conn: Connection, delivery_id: str, frm: str | None, to: str, attempt: int, reason: str, *,
                 at: float, response: str | None = None) -> None:
-    conn.execute(INSERT_EVENT, event_row(delivery_id, frm, to, attempt, reason, at=at, response=response))
+    _WRITE_EVENT.run(conn, event_row(delivery_id, frm, to, attempt, reason, at=at, response=response))
 
 
 def write_audit(conn: Connection, *, at: float, actor: str, action: str, target: str | None,

@@ -352,6 +352,10 @@ class MemoryLedger:
                                 receipt=receipt, response=response, error=error, maybe_sent=maybe_sent,
                                 fallbacks=fallbacks)
 
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        yield  # no connections to share
+
     def transition_many(self, outcomes: list[Outcome], *, owner: str) -> list[bool]:
         if not outcomes:
             return []

@@ -23,14 +23,15 @@ from .claims import start
 from .history import write_event
 from .inputs import NewDelivery
 from .new_deliveries import insert_fallbacks
+from .prepared import Prepared
 
 if TYPE_CHECKING:
     from .repository import Ledger
 
 S = DeliveryState
 _D = t.deliveries
-_SETTLE_LEASED = update(_D).where(_D.c.id == bindparam("b_id"), _D.c.lease_owner == bindparam("b_owner"),
-                                  _D.c.state == str(S.SENDING))
+_SETTLE_LEASED = Prepared(update(_D).where(_D.c.id == bindparam("b_id"), _D.c.lease_owner == bindparam("b_owner"),
+                                           _D.c.state == str(S.SENDING)))
 _SETTLED_BY_OUTCOME = (S.DELIVERED, S.FAILED, S.FALLEN_BACK, S.UNKNOWN, S.CANCELLED, S.RETRACTED)
 
 
@@ -95,10 +96,10 @@ def _record(conn: Connection, delivery: Delivery, to: DeliveryState, reason: str
     if to in _SETTLED_BY_OUTCOME:
         values["settled_at"] = now
     if o.owner is not None:
-        res = conn.execute(_SETTLE_LEASED, {"b_id": delivery.id, "b_owner": o.owner, **values})
+        hit = _SETTLE_LEASED.run(conn, {"b_id": delivery.id, "b_owner": o.owner, **values})
     else:
-        res = conn.execute(update(_D).where(_D.c.id == delivery.id).values(**values))
-    if res.rowcount != 1:
+        hit = conn.execute(update(_D).where(_D.c.id == delivery.id).values(**values)).rowcount
+    if hit != 1:
         return False
     attempt = delivery.attempts + (1 if o.attempted else 0)
     if o.fallbacks:

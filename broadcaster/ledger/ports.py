@@ -26,6 +26,7 @@ Two implementations keep the same promises:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ..models import Announcement, Delivery, DeliveryEvent, DeliveryState, Receipt, Update
@@ -105,6 +106,12 @@ class DeliveryLedger(Protocol):
 
     def transition_many(self, outcomes: list[Outcome], *, owner: str) -> list[bool]:
         """Several :meth:`transition` calls with ``owner`` in one transaction."""
+        ...
+
+    def pinned(self) -> AbstractContextManager[None]:
+        """Meanwhile, the write transactions of this thread share one connection (a drain's
+        batch: its claim, start marks and outcomes) instead of each checking one out. Each is
+        still its own transaction; only the connection's round trip through the pool is saved."""
         ...
 
     def force(self, delivery_id: str, to: DeliveryState, reason: str, *, actor: str,

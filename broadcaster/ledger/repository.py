@@ -21,6 +21,7 @@ code calls; what they do is in the store each one names.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -65,6 +66,8 @@ class Ledger:
             opts["isolation_level"] = "AUTOCOMMIT"
         self._reader = engine.execution_options(**opts)
         self.clock = clock
+        #: per thread, the connection its write transactions share while pinned (see pinned())
+        self._pins = threading.local()
         self._intake = Intake(self)
         self._reads = Reads(self)
         self._claims = Claims(self)
@@ -114,9 +117,42 @@ class Ledger:
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
-        """One write transaction (on SQLite ``BEGIN IMMEDIATE``: the one writer)."""
-        with self._unavailable_as_error(), self.engine.begin() as conn:
-            yield conn
+        """One write transaction (on SQLite ``BEGIN IMMEDIATE``: the one writer), on this
+        thread's pinned connection when it has one (:meth:`pinned`)."""
+        held: Connection | None = getattr(self._pins, "conn", None)
+        if held is None or held.closed or held.invalidated or held.in_transaction():  # nested: its own
+            with self._unavailable_as_error(), self.engine.begin() as conn:
+                yield conn
+            return
+        try:
+            with self._unavailable_as_error(), held.begin():
+                yield held
+        except BaseException:
+            # whatever state the failure left it in, the pin's later writes check out afresh
+            self._pins.conn = None
+            _close_quietly(held)
+            raise
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Meanwhile, this thread's write transactions share one checked-out connection.
+
+        A drain writes its claim, a start mark per send and the outcomes — a dozen short
+        transactions a batch; checking a connection out of the pool and back (with the pool's
+        reset) cost about as much as a SQLite transaction itself (measured 130 µs against 35 µs
+        for an empty one). Each write is still its own transaction, committed before the next
+        send; a failed one drops the pin. Nested pins share the outer one."""
+        if getattr(self._pins, "conn", None) is not None:
+            yield
+            return
+        with self._unavailable_as_error():
+            conn = self.engine.connect()
+        self._pins.conn = conn
+        try:
+            yield
+        finally:
+            self._pins.conn = None
+            _close_quietly(conn)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -283,3 +319,10 @@ class Ledger:
 
 def _outcome(*, fallbacks: Sequence[NewDelivery | Mapping[str, Any]] | None = None, **options: Any) -> Outcome:
     return Outcome(fallbacks=tuple(NewDelivery.of(f) for f in fallbacks or ()), **options)
+
+
+def _close_quietly(conn: Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - a broken connection is being let go of; the pool discards it
+        pass
