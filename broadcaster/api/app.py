@@ -10,7 +10,8 @@ add (``broadcaster.asgi`` mounts the web page at ``/``).
 
 Other routers reach shared state through ``request.app.state``: ``runtime`` (ledger, settings,
 channels), ``tokens`` (a :class:`~broadcaster.tokens.TokenStore`, e.g. to sign in with a
-token), ``sessions`` (the web page's session store, checked by the intake guard) and
+token), ``sessions`` (the web page's session store, checked by the intake guard), ``wakeups``
+(the thread that wakes the workers after an accepted POST: ``api/wakeups.py``) and
 ``public_paths`` (append a prefix under ``/api`` that must work without a token).
 """
 
@@ -34,6 +35,7 @@ from .deps import lenient_json
 from .intake import DEFAULT_PUBLIC, IntakeGuard, Limiter
 from .metrics import ApiMetrics, MetricsMiddleware
 from .params import CleanParams
+from .wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,7 @@ def create_api(settings: Settings, runtime: Runtime | None = None, *, mounts: Se
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
+        app.state.wakeups.close()  # publish what is queued while the runtime is still open
         if owned:
             rt.close()
             rt.ledger.close()
@@ -118,6 +121,7 @@ def create_api(settings: Settings, runtime: Runtime | None = None, *, mounts: Se
     app.state.runtime = rt
     app.state.tokens = TokenStore(rt.ledger, settings, clock=rt.clock)
     app.state.metrics = ApiMetrics(rt)
+    app.state.wakeups = Wakeups(rt.enqueue)
     app.state.public_paths = list(DEFAULT_PUBLIC)
 
     app.add_middleware(CleanParams)  # innermost: after the intake guard's size, token and rate checks

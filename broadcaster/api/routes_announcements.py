@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import BackgroundTasks, Body, Depends, Query, Request, Response
+from fastapi import Body, Depends, Query, Request, Response
 
 from .. import service
 from ..errors import InvalidRequest
@@ -40,11 +40,11 @@ Key = Annotated[str | None, Depends(idempotency_key)]
 
 @router.post("/announcements", status_code=202, response_model=AnnouncementDetail,
              responses={200: {"model": AnnouncementDetail, "description": "a replay of an earlier Idempotency-Key"}})
-def submit(body: AnnouncementIn, request: Request, background: BackgroundTasks, who: Who, rt: Rt, key: Key):
+def submit(body: AnnouncementIn, request: Request, who: Who, rt: Rt, key: Key):
     """Accept an announcement: answered only once it and a delivery per channel are in the ledger."""
     res = service.submit(rt, body, principal=who, idempotency_key=key, defer_enqueue=True)
     if res.to_enqueue:
-        background.add_task(rt.enqueue, res.to_enqueue)  # wakes the workers right after the answer
+        request.app.state.wakeups.wake(res.to_enqueue)  # published by the wake-up thread (api/wakeups.py)
     metrics = getattr(request.app.state, "metrics", None)
     if res.created and metrics is not None:
         metrics.accepted(body.kind)
@@ -56,7 +56,7 @@ def submit(body: AnnouncementIn, request: Request, background: BackgroundTasks, 
     # serialised here, as FastAPI would (by alias): returned as a model, it would be validated
     # again against response_model (in one more worker-thread hop) only to be serialised the same way
     return Response(detail.model_dump_json(by_alias=True), status_code=202 if res.created else 200,
-                    headers=headers, media_type="application/json", background=background)
+                    headers=headers, media_type="application/json")
 
 
 @router.get("/announcements", response_model=AnnouncementPage)

@@ -64,12 +64,18 @@ class Env:
         wakeups = MemoryEnqueuer()
         self.runtime = memory_runtime(self.settings, ledger=self.ledger, **{
             "breaker": self.breaker, "limiter": self.limiter, "enqueuer": wakeups, **collaborators})
-        self.enqueued: list[tuple[str, str, float | None]] = wakeups.deliveries
+        self._wakeups = wakeups
         self.retracts: list[tuple[str, str]] = wakeups.retractions
         self.app = create_app(self.settings, self.runtime)
         self.client = TestClient(self.app, raise_server_exceptions=False)
         self.store = TokenStore(self.ledger, self.settings)
         self.tokens: dict[str, str] = {}
+
+    @property
+    def enqueued(self) -> list[tuple[str, str, float | None]]:
+        """What the app asked the broker for, once its wake-up thread has published what was queued."""
+        assert self.app.state.wakeups.flush(), "the wake-up thread did not publish within 5 s"
+        return self._wakeups.deliveries
 
     def token(self, name: str, *, kinds=(), channels=(), admin=False) -> dict[str, str]:
         if name not in self.tokens:
