@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, bindparam, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, or_, select, text, update
 
 from ..models import CLAIMABLE, Announcement, Delivery, DeliveryState as S
 from . import schema as t
@@ -44,8 +44,10 @@ _DUE = or_(_D.c.due_at.is_(None), _D.c.due_at <= bindparam("b_due"))
 _CLAIM = update(_D).where(_D.c.id == bindparam("b_id"), _D.c.state == bindparam("b_state"), _DUE).returning(*_D.c)
 # a batch: the due rows of one channel, oldest first
 _CLAIMABLE_NAMES = [str(s) for s in CLAIMABLE]
+# the states as literals, as the partial index ix_deliveries_claimable names them: the claim
+# then reads the batch it takes in index order, not the channel's whole backlog and a sort
 _DUE_OF_CHANNEL = select(_D.c.id, _D.c.state, _D.c.announcement_id).where(
-    _D.c.channel == bindparam("b_channel"), _D.c.state.in_(_CLAIMABLE_NAMES), _DUE,
+    _D.c.channel == bindparam("b_channel"), text("deliveries." + t.CLAIMABLE_SQL), _DUE,
 ).order_by(_D.c.due_at, _D.c.id).limit(bindparam("b_limit"))
 _CLAIM_IDS = update(_D).where(_D.c.id.in_(bindparam("b_ids", expanding=True)), _D.c.state == bindparam("b_state"),
                               _DUE).returning(*_D.c)

@@ -268,6 +268,14 @@ def _v13_update_component_states(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE updates ADD COLUMN component_states {kind}"))
 
 
+def _v14_claimable_index(conn: Connection) -> None:
+    """``ix_deliveries_claimable``: the due deliveries of a channel in claim order, only those
+    that can be claimed (a partial index), so a drain's claim costs its batch, not the backlog."""
+    if "ix_deliveries_claimable" not in {i["name"] for i in inspect(conn).get_indexes("deliveries")}:
+        conn.execute(text("CREATE INDEX ix_deliveries_claimable ON deliveries (channel, due_at, id) "
+                          f"WHERE {schema.CLAIMABLE_SQL}"))
+
+
 #: (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
@@ -283,6 +291,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "announcements: the promised next update and its reminder", _v11_next_update),
     (12, "deliveries: a batch claim's send not yet started", _v12_unstarted_claims),
     (13, "updates: component states an update set", _v13_update_component_states),
+    (14, "deliveries: the claimable ones in claim order (partial index)", _v14_claimable_index),
 ]
 
 LATEST = MIGRATIONS[-1][0]

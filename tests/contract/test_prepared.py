@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, select, update
 
-from broadcaster.ledger import Ledger
-from broadcaster.ledger import schema as t
+from broadcaster.ledger import Ledger, schema as t
 from broadcaster.ledger.prepared import Prepared
 
 _D = t.deliveries
