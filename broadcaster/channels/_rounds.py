@@ -112,16 +112,18 @@ class Rounds:
         scripted one in tests) counts as answering: its reads do not block."""
         if not waiting:
             return []
-        socks: dict[Any, _Conn] = {}
+        by_fd: dict[int, _Conn] = {}
+        poller = select.poll()  # not select(): no limit on descriptor numbers in a busy worker
         for conn in waiting:
             sock = getattr(getattr(conn.sender, "conn", None), "sock", None)
             if not isinstance(sock, socket.socket):
                 return waiting
-            if isinstance(sock, ssl.SSLSocket) and sock.pending():  # decrypted already, select would not see it
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():  # decrypted already, poll would not see it
                 return [conn]
-            socks[sock] = conn
-        ready, _, _ = select.select(list(socks), [], [], self.timeout)
-        return [socks[sock] for sock in ready] or waiting
+            by_fd[sock.fileno()] = conn
+            poller.register(sock, select.POLLIN)
+        ready = poller.poll(self.timeout * 1000)  # readable, or hung up / failed: the read says which
+        return [by_fd[fd] for fd, _ in ready] or waiting
 
     # ------------------------------------------------------------ the three steps
 
