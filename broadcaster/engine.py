@@ -60,6 +60,10 @@ class LedgerProgress:
     def mark(self, items, state, detail=None):
         self.mark_all([(items, state, detail)])
 
+    def pinned(self):
+        """Meanwhile this thread's marks share one ledger connection (a mailing's writer)."""
+        return self.ledger.pinned()
+
     def mark_all(self, marks):
         """Several marks (``(items, state, detail)``, applied in order) in one durable write."""
         now = self._clock()

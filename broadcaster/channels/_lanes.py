@@ -18,11 +18,13 @@ its next body), so a round is one commit rather than two or three.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
 
 from .base import Progress
 
@@ -82,6 +84,10 @@ class Committer:
         self._thread.join()
 
     def _run(self) -> None:
+        with pinned(self.progress):
+            self._loop()
+
+    def _loop(self) -> None:
         while True:
             with self._cv:
                 while not self._waiting and not self._closed:
@@ -107,6 +113,13 @@ class Committer:
     def _write(self, marks: list[Mark]) -> None:
         self.writes += 1
         write_marks(self.progress, marks)
+
+
+def pinned(progress: Progress) -> AbstractContextManager[Any]:
+    """While it lasts, ``progress`` writes from this thread over one ledger connection
+    (``LedgerProgress.pinned``: no pool round trip per write); a progress without it: nothing."""
+    pin = getattr(progress, "pinned", None)
+    return pin() if pin is not None else contextlib.nullcontext()
 
 
 def write_marks(progress: Progress, marks: list[Mark]) -> None:

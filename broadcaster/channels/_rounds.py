@@ -80,6 +80,10 @@ class Rounds:
 
     def run(self) -> tuple[int, list[DeliveryError]]:
         """Send until nothing is left (or no connection is); returns (accepted, errors)."""
+        with _lanes.pinned(self.progress):
+            return self._run()
+
+    def _run(self) -> tuple[int, list[DeliveryError]]:
         try:
             while True:
                 live = [c for c in self.conns if c.error is None]

@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Executable, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from ..models import DeliveryState as S
 from . import schema as t
+from .prepared import Prepared
 
 if TYPE_CHECKING:
     from .repository import Ledger
@@ -57,7 +58,7 @@ class Items:
         upsert = _upsert(self.ledger.engine.dialect.name)
         with self.ledger.tx() as conn:
             if rows and upsert is not None:
-                conn.execute(upsert, list(rows.values()))
+                upsert.run_many(conn, list(rows.values()))
             elif rows:
                 existing = set(conn.execute(select(_DI.c.item).where(
                     _DI.c.delivery_id == delivery_id, _DI.c.item.in_(list(rows)))).scalars())
@@ -75,17 +76,19 @@ class Items:
 
 
 @cache
-def _upsert(dialect: str) -> Executable | None:
+def _upsert(dialect: str) -> Prepared | None:
     """``INSERT … ON CONFLICT (delivery_id, item) DO UPDATE`` for SQLite and PostgreSQL (None
-    elsewhere); the dialect modules load only when progress is first written."""
+    elsewhere), prepared (:mod:`.prepared`: a mailing writes its progress several times a second,
+    and SQLAlchemy's per-row parameter processing cost more than the write); the dialect modules
+    load only when progress is first written."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     if dialect == "sqlite":
         lite = sqlite.insert(_DI)
-        return lite.on_conflict_do_update(index_elements=[_DI.c.delivery_id, _DI.c.item], set_={
-            "state": lite.excluded.state, "detail": lite.excluded.detail, "at": lite.excluded.at})
+        return Prepared(lite.on_conflict_do_update(index_elements=[_DI.c.delivery_id, _DI.c.item], set_={
+            "state": lite.excluded.state, "detail": lite.excluded.detail, "at": lite.excluded.at}))
     if dialect == "postgresql":
         pg = postgresql.insert(_DI)
-        return pg.on_conflict_do_update(index_elements=[_DI.c.delivery_id, _DI.c.item], set_={
-            "state": pg.excluded.state, "detail": pg.excluded.detail, "at": pg.excluded.at})
+        return Prepared(pg.on_conflict_do_update(index_elements=[_DI.c.delivery_id, _DI.c.item], set_={
+            "state": pg.excluded.state, "detail": pg.excluded.detail, "at": pg.excluded.at}))
     return None

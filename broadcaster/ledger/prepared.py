@@ -16,7 +16,7 @@ else stays on ``Connection.execute``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,23 @@ class Prepared:
         try:
             cursor.execute(form.sql, values if form.order is None else [values[n] for n in form.order])
             return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute once per row (every row with the same keys) in one ``executemany``."""
+        if not rows:
+            return
+        form = self._form(conn, rows[0])
+        batch: list[Any] = []
+        for params in rows:
+            values = {**form.fixed, **params}
+            for name, process in form.processors.items():
+                values[name] = process(values[name])
+            batch.append(values if form.order is None else [values[n] for n in form.order])
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(form.sql, batch)
         finally:
             cursor.close()
 
