@@ -87,7 +87,7 @@ class FaultProxy:
                     if self.mode == "latency" and self.latency:
                         time.sleep(self.latency)
                     pair[src].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: reset() closed a socket under select (fd -1)
             return
         finally:
             for s in (client, upstream):
