@@ -20,6 +20,8 @@ INSERT_EVENT = insert(t.delivery_events)
 #: one event (the drain writes one per delivery): straight on the driver's cursor
 _WRITE_EVENT = Prepared(INSERT_EVENT)
 _INSERT_AUDIT = insert(t.audit_log)
+#: every audit entry gives every column: straight on the driver's cursor too
+_WRITE_AUDIT = Prepared(_INSERT_AUDIT)
 
 
 def event_row(delivery_id: str, frm: str | None, to: str, attempt: int, reason: str, *, at: float,
@@ -36,5 +38,5 @@ def write_event(conn: Connection, delivery_id: str, frm: str | None, to: str, at
 
 def write_audit(conn: Connection, *, at: float, actor: str, action: str, target: str | None,
                 details: Mapping[str, Any] | None) -> None:
-    conn.execute(_INSERT_AUDIT, {"at": at, "actor": actor, "action": action, "target": target,
-                                 "details": dict(details or {})})
+    _WRITE_AUDIT.run(conn, {"at": at, "actor": actor, "action": action, "target": target,
+                            "details": dict(details or {})})

@@ -20,11 +20,14 @@ from . import schema as t
 from .history import INSERT_EVENT, event_row
 from .ids import new_id
 from .inputs import NewDelivery
+from .prepared import Prepared
 from .rows import delivery_of
 
 _D = t.deliveries
-#: built once: every accepted message writes its deliveries with it (one executemany)
-_INSERT = insert(_D)
+#: every accepted message writes its deliveries and their first events with these (one
+#: executemany each, straight on the driver's cursor; each row gives every defaulted column)
+_INSERT = Prepared(insert(_D))
+_INSERT_EVENTS = Prepared(INSERT_EVENT)
 
 
 def delivery_row(ann_id: str, update_id: str | None, d: NewDelivery, now: float) -> tuple[dict[str, Any],
@@ -56,8 +59,8 @@ def insert_routed(conn: Connection, ann_id: str, update_id: str | None, deliveri
         row, event = delivery_row(ann_id, update_id, d, now)
         rows.append(row)
         events.append(event)
-    conn.execute(_INSERT, rows)
-    conn.execute(INSERT_EVENT, events)
+    _INSERT.run_many(conn, rows)
+    _INSERT_EVENTS.run_many(conn, events)
     return rows, events
 
 

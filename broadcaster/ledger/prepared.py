@@ -10,7 +10,10 @@ applied to the values; only the per-call machinery is skipped. It runs on the ca
 connection, inside the caller's transaction, and returns the row count.
 
 Only for statements whose values are plain data (no SQL expressions among them): anything
-else stays on ``Connection.execute``.
+else stays on ``Connection.execute``. A column with a Python-side default must be given a value
+(the default is applied by the execution context this skips). The driver's errors are raised as
+SQLAlchemy's (``IntegrityError``, ``OperationalError`` …), as ``Connection.execute`` raises them,
+so a unique key's refusal and an unavailable database are told apart the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
 
 
@@ -45,30 +49,34 @@ class Prepared:
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute with ``params`` on ``conn`` (in its transaction); the number of rows hit."""
         form = self._form(conn, params)
-        values = {**form.fixed, **params}
-        for name, process in form.processors.items():
-            values[name] = process(values[name])
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(form.sql, values if form.order is None else [values[n] for n in form.order])
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
+        return self._execute(conn, form, [self._values(form, params)], many=False)
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute once per row (every row with the same keys) in one ``executemany``."""
         if not rows:
             return
         form = self._form(conn, rows[0])
-        batch: list[Any] = []
-        for params in rows:
-            values = {**form.fixed, **params}
-            for name, process in form.processors.items():
-                values[name] = process(values[name])
-            batch.append(values if form.order is None else [values[n] for n in form.order])
+        self._execute(conn, form, [self._values(form, r) for r in rows], many=True)
+
+    @staticmethod
+    def _values(form: _Form, params: Mapping[str, Any]) -> Any:
+        values = {**form.fixed, **params}
+        for name, process in form.processors.items():
+            values[name] = process(values[name])
+        return values if form.order is None else [values[n] for n in form.order]
+
+    @staticmethod
+    def _execute(conn: Connection, form: _Form, values: list[Any], *, many: bool) -> int:
         cursor = conn.connection.cursor()
         try:
-            cursor.executemany(form.sql, batch)
+            if many:
+                cursor.executemany(form.sql, values)
+            else:
+                cursor.execute(form.sql, values[0])
+            return int(cursor.rowcount)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(form.sql, values if many else values[0], exc,
+                                      conn.dialect.loaded_dbapi.Error, dialect=conn.dialect) from exc
         finally:
             cursor.close()
 

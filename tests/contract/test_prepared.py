@@ -1,10 +1,13 @@
 """Prepared statements (``ledger/prepared.py``) on SQLite and PostgreSQL: the values reach the
 row exactly as ``Connection.execute`` would store them (JSON, booleans, NULLs), the statement's
-own literals still bind, and the row count says whether the WHERE matched."""
+own literals still bind, the row count says whether the WHERE matched, ``run_many`` writes every
+row, and the driver's errors come out as SQLAlchemy's (a refused unique key is an IntegrityError)."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+import pytest
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from broadcaster.ledger import Ledger, schema as t
 from broadcaster.ledger.prepared import Prepared
@@ -59,5 +62,28 @@ def test_a_prepared_write_rolls_back_with_its_transaction(ledger_url):
             pass
         with ledger.read() as conn:
             assert conn.execute(select(_D.c.state).where(_D.c.id == did)).scalar() == "sending"
+    finally:
+        ledger.close()
+
+
+def test_run_many_writes_every_row_and_a_refused_key_is_an_integrity_error(ledger_url):
+    ledger = Ledger.open(ledger_url)
+    ev = t.delivery_events
+    try:
+        did = _one_delivery(ledger)
+        rows = [{"delivery_id": did, "at": 1.0 + i, "from_state": None, "to_state": "pending", "attempt": i,
+                 "reason": f"row {i}", "response": None} for i in range(3)]
+        with ledger.tx() as conn:
+            Prepared(insert(ev)).run_many(conn, rows)
+        with ledger.read() as conn:
+            got = conn.execute(select(ev.c.reason).where(ev.c.delivery_id == did, ev.c.reason.like("row %"))
+                               .order_by(ev.c.attempt)).scalars().all()
+        assert got == ["row 0", "row 1", "row 2"]
+        keys = Prepared(insert(t.idempotency_keys))
+        key = {"scope": "s", "key": "k", "request_hash": "h", "target_id": did, "created_at": 1.0}
+        with ledger.tx() as conn:
+            keys.run(conn, key)
+        with pytest.raises(IntegrityError), ledger.tx() as conn:
+            keys.run(conn, key)
     finally:
         ledger.close()
