@@ -18,14 +18,16 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import IdempotencyConflict
 from . import schema as t
+from .prepared import Prepared
 
 if TYPE_CHECKING:
     from .repository import Ledger
 
 _K = t.idempotency_keys
-#: built once (every keyed POST writes one); a key without a response leaves the column out, so
-#: it stays SQL NULL rather than JSON ``null``
-_REMEMBER = insert(_K)
+#: built once and run straight on the driver's cursor (every keyed POST writes one; see
+#: prepared.py — a key already there is still an IntegrityError); a key without a response
+#: leaves the column out, so it stays SQL NULL rather than JSON ``null``
+_REMEMBER = Prepared(insert(_K))
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,11 @@ class IdempotencyStore:
         if response is not None:
             row["response"] = response
         if conn is not None:
-            conn.execute(_REMEMBER, row)
+            _REMEMBER.run(conn, row)
             return True
         try:
             with self.ledger.tx() as own:
-                own.execute(_REMEMBER, row)
+                _REMEMBER.run(own, row)
         except IntegrityError:
             return False
         return True
