@@ -264,3 +264,12 @@ def test_https_verifies_the_server_and_keeps_the_connection(servers):
         for _ in range(3):
             assert c.post(srv.url(), content=b"x").status_code == 200
     assert len(srv.requests) == 3
+
+
+def test_cookies_a_provider_sets_are_never_sent_back(servers):
+    srv = servers(ok(extra=b"Set-Cookie: session=abc; Path=/\r\n"))
+    with client() as c:
+        for _ in range(2):
+            assert c.post(srv.url(), content=b"x").status_code == 200
+        assert not c.cookies
+    assert all(b"cookie" not in head.lower() for head, _body in srv.requests)
