@@ -91,10 +91,31 @@ def map_transport_error(exc: Exception, what: str) -> Exception:
     return AmbiguousDelivery(f"{what}: {type(exc).__name__}")
 
 
+#: parsed URLs by their text: a channel posts to the same few URLs all day, and httpx parsing
+#: one took about half of building a request (bounded; emptied when full)
+_URLS: dict[str, httpx.URL] = {}
+_URLS_MAX = 1024
+
+
+def _parsed(url: str | httpx.URL) -> str | httpx.URL:
+    if not isinstance(url, str):
+        return url
+    found = _URLS.get(url)
+    if found is None:
+        try:
+            found = httpx.URL(url)
+        except httpx.InvalidURL:
+            return url  # httpx says so again, inside request()'s mapping
+        if len(_URLS) >= _URLS_MAX:
+            _URLS.clear()
+        _URLS[url] = found
+    return found
+
+
 def request(client: httpx.Client, method: str, url: str, *, what: str = "request", **kw: Any) -> httpx.Response:
     """One HTTP exchange with every transport failure mapped to our error tree."""
     try:
-        return client.request(method, url, **kw)
+        return client.request(method, _parsed(url), **kw)
     except httpx.HTTPError as exc:
         raise map_transport_error(exc, what) from exc
 
