@@ -17,7 +17,10 @@ What it keeps of httpcore's behaviour, because the guarantees depend on it:
 * a kept-alive connection the server has closed meanwhile (its socket reads as readable or at
   EOF while idle) is dropped *before* the request is written, never after — no silent second
   write of a request that may have arrived;
-* response bodies are handed to httpx raw, so its own decoders apply ``Content-Encoding``.
+* response bodies are handed to httpx raw, so its own decoders apply ``Content-Encoding``;
+* the ``sni_hostname`` extension: a request sent to an address checked beforehand (the
+  subscriber endpoints' network guard) still verifies the certificate of the name it was
+  given, and shares kept-alive connections only with requests for that same name.
 
 A proxy from the environment (``HTTP(S)_PROXY``, ``ALL_PROXY``) still works: httpx mounts its
 own proxy transport for the URLs it covers, in front of this one.
@@ -57,12 +60,13 @@ class LeanTransport(httpx.BaseTransport):
     def __init__(self, *, verify: bool | ssl.SSLContext = True, keep_alive: int = KEEP_ALIVE):
         self._ssl = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         self._keep = keep_alive
-        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        #: idle connections per origin: (scheme, host, port, TLS server name)
+        self._idle: dict[tuple[str, str, int, str], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
     # -- connections
 
-    def _checkout(self, origin: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+    def _checkout(self, origin: tuple[str, str, int, str]) -> http.client.HTTPConnection | None:
         with self._lock:
             pool = self._idle.get(origin)
             while pool:
@@ -72,7 +76,7 @@ class LeanTransport(httpx.BaseTransport):
                 conn.close()
         return None
 
-    def _checkin(self, origin: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+    def _checkin(self, origin: tuple[str, str, int, str], conn: http.client.HTTPConnection) -> None:
         with self._lock:
             pool = self._idle.setdefault(origin, [])
             if len(pool) < self._keep:
@@ -80,16 +84,13 @@ class LeanTransport(httpx.BaseTransport):
                 return
         conn.close()
 
-    def _connect(self, origin: tuple[str, str, int], timeouts: dict[str, Any]) -> http.client.HTTPConnection:
-        scheme, host, port = origin
-        connect = timeouts.get("connect")
-        conn: http.client.HTTPConnection
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=connect, context=self._ssl)
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=connect)
+    def _connect(self, origin: tuple[str, str, int, str], timeouts: dict[str, Any]) -> http.client.HTTPConnection:
+        scheme, host, port, sni = origin
+        conn = http.client.HTTPConnection(host, port, timeout=timeouts.get("connect"))
         try:
             conn.connect()
+            if scheme == "https":  # verified against the name asked for (sni), wherever it connected
+                conn.sock = self._ssl.wrap_socket(conn.sock, server_hostname=sni or host)
         except TimeoutError as exc:
             conn.close()
             raise httpx.ConnectTimeout(f"connect to {host}:{port} timed out") from exc
@@ -106,7 +107,8 @@ class LeanTransport(httpx.BaseTransport):
         scheme = url.scheme
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"the URL scheme {scheme!r} is not supported")
-        origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        sni = str(request.extensions.get("sni_hostname") or "") if scheme == "https" else ""
+        origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80), sni)
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         body = request.read()
         headers = request.headers.raw

@@ -225,22 +225,22 @@ def test_a_streamed_request_body_is_sent_whole_with_its_length(servers):
     assert body == b"abcd" and b"Content-Length: 4" in head and b"chunked" not in head.lower()
 
 
-def _self_signed() -> tuple[ssl.SSLContext, bytes]:
+def _self_signed(name: str | None = None) -> tuple[ssl.SSLContext, bytes]:
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name or "127.0.0.1")])
+    alt = x509.DNSName(name) if name else x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
     now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
             .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
             .sign(key, hashes.SHA256()))
     pem = cert.public_bytes(serialization.Encoding.PEM)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -273,3 +273,24 @@ def test_cookies_a_provider_sets_are_never_sent_back(servers):
             assert c.post(srv.url(), content=b"x").status_code == 200
         assert not c.cookies
     assert all(b"cookie" not in head.lower() for head, _body in srv.requests)
+
+
+def test_a_post_pinned_to_a_checked_address_verifies_the_certificate_of_its_name(servers):
+    """The subscriber endpoints' guard connects to the IP it checked and asks the TLS layer for
+    the URL's name (``sni_hostname``): the certificate is verified against that name."""
+    from broadcaster.channels import _outbound
+
+    server_ctx, pem = _self_signed("hooks.example.test")
+    srv = servers(ok(), tls=server_ctx)
+    trusted = ssl.create_default_context(cadata=pem.decode())
+    rules = _outbound.Rules(allow_http=False, allow_private=True)
+    url = f"https://hooks.example.test:{srv.port}/hook"
+    with client(verify=trusted) as c:
+        for _ in range(2):
+            resp = _outbound.pinned_post(c, url, rules, content=b"x", headers={}, what="post",
+                                         resolver=lambda host, port: ["127.0.0.1"])
+            assert resp.status_code == 200
+        with pytest.raises(TransientError, match="was not sent"):  # the IP is not the certificate's name
+            _http.request(c, "POST", f"https://127.0.0.1:{srv.port}/hook", content=b"x", what="post")
+    assert len(srv.requests) == 2
+    assert b"Host: hooks.example.test:%d" % srv.port in srv.requests[0][0]
