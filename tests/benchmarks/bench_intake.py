@@ -1,7 +1,9 @@
 """Intake: authenticated ``POST /api/v1/announcements`` with unique Idempotency-Keys against the
 real API (uvicorn: one process, and ``broadcaster api --workers 2``) on SQLite and on
 PostgreSQL — accepted/s and p99 — and the rate at which unauthenticated junk is refused
-(no ``Authorization`` header at all, and a wrong bearer token).
+(no ``Authorization`` header at all, and a wrong bearer token) — each with the API's CPU per
+accepted (or refused) request, all its processes counted (``/proc``), which a loaded machine
+disturbs much less than the rates.
 
 The load generator is ``wrk`` (``apt-get install wrk``) with a Lua script that gives every
 request its own Idempotency-Key; without wrk a bounded Python generator (httpx in threads) is
@@ -24,6 +26,7 @@ from typing import Any
 
 from .common import (
     Bench,
+    cpu_seconds,
     create_token,
     inclusive_of,
     log,
@@ -168,10 +171,17 @@ def run(quick: bool = False, postgres: bool = True, k: int = 4, profile: bool = 
     print(f"\n== intake: POST /api/v1/announcements ({k} channels each), {seconds} s per run, {conns} connections, "
           f"generator: {gen} ==", flush=True)
 
-    def load_run(bench, port, mode, token, secs, tag):
-        if have_wrk:
-            return wrk_run(bench, port, mode, token, secs, conns, tag)
-        return py_run(port, mode, token, secs, conns, tag)
+    def load_run(bench, port, mode, token, secs, tag, api=None):
+        """One run; with ``api`` (its process) also the API's CPU seconds (all its processes)."""
+        before = cpu_seconds([api.pid]) if api is not None else 0.0
+        r = wrk_run(bench, port, mode, token, secs, conns, tag) if have_wrk else \
+            py_run(port, mode, token, secs, conns, tag)
+        if api is not None:
+            r["api_cpu_s"] = round(cpu_seconds([api.pid]) - before, 3)
+        return r
+
+    def cpu_per_good(r: dict[str, Any], good: int) -> None:
+        r["api_cpu_ms_per_good"] = round(1000 * r["api_cpu_s"] / good, 2) if good else None
 
     res: dict[str, Any] = {"params": {"seconds": seconds, "connections": conns, "channels": k, "generator": gen,
                                       "api_processes": list(processes)}, "runs": {}}
@@ -199,7 +209,7 @@ def run(quick: bool = False, postgres: bool = True, k: int = 4, profile: bool = 
                 spy, out = (None, None)
                 if profile and name == "sqlite" and n == 1:
                     spy, out = pyspy_record(bench, proc.pid, max(1, seconds - 2), f"intake-api-{name}")
-                r = load_run(bench, port, "post", token, seconds, f"run-{name}-{n}-{time.time():.0f}")
+                r = load_run(bench, port, "post", token, seconds, f"run-{name}-{n}-{time.time():.0f}", proc)
                 pyspy_wait(spy)
                 if out is not None:
                     prof = top_frames(out, 20)
@@ -209,15 +219,17 @@ def run(quick: bool = False, postgres: bool = True, k: int = 4, profile: bool = 
                         "announcement_detail", "DefaultDialect.do_execute"])
                 r["accepted"] = r["statuses"].get(202, 0)
                 r["accepted_per_s"] = round(r["accepted"] / r["seconds"], 1)
+                cpu_per_good(r, r["accepted"])
                 res["runs"][tag] = r
                 if name == "sqlite":
                     log(f"junk ({n} API process{'es' if n > 1 else ''}): no Authorization header")
-                    j1 = load_run(bench, port, "noauth", "", seconds, "junk1")
+                    j1 = load_run(bench, port, "noauth", "", seconds, "junk1", proc)
                     log(f"junk ({n} API process{'es' if n > 1 else ''}): wrong bearer token")
-                    j2 = load_run(bench, port, "badtoken", "", seconds, "junk2")
+                    j2 = load_run(bench, port, "badtoken", "", seconds, "junk2", proc)
                     for j in (j1, j2):
                         j["refused"] = sum(v for c, v in j["statuses"].items() if c in (401, 429))
                         j["refused_per_s"] = round(j["refused"] / j["seconds"], 1)
+                        cpu_per_good(j, j["refused"])
                     res["runs"][f"junk_no_auth/{n}"] = j1
                     res["runs"][f"junk_bad_token/{n}"] = j2
                 bench.procs.stop(proc)
@@ -239,11 +251,13 @@ def run(quick: bool = False, postgres: bool = True, k: int = 4, profile: bool = 
                                  ("junk: wrong token", "junk_bad_token", "refused")):
             r = runs.get(f"{key}/{n}")
             if not r or "skipped" in r:
-                rows.append([label, n, "skipped", "-", "-", "-", "-"])
+                rows.append([label, n, "skipped", "-", "-", "-", "-", "-"])
                 continue
-            rows.append([label, n, r[f"{what}_per_s"], r["req_per_s"], ms(r["p50_s"]), ms(r["p99_s"]),
+            cpu = r.get("api_cpu_ms_per_good")
+            rows.append([label, n, r[f"{what}_per_s"], r["req_per_s"], "-" if cpu is None else cpu,
+                         ms(r["p50_s"]), ms(r["p99_s"]),
                          ", ".join(f"{c}×{v}" for c, v in sorted(r["statuses"].items()))])
-    table("intake", ["load", "API procs", "good/s", "requests/s", "p50", "p99", "statuses"], rows)
+    table("intake", ["load", "API procs", "good/s", "requests/s", "API CPU ms/good", "p50", "p99", "statuses"], rows)
     print(f"targets (best configuration): ≥ 500 accepted/s → {res['targets']['>=500_accepted_per_s']}; "
           f"junk refused ≥ 5,000/s → {res['targets']['junk_refused>=5000_per_s']}", flush=True)
     if prof:
