@@ -212,6 +212,9 @@ def settled_before_sending(runtime: Runtime, d: Delivery, ann: Announcement, now
     channel gone): its recorded outcome; else None."""
     settings = runtime.settings
     if d.deadline_at is not None and now > d.deadline_at:
+        if d.maybe_sent:  # an earlier attempt may have landed: never report that as "not delivered"
+            return finish(S.UNKNOWN, "deadline passed; not re-sent late, but an earlier attempt may have landed — "
+                                     "check the channel", maybe_sent=True)
         return finish(S.FAILED, "deadline passed before it could be sent; not delivered late")
     if ann.retracted_at:
         return finish(S.CANCELLED, "announcement was retracted before this was sent")

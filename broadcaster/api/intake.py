@@ -82,21 +82,32 @@ def session_cookie(header: str | None) -> str | None:
     return value or None
 
 
+#: after the shared limiter failed, seconds this process limits on its own before asking again
+SHARED_RETRY_AFTER = 5.0
+
+
 class Limiter:
-    """The shared (Redis) limiter with a local twin for when Redis is away."""
+    """The shared (Redis) limiter with a local twin for when Redis is away.
+
+    A Redis that hangs (rather than refusing connections) costs its whole socket timeout per
+    question; so after one failure the process limits on its own for
+    :data:`SHARED_RETRY_AFTER` seconds before asking again — one slow request per interval,
+    not every request waiting for the timeout."""
 
     def __init__(self, shared, clock=time.time):
         self.shared = shared
         self.local = MemoryRateLimiter(clock)
         self._warned = 0.0
+        self._shared_after = 0.0
 
     def wait(self, key: str, rate: tuple[int, float]) -> float:
         limit, per = rate
-        if self.shared is not None:
+        if self.shared is not None and time.monotonic() >= self._shared_after:
             try:
                 return float(self.shared.acquire(key, limit, per))
             except Exception as exc:  # noqa: BLE001 - a shared limiter that cannot answer falls back to this process's own
                 now = time.monotonic()
+                self._shared_after = now + SHARED_RETRY_AFTER
                 if now - self._warned > 60:
                     self._warned = now
                     log.warning("API rate limits are process-local: shared state unreachable (%s)", type(exc).__name__)

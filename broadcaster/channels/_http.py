@@ -112,12 +112,34 @@ def _parsed(url: str | httpx.URL) -> str | httpx.URL:
     return found
 
 
+#: ``client.request`` arguments that belong to ``client.send`` rather than the request
+_SEND_ARGS = ("auth", "follow_redirects")
+
+
 def request(client: httpx.Client, method: str, url: str, *, what: str = "request", **kw: Any) -> httpx.Response:
-    """One HTTP exchange with every transport failure mapped to our error tree."""
+    """One HTTP exchange with every transport failure mapped to our error tree.
+
+    An answer whose body cannot be decoded (a ``Content-Encoding`` it does not really have) is
+    still an answer: its status line and headers arrived, so it is returned with an empty body
+    for the adapter to judge by its status — a 200 from a receiver with a broken gzip is a
+    delivery, not a "may have been received" to re-send."""
+    sending = {k: kw.pop(k) for k in _SEND_ARGS if k in kw}
     try:
-        return client.request(method, _parsed(url), **kw)
+        built = client.build_request(method, _parsed(url), **kw)
+        resp = client.send(built, stream=True, **sending)
     except httpx.HTTPError as exc:
         raise map_transport_error(exc, what) from exc
+    try:
+        resp.read()
+    except httpx.DecodingError:
+        resp.close()
+        headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() != "content-encoding"]
+        return httpx.Response(resp.status_code, headers=headers, content=b"", request=built,
+                              extensions={"bc_undecodable_body": True})
+    except httpx.HTTPError as exc:
+        resp.close()
+        raise map_transport_error(exc, what) from exc
+    return resp
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

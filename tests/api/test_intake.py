@@ -236,6 +236,27 @@ def test_rate_limits_fall_back_to_local_when_redis_is_down(make_env):
         assert "hunter2" not in r.text
 
 
+def test_a_hanging_shared_limiter_is_asked_once_per_interval_not_on_every_request():
+    """A Redis that hangs costs its socket timeout per question: after a failure the process
+    limits on its own for a while instead of making every POST wait for the timeout again."""
+    from broadcaster.api import intake
+
+    calls = []
+
+    class Hanging:
+        def acquire(self, *a):
+            calls.append(a)
+            raise TimeoutError("redis did not answer")
+
+    limiter = intake.Limiter(Hanging())
+    for _ in range(5):
+        assert limiter.wait("api:token:t", (100, 60.0)) == 0.0  # limited locally meanwhile
+    assert len(calls) == 1
+    limiter._shared_after = 0.0  # the interval is over: asked again
+    limiter.wait("api:token:t", (100, 60.0))
+    assert len(calls) == 2
+
+
 def test_static_token_works_when_the_ledger_is_down(make_env, tmp_path):
     from sqlalchemy import create_engine
 

@@ -294,3 +294,72 @@ def test_a_post_pinned_to_a_checked_address_verifies_the_certificate_of_its_name
             _http.request(c, "POST", f"https://127.0.0.1:{srv.port}/hook", content=b"x", what="post")
     assert len(srv.requests) == 2
     assert b"Host: hooks.example.test:%d" % srv.port in srv.requests[0][0]
+
+
+def test_a_receiver_trickling_its_answer_meets_the_whole_exchanges_deadline(servers):
+    """httpx's read timeout is per read: one byte every 0.2 s would never trip a 1-s timeout.
+    The transport bounds the whole answer (connect + read timeout from the request's start)."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
+    stop = threading.Event()
+
+    def trickle(conn, head, body):
+        for i in range(len(answer)):
+            if stop.wait(0.2):
+                return False
+            try:
+                conn.sendall(answer[i:i + 1])
+            except OSError:
+                return False
+        return True
+
+    srv = servers(trickle)
+    t0 = time.monotonic()
+    with _http.make_client(1.0) as c, pytest.raises(AmbiguousDelivery, match="ReadTimeout"):
+        _http.request(c, "POST", srv.url(), content=b"x", what="post")
+    took = time.monotonic() - t0
+    stop.set()
+    assert took < 5, f"the send was held {took:.1f} s by a trickling receiver"
+
+
+def test_the_request_line_headers_and_body_go_out_in_one_write(servers):
+    """A receiver never sees headers without their body (a worker killed between two writes
+    would leave it holding a request with a webhook-id and no body)."""
+    firsts: list[bytes] = []
+    srv = servers(ok())
+    real = srv._serve
+
+    def first_read(conn):
+        data = conn.recv(65536)
+        firsts.append(data)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        conn.close()
+
+    srv._serve = first_read  # type: ignore[method-assign]
+    body = b'{"type":"announcement.created","data":{"title":"x"}}'
+    with client() as c:
+        assert c.post(srv.url(), content=body, headers={"webhook-id": "msg_1"}).status_code == 200
+    assert firsts and firsts[0].endswith(b"\r\n\r\n" + body), firsts
+    srv._serve = real  # type: ignore[method-assign]
+
+
+def test_a_2xx_with_an_undecodable_body_is_an_answer_not_a_maybe(servers):
+    """A receiver that says gzip and sends plain text answered all the same: its status counts."""
+    srv = servers(ok(body=b"not gzip at all", extra=b"Content-Encoding: gzip\r\n"))
+    with client() as c:
+        resp = _http.request(c, "POST", srv.url(), content=b"x", what="post")
+        assert resp.status_code == 200 and resp.content == b"" and "content-encoding" not in resp.headers
+        _http.raise_for_status(resp, "post")  # a 2xx: delivered
+        assert _http.request(c, "POST", srv.url(), content=b"y", what="post").status_code == 200
+    assert len(srv.requests) == 2
+
+
+def test_a_refusal_with_an_undecodable_body_is_still_judged_by_its_status(servers):
+    def refuse(conn, head, body):
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello")
+        return True
+
+    srv = servers(refuse)
+    with client() as c:
+        resp = _http.request(c, "POST", srv.url(), content=b"x", what="post")
+        with pytest.raises(PermanentError, match="HTTP 400"):
+            _http.raise_for_status(resp, "post")

@@ -319,6 +319,20 @@ def test_deadline_passed_fails_without_a_request(h):
     assert h.provider.requests == []
 
 
+def test_deadline_passed_after_an_attempt_that_may_have_landed_is_unknown_not_failed(h):
+    """"failed" would tell an operator the announcement never went out; an earlier attempt
+    that timed out may have been posted — past the deadline it is not re-sent, and says so."""
+    h.provider.script["/hook"] = [httpx.ReadTimeout("read timed out")]
+    did = h.submit("hook", kind="maintenance")  # maintenance deadline: 5 minutes
+    assert h.attempt(did) == "retrying" and h.get(did).maybe_sent
+    h.clock.advance(301)
+    assert h.attempt(did) == "unknown"
+    d = h.get(did)
+    assert d.state == S.UNKNOWN and d.maybe_sent and d.attempts == 1
+    assert "may have landed" in current_error(d.state, d.last_error)
+    assert len(h.provider.requests) == 1, "not re-sent late"
+
+
 def test_retracted_announcement_is_cancelled_without_a_request(h):
     did = h.submit("hook")
     set_announcement(h.ledger, h.get(did).announcement_id, retracted_at=NOW)
