@@ -60,7 +60,10 @@ def latency(rig: Rig, m: int) -> dict[str, Any]:
     """One announcement at a time through the API: POST → first / all channels delivered."""
     import httpx
 
-    rig.start_workers(raw=False)
+    if rig.mode != "system":  # a worker just (re)started: warm it as a running system is warm
+        rig.start_workers(raw=False)
+        rig.post(10, "latency-warm", 2)
+        time.sleep(1.0)
     first, allc = [], []
     with httpx.Client(base_url=f"http://127.0.0.1:{rig.api_port}", timeout=10,
                       headers={"Authorization": f"Bearer {rig.api_token}"}) as client:

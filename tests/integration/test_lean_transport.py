@@ -363,3 +363,11 @@ def test_a_refusal_with_an_undecodable_body_is_still_judged_by_its_status(server
         resp = _http.request(c, "POST", srv.url(), content=b"x", what="post")
         with pytest.raises(PermanentError, match="HTTP 400"):
             _http.raise_for_status(resp, "post")
+
+
+def test_a_proxy_from_the_environment_takes_httpx_own_route(monkeypatch):
+    with client() as c:
+        assert c.direct is not None  # no proxy: requests go straight to the lean transport
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
+    with client() as c:
+        assert c.direct is None  # httpx's mounts route it (and the proxy) as before
