@@ -48,6 +48,7 @@ from .engine import (
     _send_one,
     _shared,
     lease_for,
+    limit_at_provider,
     settled_before_sending,
     with_fallbacks,
 )
@@ -62,6 +63,9 @@ S = DeliveryState
 #: a drain stops after this many seconds of full batches (the rest is left to the next wake-up
 #: or the sweep) so one busy channel cannot hold a worker thread for ever
 DRAIN_BUDGET = 10.0
+
+#: rate-limit windows shorter than this (seconds) get batches of at most a quarter of the limit
+SHORT_WINDOW = 5.0
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -81,11 +85,17 @@ def _senders(runtime: Runtime) -> ThreadPoolExecutor:
 
 def batch_size(runtime: Runtime, channel: str) -> int:
     """How many deliveries one claim takes: ``worker.batch``, but never more than the channel's
-    rate limit lets out in one window (a limit of 1/s means a batch of 1)."""
+    rate limit lets out in one window (a limit of 1/s means a batch of 1) — and on a window
+    shorter than :data:`SHORT_WINDOW`, no more than a quarter of it. The permits are taken for the
+    whole batch when it is claimed and its sends follow one after another; on a short window a
+    large batch's last sends reach the provider after the next window's first ones were granted
+    (measured: 16 in one sliding second at a 10/s limit with batches of 8, though never more than
+    10 were granted), more than the window's margin (``engine.limit_at_provider``) absorbs."""
     size = runtime.settings.worker.batch
     pol = runtime.settings.policy_for(channel)
     if pol.rate_limit:
-        size = min(size, pol.rate_limit[0])
+        limit, per = pol.rate_limit
+        size = min(size, limit if per >= SHORT_WINDOW else limit // 4)
     return max(1, size)
 
 
@@ -192,7 +202,8 @@ def _one_batch(runtime: Runtime, claimed: list[tuple[Delivery, Announcement]], o
                                due_at=now + 1.0)
             live = live[:1]
         if live and pol.rate_limit:
-            granted, wait = _shared(runtime.limiter.acquire_many, (len(live), 0.0), channel, *pol.rate_limit,
+            granted, wait = _shared(runtime.limiter.acquire_many, (len(live), 0.0), channel,
+                                    *limit_at_provider(pol.rate_limit),
                                     len(live))
             for d, _ann in live[granted:]:
                 held_back = True

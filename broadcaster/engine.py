@@ -223,6 +223,16 @@ def settled_before_sending(runtime: Runtime, d: Delivery, ann: Announcement, now
     return None
 
 
+def limit_at_provider(rate: tuple[int, float]) -> tuple[int, float]:
+    """The rate limit as the shared limiter applies it: ``limit`` per a window a little longer
+    than the provider's (5 %, at most 0.25 s). Permits are granted at the Redis clock and the
+    requests reach the provider a few milliseconds later, each a little differently; without the
+    margin, a send delayed at the end of one window and a prompt one at the start of the next
+    were 11 in one second at the provider at a 10/s limit. The price: 10/s becomes 9.5/s."""
+    limit, per = rate
+    return limit, per + min(0.25, per * 0.05)
+
+
 def _shared(fn, default, *args):
     """Call the shared Redis state (breaker, rate limit) failing open: when Redis is unreachable,
     announcements still go out (providers' own limits are still honoured from their answers)."""
@@ -245,7 +255,7 @@ def _prepare(runtime: Runtime, d: Delivery, ann: Announcement, pol: ChannelPolic
 
     # shared rate limit: wait in the ledger, not in the worker
     if pol.rate_limit:
-        wait = _shared(runtime.limiter.acquire, 0.0, d.channel, *pol.rate_limit)
+        wait = _shared(runtime.limiter.acquire, 0.0, d.channel, *limit_at_provider(pol.rate_limit))
         if wait > 0:
             return _rate_limited(d, pol, now, wait, finish)
     return _render(runtime, d, ann, pol, permit, finish)

@@ -288,10 +288,12 @@ def test_shared_rate_limit_puts_the_delivery_back_without_a_request(h):
     assert h.attempt(second) == "pending"
     d = h.get(second)
     assert d.state == S.PENDING and d.attempts == 0
-    assert d.due_at == pytest.approx(NOW + 10.0)
+    assert d.due_at == pytest.approx(NOW + 10.25)  # the 10-s window and its margin (limit_at_provider)
     assert len(h.provider.requests) == 1, "no request for the rate-limited delivery"
     assert h.enqueued == [], "a 10 s wait is not a Celery countdown"
     h.clock.advance(10)
+    assert h.attempt(second) == "skipped", "not due yet: the window's margin"
+    h.clock.advance(0.25)
     assert h.attempt(second) == "delivered"
     assert len(h.provider.requests) == 2
 
@@ -301,7 +303,7 @@ def test_short_rate_limit_wait_is_also_a_countdown(h):
     h.enqueued.clear()
     h.attempt(first)
     assert h.attempt(second) == "pending"
-    assert h.enqueued == [(second, "quick", pytest.approx(2.0))]
+    assert h.enqueued == [(second, "quick", pytest.approx(2.1))]  # a 2-s window + 5 %
 
 
 # ---------------------------------------------------------------- stale work is dropped
