@@ -37,14 +37,7 @@ def system_round(rig: Rig, n: int, threads: int, timeout: float, tag: str) -> di
     cpu0 = cpu_seconds(p.pid for p in rig.procs), cpu_seconds([rig.api_proc.pid])
     t0 = time.time()
     posted = rig.post(n, tag, threads)
-    total = posted["accepted"] * rig.k
-    deadline = time.time() + timeout
-    done, last, bad = 0, None, 0
-    while time.time() < deadline:
-        done, last, bad = rig.delivered_since(t0)
-        if done + bad >= total:
-            break
-        time.sleep(0.05)
+    done, last, bad = rig.wait_delivered(t0, posted["accepted"] * rig.k, timeout, poll=0.05)
     wall = (last or time.time()) - t0
     cpu1 = cpu_seconds(p.pid for p in rig.procs), cpu_seconds([rig.api_proc.pid])
     check = rig.exactly_once(t0)

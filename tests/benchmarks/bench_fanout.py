@@ -194,6 +194,18 @@ class Rig:
                 ["failed", "unknown", "fallen_back", "cancelled"]))).scalar()
         return n, last, other
 
+    def wait_delivered(self, t0: float, total: int, timeout: float, poll: float = 0.2) -> tuple[int, float | None, int]:
+        """Wait (up to ``timeout``) until ``total`` deliveries created since ``t0`` are settled;
+        returns (delivered, the last one's settled_at, settled otherwise)."""
+        deadline = time.time() + timeout
+        done, last, bad = 0, None, 0
+        while time.time() < deadline:
+            done, last, bad = self.delivered_since(t0)
+            if done + bad >= total:
+                break
+            time.sleep(poll)
+        return done, last, bad
+
     def system_throughput(self, n: int, timeout: float, tag: str) -> dict[str, Any]:
         self.start_workers(raw=False)
         self.standin.reset()
@@ -202,13 +214,7 @@ class Rig:
         for i in range(n):
             self.submit(i, tag)
         t_sub = time.time()
-        deadline = t0 + timeout
-        done, last, bad = 0, None, 0
-        while time.time() < deadline:
-            done, last, bad = self.delivered_since(t0)
-            if done + bad >= total:
-                break
-            time.sleep(0.2)
+        done, last, bad = self.wait_delivered(t0, total, timeout - (t_sub - t0))
         st = self.standin.stats(10**9)
         wall = (last or time.time()) - t0
         return {"deliveries": total, "delivered": done, "not_delivered": bad, "complete": done == total,

@@ -75,14 +75,7 @@ def claims_by_process(rig: Rig, t0: float) -> dict[str, Any]:
 
 
 def _wait_delivered(rig: Rig, t0: float, total: int, timeout: float) -> tuple[int, float | None, int]:
-    deadline = time.time() + timeout
-    done, last, bad = 0, None, 0
-    while time.time() < deadline:
-        done, last, bad = rig.delivered_since(t0)
-        if done + bad >= total:
-            break
-        time.sleep(0.2)
-    return done, last, bad
+    return rig.wait_delivered(t0, total, timeout)
 
 
 def _cpu(rig: Rig) -> tuple[float, float]:

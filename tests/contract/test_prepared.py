@@ -24,12 +24,18 @@ def _one_delivery(ledger: Ledger) -> str:
     return acc.deliveries[0].id
 
 
+def _sending(ledger: Ledger) -> str:
+    """A delivery in state ``sending`` (what SETTLE's WHERE asks for)."""
+    did = _one_delivery(ledger)
+    with ledger.tx() as conn:
+        conn.execute(update(_D).where(_D.c.id == did).values(state="sending"))
+    return did
+
+
 def test_prepared_values_land_as_execute_would_store_them(ledger_url):
     ledger = Ledger.open(ledger_url)
     try:
-        did = _one_delivery(ledger)
-        with ledger.tx() as conn:
-            conn.execute(update(_D).where(_D.c.id == did).values(state="sending"))
+        did = _sending(ledger)
         receipt = {"remote_id": "109", "extra": {"parts": ["1", "2"], "ok": True}}
         with ledger.tx() as conn:
             assert SETTLE.run(conn, {"b_id": did, "state": "delivered", "receipt": receipt, "maybe_sent": True,
@@ -51,9 +57,7 @@ def test_prepared_values_land_as_execute_would_store_them(ledger_url):
 def test_a_prepared_write_rolls_back_with_its_transaction(ledger_url):
     ledger = Ledger.open(ledger_url)
     try:
-        did = _one_delivery(ledger)
-        with ledger.tx() as conn:
-            conn.execute(update(_D).where(_D.c.id == did).values(state="sending"))
+        did = _sending(ledger)
         try:
             with ledger.tx() as conn:
                 assert SETTLE.run(conn, {"b_id": did, "state": "delivered"}) == 1
