@@ -154,8 +154,7 @@ def request(client: httpx.Client, method: str, url: str, *, what: str = "request
     except httpx.DecodingError:
         resp.close()
         headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() != "content-encoding"]
-        return httpx.Response(resp.status_code, headers=headers, content=b"", request=built,
-                              extensions={"bc_undecodable_body": True})
+        return httpx.Response(resp.status_code, headers=headers, content=b"", request=built)
     except httpx.HTTPError as exc:
         resp.close()
         raise map_transport_error(exc, what) from exc

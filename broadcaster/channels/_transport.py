@@ -106,19 +106,15 @@ def _head(request: httpx.Request, body: bytes) -> bytes:
     if not _TOKEN.fullmatch(method) or not target or _BAD_TARGET.search(target):
         raise httpx.LocalProtocolError(f"refused locally: bad request line for {request.url.host}")
     lines = [method + b" " + target + b" HTTP/1.1"]
-    chunked = False
+    framed = bool(body)
     for name, value in request.headers.raw:
-        low = name.lower()
-        if low == b"transfer-encoding":  # the body is read whole: it is framed by its length
-            chunked = True
-            continue
         if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
             raise httpx.LocalProtocolError(f"refused locally: header {name[:40]!r} is not well-formed")
-        if chunked and low == b"content-length":
+        if name.lower() in (b"content-length", b"transfer-encoding"):  # the body is read whole:
+            framed = True                                               # framed by its length below
             continue
         lines.append(name + b": " + value)
-    if chunked or (body and b"content-length" not in (k.lower() for k, _ in request.headers.raw)):
-        lines = [x for x in lines if not x.lower().startswith(b"content-length:")]
+    if framed:
         lines.append(b"Content-Length: %d" % len(body))
     return b"\r\n".join(lines) + b"\r\n\r\n"
 

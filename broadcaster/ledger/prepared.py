@@ -18,7 +18,6 @@ so a unique key's refusal and an unavailable database are told apart the same wa
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,6 @@ class Prepared:
     def __init__(self, statement: UpdateBase):
         self.statement = statement
         self._forms: dict[tuple[str, frozenset[str]], _Form] = {}
-        self._lock = threading.Lock()
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute with ``params`` on ``conn`` (in its transaction); the number of rows hit."""
@@ -92,7 +90,6 @@ class Prepared:
         processors: dict[str, Callable[[Any], Any]] = {
             name: fn for name, fn in compiled._bind_processors.items() if name in bound and callable(fn)}
         order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-        form = _Form(compiled.string, order, fixed, processors)
-        with self._lock:
-            self._forms[key] = form
+        # two threads may build the same form at once: the same value, and one dict store each
+        form = self._forms[key] = _Form(compiled.string, order, fixed, processors)
         return form

@@ -206,6 +206,16 @@ class Rig:
             time.sleep(poll)
         return done, last, bad
 
+    def settled(self, ann_id: str, timeout: float = 10.0, poll: float = 0.002) -> list[Any]:
+        """The announcement's deliveries once every one of its K is settled ([] at the timeout)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ds = self.rt.ledger.deliveries_of(ann_id)
+            if len(ds) == self.k and all(d.settled_at for d in ds):
+                return ds
+            time.sleep(poll)
+        return []
+
     def system_throughput(self, n: int, timeout: float, tag: str) -> dict[str, Any]:
         self.start_workers(raw=False)
         self.standin.reset()
@@ -230,19 +240,15 @@ class Rig:
             t0 = time.time()
             ann = self.submit(i, "latency")
             sub.append(time.time() - t0)
-            deadline = t0 + 10
-            while time.time() < deadline:
-                ds = self.rt.ledger.deliveries_of(ann)
-                if len(ds) == self.k and all(d.settled_at for d in ds):
-                    first.append(min(d.settled_at for d in ds) - t0)
-                    allc.append(max(d.settled_at for d in ds) - t0)
-                    for d in ds:
-                        claimed = [e.at for e in self.rt.ledger.events_of(d.id) if str(e.to_state) == "sending"]
-                        if claimed:
-                            wait.append(claimed[0] - t0)
-                            work.append(d.settled_at - claimed[0])
-                    break
-                time.sleep(0.003)
+            ds = self.settled(ann, 10 - (time.time() - t0))
+            if ds:
+                first.append(min(d.settled_at for d in ds) - t0)
+                allc.append(max(d.settled_at for d in ds) - t0)
+                for d in ds:
+                    claimed = [e.at for e in self.rt.ledger.events_of(d.id) if str(e.to_state) == "sending"]
+                    if claimed:
+                        wait.append(claimed[0] - t0)
+                        work.append(d.settled_at - claimed[0])
         out = _lat(first, allc, sub)
         out.update({"claim_wait_p50": pct(wait, 50), "claim_wait_p99": pct(wait, 99),
                     "engine_p50": pct(work, 50), "engine_p99": pct(work, 99)})

@@ -321,25 +321,31 @@ def test_a_receiver_trickling_its_answer_meets_the_whole_exchanges_deadline(serv
     assert took < 5, f"the send was held {took:.1f} s by a trickling receiver"
 
 
-def test_the_request_line_headers_and_body_go_out_in_one_write(servers):
+def test_the_request_line_headers_and_body_go_out_in_one_write(servers, monkeypatch):
     """A receiver never sees headers without their body (a worker killed between two writes
-    would leave it holding a request with a webhook-id and no body)."""
-    firsts: list[bytes] = []
+    would leave it holding a request with a webhook-id and no body): the transport makes exactly
+    one write per request, holding all of it."""
+    writes: list[bytes] = []
+
+    class Counting:
+        def __init__(self, sock):
+            self._sock = sock
+
+        def sendall(self, data):
+            writes.append(bytes(data))
+            return self._sock.sendall(data)
+
+        def __getattr__(self, name):
+            return getattr(self._sock, name)
+
+    real_connect = LeanTransport._connect
+    monkeypatch.setattr(LeanTransport, "_connect", lambda self, *a: Counting(real_connect(self, *a)))
     srv = servers(ok())
-    real = srv._serve
-
-    def first_read(conn):
-        data = conn.recv(65536)
-        firsts.append(data)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        conn.close()
-
-    srv._serve = first_read  # type: ignore[method-assign]
     body = b'{"type":"announcement.created","data":{"title":"x"}}'
     with client() as c:
         assert c.post(srv.url(), content=body, headers={"webhook-id": "msg_1"}).status_code == 200
-    assert firsts and firsts[0].endswith(b"\r\n\r\n" + body), firsts
-    srv._serve = real  # type: ignore[method-assign]
+    assert len(writes) == 1 and writes[0].endswith(b"\r\n\r\n" + body), writes
+    assert srv.requests == [(writes[0].partition(b"\r\n\r\n")[0], body)]
 
 
 def test_a_2xx_with_an_undecodable_body_is_an_answer_not_a_maybe(servers):
